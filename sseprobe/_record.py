@@ -1,0 +1,45 @@
+"""One small record per session: the unit everything downstream folds over."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ._outcomes import Outcome
+
+__all__ = ["SessionRecord"]
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """What one session did. Times are seconds on the run's monotonic clock; durations in ms.
+
+    Every latency is measured from ``scheduled`` (when the session *should* have started),
+    not ``started``: a generator that falls behind shows up as ``lag_ms``, never as a faster
+    server (coordinated omission).
+    """
+
+    cohort: str
+    seq: int
+    scheduled: float
+    started: float = 0.0
+    status: int | None = None  # HTTP status of the stream response (or of the request that failed)
+    outcome: Outcome = Outcome.INTERNAL_ERROR
+    connected: bool = False  # answered 2xx text/event-stream
+    connect_ms: float | None = None  # scheduled start -> TCP connection ready (when measurable)
+    headers_ms: float | None = None  # scheduled start -> stream response headers
+    ttfe_ms: float | None = None  # scheduled start -> first *progress* event
+    completion_ms: float | None = None  # scheduled start -> terminal success event
+    events: int = 0
+    bytes: int = 0
+    max_gap_ms: float | None = None  # longest silence between events
+    error: str | None = None  # short, never a body, never a secret
+
+    @property
+    def lag_ms(self) -> float:
+        return max(0.0, (self.started - self.scheduled) * 1000.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outcome"] = str(self.outcome)
+        return d

@@ -1,0 +1,196 @@
+"""CohortStats: outcome counts plus HDR histograms (µs) for one cohort.
+
+Pure bookkeeping: no network, no printing. Histograms merge losslessly (HDR add), so shards
+from several processes or machines combine exactly; percentiles are never averaged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from ._outcomes import Outcome
+from ._record import SessionRecord
+
+__all__ = ["CohortStats", "new_histogram", "histogram_arrays", "summarize_ms", "HISTOGRAMS"]
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour
+SIGNIFICANT_FIGURES = 3
+PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+
+# histogram name -> SessionRecord attribute (ms)
+HISTOGRAMS: dict[str, str] = {
+    "connect_us": "connect_ms",
+    "headers_us": "headers_ms",
+    "ttfe_us": "ttfe_ms",
+    "completion_us": "completion_ms",
+    "max_gap_us": "max_gap_ms",
+    "lag_us": "lag_ms",
+}
+SUMMARY_KEYS = {name: name[:-3] + "_ms" for name in HISTOGRAMS}  # ttfe_us -> ttfe_ms
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+def _record_ms(h: HdrHistogram, ms: float) -> None:
+    us = int(ms * 1000.0 + 0.5)
+    h.record_value(min(max(us, LOWEST_US), HIGHEST_US))
+
+
+def histogram_arrays(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """(values µs, counts) of every non-empty bucket, ascending: the input for statistics."""
+    values, counts = [], []
+    for item in h.get_recorded_iterator():
+        values.append(item.value_iterated_to)
+        counts.append(item.count_at_value_iterated_to)
+    return np.asarray(values, dtype=np.float64), np.asarray(counts, dtype=np.int64)
+
+
+def summarize_ms(h: HdrHistogram) -> dict[str, float | int | None]:
+    """p50/p90/p95/p99/max/mean in ms. Percentiles come from the same histogram as max, so p99 <= max."""
+    n = h.get_total_count()
+    out: dict[str, float | int | None] = {"count": n}
+    for p in PERCENTILES:
+        out[f"p{p:g}"] = round(h.get_value_at_percentile(p) / 1000.0, 3) if n else None
+    out["max"] = round(h.get_max_value() / 1000.0, 3) if n else None
+    out["mean"] = round(h.get_mean_value() / 1000.0, 3) if n else None
+    return out
+
+
+@dataclass
+class CohortStats:
+    """Everything a report or a comparison needs about one cohort, and nothing per session."""
+
+    flow: str = ""
+    url: str = ""
+    sessions: int = 0
+    events: int = 0
+    bytes: int = 0
+    connected: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    http_status: Counter[str] = field(default_factory=Counter)
+    histograms: dict[str, HdrHistogram] = field(
+        default_factory=lambda: {name: new_histogram() for name in HISTOGRAMS}
+    )
+
+    # --- folding -----------------------------------------------------------------------
+    def add(self, rec: SessionRecord) -> None:
+        self.sessions += 1
+        self.events += rec.events
+        self.bytes += rec.bytes
+        self.connected += rec.connected
+        self.outcomes[str(rec.outcome)] += 1
+        if rec.status is not None:
+            self.http_status[str(rec.status)] += 1
+        for name, attr in HISTOGRAMS.items():
+            ms = getattr(rec, attr)
+            if ms is not None:
+                _record_ms(self.histograms[name], ms)
+
+    def add_all(self, records: Iterable[SessionRecord]) -> "CohortStats":
+        for rec in records:
+            self.add(rec)
+        return self
+
+    def merge(self, other: "CohortStats") -> None:
+        """Lossless: counts add, histograms add bucket by bucket."""
+        self.sessions += other.sessions
+        self.events += other.events
+        self.bytes += other.bytes
+        self.connected += other.connected
+        self.outcomes.update(other.outcomes)
+        self.http_status.update(other.http_status)
+        for name, h in other.histograms.items():
+            self.histograms.setdefault(name, new_histogram()).add(h)
+
+    # --- derived rates (fractions of attempts; a cancelled session is no attempt) --------
+    @property
+    def attempts(self) -> int:
+        return self.sessions - self.outcomes.get(Outcome.CANCELLED, 0)
+
+    def _rate(self, n: int) -> float | None:
+        return n / self.attempts if self.attempts else None
+
+    @property
+    def ok(self) -> int:
+        return self.outcomes.get(Outcome.OK, 0)
+
+    @property
+    def status_5xx(self) -> int:
+        return sum(n for s, n in self.http_status.items() if s.startswith("5"))
+
+    @property
+    def status_429(self) -> int:
+        return self.http_status.get("429", 0)
+
+    @property
+    def timeouts(self) -> int:
+        return self.outcomes.get(Outcome.TIMEOUT, 0) + self.outcomes.get(Outcome.IDLE_TIMEOUT, 0)
+
+    @property
+    def connect_success_rate(self) -> float | None:
+        return self._rate(self.connected)
+
+    @property
+    def completion_rate(self) -> float | None:
+        return self._rate(self.ok)
+
+    @property
+    def error_rate_5xx(self) -> float | None:
+        return self._rate(self.status_5xx)
+
+    @property
+    def timeout_rate(self) -> float | None:
+        return self._rate(self.timeouts)
+
+    # --- the results document's COHORT ----------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "flow": self.flow,
+            "url": self.url,
+            "sessions": self.sessions,
+            "attempts": self.attempts,
+            "connected": self.connected,
+            "outcomes": {str(k): v for k, v in sorted(self.outcomes.items())},
+            "events": self.events,
+            "bytes": self.bytes,
+            "http_status": dict(sorted(self.http_status.items())),
+            "connect_success_rate": self.connect_success_rate,
+            "completion_rate": self.completion_rate,
+            "error_rate_5xx": self.error_rate_5xx,
+            "rate_429": self._rate(self.status_429),
+            "timeout_rate": self.timeout_rate,
+        }
+        for name, h in self.histograms.items():
+            d[SUMMARY_KEYS[name]] = summarize_ms(h)
+        d["histograms"] = {
+            name: h.encode().decode("ascii") for name, h in self.histograms.items()
+        }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CohortStats":
+        """Rebuild from a results document's COHORT (histograms decoded, so stats are exact)."""
+        stats = cls(
+            flow=str(d.get("flow", "")),
+            url=str(d.get("url", "")),
+            sessions=int(d["sessions"]),
+            events=int(d.get("events", 0)),
+            bytes=int(d.get("bytes", 0)),
+            connected=int(d.get("connected", 0)),
+            outcomes=Counter({str(k): int(v) for k, v in d.get("outcomes", {}).items()}),
+            http_status=Counter({str(k): int(v) for k, v in d.get("http_status", {}).items()}),
+        )
+        for name, encoded in d.get("histograms", {}).items():
+            h = new_histogram()
+            if encoded:
+                h.add(HdrHistogram.decode(encoded))
+            stats.histograms[name] = h
+        return stats
