@@ -14,8 +14,9 @@ __all__ = ["SessionRecord"]
 class SessionRecord:
     """What one session did. Times are seconds on the run's monotonic clock; durations in ms.
 
-    Every latency is measured from ``scheduled`` (when the session *should* have started),
-    not ``started``: a generator that falls behind shows up as ``lag_ms``, never as a faster
+    Every latency is measured from when the message *should* have been sent: the scheduled start
+    plus any prerequisite step (``setup_ms``, e.g. session creation), not the actual send time.
+    A generator that falls behind shows up as ``lag_ms`` and in every latency, never as a faster
     server (coordinated omission).
     """
 
@@ -26,10 +27,11 @@ class SessionRecord:
     status: int | None = None  # HTTP status of the stream response (or of the request that failed)
     outcome: Outcome = Outcome.INTERNAL_ERROR
     connected: bool = False  # answered 2xx text/event-stream
-    connect_ms: float | None = None  # scheduled start -> TCP connection ready (when measurable)
-    headers_ms: float | None = None  # scheduled start -> stream response headers
-    ttfe_ms: float | None = None  # scheduled start -> first *progress* event
-    completion_ms: float | None = None  # scheduled start -> terminal success event
+    setup_ms: float | None = None  # prerequisite steps (session create), excluded from the latencies below
+    connect_ms: float | None = None  # scheduled message send -> stream connection ready
+    headers_ms: float | None = None  # scheduled message send -> stream response headers
+    ttfe_ms: float | None = None  # scheduled message send -> first *progress* event (TTFE)
+    completion_ms: float | None = None  # scheduled message send -> terminal success
     events: int = 0
     bytes: int = 0
     max_gap_ms: float | None = None  # longest silence between events

@@ -1,0 +1,96 @@
+"""``sseprobe target``: run the built-in reference service, with every knob as an option.
+
+The knob options are generated from :class:`CohortKnobs` / :class:`TargetConfig`, so a new
+knob in the target is a new option here with no second list to keep in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import click
+
+from ._cli_common import EXIT_OK, UsageProblem
+from ._target import CohortKnobs, TargetConfig, serve
+
+__all__ = ["target_cmd", "knob_options", "config_from_options"]
+
+KNOB_HELP = {
+    "ttfe_ms": "median delay before the first progress event (ms)",
+    "ttfe_spread": "lognormal sigma of that delay (0: constant)",
+    "events": "progress events per session",
+    "gap_ms": "delay between progress events (ms)",
+    "p_5xx": "probability the start request answers 500",
+    "p_429": "probability the start request answers 429",
+    "p_stream_error": "probability of an in-stream error event",
+    "p_premature_close": "probability the stream closes before completion",
+    "p_stall": "probability the stream goes silent after the first event",
+}
+GLOBAL_HELP = {
+    "canonical_enabled": "the ENABLE_ADK_CANONICAL_STREAM flag (off: /run_sse answers 501)",
+    "adk_style": "behave like the ADK api_server: canonical streams close without 'event: done'",
+    "keepalive_s": "legacy keepalive interval (s)",
+    "stall_max_s": "how long a stalled stream is held open (s)",
+    "rate_limit": "requests per 60 s per client before 429 (0: off)",
+    "require_token": "require 'Authorization: Bearer TOKEN'",
+    "health_ci_shape": "/health with 'environment' as a plain string (the CI=true shape)",
+    "unhealthy": "/health reports degraded with a dependency down",
+    "seed": "random seed: the same seed gives the same faults and delays",
+}
+COHORTS = ("canonical", "legacy")
+
+
+def _option(name: str, default: Any, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(default, bool):
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=default, show_default=True,
+                            help=help_text[0].upper() + help_text[1:] + ".")
+    kind = type(default) if default is not None else str
+    return click.option(flag, name, type=kind, default=default, show_default=True,
+                        help=help_text[0].upper() + help_text[1:] + ".")
+
+
+def knob_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """One option per knob per cohort (``--canonical-ttfe-ms``), plus the global ones."""
+    knobs = CohortKnobs()
+    for field in reversed(dataclasses.fields(TargetConfig)):
+        if field.name in GLOBAL_HELP:
+            default = field.default if field.default is not dataclasses.MISSING else None
+            f = _option(field.name, default, GLOBAL_HELP[field.name])(f)
+    for cohort in reversed(COHORTS):
+        for field in reversed(dataclasses.fields(CohortKnobs)):
+            f = _option(f"{cohort}_{field.name}", getattr(knobs, field.name),
+                        f"{cohort}: {KNOB_HELP.get(field.name, field.name)}")(f)
+    return f
+
+
+def config_from_options(values: dict[str, Any]) -> TargetConfig:
+    per_cohort = {
+        cohort: CohortKnobs(**{f.name: values.pop(f"{cohort}_{f.name}") for f in dataclasses.fields(CohortKnobs)})
+        for cohort in COHORTS
+    }
+    try:
+        return TargetConfig(**per_cohort, **values)
+    except (TypeError, ValueError) as exc:
+        raise UsageProblem(f"target: {exc}") from None
+
+
+@click.command("target")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind (0: any free).")
+@knob_options
+def target_cmd(host: str, port: int, **knobs: Any) -> int:
+    """Run the built-in reference service (PROTOCOLS.md) until Ctrl-C.
+
+    Emulates /health, the canonical POST /run_sse (with session creation, 501 when the flag
+    is off, 404 for an unknown session) and the legacy POST/GET .../run streams, with
+    latency and fault knobs per cohort. Runtime changes: PATCH /_target/config.
+    """
+    config = config_from_options(knobs)
+    try:
+        serve(config, host=host, port=port,
+              ready=lambda url: click.echo(f"sseprobe target listening on {url}", err=True))
+    except OSError as exc:
+        raise UsageProblem(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return EXIT_OK

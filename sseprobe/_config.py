@@ -1,0 +1,67 @@
+"""Value objects for one run: timeouts, limits and what each flow sends. Immutable, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Timeouts", "Limits", "FlowOptions", "FLOWS", "SESSION_CREATE"]
+
+FLOWS = ("canonical", "legacy", "generic")
+SESSION_CREATE = ("adk", "backend", "none")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``connect`` bounds the TCP connect and the wait for response headers; ``idle`` the
+    silence between bytes of an open stream; ``session`` the whole session, all steps included."""
+
+    connect: float = 10.0
+    idle: float = 60.0
+    session: float = 330.0  # the service bounds a run at 300 s server-side
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "idle", "session"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} timeout must be > 0 seconds")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """``connections`` 0 = unlimited (one stream holds one connection); line/event bounds in bytes."""
+
+    connections: int = 0
+    max_line: int = 1 << 20
+    max_event: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.connections < 0:
+            raise ValueError("connection limit must be >= 0")
+        if self.max_line < 1 or self.max_event < 1:
+            raise ValueError("line and event limits must be >= 1 byte")
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """What one session sends. Each session gets fresh uuids for user and session ids."""
+
+    flow: Literal["canonical", "legacy", "generic"] = "canonical"
+    url: str = "http://127.0.0.1:8000"
+    app: str = "vana"
+    user_prefix: str = "sseprobe"
+    message: str = "test"
+    session_create: Literal["adk", "backend", "none"] = "adk"
+    headers: tuple[tuple[str, str], ...] = ()  # may hold secrets: never printed or stored
+    method: str = "GET"  # generic only
+    body: bytes | None = None  # generic only
+    complete_on: str | None = None  # generic: named event that means success
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.flow not in FLOWS:
+            raise ValueError(f"unknown flow {self.flow!r} (expected one of {', '.join(FLOWS)})")
+        if self.session_create not in SESSION_CREATE:
+            raise ValueError(
+                f"unknown session create style {self.session_create!r} "
+                f"(expected one of {', '.join(SESSION_CREATE)})"
+            )

@@ -1,0 +1,141 @@
+"""What one session does on the wire, per flow, and what its events mean.
+
+A flow is a sequence of requests: optional prerequisites (session creation, the legacy POST
+that starts a run), then one streaming request whose events are judged by :class:`StreamRules`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import orjson
+
+from ._config import FlowOptions
+from ._sse import Event
+
+__all__ = ["StreamRules", "Step", "FlowPlan", "plan_session", "NOT_PROGRESS"]
+
+# Named events that say nothing about the run's progress: never the first event.
+NOT_PROGRESS = frozenset({"agent_network_connection", "keepalive", "heartbeat", "ping"})
+# Unnamed frames of the older /agent_network_sse variant that are not progress either.
+_NOT_PROGRESS_TYPES = frozenset({"connection", "heartbeat"})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRules:
+    """``complete_on``: the named event that ends a session successfully (None: only a clean close).
+    ``close_ok``: a clean close after at least one progress event is a success too."""
+
+    complete_on: str | None
+    close_ok: bool
+
+    def scan(self, events: list[Event]) -> tuple[int, bool, str | None]:
+        """(progress events, terminal success seen, error) for one chunk's events.
+
+        Stops at the first terminal or error event. Hot path: one pass, string tests before
+        any JSON parse.
+        """
+        progress = 0
+        complete_on = self.complete_on
+        for ev in events:
+            name = ev.event
+            if name == "message":
+                data = ev.data
+                if data.startswith('{"'):
+                    if '"error"' in data or data.startswith('{"type"'):
+                        kind = _frame_kind(data)
+                        if kind is _ERROR:
+                            return progress, False, f"in-stream error: {_short(data)}"
+                        if kind is _NOT_PROGRESS:
+                            continue
+            elif name in NOT_PROGRESS:
+                continue
+            elif name == "error":
+                return progress, False, f"event: error {_short(ev.data)}"
+            progress += 1
+            if name == complete_on:
+                return progress, True, None
+        return progress, False, None
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_ERROR, _NOT_PROGRESS = object(), object()
+
+
+def _frame_kind(data: str) -> object:
+    """_ERROR for an error JSON (an "error" key, or the older variant's type "error"),
+    _NOT_PROGRESS for the older variant's connection/heartbeat frames, else None."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if obj.get("error") or obj.get("type") == "error":
+        return _ERROR
+    if obj.get("type") in _NOT_PROGRESS_TYPES:
+        return _NOT_PROGRESS
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One HTTP request. ``ok_statuses`` beyond 2xx are tolerated (ADK's 400 'already exists')."""
+
+    method: str
+    url: str
+    json: object | None = None
+    body: bytes | None = None
+    ok_statuses: frozenset[int] = frozenset()
+    is_message: bool = False  # the request that sends the user's message: latencies start here
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPlan:
+    """``setup``: prerequisites, not timed as latency; ``start``: a request that sends the message
+    before the stream is opened (legacy); ``stream``: the request whose events are judged."""
+
+    setup: tuple[Step, ...]
+    start: Step | None
+    stream: Step
+    rules: StreamRules
+
+
+CANONICAL_RULES = StreamRules(complete_on="done", close_ok=True)
+LEGACY_RULES = StreamRules(complete_on="research_complete", close_ok=False)
+
+
+def plan_session(opts: FlowOptions) -> FlowPlan:
+    """The requests of one fresh session (new uuids for user and session)."""
+    base = opts.url.rstrip("/")
+    user = f"{opts.user_prefix}-{uuid.uuid4().hex[:12]}"
+    session = uuid.uuid4().hex
+    if opts.flow == "canonical":
+        setup: tuple[Step, ...] = ()
+        if opts.session_create == "adk":
+            setup = (
+                Step("POST", f"{base}/apps/{opts.app}/users/{user}/sessions/{session}", json={},
+                     ok_statuses=frozenset({400})),
+            )
+        elif opts.session_create == "backend":
+            setup = (Step("POST", f"{base}/apps/{opts.app}/users/{user}/sessions", json={}),)
+        body = {
+            "appName": opts.app,
+            "userId": user,
+            "sessionId": session,
+            "newMessage": {"role": "user", "parts": [{"text": opts.message}]},
+            "streaming": True,
+        }
+        stream = Step("POST", f"{base}/run_sse", json=body, is_message=True)
+        return FlowPlan(setup, None, stream, CANONICAL_RULES)
+    if opts.flow == "legacy":
+        run_url = f"{base}/apps/{opts.app}/users/{user}/sessions/{session}/run"
+        start = Step("POST", run_url, json={"query": opts.message}, is_message=True)
+        return FlowPlan((), start, Step("GET", run_url), LEGACY_RULES)
+    rules = StreamRules(complete_on=opts.complete_on, close_ok=opts.complete_on is None)
+    return FlowPlan((), None, Step(opts.method, opts.url, body=opts.body, is_message=True), rules)

@@ -1,0 +1,56 @@
+"""Terminal summary of one run: a pure function from stats to text (no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from ._stats import CohortStats, summarize_ms
+
+__all__ = ["render_run"]
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.2f} %"
+
+
+def _ms(x: float | int | None) -> str:
+    return "-" if x is None else f"{x:,.1f}"
+
+
+def _latency_row(label: str, s: Mapping[str, Any]) -> str:
+    cols = [_ms(s.get(k)) for k in ("p50", "p95", "p99", "max")]
+    return f"  {label:<16}" + "".join(f"{c:>11}" for c in cols) + f"   (n={s.get('count', 0)})"
+
+
+def render_cohort(name: str, stats: CohortStats) -> list[str]:
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items(), key=lambda kv: -kv[1]))
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.http_status.items()))
+    lines = [
+        f"{name} ({stats.flow}) {stats.url}",
+        f"  sessions         {stats.sessions}  ({outcomes or 'none'})",
+        f"  HTTP status      {statuses or 'none'}",
+        f"  connect success  {_pct(stats.connect_success_rate)}",
+        f"  completion       {_pct(stats.completion_rate)}",
+        f"  5xx rate         {_pct(stats.error_rate_5xx)}    timeout rate {_pct(stats.timeout_rate)}",
+        f"  events           {stats.events:,}   bytes {stats.bytes:,}",
+        f"  {'ms':<16}" + "".join(f"{c:>11}" for c in ("p50", "p95", "p99", "max")),
+    ]
+    for hist, label in (("ttfe_us", "TTFE"), ("completion_us", "completion"),
+                        ("headers_us", "headers"), ("lag_us", "start lag")):
+        lines.append(_latency_row(label, summarize_ms(stats.histograms[hist])))
+    return lines
+
+
+def render_run(cohorts: Mapping[str, CohortStats], triggers: Sequence[Mapping[str, Any]],
+               duration_s: float, interrupted: bool) -> str:
+    lines = [f"sseprobe: {sum(s.sessions for s in cohorts.values())} sessions in {duration_s:.1f} s"
+             + ("  (INTERRUPTED: partial results)" if interrupted else "")]
+    for name, stats in cohorts.items():
+        lines += ["", *render_cohort(name, stats)]
+    lines.append("")
+    if triggers:
+        lines.append("ROLLBACK TRIGGERS FIRED:")
+        lines += [f"  - {t.get('reason') or t.get('name')}" for t in triggers]
+    else:
+        lines.append("rollback triggers: none fired")
+    return "\n".join(lines)

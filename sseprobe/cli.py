@@ -1,0 +1,58 @@
+"""The command line: ``sseprobe target | run | compare | check | ...``.
+
+Exit codes follow the monitoring-plugin convention (DESIGN.md): 0 GREEN/OK, 1 YELLOW/WARNING,
+2 RED/CRITICAL, 3 UNKNOWN (bad usage, could not run). Every error is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ._cli_common import EXIT_OK, EXIT_UNKNOWN
+from ._cmd_check import check_cmd
+from ._cmd_run import run_cmd
+from ._cmd_target import target_cmd
+
+__all__ = ["main", "cli"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="sseprobe")
+def cli() -> None:
+    """sseprobe: SSE streaming health prober and load generator.
+
+    Opens many concurrent SSE sessions against the canonical (POST /run_sse) and legacy
+    (POST then GET .../run) streaming endpoints, measures connect success, time to first
+    event (TTFE) and completion, and judges canonical against legacy GREEN / YELLOW / RED.
+
+    Exit codes: 0 GREEN/OK, 1 YELLOW, 2 RED/rollback trigger, 3 UNKNOWN (bad input, could not run).
+    """
+
+
+cli.add_command(target_cmd)
+cli.add_command(run_cmd)
+cli.add_command(check_cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every error is one line on stderr; bad usage exits 3, never 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="sseprobe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("sseprobe: aborted", err=True)
+        return EXIT_UNKNOWN
+    except click.ClickException as exc:
+        click.echo(f"sseprobe: error: {exc.format_message()}", err=True)
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        click.echo("sseprobe: interrupted", err=True)
+        return EXIT_UNKNOWN
+    return rv if isinstance(rv, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

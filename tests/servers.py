@@ -1,0 +1,123 @@
+"""Small purpose-built misbehaving servers on 127.0.0.1, port 0, for outcome tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from aiohttp import web
+
+SSE = "text/event-stream"
+
+
+async def _sse(request: web.Request, frames: list[bytes], then: str = "close") -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": SSE})
+    await resp.prepare(request)
+    for frame in frames:
+        await resp.write(frame)
+    if then == "stall":
+        await asyncio.sleep(3600)
+    return resp
+
+
+def misbehaving_app() -> web.Application:
+    async def ok(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, [b": comment\n\n", b"data: {\"text\": \"hi\"}\n\n",
+                                    b"event: done\ndata: {\"status\": \"completed\"}\n\n"])
+
+    async def status(request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), text="nope")
+
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<html></html>", content_type="text/html")
+
+    async def adk_error(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, [b'data: {"id": "e1", "content": {"parts": [{"text": "a"}]}}\n\n',
+                                    b'data: {"error": "RuntimeError: boom", "error_details": {"x": 1}}\n\n'])
+
+    async def named_error(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, [b"event: error\ndata: {\"error_code\": \"RATE_LIMIT_EXCEEDED\"}\n\n"])
+
+    async def early_close(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, [b"event: research_update\ndata: {\"content\": \"a\"}\n\n"])
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, [b"data: first\n\n"], then="stall")
+
+    async def only_keepalive(request: web.Request) -> web.StreamResponse:
+        return await _sse(request, [b"event: keepalive\ndata: {}\n\n", b": ping\n\n"], then="stall")
+
+    async def huge_line(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": SSE})
+        await resp.prepare(request)
+        chunk = b"data: " + b"x" * (1 << 16)
+        try:
+            for _ in range(50 * 16):  # 50 MiB, never a newline
+                await resp.write(chunk)
+        except (ConnectionResetError, ConnectionError):
+            pass
+        return resp
+
+    async def truncated(request: web.Request) -> web.StreamResponse:
+        # chunked response cut off mid-stream: the connection dies without the final chunk
+        resp = web.StreamResponse(headers={"Content-Type": SSE})
+        await resp.prepare(request)
+        await resp.write(b"data: one\n\n")
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    app = web.Application()
+    app.router.add_route("*", "/ok", ok)
+    app.router.add_route("*", "/status/{code}", status)
+    app.router.add_route("*", "/html", html)
+    app.router.add_route("*", "/adk-error", adk_error)
+    app.router.add_route("*", "/named-error", named_error)
+    app.router.add_route("*", "/early-close", early_close)
+    app.router.add_route("*", "/stall", stall)
+    app.router.add_route("*", "/only-keepalive", only_keepalive)
+    app.router.add_route("*", "/huge-line", huge_line)
+    app.router.add_route("*", "/truncated", truncated)
+    return app
+
+
+@asynccontextmanager
+async def misbehaving_server() -> AsyncIterator[str]:
+    runner = web.AppRunner(misbehaving_app(), access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """Accepts connections and never answers: no response headers, ever."""
+    conns: list[asyncio.StreamWriter] = []
+
+    async def hold(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        conns.append(w)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for w in conns:
+            w.close()
+        server.close()
+
+
+def refused_url() -> str:
+    """A port nothing listens on (bound then closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}/sse"

@@ -1,0 +1,138 @@
+"""Every outcome class, produced by a real misbehaving server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+
+import pytest
+
+from sseprobe._config import FlowOptions, Limits, Timeouts
+from sseprobe._engine import CohortSpec, Load, RunControl, make_client, run_load
+from sseprobe._outcomes import Outcome
+from sseprobe._record import SessionRecord
+from sseprobe._session import run_session
+
+from .servers import misbehaving_server, refused_url, silent_server
+
+FAST = Timeouts(connect=1.0, idle=0.5, session=5.0)
+
+
+async def _one(url: str, timeouts: Timeouts = FAST, limits: Limits = Limits(), **kw: object) -> SessionRecord:
+    opts = FlowOptions(flow="generic", url=url, **kw)  # type: ignore[arg-type]
+    rec = SessionRecord("generic", 0, scheduled=time.perf_counter())
+    async with make_client(timeouts, limits, time.perf_counter) as http:
+        await run_session(http, opts, timeouts, limits, rec)
+    return rec
+
+
+def one(path: str, **kw: object) -> SessionRecord:
+    async def go() -> SessionRecord:
+        async with misbehaving_server() as base:
+            return await _one(base + path, **kw)  # type: ignore[arg-type]
+    return asyncio.run(go())
+
+
+def test_ok_and_comment_is_not_first_event() -> None:
+    rec = one("/ok", complete_on="done")
+    assert rec.outcome == Outcome.OK, rec.error
+    assert rec.connected and rec.status == 200
+    assert rec.events == 2  # the comment is not an event
+    assert rec.ttfe_ms is not None and rec.completion_ms is not None
+    assert 0 <= rec.headers_ms <= rec.ttfe_ms <= rec.completion_ms
+
+
+def test_clean_close_after_events_is_ok_without_complete_on() -> None:
+    assert one("/early-close").outcome == Outcome.OK
+
+
+@pytest.mark.parametrize("code", [500, 503, 429, 404])
+def test_http_error_keeps_status(code: int) -> None:
+    rec = one(f"/status/{code}")
+    assert rec.outcome == Outcome.HTTP_ERROR
+    assert rec.status == code and not rec.connected
+
+
+def test_html_is_bad_content_type() -> None:
+    rec = one("/html")
+    assert rec.outcome == Outcome.BAD_CONTENT_TYPE and rec.status == 200 and not rec.connected
+
+
+def test_adk_error_json_inside_200_stream_is_stream_error() -> None:
+    rec = one("/adk-error", method="POST")
+    assert rec.outcome == Outcome.STREAM_ERROR and rec.status == 200 and rec.connected
+    assert "RuntimeError: boom" in (rec.error or "")
+    assert rec.ttfe_ms is not None  # the first event was progress
+
+
+def test_named_error_event_is_stream_error() -> None:
+    assert one("/named-error").outcome == Outcome.STREAM_ERROR
+
+
+def test_close_before_completion_event_is_premature_close() -> None:
+    rec = one("/early-close", complete_on="research_complete")
+    assert rec.outcome == Outcome.PREMATURE_CLOSE
+    assert rec.ttfe_ms is not None and rec.completion_ms is None
+
+
+def test_connection_cut_mid_stream_is_premature_close() -> None:
+    assert one("/truncated", complete_on="done").outcome == Outcome.PREMATURE_CLOSE
+
+
+def test_stall_past_idle_timeout() -> None:
+    rec = one("/stall", complete_on="done")
+    assert rec.outcome == Outcome.IDLE_TIMEOUT, rec.error
+    assert rec.ttfe_ms is not None
+
+
+def test_keepalives_alone_never_make_a_first_event() -> None:
+    rec = one("/only-keepalive", complete_on="done")
+    assert rec.ttfe_ms is None and rec.events == 1
+    assert rec.outcome == Outcome.IDLE_TIMEOUT
+
+
+def test_session_deadline_is_timeout() -> None:
+    rec = one("/stall", timeouts=Timeouts(connect=1.0, idle=5.0, session=0.4), complete_on="done")
+    assert rec.outcome == Outcome.TIMEOUT and "deadline" in (rec.error or "")
+
+
+def test_huge_line_is_protocol_error_with_bounded_memory() -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rec = one("/huge-line", timeouts=Timeouts(connect=2, idle=5, session=30), complete_on="done")
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert rec.outcome == Outcome.PROTOCOL_ERROR, rec.error
+    assert rec.bytes < 8 << 20  # stopped reading long before the 50 MiB
+    assert grown_kib < 40 << 10  # nowhere near holding the line in memory
+
+
+def test_refused_connection_is_connect_error() -> None:
+    rec = asyncio.run(_one(refused_url()))
+    assert rec.outcome == Outcome.CONNECT_ERROR and rec.status is None
+
+
+def test_no_response_headers_is_timeout() -> None:
+    async def go() -> SessionRecord:
+        async with silent_server() as base:
+            return await _one(base + "/sse", timeouts=Timeouts(connect=0.3, idle=5, session=5))
+    rec = asyncio.run(go())
+    assert rec.outcome == Outcome.TIMEOUT and "headers" in (rec.error or "")
+
+
+def test_stopping_a_run_cancels_in_flight_sessions_and_keeps_their_records() -> None:
+    records: list[SessionRecord] = []
+
+    async def go() -> None:
+        async with misbehaving_server() as base:
+            control = RunControl()
+            opts = FlowOptions(flow="generic", url=base + "/stall", complete_on="done")
+            load = Load(sessions=5, concurrency=5, grace=0.1)
+            timeouts = Timeouts(connect=1, idle=30, session=30)
+            asyncio.get_running_loop().call_later(0.3, control.stop, "test stop")
+            info = await run_load([CohortSpec("c", opts)], load, records.append, timeouts, Limits(), control)
+            assert info.interrupted and info.stop_reason == "test stop"
+
+    asyncio.run(go())
+    assert len(records) == 5
+    assert {r.outcome for r in records} == {Outcome.CANCELLED}
+    assert all(r.ttfe_ms is not None for r in records)  # what was measured is kept
