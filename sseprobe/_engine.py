@@ -1,8 +1,15 @@
 """The load engine: schedules sessions over cohorts and hands each finished record to a sink.
 
-No printing, no statistics: the engine only runs sessions. Closed model: ``concurrency`` users,
-each starting its next session as soon as the last one ends. Cohorts interleave by weight
-(smooth weighted round-robin), so both see the same moment of the service and of this machine.
+No printing, no statistics: the engine only runs sessions. Two models:
+
+- closed: ``concurrency`` users, each starting its next session when the last one ends
+  (after ``think`` seconds);
+- open: arrivals at the times a :class:`~._pacer.Schedule` gives, whether or not earlier
+  sessions have finished. Each record keeps its *scheduled* start, so when the generator or
+  ``max_in_flight`` holds an arrival back, that shows as lag and in every latency.
+
+Cohorts interleave by weight (smooth weighted round-robin), so both see the same moment of the
+service and of this machine.
 """
 
 from __future__ import annotations
@@ -11,11 +18,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import aiohttp
 
 from ._config import FlowOptions, Limits, Timeouts
+from ._pacer import Schedule
 from ._record import SessionRecord
 from ._session import connect_trace, run_session
 
@@ -31,17 +39,32 @@ class CohortSpec:
 
 @dataclass(frozen=True)
 class Load:
-    """When to stop: after ``sessions`` in all (across cohorts) or after ``duration`` seconds,
-    whichever comes first. ``grace``: how long in-flight sessions may finish once stopping."""
+    """How sessions arrive and when to stop.
+
+    Closed model (no ``schedule``): ``concurrency`` users with ``think`` seconds between
+    sessions. Open model: arrivals per ``schedule``, at most ``max_in_flight`` at once.
+    Stop after ``sessions`` in all (across cohorts), after ``duration`` seconds, or when the
+    schedule ends, whichever comes first. ``grace``: how long in-flight sessions may finish
+    once stopping; ``part``/``parts``: this process's share when several run one load.
+    """
 
     sessions: int | None = None
     duration: float | None = None
     concurrency: int = 10
+    think: float = 0.0
+    schedule: Schedule | None = None
+    max_in_flight: int = 15_000
     grace: float = 30.0
+    part: int = 0
+    parts: int = 1
 
     def __post_init__(self) -> None:
-        if self.sessions is None and self.duration is None:
-            raise ValueError("give a number of sessions or a duration")
+        if self.sessions is None and self.duration is None and self.schedule is None:
+            raise ValueError("give a number of sessions, a duration or a rate")
+        if self.think < 0:
+            raise ValueError("think time must be >= 0 seconds")
+        if self.max_in_flight < 1:
+            raise ValueError("max in flight must be >= 1")
         if self.sessions is not None and self.sessions < 1:
             raise ValueError("sessions must be >= 1")
         if self.duration is not None and not self.duration > 0:
@@ -99,6 +122,18 @@ def interleave(weights: Sequence[float]) -> Iterator[int]:
         yield best
 
 
+async def _first(*aws: Any, timeout: float | None = None) -> None:
+    """Wait until the first of ``aws`` is done (or the timeout). Futures passed in are left
+    running; tasks made here from coroutines are cancelled."""
+    futs = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for a, f in zip(aws, futs):
+            if f is not a:
+                f.cancel()
+
+
 def make_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=limits.connections, limit_per_host=0, ttl_dns_cache=300)
     return aiohttp.ClientSession(
@@ -127,40 +162,71 @@ async def run_load(
 
     order = interleave([c.weight for c in cohorts])
     seqs = [0] * len(cohorts)
-    deadline = load.duration
+    tasks: set[asyncio.Task[None]] = set()
+    stopping = False
+
+    async def session(http: aiohttp.ClientSession, scheduled: float) -> None:
+        i = next(order)
+        rec = SessionRecord(cohorts[i].name, seqs[i] * load.parts + load.part, scheduled=scheduled)
+        seqs[i] += 1
+        try:
+            await run_session(http, cohorts[i].options, timeouts, limits, rec, clock)
+        finally:
+            control.finished += 1
+            sink(rec)
+
+    def spawn(http: aiohttp.ClientSession, scheduled: float) -> asyncio.Task[None]:
+        control.started += 1
+        task = asyncio.create_task(session(http, scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    def more(t: float) -> bool:
+        return not (stopping or (load.sessions is not None and control.started >= load.sessions)
+                    or (load.duration is not None and t >= load.duration))
 
     async def user(http: aiohttp.ClientSession) -> None:
-        while not control._stop.is_set():
-            if load.sessions is not None and control.started >= load.sessions:
+        while more(clock()):
+            # shielded: stopping the users must not cancel a session before its grace
+            await asyncio.shield(spawn(http, clock()))
+            if load.think:
+                await asyncio.sleep(load.think)
+
+    async def arrivals(http: aiohttp.ClientSession, schedule: Schedule) -> None:
+        for t in schedule.arrivals(part=load.part, parts=load.parts):
+            if not more(t):
                 return
-            if deadline is not None and clock() >= deadline:
-                return
-            i = next(order)
-            rec = SessionRecord(cohorts[i].name, seqs[i], scheduled=clock())
-            seqs[i] += 1
-            control.started += 1
-            try:
-                await run_session(http, cohorts[i].options, timeouts, limits, rec, clock)
-            finally:
-                control.finished += 1
-                sink(rec)
+            delay = t - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while control.in_flight >= load.max_in_flight:  # held back: shows as lag
+                await asyncio.wait(list(tasks), return_when=asyncio.FIRST_COMPLETED)
+            spawn(http, t)
 
     async with make_client(timeouts, limits, clock) as http:
-        users = min(load.concurrency, load.sessions or load.concurrency)
-        tasks = [asyncio.create_task(user(http)) for _ in range(users)]
-        all_users = asyncio.ensure_future(asyncio.wait(tasks))
+        if load.schedule is not None:
+            driver = asyncio.ensure_future(arrivals(http, load.schedule))
+        else:
+            users = min(load.concurrency, load.sessions or load.concurrency)
+            driver = asyncio.ensure_future(asyncio.gather(*(user(http) for _ in range(users))))
         stop_wait = asyncio.ensure_future(control._stop.wait())
         abort_wait = asyncio.ensure_future(control._abort.wait())
         try:
-            # run until every user is done, a stop is asked for, or the duration has passed
-            await asyncio.wait([all_users, stop_wait], timeout=deadline, return_when=asyncio.FIRST_COMPLETED)
-            if not all_users.done():  # stopping: in-flight sessions get the grace, then are cancelled
-                await asyncio.wait([all_users, abort_wait], timeout=load.grace,
-                                   return_when=asyncio.FIRST_COMPLETED)
+            # arrivals run until the load is spent, a stop is asked for, or the duration passes
+            await asyncio.wait([driver, stop_wait], timeout=load.duration,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if driver.done() and tasks:
+                # the load is spent: in-flight sessions run to their own end, unless stopped
+                await _first(asyncio.wait(list(tasks)), stop_wait)
+            stopping = True
+            driver.cancel()
+            if tasks:  # stopped: in-flight sessions finish within the grace, then are cancelled
+                await _first(asyncio.wait(list(tasks)), abort_wait, timeout=load.grace)
         finally:
-            for t in (*tasks, stop_wait, abort_wait):
+            for t in (*tasks, driver, stop_wait, abort_wait):
                 t.cancel()
-            await asyncio.gather(*tasks, all_users, return_exceptions=True)
+            await asyncio.gather(*tasks, driver, return_exceptions=True)
     return RunInfo(
         started=wall_start.isoformat(timespec="milliseconds"),
         duration_s=round(clock(), 3),
