@@ -49,7 +49,7 @@ class FlowOptions:
     url: str = "http://127.0.0.1:8000"
     app: str = "vana"
     user_prefix: str = "sseprobe"
-    message: str = "test"
+    messages: tuple[str, ...] = ("test",)  # one is picked per session
     session_create: Literal["adk", "backend", "none"] = "adk"
     headers: tuple[tuple[str, str], ...] = ()  # may hold secrets: never printed or stored
     method: str = "GET"  # generic only
@@ -58,6 +58,8 @@ class FlowOptions:
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.messages:
+            raise ValueError("at least one message text is needed")
         if self.flow not in FLOWS:
             raise ValueError(f"unknown flow {self.flow!r} (expected one of {', '.join(FLOWS)})")
         if self.session_create not in SESSION_CREATE:

@@ -6,6 +6,7 @@ that starts a run), then one streaming request whose events are judged by :class
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 
@@ -113,6 +114,7 @@ LEGACY_RULES = StreamRules(complete_on="research_complete", close_ok=False)
 def plan_session(opts: FlowOptions) -> FlowPlan:
     """The requests of one fresh session (new uuids for user and session)."""
     base = opts.url.rstrip("/")
+    message = random.choice(opts.messages)
     user = f"{opts.user_prefix}-{uuid.uuid4().hex[:12]}"
     session = uuid.uuid4().hex
     if opts.flow == "canonical":
@@ -128,14 +130,14 @@ def plan_session(opts: FlowOptions) -> FlowPlan:
             "appName": opts.app,
             "userId": user,
             "sessionId": session,
-            "newMessage": {"role": "user", "parts": [{"text": opts.message}]},
+            "newMessage": {"role": "user", "parts": [{"text": message}]},
             "streaming": True,
         }
         stream = Step("POST", f"{base}/run_sse", json=body, is_message=True)
         return FlowPlan(setup, None, stream, CANONICAL_RULES)
     if opts.flow == "legacy":
         run_url = f"{base}/apps/{opts.app}/users/{user}/sessions/{session}/run"
-        start = Step("POST", run_url, json={"query": opts.message}, is_message=True)
+        start = Step("POST", run_url, json={"query": message}, is_message=True)
         return FlowPlan((), start, Step("GET", run_url), LEGACY_RULES)
     rules = StreamRules(complete_on=opts.complete_on, close_ok=opts.complete_on is None)
     return FlowPlan((), None, Step(opts.method, opts.url, body=opts.body, is_message=True), rules)

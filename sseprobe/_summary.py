@@ -42,12 +42,14 @@ def render_cohort(name: str, stats: CohortStats) -> list[str]:
 
 
 def render_run(cohorts: Mapping[str, CohortStats], triggers: Sequence[Mapping[str, Any]],
-               duration_s: float, interrupted: bool) -> str:
+               duration_s: float, interrupted: bool, generator: Mapping[str, Any] | None = None) -> str:
     lines = [f"sseprobe: {sum(s.sessions for s in cohorts.values())} sessions in {duration_s:.1f} s"
              + ("  (INTERRUPTED: partial results)" if interrupted else "")]
     for name, stats in cohorts.items():
         lines += ["", *render_cohort(name, stats)]
     lines.append("")
+    if generator and generator.get("saturated"):
+        lines.append(f"GENERATOR SATURATED: {generator['note']}")
     if triggers:
         lines.append("ROLLBACK TRIGGERS FIRED:")
         lines += [f"  - {t.get('reason') or t.get('name')}" for t in triggers]

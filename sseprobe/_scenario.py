@@ -1,0 +1,182 @@
+"""Scenario files (TOML): cohorts, messages, timeouts, phases, policy. Read with the standard library.
+
+A scenario gives values in the same names as the command-line options, so the CLI can lay them
+out in one order: built-in default < scenario < flag given on the command line. Every mistake
+is a :class:`ScenarioError` naming the file, the key and what was expected. Secrets are never
+inline: auth comes from an environment variable or a file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._config import FLOWS, SESSION_CREATE
+from ._pacer import Phase
+
+__all__ = ["Scenario", "ScenarioCohort", "ScenarioError", "load_scenario"]
+
+
+class ScenarioError(ValueError):
+    """One line: file, key, what was expected."""
+
+
+@dataclass(frozen=True)
+class ScenarioCohort:
+    name: str
+    values: dict[str, Any]  # flow, url, app, messages, session_create, headers, bearer_env, ...
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: str
+    description: str = ""
+    load: dict[str, Any] = field(default_factory=dict)  # option name -> value (sessions, rate, ...)
+    phases: tuple[Phase, ...] = ()
+    cohorts: tuple[ScenarioCohort, ...] = ()
+    policy: str | None = None  # path of a policy TOML file, relative to the scenario's folder
+
+
+# key -> (type(s), what we say was expected)
+_LOAD_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "sessions": ((int,), "a whole number >= 1"),
+    "duration_s": ((int, float), "seconds > 0"),
+    "concurrency": ((int,), "a whole number >= 1"),
+    "think_s": ((int, float), "seconds >= 0"),
+    "rate": ((int, float), "sessions per second > 0"),
+    "poisson": ((bool,), "true or false"),
+    "seed": ((int,), "a whole number"),
+    "workers": ((int,), "a whole number >= 1"),
+    "max_in_flight": ((int,), "a whole number >= 1"),
+    "grace_s": ((int, float), "seconds >= 0"),
+    "abort_on_trigger_s": ((int, float), "seconds > 0"),
+}
+_TIMEOUT_KEYS = {"connect_s": "connect_timeout", "idle_s": "idle_timeout", "session_s": "session_timeout"}
+_COHORT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "flow": ((str,), f"one of {', '.join(FLOWS)}"),
+    "url": ((str,), "an http(s) URL"),
+    "weight": ((int, float), "a share > 0, e.g. 5 for 5 %"),
+    "app": ((str,), "an ADK app name"),
+    "user_prefix": ((str,), "text"),
+    "message": ((str,), "text"),
+    "messages": ((list,), "a list of message texts"),
+    "session_create": ((str,), f"one of {', '.join(SESSION_CREATE)}"),
+    "headers": ((dict,), "a table of header names to values (no secrets: use bearer_env/bearer_file)"),
+    "bearer_env": ((str,), "the name of an environment variable holding a token"),
+    "bearer_file": ((str,), "the path of a file holding a token"),
+    "method": ((str,), "an HTTP method"),
+    "body": ((str,), "text"),
+    "complete_on": ((str,), "an event name"),
+}
+_SECRET_HEADERS = {"authorization", "cookie", "x-csrf-token", "x-api-key"}
+
+
+class _Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, key: str, expected: str, got: Any = None) -> ScenarioError:
+        shown = "" if got is None else f", got {got!r}"[:80]
+        return ScenarioError(f"{self.path}: {key}: expected {expected}{shown}")
+
+    def table(self, key: str, v: Any) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise self.fail(key, "a table", v)
+        return v
+
+    def typed(self, key: str, v: Any, spec: tuple[tuple[type, ...], str]) -> Any:
+        types, expected = spec
+        if isinstance(v, bool) and bool not in types:
+            raise self.fail(key, expected, v)
+        if not isinstance(v, types):
+            raise self.fail(key, expected, v)
+        return v
+
+    def known(self, prefix: str, d: dict[str, Any], allowed: set[str]) -> None:
+        for k in d:
+            if k not in allowed:
+                raise self.fail(f"{prefix}{k}", f"one of the keys {', '.join(sorted(allowed))}")
+
+
+def _phase(r: _Reader, key: str, d: Any) -> Phase:
+    d = r.table(key, d)
+    r.known(f"{key}.", d, {"name", "duration_s", "rate"})
+    if "duration_s" not in d:
+        raise r.fail(f"{key}.duration_s", "seconds > 0 (missing)")
+    duration = r.typed(f"{key}.duration_s", d["duration_s"], ((int, float), "seconds > 0"))
+    rate = d.get("rate")
+    if isinstance(rate, list) and len(rate) == 2 and all(isinstance(x, (int, float)) for x in rate):
+        start, end = float(rate[0]), float(rate[1])
+    elif isinstance(rate, (int, float)) and not isinstance(rate, bool):
+        start = end = float(rate)
+    else:
+        raise r.fail(f"{key}.rate", "sessions/s, or [from, to] for a linear ramp", rate)
+    try:
+        return Phase(float(duration), start, end, str(d.get("name", "")))
+    except ValueError as exc:
+        raise r.fail(key, str(exc)) from None
+
+
+def _cohort(r: _Reader, name: str, d: Any) -> ScenarioCohort:
+    key = f"cohorts.{name}"
+    d = r.table(key, d)
+    r.known(f"{key}.", d, set(_COHORT_KEYS))
+    values = {k: r.typed(f"{key}.{k}", v, _COHORT_KEYS[k]) for k, v in d.items()}
+    if values.get("flow", name) not in FLOWS:
+        raise r.fail(f"{key}.flow", _COHORT_KEYS["flow"][1], values.get("flow", name))
+    if values.get("session_create", "adk") not in SESSION_CREATE:
+        raise r.fail(f"{key}.session_create", _COHORT_KEYS["session_create"][1], values["session_create"])
+    for h, v in values.get("headers", {}).items():
+        if h.lower() in _SECRET_HEADERS:
+            raise r.fail(f"{key}.headers.{h}", "no inline secrets: use bearer_env or bearer_file")
+        if not isinstance(v, str):
+            raise r.fail(f"{key}.headers.{h}", "text", v)
+    msgs = values.pop("messages", None)
+    if msgs is not None:
+        if not msgs or not all(isinstance(m, str) for m in msgs):
+            raise r.fail(f"{key}.messages", "a non-empty list of texts", msgs)
+        values["messages"] = tuple(msgs)
+    values.setdefault("flow", name)
+    weight = float(values.pop("weight", 1.0))
+    if not weight > 0:
+        raise r.fail(f"{key}.weight", _COHORT_KEYS["weight"][1], weight)
+    return ScenarioCohort(name, values, weight)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = str(path)
+    r = _Reader(p)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+    r.known("", data, {"description", "load", "timeouts", "cohorts", "policy"})
+    load_t = r.table("load", data.get("load", {}))
+    r.known("load.", load_t, set(_LOAD_KEYS) | {"phases"})
+    load = {k: r.typed(f"load.{k}", v, _LOAD_KEYS[k]) for k, v in load_t.items() if k != "phases"}
+    phases_raw = load_t.get("phases", [])
+    if not isinstance(phases_raw, list):
+        raise r.fail("load.phases", "an array of tables [[load.phases]]", phases_raw)
+    phases = tuple(_phase(r, f"load.phases[{i}]", ph) for i, ph in enumerate(phases_raw))
+    if phases and "rate" in load:
+        raise r.fail("load.rate", "either load.rate or [[load.phases]], not both")
+    timeouts_t = r.table("timeouts", data.get("timeouts", {}))
+    r.known("timeouts.", timeouts_t, set(_TIMEOUT_KEYS))
+    for k, v in timeouts_t.items():
+        load[_TIMEOUT_KEYS[k]] = r.typed(f"timeouts.{k}", v, ((int, float), "seconds > 0"))
+    cohorts_t = r.table("cohorts", data.get("cohorts", {}))
+    cohorts = tuple(_cohort(r, name, d) for name, d in cohorts_t.items())
+    policy = data.get("policy")
+    if policy is not None:
+        if not isinstance(policy, str):
+            raise r.fail("policy", "the path of a policy TOML file", policy)
+        policy = str(Path(path).parent / policy)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise r.fail("description", "text", description)
+    return Scenario(p, description, load, phases, cohorts, policy)
