@@ -151,8 +151,10 @@ async def run_load(
     timeouts: Timeouts = Timeouts(),
     limits: Limits = Limits(),
     control: RunControl | None = None,
+    on_start: Callable[[float], None] | None = None,
 ) -> RunInfo:
-    """Run sessions until the load says stop; every session, even a cancelled one, reaches ``sink``."""
+    """Run sessions until the load says stop; every session, even a cancelled one, reaches ``sink``.
+    ``on_start`` hears the run-clock time of each session's start (for per-interval counts)."""
     control = control or RunControl()
     wall_start = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -177,6 +179,8 @@ async def run_load(
 
     def spawn(http: aiohttp.ClientSession, scheduled: float) -> asyncio.Task[None]:
         control.started += 1
+        if on_start is not None:
+            on_start(clock())
         task = asyncio.create_task(session(http, scheduled))
         tasks.add(task)
         task.add_done_callback(tasks.discard)

@@ -31,7 +31,6 @@ def _ttfe_fields(h: HdrHistogram) -> dict[str, Any]:
 
 @dataclass
 class _Open:
-    started: int = 0
     finished: Counter[str] = field(default_factory=Counter)  # "cohort/outcome" -> n
     ttfe: dict[str, HdrHistogram] = field(default_factory=dict)
 
@@ -42,6 +41,7 @@ class IntervalLog:
     closed: list[dict[str, Any]] = field(default_factory=list)
     _index: int = 0
     _open: _Open = field(default_factory=_Open)
+    _starts: Counter[int] = field(default_factory=Counter)  # interval index -> sessions started
 
     def _roll_to(self, now: float) -> None:
         index = int(now // self.width)
@@ -50,9 +50,9 @@ class IntervalLog:
             self._open = _Open()
             self._index += 1
 
-    def started(self, now: float, n: int = 1) -> None:
-        self._roll_to(now)
-        self._open.started += n
+    def started(self, now: float) -> None:
+        """A session started now: counted apart, so a start never lands in a closed interval."""
+        self._starts[int(now // self.width)] += 1
 
     def add(self, rec: SessionRecord, now: float) -> None:
         self._roll_to(now)
@@ -69,8 +69,8 @@ class IntervalLog:
         return self._encode(self._index, self._open)
 
     def finish(self, now: float) -> list[dict[str, Any]]:
-        self._roll_to(now)
-        if self._open.started or self._open.finished:
+        self._roll_to(max(now, (max(self._starts, default=0) + 1) * self.width))
+        if self._open.finished:
             self.closed.append(self._encode(self._index, self._open))
             self._open = _Open()
             self._index += 1
@@ -83,7 +83,7 @@ class IntervalLog:
             cohorts.setdefault(cohort, {"outcomes": {}})["outcomes"][outcome] = n
         for cohort, h in cur.ttfe.items():
             cohorts.setdefault(cohort, {"outcomes": {}}).update(_ttfe_fields(h))
-        return {"t": round(index * self.width, 3), "started": cur.started, "cohorts": cohorts}
+        return {"t": round(index * self.width, 3), "started": self._starts.get(index, 0), "cohorts": cohorts}
 
 
 def merge_intervals(logs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -109,7 +109,6 @@ async def _measure(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts
         while True:
             await asyncio.sleep(opts.interval)
             now = time.perf_counter() - t0
-            intervals.started(now, control.started - last_started)
             achieved = (control.started - last_started) / opts.interval
             last_started = control.started
             if not live:
@@ -134,7 +133,8 @@ async def _measure(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts
     _install_signals(control, *signals, announce=opts.progress)
     tasks = [asyncio.ensure_future(tick()), asyncio.ensure_future(_loop_lag(loop_lag))]
     try:
-        info = await run_load(cohorts, load, sink, timeouts, limits, control)
+        info = await run_load(cohorts, load, sink, timeouts, limits, control,
+                              on_start=lambda _t: intervals.started(time.perf_counter() - t0))
     finally:
         for t in tasks:
             t.cancel()
@@ -224,10 +224,12 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
     procs = [ctx.Process(target=_worker, args=(i, opts.workers, cohorts, load, timeouts, limits, opts, out),
                          daemon=True) for i in range(opts.workers)]
     stops = 0
+    reason: str | None = None
 
     def on_signal(signum: int, _frame: Any) -> None:
-        nonlocal stops
+        nonlocal stops, reason
         stops += 1
+        reason = reason or f"interrupted by {signal.Signals(signum).name}"
         for p in procs:
             if p.pid and p.is_alive():
                 os.kill(p.pid, signal.SIGTERM if stops == 1 else signal.SIGUSR1)
@@ -268,7 +270,10 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
             p.join(timeout=5)
     if opts.progress:
         opts.progress.write("\n")
-    return _merge_results(cohorts, results, errors)
+    measured = _merge_results(cohorts, results, errors)
+    if reason:  # the workers saw the SIGTERM we forwarded; the user sent this one
+        measured.info = replace(measured.info, interrupted=True, stop_reason=reason)
+    return measured
 
 
 def _sum_progress(progress: dict[int, dict[str, Any]]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import click
 
 from ._cli_common import EXIT_OK, EXIT_UNKNOWN
 from ._cmd_check import check_cmd
+from ._cmd_compare import compare_cmd
+from ._cmd_demo import demo_cmd
 from ._cmd_run import run_cmd
 from ._cmd_target import target_cmd
 
@@ -34,6 +36,8 @@ def cli() -> None:
 cli.add_command(target_cmd)
 cli.add_command(run_cmd)
 cli.add_command(check_cmd)
+cli.add_command(compare_cmd)
+cli.add_command(demo_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,142 @@
+"""Load runs through the CLI against the built-in target: open model, slowdowns, workers, signals."""
+
+from __future__ import annotations
+
+import glob
+import json
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sseprobe._record import SessionRecord
+from sseprobe._outcomes import Outcome
+from sseprobe._scenario import load_scenario
+from sseprobe._stats import CohortStats, summarize_ms
+
+from .conftest import CLI, sseprobe, target_process
+
+
+def _doc(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_open_model_achieves_the_rate(target: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    r = sseprobe("run", "--flow", "canonical", "--url", target, "--rate", "40", "--duration", "5",
+                 "--workers", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = _doc(out)
+    c = doc["cohorts"]["canonical"]
+    assert c["sessions"] == 200  # 40/s for 5 s, evenly spaced
+    started = [i["started"] for i in doc["intervals"]]
+    # arrivals were on time: what started in the first 5 one-second intervals is the rate
+    assert sum(started[:5]) == pytest.approx(200, rel=0.02)
+    assert c["lag_ms"]["p99"] < 50
+    assert doc["config"]["load"]["model"] == "open"
+
+
+def test_slowdown_mid_run_shows_in_lag_and_ttfe(tmp_path: Path) -> None:
+    out = tmp_path / "slow.json"
+    with target_process("--canonical-ttfe-ms", "20", "--canonical-ttfe-spread", "0",
+                        "--canonical-gap-ms", "5") as url:
+        def slow_down() -> None:
+            time.sleep(2.0)
+            req = urllib.request.Request(f"{url}/_target/config", method="PATCH",
+                                         data=json.dumps({"canonical": {"ttfe_ms": 400}}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=5).read()
+
+        threading.Thread(target=slow_down, daemon=True).start()
+        r = sseprobe("run", "--flow", "canonical", "--url", url, "--rate", "40", "--duration", "5",
+                     "--max-in-flight", "8", "--workers", "1", "--out", str(out))
+    assert r.returncode in (0, 2), r.stderr
+    doc = _doc(out)
+    ivals = [i for i in doc["intervals"] if "canonical" in i["cohorts"]
+             and "ttfe_p95_ms" in i["cohorts"]["canonical"]]
+    early = [i["cohorts"]["canonical"]["ttfe_p95_ms"] for i in ivals if i["t"] < 1.5]
+    late = [i["cohorts"]["canonical"]["ttfe_p95_ms"] for i in ivals if i["t"] >= 3.5]
+    assert early and late and max(early) < 150 and min(late) > 400
+    c = doc["cohorts"]["canonical"]
+    # 40/s with 8 in flight cannot keep up with 400 ms sessions: arrivals wait, and it shows
+    assert c["lag_ms"]["max"] > 500
+    assert c["ttfe_ms"]["max"] > 400 + 500  # TTFE counts from the scheduled start, lag included
+
+
+def test_workers_merge_to_the_same_totals(target: str, tmp_path: Path) -> None:
+    outs = {}
+    for w in ("1", "2"):
+        outs[w] = tmp_path / f"w{w}.json"
+        r = sseprobe("run", "--flow", "legacy", "--url", target, "-n", "120", "-c", "8",
+                     "--workers", w, "--out", str(outs[w]))
+        assert r.returncode == 0, r.stderr
+    one, two = _doc(outs["1"]), _doc(outs["2"])
+    assert one["cohorts"]["legacy"]["sessions"] == two["cohorts"]["legacy"]["sessions"] == 120
+    assert two["cohorts"]["legacy"]["outcomes"] == {"ok": 120}
+    assert two["config"]["load"]["workers"] == 2
+    assert sum(i["started"] for i in two["intervals"]) == 120
+
+
+def test_merged_histograms_equal_one_histogram_of_every_value() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.lognormal(np.log(200), 0.6, 5000)
+    whole, a, b = CohortStats(), CohortStats(), CohortStats()
+    for i, v in enumerate(values):
+        rec = SessionRecord("c", i, 0.0, outcome=Outcome.OK, connected=True, ttfe_ms=float(v))
+        whole.add(rec)
+        (a if i % 2 else b).add(rec)
+    merged = CohortStats.from_dict(a.to_dict())  # through the encoded form, as workers ship it
+    merged.merge(CohortStats.from_dict(b.to_dict()))
+    assert summarize_ms(merged.histograms["ttfe_us"]) == summarize_ms(whole.histograms["ttfe_us"])
+    assert merged.sessions == whole.sessions == 5000
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigint_mid_run_writes_a_complete_document(target: str, tmp_path: Path, workers: str) -> None:
+    out = tmp_path / "int.json"
+    proc = subprocess.Popen([*CLI, "run", "--flow", "canonical", "--url", target, "--rate", "30",
+                             "--duration", "60", "--grace", "1", "--workers", workers, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 3, stderr
+    assert "Traceback" not in stderr
+    doc = _doc(out)
+    c = doc["cohorts"]["canonical"]
+    assert doc["interrupted"] is True and "SIGINT" in doc["stop_reason"]
+    assert c["sessions"] >= 30 and sum(c["outcomes"].values()) == c["sessions"]
+    assert c["outcomes"].get("ok", 0) >= 30
+
+
+def test_every_shipped_scenario_parses() -> None:
+    files = [f for f in glob.glob("scenarios/*.toml") if "policy" not in f and "monitor" not in f]
+    assert len(files) >= 8
+    for f in files:
+        s = load_scenario(f)
+        assert {c.name for c in s.cohorts} == {"canonical", "legacy"}, f
+        assert s.description
+
+
+def test_smoke_scenario_runs_green(target: str, tmp_path: Path) -> None:
+    for flow in ("canonical", "legacy"):
+        out = tmp_path / f"smoke-{flow}.json"
+        r = sseprobe("run", "--scenario", "scenarios/smoke.toml", "--flow", flow, "--url", target,
+                     "--workers", "1", "--out", str(out))
+        assert r.returncode == 0, r.stdout + r.stderr
+        c = _doc(out)["cohorts"][flow]
+        assert c["sessions"] == 30 and c["completion_rate"] == 1.0
+
+
+def test_scenario_mistake_names_file_key_and_expectation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[load]\nsessions = "many"\n')
+    r = sseprobe("run", "--scenario", str(bad), "--flow", "canonical", "--url", "http://127.0.0.1:9")
+    assert r.returncode == 3
+    assert r.stderr.count("\n") == 1 and str(bad) in r.stderr and "load.sessions" in r.stderr
+    assert "whole number" in r.stderr
