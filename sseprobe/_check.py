@@ -32,8 +32,9 @@ class CheckResult:
     detail: str
 
 
-def health_findings(body: Any) -> list[CheckResult]:
-    """Judge a /health JSON body; tolerate the known shape variants and name every field that differs."""
+def health_findings(body: Any, optional: frozenset[str] = frozenset()) -> list[CheckResult]:
+    """Judge a /health JSON body; tolerate the known shape variants and name every field that differs.
+    ``optional``: dependencies allowed to be false (e.g. cloud_logging off in development)."""
     if not isinstance(body, dict):
         return [CheckResult("health", "FAIL", "body is not a JSON object")]
     out: list[CheckResult] = []
@@ -44,9 +45,12 @@ def health_findings(body: Any) -> list[CheckResult]:
     if not isinstance(deps, dict):
         out.append(CheckResult("health.dependencies", "WARN", "no 'dependencies' object in /health"))
     else:
-        down = [k for k, v in deps.items() if v is not True]
-        out.append(CheckResult("health.dependencies", "WARN" if down else "OK",
-                               f"not true: {', '.join(down)}" if down else f"all {len(deps)} true"))
+        down = [k for k, v in deps.items() if v is not True and k not in optional]
+        allowed = [k for k, v in deps.items() if v is not True and k in optional]
+        detail = f"not true: {', '.join(down)}" if down else f"all {len(deps) - len(allowed)} required true"
+        if allowed:
+            detail += f" (optional and off: {', '.join(allowed)})"
+        out.append(CheckResult("health.dependencies", "WARN" if down else "OK", detail))
     env = body.get("environment")
     if isinstance(env, dict):
         out.append(CheckResult("health.environment", "INFO",
@@ -61,7 +65,8 @@ def health_findings(body: Any) -> list[CheckResult]:
     return out
 
 
-async def _get_health(http: aiohttp.ClientSession, base: str, headers: dict[str, str]) -> list[CheckResult]:
+async def _get_health(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
+                      optional: frozenset[str]) -> list[CheckResult]:
     t0 = time.perf_counter()
     async with http.get(f"{base}/health", headers=headers) as resp:
         raw = await resp.read()
@@ -72,7 +77,7 @@ async def _get_health(http: aiohttp.ClientSession, base: str, headers: dict[str,
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return [CheckResult("health", "FAIL", "GET /health did not answer JSON")]
-    return [CheckResult("health", "OK", f"GET /health 200 in {ms:.0f} ms"), *health_findings(body)]
+    return [CheckResult("health", "OK", f"GET /health 200 in {ms:.0f} ms"), *health_findings(body, optional)]
 
 
 async def _flag_state(http: aiohttp.ClientSession, base: str, app: str,
@@ -100,7 +105,8 @@ async def _one_session(http: aiohttp.ClientSession, opts: FlowOptions, timeout: 
     return CheckResult(name, "FAIL", f"{rec.outcome}: {rec.error or ''}".strip())
 
 
-async def run_checks(opts: FlowOptions, flows: tuple[str, ...], timeout: float = 10.0) -> list[CheckResult]:
+async def run_checks(opts: FlowOptions, flows: tuple[str, ...], timeout: float = 10.0,
+                     optional: frozenset[str] = frozenset()) -> list[CheckResult]:
     base = opts.url.rstrip("/")
     headers = dict(opts.headers)
     timeouts = Timeouts(connect=timeout, idle=timeout, session=timeout)
@@ -108,7 +114,7 @@ async def run_checks(opts: FlowOptions, flows: tuple[str, ...], timeout: float =
     async with make_client(timeouts, Limits(), time.perf_counter) as http:
         try:
             async with asyncio.timeout(timeout):
-                results += await _get_health(http, base, headers)
+                results += await _get_health(http, base, headers, optional)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return [CheckResult("health", "UNKNOWN", f"cannot reach {base}/health: {type(exc).__name__}")]
         flag_on: bool | None = None

@@ -23,10 +23,13 @@ _COLORS = {"OK": "green", "INFO": "cyan", "WARN": "yellow", "FAIL": "red", "UNKN
               help="Comma-separated flows to run one end-to-end session of.")
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="Seconds each check (and each session) may take.")
+@click.option("--optional-dependency", "optional", multiple=True, metavar="NAME",
+              help="A /health dependency allowed to be false (repeatable), e.g. cloud_logging.")
 @flow_options
-def check_cmd(urls: tuple[str, ...], flows: str, timeout: float, app: str, user_prefix: str,
-              message: str, session_create: str, headers: tuple[str, ...], bearer_env: str | None,
-              bearer_file: str | None) -> int:
+def check_cmd(urls: tuple[str, ...], flows: str, timeout: float, optional: tuple[str, ...],
+              app: str, user_prefix: str,
+              messages: tuple[str, ...], session_create: str, headers: tuple[str, ...],
+              bearer_env: str | None, bearer_file: str | None) -> int:
     """Pre-deploy validation of each URL: /health answers 'healthy' with every dependency true
     (each differing field named), the canonical flag state seen from outside (501 or not), and one
     end-to-end session per flow within --timeout with events flowing.
@@ -38,11 +41,11 @@ def check_cmd(urls: tuple[str, ...], flows: str, timeout: float, app: str, user_
     codes = []
     for url in urls:
         opts = build_flow(wanted[0] if wanted else "canonical", url, app=app, user_prefix=user_prefix,
-                          message=message, session_create=session_create, headers=hdrs)
+                          messages=messages, session_create=session_create, headers=hdrs)
         for flow in wanted:
             build_flow(flow, url)  # validates each flow name
         click.echo(f"check {redact_url(url)}")
-        results = asyncio.run(run_checks(opts, wanted, timeout))
+        results = asyncio.run(run_checks(opts, wanted, timeout, frozenset(optional)))
         for r in results:
             click.echo(f"  {click.style(f'{r.level:<7}', fg=_COLORS[r.level])} {r.name:<20} {r.detail}")
         levels = {r.level for r in results}

@@ -1,0 +1,495 @@
+"""Policy: what is compared, how much worse is too much, and the absolute rollback triggers.
+
+Defaults come from the rollout checklist (PROTOCOLS.md, "What good means"); a TOML file
+overrides them key by key (``load_policy``). Pure: the only I/O is ``load_policy`` reading
+its one file.
+
+How "x % worse" is measured
+---------------------------
+* Latency quantiles (``kind = "quantile"``): relative change ``candidate / baseline - 1``;
+  ``yellow`` / ``red`` are relative (0.05 = 5 % slower).
+* Rates (``kind = "rate"``): always judged on the *bad-event* rate ``f`` (failures for the
+  success-type rates ``connect_success_rate`` / ``completion_rate``, the rate itself for
+  ``error_rate_5xx`` / ``timeout_rate``). The candidate is ``x`` worse when ``f`` rises by more
+  than ``x * max(f_baseline, rate_floor)`` (absolute). With the default ``rate_floor = 0.20``
+  this is +1 percentage point for YELLOW and +2 pp for RED while failures are rarer than 20 %,
+  and plain relative change above that. Why: the relative change of a small failure rate
+  (0.1 % -> 0.2 % = "+100 %") says nothing an SRE acts on, and the relative change of a success
+  rate (99 % -> 94 % = "5 % worse") is far too lenient next to a 95 % rollback trigger. The
+  pp ladder lines up with the checklist: connect 99 % target -> 98 % YELLOW -> 97 % RED ->
+  95 % trigger; 5xx < 1 % target -> +1 pp YELLOW -> +2 pp RED -> 5 % trigger.
+
+Triggers
+--------
+Absolute, on one cohort's observed values, no statistics: the checklist calls them
+"immediate rollback". 5xx uses the table's > 5 %, not the alert line's "5xx > 1 %": 1 % is
+the table's *target*, DESIGN.md's policy says 5 %, and at 1 % a 40-session canary would be
+RED on a single 5xx (1/40 = 2.5 %). A policy file can set 0.01. "Chat failures > 10/hour"
+needs a run duration, which CohortStats does not hold, so it is not a trigger here. A cohort
+where no session connected at all (for instance the canonical flag off: every answer 501) is a
+built-in critical error.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+
+from ._stats import HISTOGRAMS, CohortStats
+
+__all__ = [
+    "PolicyError",
+    "MetricRule",
+    "Trigger",
+    "Policy",
+    "DEFAULT_POLICY",
+    "RATE_SOURCES",
+    "load_policy",
+    "check_triggers",
+    "metric_value",
+    "hist_arrays",
+    "hist_quantile",
+]
+
+
+class PolicyError(ValueError):
+    """A policy file is unreadable or wrong; the message names the file, the key and what was expected."""
+
+
+# --- what can be measured --------------------------------------------------------------------
+
+# rate name -> (bad-event count, higher_is_better). The denominator is always `attempts`
+# (a cancelled session is no attempt), as in CohortStats.
+RATE_SOURCES: dict[str, tuple[Callable[[CohortStats], int], bool]] = {
+    "connect_success_rate": (lambda s: s.attempts - s.connected, True),
+    "completion_rate": (lambda s: s.attempts - s.ok, True),
+    "error_rate_5xx": (lambda s: s.status_5xx, False),
+    "timeout_rate": (lambda s: s.timeouts, False),
+}
+
+_QUANTILE_NAME = re.compile(r"^(?P<h>[a-z_]+?)_p(?P<p>\d+(?:\.\d+)?)_ms$")  # ttfe_p95_ms
+
+
+def bad_count(stats: CohortStats, rate: str) -> tuple[int, int]:
+    """(bad events, attempts) for a rate, clamped to [0, attempts] so odd counters never break maths."""
+    n = max(int(stats.attempts), 0)
+    bad = int(RATE_SOURCES[rate][0](stats))
+    return min(max(bad, 0), n), n
+
+
+def hist_arrays(h: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(values µs, counts) of the non-empty buckets, ascending; same as _stats.histogram_arrays.
+
+    Vectorised over the HDR counts array (~0.1 ms instead of ~30 ms for the iterator), so a
+    whole comparison stays in milliseconds. Values are each bucket's highest equivalent value,
+    HDR's own convention for percentiles, so numbers here equal the report's.
+    """
+    try:
+        counts = np.ctypeslib.as_array(h.counts)[: h.counts_len].astype(np.int64)
+        idx = np.flatnonzero(counts)
+        shm = int(h.sub_bucket_half_count_magnitude)
+        half = int(h.sub_bucket_half_count)
+        unit = int(h.unit_magnitude)
+        bucket = (idx >> shm) - 1
+        sub = (idx & (half - 1)) + half
+        low = bucket < 0
+        sub = np.where(low, sub - half, sub)
+        bucket = np.where(low, 0, bucket)
+        lowest = sub.astype(np.int64) << (bucket + unit)
+        highest = lowest + (np.int64(1) << (bucket + unit)) - 1
+        return highest.astype(np.float64), counts[idx]
+    except (AttributeError, TypeError, ValueError):  # another histogram implementation
+        from ._stats import histogram_arrays
+
+        return histogram_arrays(h)
+
+
+def hist_quantile(values: np.ndarray, counts: np.ndarray, percentile: float) -> float | None:
+    """HDR's percentile convention (rank = round(p * n), at least 1), in the values' unit."""
+    n = int(counts.sum())
+    if n == 0:
+        return None
+    rank = max(int(percentile / 100.0 * n + 0.5), 1)
+    cum = np.cumsum(counts)
+    return float(values[min(int(np.searchsorted(cum, rank)), len(values) - 1)])
+
+
+def parse_quantile_name(metric: str) -> tuple[str, float] | None:
+    """'ttfe_p95_ms' -> ('ttfe_us', 95.0); None when it is not a quantile name."""
+    m = _QUANTILE_NAME.match(metric)
+    if not m or f"{m['h']}_us" not in HISTOGRAMS:
+        return None
+    p = float(m["p"])
+    return (f"{m['h']}_us", p) if 0.0 < p < 100.0 else None
+
+
+def metric_value(stats: CohortStats, metric: str) -> float | None:
+    """Observed value of a trigger metric: a rate (fraction) or '<hist>_p<pct>_ms' (ms); None if unknown."""
+    if metric in RATE_SOURCES:
+        bad, n = bad_count(stats, metric)
+        if n == 0:
+            return None
+        return 1.0 - bad / n if RATE_SOURCES[metric][1] else bad / n
+    q = parse_quantile_name(metric)
+    if q is None:
+        raise ValueError(f"unknown metric {metric!r}")
+    h = stats.histograms.get(q[0])
+    if h is None:
+        return None
+    v = hist_quantile(*hist_arrays(h), q[1])
+    return None if v is None else v / 1000.0
+
+
+# --- policy objects ---------------------------------------------------------------------------
+
+Kind = Literal["quantile", "rate"]
+Op = Literal["<", "<=", ">", ">="]
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """One compared metric. ``source`` is a histogram name (quantile) or a rate name (rate)."""
+
+    name: str
+    kind: Kind
+    source: str
+    percentile: float | None = None
+    higher_is_better: bool = False
+    critical: bool = False
+    yellow: float = 0.05
+    red: float = 0.10
+    rate_floor: float = 0.20
+
+    def __post_init__(self) -> None:
+        if self.kind == "quantile":
+            if self.source not in HISTOGRAMS:
+                raise ValueError(f"histogram must be one of {sorted(HISTOGRAMS)}, got {self.source!r}")
+            if self.percentile is None or not 0.0 < self.percentile < 100.0:
+                raise ValueError(f"percentile must be in (0, 100), got {self.percentile!r}")
+        elif self.kind == "rate":
+            if self.source not in RATE_SOURCES:
+                raise ValueError(f"rate must be one of {sorted(RATE_SOURCES)}, got {self.source!r}")
+            if self.higher_is_better != RATE_SOURCES[self.source][1]:
+                raise ValueError(f"higher_is_better of {self.source} is {RATE_SOURCES[self.source][1]}")
+        else:
+            raise ValueError(f"kind must be 'quantile' or 'rate', got {self.kind!r}")
+        if not 0.0 < self.yellow < self.red:
+            raise ValueError(f"need 0 < yellow < red, got yellow={self.yellow}, red={self.red}")
+        if self.kind == "quantile" and self.higher_is_better and self.red >= 1.0:
+            raise ValueError("red must be < 1 for a higher-is-better quantile")
+        if not 0.0 < self.rate_floor <= 1.0:
+            raise ValueError(f"rate_floor must be in (0, 1], got {self.rate_floor}")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Absolute rollback trigger: fires when ``metric op threshold`` holds for a cohort."""
+
+    name: str
+    metric: str
+    op: Op
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"op must be one of {sorted(_OPS)}, got {self.op!r}")
+        if self.metric not in RATE_SOURCES and parse_quantile_name(self.metric) is None:
+            raise ValueError(
+                f"metric must be a rate ({', '.join(sorted(RATE_SOURCES))}) or like 'ttfe_p95_ms', "
+                f"got {self.metric!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Metrics, triggers and the statistical settings.
+
+    ``confidence`` is family-wise: the chance that *any* metric is flagged worse than GREEN
+    when nothing regressed is at most ``1 - confidence``. The default 0.99 is the A/A bar
+    (>= 99 % GREEN); see _compare for why 0.95 does not meet it. ``power``: a metric counts as
+    decided (not INCONCLUSIVE) once a regression exactly at its RED threshold would be flagged
+    with at least this probability. ``min_sessions``: below this many attempts in either cohort
+    nothing is compared.
+    """
+
+    metrics: tuple[MetricRule, ...]
+    triggers: tuple[Trigger, ...]
+    confidence: float = 0.99
+    power: float = 0.80
+    min_sessions: int = 20
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if not 0.5 <= self.power < 1.0:
+            raise ValueError(f"power must be in [0.5, 1), got {self.power}")
+        if self.min_sessions < 1:
+            raise ValueError(f"min_sessions must be >= 1, got {self.min_sessions}")
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("metric names must be unique")
+
+    def metric(self, name: str) -> MetricRule:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+def _q(name: str, hist: str, p: float, critical: bool) -> MetricRule:
+    return MetricRule(name=name, kind="quantile", source=hist, percentile=p, critical=critical)
+
+
+def _r(name: str, critical: bool) -> MetricRule:
+    return MetricRule(
+        name=name, kind="rate", source=name, higher_is_better=RATE_SOURCES[name][1], critical=critical
+    )
+
+
+# Critical = what the checklist names (connection success, response latency p95, error rate,
+# chat completion) plus timeouts (an immediate-rollback alert). p50/p99 and completion time are
+# shown and can make the verdict YELLOW, never RED: p99 from 2,000 sessions rests on ~20 of them.
+DEFAULT_POLICY = Policy(
+    metrics=(
+        _r("connect_success_rate", True),
+        _q("ttfe_p50_ms", "ttfe_us", 50.0, False),
+        _q("ttfe_p95_ms", "ttfe_us", 95.0, True),
+        _q("ttfe_p99_ms", "ttfe_us", 99.0, False),
+        _q("completion_p95_ms", "completion_us", 95.0, False),
+        _r("completion_rate", True),
+        _r("error_rate_5xx", True),
+        _r("timeout_rate", True),
+    ),
+    triggers=(
+        Trigger("connect_success", "connect_success_rate", "<", 0.95),
+        Trigger("error_rate_5xx", "error_rate_5xx", ">", 0.05),
+        Trigger("ttfe_p95", "ttfe_p95_ms", ">", 5000.0),
+        Trigger("timeout_rate", "timeout_rate", ">", 0.10),
+    ),
+)
+
+
+# --- triggers ---------------------------------------------------------------------------------
+
+
+def _critical_error(stats: CohortStats) -> dict[str, Any] | None:
+    """No session connected at all: nothing else in the comparison means anything."""
+    n = stats.attempts
+    if n <= 0 or stats.connected > 0:
+        return None
+    if stats.http_status.get("501", 0) >= n:
+        why = f"all {n} attempts answered 501: canonical streaming flag is off (ENABLE_ADK_CANONICAL_STREAM)"
+    else:
+        top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
+        why = f"none of {n} attempts connected ({top})"
+    return {"name": "critical_error", "metric": "connect_success_rate", "op": "==",
+            "threshold": 0.0, "value": 0.0, "reason": why}
+
+
+def check_triggers(stats: CohortStats, policy: Policy) -> list[dict[str, Any]]:
+    """Fired rollback triggers for one cohort (observed values, no statistics). Empty cohort: none."""
+    fired: list[dict[str, Any]] = []
+    crit = _critical_error(stats)
+    if crit:
+        fired.append(crit)
+    for t in policy.triggers:
+        value = metric_value(stats, t.metric)
+        if value is None or not _OPS[t.op](value, t.threshold):
+            continue
+        fired.append({
+            "name": t.name, "metric": t.metric, "op": t.op, "threshold": t.threshold,
+            "value": round(value, 6),
+            "reason": f"{t.metric} {_fmt(t.metric, value)} {t.op} {_fmt(t.metric, t.threshold)}",
+        })
+    return fired
+
+
+def _fmt(metric: str, v: float) -> str:
+    """Rates as percentages, latencies in ms: how the checklist writes them."""
+    if metric.endswith("_ms"):
+        return f"{v:,.1f} ms"
+    return f"{v * 100:.2f} %"
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+_TOP_KEYS = {"confidence", "power", "min_sessions", "yellow", "red", "rate_floor", "metrics", "triggers"}
+_METRIC_KEYS = {"kind", "histogram", "percentile", "rate", "critical", "yellow", "red", "rate_floor", "enabled"}
+_TRIGGER_KEYS = {"metric", "op", "threshold", "enabled"}
+
+
+class _Loader:
+    """Strict reader: every key is known and typed, errors say file, key and expectation."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, expected: str, got: Any = None, *, show: bool = True) -> PolicyError:
+        tail = f", got {got!r}" if show else ""
+        return PolicyError(f"{self.path}: {key}: expected {expected}{tail}")
+
+    def number(self, key: str, v: Any, lo: float, hi: float, what: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise self.fail(key, what, v)
+        return float(v)
+
+    def flag(self, key: str, v: Any) -> bool:
+        if not isinstance(v, bool):
+            raise self.fail(key, "true or false", v)
+        return v
+
+    def text(self, key: str, v: Any, choices: list[str] | None = None) -> str:
+        if not isinstance(v, str) or (choices is not None and v not in choices):
+            raise self.fail(key, f"one of {choices}" if choices else "a string", v)
+        return v
+
+    def table(self, key: str, v: Any) -> dict[str, Any]:
+        if not isinstance(v, dict):
+            raise self.fail(key, "a table", v)
+        return v
+
+    def unknown(self, prefix: str, d: dict[str, Any], allowed: set[str]) -> None:
+        for k in d:
+            if k not in allowed:
+                raise self.fail(f"{prefix}{k}", f"a known key ({', '.join(sorted(allowed))})", show=False)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """DEFAULT_POLICY overridden by a TOML file. Strict: unknown keys or wrong types raise PolicyError.
+
+    Top level: ``confidence``, ``power``, ``min_sessions``, and ``yellow`` / ``red`` /
+    ``rate_floor`` applied to every metric before per-metric tables. ``[metrics.NAME]``
+    overrides a default metric or adds one (then ``kind`` and ``histogram`` + ``percentile`` or
+    ``rate`` are required); ``enabled = false`` drops it. ``[triggers.NAME]`` likewise.
+    """
+    p = Path(path)
+    L = _Loader(p)
+    try:
+        with p.open("rb") as f:
+            doc = tomllib.load(f)
+    except OSError as e:
+        raise PolicyError(f"{p}: cannot read policy file: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise PolicyError(f"{p}: invalid TOML: {e}") from None
+    L.unknown("", doc, _TOP_KEYS)
+
+    top: dict[str, Any] = {}
+    if "confidence" in doc:
+        top["confidence"] = L.number("confidence", doc["confidence"], 0.5, 0.999999, "a number in [0.5, 1)")
+    if "power" in doc:
+        top["power"] = L.number("power", doc["power"], 0.5, 0.999999, "a number in [0.5, 1)")
+    if "min_sessions" in doc:
+        v = doc["min_sessions"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise L.fail("min_sessions", "an integer >= 1", v)
+        top["min_sessions"] = v
+    common: dict[str, float] = {}
+    for k in ("yellow", "red", "rate_floor"):
+        if k in doc:
+            common[k] = L.number(k, doc[k], 1e-9, 1e9, "a positive number")
+
+    try:
+        metrics = {m.name: replace(m, **common) if common else m for m in DEFAULT_POLICY.metrics}
+    except ValueError as e:
+        raise PolicyError(f"{p}: {'/'.join(common)}: {e}") from None
+    for name, raw in L.table("metrics", doc.get("metrics", {})).items():
+        key = f"metrics.{name}"
+        tbl = L.table(key, raw)
+        L.unknown(f"{key}.", tbl, _METRIC_KEYS)
+        if "enabled" in tbl and not L.flag(f"{key}.enabled", tbl["enabled"]):
+            metrics.pop(name, None)
+            continue
+        metrics[name] = _metric_from_table(L, key, name, tbl, metrics.get(name), common)
+
+    triggers = {t.name: t for t in DEFAULT_POLICY.triggers}
+    for name, raw in L.table("triggers", doc.get("triggers", {})).items():
+        key = f"triggers.{name}"
+        tbl = L.table(key, raw)
+        L.unknown(f"{key}.", tbl, _TRIGGER_KEYS)
+        if "enabled" in tbl and not L.flag(f"{key}.enabled", tbl["enabled"]):
+            triggers.pop(name, None)
+            continue
+        base = triggers.get(name)
+        if base is None and not {"metric", "op", "threshold"} <= tbl.keys():
+            raise L.fail(key, "metric, op and threshold for a new trigger", sorted(tbl))
+        vals = {
+            "metric": L.text(f"{key}.metric", tbl["metric"]) if "metric" in tbl else base.metric,  # type: ignore[union-attr]
+            "op": L.text(f"{key}.op", tbl["op"], sorted(_OPS)) if "op" in tbl else base.op,  # type: ignore[union-attr]
+            "threshold": L.number(f"{key}.threshold", tbl["threshold"], -1e18, 1e18, "a number")
+            if "threshold" in tbl else base.threshold,  # type: ignore[union-attr]
+        }
+        try:
+            triggers[name] = Trigger(name=name, **vals)
+        except ValueError as e:
+            raise PolicyError(f"{p}: {key}: {e}") from None
+
+    try:
+        return Policy(metrics=tuple(metrics.values()), triggers=tuple(triggers.values()),
+                      **{**{f.name: getattr(DEFAULT_POLICY, f.name) for f in fields(Policy)
+                            if f.name not in ("metrics", "triggers")}, **top})
+    except ValueError as e:
+        raise PolicyError(f"{p}: {e}") from None
+
+
+def _metric_from_table(
+    L: _Loader, key: str, name: str, tbl: dict[str, Any], base: MetricRule | None, common: dict[str, float]
+) -> MetricRule:
+    kind = L.text(f"{key}.kind", tbl["kind"], ["quantile", "rate"]) if "kind" in tbl else None
+    if base is None and kind is None:
+        raise L.fail(f"{key}.kind", "'quantile' or 'rate' for a new metric", show=False)
+    kind = kind or base.kind  # type: ignore[union-attr]
+    vals: dict[str, Any] = {"name": name, "kind": kind}
+    if kind == "quantile":
+        if "rate" in tbl:
+            raise L.fail(f"{key}.rate", "no 'rate' key in a quantile metric", show=False)
+        same = base is not None and base.kind == "quantile"
+        if "histogram" in tbl:
+            vals["source"] = L.text(f"{key}.histogram", tbl["histogram"], sorted(HISTOGRAMS))
+        elif same:
+            vals["source"] = base.source  # type: ignore[union-attr]
+        else:
+            raise L.fail(f"{key}.histogram", f"one of {sorted(HISTOGRAMS)}", show=False)
+        if "percentile" in tbl:
+            vals["percentile"] = L.number(f"{key}.percentile", tbl["percentile"], 1e-9, 100 - 1e-9,
+                                          "a number in (0, 100)")
+        elif same:
+            vals["percentile"] = base.percentile  # type: ignore[union-attr]
+        else:
+            raise L.fail(f"{key}.percentile", "a number in (0, 100)", show=False)
+        vals["higher_is_better"] = False
+    else:
+        for bad in ("histogram", "percentile"):
+            if bad in tbl:
+                raise L.fail(f"{key}.{bad}", "no histogram/percentile key in a rate metric", show=False)
+        if "rate" in tbl:
+            vals["source"] = L.text(f"{key}.rate", tbl["rate"], sorted(RATE_SOURCES))
+        elif base is not None and base.kind == "rate":
+            vals["source"] = base.source
+        else:
+            raise L.fail(f"{key}.rate", f"one of {sorted(RATE_SOURCES)}", show=False)
+        vals["higher_is_better"] = RATE_SOURCES[vals["source"]][1]
+    vals["critical"] = L.flag(f"{key}.critical", tbl["critical"]) if "critical" in tbl else (
+        base.critical if base else False)
+    for k in ("yellow", "red", "rate_floor"):
+        if k in tbl:
+            vals[k] = L.number(f"{key}.{k}", tbl[k], 1e-9, 1e9, "a positive number")
+        elif base is not None:
+            vals[k] = getattr(base, k)
+        elif k in common:
+            vals[k] = common[k]
+    try:
+        return MetricRule(**vals)
+    except ValueError as e:
+        raise PolicyError(f"{L.path}: {key}: {e}") from None

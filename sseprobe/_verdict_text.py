@@ -1,0 +1,101 @@
+"""Render a Verdict as a table a person reads at a glance, plus the overall verdict in words.
+
+Pure: returns a string; the caller decides where it goes and whether colour is wanted
+(``color=True`` only when writing to a terminal).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._compare import MetricResult, Verdict
+
+__all__ = ["render_verdict"]
+
+_COLOURS = {"GREEN": "32", "YELLOW": "33", "RED": "31", "INCONCLUSIVE": "35"}
+_WORDS = {
+    "GREEN": "GREEN: no regression the data can see",
+    "YELLOW": "YELLOW: worse, watch before the next step",
+    "RED": "RED: roll back",
+    "INCONCLUSIVE": "INCONCLUSIVE: too little data to tell",
+}
+
+
+def _paint(text: str, level: str, color: bool, bold: bool = False) -> str:
+    if not color or level not in _COLOURS:
+        return text
+    return f"\x1b[{'1;' if bold else ''}{_COLOURS[level]}m{text}\x1b[0m"
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 1000:
+        return f"{v:,.0f} ms"
+    return f"{v:.3g} ms" if v < 10 else f"{v:.1f} ms"
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.2f} %"
+
+
+def _signed(v: float | None, scale: float, digits: int) -> str:
+    if v is None or (isinstance(v, float) and math.isinf(v)):
+        return "+inf" if v is None or v > 0 else "-inf"
+    x = round(v * scale, digits)
+    return f"{x + 0.0 if x else 0.0:+.{digits}f}"  # never "-0.00"
+
+
+def _cells(m: MetricResult) -> list[str]:
+    rate = m.kind == "rate"
+    value = _rate if rate else _ms
+    unit, scale, digits = (" pp", 100.0, 2) if rate else (" %", 100.0, 1)
+    change = "-" if m.change is None else _signed(m.change, scale, digits) + unit
+    lo, hi = m.ci
+    if m.change is None:
+        interval = "-"
+    else:
+        low = "-inf" if lo is None else _signed(lo, scale, digits)
+        interval = f"[{low}, {_signed(hi, scale, digits)}]{unit}"
+    return [m.name + ("*" if m.critical else ""), value(m.baseline), value(m.candidate), change, interval]
+
+
+def _trigger_line(t: dict[str, Any], names: dict[str, str]) -> str:
+    who = names.get(str(t.get("cohort", "")), str(t.get("cohort", "")))
+    effect = "RED" if t.get("cohort") == "candidate" else "noted"
+    return f"  {who}: {t['name']}: {t['reason']} ({effect})"
+
+
+def render_verdict(
+    verdict: Verdict, baseline_name: str = "legacy", candidate_name: str = "canonical", color: bool = False
+) -> str:
+    """The per-metric table, fired triggers, and the overall verdict with its reasons."""
+    head = ["metric", baseline_name, candidate_name, "change", "interval", "level", "reason"]
+    rows = [_cells(m) + [m.level, m.reason] for m in verdict.metrics]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(6)]
+
+    def line(cells: list[str], level: str | None = None) -> str:
+        parts = []
+        for i, cell in enumerate(cells[:6]):
+            padded = cell.ljust(widths[i]) if i in (0, 5) else cell.rjust(widths[i])
+            parts.append(_paint(padded, level, color) if i == 5 and level else padded)
+        return "  ".join(parts + [cells[6]]).rstrip()
+
+    conf = f"{verdict.confidence * 100:g} %"
+    out = [
+        f"{candidate_name} (n={verdict.n_candidate:,}) vs {baseline_name} (n={verdict.n_baseline:,}), "
+        f"intervals at {conf} family-wise confidence",
+        "",
+        line(head),
+        line(["-" * w for w in widths] + ["-" * 6]),
+    ]
+    out += [line(r, r[5]) for r in rows]
+    out.append("* critical: RED here makes the verdict RED; ms changes are relative, rate changes in "
+               "percentage points")
+    names = {"candidate": candidate_name, "baseline": baseline_name}
+    if verdict.triggers:
+        out += ["", "rollback triggers fired:"] + [_trigger_line(t, names) for t in verdict.triggers]
+    out += ["", _paint(f"verdict: {_WORDS[verdict.overall]}", verdict.overall, color, bold=True)]
+    out += [f"  - {r}" for r in verdict.reasons]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,409 @@
+"""compare(): exact intervals, levels, verdict, rendering, and the calibration bars by simulation.
+
+Cohorts are numpy-simulated (lognormal TTFE / completion, multinomial outcomes) and written
+straight into real HdrHistograms, so every simulated trial goes through compare() itself.
+All seeds are fixed: the proportions asserted below are deterministic, and each would fail
+if the statistics drifted (e.g. a per-metric instead of family-wise alpha breaks the canary
+bar, a CI-only rule breaks the 15 % power bar).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hdrh.histogram import HdrHistogram
+from hypothesis import strategies as st
+
+from sseprobe._compare import (
+    EXIT_CODES,
+    Verdict,
+    clopper_pearson,
+    compare,
+    judge,
+    order_stat_ranks,
+    quantile_bounds,
+    quantile_log_ratio_ci,
+    rate_diff_ci,
+)
+from sseprobe._policy import DEFAULT_POLICY, MetricRule, hist_arrays
+from sseprobe._stats import CohortStats, histogram_arrays, new_histogram
+from sseprobe._verdict_text import render_verdict
+
+ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # per metric, one-sided
+
+
+# --- simulated cohorts --------------------------------------------------------------------------
+
+
+def fill(h, us: np.ndarray) -> None:
+    """Record many µs values at once: HDR bucket index computed in numpy (3 significant figures,
+    unit 1 µs), counts added in place. Checked against record_value below."""
+    us = np.clip(np.rint(us).astype(np.int64), 1, h.highest_trackable_value)
+    bucket = np.frexp((us | h.sub_bucket_mask).astype(np.float64))[1] - (h.sub_bucket_half_count_magnitude + 1)
+    idx = ((bucket + 1) << h.sub_bucket_half_count_magnitude) + (us >> bucket) - h.sub_bucket_half_count
+    np.add.at(np.ctypeslib.as_array(h.counts), idx, 1)
+    h.total_count += len(us)
+    if len(us):
+        h.min_value = min(h.min_value, int(us.min()))
+        h.max_value = max(h.max_value, int(us.max()))
+
+
+def cohort(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    scale: float = 1.0,
+    sigma: float = 0.3,
+    ttfe_ms: float = 180.0,
+    completion_ms: float = 2000.0,
+    fail: tuple[float, float, float, float] = (0.001, 0.003, 0.003, 0.003),
+) -> CohortStats:
+    """n sessions: outcomes ok / connect_error / 5xx / timeout / stream_error with `fail`
+    probabilities; TTFE lognormal(median ttfe_ms * scale, sigma) for sessions with a first event,
+    completion lognormal for ok sessions."""
+    ok, cerr, h5, to, se = (int(x) for x in rng.multinomial(n, [1 - sum(fail), *fail]))
+    s = CohortStats(flow="sim")
+    s.sessions = n
+    s.outcomes = Counter({"ok": ok, "connect_error": cerr, "http_error": h5, "timeout": to, "stream_error": se})
+    s.connected = ok + to + se
+    s.http_status = Counter({"200": ok + to + se, "502": h5})
+    fill(s.histograms["ttfe_us"], 1000 * ttfe_ms * scale * np.exp(sigma * rng.standard_normal(ok + se)))
+    fill(s.histograms["completion_us"], 1000 * completion_ms * np.exp(0.3 * rng.standard_normal(ok)))
+    return s
+
+
+def trials(n_trials: int, nb: int, nc: int, seed: int, **cand: object) -> tuple[Counter[str], Counter[str], list[int]]:
+    """Overall levels, ttfe_p95 levels, and ttfe_p95 sessions_needed over simulated comparisons."""
+    rng = np.random.default_rng(seed)
+    sigma = cand.get("sigma", 0.3)
+    overall: Counter[str] = Counter()
+    p95: Counter[str] = Counter()
+    needed: list[int] = []
+    for _ in range(n_trials):
+        v = compare(cohort(rng, nb, sigma=sigma), cohort(rng, nc, **cand))  # type: ignore[arg-type]
+        overall[v.overall] += 1
+        m = next(m for m in v.metrics if m.name == "ttfe_p95_ms")
+        p95[m.level] += 1
+        if m.sessions_needed:
+            needed.append(m.sessions_needed)
+    return overall, p95, needed
+
+
+def share(c: Counter[str], *levels: str) -> float:
+    return sum(c[x] for x in levels) / sum(c.values())
+
+
+def test_fill_matches_record_value() -> None:
+    rng = np.random.default_rng(1)
+    us = np.rint(np.exp(rng.normal(math.log(2e5), 1.5, 3000))).astype(np.int64)
+    a, b = new_histogram(), new_histogram()
+    fill(a, us)
+    for v in us:
+        b.record_value(int(v))
+    assert a.get_total_count() == b.get_total_count()
+    assert a.get_value_at_percentile(95) == b.get_value_at_percentile(95)
+    va, ca = histogram_arrays(a)
+    vb, cb = histogram_arrays(b)
+    assert np.array_equal(va, vb) and np.array_equal(ca, cb)
+
+
+def test_hist_arrays_is_the_fast_histogram_arrays() -> None:
+    rng = np.random.default_rng(2)
+    h = new_histogram()
+    fill(h, np.exp(rng.normal(math.log(3e4), 2.0, 5000)))
+    h.record_value(1)  # first buckets, exact region
+    h.record_value(3_600_000_000)  # last bucket
+    fast, slow = hist_arrays(h), histogram_arrays(h)
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+    assert hist_arrays(new_histogram())[0].size == 0
+    decoded = HdrHistogram.decode(h.encode())  # as read back from a results document
+    assert np.array_equal(hist_arrays(decoded)[0], slow[0]) and np.array_equal(hist_arrays(decoded)[1], slow[1])
+
+
+# --- exact intervals ----------------------------------------------------------------------------
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(0, k + 1)) if k >= 0 else 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 400), q=st.sampled_from([0.5, 0.9, 0.95, 0.99]), alpha=st.sampled_from([0.05, 0.00125]))
+def test_order_stat_ranks_are_the_tightest_exact_ones(n: int, q: float, alpha: float) -> None:
+    lo, hi = order_stat_ranks(n, q, alpha)
+    assert 0 <= lo <= hi <= n + 1
+    assert _binom_cdf(lo - 1, n, q) <= alpha + 1e-12  # P(X_(lo) > quantile) <= alpha ...
+    assert lo == n or _binom_cdf(lo, n, q) > alpha - 1e-12  # ... and lo + 1 would break it
+    if hi <= n:
+        assert 1 - _binom_cdf(hi - 1, n, q) <= alpha + 1e-12
+        assert hi == 1 or 1 - _binom_cdf(hi - 2, n, q) > alpha - 1e-12
+
+
+def test_order_stat_ranks_large_n_uses_window() -> None:
+    lo, hi = order_stat_ranks(1_000_000, 0.95, ALPHA)
+    sd = math.sqrt(1e6 * 0.95 * 0.05)
+    assert 950_000 - 3.2 * sd < lo < 950_000 - 2.8 * sd and 950_000 + 2.8 * sd < hi < 950_000 + 3.2 * sd
+
+
+def test_small_samples_cannot_bound_a_tail_quantile() -> None:
+    # 40 sessions: P(all 40 below the true p95) = 0.95^40 = 12.9 % > alpha, so no finite upper bound
+    assert order_stat_ranks(40, 0.95, ALPHA)[1] == 41
+    vals = np.arange(1.0, 41.0)
+    est, lo, hi, n = quantile_bounds(vals, np.ones(40, dtype=np.int64), 0.95, ALPHA)
+    assert (est, n) == (38.0, 40) and 0 < lo < est and hi == math.inf
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 3000), frac=st.floats(0, 1), alpha=st.sampled_from([0.025, 0.00125]))
+def test_clopper_pearson_tails_equal_alpha(n: int, frac: float, alpha: float) -> None:
+    x = round(frac * n)
+    lo, hi = clopper_pearson(x, n, alpha)
+    assert 0.0 <= lo <= x / n <= hi <= 1.0
+    if x == 0:
+        assert lo == 0.0 and hi == pytest.approx(1 - alpha ** (1 / n), rel=1e-6)
+    if x == n:
+        assert hi == 1.0 and lo == pytest.approx(alpha ** (1 / n), rel=1e-6)
+    if n <= 300 and 0 < x < n:
+        assert 1 - _binom_cdf(x - 1, n, lo) == pytest.approx(alpha, rel=1e-4)
+        assert _binom_cdf(x, n, hi) == pytest.approx(alpha, rel=1e-4)
+
+
+@pytest.mark.parametrize("f,nb,nc", [(0.003, 760, 40), (0.01, 760, 40), (0.1, 40, 40), (0.01, 2000, 2000)])
+def test_rate_difference_false_alarm_is_at_most_alpha(f: float, nb: int, nc: int) -> None:
+    """Exact sum over both binomials: P(lower bound > 0 | equal true rates) <= alpha.
+
+    (Wilson/Newcombe fails this at 760 vs 40, f = 0.3 %: ~0.7 % for a 0.125 % alpha.)"""
+    def pmf(n: int, kmax: int) -> np.ndarray:
+        return np.array([math.comb(n, k) * f**k * (1 - f) ** (n - k) for k in range(kmax + 1)])
+
+    kb = min(nb, int(nb * f + 8 * math.sqrt(nb * f) + 8))
+    kc = min(nc, int(nc * f + 8 * math.sqrt(nc * f) + 8))
+    pb, pc = pmf(nb, kb), pmf(nc, kc)
+    p_alarm = sum(pb[xb] * pc[xc] for xb in range(kb + 1) for xc in range(kc + 1)
+                  if pb[xb] * pc[xc] > 1e-13 and rate_diff_ci(xb, nb, xc, nc, ALPHA)[1] > 0)
+    assert p_alarm <= ALPHA
+
+
+@settings(max_examples=100, deadline=None)
+@given(nb=st.integers(1, 5000), nc=st.integers(1, 5000), fb=st.floats(0, 1), fc=st.floats(0, 1))
+def test_rate_difference_interval_is_ordered_and_bounded(nb: int, nc: int, fb: float, fc: float) -> None:
+    d, lo, hi = rate_diff_ci(round(fb * nb), nb, round(fc * nc), nc, ALPHA)
+    assert -1.0 - 1e-12 <= lo <= d <= hi <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize("nb,nc,q", [(760, 40, 0.5), (760, 40, 0.95), (200, 2000, 0.95), (300, 300, 0.99)])
+def test_quantile_ratio_false_alarm_is_at_most_alpha(nb: int, nc: int, q: float) -> None:
+    """MOVER on exact per-cohort bounds, same distribution: lower bound > 0 in <= alpha of trials."""
+    rng = np.random.default_rng(7)
+    runs, alarms = 3000, 0
+    ones_b, ones_c = np.ones(nb, dtype=np.int64), np.ones(nc, dtype=np.int64)
+    for _ in range(runs):
+        b = quantile_bounds(np.sort(rng.lognormal(0, 0.5, nb)), ones_b, q, ALPHA)[:3]
+        c = quantile_bounds(np.sort(rng.lognormal(0, 0.5, nc)), ones_c, q, ALPHA)[:3]
+        alarms += quantile_log_ratio_ci(b, c)[1] > 0
+    assert alarms / runs <= 2 * ALPHA  # 0.25 %: allows for 3,000-trial noise around <= 0.125 %
+
+
+# --- levels -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "est,lo,hi,precise,level",
+    [
+        (0.15, 0.06, 0.25, True, "RED"),  # evidence, estimate past red
+        (0.15, 0.01, 0.30, False, "RED"),  # evidence of a regression is enough; estimate picks band
+        (0.07, 0.01, 0.13, True, "YELLOW"),
+        (0.15, -0.01, 0.31, False, "INCONCLUSIVE"),  # looks bad, no evidence, imprecise
+        (0.07, -0.01, 0.15, True, "GREEN"),  # not significant and precise: no flap
+        (0.03, 0.005, 0.06, True, "GREEN"),  # real but within yellow
+        (-0.2, -0.5, 0.09, False, "GREEN"),  # interval rules out red, even if wide
+        (0.0, -0.5, math.inf, False, "INCONCLUSIVE"),
+        (math.nan, -math.inf, math.inf, False, "INCONCLUSIVE"),
+    ],
+)
+def test_judge(est: float, lo: float, hi: float, precise: bool, level: str) -> None:
+    assert judge(est, lo, hi, 0.05, 0.10, precise)[0] == level
+
+
+# --- compare(): behaviour -----------------------------------------------------------------------
+
+
+def test_same_cohort_is_green_and_small_cohort_inconclusive() -> None:
+    rng = np.random.default_rng(3)
+    big = cohort(rng, 2000)
+    v = compare(big, big)
+    assert v.overall == "GREEN" and v.exit_code == 0
+    assert all(m.change == 0 for m in v.metrics)
+    small = cohort(rng, 40)
+    v = compare(small, small)
+    assert v.overall == "INCONCLUSIVE" and v.exit_code == 3
+    assert all(m.level in ("GREEN", "INCONCLUSIVE") for m in v.metrics)
+
+
+def test_empty_cohorts_never_raise() -> None:
+    empty = CohortStats()
+    full = cohort(np.random.default_rng(4), 500)
+    for b, c in ((empty, empty), (full, empty), (empty, full)):
+        v = compare(b, c)
+        assert v.overall == "INCONCLUSIVE"
+        assert any("no sessions" in r for r in v.reasons)
+        json.dumps(v.to_dict(), allow_nan=False)
+        render_verdict(v)
+
+
+def test_flag_off_is_red_critical_error() -> None:
+    base = cohort(np.random.default_rng(5), 760)
+    cand = CohortStats(sessions=40)
+    cand.outcomes["http_error"] = 40
+    cand.http_status["501"] = 40
+    v = compare(base, cand)
+    assert v.overall == "RED" and v.exit_code == 2
+    crit = [t for t in v.triggers if t["name"] == "critical_error"]
+    assert crit and crit[0]["cohort"] == "candidate" and "flag is off" in crit[0]["reason"]
+    assert any("critical_error" in r for r in v.reasons)
+
+
+def test_trigger_on_candidate_is_red_on_baseline_only_noted() -> None:
+    rng = np.random.default_rng(6)
+    slow = cohort(rng, 400, ttfe_ms=6000.0, sigma=0.1)  # TTFE p95 > 5,000 ms
+    fast = cohort(rng, 400)
+    v = compare(fast, slow)
+    assert v.overall == "RED"
+    assert any(t["name"] == "ttfe_p95" and t["cohort"] == "candidate" for t in v.triggers)
+    v = compare(slow, fast)  # candidate far better, baseline breaks the trigger
+    assert v.overall != "RED"
+    assert any(t["cohort"] == "baseline" for t in v.triggers)
+    assert any(r.startswith("note: the baseline fires") for r in v.reasons)
+
+
+def test_non_critical_red_is_yellow_overall() -> None:
+    rng = np.random.default_rng(8)
+    base = cohort(rng, 3000)
+    cand = cohort(rng, 3000)
+    cand.histograms["completion_us"] = new_histogram()
+    fill(cand.histograms["completion_us"], 1000 * 2600 * np.exp(0.3 * rng.standard_normal(cand.ok)))
+    v = compare(base, cand)
+    m = next(m for m in v.metrics if m.name == "completion_p95_ms")
+    assert m.level == "RED" and not m.critical
+    assert v.overall == "YELLOW" and v.exit_code == 1
+    assert any("not critical" in r for r in v.reasons)
+
+
+def test_higher_is_better_quantile_regresses_downwards() -> None:
+    rule = MetricRule("ttfe_p50_as_throughput", "quantile", "ttfe_us", percentile=50.0, higher_is_better=True,
+                      critical=True)
+    only = replace(DEFAULT_POLICY, metrics=(rule,), triggers=())
+    rng = np.random.default_rng(18)
+    v = compare(cohort(rng, 3000), cohort(rng, 3000, scale=0.8), only)
+    assert v.metrics[0].level == "RED" and v.metrics[0].change < -0.15 and v.overall == "RED"
+    assert compare(cohort(rng, 3000), cohort(rng, 3000, scale=1.25), only).overall == "GREEN"
+
+
+def _rates(n: int, failures: int) -> CohortStats:
+    s = CohortStats(sessions=n, connected=n - failures)
+    s.outcomes.update({"ok": n - failures, "connect_error": failures})
+    return s
+
+
+def test_small_rate_changes_are_not_x_percent_worse() -> None:
+    """0.1 % -> 0.2 % connect failures is +0.1 pp, far inside the +1 pp YELLOW limit: GREEN at
+    1,000 sessions (where it is noise) and at 1,000,000 (where it is real but small)."""
+    only = replace(DEFAULT_POLICY, metrics=(DEFAULT_POLICY.metric("connect_success_rate"),))
+    assert compare(_rates(1000, 1), _rates(1000, 2), only).metrics[0].level in ("GREEN", "INCONCLUSIVE")
+    assert compare(_rates(1000, 1), _rates(1000, 2), only).overall != "RED"
+    m = compare(_rates(10**6, 1000), _rates(10**6, 2000), only).metrics[0]
+    assert m.level == "GREEN" and m.ci[1] < 0  # significant, yet within GREEN
+    # +1.5 pp at 5,000 sessions is real and past +1 pp: YELLOW; +3 pp: RED
+    assert compare(_rates(5000, 25), _rates(5000, 100), only).metrics[0].level == "YELLOW"
+    assert compare(_rates(5000, 25), _rates(5000, 175), only).metrics[0].level == "RED"
+    # above the 20 % floor the limits are relative to the baseline failure rate (red: +4 pp at 40 %)
+    assert compare(_rates(5000, 2000), _rates(5000, 2300), only).metrics[0].level == "RED"
+
+
+def test_to_dict_is_the_design_shape_and_json() -> None:
+    rng = np.random.default_rng(9)
+    v = compare(cohort(rng, 760), cohort(rng, 40))
+    d = v.to_dict()
+    assert set(d) == {"overall", "metrics", "triggers"}
+    for m in d["metrics"]:
+        keys = {"name", "baseline", "candidate", "change", "ci", "level", "reason"}
+        assert set(m) == (keys | {"sessions_needed"} if m["level"] == "INCONCLUSIVE" else keys)
+        assert len(m["ci"]) == 2
+    p95 = next(m for m in d["metrics"] if m["name"] == "ttfe_p95_ms")
+    assert p95["level"] == "INCONCLUSIVE" and p95["ci"][1] is None and p95["sessions_needed"] > 40
+    json.dumps(d, allow_nan=False)
+    assert EXIT_CODES == {"GREEN": 0, "YELLOW": 1, "RED": 2, "INCONCLUSIVE": 3}
+    assert Verdict("YELLOW", [], [], []).exit_code == 1
+
+
+def test_render_verdict() -> None:
+    rng = np.random.default_rng(10)
+    v = compare(cohort(rng, 2000), cohort(rng, 2000, scale=1.2))
+    plain = render_verdict(v)
+    assert "\x1b[" not in plain
+    head = plain.splitlines()[2].split()
+    assert head[:7] == ["metric", "legacy", "canonical", "change", "interval", "level", "reason"]
+    assert "ttfe_p95_ms*" in plain and "verdict: RED" in plain and "ms" in plain and "pp" in plain
+    colour = render_verdict(v, "base", "cand", color=True)
+    assert "\x1b[1;31mverdict: RED" in colour and "cand (n=2,000) vs base (n=2,000)" in colour
+
+
+def test_comparison_modules_are_pure() -> None:
+    code = (
+        "import sys; import sseprobe._compare, sseprobe._policy, sseprobe._verdict_text;"
+        "bad = [m for m in ('socket', 'ssl', 'asyncio', 'aiohttp', 'anyio', 'http.client', 'urllib.request')"
+        " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# --- calibration: the issue's bars, by simulation ----------------------------------------------
+
+
+def test_a_a_is_green_at_least_99_percent() -> None:
+    overall, _, _ = trials(1000, 2000, 2000, seed=11)
+    assert share(overall, "GREEN") >= 0.99, overall
+
+
+def test_15_percent_p95_regression_is_red() -> None:
+    overall, p95, _ = trials(300, 2000, 2000, seed=12, scale=1.15)
+    assert share(p95, "RED") >= 0.95, p95
+    assert share(overall, "RED") >= 0.95, overall
+
+
+def test_7_percent_regression_is_yellow_or_worse_most_of_the_time() -> None:
+    overall, p95, _ = trials(400, 2000, 2000, seed=13, scale=1.07)
+    assert share(p95, "YELLOW", "RED") > 0.5, p95  # measured ~58 %: z = 3.02 vs 3.3 SE effect
+    assert share(overall, "YELLOW", "RED") > 0.8, overall  # p50 sees the same shift sharper
+
+
+def test_2_percent_regression_is_green() -> None:
+    overall, p95, _ = trials(300, 2000, 2000, seed=14, scale=1.02)
+    assert share(p95, "GREEN") >= 0.95, p95
+    assert share(overall, "GREEN") >= 0.95, overall
+
+
+def test_canary_40_vs_760_no_alarm_from_noise_and_says_how_many() -> None:
+    overall, p95, needed = trials(600, 760, 40, seed=15)
+    assert share(overall, "RED", "YELLOW") <= 0.01, overall  # the family-wise 1 %
+    assert share(overall, "INCONCLUSIVE") >= 0.95, overall
+    assert p95["RED"] + p95["YELLOW"] <= 3 and len(needed) == p95["INCONCLUSIVE"]
+    assert 900 <= float(np.median(needed)) <= 2000  # DESIGN: sigma 0.3 ~ 2,000 per cohort
+
+
+def test_sessions_needed_grows_with_spread_and_is_enough() -> None:
+    _, _, wide = trials(40, 760, 40, seed=16, sigma=1.0)
+    _, _, narrow = trials(40, 760, 40, seed=16)
+    assert float(np.median(wide)) > 8 * float(np.median(narrow))  # ~14,000 vs ~1,300
+    n = int(1.25 * float(np.median(narrow)))  # run at the advised size (plus margin): decided
+    _, p95, _ = trials(150, n, n, seed=17)
+    assert share(p95, "INCONCLUSIVE") <= 0.05, p95
