@@ -62,10 +62,9 @@ from ._policy import (
     Policy,
     bad_count,
     check_triggers,
-    hist_arrays,
     hist_quantile,
 )
-from ._stats import CohortStats
+from ._stats import CohortStats, histogram_arrays
 
 __all__ = [
     "compare",
@@ -351,7 +350,7 @@ def _quantile_metric(rule: MetricRule, b: CohortStats, c: CohortStats, ctx: _Ctx
     if hb is None or hc is None:
         res.reason = f"no {rule.source} histogram"
         return res
-    (bv, bc), (cv, cc) = hist_arrays(hb), hist_arrays(hc)
+    (bv, bc), (cv, cc) = histogram_arrays(hb), histogram_arrays(hc)
     bv, cv = np.maximum(bv, 1.0), np.maximum(cv, 1.0)  # a 0 µs bucket would break the log scale
     eb, lb, ub, nb = quantile_bounds(bv, bc, q, ctx.alpha)
     ec, lc, uc, nc = quantile_bounds(cv, cc, q, ctx.alpha)

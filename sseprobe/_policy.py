@@ -41,7 +41,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from ._stats import HISTOGRAMS, CohortStats
+from ._stats import HISTOGRAMS, CohortStats, histogram_arrays
 
 __all__ = [
     "PolicyError",
@@ -53,7 +53,6 @@ __all__ = [
     "load_policy",
     "check_triggers",
     "metric_value",
-    "hist_arrays",
     "hist_quantile",
 ]
 
@@ -81,33 +80,6 @@ def bad_count(stats: CohortStats, rate: str) -> tuple[int, int]:
     n = max(int(stats.attempts), 0)
     bad = int(RATE_SOURCES[rate][0](stats))
     return min(max(bad, 0), n), n
-
-
-def hist_arrays(h: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(values µs, counts) of the non-empty buckets, ascending; same as _stats.histogram_arrays.
-
-    Vectorised over the HDR counts array (~0.1 ms instead of ~30 ms for the iterator), so a
-    whole comparison stays in milliseconds. Values are each bucket's highest equivalent value,
-    HDR's own convention for percentiles, so numbers here equal the report's.
-    """
-    try:
-        counts = np.ctypeslib.as_array(h.counts)[: h.counts_len].astype(np.int64)
-        idx = np.flatnonzero(counts)
-        shm = int(h.sub_bucket_half_count_magnitude)
-        half = int(h.sub_bucket_half_count)
-        unit = int(h.unit_magnitude)
-        bucket = (idx >> shm) - 1
-        sub = (idx & (half - 1)) + half
-        low = bucket < 0
-        sub = np.where(low, sub - half, sub)
-        bucket = np.where(low, 0, bucket)
-        lowest = sub.astype(np.int64) << (bucket + unit)
-        highest = lowest + (np.int64(1) << (bucket + unit)) - 1
-        return highest.astype(np.float64), counts[idx]
-    except (AttributeError, TypeError, ValueError):  # another histogram implementation
-        from ._stats import histogram_arrays
-
-        return histogram_arrays(h)
 
 
 def hist_quantile(values: np.ndarray, counts: np.ndarray, percentile: float) -> float | None:
@@ -142,7 +114,7 @@ def metric_value(stats: CohortStats, metric: str) -> float | None:
     h = stats.histograms.get(q[0])
     if h is None:
         return None
-    v = hist_quantile(*hist_arrays(h), q[1])
+    v = hist_quantile(*histogram_arrays(h), q[1])
     return None if v is None else v / 1000.0
 
 
