@@ -117,9 +117,10 @@ def test_fill_matches_record_value() -> None:
 
 def _iterated_arrays(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     """The slow reference: hdrh's own iterator over recorded values."""
-    items = list(h.get_recorded_iterator())
-    return (np.array([i.value_iterated_to for i in items], dtype=np.float64),
-            np.array([i.count_at_value_iterated_to for i in items], dtype=np.int64))
+    pairs = [(i.value_iterated_to, i.count_at_value_iterated_to)  # read now: hdrh reuses the item
+             for i in h.get_recorded_iterator()]
+    return (np.array([v for v, _ in pairs], dtype=np.float64),
+            np.array([c for _, c in pairs], dtype=np.int64))
 
 
 def test_vectorised_histogram_arrays_equal_hdrh_iteration() -> None:
