@@ -18,6 +18,7 @@ from ._cli_common import (
     EXIT_UNKNOWN, UsageProblem, build_limits, build_load, build_run_options, build_timeouts,
     flow_from, flow_options, load_config, load_options, read_policy, read_scenario, resolve,
 )
+from ._cmd_report import attach_html
 from ._cmd_run import emit, flow_config, results_extra, unreachable
 from ._compare import Verdict, compare
 from ._engine import CohortSpec
@@ -54,7 +55,7 @@ def _print_verdict(verdict: Verdict, base: str, cand: str, as_json: bool) -> str
 
 
 def _offline(files: tuple[str, ...], base_cohort: str | None, cand_cohort: str | None,
-             policy: Policy, out: str | None, as_json: bool) -> int:
+             policy: Policy, out: str | None, as_json: bool, html: str | None = None) -> int:
     try:
         docs = [read_document(f) for f in files]
         if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
@@ -67,14 +68,18 @@ def _offline(files: tuple[str, ...], base_cohort: str | None, cand_cohort: str |
         raise UsageProblem(str(exc)) from None
     verdict = compare(base, cand, policy)
     text = _print_verdict(verdict, f"baseline ({b_name})", f"candidate ({c_name})", as_json)
-    if as_json or out:
+    if as_json or out or html:
         doc = build_document(
             started=docs[-1].get("started", ""), duration_s=0.0,
             config={"command": "compare", "baseline": {"file": files[0], "cohort": b_name},
                     "candidate": {"file": files[-1], "cohort": c_name}},
             cohorts={f"baseline:{b_name}": base, f"candidate:{c_name}": cand},
             verdict=verdict_section(verdict))
-        emit(doc, out, "compare", as_json, text)
+        if as_json or out:
+            emit(doc, out, "compare", as_json, text)
+        else:
+            click.echo(text)
+        attach_html(doc, "compare", html, as_json)
     else:
         click.echo(text)
     return verdict.exit_code
@@ -99,15 +104,17 @@ def _live_cohorts(ctx: click.Context, params: dict[str, Any], scenario: Scenario
 @click.option("--canonical", "canonical_url", default=None, help="Live: base URL of the canonical cohort.")
 @click.option("--legacy", "legacy_url", default=None, help="Live: base URL of the legacy cohort.")
 @click.option("--split", default=None, metavar="C/L",
-              help="Live: share of sessions for canonical/legacy, e.g. 5/95 at the 5 %% rollout "
+              help="Live: share of sessions for canonical/legacy, e.g. 5/95 at the 5 % rollout "
                    "step (default: equal).")
 @click.option("--baseline-cohort", default=None, help="Offline: cohort of the baseline document.")
 @click.option("--candidate-cohort", default=None, help="Offline: cohort of the candidate document.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the HTML report of this comparison (as sseprobe report --html).")
 @flow_options
 @load_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> int:
-    """Is canonical as good as legacy? GREEN, YELLOW (5-10 %% worse), RED (worse, or a rollback trigger).
+    """Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).
 
     Live: ``compare --canonical URL --legacy URL``: runs both cohorts at once, interleaved.
     Load options count per cohort: --sessions 2000 runs 2,000 sessions per cohort on average
@@ -124,7 +131,7 @@ def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> in
         if params["canonical_url"] or params["legacy_url"]:
             raise UsageProblem("give either results files or --canonical/--legacy URLs, not both")
         return _offline(files, params["baseline_cohort"], params["candidate_cohort"], policy,
-                        params["out"], params["as_json"])
+                        params["out"], params["as_json"], params["html_path"])
     o = resolve(ctx, params, scenario)
     split = parse_split(params["split"])
     cohorts = _live_cohorts(ctx, params, scenario, split)
@@ -147,7 +154,7 @@ def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> in
                          interrupted=info.interrupted, extra=results_extra(measured))
     text = render_run(measured.cohorts, verdict.triggers, info.duration_s, info.interrupted,
                       measured.generator) + "\n\n" + _print_verdict(verdict, "legacy", "canonical", o["as_json"])
-    emit(doc, o["out"], "compare", o["as_json"], text)
+    attach_html(doc, str(emit(doc, o["out"], "compare", o["as_json"], text)), params["html_path"], o["as_json"])
     problem = unreachable(measured.cohorts)
     if problem:  # a typo in a URL must not read as a rollback: nothing was measured
         click.echo(f"sseprobe: error: {problem}", err=True)

@@ -46,7 +46,7 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
     """Compare canonical with legacy on the built-in target, no external service needed.
 
     Canonical's time to first event is set --slower percent above legacy's (50 ms median,
-    lognormal spread 0.3), so the verdict is a real one: ~8 %% shows YELLOW, 0 GREEN, 20 RED.
+    lognormal spread 0.3), so the verdict is a real one: ~8 % shows YELLOW, 0 GREEN, 20 RED.
     """
     if not -50 < slower < 1000:
         raise UsageProblem("--slower must be a percentage between -50 and 1000")

@@ -12,6 +12,7 @@ from ._cli_common import (
     build_timeouts, flow_from, flow_options, load_config, load_options, public_headers, read_policy,
     read_scenario, resolve,
 )
+from ._cmd_report import attach_html
 from ._config import FLOWS, FlowOptions
 from ._engine import CohortSpec
 from ._outcomes import Outcome
@@ -86,6 +87,8 @@ def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str |
 @click.option("--complete-on", default=None, metavar="EVENT",
               help="Generic flow: named event that completes a session "
                    "(default: a clean close after at least one event).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the HTML report of this run (as sseprobe report --html).")
 @load_options
 @click.pass_context
 def run_cmd(ctx: click.Context, **params: Any) -> int:
@@ -119,8 +122,9 @@ def run_cmd(ctx: click.Context, **params: Any) -> int:
     doc = build_document(started=info.started, duration_s=info.duration_s, config=config,
                          cohorts=measured.cohorts, interrupted=info.interrupted,
                          extra={"triggers": triggers, **results_extra(measured)})
-    emit(doc, o["out"], "run", o["as_json"],
-         render_run(measured.cohorts, triggers, info.duration_s, info.interrupted, measured.generator))
+    path = emit(doc, o["out"], "run", o["as_json"],
+                render_run(measured.cohorts, triggers, info.duration_s, info.interrupted, measured.generator))
+    attach_html(doc, str(path), params["html_path"], o["as_json"])
     problem = unreachable(measured.cohorts)
     if problem:
         click.echo(f"sseprobe: error: {problem}", err=True)

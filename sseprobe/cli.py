@@ -14,6 +14,8 @@ from ._cli_common import EXIT_OK, EXIT_UNKNOWN
 from ._cmd_check import check_cmd
 from ._cmd_compare import compare_cmd
 from ._cmd_demo import demo_cmd
+from ._cmd_monitor import baseline_group, history_cmd, monitor_cmd
+from ._cmd_report import report_cmd
 from ._cmd_run import run_cmd
 from ._cmd_target import target_cmd
 
@@ -38,6 +40,10 @@ cli.add_command(run_cmd)
 cli.add_command(check_cmd)
 cli.add_command(compare_cmd)
 cli.add_command(demo_cmd)
+cli.add_command(monitor_cmd)
+cli.add_command(baseline_group)
+cli.add_command(history_cmd)
+cli.add_command(report_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

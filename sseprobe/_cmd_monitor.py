@@ -1,0 +1,195 @@
+"""``sseprobe monitor | baseline save | history``: the nightly synthetic monitor from cron, and its records."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from ._cli_common import EXIT_OK, EXIT_UNKNOWN, UsageProblem
+from ._history import History, HistoryError, PassRow
+from ._monitor import MonitorError, load_monitor_config, run_pass, save_baseline
+from ._results import ResultsError, read_document
+
+__all__ = ["monitor_cmd", "baseline_group", "history_cmd"]
+
+DEFAULT_HISTORY = Path("results/history.sqlite")
+_SPARK = "▁▂▃▄▅▆▇█"
+_TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "error_rate_5xx")
+
+
+@click.command("monitor")
+@click.option("--config", "-C", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Monitor config (TOML): URLs, scenario, baseline, history, outputs.")
+@click.option("--update-baseline", is_flag=True,
+              help="After the pass, store its results as the new baseline (not when the pass is RED).")
+@click.option("--html", type=click.Path(dir_okay=False), default=None,
+              help="Also write the pass's HTML report here (overrides the config's html).")
+def monitor_cmd(config_path: str, update_baseline: bool, html: str | None) -> int:
+    """One synthetic-monitor pass for cron: check, probe both cohorts, judge, record.
+
+    Health and flag state (as ``check``), a short probe of each cohort (as ``compare``, from the
+    config's scenario), then canonical vs legacy, each cohort vs the stored baseline, and the
+    checklist's absolute targets (missed: YELLOW) and rollback triggers (RED). One line per part
+    says why. Appends to the history database, writes the Prometheus textfile, pushes to a
+    Pushgateway and posts a webhook on RED when configured. A lock stops two passes overlapping.
+    Exit 0 GREEN, 1 YELLOW, 2 RED, 3 UNKNOWN (cannot reach the service, lock held, bad history).
+    """
+    try:
+        cfg = load_monitor_config(config_path)
+    except MonitorError as exc:
+        raise UsageProblem(str(exc)) from None
+    try:
+        result = run_pass(cfg, update_baseline=update_baseline, html=Path(html) if html else None,
+                          echo=click.echo)
+    except (MonitorError, HistoryError) as exc:
+        click.echo(f"sseprobe monitor: UNKNOWN - {exc}")
+        return EXIT_UNKNOWN
+    return result.exit_code
+
+
+# --- baseline ----------------------------------------------------------------------------------
+
+
+@click.group("baseline")
+def baseline_group() -> None:
+    """The monitor's stored baseline: a results document kept with its histograms."""
+
+
+@baseline_group.command("save")
+@click.argument("results_file", type=click.Path(dir_okay=False))
+@click.option("--config", "-C", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Save to this monitor config's baseline path.")
+@click.option("--to", "dest", type=click.Path(dir_okay=False), default=None,
+              help="Save to this path instead.")
+def baseline_save_cmd(results_file: str, config_path: str | None, dest: str | None) -> int:
+    """Store RESULTS.json (from run, compare or a monitor pass) as the baseline later passes are judged against.
+
+    The whole document is kept, encoded HDR histograms included, so a comparison with it has the
+    same statistics as a comparison of two fresh runs. Written atomically.
+    """
+    if (config_path is None) == (dest is None):
+        raise UsageProblem("give exactly one of --config FILE (its baseline path) or --to PATH")
+    if config_path is not None:
+        try:
+            cfg = load_monitor_config(config_path)
+        except MonitorError as exc:
+            raise UsageProblem(str(exc)) from None
+        if cfg.baseline is None:
+            raise UsageProblem(f"{config_path}: no 'baseline' path in the config")
+        target = cfg.baseline
+    else:
+        target = Path(dest)  # type: ignore[arg-type]
+    try:
+        doc = read_document(results_file)
+        path = save_baseline(doc, results_file, target)
+    except (ResultsError, MonitorError) as exc:
+        raise UsageProblem(str(exc)) from None
+    except OSError as exc:
+        raise UsageProblem(f"cannot write {target}: {exc.strerror or exc}") from None
+    cohorts = ", ".join(f"{n} ({c.get('sessions', 0):,} sessions)" for n, c in doc["cohorts"].items())
+    click.echo(f"baseline saved: {path} from {results_file}: {cohorts}")
+    return EXIT_OK
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+def _fmt(metric: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.1f} ms" if metric.endswith("_ms") else f"{v * 100:.2f} %"
+
+
+def _spark(values: list[float]) -> str:
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return _SPARK[3] * len(values)
+    return "".join(_SPARK[min(int((v - lo) / (hi - lo) * len(_SPARK)), len(_SPARK) - 1)] for v in values)
+
+
+def _trends(passes: list[PassRow], cohorts: list[str]) -> list[str]:
+    lines = []
+    for cohort in cohorts:
+        for metric in _TREND_METRICS:
+            vals = [c.metrics.get(metric) for p in passes for c in p.cohorts if c.cohort == cohort]
+            series = [v for v in vals if v is not None]
+            if not series:
+                continue
+            last = series[-1]
+            text = f"last {_fmt(metric, last)}"
+            if len(series) > 1:
+                med = statistics.median(series[:-1])
+                if metric.endswith("_ms") and med:
+                    text += f", median before {_fmt(metric, med)} ({(last / med - 1) * 100:+.1f} %)"
+                else:
+                    text += f", median before {_fmt(metric, med)} ({(last - med) * 100:+.2f} pp)"
+            lines.append(f"  {cohort + ' ' + metric:<34} {_spark(series):<12} {text}")
+    return lines
+
+
+def _row_dict(p: PassRow) -> dict[str, Any]:
+    return {"id": p.id, "started": p.started, "duration_s": p.duration_s, "verdict": p.verdict,
+            "exit_code": p.exit_code, "reasons": p.reasons, "results": p.results,
+            "cohorts": {c.cohort: {"sessions": c.sessions, "attempts": c.attempts, **c.metrics,
+                                   "outcomes": c.outcomes} for c in p.cohorts}}
+
+
+@click.command("history")
+@click.option("--config", "-C", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Read the history database named in this monitor config.")
+@click.option("--db", type=click.Path(dir_okay=False), default=None,
+              help=f"History database path (default: {DEFAULT_HISTORY}).")
+@click.option("--limit", "-n", type=click.IntRange(1, 100_000), default=20, show_default=True,
+              help="How many recent passes to show.")
+@click.option("--cohort", "cohorts", multiple=True, help="Only these cohorts (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the passes as JSON on stdout.")
+def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tuple[str, ...], as_json: bool) -> int:
+    """Recent monitor passes (time, verdict, key metrics per cohort) and the trend of each metric.
+
+    Reads without blocking a running pass (the database is in WAL mode). A missing, corrupt,
+    locked or newer-schema file is one line on stderr and exit 3.
+    """
+    if config_path and db:
+        raise UsageProblem("give --config or --db, not both")
+    path = Path(db) if db else DEFAULT_HISTORY
+    if config_path:
+        try:
+            path = load_monitor_config(config_path).history
+        except MonitorError as exc:
+            raise UsageProblem(str(exc)) from None
+    try:
+        with History(path, readonly=True) as h:
+            passes = h.recent(limit)
+            total = h.count()
+    except HistoryError as exc:
+        raise UsageProblem(str(exc)) from None
+    names = list(cohorts) or sorted({c.cohort for p in passes for c in p.cohorts})
+    if as_json:
+        click.echo(orjson.dumps([_row_dict(p) for p in passes], option=orjson.OPT_INDENT_2).decode())
+        return EXIT_OK
+    click.echo(f"history {path}: last {len(passes)} of {total} passes")
+    if not passes:
+        return EXIT_OK
+    head = f"  {'#':>5}  {'started (UTC)':<25} {'verdict':<8}" + "".join(
+        f" {n + ' TTFE p95':>22} {'completion':>10}" for n in names) + "  why"
+    click.echo(head)
+    for p in passes:
+        by = {c.cohort: c for c in p.cohorts}
+        cells = "".join(f" {_fmt('ttfe_p95_ms', by[n].metrics.get('ttfe_p95_ms')) if n in by else '-':>22}"
+                        f" {_fmt('completion_rate', by[n].metrics.get('completion_rate')) if n in by else '-':>10}"
+                        for n in names)
+        why = next((r for r in p.reasons if " GREEN: " not in r), "") if p.verdict != "GREEN" else ""
+        click.echo(f"  {p.id:>5}  {p.started:<25} {p.verdict:<8}{cells}  {why[:100]}")
+    trend = _trends(passes, names)
+    if trend:
+        click.echo("trends (oldest to newest; last pass against the median of the earlier ones):")
+        for line in trend:
+            click.echo(line)
+    return EXIT_OK
+

@@ -1,0 +1,535 @@
+"""One synthetic-monitor pass, for cron: check, probe, judge, then history, metrics and alerts.
+
+The pass reuses the commands rather than re-plumbing them: ``check``'s :func:`run_checks` for
+health and the flag, and the ``compare`` command itself (in-process, one worker) for the probe of
+both cohorts, so a nightly pass measures exactly what an engineer measures by hand. It then judges
+today against the stored baseline (same-named cohorts, same statistics as ``compare``) and against
+the absolute targets and rollback triggers of the rollout checklist. Each part says why in one
+line; the exit code is the worst part's (0 GREEN, 1 YELLOW, 2 RED, 3 UNKNOWN when nothing is worse).
+
+Outputs are written only once a pass has measured something, each atomically: a pass killed
+midway leaves the history, the Prometheus file and the baseline as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import io
+import os
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
+
+import click
+import orjson
+
+from ._check import run_checks
+from ._compare import compare
+from ._config import FlowOptions
+from ._history import CohortRow, History, HistoryError, PassRow
+from ._policy import DEFAULT_POLICY, Policy, PolicyError, check_triggers, load_policy, metric_value
+from ._prom import PassMetrics, push, write_textfile
+from ._redact import redact_url
+from ._results import ResultsError, dumps, read_document, write_atomic
+from ._scenario import ScenarioError, load_scenario
+from ._stats import CohortStats
+
+__all__ = ["MonitorError", "MonitorConfig", "Part", "load_monitor_config", "pass_lock", "run_pass",
+           "save_baseline", "TARGETS", "worst"]
+
+EXIT = {"GREEN": 0, "YELLOW": 1, "RED": 2, "UNKNOWN": 3}
+_RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}  # UNKNOWN only wins over GREEN
+# PROTOCOLS.md "What good means": (metric, op, target, words). Missing one is YELLOW.
+TARGETS = (
+    ("connect_success_rate", ">", 0.99, "connect success"),
+    ("ttfe_p95_ms", "<", 500.0, "TTFE p95"),
+    ("error_rate_5xx", "<", 0.01, "5xx rate"),
+    ("completion_rate", ">", 0.98, "completion"),
+)
+
+
+class MonitorError(ValueError):
+    """The pass cannot run (bad config, lock held, no baseline to save): one line, exit 3."""
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    path: Path
+    canonical_url: str
+    legacy_url: str
+    scenario: Path | None = None
+    sessions: int | None = None
+    concurrency: int | None = None
+    policy: Path | None = None
+    baseline: Path | None = None
+    history: Path = Path("results/history.sqlite")
+    results_dir: Path = Path("results")
+    prometheus: Path | None = None
+    pushgateway: str | None = None
+    push_job: str = "sseprobe_monitor"
+    webhook_env: str | None = None
+    lock: Path = Path("results/monitor.lock")
+    html: Path | None = None
+    check: bool = True
+    check_timeout_s: float = 10.0
+    app: str | None = None
+    ignore_checks: tuple[str, ...] = ()
+    bearer_env: str | None = None
+    bearer_file: Path | None = None
+
+    def public(self) -> dict[str, Any]:
+        """For outputs: paths, redacted URLs, the *names* of secret sources, never their values."""
+        out: dict[str, Any] = {}
+        for k, v in vars(self).items():
+            if v is None:
+                continue
+            if k in ("canonical_url", "legacy_url", "pushgateway"):
+                v = redact_url(str(v))
+            out[k] = str(v) if isinstance(v, Path) else v
+        return out
+
+
+_PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prometheus", "lock", "html", "bearer_file"}
+_STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
+_INT_KEYS = {"sessions", "concurrency"}
+_KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | {"check", "check_timeout_s", "ignore_checks"}
+
+
+def load_monitor_config(path: str | Path) -> MonitorConfig:
+    """Strict TOML: unknown keys and wrong types are one-line errors naming the file and key.
+    Relative paths are relative to the config file's folder."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MonitorError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MonitorError(f"{p}: not valid TOML: {exc}") from None
+
+    def fail(key: str, expected: str) -> MonitorError:
+        return MonitorError(f"{p}: {key}: expected {expected}")
+
+    values: dict[str, Any] = {}
+    for key, v in data.items():
+        if key not in _KEYS:
+            raise fail(key, f"a known key ({', '.join(sorted(_KEYS))})")
+        if key in _PATH_KEYS or key in _STR_KEYS:
+            if not isinstance(v, str) or not v:
+                raise fail(key, "a non-empty string")
+            values[key] = Path(os.path.normpath(p.parent / v)) if key in _PATH_KEYS else v
+        elif key in _INT_KEYS:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise fail(key, "a whole number >= 1")
+            values[key] = v
+        elif key == "check":
+            if not isinstance(v, bool):
+                raise fail(key, "true or false")
+            values[key] = v
+        elif key == "ignore_checks":
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                raise fail(key, "a list of check names, e.g. [\"health.dependencies\"]")
+            values[key] = tuple(v)
+        elif key == "check_timeout_s":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise fail(key, "seconds > 0")
+            values[key] = float(v)
+    url = values.pop("url", None)
+    if url and ("canonical_url" in values or "legacy_url" in values):
+        raise fail("url", "either url or canonical_url + legacy_url, not both")
+    values.setdefault("canonical_url", url)
+    values.setdefault("legacy_url", url)
+    for key in ("canonical_url", "legacy_url"):
+        u = values.get(key)
+        if not u:
+            raise fail("url" if url is None else key, "the service's base URL (url, or canonical_url and legacy_url)")
+        parts = urlsplit(u)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise fail(key if key in data else "url", f"an http(s) URL, got {redact_url(u)!r}")
+    if "pushgateway" in values and urlsplit(values["pushgateway"]).scheme not in ("http", "https"):
+        raise fail("pushgateway", "an http(s) URL")
+    if "history" in values and "lock" not in values:
+        values["lock"] = Path(values["history"]).with_suffix(".lock")
+    return MonitorConfig(path=p, **values)
+
+
+@contextlib.contextmanager
+def pass_lock(path: Path) -> Iterator[None]:
+    """An exclusive, non-blocking flock for the whole pass: two passes never overlap.
+
+    The file stays in place (deleting it would race with a waiting pass); the kernel drops the
+    lock when the process ends, however it ends.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 64).decode(errors="replace").strip()
+        os.close(fd)
+        raise MonitorError(f"another pass holds the lock {path}" + (f" (pid {holder})" if holder else "")) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Part:
+    """One judged part of the pass: GREEN / YELLOW / RED / UNKNOWN and why, in one line."""
+
+    name: str
+    level: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"part": self.name, "level": self.level, "detail": self.detail}
+
+
+def worst(parts: list[Part]) -> str:
+    return max((p.level for p in parts), key=_RANK.__getitem__, default="UNKNOWN")
+
+
+def _level(verdict_level: str) -> str:
+    return "UNKNOWN" if verdict_level == "INCONCLUSIVE" else verdict_level
+
+
+# --- the parts ------------------------------------------------------------------------------------
+
+
+def _headers(cfg: MonitorConfig) -> tuple[tuple[str, str], ...]:
+    token = None
+    if cfg.bearer_env:
+        token = os.environ.get(cfg.bearer_env)
+        if not token:
+            raise MonitorError(f"bearer token: environment variable {cfg.bearer_env} is not set or empty")
+    if cfg.bearer_file:
+        try:
+            token = cfg.bearer_file.read_text().strip()
+        except OSError as exc:
+            raise MonitorError(f"bearer token: cannot read {cfg.bearer_file}: {exc.strerror}") from None
+    return (("Authorization", f"Bearer {token}"),) if token else ()
+
+
+def check_part(cfg: MonitorConfig) -> tuple[Part, bool]:
+    """Health and flag via ``check``; returns (part, reachable)."""
+    groups = ({cfg.canonical_url: ("canonical", "legacy")} if cfg.canonical_url == cfg.legacy_url
+              else {cfg.canonical_url: ("canonical",), cfg.legacy_url: ("legacy",)})
+    results = []
+    for url, flows in groups.items():
+        opts = FlowOptions(flow=flows[0], url=url, app=cfg.app or "vana",  # type: ignore[arg-type]
+                           user_prefix="sseprobe-monitor", headers=_headers(cfg))
+        found = asyncio.run(run_checks(opts, flows, cfg.check_timeout_s))
+        results += found
+        if any(r.level == "UNKNOWN" for r in found):
+            why = "; ".join(r.detail for r in found if r.level == "UNKNOWN")
+            return Part("check", "UNKNOWN", why), False
+    bad = [r for r in results if r.level in ("FAIL", "WARN") and r.name not in cfg.ignore_checks]
+    ignored = [r for r in results if r.level in ("FAIL", "WARN") and r.name in cfg.ignore_checks]
+    level = "RED" if any(r.level == "FAIL" for r in bad) else "YELLOW" if bad else "GREEN"
+    if bad:
+        detail = "; ".join(f"{r.name}: {r.detail}" for r in bad)
+    else:
+        flag = next((r.detail.split(" ")[0] for r in results if r.name == "canonical.flag"), "?")
+        sessions = sum(1 for r in results if r.name.endswith(".session") and r.level == "OK")
+        detail = f"/health answered, canonical flag {flag}, {sessions} end-to-end session(s) ok"
+    if ignored:
+        detail += " (ignored by config: " + "; ".join(f"{r.name} {r.level}: {r.detail}" for r in ignored) + ")"
+    return Part("check", level, detail), True
+
+
+def probe(cfg: MonitorConfig, out: Path, policy_path: Path | None) -> tuple[int, dict[str, Any] | None, str]:
+    """Run ``compare`` in-process (one worker) and read its results document: (exit, doc, stderr)."""
+    from ._cmd_compare import compare_cmd  # late: the CLI modules import much
+
+    args = ["--canonical", cfg.canonical_url, "--legacy", cfg.legacy_url, "--json", "--out", str(out),
+            "--workers", "1", "--user-prefix", "sseprobe-monitor"]
+    if cfg.scenario:
+        args += ["--scenario", str(cfg.scenario)]
+    if cfg.sessions:
+        args += ["--sessions", str(cfg.sessions)]
+    if cfg.concurrency:
+        args += ["--concurrency", str(cfg.concurrency)]
+    if policy_path:
+        args += ["--policy", str(policy_path)]
+    if cfg.app:
+        args += ["--app", cfg.app]
+    if cfg.bearer_env:
+        args += ["--bearer-env", cfg.bearer_env]
+    if cfg.bearer_file:
+        args += ["--bearer-file", str(cfg.bearer_file)]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            code = compare_cmd.main(args=args, prog_name="sseprobe compare", standalone_mode=False)
+    except click.ClickException as exc:
+        return 3, None, exc.format_message()
+    except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash
+        return 3, None, f"probe failed: {type(exc).__name__}: {exc}"[:300]
+    lines = [ln.strip().removeprefix("sseprobe: error: ") for ln in err.getvalue().splitlines() if ln.strip()]
+    try:
+        doc = read_document(out)
+    except ResultsError as exc:
+        return 3, None, (lines[-1] if lines else str(exc))
+    return int(code if isinstance(code, int) else 0), doc, (lines[-1] if lines else "")
+
+
+def _first_reasons(reasons: list[str], n: int = 2) -> str:
+    return "; ".join(reasons[:n]) + (f" (+{len(reasons) - n} more)" if len(reasons) > n else "")
+
+
+def verdict_part(name: str, verdict: Mapping[str, Any]) -> Part:
+    level = _level(str(verdict.get("overall", "INCONCLUSIVE")))
+    reasons = list(verdict.get("reasons") or [])
+    return Part(name, level, _first_reasons(reasons) or str(verdict.get("overall")))
+
+
+def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: Policy) -> list[Part]:
+    parts = []
+    for name, data in doc["cohorts"].items():
+        if name not in baseline["cohorts"]:
+            parts.append(Part(f"{name} vs baseline", "UNKNOWN",
+                              f"the baseline has no cohort {name!r} (it has {', '.join(baseline['cohorts'])})"))
+            continue
+        v = compare(CohortStats.from_dict(baseline["cohorts"][name]), CohortStats.from_dict(data), policy)
+        parts.append(Part(f"{name} vs baseline", _level(v.overall), _first_reasons(v.reasons)))
+    return parts
+
+
+def _fmt(metric: str, v: float) -> str:
+    return f"{v:,.1f} ms" if metric.endswith("_ms") else f"{v * 100:.2f} %"
+
+
+def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
+    """Absolute checklist targets (missed: YELLOW) and rollback triggers (fired: RED), per cohort."""
+    parts = []
+    for name, data in doc["cohorts"].items():
+        stats = CohortStats.from_dict(data)
+        fired = check_triggers(stats, policy)
+        misses = []
+        for metric, op, target, _words in TARGETS:
+            v = metric_value(stats, metric)
+            if v is None:
+                continue
+            if not (v > target if op == ">" else v < target):
+                misses.append(f"{metric} {_fmt(metric, v)} misses the target {op} {_fmt(metric, target)}")
+        if fired:
+            parts.append(Part(f"{name} targets", "RED",
+                              "rollback trigger: " + "; ".join(f"{t['name']} ({t['reason']})" for t in fired)))
+        elif misses:
+            parts.append(Part(f"{name} targets", "YELLOW", "; ".join(misses)))
+        else:
+            parts.append(Part(f"{name} targets", "GREEN", "every checklist target met, no rollback trigger"))
+    return parts
+
+
+# --- outputs ---------------------------------------------------------------------------------------
+
+
+def save_baseline(doc: Mapping[str, Any], source: str, dest: Path) -> Path:
+    """Store a results document as the baseline, histograms and all (percentiles alone cannot be compared)."""
+    for name, c in doc["cohorts"].items():
+        hists = c.get("histograms") or {}
+        if not hists.get("ttfe_us"):
+            raise MonitorError(f"{source}: cohort {name!r} has no encoded histograms: cannot serve as a baseline")
+        try:
+            CohortStats.from_dict(c)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MonitorError(f"{source}: cohort {name!r} is malformed: {exc}") from None
+    saved = {**doc, "baseline": {"saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                 "source": str(source)}}
+    return write_atomic(dest, dumps(saved))
+
+
+def send_webhook(url: str, text: str, timeout: float = 10.0) -> str | None:
+    """POST Slack-compatible JSON; None when sent, else why not (never the URL: it holds a token)."""
+    req = urllib.request.Request(url, data=orjson.dumps({"text": text}), method="POST",
+                                 headers={"Content-Type": "application/json", "User-Agent": "sseprobe-monitor"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the operator's URL
+            resp.read()
+        return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{type(exc).__name__}: {type(reason).__name__ if not isinstance(reason, str) else reason}"
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+@dataclass
+class PassResult:
+    overall: str
+    parts: list[Part]
+    results: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT[self.overall]
+
+
+def run_pass(cfg: MonitorConfig, *, update_baseline: bool = False, html: Path | None = None,
+             echo: Callable[[str], None] = print) -> PassResult:
+    """One whole pass under the lock. Raises MonitorError / HistoryError only before measuring."""
+    with pass_lock(cfg.lock):
+        started = datetime.now(timezone.utc).replace(microsecond=0)  # as stored in the history
+        t0 = time.monotonic()
+        history = History(cfg.history)  # a corrupt or newer file stops the pass before any load
+        try:
+            scenario = load_scenario(cfg.scenario) if cfg.scenario else None
+            policy_path = cfg.policy or (Path(scenario.policy) if scenario and scenario.policy else None)
+            policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
+        except (ScenarioError, PolicyError) as exc:
+            history.close()
+            raise MonitorError(str(exc)) from None
+        try:
+            return _measure_and_record(cfg, history, started, t0, policy, policy_path, update_baseline, html, echo)
+        finally:
+            history.close()
+
+
+def _measure_and_record(cfg: MonitorConfig, history: History, started: datetime, t0: float, policy: Policy,
+                        policy_path: Path | None, update_baseline: bool, html: Path | None,
+                        echo: Callable[[str], None]) -> PassResult:
+    parts: list[Part] = []
+    notes: list[str] = []
+    baseline = None
+    if cfg.baseline and not update_baseline:
+        try:
+            baseline = read_document(cfg.baseline)
+        except ResultsError as exc:
+            why = "none saved yet (sseprobe baseline save, or monitor --update-baseline)" \
+                if not cfg.baseline.exists() else str(exc)
+            parts.append(Part("baseline", "UNKNOWN", f"{cfg.baseline}: {why}"))
+    reachable = True
+    if cfg.check:
+        part, reachable = check_part(cfg)
+        parts.append(part)
+    doc: dict[str, Any] | None = None
+    results_path = cfg.results_dir / f"monitor-{_stamp()}.json"
+    if reachable:
+        code, doc, err = probe(cfg, results_path, policy_path)
+        if doc is None:
+            parts.append(Part("probe", "UNKNOWN", err or "the probe wrote no results"))
+        elif doc.get("interrupted"):
+            parts.append(Part("probe", "UNKNOWN", f"interrupted: {doc.get('stop_reason') or 'stopped'}"))
+            echo(_summary(PassResult(worst(parts), parts)))
+            echo("  (interrupted pass: history, metrics and baseline left as they were)")
+            return PassResult(worst(parts), parts, results_path)
+        elif code == 3 and err.startswith("cannot reach"):
+            reachable = False
+            parts.append(Part("probe", "UNKNOWN", err))
+        else:
+            parts.append(verdict_part("canonical vs legacy", doc.get("verdict") or {}))
+            if baseline is not None:
+                parts += baseline_parts(doc, baseline, policy)
+            parts += target_parts(doc, policy)
+            generator = doc.get("generator") or {}
+            if generator.get("saturated"):  # the prober itself was the bottleneck: latencies read high
+                notes.append(f"generator: WARN {generator.get('note', 'saturated')}")
+    overall = worst(parts)
+    duration = time.monotonic() - t0
+
+    # history: one transaction; a failure is said, and makes the pass UNKNOWN if nothing is worse
+    row = PassRow(started=started.isoformat(timespec="seconds"), duration_s=round(duration, 3), verdict=overall,
+                  exit_code=EXIT[overall], reasons=[f"{p.name} {p.level}: {p.detail}" for p in parts],
+                  results=str(results_path) if doc is not None else None,
+                  cohorts=[CohortRow.from_document(n, c) for n, c in (doc or {}).get("cohorts", {}).items()])
+    try:
+        pass_id = history.append(row)
+        notes.append(f"history: pass {pass_id} written to {cfg.history}")
+    except HistoryError as exc:
+        parts.append(Part("history", "UNKNOWN", str(exc)))
+    overall = worst(parts)
+    last_green = started.timestamp() if overall == "GREEN" else _ts(_safe(lambda: history.last_time("GREEN")))
+    pm = PassMetrics(parts={"overall": overall, **{p.name: p.level for p in parts}},
+                     started_ts=started.timestamp(), duration_s=duration, up=reachable and doc is not None,
+                     last_success_ts=last_green, cohorts=(doc or {}).get("cohorts", {}))
+    if cfg.prometheus:
+        try:
+            write_textfile(pm, cfg.prometheus)
+            notes.append(f"prometheus: {cfg.prometheus}")
+        except OSError as exc:
+            parts.append(Part("prometheus", "UNKNOWN", f"cannot write {cfg.prometheus}: {exc.strerror or exc}"))
+            overall = worst(parts)
+            pm.parts["overall"] = overall
+    if cfg.pushgateway:
+        try:
+            push(pm, cfg.pushgateway, cfg.push_job)
+            notes.append(f"pushgateway: pushed job {cfg.push_job} to {redact_url(cfg.pushgateway)}")
+        except Exception as exc:  # noqa: BLE001 - optional output: warn, never crash
+            notes.append(f"pushgateway: WARN not pushed: {type(exc).__name__}: {str(exc)[:120]}")
+    result = PassResult(overall, parts, results_path if doc is not None else None, notes)
+    if overall == "RED" and cfg.webhook_env:
+        hook_url = os.environ.get(cfg.webhook_env)
+        if not hook_url:
+            notes.append(f"webhook: WARN environment variable {cfg.webhook_env} is not set: no alert sent")
+        else:
+            failure = send_webhook(hook_url, _webhook_text(result, cfg))
+            notes.append("webhook: RED alert sent" if failure is None else f"webhook: WARN not sent: {failure}")
+    if doc is not None:
+        doc["monitor"] = {"overall": overall, "exit_code": EXIT[overall], "parts": [p.to_dict() for p in parts],
+                          "config": cfg.public()}
+        try:
+            write_atomic(results_path, dumps(doc))
+            notes.append(f"results: {results_path}")
+        except OSError as exc:
+            notes.append(f"results: WARN cannot rewrite {results_path}: {exc.strerror or exc}")
+        target_html = html or cfg.html
+        if target_html:
+            from ._report_html import write_report
+            try:
+                write_report([(str(results_path), doc)], target_html, title=f"sseprobe monitor {overall}")
+                notes.append(f"report: {target_html}")
+            except OSError as exc:
+                notes.append(f"report: WARN cannot write {target_html}: {exc.strerror or exc}")
+    if update_baseline:
+        if cfg.baseline is None:
+            notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
+        elif doc is None or overall == "RED":
+            notes.append(f"baseline: WARN not updated: this pass is {overall}"
+                         + (" (save one by hand with: sseprobe baseline save FILE)" if doc is not None else ""))
+        else:
+            save_baseline(doc, str(results_path), cfg.baseline)
+            notes.append(f"baseline: updated {cfg.baseline}")
+    echo(_summary(result))
+    for note in notes:
+        echo(f"  {note}")
+    return result
+
+
+def _safe(f: Callable[[], Any]) -> Any:
+    try:
+        return f()
+    except ValueError:
+        return None
+
+
+def _ts(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+def _summary(result: PassResult) -> str:
+    bad = [p.name for p in result.parts if p.level == result.overall and p.level != "GREEN"]
+    head = f"sseprobe monitor: {result.overall}" + (f" ({', '.join(bad)})" if bad else "")
+    width = max((len(p.name) for p in result.parts), default=5)
+    return "\n".join([head, *(f"  {p.name:<{width}}  {p.level:<7} {p.detail}" for p in result.parts)])
+
+
+def _webhook_text(result: PassResult, cfg: MonitorConfig) -> str:
+    lines = [f":red_circle: sseprobe monitor RED for {redact_url(cfg.canonical_url)}"]
+    lines += [f"• {p.name}: {p.level}: {p.detail}" for p in result.parts if p.level != "GREEN"]
+    return "\n".join(lines)
