@@ -15,7 +15,7 @@ import orjson
 from ._config import FlowOptions
 from ._sse import Event
 
-__all__ = ["StreamRules", "Step", "FlowPlan", "plan_session", "NOT_PROGRESS"]
+__all__ = ["StreamRules", "Step", "FlowPlan", "plan_session", "ended_partial", "NOT_PROGRESS"]
 
 # Named events that say nothing about the run's progress: never the first event.
 NOT_PROGRESS = frozenset({"agent_network_connection", "keepalive", "heartbeat", "ping"})
@@ -58,6 +58,15 @@ class StreamRules:
             if name == complete_on:
                 return progress, True, None
         return progress, False, None
+
+
+def ended_partial(events: list[Event]) -> bool:
+    """Did the stream's last event say ``"partial": true``? An ADK stream that closes there was cut
+    off mid-answer: a clean close after it is no success."""
+    if not events:
+        return False
+    data = events[-1].data
+    return '"partial": true' in data or '"partial":true' in data
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -14,7 +14,7 @@ from typing import Callable
 import aiohttp
 
 from ._config import FlowOptions, Limits, Timeouts
-from ._flows import FlowPlan, Step, plan_session
+from ._flows import FlowPlan, Step, ended_partial, plan_session
 from ._outcomes import (
     BadContentType,
     ConnectError,
@@ -28,7 +28,7 @@ from ._outcomes import (
     StreamError,
 )
 from ._record import SessionRecord
-from ._sse import SSEDecoder
+from ._sse import Event, SSEDecoder
 
 __all__ = ["run_session", "connect_trace", "Clock"]
 
@@ -109,12 +109,14 @@ class _Session:
         max_gap = 0.0
         nbytes = 0
         nevents = 0
+        last_events: list[Event] = []
         try:
             while chunk := await content.readany():
                 nbytes += len(chunk)
                 events = decoder.feed(chunk)
                 if not events:
                     continue
+                last_events = events
                 now = clock()
                 nevents += len(events)
                 if now - last > max_gap:
@@ -131,13 +133,13 @@ class _Session:
                     rec.outcome = Outcome.OK
                     return
             decoder.flush()
-            if plan.rules.close_ok and progress:
+            if plan.rules.close_ok and progress and not ended_partial(last_events):
                 rec.completion_ms = self.ms_since_base(clock())
                 rec.outcome = Outcome.OK
                 return
             raise PrematureClose(
                 f"stream closed after {nevents} events without "
-                f"{plan.rules.complete_on or 'any progress event'}")
+                f"{plan.rules.complete_on or 'a final (non-partial) progress event'}")
         finally:
             rec.bytes, rec.events = nbytes, nevents
             rec.max_gap_ms = max_gap * 1000.0 if nevents else None

@@ -136,3 +136,23 @@ def test_stopping_a_run_cancels_in_flight_sessions_and_keeps_their_records() -> 
     assert len(records) == 5
     assert {r.outcome for r in records} == {Outcome.CANCELLED}
     assert all(r.ttfe_ms is not None for r in records)  # what was measured is kept
+
+
+def test_adk_style_close_after_partial_event_is_premature() -> None:
+    """ADK's api_server just closes after the last event: a close right after a partial one
+    means the answer was cut off; a close after the final one is a success."""
+    from sseprobe._target import CohortKnobs, TargetConfig, running_target
+
+    async def go(p_close: float) -> SessionRecord:
+        cfg = TargetConfig(canonical=CohortKnobs(ttfe_ms=5, ttfe_spread=0, gap_ms=1, events=4,
+                                                 p_premature_close=p_close), adk_style=True)
+        async with running_target(cfg) as t:
+            opts = FlowOptions(flow="canonical", url=t.url)
+            rec = SessionRecord("canonical", 0, scheduled=time.perf_counter())
+            async with make_client(FAST, Limits(), time.perf_counter) as http:
+                await run_session(http, opts, FAST, Limits(), rec)
+            return rec
+
+    assert asyncio.run(go(0.0)).outcome == Outcome.OK
+    cut = asyncio.run(go(1.0))
+    assert cut.outcome == Outcome.PREMATURE_CLOSE and cut.ttfe_ms is not None
