@@ -38,7 +38,7 @@ def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[subprocess.Pop
               help="How much slower canonical's first event is than legacy's, in percent.")
 @click.option("--sessions", "-n", type=int, default=2000, show_default=True,
               help="Sessions per cohort.")
-@click.option("--concurrency", "-c", type=int, default=50, show_default=True,
+@click.option("--concurrency", "-c", type=int, default=10, show_default=True,
               help="Sessions in flight per cohort.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
               help="Results document path (default: results/compare-<time>.json).")
