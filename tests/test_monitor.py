@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -28,9 +27,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sseprobe._history import CohortRow, History, PassRow
 from sseprobe._monitor import load_monitor_config, pass_lock
 
+from .conftest import CLI
+from .conftest import target_process as target
 from .report_docs import results_doc
 
-CLI = [sys.executable, "-m", "sseprobe.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "tok-9f2c51e0a7"  # the target requires it; it must never show in any output
 HOOK_SECRET = "T0K3N-hook-77b1"  # part of the webhook URL: a secret too
@@ -49,20 +49,6 @@ flow = "canonical"
 [cohorts.legacy]
 flow = "legacy"
 """
-
-
-@contextmanager
-def target(*knobs: str) -> Iterator[str]:
-    proc = subprocess.Popen([*CLI, "target", "--port", "0", *knobs], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert "listening on" in line, line
-        yield line.rsplit(" ", 1)[-1].strip()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def patch_target(url: str, body: dict[str, Any]) -> None:
