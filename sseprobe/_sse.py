@@ -64,8 +64,9 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[Event]:
         """Take the next bytes of the stream; return the events they complete."""
+        # A chunk of whole LF-ended lines (often one event) needs no preparing; others do.
         if self._parts or self._bom or self._cr or chunk[-1:] != b"\n" or b"\r" in chunk:
-            chunk = self._whole_lines(chunk)  # not just whole LF-ended lines (1 event a chunk, often)
+            chunk = self._whole_lines(chunk)
         elif len(chunk) > self._max_line:
             self._check_lines(chunk)
         out: list[Event] = []
@@ -117,6 +118,7 @@ class SSEDecoder:
         return chunk[:stop]
 
     def _check_lines(self, chunk: bytes) -> None:
+        """Raise if a line is past max_line; only worth calling when the chunk itself is."""
         if max(map(len, chunk.split(b"\n"))) > self._max_line:
             raise ProtocolError(f"sse line longer than {self._max_line} bytes")
 

@@ -229,11 +229,15 @@ def test_legacy_runs_mixed_with_other_events() -> None:
     frames: list[bytes] = []
     expected: list[Event] = []
     last_id = ""
-    for i in range(400):
-        if i % 50 == 7:  # not the common shape: comment, retry, id without space, NUL id, 2 data lines
+    for i in range(401):
+        if i % 50 == 7:  # not the common shape: comment, retry, id without space, 2 data lines
             frames.append(b": ping\n\nretry: 3000\nid:x%d\nevent: agent_status\ndata: a\ndata: b\n\n" % i)
             last_id = f"x{i}"
             expected.append(ev("a\nb", "agent_status", last_id, 3000))
+        elif i % 50 == 19:  # blocks of other shapes between common ones (ending in a blank line)
+            frames.append(b": ping\n\nid:y%d\n\n\nevent: x\nretry: 1\n\ndata:no space\n\n" % i)
+            last_id = f"y{i}"
+            expected.append(ev("no space", id=last_id))
             frames.append(b"id: bad\x00id\nevent: research_update\ndata: {}\n\n\n")
             expected.append(ev("{}", "research_update", last_id))
         elif i % 10 == 3:  # keepalive: a named event without id
@@ -244,9 +248,13 @@ def test_legacy_runs_mixed_with_other_events() -> None:
             data = f'{{"content": "é {i}"}}'
             frames.append(f"id: {last_id}\nevent: research_update\ndata: {data}\n\n".encode())
             expected.append(ev(data, "research_update", last_id))
+    frames.append(b"data:last\n\nid:end\n\n")  # ends in other shapes too
+    expected.append(ev("last", id=last_id))
     stream = b"".join(frames)
     for size in (1, 7, 64, 1000, 4093, 65536, len(stream)):
-        assert decode([stream[i : i + size] for i in range(0, len(stream), size)]) == expected
+        pieces = [stream[i : i + size] for i in range(0, len(stream), size)]
+        assert decode(pieces) == expected
+        assert decode(pieces + [b"data: after\n\n"])[-1] == ev("after", id="end")
     crlf = stream.replace(b"\n", b"\r\n")
     assert decode([crlf[i : i + 997] for i in range(0, len(crlf), 997)]) == expected
 
@@ -263,6 +271,8 @@ def test_line_limit() -> None:
         assert info.value.outcome is Outcome.PROTOCOL_ERROR
     with pytest.raises(ProtocolError):  # a comment line counts too
         decode([b": " + b"x" * 200 + b"\n"], max_line=100)
+    with pytest.raises(ProtocolError):  # in a chunk of whole lines, after one
+        decode([b"data: ok\n\n", b"data: a\n\n: " + b"x" * 200 + b"\n\n"], max_line=100)
 
 
 def test_huge_line_raises_before_it_is_buffered() -> None:
@@ -354,6 +364,7 @@ def httpx_sse_events(pieces: list[bytes]) -> list[Event]:
 _unicode = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"), max_size=8)
 _raw = st.binary(max_size=6).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
 _value = st.one_of(_unicode.map(str.encode), _raw, st.sampled_from([b"", b" ", b":", b": x", b"\x00"]))
+_long = _unicode.map(lambda s: (s * 10).encode())  # long enough streams take the regex path
 
 
 @st.composite
@@ -376,10 +387,10 @@ def _stream(draw: st.DrawFn) -> bytes:
         if kind == 0:  # a run of one-line data events (the canonical fast path)
             lines += [b"data: " + draw(_value), b""] * draw(st.integers(1, 4))
         elif kind == 1:  # id / event / data frames (the legacy fast path)
-            for _ in range(draw(st.integers(1, 4))):
+            for _ in range(draw(st.integers(1, 6))):
                 lines += [b"id: " + draw(_value)] if draw(st.booleans()) else []
                 lines += [b"event: " + draw(_value)] if draw(st.booleans()) else []
-                lines += [b"data: " + draw(_value), b""]
+                lines += [b"data: " + draw(st.one_of(_value, _long)), b""]
         else:
             lines += draw(st.lists(_line(), max_size=4)) + [b""] * draw(st.integers(0, 2))
     eols = draw(st.lists(st.sampled_from([b"\n", b"\r", b"\r\n"]), min_size=len(lines), max_size=len(lines)))
