@@ -15,19 +15,24 @@ service and of this machine.
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Coroutine, Iterator, Sequence, TypeVar
 
 import aiohttp
 
 from ._config import FlowOptions, Limits, Timeouts
 from ._pacer import Schedule
 from ._record import SessionRecord
-from ._session import connect_trace, run_session
+from ._http import LeanClient
+from ._session import _CONNECTED, StampingConnector, run_session
 
-__all__ = ["CohortSpec", "Load", "RunInfo", "RunControl", "run_load", "interleave"]
+T = TypeVar("T")
+
+__all__ = ["run", "CohortSpec", "Load", "RunInfo", "RunControl", "run_load", "interleave"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,54 @@ def interleave(weights: Sequence[float]) -> Iterator[int]:
         yield best
 
 
+GC_FREEZE_S = 1.0  # how often the objects that survived the young collections are set aside
+GC_FULL_S = 60.0  # how often everything is collected once (the cyclic garbage set aside with them)
+
+
+async def _gc_steward() -> None:
+    """Keep Python's full GC collections off the timing path while sessions run.
+
+    With thousands of sessions open (~60 tracked objects each) a full (generation 2) collection
+    walks every object and stops the loop for ~100 ms, every few seconds: each event arriving then
+    is stamped late (bench/README.md, "Measurement truth"). So every second the survivors are frozen
+    (``gc.freeze``: moved aside in O(1), still freed by reference counting), the young collections
+    go on as usual for new objects, and only once a minute is everything unfrozen and collected.
+    Nested runs share one steward; the heap is unfrozen when the outermost run ends.
+    """
+    global _stewards
+    _stewards += 1
+    try:
+        gc.freeze()
+        last_full = time.monotonic()
+        while True:
+            await asyncio.sleep(GC_FREEZE_S)
+            if time.monotonic() - last_full >= GC_FULL_S:
+                gc.unfreeze()
+                gc.collect()
+                last_full = time.monotonic()
+            gc.freeze()
+    finally:
+        _stewards -= 1
+        if not _stewards:
+            gc.unfreeze()
+
+
+_stewards = 0
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on uvloop's event loop when uvloop is installed: a session then costs
+    about a third less CPU (bench/README.md). ``SSEPROBE_LOOP=asyncio`` keeps the standard loop."""
+    if os.environ.get("SSEPROBE_LOOP", "").lower() != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
+
+
 async def _first(*aws: Any, timeout: float | None = None) -> None:
     """Wait until the first of ``aws`` is done (or the timeout). Futures passed in are left
     running; tasks made here from coroutines are cancelled."""
@@ -134,14 +187,23 @@ async def _first(*aws: Any, timeout: float | None = None) -> None:
                 f.cancel()
 
 
-def make_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=limits.connections, limit_per_host=0, ttl_dns_cache=300)
+def make_aiohttp_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> aiohttp.ClientSession:
+    """An aiohttp session set up as sessions need it (https, and health checks' plain requests)."""
+    # the connector stamps connect_ms; no TraceConfig, so aiohttp fires no trace signals per request
+    connector = StampingConnector(limit=limits.connections, limit_per_host=0, ttl_dns_cache=300, clock=clock)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),  # per-session CSRF cookies are handled by the flow
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle),
-        trace_configs=[connect_trace(clock)],
     )
+
+
+def make_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> LeanClient:
+    """The sessions' HTTP client: the lean HTTP/1.1 client for http:// URLs, aiohttp for the rest
+    (and for aiohttp-style calls such as ``get``), made only when first needed."""
+    return LeanClient(timeouts.connect, timeouts.idle, limits.connections,
+                      stamp=lambda: _CONNECTED.set(clock()),
+                      fallback=lambda: make_aiohttp_client(timeouts, limits, clock))
 
 
 async def run_load(
@@ -167,8 +229,8 @@ async def run_load(
     tasks: set[asyncio.Task[None]] = set()
     stopping = False
 
-    async def session(http: aiohttp.ClientSession, scheduled: float) -> None:
-        i = next(order)
+    async def session(http: LeanClient, scheduled: float) -> None:
+        i = next(order) if len(cohorts) > 1 else 0
         rec = SessionRecord(cohorts[i].name, seqs[i] * load.parts + load.part, scheduled=scheduled)
         seqs[i] += 1
         try:
@@ -177,11 +239,11 @@ async def run_load(
             control.finished += 1
             sink(rec)
 
-    def spawn(http: aiohttp.ClientSession, scheduled: float) -> asyncio.Task[None]:
+    def spawn(http: LeanClient, scheduled: float) -> asyncio.Task[None]:
         control.started += 1
         if on_start is not None:
             on_start(clock())
-        task = asyncio.create_task(session(http, scheduled))
+        task = http.loop.create_task(session(http, scheduled))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return task
@@ -190,14 +252,14 @@ async def run_load(
         return not (stopping or (load.sessions is not None and control.started >= load.sessions)
                     or (load.duration is not None and t >= load.duration))
 
-    async def user(http: aiohttp.ClientSession) -> None:
+    async def user(http: LeanClient) -> None:
         while more(clock()):
             # shielded: stopping the users must not cancel a session before its grace
             await asyncio.shield(spawn(http, clock()))
             if load.think:
                 await asyncio.sleep(load.think)
 
-    async def arrivals(http: aiohttp.ClientSession, schedule: Schedule) -> None:
+    async def arrivals(http: LeanClient, schedule: Schedule) -> None:
         for t in schedule.arrivals(part=load.part, parts=load.parts):
             if not more(t):
                 return
@@ -216,6 +278,7 @@ async def run_load(
             driver = asyncio.ensure_future(asyncio.gather(*(user(http) for _ in range(users))))
         stop_wait = asyncio.ensure_future(control._stop.wait())
         abort_wait = asyncio.ensure_future(control._abort.wait())
+        steward = asyncio.ensure_future(_gc_steward())
         try:
             # arrivals run until the load is spent, a stop is asked for, or the duration passes
             await asyncio.wait([driver, stop_wait], timeout=load.duration,
@@ -228,9 +291,9 @@ async def run_load(
             if tasks:  # stopped: in-flight sessions finish within the grace, then are cancelled
                 await _first(asyncio.wait(list(tasks)), abort_wait, timeout=load.grace)
         finally:
-            for t in (*tasks, driver, stop_wait, abort_wait):
+            for t in (*tasks, driver, stop_wait, abort_wait, steward):
                 t.cancel()
-            await asyncio.gather(*tasks, driver, return_exceptions=True)
+            await asyncio.gather(*tasks, driver, steward, return_exceptions=True)
     return RunInfo(
         started=wall_start.isoformat(timespec="milliseconds"),
         duration_s=round(clock(), 3),

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence, TextIO
 from hdrh.histogram import HdrHistogram
 
 from ._config import Limits, Timeouts
-from ._engine import CohortSpec, Load, RunControl, RunInfo, run_load
+from ._engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
 from ._intervals import IntervalLog, merge_intervals
 from ._live import LiveWindow, SustainedTrigger, progress_line
 from ._policy import DEFAULT_POLICY, Policy, check_triggers
@@ -179,7 +179,7 @@ def _single(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limit
             opts: RunOptions) -> Measured:
     report = _print_progress(opts.progress) if opts.progress else None
     signals = ((signal.SIGINT, signal.SIGTERM), ())
-    measured = asyncio.run(_measure(cohorts, load, timeouts, limits, opts, signals, report))
+    measured = run(_measure(cohorts, load, timeouts, limits, opts, signals, report))
     if opts.progress:
         opts.progress.write("\n")
     return measured
@@ -207,7 +207,7 @@ def _worker(part: int, parts: int, cohorts: Sequence[CohortSpec], load: Load, ti
         def report(snap: dict[str, Any]) -> None:
             out.put(("progress", part, {k: v for k, v in snap.items() if k != "window"}))
 
-        m = asyncio.run(_measure(cohorts, _worker_load(load, part, parts), timeouts, limits,
+        m = run(_measure(cohorts, _worker_load(load, part, parts), timeouts, limits,
                                  replace(opts, progress=None), ((signal.SIGTERM,), (signal.SIGUSR1,)),
                                  report if opts.progress else None))
         out.put(("result", part, {

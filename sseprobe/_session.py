@@ -8,12 +8,15 @@ premature close/idle timeout).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from typing import Callable
+from contextvars import ContextVar
+from typing import Any, Callable
 
 import aiohttp
 
 from ._config import FlowOptions, Limits, Timeouts
+from ._http import HeadTimeout, LeanClient, LeanResponse
 from ._flows import FlowPlan, Step, ended_partial, plan_session
 from ._outcomes import (
     BadContentType,
@@ -30,26 +33,46 @@ from ._outcomes import (
 from ._record import SessionRecord
 from ._sse import Event, SSEDecoder
 
-__all__ = ["run_session", "connect_trace", "Clock"]
+__all__ = ["run_session", "connect_trace", "StampingConnector", "Clock"]
 
 Clock = Callable[[], float]
+HTTPClient = aiohttp.ClientSession | LeanClient  # make_client's LeanClient, or any aiohttp session
 _SSE = "text/event-stream"
+_JSON = "application/json"
+# When the running request's connection became ready (new or reused), on the session's clock. Set
+# in the session task's own context by StampingConnector (or connect_trace), read after headers.
+_CONNECTED: ContextVar[float | None] = ContextVar("sseprobe_connected", default=None)
+
+
+class StampingConnector(aiohttp.TCPConnector):
+    """A TCPConnector that stamps when each request's connection is ready, for ``connect_ms``.
+
+    Cheaper than a TraceConfig: aiohttp fires no trace signals at all when a client has none, and
+    here the one stamp costs a clock read and a ContextVar set per request.
+    """
+
+    def __init__(self, *args: Any, clock: Clock = time.perf_counter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stamp_clock = clock
+
+    async def connect(self, *args: Any, **kwargs: Any) -> Any:
+        conn = await super().connect(*args, **kwargs)
+        _CONNECTED.set(self._stamp_clock())
+        return conn
 
 
 class _Session:
     """The mutable per-session state; one instance per session, discarded after."""
 
-    __slots__ = ("http", "opts", "timeouts", "limits", "rec", "clock", "headers", "base", "streaming",
-                 "connected_at")
+    __slots__ = ("http", "opts", "timeouts", "limits", "rec", "clock", "headers", "base", "streaming")
 
-    def __init__(self, http: aiohttp.ClientSession, opts: FlowOptions, timeouts: Timeouts,
+    def __init__(self, http: HTTPClient, opts: FlowOptions, timeouts: Timeouts,
                  limits: Limits, rec: SessionRecord, clock: Clock) -> None:
         self.http, self.opts, self.timeouts, self.limits, self.rec, self.clock = (
             http, opts, timeouts, limits, rec, clock)
         self.headers: dict[str, str] = dict(opts.headers)
         self.base = rec.scheduled  # latencies start at the *scheduled* message send
         self.streaming = False  # past the stream's response headers
-        self.connected_at: float | None = None  # set by connect_trace when the connection is ready
 
     def ms_since_base(self, t: float) -> float:
         return (t - self.base) * 1000.0
@@ -57,40 +80,58 @@ class _Session:
     async def request(self, step: Step, accept: str) -> aiohttp.ClientResponse:
         """Send one request; headers must come within the connect timeout."""
         headers = {**self.headers, "Accept": accept}
+        if step.json is not None:  # serialised here with orjson, not by aiohttp's stdlib json
+            headers["Content-Type"] = _JSON
+            body: bytes | None = step.json_bytes()
+        else:
+            body = step.body
         if step.is_message:
             # the message is sent now; latencies count from when it *should* have been sent
             self.base = self.rec.scheduled + (self.clock() - self.rec.started)
+        http = self.http
         try:
-            async with asyncio.timeout(self.timeouts.connect) as cm:
-                resp = await self.http.request(
-                    step.method, step.url, json=step.json, data=step.body, headers=headers,
-                    trace_request_ctx=self)
-        except TimeoutError:
-            if cm.expired():
-                raise SessionTimeout(f"no response headers within {self.timeouts.connect:g}s") from None
-            raise
+            if type(http) is LeanClient:  # keeps the head deadline on its connection's own timer
+                resp = await http.request(step.method, step.url, data=body, headers=headers,
+                                          head_timeout=self.timeouts.connect)
+            else:
+                try:
+                    async with asyncio.timeout(self.timeouts.connect) as cm:
+                        resp = await http.request(step.method, step.url, data=body, headers=headers)
+                except TimeoutError:
+                    if cm.expired():
+                        raise HeadTimeout() from None
+                    raise
+        except HeadTimeout:
+            raise SessionTimeout(f"no response headers within {self.timeouts.connect:g}s") from None
         self.rec.status = resp.status
         return resp
 
     async def call(self, step: Step) -> None:
         """A plain JSON request before the stream (session create, legacy run start)."""
-        async with await self.request(step, "application/json") as resp:
+        async with await self.request(step, _JSON) as resp:
             if not (200 <= resp.status < 300 or resp.status in step.ok_statuses):
                 raise HTTPStatusError(f"HTTP {resp.status} on {step.method} before the stream", resp.status)
-            csrf = resp.cookies.get("csrf_token")
-            if csrf is not None:  # echo the backend's CSRF cookie as its header requires
-                self.headers["X-CSRF-Token"] = csrf.value
-                self.headers["Cookie"] = f"csrf_token={csrf.value}"
+            raw = ", ".join(resp.headers.getall("Set-Cookie", ()))
+            if "csrf_token=" in raw:  # echo the backend's CSRF cookie as its header requires
+                value = _csrf_value(raw)
+                if value is None:  # quoted or unusual: the full cookie parser decides
+                    csrf = resp.cookies.get("csrf_token")
+                    value = csrf.value if csrf is not None else None
+                if value is not None:
+                    self.headers["X-CSRF-Token"] = value
+                    self.headers["Cookie"] = f"csrf_token={value}"
             await resp.read()
 
     async def stream(self, plan: FlowPlan) -> None:
         rec, clock = self.rec, self.clock
+        _CONNECTED.set(None)
         resp = await self.request(plan.stream, _SSE)
         try:
             now = clock()
             rec.headers_ms = self.ms_since_base(now)
-            if self.connected_at is not None:
-                rec.connect_ms = max(0.0, self.ms_since_base(self.connected_at))
+            connected_at = _CONNECTED.get()
+            if connected_at is not None:
+                rec.connect_ms = max(0.0, self.ms_since_base(connected_at))
             if not 200 <= resp.status < 300:
                 raise HTTPStatusError(f"HTTP {resp.status}", resp.status)
             if resp.content_type != _SSE:
@@ -99,59 +140,123 @@ class _Session:
             self.streaming = True
             await self._read(resp, plan, now)
         finally:
-            resp.close()  # legacy servers never close after completion: we must
+            # a stream read to its end keeps its connection for the next session; one left open
+            # (legacy servers never close after completion) or cut off is closed: we must
+            resp.release()
 
-    async def _read(self, resp: aiohttp.ClientResponse, plan: FlowPlan, last: float) -> None:
-        rec, clock, scan = self.rec, self.clock, plan.rules.scan
-        decoder = SSEDecoder(self.limits.max_line, self.limits.max_event)
-        content = resp.content
-        progress = 0
-        max_gap = 0.0
-        nbytes = 0
-        nevents = 0
-        last_events: list[Event] = []
+    async def _read(self, resp: aiohttp.ClientResponse | LeanResponse, plan: FlowPlan, last: float) -> None:
+        acc = _Accounting(self, plan, last)
         try:
-            while chunk := await content.readany():
-                nbytes += len(chunk)
-                events = decoder.feed(chunk)
-                if not events:
-                    continue
-                last_events = events
-                now = clock()
-                nevents += len(events)
-                if now - last > max_gap:
-                    max_gap = now - last
-                last = now
-                n, done, error = scan(events)
-                if n and not progress:
-                    rec.ttfe_ms = self.ms_since_base(now)
-                progress += n
-                if error is not None:
-                    raise StreamError(error)
-                if done:
-                    rec.completion_ms = self.ms_since_base(now)
-                    rec.outcome = Outcome.OK
+            if type(resp) is LeanResponse:
+                # pushed: each chunk is decoded and stamped in the connection's data callback,
+                # and this task wakes once, at the end (no task switch per chunk)
+                if await resp.consume(acc.feed):
                     return
-            decoder.flush()
-            if plan.rules.close_ok and progress and not ended_partial(last_events):
-                rec.completion_ms = self.ms_since_base(clock())
-                rec.outcome = Outcome.OK
-                return
-            raise PrematureClose(
-                f"stream closed after {nevents} events without "
-                f"{plan.rules.complete_on or 'a final (non-partial) progress event'}")
+            else:
+                content = resp.content
+                feed = acc.feed
+                while chunk := await content.readany():
+                    if feed(chunk):
+                        return
+            acc.end()
         finally:
-            rec.bytes, rec.events = nbytes, nevents
-            rec.max_gap_ms = max_gap * 1000.0 if nevents else None
+            acc.close()
+
+
+class _Accounting:
+    """Per-event accounting of one stream: decode, stamp, judge (the hot path). ``feed`` returns
+    True once the session is over with success and raises StreamError on an error event."""
+
+    __slots__ = ("state", "rec", "clock", "scan", "rules", "decoder", "progress", "max_gap", "nbytes",
+                 "nevents", "last_events", "last")
+
+    def __init__(self, state: _Session, plan: FlowPlan, last: float) -> None:
+        self.state, self.rec, self.clock = state, state.rec, state.clock
+        self.rules = plan.rules
+        self.scan = plan.rules.scan
+        self.decoder = SSEDecoder(state.limits.max_line, state.limits.max_event)
+        self.progress = 0
+        self.max_gap = 0.0
+        self.nbytes = 0
+        self.nevents = 0
+        self.last_events: list[Event] = []
+        self.last = last
+
+    def feed(self, chunk: bytes) -> bool:
+        self.nbytes += len(chunk)
+        events = self.decoder.feed(chunk)
+        if not events:
+            return False
+        now = self.clock()
+        self.last_events = events
+        self.nevents += len(events)
+        if now - self.last > self.max_gap:
+            self.max_gap = now - self.last
+        self.last = now
+        n, done, error = self.scan(events)
+        if n and not self.progress:
+            self.rec.ttfe_ms = (now - self.state.base) * 1000.0
+        self.progress += n
+        if error is not None:
+            raise StreamError(error)
+        if done:
+            self.rec.completion_ms = (now - self.state.base) * 1000.0
+            self.rec.outcome = Outcome.OK
+            return True
+        return False
+
+    def end(self) -> None:
+        """The stream closed cleanly: success only if the flow allows it and it got that far."""
+        rec, rules = self.rec, self.rules
+        self.decoder.flush()
+        if rules.close_ok and self.progress and not ended_partial(self.last_events):
+            rec.completion_ms = self.state.ms_since_base(self.clock())
+            rec.outcome = Outcome.OK
+            return
+        raise PrematureClose(
+            f"stream closed after {self.nevents} events without "
+            f"{rules.complete_on or 'a final (non-partial) progress event'}")
+
+    def close(self) -> None:
+        rec = self.rec
+        rec.bytes, rec.events = self.nbytes, self.nevents
+        rec.max_gap_ms = self.max_gap * 1000.0 if self.nevents else None
+
+
+_CSRF = re.compile(r"(?:^|[ ,])csrf_token=([^;, ]*)")
+
+
+class _Deadline:
+    """Cancels its task when fired; remembers it did, so the cancellation reads as a timeout."""
+
+    __slots__ = ("task", "cancelling", "fired")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.fired = False
+
+    def fire(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
+def _csrf_value(raw: str) -> str | None:
+    """The plain value of a ``csrf_token`` cookie in Set-Cookie text, or None when it needs the
+    full parser (quoted, or found only inside another cookie's text)."""
+    m = _CSRF.search(raw)
+    value = m.group(1) if m else None
+    return value if value and value[0] != '"' else None
 
 
 def connect_trace(clock: Clock = time.perf_counter) -> aiohttp.TraceConfig:
-    """Stamps when each request's connection is ready (new or reused) for ``connect_ms``."""
+    """The TraceConfig way to stamp ``connect_ms``, for a client not built on StampingConnector.
 
-    async def ready(_session: object, ctx: object, _params: object) -> None:
-        state = getattr(ctx, "trace_request_ctx", None)
-        if isinstance(state, _Session):
-            state.connected_at = clock()
+    Costs every request aiohttp's trace signals; :func:`~._engine.make_client` uses the connector.
+    """
+
+    async def ready(_session: object, _ctx: object, _params: object) -> None:
+        _CONNECTED.set(clock())
 
     trace = aiohttp.TraceConfig()
     trace.on_connection_create_end.append(ready)
@@ -180,23 +285,29 @@ def _classify(exc: BaseException, streaming: bool) -> SessionError:
     return SessionError(f"internal error: {text}")
 
 
-async def run_session(http: aiohttp.ClientSession, opts: FlowOptions, timeouts: Timeouts,
+async def run_session(http: HTTPClient, opts: FlowOptions, timeouts: Timeouts,
                       limits: Limits, rec: SessionRecord, clock: Clock = time.perf_counter) -> None:
     """Fill ``rec`` with what one session did. CancelledError is recorded, then re-raised."""
     state = _Session(http, opts, timeouts, limits, rec, clock)
     rec.started = clock()
+    # the session deadline: one timer that cancels this task, as asyncio.timeout does, without its
+    # Timeout object and event-loop look-ups (each of which costs a getpid system call)
+    loop = http.loop if type(http) is LeanClient else asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
+    assert task is not None
+    deadline = _Deadline(task)
+    handle = loop.call_at(loop.time() + timeouts.session, deadline.fire)
     try:
         try:
-            async with asyncio.timeout(timeouts.session):
-                plan = plan_session(opts)
-                if plan.setup:
-                    t0 = clock()
-                    for step in plan.setup:
-                        await state.call(step)
-                    rec.setup_ms = (clock() - t0) * 1000.0
-                if plan.start is not None:
-                    await state.call(plan.start)
-                await state.stream(plan)
+            plan = plan_session(opts)
+            if plan.setup:
+                t0 = clock()
+                for step in plan.setup:
+                    await state.call(step)
+                rec.setup_ms = (clock() - t0) * 1000.0
+            if plan.start is not None:
+                await state.call(plan.start)
+            await state.stream(plan)
         except SessionError:
             raise
         except TimeoutError as exc:
@@ -204,9 +315,13 @@ async def run_session(http: aiohttp.ClientSession, opts: FlowOptions, timeouts: 
                 raise _classify(exc, state.streaming) from None
             raise SessionTimeout(f"session deadline of {timeouts.session:g}s passed") from None
         except asyncio.CancelledError:
+            if deadline.fired and task.uncancel() <= deadline.cancelling:  # ours, not the run's
+                raise SessionTimeout(f"session deadline of {timeouts.session:g}s passed") from None
             raise
         except Exception as exc:  # noqa: BLE001 - a crash inside one session is an outcome
             raise _classify(exc, state.streaming) from None
+        finally:
+            handle.cancel()
     except SessionError as err:
         rec.outcome = err.outcome
         rec.error = str(err)

@@ -13,6 +13,7 @@ invalid UTF-8 becomes U+FFFD. Memory is bounded: a partial line past ``max_line`
 from __future__ import annotations
 
 import re
+from itertools import repeat
 from typing import NamedTuple
 
 from ._outcomes import ProtocolError
@@ -36,6 +37,8 @@ class Event(NamedTuple):
 
 
 _new = tuple.__new__  # builds an Event without NamedTuple's Python-level __new__ (hot path)
+# endless arguments for map(_new, ...): a run of events is built in C, no Python loop per event
+_EVENTS, _MESSAGES, _NONES = repeat(Event), repeat("message"), repeat(None)
 
 
 class SSEDecoder:
@@ -66,26 +69,29 @@ class SSEDecoder:
         """Take the next bytes of the stream; return the events they complete."""
         # A chunk of whole LF-ended lines (often one event) needs no preparing; others do.
         if self._parts or self._bom or self._cr or chunk[-1:] != b"\n" or b"\r" in chunk:
-            chunk = self._whole_lines(chunk)
-        elif len(chunk) > self._max_line:
-            self._check_lines(chunk)
+            chunk, stop = self._whole_lines(chunk)  # chunk[:stop]: whole lines (no copy made)
+        else:
+            stop = len(chunk)
+            if stop > self._max_line:
+                self._check_lines(chunk)
         out: list[Event] = []
         pos = 0
         if self._data or self._event or self._retry is not None:  # finish the event begun earlier
-            pos = chunk.find(b"\n\n") + 2
+            pos = chunk.find(b"\n\n", 0, stop) + 2
             if pos < 2:
                 pos = 0  # no blank line: all goes to the line machine below
             else:
                 self._lines(chunk[:pos], out)
-        last = chunk.rfind(b"\n\n")  # [pos, last + 2): whole events, from an event boundary
+        last = chunk.rfind(b"\n\n", 0, stop)  # [pos, last + 2): whole events, from an event boundary
         if last >= pos and self._runs(chunk, pos, last + 2, out):
             pos = last + 2
-        if pos < len(chunk):
-            self._lines(chunk[pos:] if pos else chunk, out)
+        if pos < stop:
+            self._lines(chunk[pos:stop] if pos or stop < len(chunk) else chunk, out)
         return out
 
-    def _whole_lines(self, chunk: bytes) -> bytes:
-        """Whole lines of the stream (BOM dropped, CR and CRLF made LF); the partial line is kept."""
+    def _whole_lines(self, chunk: bytes) -> tuple[bytes, int]:
+        """(bytes, n): the stream's whole lines are bytes[:n] (BOM dropped, CR and CRLF made LF);
+        the partial line after them is kept."""
         if self._cr and chunk:
             self._cr = False
             if chunk[0] == 10:
@@ -95,7 +101,7 @@ class SSEDecoder:
             self._parts, self._plen = [], 0
             if len(chunk) < 3 and _BOM.startswith(chunk):
                 self._parts, self._plen = [chunk], len(chunk)
-                return b""
+                return b"", 0
             self._bom = False
             if chunk[:3] == _BOM:
                 chunk = chunk[3:]
@@ -104,7 +110,7 @@ class SSEDecoder:
             if self._plen > self._max_line:
                 raise ProtocolError(f"sse line longer than {self._max_line} bytes")
             self._parts.append(chunk)
-            return b""
+            return b"", 0
         if self._parts:
             self._parts.append(chunk)
             chunk = b"".join(self._parts)
@@ -115,7 +121,7 @@ class SSEDecoder:
             self._check_lines(chunk)
         stop = chunk.rfind(b"\n") + 1
         self._parts, self._plen = ([chunk[stop:]] if stop < len(chunk) else []), len(chunk) - stop
-        return chunk[:stop]
+        return chunk, stop
 
     def _check_lines(self, chunk: bytes) -> None:
         """Raise if a line is past max_line; only worth calling when the chunk itself is."""
@@ -134,11 +140,14 @@ class SSEDecoder:
         """Decode the events of chunk[pos:end] a run at a time; False (nothing done) if they don't fit."""
         last_id, max_event = self._id, self._max_event
         if chunk.startswith(b"data: ", pos):  # one split, if no other line end (the count) is there
-            values = chunk[pos + 6 : end - 2].split(b"\n\ndata: ")
+            # decoded as one text, then split: the separators are ASCII and UTF-8 resynchronises on
+            # them, so each value decodes (and replaces bad bytes) exactly as it would on its own
+            values = str(memoryview(chunk)[pos + 6 : end - 2], "utf-8", "replace").split("\n\ndata: ")
             if chunk.count(b"\n", pos, end) == 2 * len(values) and (
-                end - pos <= max_event or max(map(len, values)) <= max_event
+                end - pos <= max_event
+                or max(map(len, chunk[pos + 6 : end - 2].split(b"\n\ndata: "))) <= max_event
             ):
-                out += [_new(Event, ("message", v.decode("utf-8", "replace"), last_id, None)) for v in values]
+                out += map(_new, _EVENTS, zip(_MESSAGES, values, repeat(last_id), _NONES))
                 return True
         if end - pos < 256 or _COMMON.match(chunk, pos, end) is None:
             return False  # a few events: the line machine is as fast; not common ones: don't scan

@@ -39,18 +39,34 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
 
 
+# Bucket arithmetic of every histogram made by new_histogram() (lowest 1, 3 significant figures):
+# hdrh's record_value does the same through four method calls, ~4x slower. Other shapes use hdrh's.
+_PROTO = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+_MASK = _PROTO.sub_bucket_mask
+_SHIFT = _PROTO.unit_magnitude + _PROTO.sub_bucket_half_count_magnitude + 1
+_HALF_MAG = _PROTO.sub_bucket_half_count_magnitude
+_HALF = _PROTO.sub_bucket_half_count
+_UNIT = _PROTO.unit_magnitude
+_LEN = _PROTO.counts_len
+
+
 def _record_ms(h: HdrHistogram, ms: float) -> None:
     us = int(ms * 1000.0 + 0.5)
-    h.record_value(min(max(us, LOWEST_US), HIGHEST_US))
+    us = LOWEST_US if us < LOWEST_US else HIGHEST_US if us > HIGHEST_US else us
+    if h.sub_bucket_mask != _MASK or h.counts_len != _LEN or h.unit_magnitude != _UNIT:
+        h.record_value(us)  # not new_histogram()'s shape: hdrh's own arithmetic
+        return
+    bucket = (us | _MASK).bit_length() - _SHIFT
+    h.counts[((bucket + 1) << _HALF_MAG) + (us >> (bucket + _UNIT)) - _HALF] += 1
+    h.total_count += 1
+    if us < h.min_value:
+        h.min_value = us
+    if us > h.max_value:
+        h.max_value = us
 
 
-def histogram_arrays(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
-    """(values µs, counts) of every non-empty bucket, ascending: the input for statistics.
-
-    Vectorised over the HDR counts array (~0.1 ms instead of ~30 ms for hdrh's iterator). Values
-    are each bucket's highest equivalent value, HDR's own convention for percentiles, so numbers
-    computed from these arrays equal the report's.
-    """
+def _buckets(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(counts, lowest value, log2 of the value range) of every non-empty bucket, ascending."""
     counts = np.ctypeslib.as_array(h.counts)[: h.counts_len].astype(np.int64)
     idx = np.flatnonzero(counts)
     half = int(h.sub_bucket_half_count)
@@ -60,9 +76,33 @@ def histogram_arrays(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     low = bucket < 0
     sub = np.where(low, sub - half, sub)
     bucket = np.where(low, 0, bucket)
-    lowest = sub.astype(np.int64) << (bucket + unit)
-    highest = lowest + (np.int64(1) << (bucket + unit)) - 1
-    return highest.astype(np.float64), counts[idx]
+    shift = bucket + unit
+    return counts[idx], sub.astype(np.int64) << shift, shift
+
+
+def histogram_arrays(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """(values µs, counts) of every non-empty bucket, ascending: the input for statistics.
+
+    Vectorised over the HDR counts array (~0.1 ms instead of ~30 ms for hdrh's iterator). Values
+    are each bucket's highest equivalent value, HDR's own convention for percentiles, so numbers
+    computed from these arrays equal the report's.
+    """
+    counts, lowest, shift = _buckets(h)
+    highest = lowest + (np.int64(1) << shift) - 1
+    return highest.astype(np.float64), counts
+
+
+def mean_us(h: HdrHistogram) -> float:
+    """hdrh's get_mean_value (each bucket at its median equivalent value), vectorised: hdrh's own
+    walks every bucket in Python, ~50 ms a histogram, paid six times at the end of every run."""
+    n = h.get_total_count()
+    if not n:
+        return 0.0
+    counts, lowest, shift = _buckets(h)
+    median = lowest + ((np.int64(1) << shift) >> 1)
+    if int(counts.sum()) != n or n * (int(median[-1]) + 1) >= 1 << 62:  # int64 could overflow
+        return float(h.get_mean_value())
+    return float(int(np.dot(counts, median))) / n
 
 
 def summarize_ms(h: HdrHistogram) -> dict[str, float | int | None]:
@@ -72,7 +112,7 @@ def summarize_ms(h: HdrHistogram) -> dict[str, float | int | None]:
     for p in PERCENTILES:
         out[f"p{p:g}"] = round(h.get_value_at_percentile(p) / 1000.0, 3) if n else None
     out["max"] = round(h.get_max_value() / 1000.0, 3) if n else None
-    out["mean"] = round(h.get_mean_value() / 1000.0, 3) if n else None
+    out["mean"] = round(mean_us(h) / 1000.0, 3) if n else None
     return out
 
 
