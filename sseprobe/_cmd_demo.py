@@ -34,9 +34,9 @@ def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[subprocess.Pop
 
 
 @click.command("demo")
-@click.option("--slower", type=float, default=8.0, show_default=True,
+@click.option("--slower", type=float, default=9.0, show_default=True,
               help="How much slower canonical's first event is than legacy's, in percent.")
-@click.option("--sessions", "-n", type=int, default=2000, show_default=True,
+@click.option("--sessions", "-n", type=int, default=1500, show_default=True,
               help="Sessions per cohort.")
 @click.option("--concurrency", "-c", type=int, default=10, show_default=True,
               help="Sessions in flight per cohort.")
@@ -45,12 +45,12 @@ def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[subprocess.Pop
 def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) -> Any:
     """Compare canonical with legacy on the built-in target, no external service needed.
 
-    Canonical's time to first event is set --slower percent above legacy's (50 ms median,
-    lognormal spread 0.3), so the verdict is a real one: ~8 % shows YELLOW, 0 GREEN, 20 RED.
+    Canonical's time to first event is set --slower percent above legacy's (100 ms median,
+    lognormal spread 0.3), so the verdict is a real one: ~9 % shows YELLOW, 0 GREEN, 20 RED.
     """
     if not -50 < slower < 1000:
         raise UsageProblem("--slower must be a percentage between -50 and 1000")
-    legacy_ms = 50.0
+    legacy_ms = 100.0
     proc, url = _start_target(legacy_ms, legacy_ms * (1 + slower / 100))
     click.echo(f"built-in target on {url}: legacy TTFE median {legacy_ms:g} ms, canonical "
                f"{slower:+g} %; {sessions} sessions per cohort, {concurrency} in flight each", err=True)
