@@ -84,24 +84,18 @@ def prom_families(path: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def webhook_server() -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """A small aiohttp server on 127.0.0.1, port 0, in its own thread, recording every POST body."""
-    received: list[dict[str, Any]] = []
+def app_in_thread(route: str, handler: Any, method: str = "*") -> Iterator[int]:
+    """A small aiohttp server on 127.0.0.1, port 0, in its own thread; yields its port."""
     ready = threading.Event()
     state: dict[str, Any] = {}
 
-    async def hook(request: web.Request) -> web.Response:
-        received.append({"path": request.path, "body": await request.json()})
-        return web.Response(text="ok")
-
     async def serve() -> None:
         app = web.Application()
-        app.router.add_post("/hook/{secret}", hook)
+        app.router.add_route(method, route, handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
-        state["port"] = runner.addresses[0][1]
-        state["stop"] = asyncio.Event()
+        state["port"], state["stop"] = runner.addresses[0][1], asyncio.Event()
         ready.set()
         await state["stop"].wait()
         await runner.cleanup()
@@ -111,10 +105,23 @@ def webhook_server() -> Iterator[tuple[int, list[dict[str, Any]]]]:
     thread.start()
     assert ready.wait(10)
     try:
-        yield state["port"], received
+        yield state["port"]
     finally:
         loop.call_soon_threadsafe(state["stop"].set)
         thread.join(10)
+
+
+@contextmanager
+def webhook_server() -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Records every POST body sent to /hook/{secret}."""
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append({"path": request.path, "body": await request.json()})
+        return web.Response(text="ok")
+
+    with app_in_thread("/hook/{secret}", hook, "POST") as port:
+        yield port, received
 
 
 def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
@@ -317,34 +324,14 @@ def test_push_to_a_pushgateway(tmp_path: Path) -> None:
     from sseprobe._prom import PassMetrics, push
 
     got: list[tuple[str, str, str]] = []
-    ready = threading.Event()
-    state: dict[str, Any] = {}
 
     async def metrics(request: web.Request) -> web.Response:
         got.append((request.method, request.path, await request.text()))
         return web.Response(status=200)
 
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_route("*", "/metrics/{tail:.*}", metrics)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        state["port"], state["stop"] = runner.addresses[0][1], asyncio.Event()
-        ready.set()
-        await state["stop"].wait()
-        await runner.cleanup()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
+    with app_in_thread("/metrics/{tail:.*}", metrics) as port:
         pm = PassMetrics({"overall": "GREEN"}, time.time(), 3.0, True, cohorts=results_doc()["cohorts"])
-        push(pm, f"http://127.0.0.1:{state['port']}", "sseprobe_monitor")
-    finally:
-        loop.call_soon_threadsafe(state["stop"].set)
-        thread.join(10)
+        push(pm, f"http://127.0.0.1:{port}", "sseprobe_monitor")
     (method, path, body), = got
     assert method == "PUT" and path == "/metrics/job/sseprobe_monitor"
     assert "sseprobe_ttfe_seconds" in body and 'cohort="canonical"' in body
