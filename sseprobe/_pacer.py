@@ -62,10 +62,6 @@ class Schedule:
     def duration(self) -> float:
         return sum(p.duration for p in self.phases)
 
-    @property
-    def expected_sessions(self) -> float:
-        return sum(p.total for p in self.phases)
-
     def time_of(self, n: float) -> float | None:
         """When the n-th expected arrival (n >= 0, fractional allowed) is due; None past the end."""
         offset = 0.0

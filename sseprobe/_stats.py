@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -145,11 +145,6 @@ class CohortStats:
             ms = getattr(rec, HISTOGRAMS[name])
             if ms is not None:
                 _record_ms(h, ms)
-
-    def add_all(self, records: Iterable[SessionRecord]) -> "CohortStats":
-        for rec in records:
-            self.add(rec)
-        return self
 
     def merge(self, other: "CohortStats") -> None:
         """Lossless: counts add, histograms add bucket by bucket."""
