@@ -58,10 +58,6 @@ class Schedule:
     poisson: bool = False
     seed: int = 0
 
-    @property
-    def duration(self) -> float:
-        return sum(p.duration for p in self.phases)
-
     def time_of(self, n: float) -> float | None:
         """When the n-th expected arrival (n >= 0, fractional allowed) is due; None past the end."""
         offset = 0.0
