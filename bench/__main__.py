@@ -16,7 +16,8 @@ import json
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import peer
 from ._util import PY, ROOT, machine, median, other_cpu_busy, raise_nofile, run_worker, spread, target, target_stats
@@ -38,14 +39,19 @@ def _fmt(x: Any, unit: str = "") -> str:
 
 # --- 2. decoder + accounting -------------------------------------------------------------------
 
+
 def bench_decode(repeats: int, quick: bool) -> list[Row]:
     rows: list[Row] = []
     shapes = ("canonical", "token", "legacy")
     for shape in shapes:
         events = 100_000 if quick else {"canonical": 1_000_000, "token": 2_000_000, "legacy": 1_000_000}[shape]
         clients = ("sseprobe", "aiohttp-lines", "httpx-sse") if shape == "canonical" else ("sseprobe", "aiohttp-lines")
-        proc = subprocess.Popen([PY, "-m", "bench.bulk_server", "--events", str(events), "--shape", shape],
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            [PY, "-m", "bench.bulk_server", "--events", str(events), "--shape", shape],
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         try:
             assert proc.stderr is not None
             url = proc.stderr.readline().rsplit(" ", 1)[-1].strip()
@@ -56,52 +62,83 @@ def bench_decode(repeats: int, quick: bool) -> list[Row]:
         finally:
             proc.terminate()
             proc.wait()
-        only = [run_worker("decode", "decoder-only", shape, str(min(events, 1_000_000)))["ev_per_cpu_s"]
-                for _ in range(1 if quick else 2)]
+        only = [
+            run_worker("decode", "decoder-only", shape, str(min(events, 1_000_000)))["ev_per_cpu_s"]
+            for _ in range(1 if quick else 2)
+        ]
         s = median(got["sseprobe"])
         for base in clients[1:]:
             b = median(got[base])
             headline = shape == "canonical" and base == "aiohttp-lines"
-            rows.append({
-                "bench": f"decode {shape}: events/s per core", "sseprobe": s, "baseline": b,
-                "baseline_name": base, "ratio": s / b,
-                "bar": ">= 1 M/s and >= 3x aiohttp lines" if headline else "",
-                "met": (s >= 1e6 and s / b >= 3) if headline else None,
-                "noise": f"sseprobe {spread(got['sseprobe'])}; {base} {spread(got[base])}",
-            })
-        rows.append({"bench": f"decode {shape}: decoder + scan only, no socket", "sseprobe": max(only),
-                     "baseline": None, "baseline_name": "", "ratio": None, "bar": "", "met": None,
-                     "noise": spread(only)})
+            rows.append(
+                {
+                    "bench": f"decode {shape}: events/s per core",
+                    "sseprobe": s,
+                    "baseline": b,
+                    "baseline_name": base,
+                    "ratio": s / b,
+                    "bar": ">= 1 M/s and >= 3x aiohttp lines" if headline else "",
+                    "met": (s >= 1e6 and s / b >= 3) if headline else None,
+                    "noise": f"sseprobe {spread(got['sseprobe'])}; {base} {spread(got[base])}",
+                }
+            )
+        rows.append(
+            {
+                "bench": f"decode {shape}: decoder + scan only, no socket",
+                "sseprobe": max(only),
+                "baseline": None,
+                "baseline_name": "",
+                "ratio": None,
+                "bar": "",
+                "met": None,
+                "noise": spread(only),
+            }
+        )
     return rows
 
 
 # --- 3. concurrent idle sessions -----------------------------------------------------------------
+
 
 def bench_concurrent(repeats: int, quick: bool) -> list[Row]:
     rows: list[Row] = []
     counts = (500, 2000) if quick else (1000, 5000, 15000)
     rate = 1500.0
     raise_nofile()
-    with target("--canonical-p-stall", "1", "--stall-max-s", "900", "--canonical-ttfe-ms", "1",
-                "--canonical-ttfe-spread", "0", nofile=True) as (url, _pid):
+    with target(
+        "--canonical-p-stall",
+        "1",
+        "--stall-max-s",
+        "900",
+        "--canonical-ttfe-ms",
+        "1",
+        "--canonical-ttfe-spread",
+        "0",
+        nofile=True,
+    ) as (url, _pid):
         for n in counts:
             got: dict[str, list[dict[str, Any]]] = {"sseprobe": [], "aiohttp": []}
             for _ in range(repeats):
                 for client in ("sseprobe", "aiohttp"):
-                    got[client].append(run_worker("concurrent", "worker", client, url, str(n), str(rate),
-                                                  timeout=300))
+                    got[client].append(run_worker("concurrent", "worker", client, url, str(n), str(rate), timeout=300))
                     _drain(url)
             s = median([r["kib_per_session"] for r in got["sseprobe"]])
             b = median([r["kib_per_session"] for r in got["aiohttp"]])
             opened = min(r["had_first_event"] for r in got["sseprobe"])
-            rows.append({
-                "bench": f"{n:,} open idle sessions: RSS KiB/session", "sseprobe": s, "baseline": b,
-                "baseline_name": "bare aiohttp", "ratio": s / b,
-                "bar": "15,000 at <= 14 KiB" if n == 15000 else "",
-                "met": (s <= 14 and opened == n) if n == 15000 else None,
-                "noise": f"all {opened:,} streaming; sseprobe {spread([r['kib_per_session'] for r in got['sseprobe']])}"
-                         f", opened in {median([r['open_s'] for r in got['sseprobe']]):.1f}s",
-            })
+            rows.append(
+                {
+                    "bench": f"{n:,} open idle sessions: RSS KiB/session",
+                    "sseprobe": s,
+                    "baseline": b,
+                    "baseline_name": "bare aiohttp",
+                    "ratio": s / b,
+                    "bar": "15,000 at <= 14 KiB" if n == 15000 else "",
+                    "met": (s <= 14 and opened == n) if n == 15000 else None,
+                    "noise": f"all {opened:,} streaming; "
+                    f"sseprobe {spread([r['kib_per_session'] for r in got['sseprobe']])}"
+                    f", opened in {median([r['open_s'] for r in got['sseprobe']]):.1f}s",
+                }
+            )
     return rows
 
 
@@ -115,44 +152,75 @@ def _drain(url: str) -> None:
 
 # --- 4. TTFE truth ---------------------------------------------------------------------------------
 
+
 def bench_truth(repeats: int, quick: bool) -> list[Row]:
     rows: list[Row] = []
     delay = 100.0
     # (open sessions, rate/s, session length s): rate x length = open sessions
-    points = ((100, 25.0, 4.0), (1000, 250.0, 4.0)) if quick else (
-        (100, 25.0, 4.0), (1000, 250.0, 4.0), (5000, 500.0, 10.0))
+    points = (
+        ((100, 25.0, 4.0), (1000, 250.0, 4.0)) if quick else ((100, 25.0, 4.0), (1000, 250.0, 4.0), (5000, 500.0, 10.0))
+    )
     window = 3.0 if quick else 6.0
     raise_nofile()
     for n, rate, length in points:
         gap_ms = (length * 1000.0) - delay
         got = []
         for _ in range(repeats):
-            with target("--canonical-ttfe-ms", f"{delay:g}", "--canonical-ttfe-spread", "0",
-                        "--canonical-events", "2", "--canonical-gap-ms", f"{gap_ms:g}", nofile=True) as (url, _pid):
-                got.append(run_worker("truth", "worker", url, str(n), f"{delay:g}", f"{rate:g}",
-                                      f"{length + 1:g}", f"{window:g}", timeout=300))
+            with target(
+                "--canonical-ttfe-ms",
+                f"{delay:g}",
+                "--canonical-ttfe-spread",
+                "0",
+                "--canonical-events",
+                "2",
+                "--canonical-gap-ms",
+                f"{gap_ms:g}",
+                nofile=True,
+            ) as (url, _pid):
+                got.append(
+                    run_worker(
+                        "truth",
+                        "worker",
+                        url,
+                        str(n),
+                        f"{delay:g}",
+                        f"{rate:g}",
+                        f"{length + 1:g}",
+                        f"{window:g}",
+                        timeout=300,
+                    )
+                )
         r99 = median([g["R_p99"] for g in got])
-        rows.append({
-            "bench": f"TTFE error p99 (ms), {n:,} open", "sseprobe": r99,
-            "baseline": median([g["S_p99"] for g in got]), "baseline_name": "origin check S p99",
-            "ratio": None, "bar": "p99 <= 2 ms at 5,000" if n == 5000 else "",
-            "met": (r99 <= 2.0) if n == 5000 else None,
-            "noise": (f"R p50 {median([g['R_p50'] for g in got]):.2f}; TTFE-D p50/p99 "
-                      f"{median([g['vsD_p50'] for g in got]):.2f}/{median([g['vsD_p99'] for g in got]):.2f}; "
-                      f"{median([g['judged'] for g in got]):.0f} judged; saturated "
-                      f"{[g['saturated'] for g in got]}; loop lag p99 {median([g['loop_lag_p99'] for g in got]):.1f}"),
-        })
+        rows.append(
+            {
+                "bench": f"TTFE error p99 (ms), {n:,} open",
+                "sseprobe": r99,
+                "baseline": median([g["S_p99"] for g in got]),
+                "baseline_name": "origin check S p99",
+                "ratio": None,
+                "bar": "p99 <= 2 ms at 5,000" if n == 5000 else "",
+                "met": (r99 <= 2.0) if n == 5000 else None,
+                "noise": (
+                    f"R p50 {median([g['R_p50'] for g in got]):.2f}; TTFE-D p50/p99 "
+                    f"{median([g['vsD_p50'] for g in got]):.2f}/{median([g['vsD_p99'] for g in got]):.2f}; "
+                    f"{median([g['judged'] for g in got]):.0f} judged; saturated "
+                    f"{[g['saturated'] for g in got]}; loop lag p99 {median([g['loop_lag_p99'] for g in got]):.1f}"
+                ),
+            }
+        )
     return rows
 
 
 # --- 5. the peer -----------------------------------------------------------------------------------
 
+
 def bench_peer(repeats: int, quick: bool) -> list[Row]:
     concurrency, seconds, delay = 200, (5.0 if quick else 15.0), 150.0
     runs: list[dict[str, dict[str, Any]]] = []
     raise_nofile()
-    with target("--canonical-ttfe-ms", f"{delay:g}", "--canonical-ttfe-spread", "0",
-                "--canonical-gap-ms", "20", nofile=True) as (url, pid):
+    with target(
+        "--canonical-ttfe-ms", f"{delay:g}", "--canonical-ttfe-spread", "0", "--canonical-gap-ms", "20", nofile=True
+    ) as (url, pid):
         for _ in range(repeats):
             runs.append(peer.measure_pair(url, pid, concurrency, seconds, delay, run_worker))
 
@@ -166,41 +234,83 @@ def bench_peer(repeats: int, quick: bool) -> list[Row]:
     s_err = m("sseprobe", "ttfe_p95_exact_reported") - m("sseprobe", "ttfe_p95_true")
     l_err = m("locust", "ttfe_p95_reported") - m("locust", "ttfe_p95_true")
     return [
-        {"bench": f"peer: canonical sessions/s at 100 % of a core (c={concurrency})", "sseprobe": s_core,
-         "baseline": l_core, "baseline_name": "Locust 2.47 FastHttpUser", "ratio": s_core / l_core,
-         "bar": ">= 2x Locust", "met": s_core / l_core >= 2,
-         "noise": (f"CPU ms/session {m('sseprobe', 'cpu_ms_per_session'):.3f} vs {m('locust', 'cpu_ms_per_session'):.3f}"
-                   f"; spread {sp('sseprobe', 'sessions_per_core_s')} vs {sp('locust', 'sessions_per_core_s')}")},
-        {"bench": "peer: achieved sessions/s (same target, same concurrency)", "sseprobe": m("sseprobe", "sessions_per_s"),
-         "baseline": m("locust", "sessions_per_s"), "baseline_name": "Locust",
-         "ratio": m("sseprobe", "sessions_per_s") / m("locust", "sessions_per_s"), "bar": "", "met": None,
-         "noise": (f"bound: target CPU {m('sseprobe', 'target_cpu_share'):.0%}/{m('locust', 'target_cpu_share'):.0%}"
-                   f", tool CPU {m('sseprobe', 'cpu_share'):.0%}/{m('locust', 'cpu_share'):.0%}")},
-        {"bench": "peer: concurrent sessions per core", "sseprobe": m("sseprobe", "streams_per_core"),
-         "baseline": m("locust", "streams_per_core"), "baseline_name": "Locust",
-         "ratio": m("sseprobe", "streams_per_core") / m("locust", "streams_per_core"), "bar": "", "met": None,
-         "noise": "concurrency / CPU share, at the canonical session churn"},
-        {"bench": "peer: TTFE p95 reported - true (ms)", "sseprobe": s_err, "baseline": l_err,
-         "baseline_name": "Locust", "ratio": None, "bar": "TTFE stays true (or flagged)",
-         "met": abs(s_err) <= 2.0 or all(r["sseprobe"]["saturated"] for r in runs),
-         "noise": (f"true p95 {m('sseprobe', 'ttfe_p95_true'):.0f} / {m('locust', 'ttfe_p95_true'):.0f}; reported "
-                   f"{m('sseprobe', 'ttfe_p95_reported'):.0f} / {m('locust', 'ttfe_p95_reported'):.0f}; R p99 "
-                   f"{m('sseprobe', 'R_p99'):.1f} / {m('locust', 'R_p99'):.1f}; sseprobe flagged saturated "
-                   f"{[r['sseprobe']['saturated'] for r in runs]}")},
+        {
+            "bench": f"peer: canonical sessions/s at 100 % of a core (c={concurrency})",
+            "sseprobe": s_core,
+            "baseline": l_core,
+            "baseline_name": "Locust 2.47 FastHttpUser",
+            "ratio": s_core / l_core,
+            "bar": ">= 2x Locust",
+            "met": s_core / l_core >= 2,
+            "noise": (
+                f"CPU ms/session {m('sseprobe', 'cpu_ms_per_session'):.3f} vs {m('locust', 'cpu_ms_per_session'):.3f}"
+                f"; spread {sp('sseprobe', 'sessions_per_core_s')} vs {sp('locust', 'sessions_per_core_s')}"
+            ),
+        },
+        {
+            "bench": "peer: achieved sessions/s (same target, same concurrency)",
+            "sseprobe": m("sseprobe", "sessions_per_s"),
+            "baseline": m("locust", "sessions_per_s"),
+            "baseline_name": "Locust",
+            "ratio": m("sseprobe", "sessions_per_s") / m("locust", "sessions_per_s"),
+            "bar": "",
+            "met": None,
+            "noise": (
+                f"bound: target CPU {m('sseprobe', 'target_cpu_share'):.0%}/{m('locust', 'target_cpu_share'):.0%}"
+                f", tool CPU {m('sseprobe', 'cpu_share'):.0%}/{m('locust', 'cpu_share'):.0%}"
+            ),
+        },
+        {
+            "bench": "peer: concurrent sessions per core",
+            "sseprobe": m("sseprobe", "streams_per_core"),
+            "baseline": m("locust", "streams_per_core"),
+            "baseline_name": "Locust",
+            "ratio": m("sseprobe", "streams_per_core") / m("locust", "streams_per_core"),
+            "bar": "",
+            "met": None,
+            "noise": "concurrency / CPU share, at the canonical session churn",
+        },
+        {
+            "bench": "peer: TTFE p95 reported - true (ms)",
+            "sseprobe": s_err,
+            "baseline": l_err,
+            "baseline_name": "Locust",
+            "ratio": None,
+            "bar": "TTFE stays true (or flagged)",
+            "met": abs(s_err) <= 2.0 or all(r["sseprobe"]["saturated"] for r in runs),
+            "noise": (
+                f"true p95 {m('sseprobe', 'ttfe_p95_true'):.0f} / {m('locust', 'ttfe_p95_true'):.0f}; reported "
+                f"{m('sseprobe', 'ttfe_p95_reported'):.0f} / {m('locust', 'ttfe_p95_reported'):.0f}; R p99 "
+                f"{m('sseprobe', 'R_p99'):.1f} / {m('locust', 'R_p99'):.1f}; sseprobe flagged saturated "
+                f"{[r['sseprobe']['saturated'] for r in runs]}"
+            ),
+        },
     ]
 
 
 BENCHES: dict[str, Callable[[int, bool], list[Row]]] = {
-    "decode": bench_decode, "concurrent": bench_concurrent, "truth": bench_truth, "peer": bench_peer}
+    "decode": bench_decode,
+    "concurrent": bench_concurrent,
+    "truth": bench_truth,
+    "peer": bench_peer,
+}
 
 
 def table(rows: list[Row]) -> str:
     head = ("benchmark", "sseprobe", "baseline", "ratio", "bar", "met?")
-    body = [(r["bench"], _fmt(r["sseprobe"]), (f"{_fmt(r['baseline'])} ({r['baseline_name']})"
-             if r["baseline"] is not None else "-"), _fmt(r["ratio"], "x") if r["ratio"] else "-",
-             r["bar"] or "-", {True: "MET", False: "NOT MET", None: ""}[r["met"]]) for r in rows]
+    body = [
+        (
+            r["bench"],
+            _fmt(r["sseprobe"]),
+            (f"{_fmt(r['baseline'])} ({r['baseline_name']})" if r["baseline"] is not None else "-"),
+            _fmt(r["ratio"], "x") if r["ratio"] else "-",
+            r["bar"] or "-",
+            {True: "MET", False: "NOT MET", None: ""}[r["met"]],
+        )
+        for r in rows
+    ]
     widths = [max(len(str(x[i])) for x in (head, *body)) for i in range(len(head))]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [line.format(*head), line.format(*("-" * w for w in widths))]
     out += [line.format(*b) for b in body]
     notes = [f"  {r['bench']}: {r['noise']}" for r in rows if r.get("noise")]
@@ -208,8 +318,9 @@ def table(rows: list[Row]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke run of each benchmark")
     ap.add_argument("--repeats", type=int, default=1, help="measurements per figure (median reported)")
     ap.add_argument("--only", default="", help="comma-separated: " + ",".join(BENCHES))
@@ -221,8 +332,11 @@ def main() -> int:
         ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     info = machine()
     info["busy_before"] = other_cpu_busy(1.0)
-    print(f"machine: {info['nproc']} x {info['cpu']}, Python {info['python']}, loop {info['sseprobe_loop']}, "
-          f"load avg {info['load_avg'][0]:.2f}, CPUs busy before start {info['busy_before']:.0%}", flush=True)
+    print(
+        f"machine: {info['nproc']} x {info['cpu']}, Python {info['python']}, loop {info['sseprobe_loop']}, "
+        f"load avg {info['load_avg'][0]:.2f}, CPUs busy before start {info['busy_before']:.0%}",
+        flush=True,
+    )
     rows: list[Row] = []
     failed: list[str] = []
     t0 = time.perf_counter()
@@ -242,8 +356,12 @@ def main() -> int:
     print(f"\n{len(rows)} figures in {info['elapsed_s']:.0f}s; repeats {a.repeats}{'; quick' if a.quick else ''}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"machine": info, "repeats": a.repeats, "quick": a.quick, "rows": rows,
-                       "failed": failed}, f, indent=1, default=str)
+            json.dump(
+                {"machine": info, "repeats": a.repeats, "quick": a.quick, "rows": rows, "failed": failed},
+                f,
+                indent=1,
+                default=str,
+            )
     return 1 if failed else 0
 
 

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 PY = sys.executable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,21 +75,30 @@ def machine() -> dict[str, Any]:
         pass
     try:
         import uvloop  # noqa: F401
+
         loop = "uvloop" if os.environ.get("SSEPROBE_LOOP", "").lower() != "asyncio" else "asyncio"
     except ImportError:
         loop = "asyncio"
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "kernel": platform.release(), "load_avg": os.getloadavg(), "sseprobe_loop": loop,
-            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_avg": os.getloadavg(),
+        "sseprobe_loop": loop,
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+    }
 
 
 def other_cpu_busy(seconds: float = 0.5) -> float:
     """Share of the machine's CPUs busy during ``seconds`` (all processes): the noise floor."""
+
     def snap() -> tuple[int, int]:
         with open("/proc/stat") as f:
             vals = [int(v) for v in f.readline().split()[1:]]
         idle = vals[3] + vals[4]
         return sum(vals), idle
+
     t0, i0 = snap()
     time.sleep(seconds)
     t1, i1 = snap()
@@ -100,8 +110,13 @@ def target(*knobs: str, nofile: bool = False) -> Iterator[tuple[str, int]]:
     """``sseprobe target`` in its own process on 127.0.0.1 (port 0): yields (url, pid)."""
     if nofile:
         raise_nofile()
-    proc = subprocess.Popen([PY, "-m", "sseprobe.cli", "target", "--port", "0", *knobs],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [PY, "-m", "sseprobe.cli", "target", "--port", "0", *knobs],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
@@ -124,8 +139,14 @@ def target_stats(url: str) -> dict[str, Any]:
 
 def run_worker(module: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> dict[str, Any]:
     """``python -m bench.MODULE ARGS`` in a fresh process; its last stdout line is a JSON result."""
-    r = subprocess.run([PY, "-m", f"bench.{module}", *args], capture_output=True, text=True,
-                       timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+    r = subprocess.run(
+        [PY, "-m", f"bench.{module}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
     if r.returncode != 0:
         raise RuntimeError(f"bench.{module} {' '.join(args)} failed ({r.returncode}): {r.stderr[-3000:]}")
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
@@ -141,4 +162,5 @@ def emit(result: dict[str, Any]) -> None:
 def event_loop_run(main: Any) -> Any:
     """Run a coroutine on the loop sseprobe itself would use (uvloop when installed)."""
     from sseprobe._engine import run
+
     return run(main)

@@ -26,20 +26,26 @@ def event(shape: str, i: int) -> bytes:
     if shape == "token":
         return b'data: {"text": "tok%06d", "index": %d}\n\n' % (i % 1000000, i)
     if shape == "legacy":
-        return (b'id: research_update_1764000000.%06d\nevent: research_update\n'
-                b'data: {"content": "Finding %d: simulated research result. ", '
-                b'"timestamp": "2026-11-25T18:00:00.000000"}\n\n' % (i % 1000000, i))
-    return (b'data: {"content":{"parts":[{"text":"Finding %d: simulated research result. "}],"role":"model"},'
-            b'"partial":true,"invocationId":"e-5a1f0c2e-7b3d-4e8a-9c6f-0d2b4a6e8c1f","author":"research_agent",'
-            b'"actions":{"stateDelta":{},"artifactDelta":{},"requestedAuthConfigs":{}},'
-            b'"id":"5a1f0c2e-7b3d-4e8a-9c6f-0d2b4a6e%04x","timestamp":1764093600.123456}\n\n' % (i, i % 65536))
+        return (
+            b"id: research_update_1764000000.%06d\nevent: research_update\n"
+            b'data: {"content": "Finding %d: simulated research result. ", '
+            b'"timestamp": "2026-11-25T18:00:00.000000"}\n\n' % (i % 1000000, i)
+        )
+    return (
+        b'data: {"content":{"parts":[{"text":"Finding %d: simulated research result. "}],"role":"model"},'
+        b'"partial":true,"invocationId":"e-5a1f0c2e-7b3d-4e8a-9c6f-0d2b4a6e8c1f","author":"research_agent",'
+        b'"actions":{"stateDelta":{},"artifactDelta":{},"requestedAuthConfigs":{}},'
+        b'"id":"5a1f0c2e-7b3d-4e8a-9c6f-0d2b4a6e%04x","timestamp":1764093600.123456}\n\n' % (i, i % 65536)
+    )
 
 
 def final(shape: str) -> bytes:
     """The last event: not partial (a canonical stream that ends on a partial event is cut off)."""
     if shape == "canonical":
-        return (b'data: {"content":{"parts":[{"text":"done"}],"role":"model"},"usageMetadata":{"totalTokenCount":9},'
-                b'"invocationId":"e-5a1f0c2e","author":"research_agent","id":"final","timestamp":1764093600.5}\n\n')
+        return (
+            b'data: {"content":{"parts":[{"text":"done"}],"role":"model"},"usageMetadata":{"totalTokenCount":9},'
+            b'"invocationId":"e-5a1f0c2e","author":"research_agent","id":"final","timestamp":1764093600.5}\n\n'
+        )
     return event(shape, 0)
 
 
@@ -88,8 +94,10 @@ class Bulk(asyncio.Protocol):
             if len(self.buf) < end + 4 + length:
                 return
             self.buf = self.buf[end + 4 + length :]
-            self.t.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"  # type: ignore[attr-defined]
-                         b"Transfer-Encoding: chunked\r\n\r\n" + self.body)
+            self.t.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"  # type: ignore[attr-defined]
+                b"Transfer-Encoding: chunked\r\n\r\n" + self.body
+            )
 
 
 async def main(events: int, shape: str, port: int) -> None:

@@ -67,8 +67,13 @@ async def _sseprobe(url: str, n: int, rate: float) -> dict[str, Any]:
     control.abort("bench done")
     await run
     streaming = sum(1 for r in records if r.ttfe_ms is not None)
-    return {"before_kib": before, "after_kib": after, "open_s": took, "records": len(records),
-            "had_first_event": streaming}
+    return {
+        "before_kib": before,
+        "after_kib": after,
+        "open_s": took,
+        "records": len(records),
+        "had_first_event": streaming,
+    }
 
 
 async def _settle(url: str, warm: int) -> int:
@@ -89,21 +94,31 @@ async def _aiohttp(url: str, n: int, rate: float) -> dict[str, Any]:
 
     async def one(http: aiohttp.ClientSession, hold: bool) -> None:
         user, sid = f"raw-{random.getrandbits(48):012x}", f"{random.getrandbits(128):032x}"
-        async with http.post(f"{url}/apps/vana/users/{user}/sessions/{sid}", data=b"{}",
-                             headers={"Content-Type": "application/json"}) as r:
+        async with http.post(
+            f"{url}/apps/vana/users/{user}/sessions/{sid}", data=b"{}", headers={"Content-Type": "application/json"}
+        ) as r:
             await r.read()
-        body = orjson.dumps({"appName": "vana", "userId": user, "sessionId": sid,
-                             "newMessage": {"role": "user", "parts": [{"text": "test"}]}, "streaming": True})
-        async with http.post(f"{url}/run_sse", data=body,
-                             headers={"Content-Type": "application/json", "Accept": "text/event-stream"}) as r:
+        body = orjson.dumps(
+            {
+                "appName": "vana",
+                "userId": user,
+                "sessionId": sid,
+                "newMessage": {"role": "user", "parts": [{"text": "test"}]},
+                "streaming": True,
+            }
+        )
+        async with http.post(
+            f"{url}/run_sse", data=body, headers={"Content-Type": "application/json", "Accept": "text/event-stream"}
+        ) as r:
             await r.content.readany()  # the first event
             if hold:
                 held.append(r)
                 await r.content.readany()  # silent until the end
 
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                     timeout=aiohttp.ClientTimeout(total=None)) as http:
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None)
+    ) as http:
         warm = [asyncio.ensure_future(one(http, False)) for _ in range(20)]
         await asyncio.gather(*warm)
         base = await _settle(url, 20)
@@ -123,8 +138,13 @@ async def _aiohttp(url: str, n: int, rate: float) -> dict[str, Any]:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"before_kib": before, "after_kib": after, "open_s": took, "records": len(tasks),
-            "had_first_event": len(held)}
+    return {
+        "before_kib": before,
+        "after_kib": after,
+        "open_s": took,
+        "records": len(tasks),
+        "had_first_event": len(held),
+    }
 
 
 def worker(client: str, url: str, n: int, rate: float) -> dict[str, Any]:

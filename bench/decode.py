@@ -74,8 +74,7 @@ def worker(client: str, url: str, events: int) -> dict[str, Any]:
     n, outcome, cpu, wall = event_loop_run(timed())
     if n != events:
         raise SystemExit(f"{client}: {n} events of {events} ({outcome})")
-    return {"client": client, "events": n, "cpu_s": cpu, "wall_s": wall, "outcome": outcome,
-            "ev_per_cpu_s": n / cpu}
+    return {"client": client, "events": n, "cpu_s": cpu, "wall_s": wall, "outcome": outcome, "ev_per_cpu_s": n / cpu}
 
 
 def decoder_only(shape: str, events: int) -> dict[str, Any]:

@@ -32,19 +32,25 @@ class CanonicalSSEUser(FastHttpUser):
     @task
     def canonical_session(self) -> None:
         user, session = f"locust-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
-        self.client.post(f"/apps/vana/users/{user}/sessions/{session}", json={},
-                         name="/apps/vana/users/[user]/sessions/[session]")
-        body = {"appName": "vana", "userId": user, "sessionId": session,
-                "newMessage": {"role": "user", "parts": [{"text": "test"}]}, "streaming": True}
+        self.client.post(
+            f"/apps/vana/users/{user}/sessions/{session}", json={}, name="/apps/vana/users/[user]/sessions/[session]"
+        )
+        body = {
+            "appName": "vana",
+            "userId": user,
+            "sessionId": session,
+            "newMessage": {"role": "user", "parts": [{"text": "test"}]},
+            "streaming": True,
+        }
         fire = self.environment.events.request.fire
         send_wall, t0 = time.time(), time.perf_counter()
         first, done = True, False
-        for line in self.client.iter_lines("/run_sse", method="POST", json=body, name="/run_sse",
-                                           headers={"Accept": "text/event-stream"}):
+        for line in self.client.iter_lines(
+            "/run_sse", method="POST", json=body, name="/run_sse", headers={"Accept": "text/event-stream"}
+        ):
             if first and line.startswith("data:"):
                 ttfe = (time.perf_counter() - t0) * 1000
-                fire(request_type="SSE", name="TTFE", response_time=ttfe, response_length=0,
-                     exception=None, context={})
+                fire(request_type="SSE", name="TTFE", response_time=ttfe, response_length=0, exception=None, context={})
                 first = False
                 if _OUT:
                     stamp = json.loads(line[5:]).get("timestamp")
@@ -53,8 +59,14 @@ class CanonicalSSEUser(FastHttpUser):
             elif line.startswith("event: done"):
                 done = True
         elapsed = (time.perf_counter() - t0) * 1000
-        fire(request_type="SSE", name="session", response_time=elapsed, response_length=0,
-             exception=None if done else RuntimeError("stream ended without done"), context={})
+        fire(
+            request_type="SSE",
+            name="session",
+            response_time=elapsed,
+            response_length=0,
+            exception=None if done else RuntimeError("stream ended without done"),
+            context={},
+        )
         _count["ok" if done else "failed"] += 1
 
 
@@ -73,8 +85,10 @@ def _stop(environment, **_kw) -> None:  # noqa: ANN001
         return
     ttfe = environment.stats.get("TTFE", "SSE")
     doc = {
-        "cpu_s": _cpu["stop"] - _cpu["start"], "wall_s": _cpu["wall_stop"] - _cpu["wall"],
-        "ok": _count["ok"], "failed": _count["failed"],
+        "cpu_s": _cpu["stop"] - _cpu["start"],
+        "wall_s": _cpu["wall_stop"] - _cpu["wall"],
+        "ok": _count["ok"],
+        "failed": _count["failed"],
         "locust_ttfe_ms": {f"p{int(p * 100)}": ttfe.get_response_time_percentile(p) for p in (0.5, 0.95, 0.99)},
         "truth": _truth,
     }

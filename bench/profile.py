@@ -26,8 +26,11 @@ async def _load(url: str, sessions: int, concurrency: int) -> int:
     from sseprobe._stats import CohortStats
 
     stats = CohortStats()
-    await run_load([CohortSpec("canonical", FlowOptions(flow="canonical", url=url))],
-                   Load(sessions=sessions, concurrency=concurrency), stats.add)
+    await run_load(
+        [CohortSpec("canonical", FlowOptions(flow="canonical", url=url))],
+        Load(sessions=sessions, concurrency=concurrency),
+        stats.add,
+    )
     return stats.ok
 
 
@@ -47,12 +50,14 @@ def main() -> None:
         print(f"{ok} sessions ok, {cpu / max(ok, 1) * 1000:.3f} ms CPU per session (unprofiled)")
         _profile(lambda: event_loop_run(_load(url, a.sessions, a.concurrency)), a)
     if a.bulk:
-        proc = subprocess.Popen([PY, "-m", "bench.bulk_server", "--events", "500000"], stderr=subprocess.PIPE,
-                                text=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            [PY, "-m", "bench.bulk_server", "--events", "500000"], stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
         try:
             assert proc.stderr is not None
             bulk = proc.stderr.readline().rsplit(" ", 1)[-1].strip()
             from .decode import worker
+
             _profile(lambda: worker("sseprobe", bulk, 500000), a)
         finally:
             proc.terminate()

@@ -90,11 +90,17 @@ def worker(url: str, n: int, delay_ms: float, rate: float, warm: float, window: 
     install_hook(delay_ms / 1000.0)
     total = warm + window
     # the schedule runs past the duration, so the stop at ``total`` cancels the sessions in flight
-    load = Load(schedule=Schedule((Phase(total + 600, rate, rate),)), duration=total, grace=0.0,
-                max_in_flight=2 * n + 100)
+    load = Load(
+        schedule=Schedule((Phase(total + 600, rate, rate),)), duration=total, grace=0.0, max_in_flight=2 * n + 100
+    )
     c0 = time.process_time()
-    m = measure([CohortSpec("canonical", FlowOptions(flow="canonical", url=url))], load,
-                Timeouts(connect=10, idle=120, session=300), Limits(), RunOptions(workers=1))
+    m = measure(
+        [CohortSpec("canonical", FlowOptions(flow="canonical", url=url))],
+        load,
+        Timeouts(connect=10, idle=120, session=300),
+        Limits(),
+        RunOptions(workers=1),
+    )
     cpu = time.process_time() - c0
     judged = [x for x in _store if x[0] >= warm]
     r = [x[2] for x in judged]
@@ -103,14 +109,25 @@ def worker(url: str, n: int, delay_ms: float, rate: float, warm: float, window: 
     ttfe = m.cohorts["canonical"].to_dict()["ttfe_ms"]
     gen = m.generator
     return {
-        "n": n, "rate": rate, "judged": len(judged), "sessions": m.cohorts["canonical"].sessions,
-        "cpu_s": cpu, "duration_s": m.info.duration_s,
-        "R_p50": pct(r, 50), "R_p99": pct(r, 99), "R_max": max(r, default=float("nan")),
-        "S_p50": pct(s, 50), "S_p99": pct(s, 99),
-        "vsD_p50": pct(err_d, 50), "vsD_p99": pct(err_d, 99),
-        "reported_ttfe_p50": ttfe["p50"], "reported_ttfe_p99": ttfe["p99"],
-        "loop_lag_p99": gen["loop_lag_ms"]["p99"], "start_lag_p99": gen["start_lag_ms"]["p99"],
-        "saturated": gen["saturated"], "outcomes": dict(m.cohorts["canonical"].outcomes),
+        "n": n,
+        "rate": rate,
+        "judged": len(judged),
+        "sessions": m.cohorts["canonical"].sessions,
+        "cpu_s": cpu,
+        "duration_s": m.info.duration_s,
+        "R_p50": pct(r, 50),
+        "R_p99": pct(r, 99),
+        "R_max": max(r, default=float("nan")),
+        "S_p50": pct(s, 50),
+        "S_p99": pct(s, 99),
+        "vsD_p50": pct(err_d, 50),
+        "vsD_p99": pct(err_d, 99),
+        "reported_ttfe_p50": ttfe["p50"],
+        "reported_ttfe_p99": ttfe["p99"],
+        "loop_lag_p99": gen["loop_lag_ms"]["p99"],
+        "start_lag_p99": gen["start_lag_ms"]["p99"],
+        "saturated": gen["saturated"],
+        "outcomes": dict(m.cohorts["canonical"].outcomes),
     }
 
 

@@ -39,8 +39,13 @@ def health_findings(body: Any, optional: frozenset[str] = frozenset()) -> list[C
         return [CheckResult("health", "FAIL", "body is not a JSON object")]
     out: list[CheckResult] = []
     status = body.get("status")
-    out.append(CheckResult("health.status", "OK" if status == "healthy" else "FAIL",
-                           f"status is {status!r}" + ("" if status == "healthy" else ", expected 'healthy'")))
+    out.append(
+        CheckResult(
+            "health.status",
+            "OK" if status == "healthy" else "FAIL",
+            f"status is {status!r}" + ("" if status == "healthy" else ", expected 'healthy'"),
+        )
+    )
     deps = body.get("dependencies")
     if not isinstance(deps, dict):
         out.append(CheckResult("health.dependencies", "WARN", "no 'dependencies' object in /health"))
@@ -53,20 +58,25 @@ def health_findings(body: Any, optional: frozenset[str] = frozenset()) -> list[C
         out.append(CheckResult("health.dependencies", "WARN" if down else "OK", detail))
     env = body.get("environment")
     if isinstance(env, dict):
-        out.append(CheckResult("health.environment", "INFO",
-                               f"{env.get('current')!r}, phase {env.get('phase')!r}, "
-                               f"migration_complete {env.get('migration_complete')!r} "
-                               "(an env-variable migration, not the stream rollout)"))
+        out.append(
+            CheckResult(
+                "health.environment",
+                "INFO",
+                f"{env.get('current')!r}, phase {env.get('phase')!r}, "
+                f"migration_complete {env.get('migration_complete')!r} "
+                "(an env-variable migration, not the stream rollout)",
+            )
+        )
     elif isinstance(env, str):
-        out.append(CheckResult("health.environment", "INFO",
-                               f"{env!r} (plain-string shape, as with CI=true)"))
+        out.append(CheckResult("health.environment", "INFO", f"{env!r} (plain-string shape, as with CI=true)"))
     else:
         out.append(CheckResult("health.environment", "INFO", "no 'environment' field"))
     return out
 
 
-async def _get_health(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
-                      optional: frozenset[str]) -> list[CheckResult]:
+async def _get_health(
+    http: aiohttp.ClientSession, base: str, headers: dict[str, str], optional: frozenset[str]
+) -> list[CheckResult]:
     t0 = time.perf_counter()
     async with http.get(f"{base}/health", headers=headers) as resp:
         raw = await resp.read()
@@ -80,11 +90,17 @@ async def _get_health(http: aiohttp.ClientSession, base: str, headers: dict[str,
     return [CheckResult("health", "OK", f"GET /health 200 in {ms:.0f} ms"), *health_findings(body, optional)]
 
 
-async def _flag_state(http: aiohttp.ClientSession, base: str, app: str,
-                      headers: dict[str, str]) -> tuple[CheckResult, bool | None]:
+async def _flag_state(
+    http: aiohttp.ClientSession, base: str, app: str, headers: dict[str, str]
+) -> tuple[CheckResult, bool | None]:
     """POST /run_sse for a session that does not exist: 501 means the flag is off, 404/200 on."""
-    body = {"appName": app, "userId": "sseprobe-check", "sessionId": f"check-{uuid.uuid4().hex}",
-            "newMessage": {"role": "user", "parts": [{"text": "flag probe"}]}, "streaming": True}
+    body = {
+        "appName": app,
+        "userId": "sseprobe-check",
+        "sessionId": f"check-{uuid.uuid4().hex}",
+        "newMessage": {"role": "user", "parts": [{"text": "flag probe"}]},
+        "streaming": True,
+    }
     async with http.post(f"{base}/run_sse", json=body, headers=headers) as resp:
         status = resp.status
     if status == 501:
@@ -100,13 +116,15 @@ async def _one_session(http: aiohttp.ClientSession, opts: FlowOptions, timeout: 
     await run_session(http, opts, timeouts, Limits(), rec)
     name = f"{opts.flow}.session"
     if rec.outcome == Outcome.OK:
-        return CheckResult(name, "OK", f"completed in {rec.completion_ms:.0f} ms, TTFE "
-                                       f"{rec.ttfe_ms:.0f} ms, {rec.events} events")
+        return CheckResult(
+            name, "OK", f"completed in {rec.completion_ms:.0f} ms, TTFE {rec.ttfe_ms:.0f} ms, {rec.events} events"
+        )
     return CheckResult(name, "FAIL", f"{rec.outcome}: {rec.error or ''}".strip())
 
 
-async def run_checks(opts: FlowOptions, flows: tuple[str, ...], timeout: float = 10.0,
-                     optional: frozenset[str] = frozenset()) -> list[CheckResult]:
+async def run_checks(
+    opts: FlowOptions, flows: tuple[str, ...], timeout: float = 10.0, optional: frozenset[str] = frozenset()
+) -> list[CheckResult]:
     base = opts.url.rstrip("/")
     headers = dict(opts.headers)
     timeouts = Timeouts(connect=timeout, idle=timeout, session=timeout)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -25,10 +26,27 @@ from ._runner import RunOptions, default_workers
 from ._scenario import Scenario, ScenarioError, load_scenario
 
 __all__ = [
-    "EXIT_OK", "EXIT_WARNING", "EXIT_CRITICAL", "EXIT_UNKNOWN", "UsageProblem", "parse_url",
-    "parse_headers", "public_headers", "load_options", "flow_options", "resolve", "build_timeouts",
-    "build_load", "build_limits", "build_flow", "build_run_options", "read_scenario", "read_policy",
-    "load_config", "flow_from", "given",
+    "EXIT_OK",
+    "EXIT_WARNING",
+    "EXIT_CRITICAL",
+    "EXIT_UNKNOWN",
+    "UsageProblem",
+    "parse_url",
+    "parse_headers",
+    "public_headers",
+    "load_options",
+    "flow_options",
+    "resolve",
+    "build_timeouts",
+    "build_load",
+    "build_limits",
+    "build_flow",
+    "build_run_options",
+    "read_scenario",
+    "read_policy",
+    "load_config",
+    "flow_from",
+    "given",
 ]
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
@@ -42,6 +60,7 @@ class UsageProblem(click.ClickException):
 
 # --- plain parsing ------------------------------------------------------------------------------
 
+
 def parse_url(value: str, what: str = "--url") -> str:
     try:
         parts = urlsplit(value)
@@ -54,8 +73,9 @@ def parse_url(value: str, what: str = "--url") -> str:
     return value
 
 
-def parse_headers(values: tuple[str, ...] | dict[str, str], bearer_env: str | None,
-                  bearer_file: str | None) -> tuple[tuple[str, str], ...]:
+def parse_headers(
+    values: tuple[str, ...] | dict[str, str], bearer_env: str | None, bearer_file: str | None
+) -> tuple[tuple[str, str], ...]:
     headers: list[tuple[str, str]] = []
     items = values.items() if isinstance(values, dict) else [_split_header(v) for v in values]
     headers.extend((k.strip(), v.strip()) for k, v in items)
@@ -88,6 +108,7 @@ def public_headers(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
 
 # --- option groups ------------------------------------------------------------------------------
 
+
 def _apply(f: Callable[..., Any], opts: list[Callable[..., Any]]) -> Callable[..., Any]:
     for opt in reversed(opts):
         f = opt(f)
@@ -96,75 +117,195 @@ def _apply(f: Callable[..., Any], opts: list[Callable[..., Any]]) -> Callable[..
 
 def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """How much load, how it arrives, timeouts, limits, output. Shared by run and compare."""
-    return _apply(f, [
-        click.option("--scenario", "-s", type=click.Path(dir_okay=False), default=None,
-                     help="Scenario TOML file (cohorts, load, phases, timeouts, policy); "
-                          "flags given here override its values."),
-        click.option("--sessions", "-n", type=int, default=None,
-                     help="Sessions to run in all (default 100 when no --duration or --rate)."),
-        click.option("--duration", "-d", type=float, default=None,
-                     help="Stop starting sessions after this many seconds."),
-        click.option("--concurrency", "-c", type=int, default=10, show_default=True,
-                     help="Closed model: sessions in flight at once (users)."),
-        click.option("--think", type=float, default=0.0, show_default=True,
-                     help="Closed model: seconds a user waits between sessions."),
-        click.option("--rate", "-r", type=float, default=None,
-                     help="Open model: new sessions per second, arriving whether or not earlier "
-                          "ones finished (needs --duration or --sessions)."),
-        click.option("--poisson", is_flag=True, default=None,
-                     help="Open model: Poisson (random) arrivals instead of evenly spaced ones."),
-        click.option("--max-in-flight", type=int, default=15_000, show_default=True,
-                     help="Open model: cap on sessions in flight; held-back arrivals show as lag."),
-        click.option("--workers", "-w", type=int, default=None,
-                     help="Engine processes, each with its share of the load "
-                          "(default: the number of CPUs)."),
-        click.option("--abort-on-trigger", type=float, default=None, metavar="SECONDS",
-                     help="Stop early when a rollback trigger holds this long."),
-        click.option("--connect-timeout", type=float, default=10.0, show_default=True,
-                     help="Seconds for the TCP connect and for response headers."),
-        click.option("--idle-timeout", type=float, default=60.0, show_default=True,
-                     help="Seconds an open stream may stay silent (idle_timeout outcome)."),
-        click.option("--timeout", "session_timeout", type=float, default=330.0, show_default=True,
-                     help="Seconds for a whole session, all requests included (timeout outcome)."),
-        click.option("--grace", type=float, default=30.0, show_default=True,
-                     help="On stop (duration over, Ctrl-C): seconds in-flight sessions may finish."),
-        click.option("--connections", type=int, default=0, show_default=True,
-                     help="Cap on open connections (0: unlimited; one stream holds one)."),
-        click.option("--max-line", type=int, default=1 << 20, show_default=True,
-                     help="Longest SSE line or event in bytes before protocol_error."),
-        click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
-                     help="Policy TOML file: thresholds, metrics, triggers, confidence."),
-        click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
-                     help="Results document path (default: results/<kind>-<time>.json)."),
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print the results document on stdout, and nothing else there."),
-    ])
+    return _apply(
+        f,
+        [
+            click.option(
+                "--scenario",
+                "-s",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Scenario TOML file (cohorts, load, phases, timeouts, policy); "
+                "flags given here override its values.",
+            ),
+            click.option(
+                "--sessions",
+                "-n",
+                type=int,
+                default=None,
+                help="Sessions to run in all (default 100 when no --duration or --rate).",
+            ),
+            click.option(
+                "--duration", "-d", type=float, default=None, help="Stop starting sessions after this many seconds."
+            ),
+            click.option(
+                "--concurrency",
+                "-c",
+                type=int,
+                default=10,
+                show_default=True,
+                help="Closed model: sessions in flight at once (users).",
+            ),
+            click.option(
+                "--think",
+                type=float,
+                default=0.0,
+                show_default=True,
+                help="Closed model: seconds a user waits between sessions.",
+            ),
+            click.option(
+                "--rate",
+                "-r",
+                type=float,
+                default=None,
+                help="Open model: new sessions per second, arriving whether or not earlier "
+                "ones finished (needs --duration or --sessions).",
+            ),
+            click.option(
+                "--poisson",
+                is_flag=True,
+                default=None,
+                help="Open model: Poisson (random) arrivals instead of evenly spaced ones.",
+            ),
+            click.option(
+                "--max-in-flight",
+                type=int,
+                default=15_000,
+                show_default=True,
+                help="Open model: cap on sessions in flight; held-back arrivals show as lag.",
+            ),
+            click.option(
+                "--workers",
+                "-w",
+                type=int,
+                default=None,
+                help="Engine processes, each with its share of the load (default: the number of CPUs).",
+            ),
+            click.option(
+                "--abort-on-trigger",
+                type=float,
+                default=None,
+                metavar="SECONDS",
+                help="Stop early when a rollback trigger holds this long.",
+            ),
+            click.option(
+                "--connect-timeout",
+                type=float,
+                default=10.0,
+                show_default=True,
+                help="Seconds for the TCP connect and for response headers.",
+            ),
+            click.option(
+                "--idle-timeout",
+                type=float,
+                default=60.0,
+                show_default=True,
+                help="Seconds an open stream may stay silent (idle_timeout outcome).",
+            ),
+            click.option(
+                "--timeout",
+                "session_timeout",
+                type=float,
+                default=330.0,
+                show_default=True,
+                help="Seconds for a whole session, all requests included (timeout outcome).",
+            ),
+            click.option(
+                "--grace",
+                type=float,
+                default=30.0,
+                show_default=True,
+                help="On stop (duration over, Ctrl-C): seconds in-flight sessions may finish.",
+            ),
+            click.option(
+                "--connections",
+                type=int,
+                default=0,
+                show_default=True,
+                help="Cap on open connections (0: unlimited; one stream holds one).",
+            ),
+            click.option(
+                "--max-line",
+                type=int,
+                default=1 << 20,
+                show_default=True,
+                help="Longest SSE line or event in bytes before protocol_error.",
+            ),
+            click.option(
+                "--policy",
+                "policy_file",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Policy TOML file: thresholds, metrics, triggers, confidence.",
+            ),
+            click.option(
+                "--out",
+                "-o",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Results document path (default: results/<kind>-<time>.json).",
+            ),
+            click.option(
+                "--json", "as_json", is_flag=True, help="Print the results document on stdout, and nothing else there."
+            ),
+        ],
+    )
 
 
 def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """What each session sends."""
-    return _apply(f, [
-        click.option("--app", default="vana", show_default=True, help="ADK app name."),
-        click.option("--user-prefix", default="sseprobe", show_default=True,
-                     help="Prefix of the per-session user id (a uuid follows)."),
-        click.option("--message", "messages", multiple=True, default=("test",), show_default=True,
-                     help="User message text (repeatable: one is picked per session)."),
-        click.option("--session-create", type=click.Choice(SESSION_CREATE), default="adk",
-                     show_default=True,
-                     help="Canonical: create the session ADK-style (POST .../sessions/{id}), "
-                          "backend-style (POST .../sessions) or not at all."),
-        click.option("--header", "-H", "headers", multiple=True, metavar="'NAME: VALUE'",
-                     help="Extra request header (repeatable). Values never reach any output."),
-        click.option("--bearer-env", metavar="VAR",
-                     help="Send 'Authorization: Bearer' with the token in this environment variable."),
-        click.option("--bearer-file", metavar="FILE", help="Same, with the token read from a file."),
-    ])
+    return _apply(
+        f,
+        [
+            click.option("--app", default="vana", show_default=True, help="ADK app name."),
+            click.option(
+                "--user-prefix",
+                default="sseprobe",
+                show_default=True,
+                help="Prefix of the per-session user id (a uuid follows).",
+            ),
+            click.option(
+                "--message",
+                "messages",
+                multiple=True,
+                default=("test",),
+                show_default=True,
+                help="User message text (repeatable: one is picked per session).",
+            ),
+            click.option(
+                "--session-create",
+                type=click.Choice(SESSION_CREATE),
+                default="adk",
+                show_default=True,
+                help="Canonical: create the session ADK-style (POST .../sessions/{id}), "
+                "backend-style (POST .../sessions) or not at all.",
+            ),
+            click.option(
+                "--header",
+                "-H",
+                "headers",
+                multiple=True,
+                metavar="'NAME: VALUE'",
+                help="Extra request header (repeatable). Values never reach any output.",
+            ),
+            click.option(
+                "--bearer-env",
+                metavar="VAR",
+                help="Send 'Authorization: Bearer' with the token in this environment variable.",
+            ),
+            click.option("--bearer-file", metavar="FILE", help="Same, with the token read from a file."),
+        ],
+    )
 
 
 # --- precedence: default < scenario < command line -----------------------------------------------
 
-_SCENARIO_NAMES = {"duration_s": "duration", "think_s": "think", "grace_s": "grace",
-                   "abort_on_trigger_s": "abort_on_trigger"}
+_SCENARIO_NAMES = {
+    "duration_s": "duration",
+    "think_s": "think",
+    "grace_s": "grace",
+    "abort_on_trigger_s": "abort_on_trigger",
+}
 
 
 def read_scenario(path: str | None) -> Scenario | None:
@@ -193,6 +334,7 @@ def resolve(ctx: click.Context, params: dict[str, Any], scenario: Scenario | Non
 
 # --- value objects ---------------------------------------------------------------------------------
 
+
 def _value_object(build: Callable[[], Any]) -> Any:
     try:
         return build()
@@ -201,13 +343,13 @@ def _value_object(build: Callable[[], Any]) -> Any:
 
 
 def build_timeouts(o: dict[str, Any]) -> Timeouts:
-    return _value_object(lambda: Timeouts(connect=o["connect_timeout"], idle=o["idle_timeout"],
-                                          session=o["session_timeout"]))
+    return _value_object(
+        lambda: Timeouts(connect=o["connect_timeout"], idle=o["idle_timeout"], session=o["session_timeout"])
+    )
 
 
 def build_limits(o: dict[str, Any]) -> Limits:
-    return _value_object(lambda: Limits(connections=o["connections"], max_line=o["max_line"],
-                                        max_event=o["max_line"]))
+    return _value_object(lambda: Limits(connections=o["connections"], max_line=o["max_line"], max_event=o["max_line"]))
 
 
 def build_load(o: dict[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
@@ -224,13 +366,22 @@ def build_load(o: dict[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
         if duration is None and sessions is None:
             raise UsageProblem("--rate needs --duration or --sessions to know when to stop")
         span = duration if duration is not None else sessions / rate
-        schedule = _value_object(lambda: Schedule((Phase(span, rate, rate, "constant"),),
-                                                  bool(o.get("poisson")), o.get("seed") or 0))
+        schedule = _value_object(
+            lambda: Schedule((Phase(span, rate, rate, "constant"),), bool(o.get("poisson")), o.get("seed") or 0)
+        )
     elif sessions is None and duration is None:
         sessions = 100
-    return _value_object(lambda: Load(
-        sessions=sessions, duration=duration, concurrency=o["concurrency"], think=o["think"],
-        schedule=schedule, max_in_flight=o["max_in_flight"], grace=o["grace"]))
+    return _value_object(
+        lambda: Load(
+            sessions=sessions,
+            duration=duration,
+            concurrency=o["concurrency"],
+            think=o["think"],
+            schedule=schedule,
+            max_in_flight=o["max_in_flight"],
+            grace=o["grace"],
+        )
+    )
 
 
 def read_policy(path: str | None) -> Policy:
@@ -263,22 +414,46 @@ def load_config(o: dict[str, Any], load: Load, timeouts: Timeouts, workers: int)
     """The load part of the results document's config (no secrets live here)."""
     schedule = load.schedule
     return {
-        "sessions": load.sessions, "duration": load.duration, "concurrency": load.concurrency,
-        "think": load.think, "grace": load.grace, "workers": workers, "scenario": o.get("scenario"),
+        "sessions": load.sessions,
+        "duration": load.duration,
+        "concurrency": load.concurrency,
+        "think": load.think,
+        "grace": load.grace,
+        "workers": workers,
+        "scenario": o.get("scenario"),
         "model": "open" if schedule else "closed",
-        "phases": [{"name": p.name, "duration_s": p.duration, "rate": [p.start_rate, p.end_rate]}
-                   for p in schedule.phases] if schedule else [],
+        "phases": [
+            {"name": p.name, "duration_s": p.duration, "rate": [p.start_rate, p.end_rate]} for p in schedule.phases
+        ]
+        if schedule
+        else [],
         "poisson": bool(schedule and schedule.poisson),
         "timeouts": {"connect": timeouts.connect, "idle": timeouts.idle, "session": timeouts.session},
     }
 
 
-_FLOW_KEYS = ("app", "user_prefix", "messages", "session_create", "headers", "bearer_env",
-              "bearer_file", "method", "body", "complete_on")
+_FLOW_KEYS = (
+    "app",
+    "user_prefix",
+    "messages",
+    "session_create",
+    "headers",
+    "bearer_env",
+    "bearer_file",
+    "method",
+    "body",
+    "complete_on",
+)
 
 
-def flow_from(ctx: click.Context, params: dict[str, Any], scenario_values: dict[str, Any],
-              flow: str, url: str | None, what: str = "--url") -> FlowOptions:
+def flow_from(
+    ctx: click.Context,
+    params: dict[str, Any],
+    scenario_values: dict[str, Any],
+    flow: str,
+    url: str | None,
+    what: str = "--url",
+) -> FlowOptions:
     """One cohort's FlowOptions: a scenario cohort's values under the flags given on the command line."""
     v = dict(scenario_values)
     if "message" in v:
@@ -293,5 +468,4 @@ def flow_from(ctx: click.Context, params: dict[str, Any], scenario_values: dict[
     v.pop("flow", None)
     v.pop("url", None)
     method = str(v.pop("method", "GET")).upper()
-    return build_flow(flow, url or scenario_values.get("url"), what, headers=headers, body=body,
-                      method=method, **v)
+    return build_flow(flow, url or scenario_values.get("url"), what, headers=headers, body=body, method=method, **v)

@@ -8,7 +8,13 @@ import click
 
 from ._check import run_checks
 from ._cli_common import (
-    EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING, build_flow, flow_options, parse_headers,
+    EXIT_CRITICAL,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    EXIT_WARNING,
+    build_flow,
+    flow_options,
+    parse_headers,
 )
 from ._redact import redact_url
 
@@ -19,17 +25,36 @@ _COLORS = {"OK": "green", "INFO": "cyan", "WARN": "yellow", "FAIL": "red", "UNKN
 
 @click.command("check")
 @click.argument("urls", nargs=-1, required=True, metavar="URL...")
-@click.option("--flows", default="canonical,legacy", show_default=True,
-              help="Comma-separated flows to run one end-to-end session of.")
-@click.option("--timeout", type=float, default=10.0, show_default=True,
-              help="Seconds each check (and each session) may take.")
-@click.option("--optional-dependency", "optional", multiple=True, metavar="NAME",
-              help="A /health dependency allowed to be false (repeatable), e.g. cloud_logging.")
+@click.option(
+    "--flows",
+    default="canonical,legacy",
+    show_default=True,
+    help="Comma-separated flows to run one end-to-end session of.",
+)
+@click.option(
+    "--timeout", type=float, default=10.0, show_default=True, help="Seconds each check (and each session) may take."
+)
+@click.option(
+    "--optional-dependency",
+    "optional",
+    multiple=True,
+    metavar="NAME",
+    help="A /health dependency allowed to be false (repeatable), e.g. cloud_logging.",
+)
 @flow_options
-def check_cmd(urls: tuple[str, ...], flows: str, timeout: float, optional: tuple[str, ...],
-              app: str, user_prefix: str,
-              messages: tuple[str, ...], session_create: str, headers: tuple[str, ...],
-              bearer_env: str | None, bearer_file: str | None) -> int:
+def check_cmd(
+    urls: tuple[str, ...],
+    flows: str,
+    timeout: float,
+    optional: tuple[str, ...],
+    app: str,
+    user_prefix: str,
+    messages: tuple[str, ...],
+    session_create: str,
+    headers: tuple[str, ...],
+    bearer_env: str | None,
+    bearer_file: str | None,
+) -> int:
     """Pre-deploy validation of each URL: /health answers 'healthy' with every dependency true
     (each differing field named), the canonical flag state seen from outside (501 or not), and one
     end-to-end session per flow within --timeout with events flowing.
@@ -40,8 +65,15 @@ def check_cmd(urls: tuple[str, ...], flows: str, timeout: float, optional: tuple
     hdrs = parse_headers(headers, bearer_env, bearer_file)
     codes = []
     for url in urls:
-        opts = build_flow(wanted[0] if wanted else "canonical", url, app=app, user_prefix=user_prefix,
-                          messages=messages, session_create=session_create, headers=hdrs)
+        opts = build_flow(
+            wanted[0] if wanted else "canonical",
+            url,
+            app=app,
+            user_prefix=user_prefix,
+            messages=messages,
+            session_create=session_create,
+            headers=hdrs,
+        )
         for flow in wanted:
             build_flow(flow, url)  # validates each flow name
         click.echo(f"check {redact_url(url)}")
@@ -49,7 +81,14 @@ def check_cmd(urls: tuple[str, ...], flows: str, timeout: float, optional: tuple
         for r in results:
             click.echo(f"  {click.style(f'{r.level:<7}', fg=_COLORS[r.level])} {r.name:<20} {r.detail}")
         levels = {r.level for r in results}
-        codes.append(EXIT_CRITICAL if "FAIL" in levels else EXIT_UNKNOWN if "UNKNOWN" in levels
-                     else EXIT_WARNING if "WARN" in levels else EXIT_OK)
+        codes.append(
+            EXIT_CRITICAL
+            if "FAIL" in levels
+            else EXIT_UNKNOWN
+            if "UNKNOWN" in levels
+            else EXIT_WARNING
+            if "WARN" in levels
+            else EXIT_OK
+        )
     # a failure anywhere outranks "could not tell" elsewhere
     return EXIT_CRITICAL if EXIT_CRITICAL in codes else max(codes)

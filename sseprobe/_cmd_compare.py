@@ -15,18 +15,29 @@ from typing import Any
 import click
 
 from ._cli_common import (
-    EXIT_UNKNOWN, UsageProblem, build_limits, build_load, build_run_options, build_timeouts,
-    flow_from, flow_options, load_config, load_options, read_policy, read_scenario, resolve,
+    EXIT_UNKNOWN,
+    UsageProblem,
+    build_limits,
+    build_load,
+    build_run_options,
+    build_timeouts,
+    flow_from,
+    flow_options,
+    load_config,
+    load_options,
+    read_policy,
+    read_scenario,
+    resolve,
 )
 from ._cmd_report import attach_html
 from ._cmd_run import emit, flow_config, results_extra, unreachable
 from ._compare import Verdict, compare
 from ._engine import CohortSpec
+from ._pacer import Phase
 from ._policy import Policy
 from ._results import ResultsError, build_document, cohort_from_document, read_document
 from ._runner import measure
 from ._scenario import Scenario
-from ._pacer import Phase
 from ._summary import render_run
 from ._verdict_text import render_verdict
 
@@ -54,8 +65,15 @@ def _print_verdict(verdict: Verdict, base: str, cand: str, as_json: bool) -> str
     return render_verdict(verdict, base, cand, color=sys.stdout.isatty() and not as_json)
 
 
-def _offline(files: tuple[str, ...], base_cohort: str | None, cand_cohort: str | None,
-             policy: Policy, out: str | None, as_json: bool, html: str | None = None) -> int:
+def _offline(
+    files: tuple[str, ...],
+    base_cohort: str | None,
+    cand_cohort: str | None,
+    policy: Policy,
+    out: str | None,
+    as_json: bool,
+    html: str | None = None,
+) -> int:
     try:
         docs = [read_document(f) for f in files]
         if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
@@ -70,11 +88,16 @@ def _offline(files: tuple[str, ...], base_cohort: str | None, cand_cohort: str |
     text = _print_verdict(verdict, f"baseline ({b_name})", f"candidate ({c_name})", as_json)
     if as_json or out or html:
         doc = build_document(
-            started=docs[-1].get("started", ""), duration_s=0.0,
-            config={"command": "compare", "baseline": {"file": files[0], "cohort": b_name},
-                    "candidate": {"file": files[-1], "cohort": c_name}},
+            started=docs[-1].get("started", ""),
+            duration_s=0.0,
+            config={
+                "command": "compare",
+                "baseline": {"file": files[0], "cohort": b_name},
+                "candidate": {"file": files[-1], "cohort": c_name},
+            },
             cohorts={f"baseline:{b_name}": base, f"candidate:{c_name}": cand},
-            verdict=verdict_section(verdict))
+            verdict=verdict_section(verdict),
+        )
         if as_json or out:
             emit(doc, out, "compare", as_json, text)
         else:
@@ -85,8 +108,9 @@ def _offline(files: tuple[str, ...], base_cohort: str | None, cand_cohort: str |
     return verdict.exit_code
 
 
-def _live_cohorts(ctx: click.Context, params: dict[str, Any], scenario: Scenario | None,
-                  split: tuple[float, float]) -> list[CohortSpec]:
+def _live_cohorts(
+    ctx: click.Context, params: dict[str, Any], scenario: Scenario | None, split: tuple[float, float]
+) -> list[CohortSpec]:
     sc = {c.name: c for c in scenario.cohorts} if scenario else {}
     specs = []
     for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
@@ -103,13 +127,21 @@ def _live_cohorts(ctx: click.Context, params: dict[str, Any], scenario: Scenario
 @click.argument("files", nargs=-1, metavar="[BASELINE.json [CANDIDATE.json]]")
 @click.option("--canonical", "canonical_url", default=None, help="Live: base URL of the canonical cohort.")
 @click.option("--legacy", "legacy_url", default=None, help="Live: base URL of the legacy cohort.")
-@click.option("--split", default=None, metavar="C/L",
-              help="Live: share of sessions for canonical/legacy, e.g. 5/95 at the 5 % rollout "
-                   "step (default: equal).")
+@click.option(
+    "--split",
+    default=None,
+    metavar="C/L",
+    help="Live: share of sessions for canonical/legacy, e.g. 5/95 at the 5 % rollout step (default: equal).",
+)
 @click.option("--baseline-cohort", default=None, help="Offline: cohort of the baseline document.")
 @click.option("--candidate-cohort", default=None, help="Offline: cohort of the candidate document.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the HTML report of this comparison (as sseprobe report --html).")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the HTML report of this comparison (as sseprobe report --html).",
+)
 @flow_options
 @load_options
 @click.pass_context
@@ -130,8 +162,15 @@ def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> in
             raise UsageProblem("compare takes at most two results files (baseline, candidate)")
         if params["canonical_url"] or params["legacy_url"]:
             raise UsageProblem("give either results files or --canonical/--legacy URLs, not both")
-        return _offline(files, params["baseline_cohort"], params["candidate_cohort"], policy,
-                        params["out"], params["as_json"], params["html_path"])
+        return _offline(
+            files,
+            params["baseline_cohort"],
+            params["candidate_cohort"],
+            policy,
+            params["out"],
+            params["as_json"],
+            params["html_path"],
+        )
     o = resolve(ctx, params, scenario)
     split = parse_split(params["split"])
     cohorts = _live_cohorts(ctx, params, scenario, split)
@@ -146,14 +185,26 @@ def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> in
     base, cand = measured.cohorts["legacy"], measured.cohorts["canonical"]
     verdict = compare(base, cand, policy)
     info = measured.info
-    config = {"command": "compare", "split": list(split),
-              "cohorts": {c.name: flow_config(c.options) for c in cohorts},
-              "load": load_config(o, load, timeouts, run_opts.workers)}
-    doc = build_document(started=info.started, duration_s=info.duration_s, config=config,
-                         cohorts=measured.cohorts, verdict=verdict_section(verdict),
-                         interrupted=info.interrupted, extra=results_extra(measured))
-    text = render_run(measured.cohorts, verdict.triggers, info.duration_s, info.interrupted,
-                      measured.generator) + "\n\n" + _print_verdict(verdict, "legacy", "canonical", o["as_json"])
+    config = {
+        "command": "compare",
+        "split": list(split),
+        "cohorts": {c.name: flow_config(c.options) for c in cohorts},
+        "load": load_config(o, load, timeouts, run_opts.workers),
+    }
+    doc = build_document(
+        started=info.started,
+        duration_s=info.duration_s,
+        config=config,
+        cohorts=measured.cohorts,
+        verdict=verdict_section(verdict),
+        interrupted=info.interrupted,
+        extra=results_extra(measured),
+    )
+    text = (
+        render_run(measured.cohorts, verdict.triggers, info.duration_s, info.interrupted, measured.generator)
+        + "\n\n"
+        + _print_verdict(verdict, "legacy", "canonical", o["as_json"])
+    )
     attach_html(doc, str(emit(doc, o["out"], "compare", o["as_json"], text)), params["html_path"], o["as_json"])
     problem = unreachable(measured.cohorts)
     if problem:  # a typo in a URL must not read as a rollback: nothing was measured

@@ -21,10 +21,26 @@ __all__ = ["demo_cmd"]
 
 def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sseprobe.cli", "target", "--port", "0",
-         "--legacy-ttfe-ms", str(legacy_ms), "--canonical-ttfe-ms", str(canonical_ms),
-         "--legacy-gap-ms", "10", "--canonical-gap-ms", "10"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sseprobe.cli",
+            "target",
+            "--port",
+            "0",
+            "--legacy-ttfe-ms",
+            str(legacy_ms),
+            "--canonical-ttfe-ms",
+            str(canonical_ms),
+            "--legacy-gap-ms",
+            "10",
+            "--canonical-gap-ms",
+            "10",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     line = proc.stderr.readline()
     if "listening on" not in line:
@@ -34,14 +50,22 @@ def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[subprocess.Pop
 
 
 @click.command("demo")
-@click.option("--slower", type=float, default=9.0, show_default=True,
-              help="How much slower canonical's first event is than legacy's, in percent.")
-@click.option("--sessions", "-n", type=int, default=1500, show_default=True,
-              help="Sessions per cohort.")
-@click.option("--concurrency", "-c", type=int, default=10, show_default=True,
-              help="Sessions in flight per cohort.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Results document path (default: results/compare-<time>.json).")
+@click.option(
+    "--slower",
+    type=float,
+    default=9.0,
+    show_default=True,
+    help="How much slower canonical's first event is than legacy's, in percent.",
+)
+@click.option("--sessions", "-n", type=int, default=1500, show_default=True, help="Sessions per cohort.")
+@click.option("--concurrency", "-c", type=int, default=10, show_default=True, help="Sessions in flight per cohort.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Results document path (default: results/compare-<time>.json).",
+)
 def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) -> Any:
     """Compare canonical with legacy on the built-in target, no external service needed.
 
@@ -52,10 +76,12 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
         raise UsageProblem("--slower must be a percentage between -50 and 1000")
     legacy_ms = 100.0
     proc, url = _start_target(legacy_ms, legacy_ms * (1 + slower / 100))
-    click.echo(f"built-in target on {url}: legacy TTFE median {legacy_ms:g} ms, canonical "
-               f"{slower:+g} %; {sessions} sessions per cohort, {concurrency} in flight each", err=True)
-    args = ["--canonical", url, "--legacy", url, "-n", str(sessions), "-c", str(concurrency),
-            "--workers", "1"]
+    click.echo(
+        f"built-in target on {url}: legacy TTFE median {legacy_ms:g} ms, canonical "
+        f"{slower:+g} %; {sessions} sessions per cohort, {concurrency} in flight each",
+        err=True,
+    )
+    args = ["--canonical", url, "--legacy", url, "-n", str(sessions), "-c", str(concurrency), "--workers", "1"]
     if out:
         args += ["--out", out]
     try:

@@ -22,12 +22,25 @@ _TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "err
 
 
 @click.command("monitor")
-@click.option("--config", "-C", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="Monitor config (TOML): URLs, scenario, baseline, history, outputs.")
-@click.option("--update-baseline", is_flag=True,
-              help="After the pass, store its results as the new baseline (not when the pass is RED).")
-@click.option("--html", type=click.Path(dir_okay=False), default=None,
-              help="Also write the pass's HTML report here (overrides the config's html).")
+@click.option(
+    "--config",
+    "-C",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Monitor config (TOML): URLs, scenario, baseline, history, outputs.",
+)
+@click.option(
+    "--update-baseline",
+    is_flag=True,
+    help="After the pass, store its results as the new baseline (not when the pass is RED).",
+)
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the pass's HTML report here (overrides the config's html).",
+)
 def monitor_cmd(config_path: str, update_baseline: bool, html: str | None) -> int:
     """One synthetic-monitor pass for cron: check, probe both cohorts, judge, record.
 
@@ -43,8 +56,7 @@ def monitor_cmd(config_path: str, update_baseline: bool, html: str | None) -> in
     except MonitorError as exc:
         raise UsageProblem(str(exc)) from None
     try:
-        result = run_pass(cfg, update_baseline=update_baseline, html=Path(html) if html else None,
-                          echo=click.echo)
+        result = run_pass(cfg, update_baseline=update_baseline, html=Path(html) if html else None, echo=click.echo)
     except (MonitorError, HistoryError) as exc:
         click.echo(f"sseprobe monitor: UNKNOWN - {exc}")
         return EXIT_UNKNOWN
@@ -61,10 +73,15 @@ def baseline_group() -> None:
 
 @baseline_group.command("save")
 @click.argument("results_file", type=click.Path(dir_okay=False))
-@click.option("--config", "-C", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Save to this monitor config's baseline path.")
-@click.option("--to", "dest", type=click.Path(dir_okay=False), default=None,
-              help="Save to this path instead.")
+@click.option(
+    "--config",
+    "-C",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Save to this monitor config's baseline path.",
+)
+@click.option("--to", "dest", type=click.Path(dir_okay=False), default=None, help="Save to this path instead.")
 def baseline_save_cmd(results_file: str, config_path: str | None, dest: str | None) -> int:
     """Store RESULTS.json (from run, compare or a monitor pass) as the baseline later passes are judged against.
 
@@ -134,19 +151,41 @@ def _trends(passes: list[PassRow], cohorts: list[str]) -> list[str]:
 
 
 def _row_dict(p: PassRow) -> dict[str, Any]:
-    return {"id": p.id, "started": p.started, "duration_s": p.duration_s, "verdict": p.verdict,
-            "exit_code": p.exit_code, "reasons": p.reasons, "results": p.results,
-            "cohorts": {c.cohort: {"sessions": c.sessions, "attempts": c.attempts, **c.metrics,
-                                   "outcomes": c.outcomes} for c in p.cohorts}}
+    return {
+        "id": p.id,
+        "started": p.started,
+        "duration_s": p.duration_s,
+        "verdict": p.verdict,
+        "exit_code": p.exit_code,
+        "reasons": p.reasons,
+        "results": p.results,
+        "cohorts": {
+            c.cohort: {"sessions": c.sessions, "attempts": c.attempts, **c.metrics, "outcomes": c.outcomes}
+            for c in p.cohorts
+        },
+    }
 
 
 @click.command("history")
-@click.option("--config", "-C", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Read the history database named in this monitor config.")
-@click.option("--db", type=click.Path(dir_okay=False), default=None,
-              help=f"History database path (default: {DEFAULT_HISTORY}).")
-@click.option("--limit", "-n", type=click.IntRange(1, 100_000), default=20, show_default=True,
-              help="How many recent passes to show.")
+@click.option(
+    "--config",
+    "-C",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the history database named in this monitor config.",
+)
+@click.option(
+    "--db", type=click.Path(dir_okay=False), default=None, help=f"History database path (default: {DEFAULT_HISTORY})."
+)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(1, 100_000),
+    default=20,
+    show_default=True,
+    help="How many recent passes to show.",
+)
 @click.option("--cohort", "cohorts", multiple=True, help="Only these cohorts (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the passes as JSON on stdout.")
 def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tuple[str, ...], as_json: bool) -> int:
@@ -176,14 +215,19 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
     click.echo(f"history {path}: last {len(passes)} of {total} passes")
     if not passes:
         return EXIT_OK
-    head = f"  {'#':>5}  {'started (UTC)':<25} {'verdict':<8}" + "".join(
-        f" {n + ' TTFE p95':>22} {'completion':>10}" for n in names) + "  why"
+    head = (
+        f"  {'#':>5}  {'started (UTC)':<25} {'verdict':<8}"
+        + "".join(f" {n + ' TTFE p95':>22} {'completion':>10}" for n in names)
+        + "  why"
+    )
     click.echo(head)
     for p in passes:
         by = {c.cohort: c for c in p.cohorts}
-        cells = "".join(f" {_fmt('ttfe_p95_ms', by[n].metrics.get('ttfe_p95_ms')) if n in by else '-':>22}"
-                        f" {_fmt('completion_rate', by[n].metrics.get('completion_rate')) if n in by else '-':>10}"
-                        for n in names)
+        cells = "".join(
+            f" {_fmt('ttfe_p95_ms', by[n].metrics.get('ttfe_p95_ms')) if n in by else '-':>22}"
+            f" {_fmt('completion_rate', by[n].metrics.get('completion_rate')) if n in by else '-':>10}"
+            for n in names
+        )
         why = next((r for r in p.reasons if " GREEN: " not in r), "") if p.verdict != "GREEN" else ""
         click.echo(f"  {p.id:>5}  {p.started:<25} {p.verdict:<8}{cells}  {why[:100]}")
     trend = _trends(passes, names)
@@ -192,4 +236,3 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
         for line in trend:
             click.echo(line)
     return EXIT_OK
-

@@ -17,11 +17,20 @@ __all__ = ["report_cmd"]
 
 @click.command("report")
 @click.argument("files", nargs=-1, required=True, metavar="RESULTS.json...")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Write one self-contained HTML report here (opens with no network).")
-@click.option("--hgrm", "hgrm_dir", type=click.Path(file_okay=False), default=None,
-              help="Write each histogram in HdrHistogram's percentile-distribution text (.hgrm, ms) "
-                   "into this folder.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write one self-contained HTML report here (opens with no network).",
+)
+@click.option(
+    "--hgrm",
+    "hgrm_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write each histogram in HdrHistogram's percentile-distribution text (.hgrm, ms) into this folder.",
+)
 @click.option("--title", default="sseprobe report", show_default=True, help="Title of the HTML report.")
 def report_cmd(files: tuple[str, ...], html_path: str | None, hgrm_dir: str | None, title: str) -> int:
     """Render saved results documents: an HTML report and/or .hgrm histogram files.

@@ -8,9 +8,22 @@ from typing import Any
 import click
 
 from ._cli_common import (
-    EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, UsageProblem, build_limits, build_load, build_run_options,
-    build_timeouts, flow_from, flow_options, load_config, load_options, public_headers, read_policy,
-    read_scenario, resolve,
+    EXIT_CRITICAL,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    UsageProblem,
+    build_limits,
+    build_load,
+    build_run_options,
+    build_timeouts,
+    flow_from,
+    flow_options,
+    load_config,
+    load_options,
+    public_headers,
+    read_policy,
+    read_scenario,
+    resolve,
 )
 from ._cmd_report import attach_html
 from ._config import FLOWS, FlowOptions
@@ -30,8 +43,11 @@ __all__ = ["run_cmd", "flow_config", "emit", "unreachable", "results_extra"]
 def flow_config(opts: FlowOptions) -> dict[str, Any]:
     """A cohort's configuration for the results document: no secrets."""
     cfg: dict[str, Any] = {
-        "flow": opts.flow, "url": redact_url(opts.url), "app": opts.app,
-        "messages": list(opts.messages), "session_create": opts.session_create,
+        "flow": opts.flow,
+        "url": redact_url(opts.url),
+        "app": opts.app,
+        "messages": list(opts.messages),
+        "session_create": opts.session_create,
         "headers": public_headers(opts.headers),
     }
     if opts.flow == "generic":
@@ -48,8 +64,12 @@ def unreachable(cohorts: dict[str, CohortStats]) -> str | None:
 
 
 def results_extra(m: Measured) -> dict[str, Any]:
-    return {"stop_reason": m.info.stop_reason, "generator": m.generator,
-            "worker_errors": m.worker_errors, "intervals": m.intervals}
+    return {
+        "stop_reason": m.info.stop_reason,
+        "generator": m.generator,
+        "worker_errors": m.worker_errors,
+        "intervals": m.intervals,
+    }
 
 
 def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: str) -> Path:
@@ -74,21 +94,33 @@ def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str |
 
 
 @click.command("run")
-@click.option("--flow", type=click.Choice(FLOWS), default=None,
-              help="canonical: POST /run_sse; legacy: POST then GET .../run; generic: any SSE URL. "
-                   "Required unless the scenario names one.")
-@click.option("--url", default=None,
-              help="Base URL of the service (canonical, legacy) or the full SSE URL (generic).")
+@click.option(
+    "--flow",
+    type=click.Choice(FLOWS),
+    default=None,
+    help="canonical: POST /run_sse; legacy: POST then GET .../run; generic: any SSE URL. "
+    "Required unless the scenario names one.",
+)
+@click.option("--url", default=None, help="Base URL of the service (canonical, legacy) or the full SSE URL (generic).")
 @flow_options
 @click.option("--method", default="GET", show_default=True, help="Generic flow: HTTP method.")
 @click.option("--body", default=None, help="Generic flow: request body (text).")
-@click.option("--body-file", type=click.Path(dir_okay=False), default=None,
-              help="Generic flow: request body read from a file.")
-@click.option("--complete-on", default=None, metavar="EVENT",
-              help="Generic flow: named event that completes a session "
-                   "(default: a clean close after at least one event).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the HTML report of this run (as sseprobe report --html).")
+@click.option(
+    "--body-file", type=click.Path(dir_okay=False), default=None, help="Generic flow: request body read from a file."
+)
+@click.option(
+    "--complete-on",
+    default=None,
+    metavar="EVENT",
+    help="Generic flow: named event that completes a session (default: a clean close after at least one event).",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the HTML report of this run (as sseprobe report --html).",
+)
 @load_options
 @click.pass_context
 def run_cmd(ctx: click.Context, **params: Any) -> int:
@@ -116,14 +148,27 @@ def run_cmd(ctx: click.Context, **params: Any) -> int:
     measured = measure([CohortSpec(flow, opts)], load, timeouts, limits, run_opts)
     stats = measured.cohorts[flow]
     triggers = check_triggers(stats, policy)
-    config = {"command": "run", "cohorts": {flow: flow_config(opts)},
-              "load": load_config(o, load, timeouts, run_opts.workers)}
+    config = {
+        "command": "run",
+        "cohorts": {flow: flow_config(opts)},
+        "load": load_config(o, load, timeouts, run_opts.workers),
+    }
     info = measured.info
-    doc = build_document(started=info.started, duration_s=info.duration_s, config=config,
-                         cohorts=measured.cohorts, interrupted=info.interrupted,
-                         extra={"triggers": triggers, **results_extra(measured)})
-    path = emit(doc, o["out"], "run", o["as_json"],
-                render_run(measured.cohorts, triggers, info.duration_s, info.interrupted, measured.generator))
+    doc = build_document(
+        started=info.started,
+        duration_s=info.duration_s,
+        config=config,
+        cohorts=measured.cohorts,
+        interrupted=info.interrupted,
+        extra={"triggers": triggers, **results_extra(measured)},
+    )
+    path = emit(
+        doc,
+        o["out"],
+        "run",
+        o["as_json"],
+        render_run(measured.cohorts, triggers, info.duration_s, info.interrupted, measured.generator),
+    )
     attach_html(doc, str(path), params["html_path"], o["as_json"])
     problem = unreachable(measured.cohorts)
     if problem:

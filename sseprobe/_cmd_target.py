@@ -7,7 +7,8 @@ knob in the target is a new option here with no second list to keep in step.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -44,11 +45,17 @@ COHORTS = ("canonical", "legacy")
 def _option(name: str, default: Any, help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     flag = "--" + name.replace("_", "-")
     if isinstance(default, bool):
-        return click.option(f"{flag}/--no-{flag[2:]}", name, default=default, show_default=True,
-                            help=help_text[0].upper() + help_text[1:] + ".")
+        return click.option(
+            f"{flag}/--no-{flag[2:]}",
+            name,
+            default=default,
+            show_default=True,
+            help=help_text[0].upper() + help_text[1:] + ".",
+        )
     kind = type(default) if default is not None else str
-    return click.option(flag, name, type=kind, default=default, show_default=True,
-                        help=help_text[0].upper() + help_text[1:] + ".")
+    return click.option(
+        flag, name, type=kind, default=default, show_default=True, help=help_text[0].upper() + help_text[1:] + "."
+    )
 
 
 def knob_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -60,8 +67,11 @@ def knob_options(f: Callable[..., Any]) -> Callable[..., Any]:
             f = _option(field.name, default, GLOBAL_HELP[field.name])(f)
     for cohort in reversed(COHORTS):
         for field in reversed(dataclasses.fields(CohortKnobs)):
-            f = _option(f"{cohort}_{field.name}", getattr(knobs, field.name),
-                        f"{cohort}: {KNOB_HELP.get(field.name, field.name)}")(f)
+            f = _option(
+                f"{cohort}_{field.name}",
+                getattr(knobs, field.name),
+                f"{cohort}: {KNOB_HELP.get(field.name, field.name)}",
+            )(f)
     return f
 
 
@@ -89,8 +99,9 @@ def target_cmd(host: str, port: int, **knobs: Any) -> int:
     """
     config = config_from_options(knobs)
     try:
-        serve(config, host=host, port=port,
-              ready=lambda url: click.echo(f"sseprobe target listening on {url}", err=True))
+        serve(
+            config, host=host, port=port, ready=lambda url: click.echo(f"sseprobe target listening on {url}", err=True)
+        )
     except OSError as exc:
         raise UsageProblem(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return EXIT_OK

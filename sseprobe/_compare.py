@@ -117,9 +117,7 @@ def order_stat_ranks(n: int, q: float, alpha: float) -> tuple[int, int]:
     return lo, hi
 
 
-def quantile_bounds(
-    values: np.ndarray, counts: np.ndarray, q: float, alpha: float
-) -> tuple[float, float, float, int]:
+def quantile_bounds(values: np.ndarray, counts: np.ndarray, q: float, alpha: float) -> tuple[float, float, float, int]:
     """(estimate, lower, upper, n) of the q-quantile from bucketed (values, counts).
 
     Estimate uses HDR's rank convention so it equals the report's percentile. lower = 0.0 and
@@ -518,10 +516,17 @@ def compare(
     small = min(nb, nc) < policy.min_sessions
     for rule in policy.metrics:
         if small:
-            res = MetricResult(rule.name, rule.kind, rule.critical, "INCONCLUSIVE", "",
-                               n_baseline=nb, n_candidate=nc, sessions_needed=policy.min_sessions)
-            res.reason = (f"too few sessions ({nb:,} baseline, {nc:,} candidate; "
-                          f"policy minimum {policy.min_sessions:,})")
+            res = MetricResult(
+                rule.name,
+                rule.kind,
+                rule.critical,
+                "INCONCLUSIVE",
+                "",
+                n_baseline=nb,
+                n_candidate=nc,
+                sessions_needed=policy.min_sessions,
+            )
+            res.reason = f"too few sessions ({nb:,} baseline, {nc:,} candidate; policy minimum {policy.min_sessions:,})"
         elif rule.kind == "quantile":
             res = _quantile_metric(rule, baseline, candidate, ctx)
         else:
@@ -533,8 +538,12 @@ def compare(
 
 
 def _overall(
-    results: list[MetricResult], fired_c: list[dict[str, Any]], fired_b: list[dict[str, Any]],
-    policy: Policy, nb: int, nc: int,
+    results: list[MetricResult],
+    fired_c: list[dict[str, Any]],
+    fired_b: list[dict[str, Any]],
+    policy: Policy,
+    nb: int,
+    nc: int,
 ) -> tuple[Level, list[str]]:
     """RED > YELLOW > INCONCLUSIVE > GREEN, and the reasons in words."""
     reasons: list[str] = []
@@ -575,8 +584,9 @@ def _overall(
         )
     for m in results:
         if m.level == "INCONCLUSIVE" and not m.critical and m.sessions_needed and overall != "INCONCLUSIVE":
-            reasons.append(f"note: {m.name} (not critical) is undecided; "
-                           f"~{m.sessions_needed:,} sessions per cohort would decide")
+            reasons.append(
+                f"note: {m.name} (not critical) is undecided; ~{m.sessions_needed:,} sessions per cohort would decide"
+            )
     for t in fired_b:
         reasons.append(f"note: the baseline fires {t['name']} too ({t['reason']})")
     return overall, reasons

@@ -64,6 +64,5 @@ class FlowOptions:
             raise ValueError(f"unknown flow {self.flow!r} (expected one of {', '.join(FLOWS)})")
         if self.session_create not in SESSION_CREATE:
             raise ValueError(
-                f"unknown session create style {self.session_create!r} "
-                f"(expected one of {', '.join(SESSION_CREATE)})"
+                f"unknown session create style {self.session_create!r} (expected one of {', '.join(SESSION_CREATE)})"
             )

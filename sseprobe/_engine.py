@@ -18,16 +18,17 @@ import asyncio
 import gc
 import os
 import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Coroutine, Iterator, Sequence, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import aiohttp
 
 from ._config import FlowOptions, Limits, Timeouts
+from ._http import LeanClient
 from ._pacer import Schedule
 from ._record import SessionRecord
-from ._http import LeanClient
 from ._session import _CONNECTED, StampingConnector, run_session
 
 T = TypeVar("T")
@@ -182,7 +183,7 @@ async def _first(*aws: Any, timeout: float | None = None) -> None:
     try:
         await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for a, f in zip(aws, futs):
+        for a, f in zip(aws, futs, strict=False):
             if f is not a:
                 f.cancel()
 
@@ -201,9 +202,13 @@ def make_aiohttp_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], 
 def make_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> LeanClient:
     """The sessions' HTTP client: the lean HTTP/1.1 client for http:// URLs, aiohttp for the rest
     (and for aiohttp-style calls such as ``get``), made only when first needed."""
-    return LeanClient(timeouts.connect, timeouts.idle, limits.connections,
-                      stamp=lambda: _CONNECTED.set(clock()),
-                      fallback=lambda: make_aiohttp_client(timeouts, limits, clock))
+    return LeanClient(
+        timeouts.connect,
+        timeouts.idle,
+        limits.connections,
+        stamp=lambda: _CONNECTED.set(clock()),
+        fallback=lambda: make_aiohttp_client(timeouts, limits, clock),
+    )
 
 
 async def run_load(
@@ -218,7 +223,7 @@ async def run_load(
     """Run sessions until the load says stop; every session, even a cancelled one, reaches ``sink``.
     ``on_start`` hears the run-clock time of each session's start (for per-interval counts)."""
     control = control or RunControl()
-    wall_start = datetime.now(timezone.utc)
+    wall_start = datetime.now(UTC)
     t0 = time.perf_counter()
 
     def clock() -> float:
@@ -249,8 +254,11 @@ async def run_load(
         return task
 
     def more(t: float) -> bool:
-        return not (stopping or (load.sessions is not None and control.started >= load.sessions)
-                    or (load.duration is not None and t >= load.duration))
+        return not (
+            stopping
+            or (load.sessions is not None and control.started >= load.sessions)
+            or (load.duration is not None and t >= load.duration)
+        )
 
     async def user(http: LeanClient) -> None:
         while more(clock()):
@@ -281,8 +289,7 @@ async def run_load(
         steward = asyncio.ensure_future(_gc_steward())
         try:
             # arrivals run until the load is spent, a stop is asked for, or the duration passes
-            await asyncio.wait([driver, stop_wait], timeout=load.duration,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([driver, stop_wait], timeout=load.duration, return_when=asyncio.FIRST_COMPLETED)
             if driver.done() and tasks:
                 # the load is spent: in-flight sessions run to their own end, unless stopped
                 await _first(asyncio.wait(list(tasks)), stop_wait)

@@ -150,8 +150,12 @@ def plan_session(opts: FlowOptions) -> FlowPlan:
         setup: tuple[Step, ...] = ()
         if opts.session_create == "adk":
             setup = (
-                Step("POST", f"{base}/apps/{opts.app}/users/{user}/sessions/{session}", json={},
-                     ok_statuses=_ALREADY_EXISTS),
+                Step(
+                    "POST",
+                    f"{base}/apps/{opts.app}/users/{user}/sessions/{session}",
+                    json={},
+                    ok_statuses=_ALREADY_EXISTS,
+                ),
             )
         elif opts.session_create == "backend":
             setup = (Step("POST", f"{base}/apps/{opts.app}/users/{user}/sessions", json={}),)

@@ -11,8 +11,9 @@ column, then the ``#[Mean ...]``, ``#[Max ...]`` and ``#[Buckets ...]`` footer.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -28,9 +29,10 @@ def hgrm_points(h: HdrHistogram, ticks_per_half_distance: int = 5) -> list[tuple
     """(value, percentile in [0, 1], total count to there) per step of HDR's percentile iterator."""
     if h.get_total_count() == 0:
         return []
-    return [(float(it.value_iterated_to), it.percentile_level_iterated_to / 100.0,
-             int(it.total_count_to_this_value))
-            for it in h.get_percentile_iterator(ticks_per_half_distance)]
+    return [
+        (float(it.value_iterated_to), it.percentile_level_iterated_to / 100.0, int(it.total_count_to_this_value))
+        for it in h.get_percentile_iterator(ticks_per_half_distance)
+    ]
 
 
 def percentile_distribution(h: HdrHistogram, scale: float = US_PER_MS, ticks_per_half_distance: int = 5) -> str:
@@ -56,8 +58,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "cohort"
 
 
-def export_hgrm(docs: Iterable[tuple[str, Mapping[str, Any]]], folder: str | Path,
-                histograms: tuple[str, ...] | None = None) -> list[Path]:
+def export_hgrm(
+    docs: Iterable[tuple[str, Mapping[str, Any]]], folder: str | Path, histograms: tuple[str, ...] | None = None
+) -> list[Path]:
     """Write ``<doc stem>.<cohort>.<histogram>.hgrm`` (values in ms) for every non-empty histogram.
 
     ``docs`` are (file name, results document) pairs; the stem keeps files of several documents apart.

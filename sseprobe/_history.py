@@ -11,9 +11,10 @@ Every failure to open, read or write is a :class:`HistoryError` with one line na
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import orjson
 
@@ -23,8 +24,16 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 
 # key metrics stored per cohort (columns), in the units of the results document
-METRICS = ("connect_success_rate", "completion_rate", "error_rate_5xx", "timeout_rate",
-           "ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms", "completion_p95_ms")
+METRICS = (
+    "connect_success_rate",
+    "completion_rate",
+    "error_rate_5xx",
+    "timeout_rate",
+    "ttfe_p50_ms",
+    "ttfe_p95_ms",
+    "ttfe_p99_ms",
+    "completion_p95_ms",
+)
 
 _SCHEMA = f"""
 CREATE TABLE passes (
@@ -71,15 +80,21 @@ class CohortRow:
     histograms: dict[str, str] = field(default_factory=dict)  # name -> encoded HDR
 
     @classmethod
-    def from_document(cls, name: str, d: Mapping[str, Any]) -> "CohortRow":
+    def from_document(cls, name: str, d: Mapping[str, Any]) -> CohortRow:
         """Key metrics of a results document's COHORT; histograms kept encoded as they are."""
         metrics: dict[str, float | None] = {m: d.get(m) for m in METRICS[:4]}
         for m in METRICS[4:]:
             hist, pct = m.rsplit("_", 2)[0], m.rsplit("_", 2)[1]
             metrics[m] = (d.get(f"{hist}_ms") or {}).get(pct)
         hists = {k: v for k, v in (d.get("histograms") or {}).items() if isinstance(v, str) and v}
-        return cls(name, int(d.get("sessions", 0)), int(d.get("attempts", d.get("sessions", 0))),
-                   metrics, {str(k): int(v) for k, v in (d.get("outcomes") or {}).items()}, hists)
+        return cls(
+            name,
+            int(d.get("sessions", 0)),
+            int(d.get("attempts", d.get("sessions", 0))),
+            metrics,
+            {str(k): int(v) for k, v in (d.get("outcomes") or {}).items()},
+            hists,
+        )
 
 
 @dataclass
@@ -134,7 +149,7 @@ class History:
             self.db.close()
             raise
 
-    def __enter__(self) -> "History":
+    def __enter__(self) -> History:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -149,8 +164,10 @@ class History:
         db.execute("PRAGMA foreign_keys=ON")
         version = db.execute("PRAGMA user_version").fetchone()[0]  # reads page 1: fails on a non-database
         if version > SCHEMA_VERSION:
-            raise HistoryError(f"history {self.path}: schema version {version} is newer than this "
-                               f"sseprobe reads ({SCHEMA_VERSION}); upgrade sseprobe")
+            raise HistoryError(
+                f"history {self.path}: schema version {version} is newer than this "
+                f"sseprobe reads ({SCHEMA_VERSION}); upgrade sseprobe"
+            )
         if self.readonly:
             if version == 0:
                 raise HistoryError(f"history {self.path}: not an sseprobe history database (no schema)")
@@ -164,8 +181,9 @@ class History:
                 if db.execute("PRAGMA user_version").fetchone()[0] == 0:  # nobody created it meanwhile
                     tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
                     if tables:
-                        raise HistoryError(f"history {self.path}: a SQLite file that is not an sseprobe "
-                                           "history database")
+                        raise HistoryError(
+                            f"history {self.path}: a SQLite file that is not an sseprobe history database"
+                        )
                     for statement in _SCHEMA.split(";"):  # not executescript: it would commit first
                         if statement.strip():
                             db.execute(statement)
@@ -189,8 +207,15 @@ class History:
                 cur = db.execute(
                     "INSERT INTO passes (started, duration_s, verdict, exit_code, reasons, results) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (row.started, row.duration_s, row.verdict, row.exit_code,
-                     orjson.dumps(row.reasons).decode(), row.results))
+                    (
+                        row.started,
+                        row.duration_s,
+                        row.verdict,
+                        row.exit_code,
+                        orjson.dumps(row.reasons).decode(),
+                        row.results,
+                    ),
+                )
                 pass_id = int(cur.lastrowid)  # type: ignore[arg-type]
                 cols = ", ".join(METRICS)
                 marks = ", ".join("?" for _ in METRICS)
@@ -198,11 +223,19 @@ class History:
                     db.execute(
                         f"INSERT INTO cohorts (pass_id, cohort, sessions, attempts, {cols}, outcomes) "
                         f"VALUES (?, ?, ?, ?, {marks}, ?)",
-                        (pass_id, c.cohort, c.sessions, c.attempts, *(c.metrics.get(m) for m in METRICS),
-                         orjson.dumps(c.outcomes).decode()))
+                        (
+                            pass_id,
+                            c.cohort,
+                            c.sessions,
+                            c.attempts,
+                            *(c.metrics.get(m) for m in METRICS),
+                            orjson.dumps(c.outcomes).decode(),
+                        ),
+                    )
                     db.executemany(
                         "INSERT INTO histograms (pass_id, cohort, name, encoding, data) VALUES (?, ?, ?, ?, ?)",
-                        [(pass_id, c.cohort, name, "hdr-base64", data) for name, data in c.histograms.items()])
+                        [(pass_id, c.cohort, name, "hdr-base64", data) for name, data in c.histograms.items()],
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -223,22 +256,38 @@ class History:
 
     def recent(self, limit: int = 20, *, histograms: bool = False) -> list[PassRow]:
         """The last ``limit`` passes, oldest first, with their cohorts."""
-        rows = self._query("SELECT id, started, duration_s, verdict, exit_code, reasons, results FROM passes "
-                           "ORDER BY id DESC LIMIT ?", (limit,))
-        passes = [PassRow(started=r[1], duration_s=r[2], verdict=r[3], exit_code=r[4],
-                          reasons=orjson.loads(r[5]), results=r[6], id=r[0]) for r in reversed(rows)]
+        rows = self._query(
+            "SELECT id, started, duration_s, verdict, exit_code, reasons, results FROM passes ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        passes = [
+            PassRow(
+                started=r[1],
+                duration_s=r[2],
+                verdict=r[3],
+                exit_code=r[4],
+                reasons=orjson.loads(r[5]),
+                results=r[6],
+                id=r[0],
+            )
+            for r in reversed(rows)
+        ]
         by_id = {p.id: p for p in passes}
         if not passes:
             return passes
         marks = ", ".join("?" for _ in by_id)
-        for r in self._query(f"SELECT pass_id, cohort, sessions, attempts, {', '.join(METRICS)}, outcomes "
-                             f"FROM cohorts WHERE pass_id IN ({marks}) ORDER BY pass_id, cohort", tuple(by_id)):
-            metrics = dict(zip(METRICS, r[4:4 + len(METRICS)], strict=True))
+        for r in self._query(
+            f"SELECT pass_id, cohort, sessions, attempts, {', '.join(METRICS)}, outcomes "
+            f"FROM cohorts WHERE pass_id IN ({marks}) ORDER BY pass_id, cohort",
+            tuple(by_id),
+        ):
+            metrics = dict(zip(METRICS, r[4 : 4 + len(METRICS)], strict=True))
             by_id[r[0]].cohorts.append(CohortRow(r[1], r[2], r[3], metrics, orjson.loads(r[-1])))
         if histograms:
             cohorts = {(p.id, c.cohort): c for p in passes for c in p.cohorts}
             for pid, cohort, name, data in self._query(
-                    f"SELECT pass_id, cohort, name, data FROM histograms WHERE pass_id IN ({marks})", tuple(by_id)):
+                f"SELECT pass_id, cohort, name, data FROM histograms WHERE pass_id IN ({marks})", tuple(by_id)
+            ):
                 if (pid, cohort) in cohorts:
                     cohorts[(pid, cohort)].histograms[name] = data
         return passes
@@ -262,6 +311,9 @@ class History:
         """(started, value) of one cohort metric over the last passes, oldest first."""
         if metric not in METRICS:
             raise HistoryError(f"unknown metric {metric!r} (one of {', '.join(METRICS)})")
-        rows = self._query(f"SELECT p.started, c.{metric} FROM passes p JOIN cohorts c ON c.pass_id = p.id "
-                           "WHERE c.cohort = ? ORDER BY p.id DESC LIMIT ?", (cohort, limit))
+        rows = self._query(
+            f"SELECT p.started, c.{metric} FROM passes p JOIN cohorts c ON c.pass_id = p.id "
+            "WHERE c.cohort = ? ORDER BY p.id DESC LIMIT ?",
+            (cohort, limit),
+        )
         return iter(reversed(rows))

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 from http.cookies import SimpleCookie
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -121,8 +122,7 @@ class _Conn(asyncio.Protocol):
         elif mode == _HEAD:
             self.error = aiohttp.ServerDisconnectedError("Server disconnected before the response headers")
         elif mode != _DONE:
-            self.error = aiohttp.ClientPayloadError(
-                "Response payload is not completed: the connection closed mid-body")
+            self.error = aiohttp.ClientPayloadError("Response payload is not completed: the connection closed mid-body")
         self._wake()
         if self.timer is not None:
             self.timer.cancel()
@@ -361,7 +361,7 @@ class LeanResponse:
 
     __slots__ = ("_client", "_conn", "_key", "status", "version", "headers", "_released")
 
-    def __init__(self, client: "LeanClient", conn: _Conn, key: tuple[str, int]) -> None:
+    def __init__(self, client: LeanClient, conn: _Conn, key: tuple[str, int]) -> None:
         assert conn.head is not None
         self._client, self._conn, self._key = client, conn, key
         self.status, minor, self.headers = conn.head
@@ -369,7 +369,7 @@ class LeanResponse:
         self._released = False
 
     @property
-    def content(self) -> "LeanResponse":
+    def content(self) -> LeanResponse:
         return self
 
     @property
@@ -443,12 +443,18 @@ class LeanResponse:
         if not self._released:
             self._released = True
             conn = self._conn
-            reuse = (conn.mode == _DONE and not conn.lost and conn.error is None and not conn.pieces
-                     and not conn.buf and self.version[1] == 1
-                     and "close" not in (self.headers.get("connection") or "").lower())
+            reuse = (
+                conn.mode == _DONE
+                and not conn.lost
+                and conn.error is None
+                and not conn.pieces
+                and not conn.buf
+                and self.version[1] == 1
+                and "close" not in (self.headers.get("connection") or "").lower()
+            )
             self._client._done(conn, self._key, reuse)
 
-    async def __aenter__(self) -> "LeanResponse":
+    async def __aenter__(self) -> LeanResponse:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -489,9 +495,14 @@ class LeanClient:
     connection is ready (new or reused), for ``connect_ms``.
     """
 
-    def __init__(self, connect: float, idle: float, limit: int = 0,
-                 stamp: Callable[[], object] | None = None,
-                 fallback: Callable[[], aiohttp.ClientSession] | None = None) -> None:
+    def __init__(
+        self,
+        connect: float,
+        idle: float,
+        limit: int = 0,
+        stamp: Callable[[], object] | None = None,
+        fallback: Callable[[], aiohttp.ClientSession] | None = None,
+    ) -> None:
         self._connect_timeout = connect
         self._idle = idle
         self._limit = asyncio.Semaphore(limit) if limit else None
@@ -525,8 +536,15 @@ class LeanClient:
         return getattr(self.aiohttp_session(), name)
 
     # --- requests -------------------------------------------------------------------------------
-    async def request(self, method: str, url: str, *, data: bytes | None = None,
-                      headers: dict[str, str] | None = None, head_timeout: float | None = None) -> Any:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        head_timeout: float | None = None,
+    ) -> Any:
         """Send one request and return its response once the head has arrived.
 
         ``head_timeout``: seconds from now for connect plus response head, else :class:`HeadTimeout`.
@@ -679,7 +697,7 @@ class LeanClient:
         if self._fallback is not None:
             await self._fallback.close()
 
-    async def __aenter__(self) -> "LeanClient":
+    async def __aenter__(self) -> LeanClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -24,9 +24,11 @@ def interval_histogram() -> HdrHistogram:
 
 
 def _ttfe_fields(h: HdrHistogram) -> dict[str, Any]:
-    return {"ttfe_p50_ms": h.get_value_at_percentile(50) / 1000,
-            "ttfe_p95_ms": h.get_value_at_percentile(95) / 1000,
-            "ttfe_us": h.encode().decode("ascii")}
+    return {
+        "ttfe_p50_ms": h.get_value_at_percentile(50) / 1000,
+        "ttfe_p95_ms": h.get_value_at_percentile(95) / 1000,
+        "ttfe_us": h.encode().decode("ascii"),
+    }
 
 
 @dataclass

@@ -6,8 +6,9 @@ Pure bookkeeping and formatting; the runner owns the clock and the terminal.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ._record import SessionRecord
 from ._stats import CohortStats
@@ -60,9 +61,16 @@ class SustainedTrigger:
         return [k for k, t in self._since.items() if now - t >= self.seconds]
 
 
-def progress_line(elapsed: float, phase: str, target_rate: float | None, achieved_rate: float,
-                  in_flight: int, totals: Mapping[str, int], window: Mapping[str, CohortStats],
-                  triggers: list[str]) -> str:
+def progress_line(
+    elapsed: float,
+    phase: str,
+    target_rate: float | None,
+    achieved_rate: float,
+    in_flight: int,
+    totals: Mapping[str, int],
+    window: Mapping[str, CohortStats],
+    triggers: list[str],
+) -> str:
     """``12.0s ramp  rate 48.0/50 /s  in flight 96  ok 510 stream_error 3  | canonical p95 212ms``"""
     rate = f"{achieved_rate:.1f}" + (f"/{target_rate:.0f}" if target_rate is not None else "") + " /s"
     counts = "  ".join(f"{k} {v}" for k, v in sorted(totals.items(), key=lambda kv: -kv[1])[:4])

@@ -22,10 +22,11 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -42,8 +43,17 @@ from ._results import ResultsError, dumps, read_document, write_atomic
 from ._scenario import ScenarioError, load_scenario
 from ._stats import CohortStats
 
-__all__ = ["MonitorError", "MonitorConfig", "Part", "load_monitor_config", "pass_lock", "run_pass",
-           "save_baseline", "TARGETS", "worst"]
+__all__ = [
+    "MonitorError",
+    "MonitorConfig",
+    "Part",
+    "load_monitor_config",
+    "pass_lock",
+    "run_pass",
+    "save_baseline",
+    "TARGETS",
+    "worst",
+]
 
 EXIT = {"GREEN": 0, "YELLOW": 1, "RED": 2, "UNKNOWN": 3}
 _RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}  # UNKNOWN only wins over GREEN
@@ -135,7 +145,7 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
             values[key] = v
         elif key == "ignore_checks":
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-                raise fail(key, "a list of check names, e.g. [\"health.dependencies\"]")
+                raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
             values[key] = tuple(v)
         elif key == "check_timeout_s":
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
@@ -222,12 +232,20 @@ def _headers(cfg: MonitorConfig) -> tuple[tuple[str, str], ...]:
 
 def check_part(cfg: MonitorConfig) -> tuple[Part, bool]:
     """Health and flag via ``check``; returns (part, reachable)."""
-    groups = ({cfg.canonical_url: ("canonical", "legacy")} if cfg.canonical_url == cfg.legacy_url
-              else {cfg.canonical_url: ("canonical",), cfg.legacy_url: ("legacy",)})
+    groups = (
+        {cfg.canonical_url: ("canonical", "legacy")}
+        if cfg.canonical_url == cfg.legacy_url
+        else {cfg.canonical_url: ("canonical",), cfg.legacy_url: ("legacy",)}
+    )
     results = []
     for url, flows in groups.items():
-        opts = FlowOptions(flow=flows[0], url=url, app=cfg.app or "vana",  # type: ignore[arg-type]
-                           user_prefix="sseprobe-monitor", headers=_headers(cfg))
+        opts = FlowOptions(
+            flow=flows[0],
+            url=url,
+            app=cfg.app or "vana",  # type: ignore[arg-type]
+            user_prefix="sseprobe-monitor",
+            headers=_headers(cfg),
+        )
         found = asyncio.run(run_checks(opts, flows, cfg.check_timeout_s))
         results += found
         if any(r.level == "UNKNOWN" for r in found):
@@ -251,8 +269,19 @@ def probe(cfg: MonitorConfig, out: Path, policy_path: Path | None) -> tuple[int,
     """Run ``compare`` in-process (one worker) and read its results document: (exit, doc, stderr)."""
     from ._cmd_compare import compare_cmd  # late: the CLI modules import much
 
-    args = ["--canonical", cfg.canonical_url, "--legacy", cfg.legacy_url, "--json", "--out", str(out),
-            "--workers", "1", "--user-prefix", "sseprobe-monitor"]
+    args = [
+        "--canonical",
+        cfg.canonical_url,
+        "--legacy",
+        cfg.legacy_url,
+        "--json",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--user-prefix",
+        "sseprobe-monitor",
+    ]
     if cfg.scenario:
         args += ["--scenario", str(cfg.scenario)]
     if cfg.sessions:
@@ -297,8 +326,13 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
     parts = []
     for name, data in doc["cohorts"].items():
         if name not in baseline["cohorts"]:
-            parts.append(Part(f"{name} vs baseline", "UNKNOWN",
-                              f"the baseline has no cohort {name!r} (it has {', '.join(baseline['cohorts'])})"))
+            parts.append(
+                Part(
+                    f"{name} vs baseline",
+                    "UNKNOWN",
+                    f"the baseline has no cohort {name!r} (it has {', '.join(baseline['cohorts'])})",
+                )
+            )
             continue
         v = compare(CohortStats.from_dict(baseline["cohorts"][name]), CohortStats.from_dict(data), policy)
         parts.append(Part(f"{name} vs baseline", _level(v.overall), _first_reasons(v.reasons)))
@@ -323,8 +357,13 @@ def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
             if not (v > target if op == ">" else v < target):
                 misses.append(f"{metric} {_fmt(metric, v)} misses the target {op} {_fmt(metric, target)}")
         if fired:
-            parts.append(Part(f"{name} targets", "RED",
-                              "rollback trigger: " + "; ".join(f"{t['name']} ({t['reason']})" for t in fired)))
+            parts.append(
+                Part(
+                    f"{name} targets",
+                    "RED",
+                    "rollback trigger: " + "; ".join(f"{t['name']} ({t['reason']})" for t in fired),
+                )
+            )
         elif misses:
             parts.append(Part(f"{name} targets", "YELLOW", "; ".join(misses)))
         else:
@@ -345,15 +384,18 @@ def save_baseline(doc: Mapping[str, Any], source: str, dest: Path) -> Path:
             CohortStats.from_dict(c)
         except (KeyError, TypeError, ValueError) as exc:
             raise MonitorError(f"{source}: cohort {name!r} is malformed: {exc}") from None
-    saved = {**doc, "baseline": {"saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 "source": str(source)}}
+    saved = {**doc, "baseline": {"saved": datetime.now(UTC).isoformat(timespec="seconds"), "source": str(source)}}
     return write_atomic(dest, dumps(saved))
 
 
 def send_webhook(url: str, text: str, timeout: float = 10.0) -> str | None:
     """POST Slack-compatible JSON; None when sent, else why not (never the URL: it holds a token)."""
-    req = urllib.request.Request(url, data=orjson.dumps({"text": text}), method="POST",
-                                 headers={"Content-Type": "application/json", "User-Agent": "sseprobe-monitor"})
+    req = urllib.request.Request(
+        url,
+        data=orjson.dumps({"text": text}),
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "sseprobe-monitor"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the operator's URL
             resp.read()
@@ -366,7 +408,7 @@ def send_webhook(url: str, text: str, timeout: float = 10.0) -> str | None:
 
 
 def _stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 @dataclass
@@ -381,11 +423,12 @@ class PassResult:
         return EXIT[self.overall]
 
 
-def run_pass(cfg: MonitorConfig, *, update_baseline: bool = False, html: Path | None = None,
-             echo: Callable[[str], None] = print) -> PassResult:
+def run_pass(
+    cfg: MonitorConfig, *, update_baseline: bool = False, html: Path | None = None, echo: Callable[[str], None] = print
+) -> PassResult:
     """One whole pass under the lock. Raises MonitorError / HistoryError only before measuring."""
     with pass_lock(cfg.lock):
-        started = datetime.now(timezone.utc).replace(microsecond=0)  # as stored in the history
+        started = datetime.now(UTC).replace(microsecond=0)  # as stored in the history
         t0 = time.monotonic()
         history = History(cfg.history)  # a corrupt or newer file stops the pass before any load
         try:
@@ -401,9 +444,17 @@ def run_pass(cfg: MonitorConfig, *, update_baseline: bool = False, html: Path | 
             history.close()
 
 
-def _measure_and_record(cfg: MonitorConfig, history: History, started: datetime, t0: float, policy: Policy,
-                        policy_path: Path | None, update_baseline: bool, html: Path | None,
-                        echo: Callable[[str], None]) -> PassResult:
+def _measure_and_record(
+    cfg: MonitorConfig,
+    history: History,
+    started: datetime,
+    t0: float,
+    policy: Policy,
+    policy_path: Path | None,
+    update_baseline: bool,
+    html: Path | None,
+    echo: Callable[[str], None],
+) -> PassResult:
     parts: list[Part] = []
     notes: list[str] = []
     baseline = None
@@ -411,8 +462,11 @@ def _measure_and_record(cfg: MonitorConfig, history: History, started: datetime,
         try:
             baseline = read_document(cfg.baseline)
         except ResultsError as exc:
-            why = "none saved yet (sseprobe baseline save, or monitor --update-baseline)" \
-                if not cfg.baseline.exists() else str(exc)
+            why = (
+                "none saved yet (sseprobe baseline save, or monitor --update-baseline)"
+                if not cfg.baseline.exists()
+                else str(exc)
+            )
             parts.append(Part("baseline", "UNKNOWN", f"{cfg.baseline}: {why}"))
     reachable = True
     if cfg.check:
@@ -444,10 +498,15 @@ def _measure_and_record(cfg: MonitorConfig, history: History, started: datetime,
     duration = time.monotonic() - t0
 
     # history: one transaction; a failure is said, and makes the pass UNKNOWN if nothing is worse
-    row = PassRow(started=started.isoformat(timespec="seconds"), duration_s=round(duration, 3), verdict=overall,
-                  exit_code=EXIT[overall], reasons=[f"{p.name} {p.level}: {p.detail}" for p in parts],
-                  results=str(results_path) if doc is not None else None,
-                  cohorts=[CohortRow.from_document(n, c) for n, c in (doc or {}).get("cohorts", {}).items()])
+    row = PassRow(
+        started=started.isoformat(timespec="seconds"),
+        duration_s=round(duration, 3),
+        verdict=overall,
+        exit_code=EXIT[overall],
+        reasons=[f"{p.name} {p.level}: {p.detail}" for p in parts],
+        results=str(results_path) if doc is not None else None,
+        cohorts=[CohortRow.from_document(n, c) for n, c in (doc or {}).get("cohorts", {}).items()],
+    )
     try:
         pass_id = history.append(row)
         notes.append(f"history: pass {pass_id} written to {cfg.history}")
@@ -455,9 +514,14 @@ def _measure_and_record(cfg: MonitorConfig, history: History, started: datetime,
         parts.append(Part("history", "UNKNOWN", str(exc)))
     overall = worst(parts)
     last_green = started.timestamp() if overall == "GREEN" else _ts(_safe(lambda: history.last_time("GREEN")))
-    pm = PassMetrics(parts={"overall": overall, **{p.name: p.level for p in parts}},
-                     started_ts=started.timestamp(), duration_s=duration, up=reachable and doc is not None,
-                     last_success_ts=last_green, cohorts=(doc or {}).get("cohorts", {}))
+    pm = PassMetrics(
+        parts={"overall": overall, **{p.name: p.level for p in parts}},
+        started_ts=started.timestamp(),
+        duration_s=duration,
+        up=reachable and doc is not None,
+        last_success_ts=last_green,
+        cohorts=(doc or {}).get("cohorts", {}),
+    )
     if cfg.prometheus:
         try:
             write_textfile(pm, cfg.prometheus)
@@ -481,8 +545,12 @@ def _measure_and_record(cfg: MonitorConfig, history: History, started: datetime,
             failure = send_webhook(hook_url, _webhook_text(result, cfg))
             notes.append("webhook: RED alert sent" if failure is None else f"webhook: WARN not sent: {failure}")
     if doc is not None:
-        doc["monitor"] = {"overall": overall, "exit_code": EXIT[overall], "parts": [p.to_dict() for p in parts],
-                          "config": cfg.public()}
+        doc["monitor"] = {
+            "overall": overall,
+            "exit_code": EXIT[overall],
+            "parts": [p.to_dict() for p in parts],
+            "config": cfg.public(),
+        }
         try:
             write_atomic(results_path, dumps(doc))
             notes.append(f"results: {results_path}")
@@ -491,6 +559,7 @@ def _measure_and_record(cfg: MonitorConfig, history: History, started: datetime,
         target_html = html or cfg.html
         if target_html:
             from ._report_html import write_report
+
             try:
                 write_report([(str(results_path), doc)], target_html, title=f"sseprobe monitor {overall}")
                 notes.append(f"report: {target_html}")
@@ -500,8 +569,10 @@ def _measure_and_record(cfg: MonitorConfig, history: History, started: datetime,
         if cfg.baseline is None:
             notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
         elif doc is None or overall == "RED":
-            notes.append(f"baseline: WARN not updated: this pass is {overall}"
-                         + (" (save one by hand with: sseprobe baseline save FILE)" if doc is not None else ""))
+            notes.append(
+                f"baseline: WARN not updated: this pass is {overall}"
+                + (" (save one by hand with: sseprobe baseline save FILE)" if doc is not None else "")
+            )
         else:
             save_baseline(doc, str(results_path), cfg.baseline)
             notes.append(f"baseline: updated {cfg.baseline}")

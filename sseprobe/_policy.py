@@ -35,9 +35,10 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -179,8 +180,7 @@ class Trigger:
             raise ValueError(f"op must be one of {sorted(_OPS)}, got {self.op!r}")
         if self.metric not in RATE_SOURCES and parse_quantile_name(self.metric) is None:
             raise ValueError(
-                f"metric must be a rate ({', '.join(sorted(RATE_SOURCES))}) or like 'ttfe_p95_ms', "
-                f"got {self.metric!r}"
+                f"metric must be a rate ({', '.join(sorted(RATE_SOURCES))}) or like 'ttfe_p95_ms', got {self.metric!r}"
             )
 
 
@@ -225,9 +225,7 @@ def _q(name: str, hist: str, p: float, critical: bool) -> MetricRule:
 
 
 def _r(name: str, critical: bool) -> MetricRule:
-    return MetricRule(
-        name=name, kind="rate", source=name, higher_is_better=RATE_SOURCES[name][1], critical=critical
-    )
+    return MetricRule(name=name, kind="rate", source=name, higher_is_better=RATE_SOURCES[name][1], critical=critical)
 
 
 # Critical = what the checklist names (connection success, response latency p95, error rate,
@@ -266,8 +264,14 @@ def _critical_error(stats: CohortStats) -> dict[str, Any] | None:
     else:
         top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
         why = f"none of {n} attempts connected ({top})"
-    return {"name": "critical_error", "metric": "connect_success_rate", "op": "==",
-            "threshold": 0.0, "value": 0.0, "reason": why}
+    return {
+        "name": "critical_error",
+        "metric": "connect_success_rate",
+        "op": "==",
+        "threshold": 0.0,
+        "value": 0.0,
+        "reason": why,
+    }
 
 
 def check_triggers(stats: CohortStats, policy: Policy) -> list[dict[str, Any]]:
@@ -280,11 +284,16 @@ def check_triggers(stats: CohortStats, policy: Policy) -> list[dict[str, Any]]:
         value = metric_value(stats, t.metric)
         if value is None or not _OPS[t.op](value, t.threshold):
             continue
-        fired.append({
-            "name": t.name, "metric": t.metric, "op": t.op, "threshold": t.threshold,
-            "value": round(value, 6),
-            "reason": f"{t.metric} {_fmt(t.metric, value)} {t.op} {_fmt(t.metric, t.threshold)}",
-        })
+        fired.append(
+            {
+                "name": t.name,
+                "metric": t.metric,
+                "op": t.op,
+                "threshold": t.threshold,
+                "value": round(value, 6),
+                "reason": f"{t.metric} {_fmt(t.metric, value)} {t.op} {_fmt(t.metric, t.threshold)}",
+            }
+        )
     return fired
 
 
@@ -400,7 +409,8 @@ def load_policy(path: str | Path) -> Policy:
             "metric": L.text(f"{key}.metric", tbl["metric"]) if "metric" in tbl else base.metric,  # type: ignore[union-attr]
             "op": L.text(f"{key}.op", tbl["op"], sorted(_OPS)) if "op" in tbl else base.op,  # type: ignore[union-attr]
             "threshold": L.number(f"{key}.threshold", tbl["threshold"], -1e18, 1e18, "a number")
-            if "threshold" in tbl else base.threshold,  # type: ignore[union-attr]
+            if "threshold" in tbl
+            else base.threshold,  # type: ignore[union-attr]
         }
         try:
             triggers[name] = Trigger(name=name, **vals)
@@ -408,9 +418,18 @@ def load_policy(path: str | Path) -> Policy:
             raise PolicyError(f"{p}: {key}: {e}") from None
 
     try:
-        return Policy(metrics=tuple(metrics.values()), triggers=tuple(triggers.values()),
-                      **{**{f.name: getattr(DEFAULT_POLICY, f.name) for f in fields(Policy)
-                            if f.name not in ("metrics", "triggers")}, **top})
+        return Policy(
+            metrics=tuple(metrics.values()),
+            triggers=tuple(triggers.values()),
+            **{
+                **{
+                    f.name: getattr(DEFAULT_POLICY, f.name)
+                    for f in fields(Policy)
+                    if f.name not in ("metrics", "triggers")
+                },
+                **top,
+            },
+        )
     except ValueError as e:
         raise PolicyError(f"{p}: {e}") from None
 
@@ -434,8 +453,9 @@ def _metric_from_table(
         else:
             raise L.fail(f"{key}.histogram", f"one of {sorted(HISTOGRAMS)}", show=False)
         if "percentile" in tbl:
-            vals["percentile"] = L.number(f"{key}.percentile", tbl["percentile"], 1e-9, 100 - 1e-9,
-                                          "a number in (0, 100)")
+            vals["percentile"] = L.number(
+                f"{key}.percentile", tbl["percentile"], 1e-9, 100 - 1e-9, "a number in (0, 100)"
+            )
         elif same:
             vals["percentile"] = base.percentile  # type: ignore[union-attr]
         else:
@@ -452,8 +472,9 @@ def _metric_from_table(
         else:
             raise L.fail(f"{key}.rate", f"one of {sorted(RATE_SOURCES)}", show=False)
         vals["higher_is_better"] = RATE_SOURCES[vals["source"]][1]
-    vals["critical"] = L.flag(f"{key}.critical", tbl["critical"]) if "critical" in tbl else (
-        base.critical if base else False)
+    vals["critical"] = (
+        L.flag(f"{key}.critical", tbl["critical"]) if "critical" in tbl else (base.critical if base else False)
+    )
     for k in ("yellow", "red", "rate_floor"):
         if k in tbl:
             vals[k] = L.number(f"{key}.{k}", tbl[k], 1e-9, 1e9, "a positive number")

@@ -11,9 +11,10 @@ output is the library's own exposition format and the same registry can be pushe
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -26,13 +27,22 @@ __all__ = ["PassMetrics", "render", "write_textfile", "push", "LEVEL_CODES"]
 LEVEL_CODES = {"GREEN": 0, "YELLOW": 1, "RED": 2, "UNKNOWN": 3, "INCONCLUSIVE": 3}
 _QUANTILES = (("p50", "0.5"), ("p90", "0.9"), ("p95", "0.95"), ("p99", "0.99"))
 _RATIOS = (
-    ("connect_success_rate", "sseprobe_connect_success_ratio",
-     "Share of session attempts answered 200 text/event-stream."),
-    ("completion_rate", "sseprobe_completion_ratio",
-     "Share of session attempts that reached the terminal success event."),
+    (
+        "connect_success_rate",
+        "sseprobe_connect_success_ratio",
+        "Share of session attempts answered 200 text/event-stream.",
+    ),
+    (
+        "completion_rate",
+        "sseprobe_completion_ratio",
+        "Share of session attempts that reached the terminal success event.",
+    ),
     ("error_rate_5xx", "sseprobe_error_5xx_ratio", "Share of session attempts answered with HTTP status >= 500."),
-    ("timeout_rate", "sseprobe_timeout_ratio",
-     "Share of session attempts that timed out (no headers, idle, deadline)."),
+    (
+        "timeout_rate",
+        "sseprobe_timeout_ratio",
+        "Share of session attempts that timed out (no headers, idle, deadline).",
+    ),
 )
 
 
@@ -73,25 +83,36 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         pm = self.pm
-        verdict = GaugeMetricFamily("sseprobe_monitor_verdict",
-                                    "Verdict of the last monitor pass per part: 0 GREEN, 1 YELLOW, 2 RED, 3 UNKNOWN.",
-                                    labels=["part"])
+        verdict = GaugeMetricFamily(
+            "sseprobe_monitor_verdict",
+            "Verdict of the last monitor pass per part: 0 GREEN, 1 YELLOW, 2 RED, 3 UNKNOWN.",
+            labels=["part"],
+        )
         for part, level in pm.parts.items():
             verdict.add_metric([part], LEVEL_CODES.get(level, 3))
         yield verdict
-        yield GaugeMetricFamily("sseprobe_up", "1 when the last pass could reach and measure the service.",
-                                value=1.0 if pm.up else 0.0)
-        yield GaugeMetricFamily("sseprobe_monitor_last_run_timestamp_seconds",
-                                "Start of the last monitor pass (Unix time).", value=pm.started_ts)
-        yield GaugeMetricFamily("sseprobe_monitor_duration_seconds", "Duration of the last monitor pass.",
-                                value=pm.duration_s)
+        yield GaugeMetricFamily(
+            "sseprobe_up", "1 when the last pass could reach and measure the service.", value=1.0 if pm.up else 0.0
+        )
+        yield GaugeMetricFamily(
+            "sseprobe_monitor_last_run_timestamp_seconds",
+            "Start of the last monitor pass (Unix time).",
+            value=pm.started_ts,
+        )
+        yield GaugeMetricFamily(
+            "sseprobe_monitor_duration_seconds", "Duration of the last monitor pass.", value=pm.duration_s
+        )
         if pm.last_success_ts is not None:
-            yield GaugeMetricFamily("sseprobe_monitor_last_success_timestamp_seconds",
-                                    "Start of the last GREEN monitor pass (Unix time).", value=pm.last_success_ts)
+            yield GaugeMetricFamily(
+                "sseprobe_monitor_last_success_timestamp_seconds",
+                "Start of the last GREEN monitor pass (Unix time).",
+                value=pm.last_success_ts,
+            )
         if not pm.cohorts:
             return
-        info = GaugeMetricFamily("sseprobe_cohort_info", "Flow and (redacted) URL of each cohort.",
-                                 labels=["cohort", "flow", "url"])
+        info = GaugeMetricFamily(
+            "sseprobe_cohort_info", "Flow and (redacted) URL of each cohort.", labels=["cohort", "flow", "url"]
+        )
         for cohort, d in pm.cohorts.items():
             info.add_metric([cohort, str(d.get("flow", "")), redact_url(str(d.get("url", "")))], 1.0)
         yield info
@@ -101,15 +122,20 @@ class _Collector:
                 if _finite(d.get(key)):
                     g.add_metric([cohort], float(d[key]))
             yield g
-        outcomes = GaugeMetricFamily("sseprobe_sessions", "Sessions of the last pass by outcome.",
-                                     labels=["cohort", "outcome"])
+        outcomes = GaugeMetricFamily(
+            "sseprobe_sessions", "Sessions of the last pass by outcome.", labels=["cohort", "outcome"]
+        )
         for cohort, d in pm.cohorts.items():
             for outcome, n in sorted((d.get("outcomes") or {}).items()):
                 outcomes.add_metric([cohort, str(outcome)], float(n))
         yield outcomes
         yield _summary("sseprobe_ttfe_seconds", "Time to first progress event of the last pass.", pm.cohorts, "ttfe_ms")
-        yield _summary("sseprobe_completion_seconds", "Time to the terminal success event of the last pass.",
-                       pm.cohorts, "completion_ms")
+        yield _summary(
+            "sseprobe_completion_seconds",
+            "Time to the terminal success event of the last pass.",
+            pm.cohorts,
+            "completion_ms",
+        )
 
 
 def _registry(pm: PassMetrics) -> CollectorRegistry:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import html
 import math
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import orjson
 from hdrh.histogram import HdrHistogram
@@ -27,14 +28,40 @@ __all__ = ["render_report", "write_report", "scrub"]
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999999")
 OUTCOME_COLORS = {
-    "ok": "#009E73", "connect_error": "#000000", "http_error": "#D55E00", "bad_content_type": "#CC79A7",
-    "stream_error": "#E69F00", "protocol_error": "#7F3C8D", "premature_close": "#56B4E9",
-    "idle_timeout": "#0072B2", "timeout": "#1F3A93", "cancelled": "#BBBBBB",
+    "ok": "#009E73",
+    "connect_error": "#000000",
+    "http_error": "#D55E00",
+    "bad_content_type": "#CC79A7",
+    "stream_error": "#E69F00",
+    "protocol_error": "#7F3C8D",
+    "premature_close": "#56B4E9",
+    "idle_timeout": "#0072B2",
+    "timeout": "#1F3A93",
+    "cancelled": "#BBBBBB",
 }
-LEVEL_COLORS = {"GREEN": "#1a7f37", "YELLOW": "#9a6700", "RED": "#cf222e", "INCONCLUSIVE": "#6e7781",
-                "UNKNOWN": "#6e7781", "OK": "#1a7f37", "INFO": "#0969da", "WARN": "#9a6700", "FAIL": "#cf222e"}
-_SECRET_WORDS = ("authorization", "cookie", "csrf", "token", "secret", "password", "webhook", "api_key",
-                 "apikey", "bearer")
+LEVEL_COLORS = {
+    "GREEN": "#1a7f37",
+    "YELLOW": "#9a6700",
+    "RED": "#cf222e",
+    "INCONCLUSIVE": "#6e7781",
+    "UNKNOWN": "#6e7781",
+    "OK": "#1a7f37",
+    "INFO": "#0969da",
+    "WARN": "#9a6700",
+    "FAIL": "#cf222e",
+}
+_SECRET_WORDS = (
+    "authorization",
+    "cookie",
+    "csrf",
+    "token",
+    "secret",
+    "password",
+    "webhook",
+    "api_key",
+    "apikey",
+    "bearer",
+)
 W, H = 760, 340
 ML, MR, MT, MB = 68, 20, 20, 52
 
@@ -113,12 +140,22 @@ def _nice_max(v: float) -> float:
     return 10 * mag
 
 
-def _frame(title: str, x_label: str, y_label: str, x_ticks: Iterable[tuple[float, str]],
-           y_max: float, body: list[str], aria: str) -> str:
+def _frame(
+    title: str,
+    x_label: str,
+    y_label: str,
+    x_ticks: Iterable[tuple[float, str]],
+    y_max: float,
+    body: list[str],
+    aria: str,
+) -> str:
     """Axes, grid, ticks and labels around already-scaled plot elements."""
     pw, ph = W - ML - MR, H - MT - MB
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
-             f'role="img" aria-label="{_e(aria)}" class="chart">', f"<title>{_e(title)}</title>"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+        f'role="img" aria-label="{_e(aria)}" class="chart">',
+        f"<title>{_e(title)}</title>",
+    ]
     for i in range(6):
         v = y_max * i / 5
         y = MT + ph - ph * i / 5
@@ -130,8 +167,9 @@ def _frame(title: str, x_label: str, y_label: str, x_ticks: Iterable[tuple[float
     parts.append(f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="none" stroke="#8c959f"/>')
     parts += body
     parts.append(f'<text x="{ML + pw / 2:.1f}" y="{H - 10}" text-anchor="middle">{_e(x_label)}</text>')
-    parts.append(f'<text transform="translate(16 {MT + ph / 2:.1f}) rotate(-90)" text-anchor="middle">'
-                 f"{_e(y_label)}</text>")
+    parts.append(
+        f'<text transform="translate(16 {MT + ph / 2:.1f}) rotate(-90)" text-anchor="middle">{_e(y_label)}</text>'
+    )
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -143,8 +181,10 @@ def _fmt_tick(v: float) -> str:
 
 
 def _legend(items: Iterable[tuple[str, str, str]]) -> str:
-    spans = [f'<span><i class="sw" style="background:{c}"></i>{_e(label)} <span class="muted">{_e(extra)}</span></span>'
-             for label, c, extra in items]
+    spans = [
+        f'<span><i class="sw" style="background:{c}"></i>{_e(label)} <span class="muted">{_e(extra)}</span></span>'
+        for label, c, extra in items
+    ]
     return '<div class="legend">' + "".join(spans) + "</div>"
 
 
@@ -181,16 +221,31 @@ def percentile_chart(series: Sequence[_Series], hist: str, title: str) -> str:
     body = []
     for s, pts, n in curves:
         d = " ".join(f"{'M' if i == 0 else 'L'}{sx(x):.1f},{sy(v):.1f}" for i, (x, v) in enumerate(pts))
-        body.append(f'<path d="{d}" fill="none" stroke="{s.color}" stroke-width="2">'
-                    f"<title>{_e(s.label)} (n={n:,})</title></path>")
-    chart = _frame(title, "percentile (log scale: 1/(1-p))", "ms", [(sx(i), labels[i]) for i in range(x_max + 1)],
-                   y_max, body, title)
+        body.append(
+            f'<path d="{d}" fill="none" stroke="{s.color}" stroke-width="2">'
+            f"<title>{_e(s.label)} (n={n:,})</title></path>"
+        )
+    chart = _frame(
+        title,
+        "percentile (log scale: 1/(1-p))",
+        "ms",
+        [(sx(i), labels[i]) for i in range(x_max + 1)],
+        y_max,
+        body,
+        title,
+    )
     legend = []
     for s, _, n in curves:
         h = s.stats.histograms[hist]
-        legend.append((s.label, s.color, f"n={n:,}, p50 {h.get_value_at_percentile(50) / 1000:,.1f} ms, "
-                                          f"p99 {h.get_value_at_percentile(99) / 1000:,.1f} ms, "
-                                          f"max {h.get_max_value() / 1000:,.1f} ms"))
+        legend.append(
+            (
+                s.label,
+                s.color,
+                f"n={n:,}, p50 {h.get_value_at_percentile(50) / 1000:,.1f} ms, "
+                f"p99 {h.get_value_at_percentile(99) / 1000:,.1f} ms, "
+                f"max {h.get_max_value() / 1000:,.1f} ms",
+            )
+        )
     return chart + _legend(legend)
 
 
@@ -216,11 +271,13 @@ def _time_chart(title: str, y_label: str, lines: list[tuple[str, str, bool, list
             pts = [pts[0], (pts[0][0] + t_max / 100, pts[0][1])]
         d = " ".join(f"{'M' if i == 0 else 'L'}{sx(t):.1f},{sy(v):.1f}" for i, (t, v) in enumerate(pts))
         dash = ' stroke-dasharray="5 4"' if dashed else ""
-        body.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="1.8"{dash}>'
-                    f"<title>{_e(label)}</title></path>")
+        body.append(
+            f'<path d="{d}" fill="none" stroke="{color}" stroke-width="1.8"{dash}><title>{_e(label)}</title></path>'
+        )
     ticks = [(sx(t_max * i / 5), _fmt_tick(t_max * i / 5)) for i in range(6)]
     return _frame(title, "seconds since start", y_label, ticks, y_max, body, title) + _legend(
-        (label + (" (dashed)" if dashed else ""), color, "") for label, color, dashed, _ in lines)
+        (label + (" (dashed)" if dashed else ""), color, "") for label, color, dashed, _ in lines
+    )
 
 
 def _over_time(series: Sequence[_Series], docs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
@@ -232,10 +289,16 @@ def _over_time(series: Sequence[_Series], docs: Sequence[tuple[str, Mapping[str,
         ttfe, outc = [], []
         for i, (cohort, raw) in enumerate(doc.get("cohorts", {}).items()):
             color = next((s.color for s in series if s.raw is raw), PALETTE[i % len(PALETTE)])
-            p95 = [(iv["t"], iv["cohorts"][cohort]["ttfe_p95_ms"]) for iv in intervals
-                   if "ttfe_p95_ms" in iv.get("cohorts", {}).get(cohort, {})]
-            p50 = [(iv["t"], iv["cohorts"][cohort]["ttfe_p50_ms"]) for iv in intervals
-                   if "ttfe_p50_ms" in iv.get("cohorts", {}).get(cohort, {})]
+            p95 = [
+                (iv["t"], iv["cohorts"][cohort]["ttfe_p95_ms"])
+                for iv in intervals
+                if "ttfe_p95_ms" in iv.get("cohorts", {}).get(cohort, {})
+            ]
+            p50 = [
+                (iv["t"], iv["cohorts"][cohort]["ttfe_p50_ms"])
+                for iv in intervals
+                if "ttfe_p50_ms" in iv.get("cohorts", {}).get(cohort, {})
+            ]
             ttfe += [(f"{cohort} TTFE p95", color, False, p95), (f"{cohort} TTFE p50", color, True, p50)]
             per = [(iv["t"], iv.get("cohorts", {}).get(cohort, {}).get("outcomes", {})) for iv in intervals]
             done = [(t, float(sum(o.values()))) for t, o in per]
@@ -253,9 +316,11 @@ def _outcome_bars(series: Sequence[_Series]) -> str:
     bar_h, gap, left = 22, 10, 200
     height = MT + len(series) * (bar_h + gap) + 10
     width = W
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" role="img" aria-label="outcome breakdown" class="chart">',
-             "<title>Outcome breakdown</title>"]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="outcome breakdown" class="chart">',
+        "<title>Outcome breakdown</title>",
+    ]
     seen: dict[str, str] = {}
     for i, s in enumerate(series):
         y = MT + i * (bar_h + gap)
@@ -269,8 +334,10 @@ def _outcome_bars(series: Sequence[_Series]) -> str:
             w = span * n / total
             color = OUTCOME_COLORS.get(outcome, "#888888")
             seen[outcome] = color
-            parts.append(f'<path d="M{x:.1f},{y} h{w:.1f} v{bar_h} h{-w:.1f} Z" fill="{color}">'
-                         f"<title>{_e(s.label)}: {_e(outcome)} {n:,} ({n / total * 100:.1f} %)</title></path>")
+            parts.append(
+                f'<path d="M{x:.1f},{y} h{w:.1f} v{bar_h} h{-w:.1f} Z" fill="{color}">'
+                f"<title>{_e(s.label)}: {_e(outcome)} {n:,} ({n / total * 100:.1f} %)</title></path>"
+            )
             x += w
     parts.append("</svg>")
     return "\n".join(parts) + _legend((o, c, "") for o, c in seen.items())
@@ -280,32 +347,65 @@ def _outcome_bars(series: Sequence[_Series]) -> str:
 
 
 def _summary_table(series: Sequence[_Series]) -> str:
-    head = ("cohort", "flow", "sessions", "connect success", "completion", "5xx", "timeouts",
-            "TTFE p50", "TTFE p95", "TTFE p99", "TTFE max", "completion p50", "completion p95")
+    head = (
+        "cohort",
+        "flow",
+        "sessions",
+        "connect success",
+        "completion",
+        "5xx",
+        "timeouts",
+        "TTFE p50",
+        "TTFE p95",
+        "TTFE p99",
+        "TTFE max",
+        "completion p50",
+        "completion p95",
+    )
     rows = []
     for s in series:
         d = s.raw
         t, c = d.get("ttfe_ms") or {}, d.get("completion_ms") or {}
-        cells = [_e(s.label), _e(d.get("flow", "")), f"{d.get('sessions', 0):,}",
-                 _pct(d.get("connect_success_rate")), _pct(d.get("completion_rate")),
-                 _pct(d.get("error_rate_5xx")), _pct(d.get("timeout_rate")),
-                 _ms(t.get("p50")), _ms(t.get("p95")), _ms(t.get("p99")), _ms(t.get("max")),
-                 _ms(c.get("p50")), _ms(c.get("p95"))]
-        rows.append("<tr>" + "".join(f'<td class="{"l" if i < 2 else ""}">{x}</td>' for i, x in enumerate(cells))
-                    + "</tr>")
-    return ("<table><tr>" + "".join(f'<th class="{"l" if i < 2 else ""}">{_e(h)}</th>' for i, h in enumerate(head))
-            + "</tr>" + "".join(rows) + "</table><p class=\"muted\">Latencies in ms; rates are shares of attempts.</p>")
+        cells = [
+            _e(s.label),
+            _e(d.get("flow", "")),
+            f"{d.get('sessions', 0):,}",
+            _pct(d.get("connect_success_rate")),
+            _pct(d.get("completion_rate")),
+            _pct(d.get("error_rate_5xx")),
+            _pct(d.get("timeout_rate")),
+            _ms(t.get("p50")),
+            _ms(t.get("p95")),
+            _ms(t.get("p99")),
+            _ms(t.get("max")),
+            _ms(c.get("p50")),
+            _ms(c.get("p95")),
+        ]
+        rows.append(
+            "<tr>" + "".join(f'<td class="{"l" if i < 2 else ""}">{x}</td>' for i, x in enumerate(cells)) + "</tr>"
+        )
+    return (
+        "<table><tr>"
+        + "".join(f'<th class="{"l" if i < 2 else ""}">{_e(h)}</th>' for i, h in enumerate(head))
+        + "</tr>"
+        + "".join(rows)
+        + '</table><p class="muted">Latencies in ms; rates are shares of attempts.</p>'
+    )
 
 
 def _outcome_table(series: Sequence[_Series]) -> str:
     outcomes = sorted({o for s in series for o in s.stats.outcomes}, key=lambda o: (o != "ok", o))
-    head = ("<tr><th class=\"l\">cohort</th>" + "".join(f"<th>{_e(o)}</th>" for o in outcomes)
-            + "<th>HTTP status</th></tr>")
+    head = (
+        '<tr><th class="l">cohort</th>' + "".join(f"<th>{_e(o)}</th>" for o in outcomes) + "<th>HTTP status</th></tr>"
+    )
     rows = []
     for s in series:
         total = sum(s.stats.outcomes.values()) or 1
-        cells = "".join(f"<td>{s.stats.outcomes.get(o, 0):,} <span class=\"muted\">"
-                        f"({s.stats.outcomes.get(o, 0) / total * 100:.1f} %)</span></td>" for o in outcomes)
+        cells = "".join(
+            f'<td>{s.stats.outcomes.get(o, 0):,} <span class="muted">'
+            f"({s.stats.outcomes.get(o, 0) / total * 100:.1f} %)</span></td>"
+            for o in outcomes
+        )
         status = ", ".join(f"{k}: {v:,}" for k, v in sorted(s.stats.http_status.items()))
         rows.append(f'<tr><td class="l">{_e(s.label)}</td>{cells}<td class="l">{_e(status)}</td></tr>')
     return f"<table>{head}{''.join(rows)}</table>"
@@ -326,11 +426,15 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
     out = []
     mon = doc.get("monitor")
     if isinstance(mon, Mapping):
-        out.append(f"<h3>Monitor pass: {_badge(str(mon.get('overall', '')))}</h3><table>"
-                   "<tr><th class=\"l\">part</th><th class=\"l\">level</th><th class=\"l\">why</th></tr>")
+        out.append(
+            f"<h3>Monitor pass: {_badge(str(mon.get('overall', '')))}</h3><table>"
+            '<tr><th class="l">part</th><th class="l">level</th><th class="l">why</th></tr>'
+        )
         for p in mon.get("parts", []):
-            out.append(f'<tr><td class="l">{_e(p.get("part", ""))}</td><td class="l">{_badge(str(p.get("level", "")))}'
-                       f'</td><td class="l">{_e(p.get("detail", ""))}</td></tr>')
+            out.append(
+                f'<tr><td class="l">{_e(p.get("part", ""))}</td><td class="l">{_badge(str(p.get("level", "")))}'
+                f'</td><td class="l">{_e(p.get("detail", ""))}</td></tr>'
+            )
         out.append("</table>")
     v = doc.get("verdict")
     if not isinstance(v, Mapping):
@@ -338,29 +442,41 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
     out.append(f"<h3>{_e(Path(source).name)}: {_badge(str(v.get('overall', '')))}</h3>")
     for r in v.get("reasons", []):
         out.append(f"<p>{_e(r)}</p>")
-    out.append("<table><tr><th class=\"l\">metric</th><th>baseline</th><th>candidate</th><th>change</th>"
-               "<th>interval</th><th class=\"l\">level</th><th class=\"l\">why</th></tr>")
+    out.append(
+        '<table><tr><th class="l">metric</th><th>baseline</th><th>candidate</th><th>change</th>'
+        '<th>interval</th><th class="l">level</th><th class="l">why</th></tr>'
+    )
     for m in v.get("metrics", []):
         rate = not str(m.get("name", "")).endswith("_ms")
         ci = m.get("ci") or [None, None]
-        out.append(f'<tr><td class="l">{_e(m.get("name", ""))}</td><td>{_value(m.get("baseline"), rate)}</td>'
-                   f'<td>{_value(m.get("candidate"), rate)}</td><td>{_change(m.get("change"), rate)}</td>'
-                   f"<td>[{_change(ci[0], rate)}, {_change(ci[1], rate) if ci[1] is not None else '+inf'}]</td>"
-                   f'<td class="l">{_badge(str(m.get("level", "")))}</td>'
-                   f'<td class="l">{_e(m.get("reason", ""))}</td></tr>')
+        out.append(
+            f'<tr><td class="l">{_e(m.get("name", ""))}</td><td>{_value(m.get("baseline"), rate)}</td>'
+            f"<td>{_value(m.get('candidate'), rate)}</td><td>{_change(m.get('change'), rate)}</td>"
+            f"<td>[{_change(ci[0], rate)}, {_change(ci[1], rate) if ci[1] is not None else '+inf'}]</td>"
+            f'<td class="l">{_badge(str(m.get("level", "")))}</td>'
+            f'<td class="l">{_e(m.get("reason", ""))}</td></tr>'
+        )
     out.append("</table>")
     trig = v.get("triggers") or []
     if trig:
-        out.append("<p><b>Rollback triggers fired:</b></p><ul>" + "".join(
-            f"<li>{_e(t.get('cohort', ''))} {_e(t.get('reason') or t.get('name'))}</li>" for t in trig) + "</ul>")
+        out.append(
+            "<p><b>Rollback triggers fired:</b></p><ul>"
+            + "".join(f"<li>{_e(t.get('cohort', ''))} {_e(t.get('reason') or t.get('name'))}</li>" for t in trig)
+            + "</ul>"
+        )
     return "\n".join(out)
 
 
 def _config_section(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     out = []
     for source, doc in docs:
-        meta = {"file": Path(source).name, "started": doc.get("started"), "duration_s": doc.get("duration_s"),
-                "interrupted": doc.get("interrupted"), "stop_reason": doc.get("stop_reason")}
+        meta = {
+            "file": Path(source).name,
+            "started": doc.get("started"),
+            "duration_s": doc.get("duration_s"),
+            "interrupted": doc.get("interrupted"),
+            "stop_reason": doc.get("stop_reason"),
+        }
         gen = doc.get("generator") or {}
         if gen:
             meta["generator"] = gen.get("note")
@@ -376,20 +492,25 @@ def _config_section(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
 def render_report(docs: Sequence[tuple[str, Mapping[str, Any]]], title: str = "sseprobe report") -> str:
     """The whole report page for (file name, results document) pairs."""
     series = _series(docs)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    verdicts = ("\n".join(_verdict_section(src, doc) for src, doc in docs)
-                or '<p class="muted">No verdict in these documents.</p>')
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    verdicts = (
+        "\n".join(_verdict_section(src, doc) for src, doc in docs)
+        or '<p class="muted">No verdict in these documents.</p>'
+    )
     over_time = _over_time(series, docs)
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-        "img-src data:\">",
+        'img-src data:">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="muted">Generated {now} from {", ".join(_e(Path(s).name) for s, _ in docs)}.</p>',
-        '<h2 id="verdict">Verdict</h2>', verdicts,
-        '<h2 id="summary">Cohorts</h2>', _summary_table(series),
+        '<h2 id="verdict">Verdict</h2>',
+        verdicts,
+        '<h2 id="summary">Cohorts</h2>',
+        _summary_table(series),
         '<h2 id="ttfe">Time to first event: percentile distribution</h2>',
         percentile_chart(series, "ttfe_us", "TTFE by percentile"),
         '<h2 id="completion">Completion time: percentile distribution</h2>',
@@ -397,12 +518,19 @@ def render_report(docs: Sequence[tuple[str, Mapping[str, Any]]], title: str = "s
     ]
     if over_time:
         parts += ['<h2 id="over-time">Over time</h2>', over_time]
-    parts += ['<h2 id="outcomes">Outcomes</h2>', _outcome_bars(series), _outcome_table(series),
-              '<h2 id="config">Run configuration</h2>', _config_section(docs), "</body></html>"]
+    parts += [
+        '<h2 id="outcomes">Outcomes</h2>',
+        _outcome_bars(series),
+        _outcome_table(series),
+        '<h2 id="config">Run configuration</h2>',
+        _config_section(docs),
+        "</body></html>",
+    ]
     return "\n".join(parts) + "\n"
 
 
-def write_report(docs: Sequence[tuple[str, Mapping[str, Any]]], path: str | Path,
-                 title: str = "sseprobe report") -> Path:
+def write_report(
+    docs: Sequence[tuple[str, Mapping[str, Any]]], path: str | Path, title: str = "sseprobe report"
+) -> Path:
     """Render and write atomically (a viewer never opens half a page)."""
     return write_atomic(path, render_report(docs, title).encode("utf-8"))

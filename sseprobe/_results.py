@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
 from ._stats import CohortStats
 
 __all__ = [
-    "SCHEMA", "ResultsError", "build_document", "cohort_from_document", "default_out_path", "dumps",
-    "read_document", "write_atomic",
+    "SCHEMA",
+    "ResultsError",
+    "build_document",
+    "cohort_from_document",
+    "default_out_path",
+    "dumps",
+    "read_document",
+    "write_atomic",
 ]
 
 SCHEMA = "sseprobe.result/1"
@@ -105,5 +112,5 @@ def cohort_from_document(doc: Mapping[str, Any], name: str | None, path: str) ->
 
 
 def default_out_path(kind: str, folder: str | Path = "results") -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
     return Path(folder) / f"{kind}-{stamp}.json"

@@ -14,8 +14,9 @@ import os
 import queue
 import signal
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, TextIO
 
 from hdrh.histogram import HdrHistogram
 
@@ -55,16 +56,22 @@ class Measured:
 
 # --- one process ----------------------------------------------------------------------------
 
-def _install_signals(control: RunControl, stop_sig: Sequence[signal.Signals],
-                     abort_sig: Sequence[signal.Signals], announce: TextIO | None) -> None:
+
+def _install_signals(
+    control: RunControl,
+    stop_sig: Sequence[signal.Signals],
+    abort_sig: Sequence[signal.Signals],
+    announce: TextIO | None,
+) -> None:
     loop = asyncio.get_running_loop()
 
     def on_stop(signame: str) -> None:
         if control.stop_reason is None:
             control.stop(f"interrupted by {signame}")
             if announce:
-                print(f"\nsseprobe: {signame}: stopping; in-flight sessions get the grace "
-                      "(again to abort)", file=announce)
+                print(
+                    f"\nsseprobe: {signame}: stopping; in-flight sessions get the grace (again to abort)", file=announce
+                )
         else:
             control.abort(f"aborted by {signame}")
 
@@ -83,9 +90,15 @@ async def _loop_lag(hist: HdrHistogram, period: float = 0.05) -> None:
         hist.record_value(min(max(late_us, 1), 3_600_000_000))
 
 
-async def _measure(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits,
-                   opts: RunOptions, signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
-                   report: Callable[[dict[str, Any]], None] | None) -> Measured:
+async def _measure(
+    cohorts: Sequence[CohortSpec],
+    load: Load,
+    timeouts: Timeouts,
+    limits: Limits,
+    opts: RunOptions,
+    signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
+    report: Callable[[dict[str, Any]], None] | None,
+) -> Measured:
     control = RunControl()
     stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
     intervals = IntervalLog(opts.interval)
@@ -114,8 +127,12 @@ async def _measure(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts
             if not live:
                 continue
             current = window.stats(now)
-            fired = [f"{name}: {t['reason']}" for name, s in current.items()
-                     for t in check_triggers(s, opts.policy) if s.attempts >= 20]
+            fired = [
+                f"{name}: {t['reason']}"
+                for name, s in current.items()
+                for t in check_triggers(s, opts.policy)
+                if s.attempts >= 20
+            ]
             held = sustained.update(fired, now) if opts.abort_on_trigger else []
             if held:
                 control.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
@@ -124,17 +141,31 @@ async def _measure(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts
             phase = ""
             if schedule and (at := schedule.phase_at(now)):
                 phase = at[1].name or f"phase {at[0] + 1}"
-            snapshot = {"elapsed": now, "phase": phase, "target": target, "achieved": achieved,
-                        "in_flight": control.in_flight, "window": current, "fired": fired,
-                        "totals": _totals(stats)}
+            snapshot = {
+                "elapsed": now,
+                "phase": phase,
+                "target": target,
+                "achieved": achieved,
+                "in_flight": control.in_flight,
+                "window": current,
+                "fired": fired,
+                "totals": _totals(stats),
+            }
             if report:
                 report(snapshot)
 
     _install_signals(control, *signals, announce=opts.progress)
     tasks = [asyncio.ensure_future(tick()), asyncio.ensure_future(_loop_lag(loop_lag))]
     try:
-        info = await run_load(cohorts, load, sink, timeouts, limits, control,
-                              on_start=lambda _t: intervals.started(time.perf_counter() - t0))
+        info = await run_load(
+            cohorts,
+            load,
+            sink,
+            timeouts,
+            limits,
+            control,
+            on_start=lambda _t: intervals.started(time.perf_counter() - t0),
+        )
     finally:
         for t in tasks:
             t.cancel()
@@ -159,24 +190,39 @@ def _generator(stats: dict[str, CohortStats], loop_lag: HdrHistogram) -> dict[st
     start = summarize_ms(start_lag)
     worst = max(loop.get("p99") or 0.0, start.get("p99") or 0.0)
     return {
-        "loop_lag_ms": loop, "start_lag_ms": start, "saturated": worst > SATURATED_LAG_MS,
-        "note": (f"generator lag p99 {worst:.1f} ms: latencies may be late by that much"
-                 if worst > SATURATED_LAG_MS else "generator kept up"),
+        "loop_lag_ms": loop,
+        "start_lag_ms": start,
+        "saturated": worst > SATURATED_LAG_MS,
+        "note": (
+            f"generator lag p99 {worst:.1f} ms: latencies may be late by that much"
+            if worst > SATURATED_LAG_MS
+            else "generator kept up"
+        ),
         "loop_lag_us": loop_lag.encode().decode("ascii"),
     }
 
 
 def _print_progress(out: TextIO) -> Callable[[dict[str, Any]], None]:
     def show(snap: dict[str, Any]) -> None:
-        line = progress_line(snap["elapsed"], snap["phase"], snap["target"], snap["achieved"],
-                             snap["in_flight"], snap["totals"], snap["window"], snap["fired"])
+        line = progress_line(
+            snap["elapsed"],
+            snap["phase"],
+            snap["target"],
+            snap["achieved"],
+            snap["in_flight"],
+            snap["totals"],
+            snap["window"],
+            snap["fired"],
+        )
         out.write("\r\x1b[2K" + line[:200])
         out.flush()
+
     return show
 
 
-def _single(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits,
-            opts: RunOptions) -> Measured:
+def _single(
+    cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits, opts: RunOptions
+) -> Measured:
     report = _print_progress(opts.progress) if opts.progress else None
     signals = ((signal.SIGINT, signal.SIGTERM), ())
     measured = run(_measure(cohorts, load, timeouts, limits, opts, signals, report))
@@ -187,6 +233,7 @@ def _single(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limit
 
 # --- several processes ----------------------------------------------------------------------
 
+
 def _share(total: int | None, part: int, parts: int) -> int | None:
     if total is None:
         return None
@@ -194,35 +241,67 @@ def _share(total: int | None, part: int, parts: int) -> int | None:
 
 
 def _worker_load(load: Load, part: int, parts: int) -> Load:
-    return replace(load, part=part, parts=parts, sessions=_share(load.sessions, part, parts),
-                   concurrency=max(1, _share(load.concurrency, part, parts) or 1),
-                   max_in_flight=max(1, load.max_in_flight // parts))
+    return replace(
+        load,
+        part=part,
+        parts=parts,
+        sessions=_share(load.sessions, part, parts),
+        concurrency=max(1, _share(load.concurrency, part, parts) or 1),
+        max_in_flight=max(1, load.max_in_flight // parts),
+    )
 
 
-def _worker(part: int, parts: int, cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts,
-            limits: Limits, opts: RunOptions, out: Any) -> None:
+def _worker(
+    part: int,
+    parts: int,
+    cohorts: Sequence[CohortSpec],
+    load: Load,
+    timeouts: Timeouts,
+    limits: Limits,
+    opts: RunOptions,
+    out: Any,
+) -> None:
     """One worker process: SIGINT is the parent's to handle; SIGTERM stops, SIGUSR1 aborts."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+
         def report(snap: dict[str, Any]) -> None:
             out.put(("progress", part, {k: v for k, v in snap.items() if k != "window"}))
 
-        m = run(_measure(cohorts, _worker_load(load, part, parts), timeouts, limits,
-                                 replace(opts, progress=None), ((signal.SIGTERM,), (signal.SIGUSR1,)),
-                                 report if opts.progress else None))
-        out.put(("result", part, {
-            "info": m.info, "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
-            "intervals": m.intervals, "generator": m.generator}))
+        m = run(
+            _measure(
+                cohorts,
+                _worker_load(load, part, parts),
+                timeouts,
+                limits,
+                replace(opts, progress=None),
+                ((signal.SIGTERM,), (signal.SIGUSR1,)),
+                report if opts.progress else None,
+            )
+        )
+        out.put(
+            (
+                "result",
+                part,
+                {
+                    "info": m.info,
+                    "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
+                    "intervals": m.intervals,
+                    "generator": m.generator,
+                },
+            )
+        )
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost silently
         out.put(("error", part, f"{type(exc).__name__}: {exc}"[:300]))
 
 
-def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits,
-           opts: RunOptions) -> Measured:
+def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits, opts: RunOptions) -> Measured:
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(i, opts.workers, cohorts, load, timeouts, limits, opts, out),
-                         daemon=True) for i in range(opts.workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(i, opts.workers, cohorts, load, timeouts, limits, opts, out), daemon=True)
+        for i in range(opts.workers)
+    ]
     stops = 0
     reason: str | None = None
 
@@ -234,8 +313,7 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
             if p.pid and p.is_alive():
                 os.kill(p.pid, signal.SIGTERM if stops == 1 else signal.SIGUSR1)
         if opts.progress and stops == 1:
-            print("\nsseprobe: stopping workers; in-flight sessions get the grace (again to abort)",
-                  file=opts.progress)
+            print("\nsseprobe: stopping workers; in-flight sessions get the grace (again to abort)", file=opts.progress)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     results: dict[int, dict[str, Any]] = {}
@@ -283,14 +361,19 @@ def _sum_progress(progress: dict[int, dict[str, Any]]) -> dict[str, Any]:
         for k, v in s["totals"].items():
             totals[k] = totals.get(k, 0) + v
     targets = [s["target"] for s in snaps if s["target"] is not None]
-    return {"elapsed": max(s["elapsed"] for s in snaps), "phase": snaps[0]["phase"],
-            "target": sum(targets) if targets else None,
-            "achieved": sum(s["achieved"] for s in snaps), "in_flight": sum(s["in_flight"] for s in snaps),
-            "totals": totals, "window": {}, "fired": sorted({f for s in snaps for f in s["fired"]})}
+    return {
+        "elapsed": max(s["elapsed"] for s in snaps),
+        "phase": snaps[0]["phase"],
+        "target": sum(targets) if targets else None,
+        "achieved": sum(s["achieved"] for s in snaps),
+        "in_flight": sum(s["in_flight"] for s in snaps),
+        "totals": totals,
+        "window": {},
+        "fired": sorted({f for s in snaps for f in s["fired"]}),
+    }
 
 
-def _merge_results(cohorts: Sequence[CohortSpec], results: dict[int, dict[str, Any]],
-                   errors: list[str]) -> Measured:
+def _merge_results(cohorts: Sequence[CohortSpec], results: dict[int, dict[str, Any]], errors: list[str]) -> Measured:
     stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
     infos: list[RunInfo] = []
     loop_lag = new_histogram()
@@ -302,16 +385,25 @@ def _merge_results(cohorts: Sequence[CohortSpec], results: dict[int, dict[str, A
         loop_lag.add(HdrHistogram.decode(r["generator"]["loop_lag_us"]))
     if not infos:
         raise RuntimeError("every worker failed: " + "; ".join(errors))
-    info = RunInfo(started=min(i.started for i in infos), duration_s=max(i.duration_s for i in infos),
-                   interrupted=any(i.interrupted for i in infos) or bool(errors),
-                   stop_reason=next((i.stop_reason for i in infos if i.stop_reason), None)
-                   or ("; ".join(errors) if errors else None))
-    return Measured(info, stats, merge_intervals([r["intervals"] for r in results.values()]),
-                    _generator(stats, loop_lag), errors)
+    info = RunInfo(
+        started=min(i.started for i in infos),
+        duration_s=max(i.duration_s for i in infos),
+        interrupted=any(i.interrupted for i in infos) or bool(errors),
+        stop_reason=next((i.stop_reason for i in infos if i.stop_reason), None)
+        or ("; ".join(errors) if errors else None),
+    )
+    return Measured(
+        info, stats, merge_intervals([r["intervals"] for r in results.values()]), _generator(stats, loop_lag), errors
+    )
 
 
-def measure(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts = Timeouts(),
-            limits: Limits = Limits(), opts: RunOptions = RunOptions()) -> Measured:
+def measure(
+    cohorts: Sequence[CohortSpec],
+    load: Load,
+    timeouts: Timeouts = Timeouts(),
+    limits: Limits = Limits(),
+    opts: RunOptions = RunOptions(),
+) -> Measured:
     """Run the load to its end (or until stopped) and return the folded stats."""
     if opts.workers > 1:
         return _multi(cohorts, load, timeouts, limits, opts)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
 from ._config import FlowOptions, Limits, Timeouts
-from ._http import HeadTimeout, LeanClient, LeanResponse
 from ._flows import FlowPlan, Step, ended_partial, plan_session
+from ._http import HeadTimeout, LeanClient, LeanResponse
 from ._outcomes import (
     BadContentType,
     ConnectError,
@@ -66,10 +67,17 @@ class _Session:
 
     __slots__ = ("http", "opts", "timeouts", "limits", "rec", "clock", "headers", "base", "streaming")
 
-    def __init__(self, http: HTTPClient, opts: FlowOptions, timeouts: Timeouts,
-                 limits: Limits, rec: SessionRecord, clock: Clock) -> None:
+    def __init__(
+        self, http: HTTPClient, opts: FlowOptions, timeouts: Timeouts, limits: Limits, rec: SessionRecord, clock: Clock
+    ) -> None:
         self.http, self.opts, self.timeouts, self.limits, self.rec, self.clock = (
-            http, opts, timeouts, limits, rec, clock)
+            http,
+            opts,
+            timeouts,
+            limits,
+            rec,
+            clock,
+        )
         self.headers: dict[str, str] = dict(opts.headers)
         self.base = rec.scheduled  # latencies start at the *scheduled* message send
         self.streaming = False  # past the stream's response headers
@@ -91,8 +99,9 @@ class _Session:
         http = self.http
         try:
             if type(http) is LeanClient:  # keeps the head deadline on its connection's own timer
-                resp = await http.request(step.method, step.url, data=body, headers=headers,
-                                          head_timeout=self.timeouts.connect)
+                resp = await http.request(
+                    step.method, step.url, data=body, headers=headers, head_timeout=self.timeouts.connect
+                )
             else:
                 try:
                     async with asyncio.timeout(self.timeouts.connect) as cm:
@@ -167,8 +176,20 @@ class _Accounting:
     """Per-event accounting of one stream: decode, stamp, judge (the hot path). ``feed`` returns
     True once the session is over with success and raises StreamError on an error event."""
 
-    __slots__ = ("state", "rec", "clock", "scan", "rules", "decoder", "progress", "max_gap", "nbytes",
-                 "nevents", "last_events", "last")
+    __slots__ = (
+        "state",
+        "rec",
+        "clock",
+        "scan",
+        "rules",
+        "decoder",
+        "progress",
+        "max_gap",
+        "nbytes",
+        "nevents",
+        "last_events",
+        "last",
+    )
 
     def __init__(self, state: _Session, plan: FlowPlan, last: float) -> None:
         self.state, self.rec, self.clock = state, state.rec, state.clock
@@ -215,7 +236,8 @@ class _Accounting:
             return
         raise PrematureClose(
             f"stream closed after {self.nevents} events without "
-            f"{rules.complete_on or 'a final (non-partial) progress event'}")
+            f"{rules.complete_on or 'a final (non-partial) progress event'}"
+        )
 
     def close(self) -> None:
         rec = self.rec
@@ -271,8 +293,9 @@ def _classify(exc: BaseException, streaming: bool) -> SessionError:
         return ConnectError(f"connect timed out: {text}")
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return IdleTimeout(text) if streaming else SessionTimeout(text)
-    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
-                        aiohttp.ClientOSError, ConnectionError)):
+    if isinstance(
+        exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)
+    ):
         if streaming:
             if isinstance(exc, aiohttp.ClientPayloadError) and "not completed" not in str(exc):
                 return ProtocolError(text)
@@ -285,8 +308,14 @@ def _classify(exc: BaseException, streaming: bool) -> SessionError:
     return SessionError(f"internal error: {text}")
 
 
-async def run_session(http: HTTPClient, opts: FlowOptions, timeouts: Timeouts,
-                      limits: Limits, rec: SessionRecord, clock: Clock = time.perf_counter) -> None:
+async def run_session(
+    http: HTTPClient,
+    opts: FlowOptions,
+    timeouts: Timeouts,
+    limits: Limits,
+    rec: SessionRecord,
+    clock: Clock = time.perf_counter,
+) -> None:
     """Fill ``rec`` with what one session did. CancelledError is recorded, then re-raised."""
     state = _Session(http, opts, timeouts, limits, rec, clock)
     rec.started = clock()

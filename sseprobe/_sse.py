@@ -144,8 +144,7 @@ class SSEDecoder:
             # them, so each value decodes (and replaces bad bytes) exactly as it would on its own
             values = str(memoryview(chunk)[pos + 6 : end - 2], "utf-8", "replace").split("\n\ndata: ")
             if chunk.count(b"\n", pos, end) == 2 * len(values) and (
-                end - pos <= max_event
-                or max(map(len, chunk[pos + 6 : end - 2].split(b"\n\ndata: "))) <= max_event
+                end - pos <= max_event or max(map(len, chunk[pos + 6 : end - 2].split(b"\n\ndata: "))) <= max_event
             ):
                 out += map(_new, _EVENTS, zip(_MESSAGES, values, repeat(last_id), _NONES))
                 return True
@@ -160,7 +159,9 @@ class SSEDecoder:
         if end - pos > max_event and max(map(len, parts[4::5]), default=0) > max_event:
             return False  # the line machine raises at the right place
         append = out.append
-        for gap, has_id, id_, event, data in zip(gaps, parts[1::5], parts[2::5], parts[3::5], parts[4::5]):
+        for gap, has_id, id_, event, data in zip(
+            gaps, parts[1::5], parts[2::5], parts[3::5], parts[4::5], strict=False
+        ):
             if gap:
                 self._id = last_id
                 self._lines(gap, out)

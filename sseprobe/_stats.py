@@ -128,9 +128,7 @@ class CohortStats:
     connected: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     http_status: Counter[str] = field(default_factory=Counter)
-    histograms: dict[str, HdrHistogram] = field(
-        default_factory=lambda: {name: new_histogram() for name in HISTOGRAMS}
-    )
+    histograms: dict[str, HdrHistogram] = field(default_factory=lambda: {name: new_histogram() for name in HISTOGRAMS})
 
     # --- folding -----------------------------------------------------------------------
     def add(self, rec: SessionRecord) -> None:
@@ -146,7 +144,7 @@ class CohortStats:
             if ms is not None:
                 _record_ms(h, ms)
 
-    def merge(self, other: "CohortStats") -> None:
+    def merge(self, other: CohortStats) -> None:
         """Lossless: counts add, histograms add bucket by bucket."""
         self.sessions += other.sessions
         self.events += other.events
@@ -220,18 +218,16 @@ class CohortStats:
         }
         for name, h in self.histograms.items():
             d[SUMMARY_KEYS[name]] = summarize_ms(h)
-        d["histograms"] = {
-            name: h.encode().decode("ascii") for name, h in self.histograms.items()
-        }
+        d["histograms"] = {name: h.encode().decode("ascii") for name, h in self.histograms.items()}
         return d
 
     @classmethod
-    def light(cls, histograms: tuple[str, ...] = ("ttfe_us",)) -> "CohortStats":
+    def light(cls, histograms: tuple[str, ...] = ("ttfe_us",)) -> CohortStats:
         """Counts plus only the named histograms: cheap enough to make one per second (live views)."""
         return cls(histograms={name: new_histogram() for name in histograms})
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CohortStats":
+    def from_dict(cls, d: dict[str, Any]) -> CohortStats:
         """Rebuild from a results document's COHORT (histograms decoded, so stats are exact)."""
         stats = cls(
             flow=str(d.get("flow", "")),

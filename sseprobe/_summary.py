@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ._stats import CohortStats, summarize_ms
 
@@ -35,16 +36,27 @@ def render_cohort(name: str, stats: CohortStats) -> list[str]:
         f"  events           {stats.events:,}   bytes {stats.bytes:,}",
         f"  {'ms':<16}" + "".join(f"{c:>11}" for c in ("p50", "p95", "p99", "max")),
     ]
-    for hist, label in (("ttfe_us", "TTFE"), ("completion_us", "completion"),
-                        ("headers_us", "headers"), ("lag_us", "start lag")):
+    for hist, label in (
+        ("ttfe_us", "TTFE"),
+        ("completion_us", "completion"),
+        ("headers_us", "headers"),
+        ("lag_us", "start lag"),
+    ):
         lines.append(_latency_row(label, summarize_ms(stats.histograms[hist])))
     return lines
 
 
-def render_run(cohorts: Mapping[str, CohortStats], triggers: Sequence[Mapping[str, Any]],
-               duration_s: float, interrupted: bool, generator: Mapping[str, Any] | None = None) -> str:
-    lines = [f"sseprobe: {sum(s.sessions for s in cohorts.values())} sessions in {duration_s:.1f} s"
-             + ("  (INTERRUPTED: partial results)" if interrupted else "")]
+def render_run(
+    cohorts: Mapping[str, CohortStats],
+    triggers: Sequence[Mapping[str, Any]],
+    duration_s: float,
+    interrupted: bool,
+    generator: Mapping[str, Any] | None = None,
+) -> str:
+    lines = [
+        f"sseprobe: {sum(s.sessions for s in cohorts.values())} sessions in {duration_s:.1f} s"
+        + ("  (INTERRUPTED: partial results)" if interrupted else "")
+    ]
     for name, stats in cohorts.items():
         lines += ["", *render_cohort(name, stats)]
     lines.append("")

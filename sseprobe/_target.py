@@ -74,7 +74,10 @@ class CohortKnobs:
 
 
 _KINDS: dict[str, tuple[type, ...]] = {
-    "float": (int, float), "int": (int,), "bool": (bool,), "str | None": (str, type(None)),
+    "float": (int, float),
+    "int": (int,),
+    "bool": (bool,),
+    "str | None": (str, type(None)),
     "CohortKnobs": (CohortKnobs,),
 }
 
@@ -177,8 +180,9 @@ class _Dialect(NamedTuple):
 
 
 def _connection(status: str) -> Callable[..., bytes]:
-    return lambda sid, *_: _named("agent_network_connection",
-                                  {"status": status, "session_id": sid, "timestamp": _iso()})
+    return lambda sid, *_: _named(
+        "agent_network_connection", {"status": status, "session_id": sid, "timestamp": _iso()}
+    )
 
 
 def _older_closing(sid: str, abnormal: bool) -> bytes:
@@ -190,7 +194,9 @@ def _older_closing(sid: str, abnormal: bool) -> bytes:
 
 
 _ADK_DIALECT = _Dialect(
-    _connection("connected"), lambda: _named("keepalive", {"timestamp": _iso()}), _connection("disconnected"),
+    _connection("connected"),
+    lambda: _named("keepalive", {"timestamp": _iso()}),
+    _connection("disconnected"),
 )
 _OLDER_DIALECT = _Dialect(
     lambda sid: _unnamed({"type": "connection", "status": "connected", "sessionId": sid, "timestamp": _iso()}),
@@ -215,12 +221,19 @@ def _adk_templates(total: int) -> tuple[bytes, ...]:
         text = "".join(_chunk(j) for j in range(total)) if final else _chunk(i)
         event: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
         if final:
-            event["usageMetadata"] = {"promptTokenCount": 12, "candidatesTokenCount": 9 * total,
-                                      "totalTokenCount": 12 + 9 * total}
+            event["usageMetadata"] = {
+                "promptTokenCount": 12,
+                "candidatesTokenCount": 9 * total,
+                "totalTokenCount": 12 + 9 * total,
+            }
         else:
             event["partial"] = True
-        event.update(invocationId="e-@inv@", author="research_agent",
-                     actions={"stateDelta": {}, "artifactDelta": {}, "requestedAuthConfigs": {}}, id="@id@")
+        event.update(
+            invocationId="e-@inv@",
+            author="research_agent",
+            actions={"stateDelta": {}, "artifactDelta": {}, "requestedAuthConfigs": {}},
+            id="@id@",
+        )
         out.append(b"data: " + orjson.dumps(event)[:-1] + b',"timestamp":')
     return tuple(out)
 
@@ -329,17 +342,29 @@ class _Vana:
 
     async def health(self, request: web.Request) -> web.Response:
         begun, cfg = time.perf_counter(), self.config
-        env: Any = "ci" if cfg.health_ci_shape else {
-            "current": "development", "migration_complete": True, "phase": "completed"}
-        return _json(200, {
-            "status": "degraded" if cfg.unhealthy else "healthy", "timestamp": _iso(), "service": VANA_APP,
-            "version": "1.0.0", "environment": env,
-            "dependencies": {"google_api_configured": True, "session_storage": not cfg.unhealthy,
-                             "cloud_logging": False},
-            "response_time_ms": round((time.perf_counter() - begun) * 1000, 3),
-            "active_adk_sessions": self.open_streams,
-            "agentNetwork": {"activeSessions": len(self.runs), "totalSubscribers": self.subscribers},
-        })
+        env: Any = (
+            "ci"
+            if cfg.health_ci_shape
+            else {"current": "development", "migration_complete": True, "phase": "completed"}
+        )
+        return _json(
+            200,
+            {
+                "status": "degraded" if cfg.unhealthy else "healthy",
+                "timestamp": _iso(),
+                "service": VANA_APP,
+                "version": "1.0.0",
+                "environment": env,
+                "dependencies": {
+                    "google_api_configured": True,
+                    "session_storage": not cfg.unhealthy,
+                    "cloud_logging": False,
+                },
+                "response_time_ms": round((time.perf_counter() - begun) * 1000, 3),
+                "active_adk_sessions": self.open_streams,
+                "agentNetwork": {"activeSessions": len(self.runs), "totalSubscribers": self.subscribers},
+            },
+        )
 
     def _touch_session(self, key: tuple[str, str, str]) -> None:
         """Create or refresh a session (LRU): a load run's one-shot sessions age out, reused ones stay."""
@@ -380,8 +405,13 @@ class _Vana:
         if errors := _run_request_errors(body):
             raise _Reject(422, {"detail": errors})
         if not self.config.canonical_enabled:
-            raise _Reject(501, {"detail": "ADK canonical streaming not enabled. "
-                                          "Set ENABLE_ADK_CANONICAL_STREAM=true to use this endpoint."})
+            raise _Reject(
+                501,
+                {
+                    "detail": "ADK canonical streaming not enabled. "
+                    "Set ENABLE_ADK_CANONICAL_STREAM=true to use this endpoint."
+                },
+            )
         app, user, sid = (body.get(camel, body.get(snake)) for camel, snake in _RUN_FIELDS)
         if (app, user, sid) not in self.sessions:
             raise _Reject(404, {"detail": f"Session not found: {sid}"})
@@ -420,8 +450,10 @@ class _Vana:
         """The session's first ``count`` events: cached templates with this session's ids filled in."""
         h = self.rng.bytes(16).hex()
         invocation = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}".encode()
-        return [template.replace(b"@inv@", invocation).replace(b"@id@", invocation[:-4] + b"%04x" % i)
-                for i, template in enumerate(_adk_templates(total)[:count])]
+        return [
+            template.replace(b"@inv@", invocation).replace(b"@id@", invocation[:-4] + b"%04x" % i)
+            for i, template in enumerate(_adk_templates(total)[:count])
+        ]
 
     async def _inject_canonical_fault(self, resp: web.StreamResponse, fault: str, at: float) -> None:
         await _sleep_until(at)
@@ -433,10 +465,16 @@ class _Vana:
 
     def _canonical_error(self) -> dict[str, Any]:
         if self.config.adk_style:
-            return {"error": "RuntimeError: simulated model failure",
-                    "error_details": {"type": "RuntimeError", "message": "simulated model failure"}}
-        return {"error": "ADK upstream error: 500", "status_code": 500, "timestamp": time.time(),
-                "detail": _UPSTREAM_500}
+            return {
+                "error": "RuntimeError: simulated model failure",
+                "error_details": {"type": "RuntimeError", "message": "simulated model failure"},
+            }
+        return {
+            "error": "ADK upstream error: 500",
+            "status_code": 500,
+            "timestamp": time.time(),
+            "detail": _UPSTREAM_500,
+        }
 
     async def _stall(self) -> None:
         """Stay silent until the client leaves (handler cancelled), stall_max_s passes, or shutdown."""
@@ -452,8 +490,9 @@ class _Vana:
         t0 = asyncio.get_running_loop().time()
         body = await _read_json(request)
         if not isinstance(body, dict):
-            raise _Reject(422, {"detail": [{"type": "dict_type", "loc": ["body"],
-                                            "msg": "Input should be a valid dictionary"}]})
+            raise _Reject(
+                422, {"detail": [{"type": "dict_type", "loc": ["body"], "msg": "Input should be a valid dictionary"}]}
+            )
         app, user, sid = request.match_info["app"], request.match_info["user"], request.match_info["session"]
         _require_vana(app)
         if not (body.get("query") or body.get("message")):
@@ -466,8 +505,17 @@ class _Vana:
             run.producer.cancel()  # a new run of the session replaces the old task, as the backend does
         run.closed = False
         run.producer = asyncio.create_task(self._produce(sid, run, knobs, t0))
-        return _json(200, {"success": True, "app_name": app, "user_id": user, "session_id": sid,
-                           "message": "Research session started successfully", "timestamp": _iso()})
+        return _json(
+            200,
+            {
+                "success": True,
+                "app_name": app,
+                "user_id": user,
+                "session_id": sid,
+                "message": "Research session started successfully",
+                "timestamp": _iso(),
+            },
+        )
 
     def _new_run(self, sid: str) -> _Run:
         run = self.runs[sid] = _Run()
@@ -484,9 +532,22 @@ class _Vana:
         first, gap, total = t0 + self._ttfe_s(knobs), knobs.gap_ms / 1000, knobs.events
         try:
             await _sleep_until(first)
-            _publish(run, "agent_status", {"agents": [{
-                "agent_id": "team_leader", "agent_type": "coordinator", "name": "Team Leader",
-                "status": "active", "progress": 0.1, "current_task": "Processing request"}]})
+            _publish(
+                run,
+                "agent_status",
+                {
+                    "agents": [
+                        {
+                            "agent_id": "team_leader",
+                            "agent_type": "coordinator",
+                            "name": "Team Leader",
+                            "status": "active",
+                            "progress": 0.1,
+                            "current_task": "Processing request",
+                        }
+                    ]
+                },
+            )
             if fault is not None:
                 await _sleep_until(first + gap)
                 _legacy_fault(run, fault)
@@ -496,8 +557,7 @@ class _Vana:
                 await _sleep_until(first + i * gap)
                 content += _chunk(i - 1)
                 _publish(run, "research_update", {"content": content})
-            _publish(run, "research_complete",
-                     {"content": content or "Research completed.", "status": "completed"})
+            _publish(run, "research_complete", {"content": content or "Research completed.", "status": "completed"})
             self.stats.legacy.completed += 1
         finally:
             if not run.subscribers:
@@ -587,8 +647,12 @@ class _Vana:
         return await self.get_config(request)
 
     async def get_stats(self, request: web.Request) -> web.Response:
-        gauges = {"open_canonical_streams": self.open_streams, "legacy_runs": len(self.runs),
-                  "legacy_subscribers": self.subscribers, "stored_sessions": len(self.sessions)}
+        gauges = {
+            "open_canonical_streams": self.open_streams,
+            "legacy_runs": len(self.runs),
+            "legacy_subscribers": self.subscribers,
+            "stored_sessions": len(self.sessions),
+        }
         return _json(200, {**asdict(self.stats), "gauges": gauges})
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -608,15 +672,26 @@ async def _read_json(request: web.Request) -> Any:
     try:
         return orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError as exc:
-        raise _Reject(422, {"detail": [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error",
-                                        "ctx": {"error": str(exc)}}]}) from None
+        raise _Reject(
+            422,
+            {
+                "detail": [
+                    {"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error", "ctx": {"error": str(exc)}}
+                ]
+            },
+        ) from None
 
 
 def _run_request_errors(body: Any) -> list[dict[str, Any]]:
     """FastAPI-like validation of a RunAgentRequest (camelCase aliases or snake_case names)."""
     if not isinstance(body, dict):
-        return [{"type": "model_attributes_type", "loc": ["body"],
-                 "msg": "Input should be a valid dictionary or object to extract fields from"}]
+        return [
+            {
+                "type": "model_attributes_type",
+                "loc": ["body"],
+                "msg": "Input should be a valid dictionary or object to extract fields from",
+            }
+        ]
     errors = []
     for camel, snake in _RUN_FIELDS:
         value = body.get(camel, body.get(snake))
@@ -676,24 +751,28 @@ def make_app(config: TargetConfig) -> web.Application:
     app.on_response_prepare.append(vana.set_csrf_cookie)
     app.on_shutdown.append(vana.on_shutdown)
     session = "/apps/{app}/users/{user}/sessions"
-    app.add_routes([
-        web.get("/health", vana.health),
-        web.post(session, vana.create_session),
-        web.post(session + "/{session}", vana.create_named_session),
-        web.post("/run_sse", vana.run_sse),
-        web.post(session + "/{session}/run", vana.legacy_run),
-        web.get(session + "/{session}/run", vana.legacy_stream),
-        web.get("/agent_network_sse/{session}", vana.older_stream),
-        web.get("/_target/config", vana.get_config),
-        web.patch("/_target/config", vana.patch_config),
-        web.get("/_target/stats", vana.get_stats),
-    ])
+    app.add_routes(
+        [
+            web.get("/health", vana.health),
+            web.post(session, vana.create_session),
+            web.post(session + "/{session}", vana.create_named_session),
+            web.post("/run_sse", vana.run_sse),
+            web.post(session + "/{session}/run", vana.legacy_run),
+            web.get(session + "/{session}/run", vana.legacy_stream),
+            web.get("/agent_network_sse/{session}", vana.older_stream),
+            web.get("/_target/config", vana.get_config),
+            web.patch("/_target/config", vana.patch_config),
+            web.get("/_target/stats", vana.get_stats),
+        ]
+    )
     return app
 
 
 @asynccontextmanager
 async def running_target(
-    config: TargetConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+    config: TargetConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> AsyncIterator[Target]:
     """Run the target in this event loop (port 0: an ephemeral port); stop it on exit.
 
@@ -712,14 +791,20 @@ async def running_target(
 
 
 def serve(
-    config: TargetConfig, host: str = "127.0.0.1", port: int = 8000, ready: Callable[[str], None] | None = None,
+    config: TargetConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    ready: Callable[[str], None] | None = None,
 ) -> None:
     """Blocking entry point for ``sseprobe target``: serves until SIGINT/SIGTERM."""
     asyncio.run(_serve_until_signal(config, host, port, ready))
 
 
 async def _serve_until_signal(
-    config: TargetConfig, host: str, port: int, ready: Callable[[str], None] | None,
+    config: TargetConfig,
+    host: str,
+    port: int,
+    ready: Callable[[str], None] | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

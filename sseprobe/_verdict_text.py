@@ -91,8 +91,7 @@ def render_verdict(
         line(["-" * w for w in widths] + ["-" * 6]),
     ]
     out += [line(r, r[5]) for r in rows]
-    out.append("* critical: RED here makes the verdict RED; ms changes are relative, rate changes in "
-               "percentage points")
+    out.append("* critical: RED here makes the verdict RED; ms changes are relative, rate changes in percentage points")
     names = {"candidate": candidate_name, "baseline": baseline_name}
     if verdict.triggers:
         out += ["", "rollback triggers fired:"] + [_trigger_line(t, names) for t in verdict.triggers]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
@@ -16,8 +16,9 @@ CLI = [sys.executable, "-m", "sseprobe.cli"]
 @contextmanager
 def target_process(*knobs: str) -> Iterator[str]:
     """``sseprobe target`` on 127.0.0.1, port 0; yields its URL; stopped on exit."""
-    proc = subprocess.Popen([*CLI, "target", "--port", "0", *knobs], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "target", "--port", "0", *knobs], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
@@ -29,12 +30,19 @@ def target_process(*knobs: str) -> Iterator[str]:
 
 
 def sseprobe(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="module")
 def target() -> Iterator[str]:
-    with target_process("--canonical-ttfe-ms", "40", "--legacy-ttfe-ms", "40",
-                        "--canonical-gap-ms", "5", "--legacy-gap-ms", "5") as url:
+    with target_process(
+        "--canonical-ttfe-ms", "40", "--legacy-ttfe-ms", "40", "--canonical-gap-ms", "5", "--legacy-gap-ms", "5"
+    ) as url:
         yield url

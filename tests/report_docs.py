@@ -13,8 +13,14 @@ from sseprobe._results import build_document
 from sseprobe._stats import CohortStats
 
 
-def results_doc(ttfe_ms: float = 50.0, legacy_ttfe_ms: float | None = None, n: int = 400,
-                p_fail: float = 0.02, seed: int = 1, with_verdict: bool = True) -> dict[str, Any]:
+def results_doc(
+    ttfe_ms: float = 50.0,
+    legacy_ttfe_ms: float | None = None,
+    n: int = 400,
+    p_fail: float = 0.02,
+    seed: int = 1,
+    with_verdict: bool = True,
+) -> dict[str, Any]:
     """A compare-like document: canonical and legacy cohorts, intervals over 8 s, a verdict section."""
     rng = np.random.default_rng(seed)
     log = IntervalLog(1.0)
@@ -24,9 +30,20 @@ def results_doc(ttfe_ms: float = 50.0, legacy_ttfe_ms: float | None = None, n: i
         for i in range(n):
             t = 8.0 * i / n
             ttfe = float(median * np.exp(0.3 * rng.standard_normal()))
-            rec = SessionRecord(name, i, scheduled=t, started=t, status=200, connected=True,
-                                connect_ms=2.0, headers_ms=3.0, ttfe_ms=ttfe, events=5, bytes=900,
-                                max_gap_ms=20.0)
+            rec = SessionRecord(
+                name,
+                i,
+                scheduled=t,
+                started=t,
+                status=200,
+                connected=True,
+                connect_ms=2.0,
+                headers_ms=3.0,
+                ttfe_ms=ttfe,
+                events=5,
+                bytes=900,
+                max_gap_ms=20.0,
+            )
             if rng.random() < p_fail:
                 rec.outcome = Outcome.STREAM_ERROR
                 rec.error = "ADK upstream error: 500"
@@ -39,15 +56,49 @@ def results_doc(ttfe_ms: float = 50.0, legacy_ttfe_ms: float | None = None, n: i
         cohorts[name] = stats
     verdict = None
     if with_verdict:
-        verdict = {"overall": "GREEN", "reasons": ["no metric worse than its YELLOW limit"],
-                   "metrics": [{"name": "ttfe_p95_ms", "baseline": 90.0, "candidate": 82.0, "change": -0.09,
-                                "ci": [-0.15, -0.02], "level": "GREEN", "reason": "-9 %: the interval rules out"},
-                               {"name": "completion_rate", "baseline": 0.98, "candidate": 0.98, "change": 0.0,
-                                "ci": [-0.01, 0.01], "level": "GREEN", "reason": "failures +0.00 pp"}],
-                   "triggers": []}
-    config = {"command": "compare",
-              "cohorts": {c: {"flow": c, "url": "http://127.0.0.1:8000", "app": "vana",
-                              "headers": {"Authorization": "REDACTED", "X-Trace": "abc"}} for c in cohorts},
-              "load": {"sessions": 2 * n, "concurrency": 20}}
-    return build_document(started="2026-01-01T03:00:00+00:00", duration_s=8.2, config=config, cohorts=cohorts,
-                          verdict=verdict, extra={"intervals": log.finish(8.2)})
+        verdict = {
+            "overall": "GREEN",
+            "reasons": ["no metric worse than its YELLOW limit"],
+            "metrics": [
+                {
+                    "name": "ttfe_p95_ms",
+                    "baseline": 90.0,
+                    "candidate": 82.0,
+                    "change": -0.09,
+                    "ci": [-0.15, -0.02],
+                    "level": "GREEN",
+                    "reason": "-9 %: the interval rules out",
+                },
+                {
+                    "name": "completion_rate",
+                    "baseline": 0.98,
+                    "candidate": 0.98,
+                    "change": 0.0,
+                    "ci": [-0.01, 0.01],
+                    "level": "GREEN",
+                    "reason": "failures +0.00 pp",
+                },
+            ],
+            "triggers": [],
+        }
+    config = {
+        "command": "compare",
+        "cohorts": {
+            c: {
+                "flow": c,
+                "url": "http://127.0.0.1:8000",
+                "app": "vana",
+                "headers": {"Authorization": "REDACTED", "X-Trace": "abc"},
+            }
+            for c in cohorts
+        },
+        "load": {"sessions": 2 * n, "concurrency": 20},
+    }
+    return build_document(
+        started="2026-01-01T03:00:00+00:00",
+        duration_s=8.2,
+        config=config,
+        cohorts=cohorts,
+        verdict=verdict,
+        extra={"intervals": log.finish(8.2)},
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from aiohttp import web
 
@@ -24,8 +24,9 @@ async def _sse(request: web.Request, frames: list[bytes], then: str = "close") -
 
 def misbehaving_app() -> web.Application:
     async def ok(request: web.Request) -> web.StreamResponse:
-        return await _sse(request, [b": comment\n\n", b"data: {\"text\": \"hi\"}\n\n",
-                                    b"event: done\ndata: {\"status\": \"completed\"}\n\n"])
+        return await _sse(
+            request, [b": comment\n\n", b'data: {"text": "hi"}\n\n', b'event: done\ndata: {"status": "completed"}\n\n']
+        )
 
     async def status(request: web.Request) -> web.Response:
         return web.Response(status=int(request.match_info["code"]), text="nope")
@@ -34,14 +35,19 @@ def misbehaving_app() -> web.Application:
         return web.Response(text="<html></html>", content_type="text/html")
 
     async def adk_error(request: web.Request) -> web.StreamResponse:
-        return await _sse(request, [b'data: {"id": "e1", "content": {"parts": [{"text": "a"}]}}\n\n',
-                                    b'data: {"error": "RuntimeError: boom", "error_details": {"x": 1}}\n\n'])
+        return await _sse(
+            request,
+            [
+                b'data: {"id": "e1", "content": {"parts": [{"text": "a"}]}}\n\n',
+                b'data: {"error": "RuntimeError: boom", "error_details": {"x": 1}}\n\n',
+            ],
+        )
 
     async def named_error(request: web.Request) -> web.StreamResponse:
-        return await _sse(request, [b"event: error\ndata: {\"error_code\": \"RATE_LIMIT_EXCEEDED\"}\n\n"])
+        return await _sse(request, [b'event: error\ndata: {"error_code": "RATE_LIMIT_EXCEEDED"}\n\n'])
 
     async def early_close(request: web.Request) -> web.StreamResponse:
-        return await _sse(request, [b"event: research_update\ndata: {\"content\": \"a\"}\n\n"])
+        return await _sse(request, [b'event: research_update\ndata: {"content": "a"}\n\n'])
 
     async def stall(request: web.Request) -> web.StreamResponse:
         return await _sse(request, [b"data: first\n\n"], then="stall")

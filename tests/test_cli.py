@@ -14,27 +14,30 @@ from .conftest import sseprobe, target_process
 from .servers import refused_url
 
 
-@pytest.mark.parametrize("args", [
-    ["run", "--flow", "canonical", "--url", "not a url"],
-    ["run", "--flow", "canonical", "--url", "ftp://host/x"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:99999"],
-    ["run", "--flow", "sideways", "--url", "http://127.0.0.1:8000"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "-n", "-5"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "-c", "0"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--timeout", "-1"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--rate", "5"],
-    ["run", "--flow", "generic", "--url", "http://127.0.0.1:8000", "--body-file", "/nonexistent/body"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--scenario", "/nonexistent.toml"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--policy", "/nonexistent.toml"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--bearer-env", "SSEPROBE_NO_SUCH_VAR"],
-    ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "-H", "no colon here"],
-    ["run", "--url", "http://127.0.0.1:8000"],
-    ["compare", "--canonical", "http://127.0.0.1:8000"],
-    ["compare", "a.json", "b.json", "c.json"],
-    ["compare", "--split", "five/95", "--canonical", "http://h", "--legacy", "http://h"],
-    ["frobnicate"],
-    ["run", "--no-such-option"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--flow", "canonical", "--url", "not a url"],
+        ["run", "--flow", "canonical", "--url", "ftp://host/x"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:99999"],
+        ["run", "--flow", "sideways", "--url", "http://127.0.0.1:8000"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "-n", "-5"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "-c", "0"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--timeout", "-1"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--rate", "5"],
+        ["run", "--flow", "generic", "--url", "http://127.0.0.1:8000", "--body-file", "/nonexistent/body"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--scenario", "/nonexistent.toml"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--policy", "/nonexistent.toml"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "--bearer-env", "SSEPROBE_NO_SUCH_VAR"],
+        ["run", "--flow", "canonical", "--url", "http://127.0.0.1:8000", "-H", "no colon here"],
+        ["run", "--url", "http://127.0.0.1:8000"],
+        ["compare", "--canonical", "http://127.0.0.1:8000"],
+        ["compare", "a.json", "b.json", "c.json"],
+        ["compare", "--split", "five/95", "--canonical", "http://h", "--legacy", "http://h"],
+        ["frobnicate"],
+        ["run", "--no-such-option"],
+    ],
+)
 def test_bad_input_is_one_line_and_exit_3(args: list[str]) -> None:
     r = sseprobe(*args, timeout=30)
     assert r.returncode == 3, (args, r.stdout, r.stderr)
@@ -45,8 +48,9 @@ def test_bad_input_is_one_line_and_exit_3(args: list[str]) -> None:
 
 def test_unreachable_host_is_exit_3_with_reason(tmp_path: Path) -> None:
     url = refused_url().rsplit("/", 1)[0]
-    r = sseprobe("run", "--flow", "canonical", "--url", url, "-n", "3", "--workers", "1",
-                 "--out", str(tmp_path / "x.json"))
+    r = sseprobe(
+        "run", "--flow", "canonical", "--url", url, "-n", "3", "--workers", "1", "--out", str(tmp_path / "x.json")
+    )
     assert r.returncode == 3 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
     doc = json.loads((tmp_path / "x.json").read_text())
     assert doc["cohorts"]["canonical"]["outcomes"] == {"connect_error": 3}
@@ -73,9 +77,24 @@ def test_help_explains_every_option() -> None:
 
 def test_json_prints_only_the_document(tmp_path: Path) -> None:
     with target_process() as url:
-        r = sseprobe("run", "--flow", "legacy", "--url", url, "-n", "5", "--workers", "1", "--json",
-                     "--out", str(tmp_path / "j.json"), "-H", "Authorization: Bearer s3cr3t-token",
-                     "-H", "X-Trace: visible")
+        r = sseprobe(
+            "run",
+            "--flow",
+            "legacy",
+            "--url",
+            url,
+            "-n",
+            "5",
+            "--workers",
+            "1",
+            "--json",
+            "--out",
+            str(tmp_path / "j.json"),
+            "-H",
+            "Authorization: Bearer s3cr3t-token",
+            "-H",
+            "X-Trace: visible",
+        )
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["schema"] == "sseprobe.result/1" and doc["cohorts"]["legacy"]["sessions"] == 5
@@ -86,8 +105,9 @@ def test_json_prints_only_the_document(tmp_path: Path) -> None:
 
 def test_run_fires_rollback_trigger_exit_2(tmp_path: Path) -> None:
     with target_process("--canonical-p-5xx", "0.5") as url:
-        r = sseprobe("run", "--flow", "canonical", "--url", url, "-n", "60", "--workers", "1",
-                     "--out", str(tmp_path / "t.json"))
+        r = sseprobe(
+            "run", "--flow", "canonical", "--url", url, "-n", "60", "--workers", "1", "--out", str(tmp_path / "t.json")
+        )
     assert r.returncode == 2, r.stdout + r.stderr
     assert "ROLLBACK TRIGGERS FIRED" in r.stdout
     doc = json.loads((tmp_path / "t.json").read_text())
@@ -102,8 +122,7 @@ def test_check_reports_health_flag_and_sessions() -> None:
         ok = sseprobe("check", url, "--optional-dependency", "cloud_logging")
     assert warn.returncode == 1 and "not true: cloud_logging" in warn.stdout, warn.stdout
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    for name in ("health.status", "health.dependencies", "canonical.flag", "canonical.session",
-                 "legacy.session"):
+    for name in ("health.status", "health.dependencies", "canonical.flag", "canonical.session", "legacy.session"):
         assert name in ok.stdout
     assert "ON (" in ok.stdout
 

@@ -18,8 +18,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
 from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sseprobe._compare import (
@@ -117,10 +117,11 @@ def test_fill_matches_record_value() -> None:
 
 def _iterated_arrays(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
     """The slow reference: hdrh's own iterator over recorded values."""
-    pairs = [(i.value_iterated_to, i.count_at_value_iterated_to)  # read now: hdrh reuses the item
-             for i in h.get_recorded_iterator()]
-    return (np.array([v for v, _ in pairs], dtype=np.float64),
-            np.array([c for _, c in pairs], dtype=np.int64))
+    pairs = [
+        (i.value_iterated_to, i.count_at_value_iterated_to)  # read now: hdrh reuses the item
+        for i in h.get_recorded_iterator()
+    ]
+    return (np.array([v for v, _ in pairs], dtype=np.float64), np.array([c for _, c in pairs], dtype=np.int64))
 
 
 def test_vectorised_histogram_arrays_equal_hdrh_iteration() -> None:
@@ -190,14 +191,19 @@ def test_rate_difference_false_alarm_is_at_most_alpha(f: float, nb: int, nc: int
     """Exact sum over both binomials: P(lower bound > 0 | equal true rates) <= alpha.
 
     (Wilson/Newcombe fails this at 760 vs 40, f = 0.3 %: ~0.7 % for a 0.125 % alpha.)"""
+
     def pmf(n: int, kmax: int) -> np.ndarray:
         return np.array([math.comb(n, k) * f**k * (1 - f) ** (n - k) for k in range(kmax + 1)])
 
     kb = min(nb, int(nb * f + 8 * math.sqrt(nb * f) + 8))
     kc = min(nc, int(nc * f + 8 * math.sqrt(nc * f) + 8))
     pb, pc = pmf(nb, kb), pmf(nc, kc)
-    p_alarm = sum(pb[xb] * pc[xc] for xb in range(kb + 1) for xc in range(kc + 1)
-                  if pb[xb] * pc[xc] > 1e-13 and rate_diff_ci(xb, nb, xc, nc, ALPHA)[1] > 0)
+    p_alarm = sum(
+        pb[xb] * pc[xc]
+        for xb in range(kb + 1)
+        for xc in range(kc + 1)
+        if pb[xb] * pc[xc] > 1e-13 and rate_diff_ci(xb, nb, xc, nc, ALPHA)[1] > 0
+    )
     assert p_alarm <= ALPHA
 
 
@@ -307,8 +313,9 @@ def test_non_critical_red_is_yellow_overall() -> None:
 
 
 def test_higher_is_better_quantile_regresses_downwards() -> None:
-    rule = MetricRule("ttfe_p50_as_throughput", "quantile", "ttfe_us", percentile=50.0, higher_is_better=True,
-                      critical=True)
+    rule = MetricRule(
+        "ttfe_p50_as_throughput", "quantile", "ttfe_us", percentile=50.0, higher_is_better=True, critical=True
+    )
     only = replace(DEFAULT_POLICY, metrics=(rule,), triggers=())
     rng = np.random.default_rng(18)
     v = compare(cohort(rng, 3000), cohort(rng, 3000, scale=0.8), only)

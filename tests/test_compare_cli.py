@@ -14,12 +14,39 @@ BASE_MS = 100.0  # large enough that fixed client overhead (~2 ms) does not dilu
 
 def _compare(tmp_path: Path, *knobs: str, sessions: int = 1500) -> tuple[int, dict]:
     out = tmp_path / "cmp.json"
-    common = ["--legacy-ttfe-ms", str(BASE_MS), "--legacy-ttfe-spread", "0.1", "--canonical-ttfe-spread",
-              "0.1", "--legacy-gap-ms", "1", "--canonical-gap-ms", "1", "--legacy-events", "2",
-              "--canonical-events", "2"]
+    common = [
+        "--legacy-ttfe-ms",
+        str(BASE_MS),
+        "--legacy-ttfe-spread",
+        "0.1",
+        "--canonical-ttfe-spread",
+        "0.1",
+        "--legacy-gap-ms",
+        "1",
+        "--canonical-gap-ms",
+        "1",
+        "--legacy-events",
+        "2",
+        "--canonical-events",
+        "2",
+    ]
     with target_process(*common, *knobs) as url:
-        r = sseprobe("compare", "--canonical", url, "--legacy", url, "-n", str(sessions), "-c", "16",
-                     "--workers", "1", "--out", str(out), timeout=300)
+        r = sseprobe(
+            "compare",
+            "--canonical",
+            url,
+            "--legacy",
+            url,
+            "-n",
+            str(sessions),
+            "-c",
+            "16",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            timeout=300,
+        )
     assert r.returncode in (0, 1, 2, 3), r.stderr
     assert "Traceback" not in r.stderr
     doc = json.loads(out.read_text())
@@ -53,8 +80,23 @@ def test_in_stream_errors_at_6_percent_are_red(tmp_path: Path) -> None:
 def test_small_canary_is_inconclusive_not_red(tmp_path: Path) -> None:
     out = tmp_path / "canary.json"
     with target_process("--canonical-ttfe-ms", "40", "--legacy-ttfe-ms", "40") as url:
-        r = sseprobe("compare", "--canonical", url, "--legacy", url, "-n", "400", "--split", "5/95",
-                     "-c", "8", "--workers", "1", "--out", str(out))
+        r = sseprobe(
+            "compare",
+            "--canonical",
+            url,
+            "--legacy",
+            url,
+            "-n",
+            "400",
+            "--split",
+            "5/95",
+            "-c",
+            "8",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        )
     doc = json.loads(out.read_text())
     assert doc["cohorts"]["canonical"]["sessions"] == 40 and doc["cohorts"]["legacy"]["sessions"] == 760
     assert r.returncode in (0, 3), doc["verdict"]
@@ -67,8 +109,7 @@ def test_offline_compare_of_saved_runs(tmp_path: Path) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     with target_process("--canonical-ttfe-ms", "40") as url:
         for out in (a, b):
-            r = sseprobe("run", "--flow", "canonical", "--url", url, "-n", "60", "--workers", "1",
-                         "--out", str(out))
+            r = sseprobe("run", "--flow", "canonical", "--url", url, "-n", "60", "--workers", "1", "--out", str(out))
             assert r.returncode == 0, r.stderr
     r = sseprobe("compare", str(a), str(b))
     assert r.returncode in (0, 3), r.stdout + r.stderr  # same service: never YELLOW or RED

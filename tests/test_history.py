@@ -16,10 +16,15 @@ from .report_docs import results_doc
 
 def _row(verdict: str = "GREEN", ttfe: float = 50.0) -> PassRow:
     doc = results_doc(ttfe_ms=ttfe)
-    return PassRow(started="2026-01-01T03:00:00+00:00", duration_s=12.5, verdict=verdict,
-                   exit_code={"GREEN": 0, "RED": 2}.get(verdict, 3), reasons=[f"x {verdict}: because"],
-                   results="results/monitor-x.json",
-                   cohorts=[CohortRow.from_document(n, c) for n, c in doc["cohorts"].items()])
+    return PassRow(
+        started="2026-01-01T03:00:00+00:00",
+        duration_s=12.5,
+        verdict=verdict,
+        exit_code={"GREEN": 0, "RED": 2}.get(verdict, 3),
+        reasons=[f"x {verdict}: because"],
+        results="results/monitor-x.json",
+        cohorts=[CohortRow.from_document(n, c) for n, c in doc["cohorts"].items()],
+    )
 
 
 def test_round_trip_keeps_metrics_and_histograms(tmp_path: Path) -> None:
@@ -115,8 +120,9 @@ def test_readers_see_committed_rows_while_a_writer_is_open(tmp_path: Path) -> No
     try:
         hold = sqlite3.connect(db, isolation_level=None)
         hold.execute("BEGIN IMMEDIATE")  # a pass in the middle of writing its row
-        hold.execute("INSERT INTO passes (started, duration_s, verdict, exit_code, reasons) "
-                     "VALUES ('x', 0, 'RED', 2, '[]')")
+        hold.execute(
+            "INSERT INTO passes (started, duration_s, verdict, exit_code, reasons) VALUES ('x', 0, 'RED', 2, '[]')"
+        )
         assert reader.count() == 1  # WAL: the reader is not blocked and sees only committed rows
         hold.execute("COMMIT")
         hold.close()

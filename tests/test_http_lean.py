@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -22,8 +22,9 @@ from .servers import refused_url
 
 
 @asynccontextmanager
-async def scripted(respond: Callable[[bytes], list[bytes]], close_after: bool = False,
-                   pause: float = 0.0) -> AsyncIterator[tuple[str, list[int]]]:
+async def scripted(
+    respond: Callable[[bytes], list[bytes]], close_after: bool = False, pause: float = 0.0
+) -> AsyncIterator[tuple[str, list[int]]]:
     """A server answering each request head with ``respond(head)`` pieces; yields (url, connections)."""
     conns: list[int] = []
 
@@ -127,7 +128,7 @@ def test_one_chunk_per_read_and_the_last_chunk_marker_with_it() -> None:
                 for _ in range(2):
                     resp = await http.request("GET", url)
                     seen: list[bytes] = []
-                    assert await resp.consume(lambda b: bool(seen.append(b))) is False
+                    assert await resp.consume(lambda b, seen=seen: bool(seen.append(b))) is False
                     assert seen == events  # one piece per chunk, nothing of the framing
                     resp.release()
             assert len(conns) == 1
@@ -192,8 +193,7 @@ def test_no_head_in_time_is_head_timeout_and_silence_is_read_timeout() -> None:
 
 def test_consume_pushes_pieces_and_stops_when_the_sink_is_done() -> None:
     async def go() -> None:
-        data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                + chunked(b"abcdefghij" * 10, [10] * 10))
+        data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b"abcdefghij" * 10, [10] * 10)
         async with scripted(lambda _h: [data[:60], data[60:]], pause=0.01) as (url, _):
             async with LeanClient(5, 5) as http:
                 seen: list[bytes] = []
@@ -202,7 +202,7 @@ def test_consume_pushes_pieces_and_stops_when_the_sink_is_done() -> None:
                 resp.release()
                 resp = await http.request("GET", url)
                 seen.clear()
-                assert await resp.consume(lambda b: bool(seen.append(b))) is False
+                assert await resp.consume(lambda b, seen=seen: bool(seen.append(b))) is False
                 assert b"".join(seen) == b"abcdefghij" * 10
 
                 def boom(_b: bytes) -> bool:

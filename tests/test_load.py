@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sseprobe._record import SessionRecord
 from sseprobe._outcomes import Outcome
+from sseprobe._record import SessionRecord
 from sseprobe._scenario import load_scenario
 from sseprobe._stats import CohortStats, summarize_ms
 
@@ -28,8 +28,21 @@ def _doc(path: Path) -> dict:
 
 def test_open_model_achieves_the_rate(target: str, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    r = sseprobe("run", "--flow", "canonical", "--url", target, "--rate", "40", "--duration", "5",
-                 "--workers", "1", "--out", str(out))
+    r = sseprobe(
+        "run",
+        "--flow",
+        "canonical",
+        "--url",
+        target,
+        "--rate",
+        "40",
+        "--duration",
+        "5",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     doc = _doc(out)
     c = doc["cohorts"]["canonical"]
@@ -43,22 +56,39 @@ def test_open_model_achieves_the_rate(target: str, tmp_path: Path) -> None:
 
 def test_slowdown_mid_run_shows_in_lag_and_ttfe(tmp_path: Path) -> None:
     out = tmp_path / "slow.json"
-    with target_process("--canonical-ttfe-ms", "20", "--canonical-ttfe-spread", "0",
-                        "--canonical-gap-ms", "5") as url:
+    with target_process("--canonical-ttfe-ms", "20", "--canonical-ttfe-spread", "0", "--canonical-gap-ms", "5") as url:
+
         def slow_down() -> None:
             time.sleep(2.0)
-            req = urllib.request.Request(f"{url}/_target/config", method="PATCH",
-                                         data=json.dumps({"canonical": {"ttfe_ms": 400}}).encode(),
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                f"{url}/_target/config",
+                method="PATCH",
+                data=json.dumps({"canonical": {"ttfe_ms": 400}}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             urllib.request.urlopen(req, timeout=5).read()
 
         threading.Thread(target=slow_down, daemon=True).start()
-        r = sseprobe("run", "--flow", "canonical", "--url", url, "--rate", "40", "--duration", "5",
-                     "--max-in-flight", "8", "--workers", "1", "--out", str(out))
+        r = sseprobe(
+            "run",
+            "--flow",
+            "canonical",
+            "--url",
+            url,
+            "--rate",
+            "40",
+            "--duration",
+            "5",
+            "--max-in-flight",
+            "8",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        )
     assert r.returncode in (0, 2), r.stderr
     doc = _doc(out)
-    ivals = [i for i in doc["intervals"] if "canonical" in i["cohorts"]
-             and "ttfe_p95_ms" in i["cohorts"]["canonical"]]
+    ivals = [i for i in doc["intervals"] if "canonical" in i["cohorts"] and "ttfe_p95_ms" in i["cohorts"]["canonical"]]
     early = [i["cohorts"]["canonical"]["ttfe_p95_ms"] for i in ivals if i["t"] < 1.5]
     late = [i["cohorts"]["canonical"]["ttfe_p95_ms"] for i in ivals if i["t"] >= 3.5]
     assert early and late and max(early) < 150 and min(late) > 400
@@ -72,8 +102,9 @@ def test_workers_merge_to_the_same_totals(target: str, tmp_path: Path) -> None:
     outs = {}
     for w in ("1", "2"):
         outs[w] = tmp_path / f"w{w}.json"
-        r = sseprobe("run", "--flow", "legacy", "--url", target, "-n", "120", "-c", "8",
-                     "--workers", w, "--out", str(outs[w]))
+        r = sseprobe(
+            "run", "--flow", "legacy", "--url", target, "-n", "120", "-c", "8", "--workers", w, "--out", str(outs[w])
+        )
         assert r.returncode == 0, r.stderr
     one, two = _doc(outs["1"]), _doc(outs["2"])
     assert one["cohorts"]["legacy"]["sessions"] == two["cohorts"]["legacy"]["sessions"] == 120
@@ -99,9 +130,29 @@ def test_merged_histograms_equal_one_histogram_of_every_value() -> None:
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigint_mid_run_writes_a_complete_document(target: str, tmp_path: Path, workers: str) -> None:
     out = tmp_path / "int.json"
-    proc = subprocess.Popen([*CLI, "run", "--flow", "canonical", "--url", target, "--rate", "30",
-                             "--duration", "60", "--grace", "1", "--workers", workers, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            "--flow",
+            "canonical",
+            "--url",
+            target,
+            "--rate",
+            "30",
+            "--duration",
+            "60",
+            "--grace",
+            "1",
+            "--workers",
+            workers,
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(2.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
@@ -126,8 +177,19 @@ def test_every_shipped_scenario_parses() -> None:
 def test_smoke_scenario_runs_green(target: str, tmp_path: Path) -> None:
     for flow in ("canonical", "legacy"):
         out = tmp_path / f"smoke-{flow}.json"
-        r = sseprobe("run", "--scenario", "scenarios/smoke.toml", "--flow", flow, "--url", target,
-                     "--workers", "1", "--out", str(out))
+        r = sseprobe(
+            "run",
+            "--scenario",
+            "scenarios/smoke.toml",
+            "--flow",
+            flow,
+            "--url",
+            target,
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         c = _doc(out)["cohorts"][flow]
         assert c["sessions"] == 30 and c["completion_rate"] == 1.0

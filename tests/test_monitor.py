@@ -15,9 +15,10 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -52,8 +53,9 @@ flow = "legacy"
 
 
 def patch_target(url: str, body: dict[str, Any]) -> None:
-    req = urllib.request.Request(f"{url}/_target/config", data=orjson.dumps(body), method="PATCH",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/_target/config", data=orjson.dumps(body), method="PATCH", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
 
@@ -64,15 +66,27 @@ def target_stats(url: str) -> dict[str, Any]:
 
 
 def monitor(cfg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "monitor", "--config", str(cfg), *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*CLI, "monitor", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def write_config(tmp: Path, url: str, **extra: Any) -> Path:
     (tmp / "scenario.toml").write_text(SCENARIO)
-    lines = [f'url = "{url}"', 'scenario = "scenario.toml"', 'baseline = "out/baseline.json"',
-             'history = "out/history.sqlite"', 'prometheus = "out/prom/sseprobe.prom"', 'results_dir = "out"',
-             'ignore_checks = ["health.dependencies"]']
+    lines = [
+        f'url = "{url}"',
+        'scenario = "scenario.toml"',
+        'baseline = "out/baseline.json"',
+        'history = "out/history.sqlite"',
+        'prometheus = "out/prom/sseprobe.prom"',
+        'results_dir = "out"',
+        'ignore_checks = ["health.dependencies"]',
+    ]
     lines += [f"{k} = {orjson.dumps(v).decode()}" for k, v in extra.items()]
     cfg = tmp / "monitor.toml"
     cfg.write_text("\n".join(lines) + "\n")
@@ -125,12 +139,32 @@ def webhook_server() -> Iterator[tuple[int, list[dict[str, Any]]]]:
 
 
 def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
-    with target("--canonical-ttfe-ms", "20", "--legacy-ttfe-ms", "30", "--canonical-ttfe-spread", "0",
-                "--legacy-ttfe-spread", "0", "--canonical-gap-ms", "2", "--legacy-gap-ms", "2",
-                "--canonical-events", "3", "--legacy-events", "3", "--require-token", TOKEN) as url, \
-            webhook_server() as (port, posts):
-        cfg = write_config(tmp_path, url, bearer_env="SSEPROBE_TEST_TOKEN", webhook_env="SSEPROBE_TEST_HOOK",
-                           html="out/monitor.html")
+    with (
+        target(
+            "--canonical-ttfe-ms",
+            "20",
+            "--legacy-ttfe-ms",
+            "30",
+            "--canonical-ttfe-spread",
+            "0",
+            "--legacy-ttfe-spread",
+            "0",
+            "--canonical-gap-ms",
+            "2",
+            "--legacy-gap-ms",
+            "2",
+            "--canonical-events",
+            "3",
+            "--legacy-events",
+            "3",
+            "--require-token",
+            TOKEN,
+        ) as url,
+        webhook_server() as (port, posts),
+    ):
+        cfg = write_config(
+            tmp_path, url, bearer_env="SSEPROBE_TEST_TOKEN", webhook_env="SSEPROBE_TEST_HOOK", html="out/monitor.html"
+        )
         env = {"SSEPROBE_TEST_TOKEN": TOKEN, "SSEPROBE_TEST_HOOK": f"http://127.0.0.1:{port}/hook/{HOOK_SECRET}"}
         out = tmp_path / "out"
 
@@ -172,8 +206,9 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         rows = [ln for ln in hist.stdout.splitlines() if ln.strip()[:1].isdigit()]
         assert [r.split()[2] for r in rows] == ["GREEN", "RED"]
         assert "canonical completion_rate" in hist.stdout  # the trend lines
-        as_json = orjson.loads(subprocess.run([*CLI, "history", "--config", str(cfg), "--json"],
-                                              capture_output=True, timeout=60).stdout)
+        as_json = orjson.loads(
+            subprocess.run([*CLI, "history", "--config", str(cfg), "--json"], capture_output=True, timeout=60).stdout
+        )
         assert as_json[1]["cohorts"]["canonical"]["completion_rate"] < 0.7
 
         html = (out / "monitor.html").read_text()
@@ -231,15 +266,27 @@ def test_killing_a_pass_mid_probe_keeps_history_and_previous_prom(tmp_path: Path
         out = tmp_path / "out"
         doc = results_doc()
         with History(out / "history.sqlite") as h:  # an earlier pass
-            h.append(PassRow("2026-01-01T03:00:00+00:00", 10.0, "GREEN", 0, ["ok"],
-                             [CohortRow.from_document(n, c) for n, c in doc["cohorts"].items()]))
+            h.append(
+                PassRow(
+                    "2026-01-01T03:00:00+00:00",
+                    10.0,
+                    "GREEN",
+                    0,
+                    ["ok"],
+                    [CohortRow.from_document(n, c) for n, c in doc["cohorts"].items()],
+                )
+            )
         prom = out / "prom" / "sseprobe.prom"
         prom.parent.mkdir(parents=True)
         prom.write_text("# previous pass\nsseprobe_up 1.0\n")
         before = prom.read_bytes()
 
-        proc = subprocess.Popen([*CLI, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*CLI, "monitor", "--config", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:  # the check's sessions, then the probe's
@@ -283,8 +330,13 @@ def test_sigterm_mid_probe_is_unknown_and_writes_nothing(tmp_path: Path) -> None
     """systemd's stop (or a timer's timeout) is SIGTERM: the pass says so and keeps the outputs as they were."""
     with target("--canonical-ttfe-ms", "200", "--legacy-ttfe-ms", "200") as url:
         cfg = write_config(tmp_path, url)
-        proc = subprocess.Popen([*CLI, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [*CLI, "monitor", "--config", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             stats = target_stats(url)
@@ -305,8 +357,9 @@ def test_baseline_save_keeps_histograms_and_refuses_percentiles_only(tmp_path: P
     doc = results_doc()
     src.write_bytes(orjson.dumps(doc))
     cfg = write_config(tmp_path, "http://127.0.0.1:9")
-    res = subprocess.run([*CLI, "baseline", "save", str(src), "--config", str(cfg)], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [*CLI, "baseline", "save", str(src), "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     saved = orjson.loads((tmp_path / "out" / "baseline.json").read_bytes())
     assert saved["cohorts"]["legacy"]["histograms"] == doc["cohorts"]["legacy"]["histograms"]
@@ -314,8 +367,12 @@ def test_baseline_save_keeps_histograms_and_refuses_percentiles_only(tmp_path: P
     for c in doc["cohorts"].values():
         c["histograms"] = {}
     src.write_bytes(orjson.dumps(doc))
-    res = subprocess.run([*CLI, "baseline", "save", str(src), "--to", str(tmp_path / "b2.json")],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [*CLI, "baseline", "save", str(src), "--to", str(tmp_path / "b2.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 3 and "no encoded histograms" in res.stderr
     assert not (tmp_path / "b2.json").exists()
 
@@ -332,6 +389,6 @@ def test_push_to_a_pushgateway(tmp_path: Path) -> None:
     with app_in_thread("/metrics/{tail:.*}", metrics) as port:
         pm = PassMetrics({"overall": "GREEN"}, time.time(), 3.0, True, cohorts=results_doc()["cohorts"])
         push(pm, f"http://127.0.0.1:{port}", "sseprobe_monitor")
-    (method, path, body), = got
+    ((method, path, body),) = got
     assert method == "PUT" and path == "/metrics/job/sseprobe_monitor"
     assert "sseprobe_ttfe_seconds" in body and 'cohort="canonical"' in body

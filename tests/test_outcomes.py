@@ -31,6 +31,7 @@ def one(path: str, **kw: object) -> SessionRecord:
     async def go() -> SessionRecord:
         async with misbehaving_server() as base:
             return await _one(base + path, **kw)  # type: ignore[arg-type]
+
     return asyncio.run(go())
 
 
@@ -115,6 +116,7 @@ def test_no_response_headers_is_timeout() -> None:
     async def go() -> SessionRecord:
         async with silent_server() as base:
             return await _one(base + "/sse", timeouts=Timeouts(connect=0.3, idle=5, session=5))
+
     rec = asyncio.run(go())
     assert rec.outcome == Outcome.TIMEOUT and "headers" in (rec.error or "")
 
@@ -144,8 +146,10 @@ def test_adk_style_close_after_partial_event_is_premature() -> None:
     from sseprobe._target import CohortKnobs, TargetConfig, running_target
 
     async def go(p_close: float) -> SessionRecord:
-        cfg = TargetConfig(canonical=CohortKnobs(ttfe_ms=5, ttfe_spread=0, gap_ms=1, events=4,
-                                                 p_premature_close=p_close), adk_style=True)
+        cfg = TargetConfig(
+            canonical=CohortKnobs(ttfe_ms=5, ttfe_spread=0, gap_ms=1, events=4, p_premature_close=p_close),
+            adk_style=True,
+        )
         async with running_target(cfg) as t:
             opts = FlowOptions(flow="canonical", url=t.url)
             rec = SessionRecord("canonical", 0, scheduled=time.perf_counter())

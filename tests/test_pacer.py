@@ -13,7 +13,7 @@ from sseprobe._pacer import Phase, Schedule, constant, ramp, steps
 def test_constant_rate_spaces_arrivals_evenly() -> None:
     times = list(constant(10, 2).arrivals())
     assert len(times) == 20
-    gaps = {round(b - a, 9) for a, b in zip(times, times[1:])}
+    gaps = {round(b - a, 9) for a, b in zip(times, times[1:], strict=False)}
     assert gaps == {0.1}
     assert 0 < times[0] < times[-1] < 2
 
@@ -23,7 +23,7 @@ def test_ramp_counts_and_accelerates() -> None:
     assert len(times) == 500  # area under the ramp
     first_half = sum(1 for t in times if t < 5)
     assert first_half == 125  # a quarter of the arrivals in the first half of a ramp from 0
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert gaps[0] > gaps[-1] * 10
 
 
@@ -47,15 +47,16 @@ def test_poisson_is_seeded_and_has_the_right_mean() -> None:
     a, b = list(s.arrivals()), list(s.arrivals())
     assert a == b  # reproducible
     assert 2000 * 0.93 < len(a) < 2000 * 1.07
-    gaps = [y - x for x, y in zip(a, a[1:])]
+    gaps = [y - x for x, y in zip(a, a[1:], strict=False)]
     assert statistics.pstdev(gaps) == pytest.approx(statistics.mean(gaps), rel=0.1)  # exponential
 
 
 def test_parts_split_the_arrivals_exactly() -> None:
     s = ramp(1, 30, 20)
     whole = list(s.arrivals())
-    parts = sorted(list(s.arrivals(part=0, parts=3)) + list(s.arrivals(part=1, parts=3))
-                   + list(s.arrivals(part=2, parts=3)))
+    parts = sorted(
+        list(s.arrivals(part=0, parts=3)) + list(s.arrivals(part=1, parts=3)) + list(s.arrivals(part=2, parts=3))
+    )
     assert parts == whole
 
 
@@ -71,6 +72,6 @@ def test_interleave_follows_weights_evenly() -> None:
     picks = [next(it) for _ in range(100)]
     assert picks.count(0) == 5
     positions = [i for i, p in enumerate(picks) if p == 0]
-    assert max(b - a for a, b in zip(positions, positions[1:])) <= 21  # spread, not bunched
+    assert max(b - a for a, b in zip(positions, positions[1:], strict=False)) <= 21  # spread, not bunched
     it2 = interleave([1, 1])
     assert [next(it2) for _ in range(4)] in ([0, 1, 0, 1], [1, 0, 1, 0])

@@ -22,12 +22,18 @@ from sseprobe._stats import CohortStats
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def stats(n: int = 100, *, connected: int | None = None, ok: int | None = None, s5xx: int = 0,
-          timeouts: int = 0, ttfe_ms: float = 200.0) -> CohortStats:
+def stats(
+    n: int = 100,
+    *,
+    connected: int | None = None,
+    ok: int | None = None,
+    s5xx: int = 0,
+    timeouts: int = 0,
+    ttfe_ms: float = 200.0,
+) -> CohortStats:
     s = CohortStats(sessions=n, connected=n if connected is None else connected)
     ok = s.connected - timeouts if ok is None else ok
-    s.outcomes.update({"ok": ok, "timeout": timeouts, "http_error": s5xx,
-                       "connect_error": n - ok - timeouts - s5xx})
+    s.outcomes.update({"ok": ok, "timeout": timeouts, "http_error": s5xx, "connect_error": n - ok - timeouts - s5xx})
     s.http_status.update({"200": s.connected, "503": s5xx})
     for _ in range(s.connected):
         s.histograms["ttfe_us"].record_value(int(ttfe_ms * 1000))
@@ -45,8 +51,16 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_default_policy_follows_the_checklist() -> None:
     names = [m.name for m in DEFAULT_POLICY.metrics]
-    assert names == ["connect_success_rate", "ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms",
-                     "completion_p95_ms", "completion_rate", "error_rate_5xx", "timeout_rate"]
+    assert names == [
+        "connect_success_rate",
+        "ttfe_p50_ms",
+        "ttfe_p95_ms",
+        "ttfe_p99_ms",
+        "completion_p95_ms",
+        "completion_rate",
+        "error_rate_5xx",
+        "timeout_rate",
+    ]
     critical = {m.name for m in DEFAULT_POLICY.metrics if m.critical}
     assert critical == {"connect_success_rate", "ttfe_p95_ms", "completion_rate", "error_rate_5xx", "timeout_rate"}
     assert all((m.yellow, m.red) == (0.05, 0.10) for m in DEFAULT_POLICY.metrics)
@@ -75,7 +89,10 @@ def test_empty_file_is_the_default_policy(tmp_path: Path) -> None:
 
 
 def test_overrides(tmp_path: Path) -> None:
-    p = load_policy(write(tmp_path, """
+    p = load_policy(
+        write(
+            tmp_path,
+            """
 confidence = 0.95
 min_sessions = 100
 yellow = 0.03
@@ -104,7 +121,9 @@ enabled = false
 metric = "lag_p99_ms"
 op = ">="
 threshold = 250
-"""))
+""",
+        )
+    )
     assert p.confidence == 0.95 and p.min_sessions == 100 and p.power == DEFAULT_POLICY.power
     names = [m.name for m in p.metrics]
     assert "ttfe_p99_ms" not in names and names[-1] == "headers_p90_ms"
@@ -119,8 +138,13 @@ threshold = 250
 
 
 def test_rate_metric_can_be_added_under_a_new_name(tmp_path: Path) -> None:
-    p = load_policy(write(tmp_path, '[metrics.timeouts_strict]\nkind = "rate"\nrate = "timeout_rate"\n'
-                                    "yellow = 0.01\nred = 0.02\nrate_floor = 0.5\n"))
+    p = load_policy(
+        write(
+            tmp_path,
+            '[metrics.timeouts_strict]\nkind = "rate"\nrate = "timeout_rate"\n'
+            "yellow = 0.01\nred = 0.02\nrate_floor = 0.5\n",
+        )
+    )
     m = p.metric("timeouts_strict")
     assert (m.kind, m.source, m.higher_is_better, m.rate_floor) == ("rate", "timeout_rate", False, 0.5)
 
@@ -142,13 +166,12 @@ def test_rate_metric_can_be_added_under_a_new_name(tmp_path: Path) -> None:
         ('[metrics.ttfe_p95_ms]\nhistogram = "ttfb_us"', "metrics.ttfe_p95_ms.histogram", "one of"),
         ('[metrics.ttfe_p95_ms]\nrate = "timeout_rate"', "metrics.ttfe_p95_ms.rate", "no 'rate' key"),
         ("[metrics.brand_new]\nred = 0.2", "metrics.brand_new.kind", "for a new metric"),
-        ('[metrics.brand_new]\nkind = "quantile"\nhistogram = "ttfe_us"', "metrics.brand_new.percentile",
-         "(0, 100)"),
+        ('[metrics.brand_new]\nkind = "quantile"\nhistogram = "ttfe_us"', "metrics.brand_new.percentile", "(0, 100)"),
         ('[metrics.brand_new]\nkind = "rate"\nrate = "happiness"', "metrics.brand_new.rate", "one of"),
         ('[triggers.ttfe_p95]\nop = "=>"', "triggers.ttfe_p95.op", "one of"),
         ('[triggers.new_one]\nmetric = "timeout_rate"', "triggers.new_one", "metric, op and threshold"),
         ('[triggers.ttfe_p95]\nmetric = "ttfe_p95"', "triggers.ttfe_p95", "like 'ttfe_p95_ms'"),
-        ("[triggers.ttfe_p95]\nthreshold = \"5s\"", "triggers.ttfe_p95.threshold", "a number"),
+        ('[triggers.ttfe_p95]\nthreshold = "5s"', "triggers.ttfe_p95.threshold", "a number"),
     ],
 )
 def test_errors_name_file_key_and_expectation(tmp_path: Path, text: str, key: str, expected: str) -> None:

@@ -40,7 +40,7 @@ def test_report_has_both_cohorts_distributions_over_time_and_no_network() -> Non
         assert "canonical" in chart and "legacy" in chart
     over = html.split('id="over-time"')[1].split('id="outcomes"')[0]
     assert "TTFE per interval" in over and "Outcomes per interval" in over
-    assert over.count("<path d=\"M") >= 8
+    assert over.count('<path d="M') >= 8
     outcomes = html.split('id="outcomes"')[1]
     assert "stream_error" in outcomes and "ok" in outcomes
     assert "GREEN" in html and "ttfe_p95_ms" in html
@@ -116,9 +116,14 @@ def test_offline_compare_writes_html(tmp_path: Path) -> None:
 
 def test_prometheus_text_parses_back(tmp_path: Path) -> None:
     doc = results_doc()
-    pm = PassMetrics(parts={"overall": "RED", "check": "GREEN", "canonical vs legacy": "RED"},
-                     started_ts=1_767_236_400.0, duration_s=12.0, up=True, last_success_ts=1_767_150_000.0,
-                     cohorts=doc["cohorts"])
+    pm = PassMetrics(
+        parts={"overall": "RED", "check": "GREEN", "canonical vs legacy": "RED"},
+        started_ts=1_767_236_400.0,
+        duration_s=12.0,
+        up=True,
+        last_success_ts=1_767_150_000.0,
+        cohorts=doc["cohorts"],
+    )
     path = write_textfile(pm, tmp_path / "sseprobe.prom")
     fams = {f.name: f for f in text_string_to_metric_families(path.read_text())}
     verdict = {s.labels["part"]: s.value for s in fams["sseprobe_monitor_verdict"].samples}

@@ -22,26 +22,48 @@ from .report_docs import results_doc
 CHROMIUM = "/usr/bin/chromium"
 
 if not os.access(CHROMIUM, os.X_OK) and os.environ.get("CI") != "true":
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); CI installs it and runs this test",
-                allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} not installed (apt-get install chromium); CI installs it and runs this test",
+        allow_module_level=True,
+    )
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-extensions", "--disable-default-apps", "--host-resolver-rules=MAP * ~NOTFOUND",
-         "--enable-logging=stderr", "--v=0", "--window-size=1100,3200"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--window-size=1100,3200",
+]
 
 
 def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     profile = tmp / "profile"
     profile.mkdir(exist_ok=True)
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                          text=True, timeout=90, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _console_errors(stderr: str) -> list[str]:
     """Page-level problems Chromium logs: console messages from the page, uncaught errors, CSP refusals."""
-    return [ln for ln in stderr.splitlines()
-            if "CONSOLE" in ln or "Uncaught" in ln or "Refused to" in ln or "Content Security Policy" in ln]
+    return [
+        ln
+        for ln in stderr.splitlines()
+        if "CONSOLE" in ln or "Uncaught" in ln or "Refused to" in ln or "Content Security Policy" in ln
+    ]
 
 
 def _png_pixels(data: bytes) -> tuple[int, int, int, bytes]:
@@ -50,8 +72,8 @@ def _png_pixels(data: bytes) -> tuple[int, int, int, bytes]:
     pos, idat, width = 8, b"", 0
     height = bpp = 0
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
             assert depth == 8 and color in (2, 6) and interlace == 0
@@ -65,7 +87,7 @@ def _png_pixels(data: bytes) -> tuple[int, int, int, bytes]:
     prev = bytearray(stride)
     for y in range(height):
         f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
@@ -80,13 +102,13 @@ def _png_pixels(data: bytes) -> tuple[int, int, int, bytes]:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        out[y * stride:(y + 1) * stride] = line
+        out[y * stride : (y + 1) * stride] = line
         prev = line
     return width, height, bpp, bytes(out)
 
 
 def _count_color(pixels: bytes, bpp: int, hex_color: str, tol: int = 40) -> int:
-    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
     n = 0
     for i in range(0, len(pixels), bpp):
         if abs(pixels[i] - r) <= tol and abs(pixels[i + 1] - g) <= tol and abs(pixels[i + 2] - b) <= tol:
@@ -121,8 +143,9 @@ def test_screenshot_shows_both_cohorts_lines(report: Path, tmp_path: Path) -> No
     assert _console_errors(proc.stderr) == []
     width, height, bpp, pixels = _png_pixels(shot.read_bytes())
     assert width >= 1000 and height >= 3000
-    white = sum(1 for i in range(0, len(pixels), bpp * 7) if pixels[i] > 245 and pixels[i + 1] > 245
-                and pixels[i + 2] > 245)
+    white = sum(
+        1 for i in range(0, len(pixels), bpp * 7) if pixels[i] > 245 and pixels[i + 1] > 245 and pixels[i + 2] > 245
+    )
     assert white < 0.98 * (len(pixels) // (bpp * 7))  # not a blank page
     # both cohorts' lines are on the page in their colours (canonical, legacy)
     for color in PALETTE[:2]:
@@ -132,9 +155,11 @@ def test_screenshot_shows_both_cohorts_lines(report: Path, tmp_path: Path) -> No
 def test_the_error_check_is_not_vacuous(tmp_path: Path) -> None:
     """A page that fetches and throws is caught by the same stderr check."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" "
-                   "content=\"default-src 'none'; script-src 'unsafe-inline'\"></head><body>"
-                   "<img src=\"http://example.invalid/x.png\"><script>throw new Error('boom')</script></body></html>")
+    bad.write_text(
+        '<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; script-src 'unsafe-inline'\"></head><body>"
+        "<img src=\"http://example.invalid/x.png\"><script>throw new Error('boom')</script></body></html>"
+    )
     proc = _chromium(tmp_path, "--dump-dom", bad.as_uri())
     errors = _console_errors(proc.stderr)
     assert any("boom" in e for e in errors) and any("Content Security Policy" in e for e in errors), proc.stderr[-2000:]

@@ -52,10 +52,7 @@ def test_spec_stock_example() -> None:
 
 
 def test_spec_first_second_third_event() -> None:
-    stream = (
-        b": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\n"
-        b"data:  third event\n\n"
-    )
+    stream = b": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n"
     check(stream, [ev("first event", id="1"), ev("second event"), ev(" third event")])
 
 
@@ -165,9 +162,7 @@ def test_retry() -> None:
     check(stream, [ev("a", retry=1500), ev("b"), ev("c", retry=0)])
 
 
-@pytest.mark.parametrize(
-    "value", [b"", b"1.5", b"-1", b"+1", b" 15", b"15 ", b"1_000", b"1a", "\u0661\u0662".encode()]
-)
+@pytest.mark.parametrize("value", [b"", b"1.5", b"-1", b"+1", b" 15", b"15 ", b"1_000", b"1a", "\u0661\u0662".encode()])
 def test_retry_not_only_ascii_digits_is_ignored(value: bytes) -> None:
     check(b"retry: 10\nretry: " + value + b"\ndata: a\n\n", [ev("a", retry=10)])
     check(b"retry: " + value + b"\ndata: a\n\n", [ev("a")])
@@ -281,7 +276,7 @@ def test_huge_line_raises_before_it_is_buffered() -> None:
     tracemalloc.start()
     try:
         with pytest.raises(ProtocolError):
-            for n in range(50 * 16):  # a 50 MiB line, fresh 64 KiB chunks, no newline
+            for n in range(50 * 16):  # noqa: B007 - n is read after the loop; a 50 MiB line, fresh 64 KiB chunks, no newline
                 dec.feed(b"x" * chunk_size)
                 assert sum(map(len, dec._parts)) <= max_line
         _, peak = tracemalloc.get_traced_memory()
@@ -396,7 +391,7 @@ def _stream(draw: st.DrawFn) -> bytes:
     eols = draw(st.lists(st.sampled_from([b"\n", b"\r", b"\r\n"]), min_size=len(lines), max_size=len(lines)))
     if draw(st.booleans()):  # one line end for the whole stream, as real servers do
         eols = [eols[0] if eols else b"\n"] * len(lines)
-    body = b"".join(line + eol for line, eol in zip(lines, eols))
+    body = b"".join(line + eol for line, eol in zip(lines, eols, strict=False))
     if draw(st.booleans()):
         body += draw(_line())  # unterminated last line
     return (BOM if draw(st.booleans()) else b"") + body
@@ -406,7 +401,7 @@ def _stream(draw: st.DrawFn) -> bytes:
 def _chunked(draw: st.DrawFn) -> list[bytes]:
     stream = draw(_stream())
     cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=8)))
-    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)])]
+    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=False)]
 
 
 @settings(max_examples=400, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -83,8 +83,13 @@ async def create_session(t: Target, s: aiohttp.ClientSession, user: str = "u1") 
 
 
 def run_body(sid: str, user: str = "u1") -> dict[str, Any]:
-    return {"appName": "vana", "userId": user, "sessionId": sid,
-            "newMessage": {"role": "user", "parts": [{"text": "test"}]}, "streaming": True}
+    return {
+        "appName": "vana",
+        "userId": user,
+        "sessionId": sid,
+        "newMessage": {"role": "user", "parts": [{"text": "test"}]},
+        "streaming": True,
+    }
 
 
 async def canonical_events(t: Target, s: aiohttp.ClientSession) -> list[dict[str, Any]]:
@@ -124,7 +129,12 @@ def test_sessions_backend_and_adk_shapes() -> None:
         async with s.post(t.url + "/apps/vana/users/u1/sessions/s1", json={}) as r:
             assert r.status == 200
             assert {k: v for k, v in (await r.json()).items() if k != "lastUpdateTime"} == {
-                "id": "s1", "appName": "vana", "userId": "u1", "state": {}, "events": []}
+                "id": "s1",
+                "appName": "vana",
+                "userId": "u1",
+                "state": {},
+                "events": [],
+            }
         async with s.post(t.url + "/apps/vana/users/u1/sessions/s1", json={}) as r:
             assert r.status == 400 and (await r.json())["detail"] == "Session already exists: s1"
         t.config.adk_style = True
@@ -203,16 +213,25 @@ def test_legacy_flow_statuses_and_stream_stays_open() -> None:
             assert r.status == 404
         async with s.post(t.url + RUN.format("s1"), json={"message": "q"}) as r:
             assert r.status == 200
-            assert await r.json() == {**(await r.json()), "success": True, "session_id": "s1",
-                                      "message": "Research session started successfully"}
+            assert await r.json() == {
+                **(await r.json()),
+                "success": True,
+                "session_id": "s1",
+                "message": "Research session started successfully",
+            }
         async with s.get(t.url + RUN.format("s1")) as r:
             assert r.headers["Content-Type"] == "text/event-stream"
             assert (r.headers["Cache-Control"], r.headers["X-Accel-Buffering"]) == ("no-cache", "no")
             events = await read_until(r, "research_complete")
             await assert_stays_open(r)
         names = [e["event"] for e in events]
-        assert names == ["agent_network_connection", "agent_status", "research_update", "research_update",
-                         "research_complete"]
+        assert names == [
+            "agent_network_connection",
+            "agent_status",
+            "research_update",
+            "research_update",
+            "research_complete",
+        ]
         assert "id" not in events[0] and events[0]["json"]["status"] == "connected"
         assert all(re.fullmatch(e["event"] + r"_\d+\.\d+", e["id"]) for e in events[1:])
         first, second = (e["json"]["content"] for e in events[2:4])
@@ -252,7 +271,7 @@ def test_start_faults_5xx_and_429() -> None:
         sid = await create_session(t, s)
         for status, knob in ((500, "p_5xx"), (429, "p_429")):
             for cohort in (t.config.canonical, t.config.legacy):
-                setattr(cohort, "p_5xx", 0.0)
+                cohort.p_5xx = 0.0
                 setattr(cohort, knob, 1.0)
             async with s.post(t.url + "/run_sse", json=run_body(sid)) as r:
                 assert r.status == status

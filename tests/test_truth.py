@@ -16,10 +16,8 @@ from .conftest import sseprobe, target_process
 @pytest.mark.parametrize("flow", ["canonical", "legacy"])
 def test_ttfe_matches_the_injected_delay(flow: str, tmp_path: Path) -> None:
     out = tmp_path / "t.json"
-    with target_process(f"--{flow}-ttfe-ms", "120", f"--{flow}-ttfe-spread", "0",
-                        f"--{flow}-gap-ms", "5") as url:
-        r = sseprobe("run", "--flow", flow, "--url", url, "-n", "40", "-c", "4", "--workers", "1",
-                     "--out", str(out))
+    with target_process(f"--{flow}-ttfe-ms", "120", f"--{flow}-ttfe-spread", "0", f"--{flow}-gap-ms", "5") as url:
+        r = sseprobe("run", "--flow", flow, "--url", url, "-n", "40", "-c", "4", "--workers", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr
     ttfe = json.loads(out.read_text())["cohorts"][flow]["ttfe_ms"]
     # the delay runs from the message request's arrival: never less, and only a few ms more
@@ -28,7 +26,15 @@ def test_ttfe_matches_the_injected_delay(flow: str, tmp_path: Path) -> None:
 
 
 def test_progress_line_says_rate_in_flight_outcomes_and_triggers() -> None:
-    line = progress_line(12.0, "hold", 50.0, 48.5, 96, {"ok": 510, "stream_error": 3}, {
-        "canonical": CohortStats.light()}, ["canonical: timeout_rate 0.2 > 0.1"])
+    line = progress_line(
+        12.0,
+        "hold",
+        50.0,
+        48.5,
+        96,
+        {"ok": 510, "stream_error": 3},
+        {"canonical": CohortStats.light()},
+        ["canonical: timeout_rate 0.2 > 0.1"],
+    )
     assert "12.0s" in line and "hold" in line and "48.5/50 /s" in line and "in flight 96" in line
     assert "ok 510" in line and "stream_error 3" in line and "TRIGGER" in line
