@@ -10,7 +10,7 @@ import click
 import orjson
 
 from ._cli_common import EXIT_OK, EXIT_UNKNOWN, UsageProblem
-from ._history import History, HistoryError, PassRow
+from ._history import History, HistoryError, PassRow, deciding_reason
 from ._monitor import MonitorError, load_monitor_config, run_pass, save_baseline
 from ._results import ResultsError, read_document
 
@@ -228,7 +228,7 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
             f" {_fmt('completion_rate', by[n].metrics.get('completion_rate')) if n in by else '-':>10}"
             for n in names
         )
-        why = next((r for r in p.reasons if " GREEN: " not in r), "") if p.verdict != "GREEN" else ""
+        why = deciding_reason(p.verdict, p.reasons)
         click.echo(f"  {p.id:>5}  {p.started:<25} {p.verdict:<8}{cells}  {why[:100]}")
     trend = _trends(passes, names)
     if trend:
