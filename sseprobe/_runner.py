@@ -170,16 +170,15 @@ def _progress(
 ) -> Progress:
     """This process's progress now: counts so far, the interval just closed, what is left."""
     schedule = load.schedule
-    phase = ""
-    if schedule and (at := schedule.phase_at(now)):
-        phase = at[1].name or f"phase {at[0] + 1}"
+    at = schedule.phase_at(now) if schedule else None
+    phase = (at[1].name or f"phase {at[0] + 1}") if at else ""
     ends = [load.duration] if load.duration is not None else []
     if schedule:
         ends.append(sum(p.duration for p in schedule.phases))
     return Progress(
         elapsed=now,
         phase=phase,
-        target_rate=schedule.rate_at(now) / load.parts if schedule else None,
+        target_rate=schedule.rate_at(now) / load.parts if schedule and at else None,
         achieved_rate=achieved,
         in_flight=control.in_flight,
         outcomes={name: dict(s.outcomes) for name, s in stats.items()},
@@ -218,14 +217,22 @@ def _print_progress(out: TextIO, every: float | None) -> Callable[[Progress], No
 
     def show(p: Progress) -> None:
         nonlocal next_at
-        if every is None:
-            out.write("\r\x1b[2K" + progress_line(p)[:200])
+        if every is None:  # cut to the terminal's width: a wrapped line could not be redrawn in place
+            out.write("\r\x1b[2K" + progress_line(p)[: _columns(out) - 1])
         elif p.elapsed >= next_at:
             next_at = p.elapsed + every
             out.write("sseprobe progress: " + progress_line(p) + "\n")
         out.flush()
 
     return show
+
+
+def _columns(out: TextIO, fallback: int = 200) -> int:
+    """The terminal's width; a terminal that does not say (0 columns) or no terminal: ``fallback``."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns or fallback
+    except (OSError, ValueError, AttributeError):
+        return fallback
 
 
 def _single(

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pickle
 import pty
 import re
 import select
+import struct
 import subprocess
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +25,10 @@ from sseprobe._record import SessionRecord
 
 from .conftest import CLI, sseprobe, target_process
 
-FAST = ("--canonical-ttfe-ms", "20", "--legacy-ttfe-ms", "30", "--canonical-gap-ms", "2", "--legacy-gap-ms", "2")
-FAST += ("--canonical-events", "3", "--legacy-events", "3")
+FAST = (
+    *("--canonical-ttfe-ms", "20", "--legacy-ttfe-ms", "30", "--canonical-gap-ms", "2", "--legacy-gap-ms", "2"),
+    *("--canonical-events", "3", "--legacy-events", "3"),
+)
 PLAIN = re.compile(r"^sseprobe progress: ", re.M)
 
 
@@ -175,6 +180,7 @@ def _read_pty(proc: subprocess.Popen[bytes], master: int) -> bytes:
 
 def test_live_line_on_a_terminal(url: str, tmp_path: Path) -> None:
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
     try:
         proc = subprocess.Popen(
             [*CLI, "run", "--flow", "canonical", "--url", url, "--rate", "20", "--duration", "3", "--workers", "1"]
@@ -188,8 +194,9 @@ def test_live_line_on_a_terminal(url: str, tmp_path: Path) -> None:
         assert proc.wait(60) == 0, seen
     finally:
         os.close(master)
-    redraws = seen.split("\r\x1b[2K")[1:]
+    redraws = [r.rstrip("\r\n") for r in seen.split("\r\x1b[2K")[1:]]
     assert len(redraws) >= 2, seen  # one line, redrawn each second
+    assert all(len(r) < 100 for r in redraws), redraws  # never wider than the terminal: it could not be redrawn
     assert any(re.search(r"left \d+s", line) for line in redraws), seen
     assert any(re.search(r"\| ok \d+", line) for line in redraws), seen
     assert "sseprobe progress:" not in seen
