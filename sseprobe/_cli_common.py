@@ -248,6 +248,12 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--json", "as_json", is_flag=True, help="Print the results document on stdout, and nothing else there."
             ),
+            click.option(
+                "--quiet",
+                "-q",
+                is_flag=True,
+                help="No progress on stderr (by default a live line on a terminal, else a plain line every 10 s).",
+            ),
         ],
     )
 
@@ -400,8 +406,31 @@ def build_run_options(o: dict[str, Any], policy: Policy) -> RunOptions:
     abort = o.get("abort_on_trigger")
     if abort is not None and not abort > 0:
         raise UsageProblem("--abort-on-trigger must be > 0 seconds")
-    progress = sys.stderr if (sys.stderr.isatty() and not o.get("as_json")) else None
-    return RunOptions(workers=workers, progress=progress, abort_on_trigger=abort, policy=policy)
+    return RunOptions(
+        workers=workers,
+        progress=None if o.get("quiet") else sys.stderr,
+        progress_every=None if sys.stderr.isatty() else progress_period(),
+        abort_on_trigger=abort,
+        policy=policy,
+    )
+
+
+PROGRESS_EVERY_S = 10.0
+PROGRESS_EVERY_ENV = "SSEPROBE_PROGRESS_EVERY"  # seconds between plain progress lines; for tests, not documented
+
+
+def progress_period() -> float:
+    """How often a plain progress line is printed when stderr is not a terminal."""
+    raw = os.environ.get(PROGRESS_EVERY_ENV)
+    if raw is None:
+        return PROGRESS_EVERY_S
+    try:
+        every = float(raw)
+    except ValueError:
+        every = 0.0
+    if not every > 0:
+        raise UsageProblem(f"{PROGRESS_EVERY_ENV}={raw!r}: expected a number of seconds > 0")
+    return every
 
 
 def build_flow(flow: str, url: str | None, what: str = "--url", **kw: Any) -> FlowOptions:

@@ -20,6 +20,7 @@ from ._redact import redact_url
 
 __all__ = ["check_cmd"]
 
+_FAILURES = ("WARN", "FAIL", "UNKNOWN")  # the levels that move the exit code off 0
 _COLORS = {"OK": "green", "INFO": "cyan", "WARN": "yellow", "FAIL": "red", "UNKNOWN": "magenta"}
 
 
@@ -80,6 +81,9 @@ def check_cmd(
         results = asyncio.run(run_checks(opts, wanted, timeout, frozenset(optional)))
         for r in results:
             click.echo(f"  {click.style(f'{r.level:<7}', fg=_COLORS[r.level])} {r.name:<20} {r.detail}")
+        for r in results:  # stdout keeps the whole report; what went wrong is said on stderr too
+            if r.level in _FAILURES:
+                click.echo(f"sseprobe check: {r.level} {redact_url(url)} {r.name}: {r.detail}", err=True)
         levels = {r.level for r in results}
         codes.append(
             EXIT_CRITICAL

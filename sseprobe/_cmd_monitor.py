@@ -10,8 +10,8 @@ import click
 import orjson
 
 from ._cli_common import EXIT_OK, EXIT_UNKNOWN, UsageProblem
-from ._history import History, HistoryError, PassRow
-from ._monitor import MonitorError, load_monitor_config, run_pass, save_baseline
+from ._history import History, HistoryError, PassRow, deciding_reason
+from ._monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
 from ._results import ResultsError, read_document
 
 __all__ = ["monitor_cmd", "baseline_group", "history_cmd"]
@@ -58,9 +58,18 @@ def monitor_cmd(config_path: str, update_baseline: bool, html: str | None) -> in
     try:
         result = run_pass(cfg, update_baseline=update_baseline, html=Path(html) if html else None, echo=click.echo)
     except (MonitorError, HistoryError) as exc:
-        click.echo(f"sseprobe monitor: UNKNOWN - {exc}")
+        click.echo(f"sseprobe monitor: UNKNOWN - {exc}", err=True)
         return EXIT_UNKNOWN
+    for line in _failure_lines(result):
+        click.echo(line, err=True)
     return result.exit_code
+
+
+def _failure_lines(result: PassResult) -> list[str]:
+    """What went wrong, one line each, for stderr: stdout keeps the whole pass report, and cron mails
+    (or a CI log shows) the failures even when stdout goes to a file."""
+    lines = [f"sseprobe monitor: {p.level} {p.name}: {p.detail}" for p in result.parts if p.level != "GREEN"]
+    return lines + [f"sseprobe monitor: {note}" for note in result.notes if ": WARN " in note]
 
 
 # --- baseline ----------------------------------------------------------------------------------
@@ -228,7 +237,7 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
             f" {_fmt('completion_rate', by[n].metrics.get('completion_rate')) if n in by else '-':>10}"
             for n in names
         )
-        why = next((r for r in p.reasons if " GREEN: " not in r), "") if p.verdict != "GREEN" else ""
+        why = deciding_reason(p.verdict, p.reasons)
         click.echo(f"  {p.id:>5}  {p.started:<25} {p.verdict:<8}{cells}  {why[:100]}")
     trend = _trends(passes, names)
     if trend:

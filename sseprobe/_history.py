@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["SCHEMA_VERSION", "HistoryError", "History", "PassRow", "CohortRow", "METRICS"]
+__all__ = ["SCHEMA_VERSION", "HistoryError", "History", "PassRow", "CohortRow", "METRICS", "deciding_reason"]
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
@@ -107,6 +107,16 @@ class PassRow:
     cohorts: list[CohortRow] = field(default_factory=list)
     results: str | None = None
     id: int | None = None
+
+
+def deciding_reason(verdict: str, reasons: list[str]) -> str:
+    """The reason that made the pass ``verdict``: a RED pass is explained by its RED part, not by a
+    YELLOW one listed before it. Reasons read ``"<part> <LEVEL>: <detail>"``; a GREEN pass needs none."""
+    if verdict == "GREEN":
+        return ""
+    return next((r for r in reasons if f" {verdict}: " in r), "") or next(
+        (r for r in reasons if " GREEN: " not in r), ""
+    )
 
 
 def _explain(path: Path, exc: sqlite3.Error, timeout: float = BUSY_TIMEOUT_S) -> HistoryError:

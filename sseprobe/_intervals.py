@@ -66,9 +66,11 @@ class IntervalLog:
                 h = cur.ttfe[rec.cohort] = interval_histogram()
             h.record_value(min(max(int(rec.ttfe_ms * 1000), 1), 3_600_000_000))
 
-    def current(self) -> dict[str, Any]:
-        """The open interval, summarised (live progress)."""
-        return self._encode(self._index, self._open)
+    def last_closed(self, now: float) -> dict[str, Any] | None:
+        """The newest interval that has ended by ``now``, encoded (live progress): closing it here
+        changes nothing, as records arrive in time order and the next one would close it anyway."""
+        self._roll_to(now)
+        return self.closed[-1] if self.closed else None
 
     def finish(self, now: float) -> list[dict[str, Any]]:
         self._roll_to(max(now, (max(self._starts, default=0) + 1) * self.width))

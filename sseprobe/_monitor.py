@@ -275,6 +275,7 @@ def probe(cfg: MonitorConfig, out: Path, policy_path: Path | None) -> tuple[int,
         "--legacy",
         cfg.legacy_url,
         "--json",
+        "--quiet",  # its stderr is read for the error line: no progress lines in it
         "--out",
         str(out),
         "--workers",

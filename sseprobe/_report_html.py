@@ -69,12 +69,13 @@ _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1000px;
 color:#1f2328;padding:0 16px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
-table{border-collapse:collapse;margin:8px 0}
-td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto;max-width:100%;margin:8px 0}table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #d0d7de;padding:3px 6px;text-align:right;white-space:nowrap}
 th{background:#f6f8fa;white-space:normal}td.l,th.l{text-align:left;white-space:normal}
 .badge{color:#fff;border-radius:4px;padding:1px 7px;font-weight:600}
 .muted{color:#656d76}pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}
-svg{background:#fff;border:1px solid #d0d7de;margin:6px 0}svg text{font:11px system-ui,sans-serif;fill:#1f2328}
+svg{background:#fff;border:1px solid #d0d7de;margin:6px 0;max-width:100%;height:auto}
+svg text{font:11px system-ui,sans-serif;fill:#1f2328}
 .legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:12px;height:12px;
 vertical-align:middle;margin-right:4px}
 """
@@ -88,12 +89,19 @@ def _badge(level: str) -> str:
     return f'<span class="badge" style="background:{LEVEL_COLORS.get(level, "#6e7781")}">{_e(level)}</span>'
 
 
+def _number(x: float, spec: str, nd: int) -> str:
+    """``x`` formatted, but a value that rounds to zero is plain ``0.00``: never ``-0.00`` (nor ``+0.00``)."""
+    if round(x, nd) == 0:
+        return format(0.0, spec.replace("+", ""))
+    return format(x, spec)
+
+
 def _pct(x: Any, nd: int = 2) -> str:
-    return "–" if not isinstance(x, (int, float)) else f"{x * 100:.{nd}f} %"
+    return "–" if not isinstance(x, (int, float)) else f"{_number(x * 100, f'.{nd}f', nd)} %"
 
 
 def _ms(x: Any) -> str:
-    return "–" if not isinstance(x, (int, float)) else f"{x:,.1f}"
+    return "–" if not isinstance(x, (int, float)) else _number(x, ",.1f", 1)
 
 
 def scrub(value: Any, key: str = "") -> Any:
@@ -163,7 +171,8 @@ def _frame(
         parts.append(f'<text x="{ML - 6}" y="{y + 4:.1f}" text-anchor="end">{_e(_fmt_tick(v))}</text>')
     for x, label in x_ticks:
         parts.append(f'<line x1="{x:.1f}" y1="{MT}" x2="{x:.1f}" y2="{MT + ph}" stroke="#eaeef2"/>')
-        parts.append(f'<text x="{x:.1f}" y="{MT + ph + 16}" text-anchor="middle">{_e(label)}</text>')
+        anchor = "end" if x >= ML + pw - 0.5 else "middle"  # the right-hand label ends at the axis: never cut off
+        parts.append(f'<text x="{x:.1f}" y="{MT + ph + 16}" text-anchor="{anchor}">{_e(label)}</text>')
     parts.append(f'<rect x="{ML}" y="{MT}" width="{pw}" height="{ph}" fill="none" stroke="#8c959f"/>')
     parts += body
     parts.append(f'<text x="{ML + pw / 2:.1f}" y="{H - 10}" text-anchor="middle">{_e(x_label)}</text>')
@@ -312,9 +321,10 @@ def _over_time(series: Sequence[_Series], docs: Sequence[tuple[str, Mapping[str,
 
 
 def _outcome_bars(series: Sequence[_Series]) -> str:
-    """One horizontal stacked bar per cohort: the share of each outcome."""
-    bar_h, gap, left = 22, 10, 200
-    height = MT + len(series) * (bar_h + gap) + 10
+    """One horizontal stacked bar per cohort, its label above it (a long label is never cut off on the left)."""
+    label_h, bar_h, gap, left = 16, 22, 10, MR
+    row = label_h + bar_h + gap
+    height = MT + len(series) * row
     width = W
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -323,8 +333,9 @@ def _outcome_bars(series: Sequence[_Series]) -> str:
     ]
     seen: dict[str, str] = {}
     for i, s in enumerate(series):
-        y = MT + i * (bar_h + gap)
-        parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{_e(s.label)}</text>')
+        y = MT + i * row + label_h
+        label = s.label if len(s.label) <= 100 else s.label[:99] + "…"
+        parts.append(f'<text x="{left}" y="{y - 4}">{_e(label)}</text>')
         total = sum(s.stats.outcomes.values())
         x = float(left)
         span = width - left - MR
@@ -384,13 +395,14 @@ def _summary_table(series: Sequence[_Series]) -> str:
         rows.append(
             "<tr>" + "".join(f'<td class="{"l" if i < 2 else ""}">{x}</td>' for i, x in enumerate(cells)) + "</tr>"
         )
-    return (
+    table = (
         "<table><tr>"
         + "".join(f'<th class="{"l" if i < 2 else ""}">{_e(h)}</th>' for i, h in enumerate(head))
         + "</tr>"
         + "".join(rows)
-        + '</table><p class="muted">Latencies in ms; rates are shares of attempts.</p>'
+        + "</table>"
     )
+    return _scroll(table) + '<p class="muted">Latencies in ms; rates are shares of attempts.</p>'
 
 
 def _outcome_table(series: Sequence[_Series]) -> str:
@@ -408,7 +420,12 @@ def _outcome_table(series: Sequence[_Series]) -> str:
         )
         status = ", ".join(f"{k}: {v:,}" for k, v in sorted(s.stats.http_status.items()))
         rows.append(f'<tr><td class="l">{_e(s.label)}</td>{cells}<td class="l">{_e(status)}</td></tr>')
-    return f"<table>{head}{''.join(rows)}</table>"
+    return _scroll(f"<table>{head}{''.join(rows)}</table>")
+
+
+def _scroll(table: str) -> str:
+    """A table kept inside the page column: it scrolls on its own when too wide, the page never does."""
+    return f'<div class="scroll">{table}</div>'
 
 
 def _value(x: Any, rate: bool) -> str:
@@ -419,7 +436,23 @@ def _change(x: Any, rate: bool) -> str:
     """Rates change in percentage points, latencies in per cent."""
     if not isinstance(x, (int, float)):
         return "–"
-    return f"{x * 100:+.2f} pp" if rate else f"{x * 100:+.1f} %"
+    return f"{_number(x * 100, '+.2f', 2)} pp" if rate else f"{_number(x * 100, '+.1f', 1)} %"
+
+
+def _bounded(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _interval(ci: Any, rate: bool) -> str:
+    """A confidence interval; an open end is said in words (a missing or infinite bound)."""
+    lo, hi = (list(ci) + [None, None])[:2] if isinstance(ci, (list, tuple)) else (None, None)
+    if not _bounded(lo) and not _bounded(hi):
+        return "no bounds"
+    if not _bounded(hi):
+        return f"from {_change(lo, rate)}, no upper bound"
+    if not _bounded(lo):
+        return f"no lower bound, up to {_change(hi, rate)}"
+    return f"[{_change(lo, rate)}, {_change(hi, rate)}]"
 
 
 def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
@@ -427,7 +460,8 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
     mon = doc.get("monitor")
     if isinstance(mon, Mapping):
         out.append(
-            f"<h3>Monitor pass: {_badge(str(mon.get('overall', '')))}</h3><table>"
+            f"<h3>Monitor pass: {_badge(str(mon.get('overall', '')))}</h3>"
+            '<div class="scroll"><table>'
             '<tr><th class="l">part</th><th class="l">level</th><th class="l">why</th></tr>'
         )
         for p in mon.get("parts", []):
@@ -435,7 +469,7 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
                 f'<tr><td class="l">{_e(p.get("part", ""))}</td><td class="l">{_badge(str(p.get("level", "")))}'
                 f'</td><td class="l">{_e(p.get("detail", ""))}</td></tr>'
             )
-        out.append("</table>")
+        out.append("</table></div>")
     v = doc.get("verdict")
     if not isinstance(v, Mapping):
         return "\n".join(out)
@@ -443,20 +477,19 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
     for r in v.get("reasons", []):
         out.append(f"<p>{_e(r)}</p>")
     out.append(
-        '<table><tr><th class="l">metric</th><th>baseline</th><th>candidate</th><th>change</th>'
+        '<div class="scroll"><table><tr><th class="l">metric</th><th>baseline</th><th>candidate</th><th>change</th>'
         '<th>interval</th><th class="l">level</th><th class="l">why</th></tr>'
     )
     for m in v.get("metrics", []):
         rate = not str(m.get("name", "")).endswith("_ms")
-        ci = m.get("ci") or [None, None]
         out.append(
             f'<tr><td class="l">{_e(m.get("name", ""))}</td><td>{_value(m.get("baseline"), rate)}</td>'
             f"<td>{_value(m.get('candidate'), rate)}</td><td>{_change(m.get('change'), rate)}</td>"
-            f"<td>[{_change(ci[0], rate)}, {_change(ci[1], rate) if ci[1] is not None else '+inf'}]</td>"
+            f"<td>{_interval(m.get('ci'), rate)}</td>"
             f'<td class="l">{_badge(str(m.get("level", "")))}</td>'
             f'<td class="l">{_e(m.get("reason", ""))}</td></tr>'
         )
-    out.append("</table>")
+    out.append("</table></div>")
     trig = v.get("triggers") or []
     if trig:
         out.append(

@@ -23,7 +23,7 @@ from hdrh.histogram import HdrHistogram
 from ._config import Limits, Timeouts
 from ._engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
 from ._intervals import IntervalLog, merge_intervals
-from ._live import LiveWindow, SustainedTrigger, progress_line
+from ._live import LiveWindow, Progress, SustainedTrigger, merge_progress, progress_line
 from ._policy import DEFAULT_POLICY, Policy, check_triggers
 from ._record import SessionRecord
 from ._redact import redact_url
@@ -39,7 +39,8 @@ class RunOptions:
     """How to drive the run, beyond the load itself."""
 
     workers: int = 1
-    progress: TextIO | None = None  # where live progress goes (a terminal); None: quiet
+    progress: TextIO | None = None  # where live progress goes; None: quiet
+    progress_every: float | None = None  # None: one line redrawn in place (a terminal); else a plain line this often
     abort_on_trigger: float | None = None  # seconds a rollback trigger must hold to stop the run
     policy: Policy = DEFAULT_POLICY
     interval: float = 1.0
@@ -97,7 +98,7 @@ async def _measure(
     limits: Limits,
     opts: RunOptions,
     signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
-    report: Callable[[dict[str, Any]], None] | None,
+    report: Callable[[Progress], None] | None,
 ) -> Measured:
     control = RunControl()
     stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
@@ -136,23 +137,8 @@ async def _measure(
             held = sustained.update(fired, now) if opts.abort_on_trigger else []
             if held:
                 control.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
-            schedule = load.schedule
-            target = schedule.rate_at(now) / load.parts if schedule else None
-            phase = ""
-            if schedule and (at := schedule.phase_at(now)):
-                phase = at[1].name or f"phase {at[0] + 1}"
-            snapshot = {
-                "elapsed": now,
-                "phase": phase,
-                "target": target,
-                "achieved": achieved,
-                "in_flight": control.in_flight,
-                "window": current,
-                "fired": fired,
-                "totals": _totals(stats),
-            }
             if report:
-                report(snapshot)
+                report(_progress(load, control, stats, intervals.last_closed(now), now, achieved, fired))
 
     _install_signals(control, *signals, announce=opts.progress)
     tasks = [asyncio.ensure_future(tick()), asyncio.ensure_future(_loop_lag(loop_lag))]
@@ -173,12 +159,34 @@ async def _measure(
     return Measured(info, stats, ivals, _generator(stats, loop_lag))
 
 
-def _totals(stats: dict[str, CohortStats]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for s in stats.values():
-        for k, v in s.outcomes.items():
-            totals[k] = totals.get(k, 0) + v
-    return totals
+def _progress(
+    load: Load,
+    control: RunControl,
+    stats: dict[str, CohortStats],
+    interval: dict[str, Any] | None,
+    now: float,
+    achieved: float,
+    fired: list[str],
+) -> Progress:
+    """This process's progress now: counts so far, the interval just closed, what is left."""
+    schedule = load.schedule
+    at = schedule.phase_at(now) if schedule else None
+    phase = (at[1].name or f"phase {at[0] + 1}") if at else ""
+    ends = [load.duration] if load.duration is not None else []
+    if schedule:
+        ends.append(sum(p.duration for p in schedule.phases))
+    return Progress(
+        elapsed=now,
+        phase=phase,
+        target_rate=schedule.rate_at(now) / load.parts if schedule and at else None,
+        achieved_rate=achieved,
+        in_flight=control.in_flight,
+        outcomes={name: dict(s.outcomes) for name, s in stats.items()},
+        interval=interval,
+        seconds_left=max(min(ends) - now, 0.0) if ends else None,
+        sessions_left=max(load.sessions - control.started, 0) if load.sessions is not None else None,
+        fired=fired,
+    )
 
 
 def _generator(stats: dict[str, CohortStats], loop_lag: HdrHistogram) -> dict[str, Any]:
@@ -202,31 +210,38 @@ def _generator(stats: dict[str, CohortStats], loop_lag: HdrHistogram) -> dict[st
     }
 
 
-def _print_progress(out: TextIO) -> Callable[[dict[str, Any]], None]:
-    def show(snap: dict[str, Any]) -> None:
-        line = progress_line(
-            snap["elapsed"],
-            snap["phase"],
-            snap["target"],
-            snap["achieved"],
-            snap["in_flight"],
-            snap["totals"],
-            snap["window"],
-            snap["fired"],
-        )
-        out.write("\r\x1b[2K" + line[:200])
+def _print_progress(out: TextIO, every: float | None) -> Callable[[Progress], None]:
+    """A terminal gets one line redrawn in place; anything else (a log, a pipe) a plain line every ``every`` s,
+    so a long run under cron or CI says how it goes without flooding the log."""
+    next_at = every or 0.0
+
+    def show(p: Progress) -> None:
+        nonlocal next_at
+        if every is None:  # cut to the terminal's width: a wrapped line could not be redrawn in place
+            out.write("\r\x1b[2K" + progress_line(p)[: _columns(out) - 1])
+        elif p.elapsed >= next_at:
+            next_at = p.elapsed + every
+            out.write("sseprobe progress: " + progress_line(p) + "\n")
         out.flush()
 
     return show
 
 
+def _columns(out: TextIO, fallback: int = 200) -> int:
+    """The terminal's width; a terminal that does not say (0 columns) or no terminal: ``fallback``."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns or fallback
+    except (OSError, ValueError, AttributeError):
+        return fallback
+
+
 def _single(
     cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits, opts: RunOptions
 ) -> Measured:
-    report = _print_progress(opts.progress) if opts.progress else None
+    report = _print_progress(opts.progress, opts.progress_every) if opts.progress else None
     signals = ((signal.SIGINT, signal.SIGTERM), ())
     measured = run(_measure(cohorts, load, timeouts, limits, opts, signals, report))
-    if opts.progress:
+    if opts.progress and opts.progress_every is None:
         opts.progress.write("\n")
     return measured
 
@@ -265,8 +280,8 @@ def _worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
 
-        def report(snap: dict[str, Any]) -> None:
-            out.put(("progress", part, {k: v for k, v in snap.items() if k != "window"}))
+        def report(progress: Progress) -> None:
+            out.put(("progress", part, progress))
 
         m = run(
             _measure(
@@ -319,8 +334,8 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
     results: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
     failed: set[int] = set()
-    progress: dict[int, dict[str, Any]] = {}
-    show = _print_progress(opts.progress) if opts.progress else None
+    progress: dict[int, Progress] = {}
+    show = _print_progress(opts.progress, opts.progress_every) if opts.progress else None
     try:
         for p in procs:
             p.start()
@@ -340,37 +355,19 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
                 errors.append(f"worker {part}: {payload}")
             elif show:
                 progress[part] = payload
-                show(_sum_progress(progress))
+                if len(progress) + len(failed) >= len(procs):  # shown once every worker has said something
+                    show(merge_progress(list(progress.values())))
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         for p in procs:
             p.join(timeout=5)
-    if opts.progress:
+    if opts.progress and opts.progress_every is None:
         opts.progress.write("\n")
     measured = _merge_results(cohorts, results, errors)
     if reason:  # the workers saw the SIGTERM we forwarded; the user sent this one
         measured.info = replace(measured.info, interrupted=True, stop_reason=reason)
     return measured
-
-
-def _sum_progress(progress: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    snaps = list(progress.values())
-    totals: dict[str, int] = {}
-    for s in snaps:
-        for k, v in s["totals"].items():
-            totals[k] = totals.get(k, 0) + v
-    targets = [s["target"] for s in snaps if s["target"] is not None]
-    return {
-        "elapsed": max(s["elapsed"] for s in snaps),
-        "phase": snaps[0]["phase"],
-        "target": sum(targets) if targets else None,
-        "achieved": sum(s["achieved"] for s in snaps),
-        "in_flight": sum(s["in_flight"] for s in snaps),
-        "totals": totals,
-        "window": {},
-        "fired": sorted({f for s in snaps for f in s["fired"]}),
-    }
 
 
 def _merge_results(cohorts: Sequence[CohortSpec], results: dict[int, dict[str, Any]], errors: list[str]) -> Measured:

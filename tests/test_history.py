@@ -130,3 +130,30 @@ def test_readers_see_committed_rows_while_a_writer_is_open(tmp_path: Path) -> No
     finally:
         reader.close()
         writer.close()
+
+
+def test_history_why_column_gives_the_reason_the_pass_was_red(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A RED pass whose check part was only YELLOW: the row says why it was RED, not the YELLOW detail."""
+    db = tmp_path / "h.sqlite"
+    red = _row("RED")
+    red.reasons = [
+        "check YELLOW: health.dependencies not true: cloud_logging",
+        "canonical vs legacy GREEN: no metric differs",
+        "canonical targets RED: rollback trigger: completion_rate (41.00 % < 95 %)",
+    ]
+    yellow = _row("YELLOW")
+    yellow.exit_code = 1
+    yellow.reasons = ["check GREEN: all OK", "legacy targets YELLOW: ttfe_p95_ms misses the target"]
+    with History(db) as h:
+        h.append(red)
+        h.append(yellow)
+    assert main(["history", "--db", str(db)]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()[:1].isdigit()]
+    assert len(rows) == 2
+    assert " RED " in rows[0] and rows[0].endswith(
+        "canonical targets RED: rollback trigger: completion_rate (41.00 % < 95 %)"
+    )
+    assert "check YELLOW" not in rows[0]
+    assert rows[1].endswith("legacy targets YELLOW: ttfe_p95_ms misses the target")

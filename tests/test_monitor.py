@@ -173,6 +173,7 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         assert first.stdout.startswith("sseprobe monitor: GREEN")
         assert re.search(r"^  canonical vs legacy +GREEN ", first.stdout, re.M)
         assert posts == []  # no alert for a GREEN pass
+        assert not re.search(r"^sseprobe monitor: (YELLOW|RED|UNKNOWN) ", first.stderr, re.M)  # no failure to tell
         baseline = orjson.loads((out / "baseline.json").read_bytes())
         assert baseline["cohorts"]["canonical"]["histograms"]["ttfe_us"]  # kept with its histograms
         fams = prom_families(out / "prom" / "sseprobe.prom")
@@ -191,6 +192,7 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         assert "completion_rate is RED" in second.stdout  # says which metric
         assert re.search(r"^  canonical vs baseline +RED ", second.stdout, re.M)
         assert "webhook: RED alert sent" in second.stdout
+        assert re.search(r"^sseprobe monitor: RED canonical vs baseline: ", second.stderr, re.M)  # failures on stderr
         assert len(posts) == 1 and posts[0]["body"]["text"].startswith(":red_circle: sseprobe monitor RED")
         assert "completion_rate" in posts[0]["body"]["text"]
 
@@ -232,6 +234,7 @@ def test_unreachable_service_is_unknown_with_reason(tmp_path: Path) -> None:
     assert res.returncode == 3, res.stdout + res.stderr
     assert res.stdout.startswith("sseprobe monitor: UNKNOWN")
     assert "cannot reach" in res.stdout and "Traceback" not in res.stderr
+    assert re.search(r"^sseprobe monitor: UNKNOWN check: .*cannot reach", res.stderr, re.M)
     with History(tmp_path / "out" / "history.sqlite", readonly=True) as h:
         (row,) = h.recent()
         assert row.verdict == "UNKNOWN" and row.exit_code == 3
@@ -245,7 +248,8 @@ def test_second_pass_while_one_holds_the_lock_exits_3(tmp_path: Path) -> None:
     with pass_lock(tmp_path / "run.lock"):
         res = monitor(cfg)
     assert res.returncode == 3
-    assert "another pass holds the lock" in res.stdout and str(os.getpid()) in res.stdout
+    assert "another pass holds the lock" in res.stderr and str(os.getpid()) in res.stderr
+    assert res.stdout == ""  # an error, not a report
     assert not (tmp_path / "out" / "history.sqlite").exists()  # nothing measured, nothing written
 
 
@@ -256,7 +260,7 @@ def test_corrupt_history_stops_the_pass_with_a_clear_error(tmp_path: Path) -> No
     db.write_bytes(b"garbage, not sqlite\n" * 100)
     res = monitor(cfg)
     assert res.returncode == 3
-    assert "corrupt" in res.stdout and str(db) in res.stdout and "Traceback" not in res.stderr
+    assert "corrupt" in res.stderr and str(db) in res.stderr and "Traceback" not in res.stderr
     assert db.read_bytes() == b"garbage, not sqlite\n" * 100
 
 

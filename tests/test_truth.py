@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._live import progress_line
-from sseprobe._stats import CohortStats
-
 from .conftest import sseprobe, target_process
 
 
@@ -23,18 +20,3 @@ def test_ttfe_matches_the_injected_delay(flow: str, tmp_path: Path) -> None:
     # the delay runs from the message request's arrival: never less, and only a few ms more
     assert 120 <= ttfe["p50"] <= 127, ttfe
     assert ttfe["p90"] <= 135, ttfe  # the tail is left to the noise of a shared 2-core machine
-
-
-def test_progress_line_says_rate_in_flight_outcomes_and_triggers() -> None:
-    line = progress_line(
-        12.0,
-        "hold",
-        50.0,
-        48.5,
-        96,
-        {"ok": 510, "stream_error": 3},
-        {"canonical": CohortStats.light()},
-        ["canonical: timeout_rate 0.2 > 0.1"],
-    )
-    assert "12.0s" in line and "hold" in line and "48.5/50 /s" in line and "in flight 96" in line
-    assert "ok 510" in line and "stream_error 3" in line and "TRIGGER" in line
