@@ -51,6 +51,7 @@ def check_cmd(
     user_prefix: str,
     messages: tuple[str, ...],
     session_create: str,
+    legacy_stream: str,
     headers: tuple[str, ...],
     bearer_env: str | None,
     bearer_file: str | None,
@@ -72,6 +73,7 @@ def check_cmd(
             user_prefix=user_prefix,
             messages=messages,
             session_create=session_create,
+            legacy_stream=legacy_stream,
             headers=hdrs,
         )
         for flow in wanted:
