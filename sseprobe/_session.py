@@ -35,7 +35,7 @@ from ._outcomes import (
 from ._record import SessionRecord
 from ._sse import Event, SSEDecoder
 
-__all__ = ["run_session", "connect_trace", "StampingConnector", "Clock"]
+__all__ = ["run_session", "prepared_stream", "connect_trace", "StampingConnector", "Clock"]
 
 Clock = Callable[[], float]
 HTTPClient = aiohttp.ClientSession | LeanClient  # make_client's LeanClient, or any aiohttp session
@@ -338,6 +338,18 @@ def _classify(exc: BaseException, streaming: bool) -> SessionError:
     if isinstance(exc, (aiohttp.ClientResponseError, aiohttp.ClientPayloadError)):
         return ProtocolError(text)
     return SessionError(f"internal error: {text}")
+
+
+async def prepared_stream(
+    http: HTTPClient, opts: FlowOptions, timeouts: Timeouts, limits: Limits
+) -> tuple[Step, dict[str, str]]:
+    """The stream request of one fresh session after its setup (session created, the server's id in
+    place) and the headers it must carry (the CSRF echo): for a probe that reads the stream itself.
+    Raises SessionError when the setup fails."""
+    rec = SessionRecord(opts.flow, 0, scheduled=time.perf_counter())
+    state = _Session(http, opts, timeouts, limits, rec, time.perf_counter)
+    plan = await state.setup(plan_session(opts))
+    return plan.stream, state.headers
 
 
 async def run_session(
