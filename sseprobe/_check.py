@@ -92,7 +92,7 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 
 async def _get_health(
-    http: aiohttp.ClientSession, base: str, headers: dict[str, str], optional: frozenset[str]
+    http: HTTPClient, base: str, headers: dict[str, str], optional: frozenset[str]
 ) -> list[CheckResult]:
     t0 = time.perf_counter()
     async with http.get(f"{base}/health", headers=headers) as resp:
@@ -161,7 +161,7 @@ async def _stream_event_names(http: HTTPClient, step: Step, headers: dict[str, s
     async with http.post(step.url, data=step.json_bytes(), headers=request_headers) as resp:
         if resp.status != 200:
             return resp.status, set()
-        decoder, names = SSEDecoder(), set()
+        decoder, names = SSEDecoder(), set[str]()
         async for chunk in resp.content.iter_any():
             names.update(event.event for event in decoder.feed(chunk))
         return resp.status, names
@@ -180,7 +180,7 @@ async def _adk_route_signs(http: HTTPClient, base: str, headers: dict[str, str])
     return signs
 
 
-async def _one_session(http: aiohttp.ClientSession, opts: FlowOptions, timeout: float) -> CheckResult:
+async def _one_session(http: HTTPClient, opts: FlowOptions, timeout: float) -> CheckResult:
     rec = SessionRecord(opts.flow, 0, scheduled=time.perf_counter())
     timeouts = Timeouts(connect=timeout, idle=timeout, session=timeout)
     await run_session(http, opts, timeouts, Limits(), rec)

@@ -86,7 +86,7 @@ def knob_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def config_from_options(values: dict[str, Any]) -> TargetConfig:
-    per_cohort = {
+    per_cohort: dict[str, Any] = {
         cohort: CohortKnobs(**{f.name: values.pop(f"{cohort}_{f.name}") for f in dataclasses.fields(CohortKnobs)})
         for cohort in COHORTS
     }

@@ -70,7 +70,7 @@ _PROCESSING = {
         }
     ]
 }
-_NO_ACTIONS = {"stateDelta": {}, "artifactDelta": {}, "requestedAuthConfigs": {}}
+_NO_ACTIONS: dict[str, dict[str, Any]] = {"stateDelta": {}, "artifactDelta": {}, "requestedAuthConfigs": {}}
 
 
 @lru_cache(maxsize=64)
