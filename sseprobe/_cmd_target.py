@@ -41,8 +41,8 @@ GLOBAL_HELP = {
     "seed": "random seed: the same seed gives the same faults and delays",
     "profile": "default: the protocol as specified; vana-real: what the real backend does on the wire "
     "(ADK routes hide the flag, bookkeeping first events, masked legacy failures, model limiter)",
-    "model_delay_ms": "(vana-real) the model's delay to the first answer text, both flows (ms; default: "
-    "each cohort's ttfe_ms)",
+    "model_delay_ms": "(vana-real) the model's constant delay to the first answer text, both flows (ms; "
+    "default: each cohort's ttfe_ms and ttfe_spread)",
     "model_fail_rate": "(vana-real) probability the model fails (legacy masks it, canonical sends an error)",
     "legacy_model_limit": "(vana-real) legacy runs the model limiter admits per window (0: off)",
     "legacy_model_window_s": "(vana-real) the model limiter's window (s)",

@@ -23,7 +23,6 @@ its numbers wrong. This profile reproduces the behaviour measured on the real ba
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import deque
 from functools import lru_cache
@@ -132,13 +131,11 @@ class VanaReal(_Vana):
     # -- the model: delay, failure, limiter -----------------------------------------------------
 
     def _model_delay_s(self, knobs: CohortKnobs) -> float:
-        """Time to the first answer text: ``model_delay_ms`` for both flows, else the cohort's ``ttfe_ms``."""
-        median = self.config.model_delay_ms if self.config.model_delay_ms is not None else knobs.ttfe_ms
-        return (
-            median / 1000 * math.exp(knobs.ttfe_spread * self.rng.standard_normal())
-            if knobs.ttfe_spread
-            else median / 1000
-        )
+        """Time to the first answer text: ``model_delay_ms``, the same constant for both flows (a
+        scripted model), else the cohort's lognormal ``ttfe_ms``/``ttfe_spread``."""
+        if self.config.model_delay_ms is not None:
+            return self.config.model_delay_ms / 1000
+        return self._ttfe_s(knobs)
 
     def _model_fails(self, counters: CohortCounters) -> bool:
         failed = bool(self.rng.random() < self.config.model_fail_rate)
