@@ -8,9 +8,11 @@ that route is missing, and remembers the fallback for the cohort.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +25,8 @@ from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe._session import run_session
 from sseprobe._target import CohortKnobs, TargetConfig, running_target
+
+from .conftest import sseprobe, target_process
 
 FAST = CohortKnobs(ttfe_ms=5.0, ttfe_spread=0.0, events=3, gap_ms=2.0)
 TIMEOUTS = Timeouts(connect=10, idle=10, session=20)
@@ -171,3 +175,34 @@ async def only_server_ids(id_key: str | None = "session_id", collection_route: b
         yield server
     finally:
         await runner.cleanup()
+
+
+def test_cli_options_reach_the_flows(tmp_path: Path) -> None:
+    """--session-create and --legacy-stream from the command line, against the vana-real target process."""
+    with target_process("--profile", "vana-real", "--legacy-model-limit", "0") as url:
+        for args in (
+            ["--flow", "canonical", "--session-create", "backend"],
+            ["--flow", "legacy", "--legacy-stream", "agent_network_sse"],
+        ):
+            out = tmp_path / "r.json"
+            done = sseprobe("run", *args, "--url", url, "-n", "3", "-c", "1", "--workers", "1", "-o", str(out))
+            assert done.returncode == 0, done.stdout + done.stderr
+            doc = json.loads(out.read_text())
+            cohort = doc["cohorts"][args[1]]
+            assert cohort["outcomes"] == {"ok": 3}
+            assert args[3] in doc["config"]["cohorts"][args[1]].values()
+
+
+def test_bad_choices_are_one_line_exit_3(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text('[cohorts.legacy]\nflow = "legacy"\nlegacy_stream = "websocket"\n')
+    for args in (
+        ["--session-create", "guess"],
+        ["--legacy-stream", "websocket"],
+        ["--scenario", str(scenario)],
+    ):
+        done = sseprobe("run", "--flow", "legacy", "--url", "http://127.0.0.1:9", "-n", "1", *args)
+        assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) <= 3  # click's usage line may precede the error
+    done = sseprobe("run", "--scenario", str(scenario), "--url", "http://127.0.0.1:9", "-n", "1")
+    assert "legacy_stream" in done.stderr and "agent_network_sse" in done.stderr
