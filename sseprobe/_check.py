@@ -129,11 +129,13 @@ async def _flag_state(http: HTTPClient, opts: FlowOptions, headers: dict[str, st
         step, stream_headers = await prepared_stream(http, replace(opts, flow="canonical"), timeouts, Limits())
     except SessionError as err:
         return CheckResult("canonical.flag", "WARN", f"unknown: the probe session could not be created ({err})")
-    stream_status, names = await _stream_event_names(http, step, stream_headers)
+    stream_status, end = await _stream_end(http, step, stream_headers)
     if stream_status != 200:
         return CheckResult("canonical.flag", "WARN", f"unknown: the probe stream answered HTTP {stream_status}")
-    if "done" in names:
+    if end == "done":
         return CheckResult("canonical.flag", "INFO", "ON (the canonical stream ends with the backend's event: done)")
+    if end != "closed":  # a failed run shows nothing about the route that served it
+        return CheckResult("canonical.flag", "WARN", f"unknown: the probe stream ended with an {end}")
     why = ["the stream ends without event: done", *await _adk_route_signs(http, base, headers)]
     return CheckResult(
         "canonical.flag",
@@ -155,16 +157,31 @@ async def _unknown_session_status(http: HTTPClient, base: str, app: str, headers
         return resp.status
 
 
-async def _stream_event_names(http: HTTPClient, step: Step, headers: dict[str, str]) -> tuple[int, set[str]]:
-    """(status, the event names seen) of one canonical stream, read to its end."""
+async def _stream_end(http: HTTPClient, step: Step, headers: dict[str, str]) -> tuple[int, str]:
+    """(status, how one canonical stream ended: "done", "error: ..." or "closed"), read to its end."""
     request_headers = {**headers, "Accept": "text/event-stream", "Content-Type": "application/json"}
     async with http.post(step.url, data=step.json_bytes(), headers=request_headers) as resp:
         if resp.status != 200:
-            return resp.status, set()
-        decoder, names = SSEDecoder(), set[str]()
+            return resp.status, "closed"
+        decoder = SSEDecoder()
         async for chunk in resp.content.iter_any():
-            names.update(event.event for event in decoder.feed(chunk))
-        return resp.status, names
+            for event in decoder.feed(chunk):
+                if event.event == "done":
+                    return resp.status, "done"
+                if event.event == "error" or _error_data(event.data):
+                    return resp.status, f"error: {_shown(event.data)}"
+        return resp.status, "closed"
+
+
+def _error_data(data: str) -> bool:
+    """An unnamed frame carrying an in-stream error (a JSON object with an "error" key)."""
+    if '"error"' not in data:
+        return False
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and bool(body.get("error"))
 
 
 async def _adk_route_signs(http: HTTPClient, base: str, headers: dict[str, str]) -> list[str]:

@@ -19,7 +19,7 @@ FAST = CohortKnobs(ttfe_ms=5.0, ttfe_spread=0.0, events=3, gap_ms=2.0)
 
 def checks(**config: Any) -> dict[str, CheckResult]:
     async def main() -> list[CheckResult]:
-        async with running_target(TargetConfig(canonical=FAST, legacy=FAST, **config)) as target:
+        async with running_target(TargetConfig(**{"canonical": FAST, "legacy": FAST, **config})) as target:
             return await run_checks(FlowOptions(url=target.url), ("canonical", "legacy"), timeout=10)
 
     return by_name(asyncio.run(main()))
@@ -80,3 +80,9 @@ def test_check_against_the_default_target_exits_0() -> None:
 def test_degraded_health_shape_is_still_available() -> None:
     found = checks(cloud_logging=False)
     assert found["health.dependencies"].level == "WARN" and "cloud_logging" in found["health.dependencies"].detail
+
+
+def test_a_failed_probe_stream_says_unknown_not_hidden() -> None:
+    """A stream that ends in an in-stream error tells nothing about which route served it."""
+    flag = checks(canonical=CohortKnobs(ttfe_ms=5.0, ttfe_spread=0.0, p_stream_error=1.0))["canonical.flag"]
+    assert flag.level == "WARN" and flag.detail.startswith("unknown: the probe stream ended with an error")
