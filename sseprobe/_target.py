@@ -49,15 +49,16 @@ def _validate(obj: Any) -> None:
             raise TypeError(f"{f.name}: expected {f.type}, got {value!r}")
         if f.type == "float":
             setattr(obj, f.name, float(value))
-        low, high = (
-            (0, 1)
-            if f.name.startswith("p_") or f.name.endswith("_rate")
-            else (1, math.inf)
-            if f.name == "events"
-            else (0, math.inf)
-        )
+        low, high = _bounds(f.name)
         if f.type in ("float", "int", "float | None") and value is not None and not low <= value <= high:
             raise ValueError(f"{f.name}: {value!r} outside [{low}, {high}]")
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    """Probabilities (``p_*``, ``*_rate``) lie in [0, 1], a run has at least one event, the rest is >= 0."""
+    if name.startswith("p_") or name.endswith("_rate"):
+        return 0, 1
+    return (1, math.inf) if name == "events" else (0, math.inf)
 
 
 @dataclass
@@ -400,7 +401,7 @@ class _Vana:
                 "session_storage": not cfg.unhealthy,
                 "cloud_logging": cfg.cloud_logging,
             },
-            "response_time_ms": 0.0,
+            "response_time_ms": 0.0,  # health() times the body and fills this in
             "active_adk_sessions": self.open_streams,
             "agentNetwork": {"activeSessions": len(self.runs), "totalSubscribers": self.subscribers},
         }
