@@ -16,9 +16,11 @@ import orjson
 
 from ._config import FlowOptions, Limits, Timeouts
 from ._engine import make_client
-from ._outcomes import Outcome
+from ._flows import Step
+from ._outcomes import Outcome, SessionError
 from ._record import SessionRecord
-from ._session import run_session
+from ._session import HTTPClient, prepared_stream, run_session
+from ._sse import SSEDecoder
 
 __all__ = ["CheckResult", "run_checks", "health_findings", "LEVELS"]
 
@@ -50,12 +52,7 @@ def health_findings(body: Any, optional: frozenset[str] = frozenset()) -> list[C
     if not isinstance(deps, dict):
         out.append(CheckResult("health.dependencies", "WARN", "no 'dependencies' object in /health"))
     else:
-        down = [k for k, v in deps.items() if v is not True and k not in optional]
-        allowed = [k for k, v in deps.items() if v is not True and k in optional]
-        detail = f"not true: {', '.join(down)}" if down else f"all {len(deps) - len(allowed)} required true"
-        if allowed:
-            detail += f" (optional and off: {', '.join(allowed)})"
-        out.append(CheckResult("health.dependencies", "WARN" if down else "OK", detail))
+        out.append(_dependencies(deps, optional))
     env = body.get("environment")
     if isinstance(env, dict):
         out.append(
@@ -74,8 +71,28 @@ def health_findings(body: Any, optional: frozenset[str] = frozenset()) -> list[C
     return out
 
 
+def _dependencies(deps: dict[str, Any], optional: frozenset[str]) -> CheckResult:
+    """True/false entries are checks and judged; any other value (``project_id: "..."``) is
+    information about the deployment, shown as it is."""
+    checks = {k: v for k, v in deps.items() if isinstance(v, bool)}
+    down = [k for k, v in checks.items() if not v and k not in optional]
+    allowed = [k for k, v in checks.items() if not v and k in optional]
+    detail = f"not true: {', '.join(down)}" if down else f"all {len(checks) - len(allowed)} required true"
+    if allowed:
+        detail += f" (optional and off: {', '.join(allowed)})"
+    values = [f"{k}={_shown(v)}" for k, v in deps.items() if not isinstance(v, bool)]
+    if values:
+        detail += f"; values: {', '.join(values)}"
+    return CheckResult("health.dependencies", "WARN" if down else "OK", detail)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 async def _get_health(
-    http: aiohttp.ClientSession, base: str, headers: dict[str, str], optional: frozenset[str]
+    http: HTTPClient, base: str, headers: dict[str, str], optional: frozenset[str]
 ) -> list[CheckResult]:
     t0 = time.perf_counter()
     async with http.get(f"{base}/health", headers=headers) as resp:
@@ -90,10 +107,45 @@ async def _get_health(
     return [CheckResult("health", "OK", f"GET /health 200 in {ms:.0f} ms"), *health_findings(body, optional)]
 
 
-async def _flag_state(
-    http: aiohttp.ClientSession, base: str, app: str, headers: dict[str, str]
-) -> tuple[CheckResult, bool | None]:
-    """POST /run_sse for a session that does not exist: 501 means the flag is off, 404/200 on."""
+_FLAG_OFF = CheckResult("canonical.flag", "INFO", "OFF (POST /run_sse answers 501)")
+
+
+async def _flag_state(http: HTTPClient, opts: FlowOptions, headers: dict[str, str], timeout: float) -> CheckResult:
+    """The canonical flag as far as it shows from outside.
+
+    Only two answers prove anything: 501 from ``/run_sse`` (off), and a canonical stream that ends
+    with ``event: done``, which only the backend's flag-gated proxy sends (on). ADK's own
+    ``/run_sse`` answers whatever the flag says when it is routed first, so a 404 for an unknown
+    session, or a stream that just closes, leaves the flag not visible: never "on" by elimination.
+    """
+    base = opts.url.rstrip("/")
+    status = await _unknown_session_status(http, base, opts.app, headers)
+    if status == 501:
+        return _FLAG_OFF
+    if status not in (200, 404):
+        return CheckResult("canonical.flag", "WARN", f"unknown: POST /run_sse answered HTTP {status}")
+    timeouts = Timeouts(connect=timeout, idle=timeout, session=timeout)
+    try:
+        step, stream_headers = await prepared_stream(http, replace(opts, flow="canonical"), timeouts, Limits())
+    except SessionError as err:
+        return CheckResult("canonical.flag", "WARN", f"unknown: the probe session could not be created ({err})")
+    stream_status, end = await _stream_end(http, step, stream_headers)
+    if stream_status != 200:
+        return CheckResult("canonical.flag", "WARN", f"unknown: the probe stream answered HTTP {stream_status}")
+    if end == "done":
+        return CheckResult("canonical.flag", "INFO", "ON (the canonical stream ends with the backend's event: done)")
+    if end != "closed":  # a failed run shows nothing about the route that served it
+        return CheckResult("canonical.flag", "WARN", f"unknown: the probe stream ended with an {end}")
+    why = ["the stream ends without event: done", *await _adk_route_signs(http, base, headers)]
+    return CheckResult(
+        "canonical.flag",
+        "INFO",
+        f"not-visible from outside: /run_sse is answered by ADK's own route, which ignores the flag ({'; '.join(why)})",
+    )
+
+
+async def _unknown_session_status(http: HTTPClient, base: str, app: str, headers: dict[str, str]) -> int:
+    """POST /run_sse for a session that does not exist: 501 is the flag off; anything else says little."""
     body = {
         "appName": app,
         "userId": "sseprobe-check",
@@ -102,15 +154,50 @@ async def _flag_state(
         "streaming": True,
     }
     async with http.post(f"{base}/run_sse", json=body, headers=headers) as resp:
-        status = resp.status
-    if status == 501:
-        return CheckResult("canonical.flag", "INFO", "OFF (POST /run_sse answers 501)"), False
-    if status in (200, 404):
-        return CheckResult("canonical.flag", "INFO", f"ON (POST /run_sse answers {status}, not 501)"), True
-    return CheckResult("canonical.flag", "WARN", f"unknown: POST /run_sse answered HTTP {status}"), None
+        return resp.status
 
 
-async def _one_session(http: aiohttp.ClientSession, opts: FlowOptions, timeout: float) -> CheckResult:
+async def _stream_end(http: HTTPClient, step: Step, headers: dict[str, str]) -> tuple[int, str]:
+    """(status, how one canonical stream ended: "done", "error: ..." or "closed"), read to its end."""
+    request_headers = {**headers, "Accept": "text/event-stream", "Content-Type": "application/json"}
+    async with http.post(step.url, data=step.json_bytes(), headers=request_headers) as resp:
+        if resp.status != 200:
+            return resp.status, "closed"
+        decoder = SSEDecoder()
+        async for chunk in resp.content.iter_any():
+            for event in decoder.feed(chunk):
+                if event.event == "done":
+                    return resp.status, "done"
+                if event.event == "error" or _error_data(event.data):
+                    return resp.status, f"error: {_shown(event.data)}"
+        return resp.status, "closed"
+
+
+def _error_data(data: str) -> bool:
+    """An unnamed frame carrying an in-stream error (a JSON object with an "error" key)."""
+    if '"error"' not in data:
+        return False
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and bool(body.get("error"))
+
+
+async def _adk_route_signs(http: HTTPClient, base: str, headers: dict[str, str]) -> list[str]:
+    """What else shows that ADK's routes are in front: its app list, and sessions for any app name."""
+    signs = []
+    async with http.get(f"{base}/list-apps", headers=headers) as resp:
+        if resp.status == 200:
+            signs.append(f"GET /list-apps answers {_shown(orjson.loads(await resp.read()))}")
+    bogus = f"sseprobe-no-such-app-{uuid.uuid4().hex[:8]}"
+    async with http.post(f"{base}/apps/{bogus}/users/sseprobe-check/sessions", json={}, headers=headers) as resp:
+        if resp.status == 200:
+            signs.append("a session for an unknown app name is created")
+    return signs
+
+
+async def _one_session(http: HTTPClient, opts: FlowOptions, timeout: float) -> CheckResult:
     rec = SessionRecord(opts.flow, 0, scheduled=time.perf_counter())
     timeouts = Timeouts(connect=timeout, idle=timeout, session=timeout)
     await run_session(http, opts, timeouts, Limits(), rec)
@@ -135,16 +222,17 @@ async def run_checks(
                 results += await _get_health(http, base, headers, optional)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return [CheckResult("health", "UNKNOWN", f"cannot reach {base}/health: {type(exc).__name__}")]
-        flag_on: bool | None = None
+        flag_off = False
         if "canonical" in flows:
             try:
                 async with asyncio.timeout(timeout):
-                    flag, flag_on = await _flag_state(http, base, opts.app, headers)
+                    flag = await _flag_state(http, opts, headers, timeout)
                 results.append(flag)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                flag_off = flag is _FLAG_OFF
+            except (aiohttp.ClientError, OSError, TimeoutError, orjson.JSONDecodeError) as exc:
                 results.append(CheckResult("canonical.flag", "WARN", f"probe failed: {type(exc).__name__}"))
         for flow in flows:
-            if flow == "canonical" and flag_on is False:
+            if flow == "canonical" and flag_off:
                 results.append(CheckResult("canonical.session", "INFO", "skipped: the flag is off"))
                 continue
             results.append(await _one_session(http, replace(opts, flow=flow), timeout))

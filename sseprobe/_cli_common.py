@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
-from ._config import SESSION_CREATE, FlowOptions, Limits, Timeouts
+from ._config import LEGACY_STREAMS, SESSION_CREATE, FlowOptions, Limits, Timeouts
 from ._engine import Load
 from ._pacer import Phase, Schedule
 from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
@@ -281,10 +281,18 @@ def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--session-create",
                 type=click.Choice(SESSION_CREATE),
-                default="adk",
+                default="auto",
                 show_default=True,
-                help="Canonical: create the session ADK-style (POST .../sessions/{id}), "
-                "backend-style (POST .../sessions) or not at all.",
+                help="Canonical: create the session backend-style (POST .../sessions; the id the server "
+                "returns is used), ADK-style (POST .../sessions/{id} with our id), auto (backend style, "
+                "ADK style where that route is missing, remembered per cohort) or not at all.",
+            ),
+            click.option(
+                "--legacy-stream",
+                type=click.Choice(LEGACY_STREAMS),
+                default="run",
+                show_default=True,
+                help="Legacy: stream from GET .../run, or from the older GET /agent_network_sse/{session}.",
             ),
             click.option(
                 "--header",
@@ -466,6 +474,7 @@ _FLOW_KEYS = (
     "user_prefix",
     "messages",
     "session_create",
+    "legacy_stream",
     "headers",
     "bearer_env",
     "bearer_file",

@@ -52,13 +52,15 @@ def check_cmd(
     user_prefix: str,
     messages: tuple[str, ...],
     session_create: str,
+    legacy_stream: str,
     headers: tuple[str, ...],
     bearer_env: str | None,
     bearer_file: str | None,
 ) -> int:
     """Pre-deploy validation of each URL: /health answers 'healthy' with every dependency true
-    (each differing field named), the canonical flag state seen from outside (501 or not), and one
-    end-to-end session per flow within --timeout with events flowing.
+    (each differing field named; values that are not true/false shown), the canonical flag as far
+    as it shows from outside (OFF: 501; ON: a stream ending with the backend's event: done; else
+    not-visible, with why), and one end-to-end session per flow within --timeout with events flowing.
 
     Exit 0 all OK, 1 a warning, 2 a check failed, 3 the service could not be reached.
     """
@@ -73,6 +75,7 @@ def check_cmd(
             user_prefix=user_prefix,
             messages=messages,
             session_create=session_create,
+            legacy_stream=legacy_stream,
             headers=hdrs,
         )
         for flow in wanted:

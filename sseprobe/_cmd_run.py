@@ -50,6 +50,8 @@ def flow_config(opts: FlowOptions) -> dict[str, Any]:
         "session_create": opts.session_create,
         "headers": public_headers(opts.headers),
     }
+    if opts.flow == "legacy":
+        cfg["legacy_stream"] = opts.legacy_stream
     if opts.flow == "generic":
         cfg.update(method=opts.method, complete_on=opts.complete_on)
     return cfg

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ._cli_common import EXIT_OK, UsageProblem
-from ._target import CohortKnobs, TargetConfig, serve
+from ._target import PROFILES, CohortKnobs, TargetConfig, serve
 
 __all__ = ["target_cmd", "knob_options", "config_from_options"]
 
@@ -37,8 +37,18 @@ GLOBAL_HELP = {
     "require_token": "require 'Authorization: Bearer TOKEN'",
     "health_ci_shape": "/health with 'environment' as a plain string (the CI=true shape)",
     "unhealthy": "/health reports degraded with a dependency down",
+    "cloud_logging": "/health reports cloud_logging true (off: the development shape, which check warns about)",
     "seed": "random seed: the same seed gives the same faults and delays",
+    "profile": "default: the protocol as specified; vana-real: what the real backend does on the wire "
+    "(ADK routes hide the flag, bookkeeping first events, masked legacy failures, model limiter)",
+    "model_delay_ms": "(vana-real) the model's constant delay to the first answer text, both flows (ms; "
+    "default: each cohort's ttfe_ms and ttfe_spread)",
+    "model_fail_rate": "(vana-real) probability the model fails (legacy masks it, canonical sends an error)",
+    "legacy_model_limit": "(vana-real) legacy runs the model limiter admits per window (0: off)",
+    "legacy_model_window_s": "(vana-real) the model limiter's window (s)",
+    "legacy_model_wait_s": "(vana-real) how long a run beyond the limit waits before 'Rate limiter timeout' (s)",
 }
+_TYPES: dict[str, Any] = {"profile": click.Choice(PROFILES), "model_delay_ms": float}
 COHORTS = ("canonical", "legacy")
 
 
@@ -52,7 +62,7 @@ def _option(name: str, default: Any, help_text: str) -> Callable[[Callable[..., 
             show_default=True,
             help=help_text[0].upper() + help_text[1:] + ".",
         )
-    kind = type(default) if default is not None else str
+    kind = _TYPES.get(name, type(default) if default is not None else str)
     return click.option(
         flag, name, type=kind, default=default, show_default=True, help=help_text[0].upper() + help_text[1:] + "."
     )
@@ -76,7 +86,7 @@ def knob_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def config_from_options(values: dict[str, Any]) -> TargetConfig:
-    per_cohort = {
+    per_cohort: dict[str, Any] = {
         cohort: CohortKnobs(**{f.name: values.pop(f"{cohort}_{f.name}") for f in dataclasses.fields(CohortKnobs)})
         for cohort in COHORTS
     }
@@ -95,7 +105,8 @@ def target_cmd(host: str, port: int, **knobs: Any) -> int:
 
     Emulates /health, the canonical POST /run_sse (with session creation, 501 when the flag
     is off, 404 for an unknown session) and the legacy POST/GET .../run streams, with
-    latency and fault knobs per cohort. Runtime changes: PATCH /_target/config.
+    latency and fault knobs per cohort. --profile vana-real adds what the real backend does
+    beyond its specification. Runtime changes: PATCH /_target/config.
     """
     config = config_from_options(knobs)
     try:

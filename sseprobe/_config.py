@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Timeouts", "Limits", "FlowOptions", "FLOWS", "SESSION_CREATE"]
+__all__ = ["Timeouts", "Limits", "FlowOptions", "FLOWS", "SESSION_CREATE", "LEGACY_STREAMS"]
 
 FLOWS = ("canonical", "legacy", "generic")
-SESSION_CREATE = ("adk", "backend", "none")
+SESSION_CREATE = ("auto", "adk", "backend", "none")
+LEGACY_STREAMS = ("run", "agent_network_sse")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class FlowOptions:
     app: str = "vana"
     user_prefix: str = "sseprobe"
     messages: tuple[str, ...] = ("test",)  # one is picked per session
-    session_create: Literal["adk", "backend", "none"] = "adk"
+    session_create: Literal["auto", "adk", "backend", "none"] = "auto"
+    legacy_stream: Literal["run", "agent_network_sse"] = "run"  # legacy: GET .../run or the older GET
     headers: tuple[tuple[str, str], ...] = ()  # may hold secrets: never printed or stored
     method: str = "GET"  # generic only
     body: bytes | None = None  # generic only
@@ -65,4 +67,8 @@ class FlowOptions:
         if self.session_create not in SESSION_CREATE:
             raise ValueError(
                 f"unknown session create style {self.session_create!r} (expected one of {', '.join(SESSION_CREATE)})"
+            )
+        if self.legacy_stream not in LEGACY_STREAMS:
+            raise ValueError(
+                f"unknown legacy stream {self.legacy_stream!r} (expected one of {', '.join(LEGACY_STREAMS)})"
             )

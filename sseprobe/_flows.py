@@ -9,14 +9,14 @@ from __future__ import annotations
 import itertools
 import operator
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from ._config import FlowOptions
 from ._sse import Event
 
-__all__ = ["StreamRules", "Step", "FlowPlan", "plan_session", "ended_partial", "NOT_PROGRESS"]
+__all__ = ["StreamRules", "Step", "FlowPlan", "plan_session", "learned_adk_only", "ended_partial", "NOT_PROGRESS"]
 
 # Named events that say nothing about the run's progress: never the first event.
 NOT_PROGRESS = frozenset({"agent_network_connection", "keepalive", "heartbeat", "ping"})
@@ -115,6 +115,8 @@ class Step:
     body: bytes | None = None
     ok_statuses: frozenset[int] = frozenset()
     is_message: bool = False  # the request that sends the user's message: latencies start here
+    creates_session: bool = False  # answers with the session id the server chose: the stream must use it
+    fallback: Step | None = None  # sent instead when this one answers 404/405 (the route is not there)
 
     def json_bytes(self) -> bytes:
         """``json`` serialised (orjson: compact, UTF-8), the body sent with ``application/json``."""
@@ -131,12 +133,46 @@ class FlowPlan:
     stream: Step
     rules: StreamRules
 
+    def with_session(self, session_id: str) -> FlowPlan:
+        """The plan with the server-chosen session id in the stream request's body (its ``sessionId``):
+        a server that picks the id answers 404 to any other."""
+        body = self.stream.json
+        if not isinstance(body, dict):
+            return self
+        return replace(self, stream=replace(self.stream, json={**body, "sessionId": session_id}))
+
 
 _bits = random.getrandbits
 _ALREADY_EXISTS = frozenset({400})  # ADK's "session already exists": harmless
+_NO_ROUTE = frozenset({404, 405})  # what a server answers for a creation route it does not have
+# (base URL, app) of cohorts where `auto` found only ADK-style creation: later sessions go there at once
+_ADK_ONLY: set[tuple[str, str]] = set()
 
 CANONICAL_RULES = StreamRules(complete_on="done", close_ok=True)
 LEGACY_RULES = StreamRules(complete_on="research_complete", close_ok=False)
+
+
+def learned_adk_only(opts: FlowOptions) -> None:
+    """`auto` creation fell back to ADK style for this cohort: remember it, so no later session pays
+    the failed backend-style request again."""
+    _ADK_ONLY.add((opts.url, opts.app))
+
+
+def _session_setup(opts: FlowOptions, base: str, user: str, session: str) -> tuple[Step, ...]:
+    """Session creation before ``/run_sse``.
+
+    backend: ``POST .../sessions`` without an id; the server picks it (the backend answers
+    ``session_id``, ADK's own route ``id``). adk: ``POST .../sessions/{our id}`` with ``{}``.
+    auto: backend style first, since both the backend and ADK itself answer it, with ADK style as
+    the fallback for a server without that route; the fallback is remembered per cohort.
+    """
+    sessions = f"{base}/apps/{opts.app}/users/{user}/sessions"
+    adk = Step("POST", f"{sessions}/{session}", json={}, ok_statuses=_ALREADY_EXISTS)
+    backend = Step("POST", sessions, json={}, creates_session=True)
+    style = opts.session_create
+    if style == "auto":
+        return (adk,) if (opts.url, opts.app) in _ADK_ONLY else (replace(backend, fallback=adk),)
+    return {"adk": (adk,), "backend": (backend,)}.get(style, ())
 
 
 def plan_session(opts: FlowOptions) -> FlowPlan:
@@ -147,18 +183,6 @@ def plan_session(opts: FlowOptions) -> FlowPlan:
     user = f"{opts.user_prefix}-{_bits(48):012x}"
     session = f"{_bits(128):032x}"
     if opts.flow == "canonical":
-        setup: tuple[Step, ...] = ()
-        if opts.session_create == "adk":
-            setup = (
-                Step(
-                    "POST",
-                    f"{base}/apps/{opts.app}/users/{user}/sessions/{session}",
-                    json={},
-                    ok_statuses=_ALREADY_EXISTS,
-                ),
-            )
-        elif opts.session_create == "backend":
-            setup = (Step("POST", f"{base}/apps/{opts.app}/users/{user}/sessions", json={}),)
         body = {
             "appName": opts.app,
             "userId": user,
@@ -167,10 +191,11 @@ def plan_session(opts: FlowOptions) -> FlowPlan:
             "streaming": True,
         }
         stream = Step("POST", f"{base}/run_sse", json=body, is_message=True)
-        return FlowPlan(setup, None, stream, CANONICAL_RULES)
+        return FlowPlan(_session_setup(opts, base, user, session), None, stream, CANONICAL_RULES)
     if opts.flow == "legacy":
         run_url = f"{base}/apps/{opts.app}/users/{user}/sessions/{session}/run"
         start = Step("POST", run_url, json={"query": message}, is_message=True)
-        return FlowPlan((), start, Step("GET", run_url), LEGACY_RULES)
+        stream_url = run_url if opts.legacy_stream == "run" else f"{base}/agent_network_sse/{session}"
+        return FlowPlan((), start, Step("GET", stream_url), LEGACY_RULES)
     rules = StreamRules(complete_on=opts.complete_on, close_ok=opts.complete_on is None)
     return FlowPlan((), None, Step(opts.method, opts.url, body=opts.body, is_message=True), rules)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._config import FLOWS, SESSION_CREATE
+from ._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
 from ._pacer import Phase
 
 __all__ = ["Scenario", "ScenarioCohort", "ScenarioError", "load_scenario"]
@@ -64,6 +64,7 @@ _COHORT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "message": ((str,), "text"),
     "messages": ((list,), "a list of message texts"),
     "session_create": ((str,), f"one of {', '.join(SESSION_CREATE)}"),
+    "legacy_stream": ((str,), f"one of {', '.join(LEGACY_STREAMS)}"),
     "headers": ((dict,), "a table of header names to values (no secrets: use bearer_env/bearer_file)"),
     "bearer_env": ((str,), "the name of an environment variable holding a token"),
     "bearer_file": ((str,), "the path of a file holding a token"),
@@ -127,8 +128,9 @@ def _cohort(r: _Reader, name: str, d: Any) -> ScenarioCohort:
     values = {k: r.typed(f"{key}.{k}", v, _COHORT_KEYS[k]) for k, v in d.items()}
     if values.get("flow", name) not in FLOWS:
         raise r.fail(f"{key}.flow", _COHORT_KEYS["flow"][1], values.get("flow", name))
-    if values.get("session_create", "adk") not in SESSION_CREATE:
-        raise r.fail(f"{key}.session_create", _COHORT_KEYS["session_create"][1], values["session_create"])
+    for choice, allowed in (("session_create", SESSION_CREATE), ("legacy_stream", LEGACY_STREAMS)):
+        if values.get(choice, allowed[0]) not in allowed:
+            raise r.fail(f"{key}.{choice}", _COHORT_KEYS[choice][1], values[choice])
     for h, v in values.get("headers", {}).items():
         if h.lower() in _SECRET_HEADERS:
             raise r.fail(f"{key}.headers.{h}", "no inline secrets: use bearer_env or bearer_file")

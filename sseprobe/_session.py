@@ -15,9 +15,10 @@ from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
+import orjson
 
 from ._config import FlowOptions, Limits, Timeouts
-from ._flows import FlowPlan, Step, ended_partial, plan_session
+from ._flows import FlowPlan, Step, ended_partial, learned_adk_only, plan_session
 from ._http import HeadTimeout, LeanClient, LeanResponse
 from ._outcomes import (
     BadContentType,
@@ -34,7 +35,7 @@ from ._outcomes import (
 from ._record import SessionRecord
 from ._sse import Event, SSEDecoder
 
-__all__ = ["run_session", "connect_trace", "StampingConnector", "Clock"]
+__all__ = ["run_session", "prepared_stream", "connect_trace", "StampingConnector", "Clock"]
 
 Clock = Callable[[], float]
 HTTPClient = aiohttp.ClientSession | LeanClient  # make_client's LeanClient, or any aiohttp session
@@ -115,8 +116,23 @@ class _Session:
         self.rec.status = resp.status
         return resp
 
-    async def call(self, step: Step) -> None:
-        """A plain JSON request before the stream (session create, legacy run start)."""
+    async def setup(self, plan: FlowPlan) -> FlowPlan:
+        """Send the prerequisites; return the plan the stream must follow (the server's session id)."""
+        for step in plan.setup:
+            try:
+                session_id = await self.call(step)
+            except HTTPStatusError as err:
+                if step.fallback is None or err.status not in _NO_ROUTE:
+                    raise
+                session_id = await self.call(step.fallback)
+                learned_adk_only(self.opts)
+            if session_id is not None:
+                plan = plan.with_session(session_id)
+        return plan
+
+    async def call(self, step: Step) -> str | None:
+        """A plain JSON request before the stream (session create, legacy run start); returns the
+        session id the server chose when the step asks the server to choose one."""
         async with await self.request(step, _JSON) as resp:
             if not (200 <= resp.status < 300 or resp.status in step.ok_statuses):
                 raise HTTPStatusError(f"HTTP {resp.status} on {step.method} before the stream", resp.status)
@@ -129,7 +145,8 @@ class _Session:
                 if value is not None:
                     self.headers["X-CSRF-Token"] = value
                     self.headers["Cookie"] = f"csrf_token={value}"
-            await resp.read()
+            raw_body = await resp.read()
+        return _created_session_id(raw_body) if step.creates_session else None
 
     async def stream(self, plan: FlowPlan) -> None:
         rec, clock = self.rec, self.clock
@@ -246,6 +263,21 @@ class _Accounting:
 
 
 _CSRF = re.compile(r"(?:^|[ ,])csrf_token=([^;, ]*)")
+_NO_ROUTE = frozenset({404, 405})  # the server has no such creation route: try the fallback style
+_SESSION_ID_KEYS = ("session_id", "id", "sessionId")  # backend, ADK, and camelCase spellings
+
+
+def _created_session_id(raw: bytes) -> str:
+    """The id in a session-create answer; without one the stream could only 404, so say so now."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        for key in _SESSION_ID_KEYS:
+            if isinstance(value := body.get(key), str) and value:
+                return value
+    raise ProtocolError("session create answered no session id (session_id, id or sessionId)")
 
 
 class _Deadline:
@@ -308,6 +340,18 @@ def _classify(exc: BaseException, streaming: bool) -> SessionError:
     return SessionError(f"internal error: {text}")
 
 
+async def prepared_stream(
+    http: HTTPClient, opts: FlowOptions, timeouts: Timeouts, limits: Limits
+) -> tuple[Step, dict[str, str]]:
+    """The stream request of one fresh session after its setup (session created, the server's id in
+    place) and the headers it must carry (the CSRF echo): for a probe that reads the stream itself.
+    Raises SessionError when the setup fails."""
+    rec = SessionRecord(opts.flow, 0, scheduled=time.perf_counter())
+    state = _Session(http, opts, timeouts, limits, rec, time.perf_counter)
+    plan = await state.setup(plan_session(opts))
+    return plan.stream, state.headers
+
+
 async def run_session(
     http: HTTPClient,
     opts: FlowOptions,
@@ -331,8 +375,7 @@ async def run_session(
             plan = plan_session(opts)
             if plan.setup:
                 t0 = clock()
-                for step in plan.setup:
-                    await state.call(step)
+                plan = await state.setup(plan)
                 rec.setup_ms = (clock() - t0) * 1000.0
             if plan.start is not None:
                 await state.call(plan.start)

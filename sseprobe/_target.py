@@ -26,10 +26,11 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-__all__ = ["CohortKnobs", "TargetConfig", "TargetStats", "Target", "make_app", "running_target", "serve"]
+__all__ = ["CohortKnobs", "TargetConfig", "TargetStats", "Target", "PROFILES", "make_app", "running_target", "serve"]
 
 VANA_APP = "vana"
 REPLAY = 10  # events replayed to a new legacy subscriber
+PROFILES = ("default", "vana-real")  # vana-real: what the real backend was seen doing (_target_real)
 SESSION_TTL_S = 600.0  # a session unused this long is forgotten
 MAX_SESSIONS = 100_000  # beyond, the least recently used session is forgotten
 MAX_RUNS = 50_000  # legacy runs kept at once; the oldest is evicted beyond
@@ -48,9 +49,16 @@ def _validate(obj: Any) -> None:
             raise TypeError(f"{f.name}: expected {f.type}, got {value!r}")
         if f.type == "float":
             setattr(obj, f.name, float(value))
-        low, high = (0, 1) if f.name.startswith("p_") else (1, math.inf) if f.name == "events" else (0, math.inf)
-        if f.type in ("float", "int") and not low <= value <= high:
+        low, high = _bounds(f.name)
+        if f.type in ("float", "int", "float | None") and value is not None and not low <= value <= high:
             raise ValueError(f"{f.name}: {value!r} outside [{low}, {high}]")
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    """Probabilities (``p_*``, ``*_rate``) lie in [0, 1], a run has at least one event, the rest is >= 0."""
+    if name.startswith("p_") or name.endswith("_rate"):
+        return 0, 1
+    return (1, math.inf) if name == "events" else (0, math.inf)
 
 
 @dataclass
@@ -77,7 +85,9 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "float": (int, float),
     "int": (int,),
     "bool": (bool,),
+    "str": (str,),
     "str | None": (str, type(None)),
+    "float | None": (int, float, type(None)),
     "CohortKnobs": (CohortKnobs,),
 }
 
@@ -94,12 +104,24 @@ class TargetConfig:
     require_token: str | None = None
     health_ci_shape: bool = False
     unhealthy: bool = False
+    cloud_logging: bool = True
     seed: int = 0
+    # the real service's quirks (profile "vana-real"; see _target_real)
+    profile: str = "default"
+    model_delay_ms: float | None = None
+    model_fail_rate: float = 0.0
+    legacy_model_limit: int = 10
+    legacy_model_window_s: float = 60.0
+    legacy_model_wait_s: float = 30.0
 
     def __post_init__(self) -> None:
         _validate(self)
         if self.keepalive_s <= 0 or self.stall_max_s <= 0:
             raise ValueError("keepalive_s and stall_max_s must be > 0")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile: {self.profile!r} is not one of {', '.join(PROFILES)}")
+        if self.legacy_model_window_s <= 0:
+            raise ValueError("legacy_model_window_s must be > 0")
 
 
 def _config_from_dict(data: dict[str, Any]) -> TargetConfig:
@@ -128,6 +150,8 @@ class CohortCounters:
     stream_error: int = 0
     premature_close: int = 0
     stall: int = 0
+    model_failed: int = 0  # vana-real: the model failed (legacy masks it as a success without content)
+    model_limited: int = 0  # vana-real legacy: refused by the model limiter after its wait
 
 
 @dataclass
@@ -253,14 +277,18 @@ async def _sleep_until(deadline: float) -> None:
 class _Run:
     """One legacy research session: its replay history, live subscribers and background producer."""
 
-    history: deque[bytes] = field(default_factory=lambda: deque(maxlen=REPLAY))
+    history: deque[bytes]
     subscribers: set[asyncio.Queue[bytes | None]] = field(default_factory=set)
     producer: asyncio.Task[None] | None = None
     closed: bool = False  # premature close: streams end after replaying the history
 
 
 class _Vana:
-    """State and handlers of one target instance."""
+    """State and handlers of one target instance (the default profile; _target_real subclasses it)."""
+
+    replay = REPLAY  # past events a new legacy subscriber receives
+    flag_gates_run_sse = True  # the canonical flag off makes /run_sse answer 501
+    legacy_headers = _SSE_HEADERS
 
     def __init__(self, config: TargetConfig) -> None:
         self.config = config
@@ -308,8 +336,17 @@ class _Vana:
 
     async def set_csrf_cookie(self, request: web.Request, response: web.StreamResponse) -> None:
         """Every backend response hands out a CSRF cookie to a client that has none; ADK itself does not."""
-        if not self.config.adk_style and "csrf_token=" not in request.headers.get("Cookie", ""):
+        if not self.adk_answers and "csrf_token=" not in request.headers.get("Cookie", ""):
             response.headers.add("Set-Cookie", self.csrf_cookie)
+
+    @property
+    def adk_answers(self) -> bool:
+        """Are session creation and /run_sse answered by ADK's own routes (its shapes, no `done`)?"""
+        return self.config.adk_style
+
+    def routes(self) -> list[web.RouteDef]:
+        """Routes a profile adds to the common ones."""
+        return []
 
     # -- random draws ------------------------------------------------------------------------------
 
@@ -341,30 +378,33 @@ class _Vana:
     # -- health and sessions -----------------------------------------------------------------------
 
     async def health(self, request: web.Request) -> web.Response:
-        begun, cfg = time.perf_counter(), self.config
+        begun = time.perf_counter()
+        body = self.health_body()
+        body["response_time_ms"] = round((time.perf_counter() - begun) * 1000, 3)
+        return _json(200, body)
+
+    def health_body(self) -> dict[str, Any]:
+        cfg = self.config
         env: Any = (
             "ci"
             if cfg.health_ci_shape
             else {"current": "development", "migration_complete": True, "phase": "completed"}
         )
-        return _json(
-            200,
-            {
-                "status": "degraded" if cfg.unhealthy else "healthy",
-                "timestamp": _iso(),
-                "service": VANA_APP,
-                "version": "1.0.0",
-                "environment": env,
-                "dependencies": {
-                    "google_api_configured": True,
-                    "session_storage": not cfg.unhealthy,
-                    "cloud_logging": False,
-                },
-                "response_time_ms": round((time.perf_counter() - begun) * 1000, 3),
-                "active_adk_sessions": self.open_streams,
-                "agentNetwork": {"activeSessions": len(self.runs), "totalSubscribers": self.subscribers},
+        return {
+            "status": "degraded" if cfg.unhealthy else "healthy",
+            "timestamp": _iso(),
+            "service": VANA_APP,
+            "version": "1.0.0",
+            "environment": env,
+            "dependencies": {
+                "google_api_configured": True,
+                "session_storage": not cfg.unhealthy,
+                "cloud_logging": cfg.cloud_logging,
             },
-        )
+            "response_time_ms": 0.0,  # health() times the body and fills this in
+            "active_adk_sessions": self.open_streams,
+            "agentNetwork": {"activeSessions": len(self.runs), "totalSubscribers": self.subscribers},
+        }
 
     def _touch_session(self, key: tuple[str, str, str]) -> None:
         """Create or refresh a session (LRU): a load run's one-shot sessions age out, reused ones stay."""
@@ -375,7 +415,7 @@ class _Vana:
             self.sessions.popitem(last=False)
 
     def _new_session_id(self) -> str:
-        if self.config.adk_style:
+        if self.adk_answers:
             return str(uuid.UUID(bytes=self.rng.bytes(16), version=4))
         return f"session_{self.rng.bytes(8).hex()}"
 
@@ -384,7 +424,7 @@ class _Vana:
         app, user = request.match_info["app"], request.match_info["user"]
         sid = self._new_session_id()
         self._touch_session((app, user, sid))
-        if self.config.adk_style:
+        if self.adk_answers:
             return _json(200, _adk_session(app, user, sid, {}))
         return _json(200, {"success": True, "session_id": sid, "app_name": app, "user_id": user, "created_at": _iso()})
 
@@ -404,7 +444,7 @@ class _Vana:
         body = await _read_json(request)
         if errors := _run_request_errors(body):
             raise _Reject(422, {"detail": errors})
-        if not self.config.canonical_enabled:
+        if self.flag_gates_run_sse and not self.config.canonical_enabled:
             raise _Reject(
                 501,
                 {
@@ -464,7 +504,7 @@ class _Vana:
         # a premature close just ends the handler: the stream closes without its completion
 
     def _canonical_error(self) -> dict[str, Any]:
-        if self.config.adk_style:
+        if self.adk_answers:
             return {
                 "error": "RuntimeError: simulated model failure",
                 "error_details": {"type": "RuntimeError", "message": "simulated model failure"},
@@ -518,7 +558,7 @@ class _Vana:
         )
 
     def _new_run(self, sid: str) -> _Run:
-        run = self.runs[sid] = _Run()
+        run = self.runs[sid] = _Run(deque(maxlen=self.replay))
         if len(self.runs) > MAX_RUNS:
             _, oldest = self.runs.popitem(last=False)
             if oldest.producer is not None:
@@ -589,7 +629,7 @@ class _Vana:
             queue.put_nowait(None)
         run.subscribers.add(queue)
         self.subscribers += 1
-        resp = web.StreamResponse(headers=_SSE_HEADERS)
+        resp = web.StreamResponse(headers=self.legacy_headers)
         try:
             await resp.prepare(request)
             await resp.write(dialect.connected(sid))
@@ -637,6 +677,8 @@ class _Vana:
             new = _patched(self.config, await _read_json(request))
         except (TypeError, ValueError) as exc:
             raise _Reject(400, {"detail": str(exc)}) from None
+        if new.profile != self.config.profile:
+            raise _Reject(400, {"detail": "profile: fixed when the target starts"})
         if new.seed != self.config.seed:
             self.rng = np.random.default_rng(new.seed)
         for f in fields(TargetConfig):
@@ -745,7 +787,12 @@ _STATE = web.AppKey("sseprobe_target", _Vana)
 
 
 def make_app(config: TargetConfig) -> web.Application:
-    vana = _Vana(config)
+    if config.profile == "vana-real":
+        from ._target_real import VanaReal  # the profile subclasses _Vana: imported only when asked for
+
+        vana: _Vana = VanaReal(config)
+    else:
+        vana = _Vana(config)
     app = web.Application(middlewares=[vana.middleware])
     app[_STATE] = vana
     app.on_response_prepare.append(vana.set_csrf_cookie)
@@ -763,6 +810,7 @@ def make_app(config: TargetConfig) -> web.Application:
             web.get("/_target/config", vana.get_config),
             web.patch("/_target/config", vana.patch_config),
             web.get("/_target/stats", vana.get_stats),
+            *vana.routes(),
         ]
     )
     return app

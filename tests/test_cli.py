@@ -117,8 +117,8 @@ def test_run_fires_rollback_trigger_exit_2(tmp_path: Path) -> None:
 
 
 def test_check_reports_health_flag_and_sessions() -> None:
-    with target_process() as url:
-        warn = sseprobe("check", url)  # the emulated service runs with cloud_logging off
+    with target_process("--no-cloud-logging") as url:
+        warn = sseprobe("check", url)  # the development shape: cloud_logging off
         ok = sseprobe("check", url, "--optional-dependency", "cloud_logging")
     assert warn.returncode == 1 and "not true: cloud_logging" in warn.stdout, warn.stdout
     assert ok.returncode == 0, ok.stdout + ok.stderr

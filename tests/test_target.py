@@ -79,7 +79,8 @@ async def create_session(t: Target, s: aiohttp.ClientSession, user: str = "u1") 
     async with s.post(f"{t.url}/apps/vana/users/{user}/sessions") as r:
         assert r.status == 200
         created = await r.json()
-        return created["id"] if t.config.adk_style else created["session_id"]
+        adk_answers = t.config.adk_style or t.config.profile == "vana-real"  # vana-real: ADK's route answers
+        return created["id"] if adk_answers else created["session_id"]
 
 
 def run_body(sid: str, user: str = "u1") -> dict[str, Any]:
