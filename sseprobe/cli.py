@@ -1,12 +1,16 @@
 """The command line: ``sseprobe target | run | compare | check | ...``.
 
-Exit codes follow the monitoring-plugin convention (DESIGN.md): 0 GREEN/OK, 1 YELLOW/WARNING,
+Exit codes follow the monitoring-plugin convention: 0 GREEN/OK, 1 YELLOW/WARNING,
 2 RED/CRITICAL, 3 UNKNOWN (bad usage, could not run). Every error is one line on stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import click
 
@@ -47,21 +51,50 @@ cli.add_command(report_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: every error is one line on stderr; bad usage exits 3, never 2."""
-    try:
-        rv = cli.main(args=argv, prog_name="sseprobe", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("sseprobe: aborted", err=True)
-        return EXIT_UNKNOWN
-    except click.ClickException as exc:
-        click.echo(f"sseprobe: error: {exc.format_message()}", err=True)
-        return EXIT_UNKNOWN
-    except KeyboardInterrupt:
-        click.echo("sseprobe: interrupted", err=True)
-        return EXIT_UNKNOWN
+    """Entry point: every error is one line on stderr; bad usage exits 3, never 2.
+
+    A failure of sseprobe itself is exit 3 too (never 1, which reads as YELLOW), and never a traceback."""
+    with _sigterm_interrupts():
+        try:
+            rv = cli.main(args=argv, prog_name="sseprobe", standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        except click.exceptions.Abort:
+            click.echo("sseprobe: interrupted", err=True)
+            return EXIT_UNKNOWN
+        except click.ClickException as exc:
+            click.echo(f"sseprobe: error: {_one_line(exc.format_message())}", err=True)
+            return EXIT_UNKNOWN
+        except KeyboardInterrupt:
+            click.echo("sseprobe: interrupted", err=True)
+            return EXIT_UNKNOWN
+        except Exception as exc:  # noqa: BLE001 - the contract: one line and exit 3, whatever broke
+            click.echo(f"sseprobe: error: sseprobe failed: {_one_line(f'{type(exc).__name__}: {exc}')}", err=True)
+            return EXIT_UNKNOWN
     return rv if isinstance(rv, int) else EXIT_OK
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM outside a run (start-up, writing) ends the command as Ctrl-C does: exit 3, one line,
+    no half-written file. The run installs its own handlers while it measures."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
