@@ -94,7 +94,9 @@ def _refuse_non_regular(path: Path) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(mode):
-        raise FileExistsError(errno.EEXIST, "something other than a regular file is there: not replaced", str(path))
+        raise FileExistsError(
+            errno.EEXIST, "it is not a regular file (a device, fifo or folder): not replaced", str(path)
+        )
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
