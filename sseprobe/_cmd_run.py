@@ -100,13 +100,22 @@ def said_interrupted(info: RunInfo) -> None:
 
 @contextlib.contextmanager
 def held_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM wait (blocked, not lost) while this runs; they are delivered after."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    """SIGINT and SIGTERM wait (remembered, not lost) while this runs, then interrupt as usual."""
+    pending: list[int] = []
+    try:
+        before = {sig: signal.signal(sig, lambda signum, _f: pending.append(signum)) for sig in _STOPS}
+    except ValueError:  # not the main thread: signals are not ours
+        before = {}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:

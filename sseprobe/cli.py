@@ -6,22 +6,40 @@ Exit codes follow the monitoring-plugin convention: 0 GREEN/OK, 1 YELLOW/WARNING
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import sys
-import threading
-from collections.abc import Iterator
 
-import click
+# A Ctrl-C or SIGTERM while the modules below load (half a second on a busy machine) is remembered and
+# answered by main() in one line, not a KeyboardInterrupt traceback from inside an import.
+_PENDING: list[int] = []
 
-from ._cli_common import EXIT_OK, EXIT_UNKNOWN
-from ._cmd_check import check_cmd
-from ._cmd_compare import compare_cmd
-from ._cmd_demo import demo_cmd
-from ._cmd_monitor import baseline_group, history_cmd, monitor_cmd
-from ._cmd_report import report_cmd
-from ._cmd_run import run_cmd
-from ._cmd_target import target_cmd
+
+def _remember(signum: int, _frame: object) -> None:
+    _PENDING.append(signum)
+
+
+try:
+    _BEFORE = {sig: signal.signal(sig, _remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+except ValueError:  # imported from a thread other than the main one: signals are not ours to catch
+    _BEFORE = {}
+
+import contextlib  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import click  # noqa: E402
+
+from ._cli_common import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
+from ._cmd_check import check_cmd  # noqa: E402
+from ._cmd_compare import compare_cmd  # noqa: E402
+from ._cmd_demo import demo_cmd  # noqa: E402
+from ._cmd_monitor import baseline_group, history_cmd, monitor_cmd  # noqa: E402
+from ._cmd_report import report_cmd  # noqa: E402
+from ._cmd_run import run_cmd  # noqa: E402
+from ._cmd_target import target_cmd  # noqa: E402
+
+for _sig, _handler in _BEFORE.items():
+    signal.signal(_sig, _handler)
 
 __all__ = ["main", "cli"]
 
@@ -54,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every error is one line on stderr; bad usage exits 3, never 2.
 
     A failure of sseprobe itself is exit 3 too (never 1, which reads as YELLOW), and never a traceback."""
+    if _PENDING:  # interrupted while starting: nothing was measured, nothing written
+        _PENDING.clear()
+        click.echo("sseprobe: interrupted", err=True)
+        return EXIT_UNKNOWN
     with _sigterm_interrupts():
         try:
             rv = cli.main(args=argv, prog_name="sseprobe", standalone_mode=False)
