@@ -40,7 +40,7 @@ from sseprobe._outcomes import ProtocolError
 from sseprobe._results import dumps
 from sseprobe.cli import main
 
-from .conftest import CLI
+from .conftest import CLI, target_process
 from .report_docs import results_doc
 
 DEAD = "http://127.0.0.1:9"  # never contacted: every case below is refused before any load
@@ -367,6 +367,34 @@ def test_open_file_limit_is_checked_before_the_run(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_open_model_in_flight_cap_is_fitted_and_said(target: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    r = subprocess.run(
+        [*CLI, "run", "--flow", "legacy", "--url", target, "--rate", "10", "-d", "1", "-w", "1", "-o", str(out)]
+        + ["--max-in-flight", "5000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)),
+    )
+    assert r.returncode == 0, r.stderr
+    note = "sseprobe: note: max in flight lowered from 5000 to 192: the open-file limit holds no more"
+    assert r.stderr.strip() == note
+    assert json.loads(out.read_text())["cohorts"]["legacy"]["outcomes"] == {"ok": 10}
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    r = subprocess.run(
+        [*CLI, "run", "--flow", "canonical", "--url", DEAD, "-n", "5000", "-c", "2000", "-w", "1", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024)),
+    )
+    assert r.returncode == 3 and "can hold 960 sessions" in r.stderr, r.stderr  # 1024, not 256, less the spare
+
+
 # --- signals at any moment --------------------------------------------------------------------------------
 
 
@@ -551,3 +579,74 @@ def test_requests_ask_for_the_stream_uncompressed(tmp_path: Path) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+# --- the monitor: a baseline only from a decided pass, and a pass that cannot judge is UNKNOWN ------------
+
+
+def _monitor_pass(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "monitor", "--config", str(cfg), *args], capture_output=True, text=True, timeout=120)
+
+
+def _prom(path: Path) -> dict[str, float]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.startswith(("sseprobe_up ", 'sseprobe_monitor_verdict{part="overall"}')):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def _history_rows(cfg: Path) -> list[dict[str, Any]]:
+    r = subprocess.run([*CLI, "history", "--config", str(cfg), "--json"], capture_output=True, text=True, timeout=60)
+    return json.loads(r.stdout)
+
+
+def test_monitor_keeps_the_baseline_unless_the_pass_decided(target: str, tmp_path: Path) -> None:
+    (tmp_path / "scenario.toml").write_text("[load]\nsessions = 12\nconcurrency = 4\n")
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text(
+        f'url = "{target}"\nscenario = "scenario.toml"\nbaseline = "out/baseline.json"\n'
+        'history = "out/history.sqlite"\nprometheus = "out/sseprobe.prom"\nresults_dir = "out"\n'
+        'ignore_checks = ["health.dependencies"]\n'
+    )
+    baseline = tmp_path / "out" / "baseline.json"
+
+    undecided = _monitor_pass(cfg, "--update-baseline")  # 12 sessions: too few to tell anything
+    assert undecided.returncode == 3, undecided.stdout + undecided.stderr
+    assert "Traceback" not in undecided.stderr and "not updated" in undecided.stdout
+    assert not baseline.exists()
+    assert _prom(tmp_path / "out" / "sseprobe.prom") == {
+        "sseprobe_up": 1.0,
+        'sseprobe_monitor_verdict{part="overall"}': 3.0,
+    }
+
+    forced = _monitor_pass(cfg, "--update-baseline", "--force")
+    assert forced.returncode == 3 and baseline.exists(), forced.stdout
+
+    doc = json.loads(baseline.read_text())
+    doc["cohorts"]["canonical"]["histograms"]["ttfe_us"] = base64.b64encode(b"not zlib").decode()
+    baseline.write_text(json.dumps(doc))
+    corrupt = _monitor_pass(cfg)
+    assert corrupt.returncode == 3 and "Traceback" not in corrupt.stderr, corrupt.stdout + corrupt.stderr
+    assert "corrupt" in corrupt.stdout
+    assert [row["verdict"] for row in _history_rows(cfg)] == ["UNKNOWN", "UNKNOWN", "UNKNOWN"]
+    assert _prom(tmp_path / "out" / "sseprobe.prom")['sseprobe_monitor_verdict{part="overall"}'] == 3.0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_rollback_trigger_aborts_with_any_number_of_workers(tmp_path: Path, workers: str) -> None:
+    out = tmp_path / "r.json"
+    with target_process("--canonical-p-5xx", "0.5", "--canonical-ttfe-ms", "5") as url:
+        r = subprocess.run(
+            [*CLI, "run", "--flow", "canonical", "--url", url, "--rate", "40", "-d", "60", "-w", workers]
+            + ["--abort-on-trigger", "2", "-o", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    doc = json.loads(out.read_text())
+    assert r.returncode == 2, r.stderr
+    assert doc["stop_reason"].startswith("rollback trigger held 2s: canonical: "), doc["stop_reason"]
+    assert doc["duration_s"] < 60  # stopped by the trigger, long before its end
+    assert r.stderr.count("\n") == 1 and "rollback trigger held" in r.stderr
