@@ -81,9 +81,14 @@ def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: s
     Signals wait until the document is written and printed: an interrupt never loses it."""
     data = dumps(doc)
     with held_signals():
-        path, failed = write_with_fallback(out or default_out_path(kind), data)
-        if failed:
-            click.echo(f"sseprobe: error: {failed}; the results are saved in {path}", err=True)
+        path = Path(out or default_out_path(kind))
+        try:
+            path, failed = write_with_fallback(path, data)
+            if failed:
+                click.echo(f"sseprobe: error: {failed}; the results are saved in {path}", err=True)
+        except OSError as exc:  # not even the temporary folder: stdout is all that is left
+            failed = f"cannot write the results anywhere: {exc.strerror or exc}"
+            click.echo(f"sseprobe: error: {failed}" + ("" if as_json else " (--json prints them)"), err=True)
         if as_json:
             click.echo(data.decode(), nl=False)
         else:

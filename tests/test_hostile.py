@@ -320,6 +320,22 @@ def test_results_survive_an_output_that_fails_at_the_end(
     assert not out.exists()
 
 
+def test_json_still_prints_when_nothing_can_be_written(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def read_only(*_a: Any, **_k: Any) -> Any:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(sseprobe._results, "write_atomic", read_only)
+    monkeypatch.setattr(sseprobe._results.tempfile, "mkstemp", read_only)
+    code = main(
+        ["run", "--flow", "legacy", "--url", target, "-n", "3", "-w", "1", "-o", str(tmp_path / "r.json"), "--json"]
+    )
+    captured = capfd.readouterr()
+    assert code == 3 and json.loads(captured.out)["cohorts"]["legacy"]["sessions"] == 3
+    assert captured.err.strip() == "sseprobe: error: cannot write the results anywhere: Read-only file system"
+
+
 def test_fewer_sessions_than_workers_is_a_normal_run(target: str, tmp_path: Path) -> None:
     for sessions, workers in (("1", None), ("3", "4"), ("3", "1000")):
         out = tmp_path / f"w{sessions}-{workers}.json"
