@@ -655,9 +655,9 @@ def test_rollback_trigger_aborts_with_any_number_of_workers(tmp_path: Path, work
     out = tmp_path / "r.json"
     with target_process("--canonical-p-5xx", "0.5", "--canonical-ttfe-ms", "5") as url:
         r = subprocess.run(
-            # 8/s over a 3 s window: 24 sessions together, 12 in each of two workers' windows, fewer than
-            # the 20 a trigger needs: only a judge of the merged windows can see it
-            [*CLI, "run", "--flow", "canonical", "--url", url, "--rate", "8", "-d", "60", "-w", workers]
+            # 12/s over a 3 s window (2 to 3 whole seconds): 24 to 36 sessions together, at most 18 in each of
+            # two workers' windows, fewer than the 20 a trigger needs: only the merged windows show it
+            [*CLI, "run", "--flow", "canonical", "--url", url, "--rate", "12", "-d", "60", "-w", workers]
             + ["--abort-on-trigger", "3", "-o", str(out)],
             capture_output=True,
             text=True,
