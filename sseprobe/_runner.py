@@ -323,7 +323,7 @@ class _Workers:
     def stop(self, reason: str, abort: bool = False) -> None:
         self.stops += 2 if abort else 1
         self.reason = self.reason or reason
-        for i in self.ready:
+        for i in list(self.ready):
             self._signal(i)
         if self.progress and self.stops == 1:
             print("\nsseprobe: stopping workers; in-flight sessions get the grace (again to abort)", file=self.progress)
