@@ -7,12 +7,17 @@ becomes a :class:`UsageProblem` (one line, exit 3).
 
 from __future__ import annotations
 
+import base64
+import math
 import os
+import re
+import resource
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import click
 from click.core import ParameterSource
@@ -22,8 +27,9 @@ from ._engine import Load
 from ._pacer import Phase, Schedule
 from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ._redact import SECRET_HEADERS, redact_url
+from ._results import ResultsError, check_output, default_out_path
 from ._runner import RunOptions, default_workers
-from ._scenario import Scenario, ScenarioError, load_scenario
+from ._scenario import Scenario, ScenarioError, load_scenario, out_of_bounds
 
 __all__ = [
     "EXIT_OK",
@@ -42,6 +48,12 @@ __all__ = [
     "build_limits",
     "build_flow",
     "build_run_options",
+    "worker_count",
+    "prepare_run",
+    "check_outputs",
+    "fit_open_files",
+    "split_credentials",
+    "check_token",
     "read_scenario",
     "read_policy",
     "load_config",
@@ -65,11 +77,38 @@ def parse_url(value: str, what: str = "--url") -> str:
     try:
         parts = urlsplit(value)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises on a bad port
+        port = parts.port  # raises on a bad port
     except ValueError:
-        ok = False
+        ok, port = False, None
     if not ok:
         raise UsageProblem(f"{what}: not an http(s) URL: {redact_url(value)!r}")
+    if port == 0:
+        raise UsageProblem(f"{what}: port 0 is not a port a service listens on: {redact_url(value)!r}")
+    return value
+
+
+def split_credentials(url: str, what: str = "--url") -> tuple[str, tuple[str, str] | None]:
+    """``http://user:pw@host/x`` -> (``http://host/x``, a Basic ``Authorization`` header): the
+    credentials travel as the header they stand for, and like every secret header never reach output."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    try:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    except UnicodeEncodeError:
+        raise UsageProblem(f"{what}: the credentials in the URL are not text") from None
+    return urlunsplit(parts._replace(netloc=host)), ("Authorization", f"Basic {token}")
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: header names and methods
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters other than tab
+
+
+def check_token(value: str, what: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise UsageProblem(f"{what}: {value[:40]!r} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)")
     return value
 
 
@@ -78,7 +117,11 @@ def parse_headers(
 ) -> tuple[tuple[str, str], ...]:
     headers: list[tuple[str, str]] = []
     items = values.items() if isinstance(values, dict) else [_split_header(v) for v in values]
-    headers.extend((k.strip(), v.strip()) for k, v in items)
+    for k, v in items:
+        name, value = check_token(str(k).strip(), "header name"), str(v).strip()
+        if _BAD_VALUE.search(value):
+            raise UsageProblem(f"header {name}: the value holds a line break or control character")
+        headers.append((name, value))
     token = None
     if bearer_env:
         token = os.environ.get(bearer_env)
@@ -90,6 +133,8 @@ def parse_headers(
         except OSError as exc:
             raise UsageProblem(f"bearer token: cannot read {bearer_file}: {exc.strerror}") from None
     if token:
+        if _BAD_VALUE.search(token):
+            raise UsageProblem("bearer token: holds a line break or control character")
         headers.append(("Authorization", f"Bearer {token}"))
     return tuple(headers)
 
@@ -115,6 +160,14 @@ def _apply(f: Callable[..., Any], opts: list[Callable[..., Any]]) -> Callable[..
     return f
 
 
+def _bounded(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Every count, rate and time is checked where it enters: finite, within sane bounds."""
+    expected = out_of_bounds(param.name or "", value)
+    if expected:
+        raise click.BadParameter(f"{value!r}: expected {expected}", param=param)
+    return value
+
+
 def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """How much load, how it arrives, timeouts, limits, output. Shared by run and compare."""
     return _apply(
@@ -132,16 +185,23 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--sessions",
                 "-n",
                 type=int,
+                callback=_bounded,
                 default=None,
                 help="Sessions to run in all (default 100 when no --duration or --rate).",
             ),
             click.option(
-                "--duration", "-d", type=float, default=None, help="Stop starting sessions after this many seconds."
+                "--duration",
+                "-d",
+                type=float,
+                callback=_bounded,
+                default=None,
+                help="Stop starting sessions after this many seconds.",
             ),
             click.option(
                 "--concurrency",
                 "-c",
                 type=int,
+                callback=_bounded,
                 default=10,
                 show_default=True,
                 help="Closed model: sessions in flight at once (users).",
@@ -149,6 +209,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--think",
                 type=float,
+                callback=_bounded,
                 default=0.0,
                 show_default=True,
                 help="Closed model: seconds a user waits between sessions.",
@@ -157,6 +218,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--rate",
                 "-r",
                 type=float,
+                callback=_bounded,
                 default=None,
                 help="Open model: new sessions per second, arriving whether or not earlier "
                 "ones finished (needs --duration or --sessions).",
@@ -170,6 +232,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--max-in-flight",
                 type=int,
+                callback=_bounded,
                 default=15_000,
                 show_default=True,
                 help="Open model: cap on sessions in flight; held-back arrivals show as lag.",
@@ -178,12 +241,14 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--workers",
                 "-w",
                 type=int,
+                callback=_bounded,
                 default=None,
                 help="Engine processes, each with its share of the load (default: the number of CPUs).",
             ),
             click.option(
                 "--abort-on-trigger",
                 type=float,
+                callback=_bounded,
                 default=None,
                 metavar="SECONDS",
                 help="Stop early when a rollback trigger holds this long.",
@@ -191,6 +256,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--connect-timeout",
                 type=float,
+                callback=_bounded,
                 default=10.0,
                 show_default=True,
                 help="Seconds for the TCP connect and for response headers.",
@@ -198,6 +264,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--idle-timeout",
                 type=float,
+                callback=_bounded,
                 default=60.0,
                 show_default=True,
                 help="Seconds an open stream may stay silent (idle_timeout outcome).",
@@ -206,6 +273,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--timeout",
                 "session_timeout",
                 type=float,
+                callback=_bounded,
                 default=330.0,
                 show_default=True,
                 help="Seconds for a whole session, all requests included (timeout outcome).",
@@ -213,6 +281,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--grace",
                 type=float,
+                callback=_bounded,
                 default=30.0,
                 show_default=True,
                 help="On stop (duration over, Ctrl-C): seconds in-flight sessions may finish.",
@@ -220,6 +289,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--connections",
                 type=int,
+                callback=_bounded,
                 default=0,
                 show_default=True,
                 help="Cap on open connections (0: unlimited; one stream holds one).",
@@ -227,6 +297,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--max-line",
                 type=int,
+                callback=_bounded,
                 default=1 << 20,
                 show_default=True,
                 help="Longest SSE line or event in bytes before protocol_error.",
@@ -338,11 +409,15 @@ def given(ctx: click.Context, name: str) -> bool:
 def resolve(ctx: click.Context, params: dict[str, Any], scenario: Scenario | None) -> dict[str, Any]:
     """Options with the scenario's load values laid under the flags given on the command line."""
     out = dict(params)
+    closed = {name for name in ("concurrency", "think") if given(ctx, name)}
     if scenario is not None:
         for key, value in scenario.load.items():
             name = _SCENARIO_NAMES.get(key, key)
             if not given(ctx, name):
                 out[name] = value
+                if name in ("concurrency", "think") and not given(ctx, "rate"):
+                    closed.add(name)  # a --rate given here overrides the scenario's closed model
+    out["_closed_model_options"] = closed  # with a rate or phases: a mix of models, refused in build_load
     return out
 
 
@@ -372,6 +447,9 @@ def build_load(o: dict[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
     if rate is not None and phases:
         raise UsageProblem("--rate and scenario phases both given: use one")
     schedule = None
+    if (rate is not None or phases) and o.get("_closed_model_options"):
+        mixed = " and ".join(f"--{n}" for n in sorted(o["_closed_model_options"]))
+        raise UsageProblem(f"{mixed} set the closed model (users), --rate or phases the open model: use one")
     if phases:
         schedule = _value_object(lambda: Schedule(phases, bool(o.get("poisson")), o.get("seed") or 0))
     elif rate is not None:
@@ -407,13 +485,9 @@ def read_policy(path: str | None) -> Policy:
         raise UsageProblem(str(exc)) from None
 
 
-def build_run_options(o: dict[str, Any], policy: Policy) -> RunOptions:
-    workers = o.get("workers") or default_workers()
-    if workers < 1:
-        raise UsageProblem("--workers must be >= 1")
-    abort = o.get("abort_on_trigger")
-    if abort is not None and not abort > 0:
-        raise UsageProblem("--abort-on-trigger must be > 0 seconds")
+def build_run_options(o: dict[str, Any], policy: Policy, load: Load | None = None) -> RunOptions:
+    workers = worker_count(o.get("workers"), load)
+    abort = o.get("abort_on_trigger")  # bounded where it entered (flag or scenario)
     return RunOptions(
         workers=workers,
         progress=None if o.get("quiet") else sys.stderr,
@@ -439,6 +513,81 @@ def progress_period() -> float:
     if not every > 0:
         raise UsageProblem(f"{PROGRESS_EVERY_ENV}={raw!r}: expected a number of seconds > 0")
     return every
+
+
+def worker_count(asked: int | None, load: Load | None) -> int:
+    """Never more worker processes than sessions to share, than users in the closed model, or (unless
+    asked for) than cores: an idle worker has nothing to measure, and 1,000 of them only cost."""
+    if asked is not None and asked < 1:
+        raise UsageProblem("--workers must be >= 1")
+    caps = [asked or default_workers()]
+    if load is not None:
+        if load.sessions is not None:
+            caps.append(load.sessions)
+        if load.schedule is None:
+            caps.append(load.concurrency)
+    return max(1, min(caps))
+
+
+_FD_SPARE = 64  # files a process holds besides its connections (interpreter, pipes, log, results)
+
+
+def open_file_room() -> int:
+    """Connections one process can hold: the soft open-file limit, raised to the hard one first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(0, (soft if soft != resource.RLIM_INFINITY else 1 << 20) - _FD_SPARE)
+
+
+def fit_open_files(load: Load, limits: Limits, workers: int, given_max_in_flight: bool) -> tuple[Load, str | None]:
+    """Check, before any load, that the sessions in flight fit the open-file limit.
+
+    Closed model: users that cannot fit are bad input (one line saying how many can). Open model:
+    the in-flight cap is lowered to what fits (held-back arrivals show as lag), and said."""
+    room = open_file_room()
+    per_worker = math.ceil((load.concurrency if load.schedule is None else load.max_in_flight) / workers)
+    if limits.connections:  # sessions beyond the connection cap wait for one, holding no file
+        per_worker = min(per_worker, limits.connections)
+    if per_worker <= room:
+        return load, None
+    fits = room * workers
+    if load.schedule is None:
+        raise UsageProblem(
+            f"--concurrency {load.concurrency} does not fit the open-file limit: {workers} worker process(es) "
+            f"can hold {fits} sessions at once (raise 'ulimit -n', add --workers, or lower -c)"
+        )
+    note = f"max in flight lowered from {load.max_in_flight} to {fits}: the open-file limit holds no more"
+    return replace(load, max_in_flight=max(1, fits)), note if given_max_in_flight else None
+
+
+def check_outputs(*paths: tuple[str, str | Path | None]) -> None:
+    """(what, path) pairs: each path given can be written, and would replace at most a regular file."""
+    for what, path in paths:
+        if path:
+            try:
+                check_output(path, what)
+            except ResultsError as exc:
+                raise UsageProblem(str(exc)) from None
+
+
+def prepare_run(
+    o: dict[str, Any], policy: Policy, load: Load, limits: Limits, kind: str, html: str | None
+) -> tuple[RunOptions, Load, str]:
+    """Everything that can be refused is refused before any load: workers, open files, output paths.
+    Returns the run options, the load (in-flight cap fitted to the open-file limit) and the results path."""
+    run_opts = build_run_options(o, policy, load)
+    load, note = fit_open_files(load, limits, run_opts.workers, given_max_in_flight=o.get("max_in_flight") != 15_000)
+    if note:
+        click.echo(f"sseprobe: note: {note}", err=True)
+    out = str(o.get("out") or default_out_path(kind))
+    check_outputs(("--out", out), ("--html", html))
+    return run_opts, load, out
 
 
 def build_flow(flow: str, url: str | None, what: str = "--url", **kw: Any) -> FlowOptions:
@@ -505,5 +654,12 @@ def flow_from(
         body = body.encode()
     v.pop("flow", None)
     v.pop("url", None)
-    method = str(v.pop("method", "GET")).upper()
-    return build_flow(flow, url or scenario_values.get("url"), what, headers=headers, body=body, method=method, **v)
+    method = check_token(str(v.pop("method", "GET")).upper(), "--method")
+    target = url or scenario_values.get("url")
+    if target:
+        target, auth = split_credentials(parse_url(target, what), what)
+        if auth is not None:
+            if any(name.lower() == "authorization" for name, _ in headers):
+                raise UsageProblem(f"{what}: credentials in the URL and an Authorization header: give one")
+            headers = (*headers, auth)
+    return build_flow(flow, target, what, headers=headers, body=body, method=method, **v)

@@ -19,23 +19,24 @@ from ._cli_common import (
     UsageProblem,
     build_limits,
     build_load,
-    build_run_options,
     build_timeouts,
+    check_outputs,
     flow_from,
     flow_options,
     load_config,
     load_options,
+    prepare_run,
     read_policy,
     read_scenario,
     resolve,
 )
 from ._cmd_report import attach_html
-from ._cmd_run import emit, flow_config, results_extra, unreachable
+from ._cmd_run import emit, flow_config, results_extra, said_interrupted, unreachable
 from ._compare import Verdict, compare
 from ._engine import CohortSpec
 from ._pacer import Phase
 from ._policy import Policy
-from ._results import ResultsError, build_document, cohort_from_document, read_document
+from ._results import ResultsError, build_document, cohort_from_document, read_documents
 from ._runner import measure
 from ._scenario import Scenario
 from ._summary import render_run
@@ -75,7 +76,7 @@ def _offline(
     html: str | None = None,
 ) -> int:
     try:
-        docs = [read_document(f) for f in files]
+        docs = read_documents(files)
         if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
             b_name, base = cohort_from_document(docs[0], base_cohort or "legacy", files[0])
             c_name, cand = cohort_from_document(docs[0], cand_cohort or "canonical", files[0])
@@ -86,6 +87,7 @@ def _offline(
         raise UsageProblem(str(exc)) from None
     verdict = compare(base, cand, policy)
     text = _print_verdict(verdict, f"baseline ({b_name})", f"candidate ({c_name})", as_json)
+    check_outputs(("--out", out), ("--html", html))
     if as_json or out or html:
         doc = build_document(
             started=docs[-1].get("started", ""),
@@ -98,11 +100,14 @@ def _offline(
             cohorts={f"baseline:{b_name}": base, f"candidate:{c_name}": cand},
             verdict=verdict_section(verdict),
         )
+        saved = True
         if as_json or out:
-            emit(doc, out, "compare", as_json, text)
+            saved = emit(doc, out, "compare", as_json, text)[1]
         else:
             click.echo(text)
         attach_html(doc, "compare", html, as_json)
+        if not saved:
+            return EXIT_UNKNOWN
     else:
         click.echo(text)
     return verdict.exit_code
@@ -180,7 +185,7 @@ def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> in
             o[key] = o[key] * n
     load = build_load(o, tuple(_scaled(p, n) for p in scenario.phases) if scenario else ())
     timeouts, limits = build_timeouts(o), build_limits(o)
-    run_opts = build_run_options(o, policy)
+    run_opts, load, out = prepare_run(o, policy, load, limits, "compare", params["html_path"])
     measured = measure(cohorts, load, timeouts, limits, run_opts)
     base, cand = measured.cohorts["legacy"], measured.cohorts["canonical"]
     verdict = compare(base, cand, policy)
@@ -205,11 +210,15 @@ def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> in
         + "\n\n"
         + _print_verdict(verdict, "legacy", "canonical", o["as_json"])
     )
-    attach_html(doc, str(emit(doc, o["out"], "compare", o["as_json"], text)), params["html_path"], o["as_json"])
+    path, saved = emit(doc, out, "compare", o["as_json"], text)
+    attach_html(doc, str(path), params["html_path"], o["as_json"])
     problem = unreachable(measured.cohorts)
     if problem:  # a typo in a URL must not read as a rollback: nothing was measured
         click.echo(f"sseprobe: error: {problem}", err=True)
         return EXIT_UNKNOWN
+    if not saved:
+        return EXIT_UNKNOWN
+    said_interrupted(info)
     if info.interrupted and verdict.overall != "RED":
         return EXIT_UNKNOWN
     return verdict.exit_code

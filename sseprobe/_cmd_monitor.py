@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from ._cli_common import EXIT_OK, EXIT_UNKNOWN, UsageProblem
+from ._cli_common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
 from ._history import History, HistoryError, PassRow, deciding_reason
 from ._monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
 from ._results import ResultsError, read_document
@@ -33,7 +33,13 @@ _TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "err
 @click.option(
     "--update-baseline",
     is_flag=True,
-    help="After the pass, store its results as the new baseline (not when the pass is RED).",
+    help="After the pass, store its results as the new baseline: only from a GREEN pass, unless --force.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --update-baseline: store the baseline from a pass that is not GREEN (never from a RED or "
+    "interrupted one).",
 )
 @click.option(
     "--html",
@@ -41,7 +47,7 @@ _TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "err
     default=None,
     help="Also write the pass's HTML report here (overrides the config's html).",
 )
-def monitor_cmd(config_path: str, update_baseline: bool, html: str | None) -> int:
+def monitor_cmd(config_path: str, update_baseline: bool, force: bool, html: str | None) -> int:
     """One synthetic-monitor pass for cron: check, probe both cohorts, judge, record.
 
     Health and flag state (as ``check``), a short probe of each cohort (as ``compare``, from the
@@ -55,8 +61,16 @@ def monitor_cmd(config_path: str, update_baseline: bool, html: str | None) -> in
         cfg = load_monitor_config(config_path)
     except MonitorError as exc:
         raise UsageProblem(str(exc)) from None
+    check_outputs(
+        ("history", cfg.history),
+        ("prometheus", cfg.prometheus),
+        ("html", html or cfg.html),
+        ("results", cfg.results_dir / "monitor.json"),
+    )
     try:
-        result = run_pass(cfg, update_baseline=update_baseline, html=Path(html) if html else None, echo=click.echo)
+        result = run_pass(
+            cfg, update_baseline=update_baseline, force=force, html=Path(html) if html else None, echo=click.echo
+        )
     except (MonitorError, HistoryError) as exc:
         click.echo(f"sseprobe monitor: UNKNOWN - {exc}", err=True)
         return EXIT_UNKNOWN

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +17,12 @@ from ._cli_common import (
     UsageProblem,
     build_limits,
     build_load,
-    build_run_options,
     build_timeouts,
     flow_from,
     flow_options,
     load_config,
     load_options,
+    prepare_run,
     public_headers,
     read_policy,
     read_scenario,
@@ -27,17 +30,17 @@ from ._cli_common import (
 )
 from ._cmd_report import attach_html
 from ._config import FLOWS, FlowOptions
-from ._engine import CohortSpec
+from ._engine import CohortSpec, RunInfo
 from ._outcomes import Outcome
 from ._policy import check_triggers
 from ._redact import redact_url
-from ._results import build_document, default_out_path, dumps, write_atomic
+from ._results import build_document, default_out_path, dumps, write_with_fallback
 from ._runner import Measured, measure
 from ._scenario import Scenario
 from ._stats import CohortStats
 from ._summary import render_run
 
-__all__ = ["run_cmd", "flow_config", "emit", "unreachable", "results_extra"]
+__all__ = ["run_cmd", "flow_config", "emit", "unreachable", "results_extra", "said_interrupted", "held_signals"]
 
 
 def flow_config(opts: FlowOptions) -> dict[str, Any]:
@@ -74,16 +77,52 @@ def results_extra(m: Measured) -> dict[str, Any]:
     }
 
 
-def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: str) -> Path:
-    """Write the document atomically; print it (``--json``) or the human summary."""
+def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: str) -> tuple[Path, bool]:
+    """Write the document atomically; print it (``--json``) or the human summary. Returns where it
+    is and whether that is where it was asked for (else it went to the temporary folder, said on stderr).
+    Signals wait until the document is written and printed: an interrupt never loses it."""
     data = dumps(doc)
-    path = write_atomic(out or default_out_path(kind), data)
-    if as_json:
-        click.echo(data.decode(), nl=False)
-    else:
-        click.echo(text)
-        click.echo(f"\nresults: {path}")
-    return path
+    with held_signals():
+        path = Path(out or default_out_path(kind))
+        try:
+            path, failed = write_with_fallback(path, data)
+            if failed:
+                click.echo(f"sseprobe: error: {failed}; the results are saved in {path}", err=True)
+        except OSError as exc:  # not even the temporary folder: stdout is all that is left
+            failed = f"cannot write the results anywhere: {exc.strerror or exc}"
+            click.echo(f"sseprobe: error: {failed}" + ("" if as_json else " (--json prints them)"), err=True)
+        if as_json:
+            click.echo(data.decode(), nl=False)
+        else:
+            click.echo(text)
+            click.echo(f"\nresults: {path}")
+    return path, failed is None
+
+
+def said_interrupted(info: RunInfo) -> None:
+    """An interrupted run is said on stderr in one line (its document holds what was measured)."""
+    if info.interrupted:
+        click.echo(f"sseprobe: run stopped early: {info.stop_reason or 'interrupted'}", err=True)
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (remembered, not lost) while this runs, then interrupt as usual."""
+    pending: list[int] = []
+    try:
+        before = {sig: signal.signal(sig, lambda signum, _f: pending.append(signum)) for sig in _STOPS}
+    except ValueError:  # not the main thread: signals are not ours
+        before = {}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:
@@ -146,7 +185,7 @@ def run_cmd(ctx: click.Context, **params: Any) -> int:
     load = build_load(o, scenario.phases if scenario else ())
     timeouts, limits = build_timeouts(o), build_limits(o)
     policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
-    run_opts = build_run_options(o, policy)
+    run_opts, load, out = prepare_run(o, policy, load, limits, "run", params["html_path"])
     measured = measure([CohortSpec(flow, opts)], load, timeouts, limits, run_opts)
     stats = measured.cohorts[flow]
     triggers = check_triggers(stats, policy)
@@ -164,9 +203,9 @@ def run_cmd(ctx: click.Context, **params: Any) -> int:
         interrupted=info.interrupted,
         extra={"triggers": triggers, **results_extra(measured)},
     )
-    path = emit(
+    path, saved = emit(
         doc,
-        o["out"],
+        out,
         "run",
         o["as_json"],
         render_run(measured.cohorts, triggers, info.duration_s, info.interrupted, measured.generator),
@@ -176,6 +215,9 @@ def run_cmd(ctx: click.Context, **params: Any) -> int:
     if problem:
         click.echo(f"sseprobe: error: {problem}", err=True)
         return EXIT_UNKNOWN
+    if not saved:
+        return EXIT_UNKNOWN
+    said_interrupted(info)
     if triggers:
         return EXIT_CRITICAL
     return EXIT_UNKNOWN if info.interrupted or not stats.attempts else EXIT_OK

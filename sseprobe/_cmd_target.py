@@ -86,11 +86,11 @@ def knob_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def config_from_options(values: dict[str, Any]) -> TargetConfig:
-    per_cohort: dict[str, Any] = {
-        cohort: CohortKnobs(**{f.name: values.pop(f"{cohort}_{f.name}") for f in dataclasses.fields(CohortKnobs)})
-        for cohort in COHORTS
-    }
     try:
+        per_cohort: dict[str, Any] = {
+            cohort: CohortKnobs(**{f.name: values.pop(f"{cohort}_{f.name}") for f in dataclasses.fields(CohortKnobs)})
+            for cohort in COHORTS
+        }
         return TargetConfig(**per_cohort, **values)
     except (TypeError, ValueError) as exc:
         raise UsageProblem(f"target: {exc}") from None
@@ -98,7 +98,9 @@ def config_from_options(values: dict[str, Any]) -> TargetConfig:
 
 @click.command("target")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind (0: any free).")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind (0: any free)."
+)
 @knob_options
 def target_cmd(host: str, port: int, **knobs: Any) -> int:
     """Run the built-in reference service (PROTOCOLS.md) until Ctrl-C.

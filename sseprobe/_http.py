@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any
@@ -25,7 +26,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ._outcomes import ConnectError
+from ._outcomes import ConnectError, ProtocolError
 
 __all__ = ["LeanClient", "LeanResponse", "HeadTimeout"]
 
@@ -119,6 +120,8 @@ class _Conn(asyncio.Protocol):
         mode = self.mode
         if mode == _UNTIL_CLOSE:
             self.mode = _DONE  # a body delimited by the close ends cleanly here
+        elif mode == _HEAD and self.buf:
+            self.error = ProtocolError(f"connection closed in the middle of the response head ({len(self.buf)} bytes)")
         elif mode == _HEAD:
             self.error = aiohttp.ServerDisconnectedError("Server disconnected before the response headers")
         elif mode != _DONE:
@@ -163,8 +166,11 @@ class _Conn(asyncio.Protocol):
         else:
             try:
                 self._parse(self.buf + data if self.buf else data)
-            except ValueError as exc:
-                self.error = aiohttp.ClientPayloadError(f"malformed HTTP response: {exc}")
+            except ValueError as exc:  # a server reached, answering what is not HTTP/1.1 as we speak it
+                if self.head is None:
+                    self.error = ProtocolError(f"malformed HTTP response head: {exc}")
+                else:
+                    self.error = aiohttp.ClientPayloadError(f"malformed HTTP response: {exc}")
                 self.mode = _DONE
                 if self.transport is not None:
                     self.transport.close()
@@ -265,11 +271,16 @@ class _Conn(asyncio.Protocol):
                 self.nbuf += n - pos
                 pos = n
             elif mode == _HEAD:
+                start = data[pos : pos + 7]
+                if start != b"HTTP/1."[: len(start)]:
+                    raise ValueError(f"not an HTTP/1.x response (it starts {start!r}; an HTTP/2 server?)")
                 end = data.find(b"\r\n\r\n", pos)
                 if end < 0:
                     if n - pos > _MAX_HEAD:
-                        raise ValueError("response head too long")
+                        raise ValueError(f"response head longer than {_MAX_HEAD // 1024} KiB")
                     break
+                if end - pos > _MAX_HEAD:
+                    raise ValueError(f"response head longer than {_MAX_HEAD // 1024} KiB")
                 head = data[pos:end]
                 pos = end + 4
                 self._head(head)
@@ -279,9 +290,13 @@ class _Conn(asyncio.Protocol):
 
     def _head(self, head: bytes) -> None:
         """Status line and the headers framing needs; the rest are read when asked (_Headers)."""
-        if not head.startswith(b"HTTP/1."):
+        if not (
+            head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) and head[9:12].isdigit() and head[12:13] in (b" ", b"\r", b"")
+        ):
             raise ValueError(f"bad status line {head[:40]!r}")
         status = int(head[9:12])
+        if status == 101:
+            raise ValueError("101 Switching Protocols: the server upgraded the connection instead of answering")
         if 100 <= status < 200:  # an interim response (100 Continue, 103 Early Hints): the real one follows
             return
         cut = head.find(b"\r\n")
@@ -359,7 +374,7 @@ class LeanResponse:
     """The parts of aiohttp's ClientResponse a session uses: status, headers, content_type,
     ``content.readany()``, ``read()``, ``cookies``, ``close()``, and ``async with`` to release."""
 
-    __slots__ = ("_client", "_conn", "_key", "status", "version", "headers", "_released")
+    __slots__ = ("_client", "_conn", "_key", "status", "version", "headers", "_released", "_decode")
 
     def __init__(self, client: LeanClient, conn: _Conn, key: tuple[str, int]) -> None:
         assert conn.head is not None
@@ -367,6 +382,8 @@ class LeanResponse:
         self.status, minor, self.headers = conn.head
         self.version = (1, minor)
         self._released = False
+        # a body the server compressed anyway (we ask for identity) is decoded as it streams
+        self._decode = _decoder(self.headers) if b"\r\ncontent-encoding:" in self.headers.low else None
 
     @property
     def content(self) -> LeanResponse:
@@ -391,6 +408,14 @@ class LeanResponse:
 
     async def readany(self) -> bytes:
         """The body bytes received so far (waiting for some); b"" once the body is complete."""
+        if self._decode is not None:
+            while data := await self._readany_raw():
+                if decoded := self._decode(data):
+                    return decoded
+            return b""
+        return await self._readany_raw()
+
+    async def _readany_raw(self) -> bytes:
         conn = self._conn
         while True:
             if conn.pieces:
@@ -411,7 +436,8 @@ class LeanResponse:
         and transport errors are raised here."""
         conn = self._conn
         conn.finished = False
-        conn.sink = sink
+        decode = self._decode
+        conn.sink = sink if decode is None else (lambda piece: sink(decode(piece)))
         try:
             if conn.pieces:
                 conn._push()
@@ -459,6 +485,30 @@ class LeanResponse:
 
     async def __aexit__(self, *exc: object) -> None:
         self.release()
+
+
+def _decoder(headers: _Headers) -> Callable[[bytes], bytes] | None:
+    """The streaming decoder of the response's Content-Encoding (gzip, deflate); an encoding we cannot
+    decode is a protocol_error when the body is read, never a silent premature_close."""
+    encoding = (headers.get("content-encoding") or "").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
+    if wbits is None:
+
+        def refuse(_piece: bytes) -> bytes:
+            raise ProtocolError(f"the body is {encoding!r}-encoded, which sseprobe does not decode")
+
+        return refuse
+    inflate = zlib.decompressobj(wbits)
+
+    def decode(piece: bytes) -> bytes:
+        try:
+            return inflate.decompress(piece)
+        except zlib.error as exc:
+            raise ProtocolError(f"the {encoding} body is corrupt: {exc}") from None
+
+    return decode
 
 
 def _split(url: str) -> tuple[str, str, int, str]:
@@ -575,8 +625,11 @@ class LeanClient:
         block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()]) if headers else ""
         if block.count("\n") != len(headers or ()) or block.count("\r") != len(headers or ()):
             raise ValueError("a header name or value holds a line break")
-        if not headers or "host" not in " ".join(headers).lower().split():
+        names = " ".join(headers).lower().split() if headers else ()
+        if "host" not in names:
             block += f"Host: {authority}\r\n"
+        if "accept-encoding" not in names:  # the stream as it is sent: no decoding on the hot path
+            block += "Accept-Encoding: identity\r\n"
         if data is not None or method in ("POST", "PUT", "PATCH"):
             block += f"Content-Length: {len(data) if data is not None else 0}\r\n"
         payload = f"{method} {target} HTTP/1.1\r\n{block}User-Agent: {_USER_AGENT}\r\n\r\n".encode("latin-1")

@@ -76,6 +76,9 @@ class Progress:
     seconds_left: float | None  # until arrivals end (duration or schedule); None: no time bound
     sessions_left: int | None  # not yet started; None: no session bound
     fired: list[str]
+    # a worker's live window (cohort -> CohortStats.to_dict()), sent only when the parent judges
+    # abort-on-trigger on all workers' windows merged
+    window: dict[str, dict[str, Any]] | None = None
 
 
 def merge_progress(parts: list[Progress]) -> Progress:

@@ -335,7 +335,11 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
                 )
             )
             continue
-        v = compare(CohortStats.from_dict(baseline["cohorts"][name]), CohortStats.from_dict(data), policy)
+        try:
+            v = compare(CohortStats.from_dict(baseline["cohorts"][name]), CohortStats.from_dict(data), policy)
+        except ValueError as exc:  # a pass that cannot judge is UNKNOWN, and still recorded
+            parts.append(Part(f"{name} vs baseline", "UNKNOWN", f"cannot compare: {exc}"))
+            continue
         parts.append(Part(f"{name} vs baseline", _level(v.overall), _first_reasons(v.reasons)))
     return parts
 
@@ -425,7 +429,12 @@ class PassResult:
 
 
 def run_pass(
-    cfg: MonitorConfig, *, update_baseline: bool = False, html: Path | None = None, echo: Callable[[str], None] = print
+    cfg: MonitorConfig,
+    *,
+    update_baseline: bool = False,
+    force: bool = False,
+    html: Path | None = None,
+    echo: Callable[[str], None] = print,
 ) -> PassResult:
     """One whole pass under the lock. Raises MonitorError / HistoryError only before measuring."""
     with pass_lock(cfg.lock):
@@ -440,7 +449,9 @@ def run_pass(
             history.close()
             raise MonitorError(str(exc)) from None
         try:
-            return _measure_and_record(cfg, history, started, t0, policy, policy_path, update_baseline, html, echo)
+            return _measure_and_record(
+                cfg, history, started, t0, policy, policy_path, (update_baseline, force), html, echo
+            )
         finally:
             history.close()
 
@@ -452,10 +463,11 @@ def _measure_and_record(
     t0: float,
     policy: Policy,
     policy_path: Path | None,
-    update_baseline: bool,
+    baseline_update: tuple[bool, bool],
     html: Path | None,
     echo: Callable[[str], None],
 ) -> PassResult:
+    update_baseline, force = baseline_update
     parts: list[Part] = []
     notes: list[str] = []
     baseline = None
@@ -569,9 +581,10 @@ def _measure_and_record(
     if update_baseline:
         if cfg.baseline is None:
             notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
-        elif doc is None or overall == "RED":
+        elif doc is None or overall == "RED" or (overall != "GREEN" and not force):
             notes.append(
                 f"baseline: WARN not updated: this pass is {overall}"
+                + (", not GREEN (--force stores it anyway)" if doc is not None and overall != "RED" else "")
                 + (" (save one by hand with: sseprobe baseline save FILE)" if doc is not None else "")
             )
         else:

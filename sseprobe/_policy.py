@@ -362,8 +362,8 @@ def load_policy(path: str | Path) -> Policy:
             doc = tomllib.load(f)
     except OSError as e:
         raise PolicyError(f"{p}: cannot read policy file: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise PolicyError(f"{p}: invalid TOML: {e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise PolicyError(f"{p}: not a policy file: invalid TOML: {e}") from None
     L.unknown("", doc, _TOP_KEYS)
 
     top: dict[str, Any] = {}

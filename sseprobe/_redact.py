@@ -16,9 +16,7 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid url>"
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    netloc = parts.netloc.rpartition("@")[2]  # host and port as written (even a bad or zero port), no credentials
     query = urlencode(
         [
             (k, "REDACTED" if any(w in k.lower() for w in _SECRET_WORDS) else v)

@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from hdrh.histogram import HdrHistogram
@@ -29,7 +30,7 @@ from ._record import SessionRecord
 from ._redact import redact_url
 from ._stats import CohortStats, new_histogram, summarize_ms
 
-__all__ = ["Measured", "RunOptions", "measure", "default_workers"]
+__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers"]
 
 SATURATED_LAG_MS = 5.0  # loop or start lag p99 above this: timings may be inflated by the generator
 
@@ -44,6 +45,7 @@ class RunOptions:
     abort_on_trigger: float | None = None  # seconds a rollback trigger must hold to stop the run
     policy: Policy = DEFAULT_POLICY
     interval: float = 1.0
+    judge: bool = True  # this process judges abort-on-trigger (False in workers: the parent judges the merge)
 
 
 @dataclass
@@ -99,6 +101,7 @@ async def _measure(
     opts: RunOptions,
     signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
     report: Callable[[Progress], None] | None,
+    on_ready: Callable[[], None] | None = None,
 ) -> Measured:
     control = RunControl()
     stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
@@ -128,19 +131,20 @@ async def _measure(
             if not live:
                 continue
             current = window.stats(now)
-            fired = [
-                f"{name}: {t['reason']}"
-                for name, s in current.items()
-                for t in check_triggers(s, opts.policy)
-                if s.attempts >= 20
-            ]
-            held = sustained.update(fired, now) if opts.abort_on_trigger else []
+            fired, held = _judge_window(current, opts.policy, sustained, now)
+            held = held if opts.abort_on_trigger and opts.judge else []
             if held:
                 control.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
             if report:
-                report(_progress(load, control, stats, intervals.last_closed(now), now, achieved, fired))
+                progress = _progress(load, control, stats, intervals.last_closed(now), now, achieved, fired)
+                if opts.abort_on_trigger is not None and not opts.judge:  # the parent judges the merged windows
+                    progress = replace(progress, window={name: s.to_dict() for name, s in current.items()})
+                report(progress)
 
-    _install_signals(control, *signals, announce=opts.progress)
+    # the live view (a terminal) says at once that a stop was heard; logs get the one closing line
+    _install_signals(control, *signals, announce=opts.progress if opts.progress_every is None else None)
+    if on_ready is not None:
+        on_ready()
     tasks = [asyncio.ensure_future(tick()), asyncio.ensure_future(_loop_lag(loop_lag))]
     try:
         info = await run_load(
@@ -240,7 +244,13 @@ def _single(
 ) -> Measured:
     report = _print_progress(opts.progress, opts.progress_every) if opts.progress else None
     signals = ((signal.SIGINT, signal.SIGTERM), ())
-    measured = run(_measure(cohorts, load, timeouts, limits, opts, signals, report))
+    before = {s: signal.getsignal(s) for s in signals[0]}
+    try:
+        measured = run(_measure(cohorts, load, timeouts, limits, opts, signals, report))
+    finally:  # the loop leaves SIGTERM at its default (death, no word): the caller's handlers come back
+        for sig, handler in before.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     if opts.progress and opts.progress_every is None:
         opts.progress.write("\n")
     return measured
@@ -276,8 +286,13 @@ def _worker(
     opts: RunOptions,
     out: Any,
 ) -> None:
-    """One worker process: SIGINT is the parent's to handle; SIGTERM stops, SIGUSR1 aborts."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """One worker process: SIGINT is the parent's to handle; SIGTERM stops, SIGUSR1 aborts.
+
+    Until its loop handles them it ignores both: the parent forwards a stop only once it is told
+    the worker is ready, so a signal during start-up is never lost nor fatal."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+    judged = opts.abort_on_trigger is not None
     try:
 
         def report(progress: Progress) -> None:
@@ -289,9 +304,10 @@ def _worker(
                 _worker_load(load, part, parts),
                 timeouts,
                 limits,
-                replace(opts, progress=None),
+                replace(opts, progress=None, judge=False),
                 ((signal.SIGTERM,), (signal.SIGUSR1,)),
-                report if opts.progress else None,
+                report if opts.progress or judged else None,
+                on_ready=lambda: out.put(("ready", part, None)),
             )
         )
         out.put(
@@ -310,6 +326,67 @@ def _worker(
         out.put(("error", part, f"{type(exc).__name__}: {exc}"[:300]))
 
 
+class _Workers:
+    """The parent's view of its worker processes: who is ready for a signal, and the stop asked for."""
+
+    def __init__(self, procs: list[Any], progress: TextIO | None) -> None:
+        self.procs = procs
+        self.ready: set[int] = set()
+        self.stops = 0
+        self.reason: str | None = None
+        self.progress = progress
+
+    def stop(self, reason: str, abort: bool = False) -> None:
+        self.stops += 2 if abort else 1
+        self.reason = self.reason or reason
+        for i in list(self.ready):
+            self._signal(i)
+        if self.progress and self.stops == 1:
+            print("\nsseprobe: stopping workers; in-flight sessions get the grace (again to abort)", file=self.progress)
+
+    def now_ready(self, part: int) -> None:
+        self.ready.add(part)
+        if self.stops:  # the stop came while it was starting: it hears it now
+            self._signal(part)
+
+    def _signal(self, part: int) -> None:
+        p = self.procs[part]
+        if p.pid and p.is_alive():
+            os.kill(p.pid, signal.SIGTERM if self.stops == 1 else signal.SIGUSR1)
+
+
+class _MergedWindow:
+    """Abort-on-trigger with several workers: each sends its live window, the parent judges their merge."""
+
+    def __init__(self, opts: RunOptions) -> None:
+        self.opts = opts
+        self.windows: dict[int, dict[str, Any]] = {}
+        self.sustained = SustainedTrigger(opts.abort_on_trigger or 0.0)
+
+    def held(self, part: int, progress: Progress) -> list[str]:
+        self.windows[part] = progress.window or {}
+        merged: dict[str, CohortStats] = {}
+        for window in self.windows.values():
+            for name, d in window.items():
+                merged.setdefault(name, CohortStats.light(())).merge(CohortStats.from_dict(d))
+        return _judge_window(merged, self.opts.policy, self.sustained, progress.elapsed)[1]
+
+
+def _judge_window(
+    window: dict[str, CohortStats], policy: Policy, sustained: SustainedTrigger, now: float
+) -> tuple[list[str], list[str]]:
+    """(triggers firing now, those held long enough), as "cohort: reason". A trigger holds by its
+    name, not its value: the value moves every second, and a trigger at 31 % then 33 % held all along."""
+    reasons = {
+        f"{name}: {t['name']}": f"{name}: {t['reason']}"
+        for name, s in window.items()
+        if s.attempts >= 20
+        for t in check_triggers(s, policy)
+    }
+    held = sustained.update(list(reasons), now)
+    return list(reasons.values()), [reasons[k] for k in held]
+
+
 def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits, opts: RunOptions) -> Measured:
     ctx = mp.get_context("fork")
     out = ctx.Queue()
@@ -317,18 +394,11 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
         ctx.Process(target=_worker, args=(i, opts.workers, cohorts, load, timeouts, limits, opts, out), daemon=True)
         for i in range(opts.workers)
     ]
-    stops = 0
-    reason: str | None = None
+    workers = _Workers(procs, opts.progress if opts.progress_every is None else None)
+    judge = _MergedWindow(opts) if opts.abort_on_trigger is not None else None
 
     def on_signal(signum: int, _frame: Any) -> None:
-        nonlocal stops, reason
-        stops += 1
-        reason = reason or f"interrupted by {signal.Signals(signum).name}"
-        for p in procs:
-            if p.pid and p.is_alive():
-                os.kill(p.pid, signal.SIGTERM if stops == 1 else signal.SIGUSR1)
-        if opts.progress and stops == 1:
-            print("\nsseprobe: stopping workers; in-flight sessions get the grace (again to abort)", file=opts.progress)
+        workers.stop(f"interrupted by {signal.Signals(signum).name}", abort=workers.stops > 0)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     results: dict[int, dict[str, Any]] = {}
@@ -353,10 +423,15 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
             elif kind == "error":
                 failed.add(part)
                 errors.append(f"worker {part}: {payload}")
-            elif show:
-                progress[part] = payload
-                if len(progress) + len(failed) >= len(procs):  # shown once every worker has said something
-                    show(merge_progress(list(progress.values())))
+            elif kind == "ready":
+                workers.now_ready(part)
+            else:
+                if judge is not None and not workers.stops and (held := judge.held(part, payload)):
+                    workers.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
+                if show:
+                    progress[part] = payload
+                    if len(progress) + len(failed) >= len(procs):  # shown once every worker has said something
+                        show(merge_progress(list(progress.values())))
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -364,13 +439,15 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
             p.join(timeout=5)
     if opts.progress and opts.progress_every is None:
         opts.progress.write("\n")
-    measured = _merge_results(cohorts, results, errors)
-    if reason:  # the workers saw the SIGTERM we forwarded; the user sent this one
-        measured.info = replace(measured.info, interrupted=True, stop_reason=reason)
+    measured = _merge_results(cohorts, results, errors, workers.reason)
+    if workers.reason:  # the workers saw the SIGTERM we forwarded; this is why it was sent
+        measured.info = replace(measured.info, interrupted=True, stop_reason=workers.reason)
     return measured
 
 
-def _merge_results(cohorts: Sequence[CohortSpec], results: dict[int, dict[str, Any]], errors: list[str]) -> Measured:
+def _merge_results(
+    cohorts: Sequence[CohortSpec], results: dict[int, dict[str, Any]], errors: list[str], stopped: str | None = None
+) -> Measured:
     stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
     infos: list[RunInfo] = []
     loop_lag = new_histogram()
@@ -380,18 +457,42 @@ def _merge_results(cohorts: Sequence[CohortSpec], results: dict[int, dict[str, A
         for name, d in r["cohorts"].items():
             stats[name].merge(CohortStats.from_dict(d))
         loop_lag.add(HdrHistogram.decode(r["generator"]["loop_lag_us"]))
+    failure = _worker_failure(errors)
     if not infos:
-        raise RuntimeError("every worker failed: " + "; ".join(errors))
+        if stopped is None:
+            raise RunFailure(f"no worker could run: {failure}")
+        return Measured(RunInfo(_now_iso(), 0.0, True, stopped), stats, [], _generator(stats, loop_lag), errors)
     info = RunInfo(
         started=min(i.started for i in infos),
         duration_s=max(i.duration_s for i in infos),
         interrupted=any(i.interrupted for i in infos) or bool(errors),
-        stop_reason=next((i.stop_reason for i in infos if i.stop_reason), None)
-        or ("; ".join(errors) if errors else None),
+        stop_reason=next((i.stop_reason for i in infos if i.stop_reason), None) or failure,
     )
     return Measured(
         info, stats, merge_intervals([r["intervals"] for r in results.values()]), _generator(stats, loop_lag), errors
     )
+
+
+def _worker_failure(errors: list[str]) -> str | None:
+    """One short line for the stop reason, however many workers failed (the full list is worker_errors)."""
+    if not errors:
+        return None
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{errors[0][:160]}{more}"
+
+
+class RunFailure(RuntimeError):
+    """The run itself could not happen (every worker failed): a failure of sseprobe, exit 3."""
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _nothing_measured(cohorts: Sequence[CohortSpec], reason: str) -> Measured:
+    """Stopped before any session ran: still a document, interrupted, with what there is (nothing)."""
+    stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
+    return Measured(RunInfo(_now_iso(), 0.0, True, reason), stats, [], _generator(stats, new_histogram()))
 
 
 def measure(
@@ -401,10 +502,16 @@ def measure(
     limits: Limits = Limits(),
     opts: RunOptions = RunOptions(),
 ) -> Measured:
-    """Run the load to its end (or until stopped) and return the folded stats."""
-    if opts.workers > 1:
-        return _multi(cohorts, load, timeouts, limits, opts)
-    return _single(cohorts, load, timeouts, limits, opts)
+    """Run the load to its end (or until stopped) and return the folded stats.
+
+    An interrupt before the run's own handlers are in place (start-up, forking) still returns a
+    document's worth: interrupted, with whatever was measured (nothing)."""
+    try:
+        if opts.workers > 1:
+            return _multi(cohorts, load, timeouts, limits, opts)
+        return _single(cohorts, load, timeouts, limits, opts)
+    except KeyboardInterrupt:
+        return _nothing_measured(cohorts, "interrupted while starting")
 
 
 def default_workers() -> int:

@@ -8,6 +8,7 @@ inline: auth comes from an environment variable or a file.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from ._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
 from ._pacer import Phase
 
-__all__ = ["Scenario", "ScenarioCohort", "ScenarioError", "load_scenario"]
+__all__ = ["BOUNDS", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
 
 
 class ScenarioError(ValueError):
@@ -55,6 +56,42 @@ _LOAD_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "abort_on_trigger_s": ((int, float), "seconds > 0"),
 }
 _TIMEOUT_KEYS = {"connect_s": "connect_timeout", "idle_s": "idle_timeout", "session_s": "session_timeout"}
+_OPTION_OF = {
+    "duration_s": "duration",
+    "think_s": "think",
+    "grace_s": "grace",
+    "abort_on_trigger_s": "abort_on_trigger",
+}
+
+# option -> (lowest, highest, lowest allowed itself): every count, rate and time is finite and sane
+BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "sessions": (1, 1e9, True),
+    "duration": (0, 1e7, False),
+    "concurrency": (1, 1e6, True),
+    "think": (0, 86_400, True),
+    "rate": (0, 1e6, False),
+    "seed": (0, 2**63 - 1, True),
+    "workers": (1, 1024, True),
+    "max_in_flight": (1, 1e7, True),
+    "grace": (0, 1e6, True),
+    "abort_on_trigger": (0, 1e6, False),
+    "connect_timeout": (0, 1e6, False),
+    "idle_timeout": (0, 1e6, False),
+    "session_timeout": (0, 1e7, False),
+    "connections": (0, 1e7, True),
+    "max_line": (1, 2**30, True),
+}
+
+
+def out_of_bounds(option: str, value: Any) -> str | None:
+    """What ``option`` expects when ``value`` is not a finite number within its bounds, else None."""
+    if option not in BOUNDS or value is None or isinstance(value, bool):
+        return None
+    lo, hi, lo_ok = BOUNDS[option]
+    fine = math.isfinite(value) and (value >= lo if lo_ok else value > lo) and value <= hi
+    return None if fine else f"a finite number {'>=' if lo_ok else '>'} {lo:g} and <= {hi:g}"
+
+
 _COHORT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "flow": ((str,), f"one of {', '.join(FLOWS)}"),
     "url": ((str,), "an http(s) URL"),
@@ -96,6 +133,13 @@ class _Reader:
             raise self.fail(key, expected, v)
         return v
 
+    def bounded(self, key: str, v: Any, spec: tuple[tuple[type, ...], str], option: str) -> Any:
+        v = self.typed(key, v, spec)
+        expected = out_of_bounds(option, v)
+        if expected:
+            raise self.fail(key, expected, v)
+        return v
+
     def known(self, prefix: str, d: dict[str, Any], allowed: set[str]) -> None:
         for k in d:
             if k not in allowed:
@@ -107,7 +151,7 @@ def _phase(r: _Reader, key: str, d: Any) -> Phase:
     r.known(f"{key}.", d, {"name", "duration_s", "rate"})
     if "duration_s" not in d:
         raise r.fail(f"{key}.duration_s", "seconds > 0 (missing)")
-    duration = r.typed(f"{key}.duration_s", d["duration_s"], ((int, float), "seconds > 0"))
+    duration = r.bounded(f"{key}.duration_s", d["duration_s"], ((int, float), "seconds > 0"), "duration")
     rate = d.get("rate")
     if isinstance(rate, list) and len(rate) == 2 and all(isinstance(x, (int, float)) for x in rate):
         start, end = float(rate[0]), float(rate[1])
@@ -115,6 +159,8 @@ def _phase(r: _Reader, key: str, d: Any) -> Phase:
         start = end = float(rate)
     else:
         raise r.fail(f"{key}.rate", "sessions/s, or [from, to] for a linear ramp", rate)
+    if not all(math.isfinite(x) and 0 <= x <= BOUNDS["rate"][1] for x in (start, end)):
+        raise r.fail(f"{key}.rate", f"sessions/s >= 0 and <= {BOUNDS['rate'][1]:g}", rate)
     try:
         return Phase(float(duration), start, end, str(d.get("name", "")))
     except ValueError as exc:
@@ -152,7 +198,7 @@ def load_scenario(path: str | Path) -> Scenario:
     p = str(path)
     r = _Reader(p)
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is fine
     except OSError as exc:
         raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -160,7 +206,9 @@ def load_scenario(path: str | Path) -> Scenario:
     r.known("", data, {"description", "load", "timeouts", "cohorts", "policy"})
     load_t = r.table("load", data.get("load", {}))
     r.known("load.", load_t, set(_LOAD_KEYS) | {"phases"})
-    load = {k: r.typed(f"load.{k}", v, _LOAD_KEYS[k]) for k, v in load_t.items() if k != "phases"}
+    load = {
+        k: r.bounded(f"load.{k}", v, _LOAD_KEYS[k], _OPTION_OF.get(k, k)) for k, v in load_t.items() if k != "phases"
+    }
     phases_raw = load_t.get("phases", [])
     if not isinstance(phases_raw, list):
         raise r.fail("load.phases", "an array of tables [[load.phases]]", phases_raw)
@@ -170,7 +218,7 @@ def load_scenario(path: str | Path) -> Scenario:
     timeouts_t = r.table("timeouts", data.get("timeouts", {}))
     r.known("timeouts.", timeouts_t, set(_TIMEOUT_KEYS))
     for k, v in timeouts_t.items():
-        load[_TIMEOUT_KEYS[k]] = r.typed(f"timeouts.{k}", v, ((int, float), "seconds > 0"))
+        load[_TIMEOUT_KEYS[k]] = r.bounded(f"timeouts.{k}", v, ((int, float), "seconds > 0"), _TIMEOUT_KEYS[k])
     cohorts_t = r.table("cohorts", data.get("cohorts", {}))
     cohorts = tuple(_cohort(r, name, d) for name, d in cohorts_t.items())
     policy = data.get("policy")

@@ -227,21 +227,64 @@ class CohortStats:
         return cls(histograms={name: new_histogram() for name in histograms})
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CohortStats:
-        """Rebuild from a results document's COHORT (histograms decoded, so stats are exact)."""
+    def from_dict(cls, d: Any) -> CohortStats:
+        """Rebuild from a results document's COHORT (histograms decoded, so stats are exact).
+
+        Checked where it enters: a document edited or cut by hand raises ValueError naming what is
+        wrong, rather than a comparison quietly judging impossible numbers."""
+        if not isinstance(d, dict):
+            raise ValueError("not a table of cohort statistics")
+        if "sessions" not in d:
+            raise ValueError("'sessions' is missing")
+        sessions = _count(d, "sessions")
+        outcomes = _counts(d, "outcomes")
+        http_status = _counts(d, "http_status")
         stats = cls(
             flow=str(d.get("flow", "")),
             url=str(d.get("url", "")),
-            sessions=int(d["sessions"]),
-            events=int(d.get("events", 0)),
-            bytes=int(d.get("bytes", 0)),
-            connected=int(d.get("connected", 0)),
-            outcomes=Counter({str(k): int(v) for k, v in d.get("outcomes", {}).items()}),
-            http_status=Counter({str(k): int(v) for k, v in d.get("http_status", {}).items()}),
+            sessions=sessions,
+            events=_count(d, "events"),
+            bytes=_count(d, "bytes"),
+            connected=_count(d, "connected"),
+            outcomes=Counter(outcomes),
+            http_status=Counter(http_status),
         )
-        for name, encoded in d.get("histograms", {}).items():
-            h = new_histogram()
-            if encoded:
-                h.add(HdrHistogram.decode(encoded))
-            stats.histograms[name] = h
+        if sum(outcomes.values()) != sessions:
+            raise ValueError(f"outcomes add up to {sum(outcomes.values())}, not to its {sessions} sessions")
+        if stats.connected > sessions or sum(http_status.values()) > sessions:
+            raise ValueError(f"more connected sessions or HTTP statuses than its {sessions} sessions")
+        encoded_all = d.get("histograms")
+        if not isinstance(encoded_all, dict):
+            raise ValueError("'histograms' is missing (the encoded histograms every statistic is computed from)")
+        for name, encoded in encoded_all.items():
+            stats.histograms[str(name)] = h = _decoded(str(name), encoded)
+            if h.get_total_count() > sessions:
+                raise ValueError(f"histogram {name} holds {h.get_total_count()} values for {sessions} sessions")
         return stats
+
+
+def _count(d: dict[str, Any], key: str) -> int:
+    v = d.get(key, 0)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{key!r} is {v!r}, not a whole number >= 0")
+    return v
+
+
+def _counts(d: dict[str, Any], key: str) -> dict[str, int]:
+    table = d.get(key, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{key!r} is not a table of counts")
+    return {str(k): _count(table, k) for k in table}
+
+
+def _decoded(name: str, encoded: Any) -> HdrHistogram:
+    h = new_histogram()
+    if not encoded:
+        return h
+    if not isinstance(encoded, str):
+        raise ValueError(f"histogram {name} is not an encoded histogram")
+    try:
+        h.add(HdrHistogram.decode(encoded))
+    except Exception as exc:  # noqa: BLE001 - base64, zlib and hdrh each raise their own
+        raise ValueError(f"histogram {name} is corrupt ({type(exc).__name__})") from None
+    return h

@@ -1,23 +1,45 @@
 """The command line: ``sseprobe target | run | compare | check | ...``.
 
-Exit codes follow the monitoring-plugin convention (DESIGN.md): 0 GREEN/OK, 1 YELLOW/WARNING,
+Exit codes follow the monitoring-plugin convention: 0 GREEN/OK, 1 YELLOW/WARNING,
 2 RED/CRITICAL, 3 UNKNOWN (bad usage, could not run). Every error is one line on stderr.
 """
 
 from __future__ import annotations
 
-import sys
+import signal
 
-import click
+# A Ctrl-C or SIGTERM while the modules below load (half a second on a busy machine) is remembered and
+# answered by main() in one line, not a KeyboardInterrupt traceback from inside an import.
+_PENDING: list[int] = []
 
-from ._cli_common import EXIT_OK, EXIT_UNKNOWN
-from ._cmd_check import check_cmd
-from ._cmd_compare import compare_cmd
-from ._cmd_demo import demo_cmd
-from ._cmd_monitor import baseline_group, history_cmd, monitor_cmd
-from ._cmd_report import report_cmd
-from ._cmd_run import run_cmd
-from ._cmd_target import target_cmd
+
+def _remember(signum: int, _frame: object) -> None:
+    _PENDING.append(signum)
+
+
+try:
+    _BEFORE = {sig: signal.signal(sig, _remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+except ValueError:  # imported from a thread other than the main one: signals are not ours to catch
+    _BEFORE = {}
+
+import contextlib  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import click  # noqa: E402
+
+from ._cli_common import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
+from ._cmd_check import check_cmd  # noqa: E402
+from ._cmd_compare import compare_cmd  # noqa: E402
+from ._cmd_demo import demo_cmd  # noqa: E402
+from ._cmd_monitor import baseline_group, history_cmd, monitor_cmd  # noqa: E402
+from ._cmd_report import report_cmd  # noqa: E402
+from ._cmd_run import run_cmd  # noqa: E402
+from ._cmd_target import target_cmd  # noqa: E402
+
+for _sig, _handler in _BEFORE.items():
+    signal.signal(_sig, _handler)
 
 __all__ = ["main", "cli"]
 
@@ -47,21 +69,54 @@ cli.add_command(report_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: every error is one line on stderr; bad usage exits 3, never 2."""
-    try:
-        rv = cli.main(args=argv, prog_name="sseprobe", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("sseprobe: aborted", err=True)
-        return EXIT_UNKNOWN
-    except click.ClickException as exc:
-        click.echo(f"sseprobe: error: {exc.format_message()}", err=True)
-        return EXIT_UNKNOWN
-    except KeyboardInterrupt:
+    """Entry point: every error is one line on stderr; bad usage exits 3, never 2.
+
+    A failure of sseprobe itself is exit 3 too (never 1, which reads as YELLOW), and never a traceback."""
+    if _PENDING:  # interrupted while starting: nothing was measured, nothing written
+        _PENDING.clear()
         click.echo("sseprobe: interrupted", err=True)
         return EXIT_UNKNOWN
+    with _sigterm_interrupts():
+        try:
+            rv = cli.main(args=argv, prog_name="sseprobe", standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        except click.exceptions.Abort:
+            click.echo("sseprobe: interrupted", err=True)
+            return EXIT_UNKNOWN
+        except click.ClickException as exc:
+            click.echo(f"sseprobe: error: {_one_line(exc.format_message())}", err=True)
+            return EXIT_UNKNOWN
+        except KeyboardInterrupt:
+            click.echo("sseprobe: interrupted", err=True)
+            return EXIT_UNKNOWN
+        except Exception as exc:  # noqa: BLE001 - the contract: one line and exit 3, whatever broke
+            click.echo(f"sseprobe: error: sseprobe failed: {_one_line(f'{type(exc).__name__}: {exc}')}", err=True)
+            return EXIT_UNKNOWN
     return rv if isinstance(rv, int) else EXIT_OK
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM outside a run (start-up, writing) ends the command as Ctrl-C does: exit 3, one line,
+    no half-written file. The run installs its own handlers while it measures."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

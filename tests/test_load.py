@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -54,19 +55,31 @@ def test_open_model_achieves_the_rate(target: str, tmp_path: Path) -> None:
     assert doc["config"]["load"]["model"] == "open"
 
 
+def _target_json(url: str, path: str, patch: dict | None = None) -> dict:
+    req = urllib.request.Request(
+        f"{url}{path}",
+        method="PATCH" if patch else "GET",
+        data=json.dumps(patch).encode() if patch else None,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
 def test_slowdown_mid_run_shows_in_lag_and_ttfe(tmp_path: Path) -> None:
     out = tmp_path / "slow.json"
+    patched_at: list[float] = []
     with target_process("--canonical-ttfe-ms", "20", "--canonical-ttfe-spread", "0", "--canonical-gap-ms", "5") as url:
 
         def slow_down() -> None:
-            time.sleep(2.0)
-            req = urllib.request.Request(
-                f"{url}/_target/config",
-                method="PATCH",
-                data=json.dumps({"canonical": {"ttfe_ms": 400}}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            urllib.request.urlopen(req, timeout=5).read()
+            """On an event, not a timer: once 40 sessions (a second of the run) completed at full speed."""
+            deadline = time.monotonic() + 60
+            while _target_json(url, "/_target/stats")["canonical"]["completed"] < 40:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+            _target_json(url, "/_target/config", {"canonical": {"ttfe_ms": 400}})
+            patched_at.append(time.time())
 
         threading.Thread(target=slow_down, daemon=True).start()
         r = sseprobe(
@@ -78,7 +91,7 @@ def test_slowdown_mid_run_shows_in_lag_and_ttfe(tmp_path: Path) -> None:
             "--rate",
             "40",
             "--duration",
-            "5",
+            "6",
             "--max-in-flight",
             "8",
             "--workers",
@@ -87,11 +100,15 @@ def test_slowdown_mid_run_shows_in_lag_and_ttfe(tmp_path: Path) -> None:
             str(out),
         )
     assert r.returncode in (0, 2), r.stderr
+    assert patched_at, "the service was never slowed down: 40 sessions never completed"
     doc = _doc(out)
+    if doc["generator"]["loop_lag_ms"]["p99"] > 100:
+        pytest.fail(f"the generator's loop was stalled by the machine: {doc['generator']['note']}")
+    t_patch = patched_at[0] - datetime.fromisoformat(doc["started"]).timestamp()
     ivals = [i for i in doc["intervals"] if "canonical" in i["cohorts"] and "ttfe_p95_ms" in i["cohorts"]["canonical"]]
-    early = [i["cohorts"]["canonical"]["ttfe_p95_ms"] for i in ivals if i["t"] < 1.5]
-    late = [i["cohorts"]["canonical"]["ttfe_p95_ms"] for i in ivals if i["t"] >= 3.5]
-    assert early and late and max(early) < 150 and min(late) > 400
+    early = [i["cohorts"]["canonical"]["ttfe_p95_ms"] for i in ivals if i["t"] + 1 <= t_patch]
+    late = [i["cohorts"]["canonical"]["ttfe_p95_ms"] for i in ivals if i["t"] >= t_patch + 1.5]
+    assert early and late and max(early) < 150 and min(late) > 400, (t_patch, early, late)
     c = doc["cohorts"]["canonical"]
     # 40/s with 8 in flight cannot keep up with 400 ms sessions: arrivals wait, and it shows
     assert c["lag_ms"]["max"] > 500
