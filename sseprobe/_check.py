@@ -11,12 +11,12 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiohttp
 import orjson
 
-from ._config import FlowOptions, Limits, Timeouts
+from ._config import FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import make_client
-from ._outcomes import Outcome
+from ._http import Transport
+from ._outcomes import Outcome, SessionError
 from ._record import SessionRecord
 from ._session import run_session
 
@@ -75,10 +75,10 @@ def health_findings(body: Any, optional: frozenset[str] = frozenset()) -> list[C
 
 
 async def _get_health(
-    http: aiohttp.ClientSession, base: str, headers: dict[str, str], optional: frozenset[str]
+    http: Transport, base: str, headers: dict[str, str], optional: frozenset[str], tls: TLSOptions
 ) -> list[CheckResult]:
     t0 = time.perf_counter()
-    async with http.get(f"{base}/health", headers=headers) as resp:
+    async with await http.request("GET", f"{base}/health", headers=headers, tls=tls) as resp:
         raw = await resp.read()
         ms = (time.perf_counter() - t0) * 1000
         if resp.status != 200:
@@ -91,7 +91,7 @@ async def _get_health(
 
 
 async def _flag_state(
-    http: aiohttp.ClientSession, base: str, app: str, headers: dict[str, str]
+    http: Transport, base: str, app: str, headers: dict[str, str], tls: TLSOptions
 ) -> tuple[CheckResult, bool | None]:
     """POST /run_sse for a session that does not exist: 501 means the flag is off, 404/200 on."""
     body = {
@@ -101,8 +101,11 @@ async def _flag_state(
         "newMessage": {"role": "user", "parts": [{"text": "flag probe"}]},
         "streaming": True,
     }
-    async with http.post(f"{base}/run_sse", json=body, headers=headers) as resp:
-        status = resp.status
+    json_headers = {**headers, "Content-Type": "application/json"}
+    async with await http.request(
+        "POST", f"{base}/run_sse", data=orjson.dumps(body), headers=json_headers, tls=tls
+    ) as resp:
+        status = resp.status  # the body is not read: the connection is closed, never reused
     if status == 501:
         return CheckResult("canonical.flag", "INFO", "OFF (POST /run_sse answers 501)"), False
     if status in (200, 404):
@@ -110,7 +113,7 @@ async def _flag_state(
     return CheckResult("canonical.flag", "WARN", f"unknown: POST /run_sse answered HTTP {status}"), None
 
 
-async def _one_session(http: aiohttp.ClientSession, opts: FlowOptions, timeout: float) -> CheckResult:
+async def _one_session(http: Transport, opts: FlowOptions, timeout: float) -> CheckResult:
     rec = SessionRecord(opts.flow, 0, scheduled=time.perf_counter())
     timeouts = Timeouts(connect=timeout, idle=timeout, session=timeout)
     await run_session(http, opts, timeouts, Limits(), rec)
@@ -132,16 +135,16 @@ async def run_checks(
     async with make_client(timeouts, Limits(), time.perf_counter) as http:
         try:
             async with asyncio.timeout(timeout):
-                results += await _get_health(http, base, headers, optional)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                results += await _get_health(http, base, headers, optional, opts.tls)
+        except (SessionError, OSError, TimeoutError) as exc:
             return [CheckResult("health", "UNKNOWN", f"cannot reach {base}/health: {type(exc).__name__}")]
         flag_on: bool | None = None
         if "canonical" in flows:
             try:
                 async with asyncio.timeout(timeout):
-                    flag, flag_on = await _flag_state(http, base, opts.app, headers)
+                    flag, flag_on = await _flag_state(http, base, opts.app, headers, opts.tls)
                 results.append(flag)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (SessionError, OSError, TimeoutError) as exc:
                 results.append(CheckResult("canonical.flag", "WARN", f"probe failed: {type(exc).__name__}"))
         for flow in flows:
             if flow == "canonical" and flag_on is False:
