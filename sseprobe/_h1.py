@@ -153,11 +153,15 @@ class ResponseFramer:
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
-        if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints: the real one follows
+        if status == 101:
+            raise ProtocolError("the server switched protocols (HTTP 101): not an HTTP/1.1 response")
+        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the real one follows
             self._interim = True
             return
         self._in_head = False
         fields = self._fields
+        if sum(len(k) + len(v) for k, v in fields) > MAX_HEAD:  # a head that came whole in one read
+            raise ProtocolError(f"response head longer than {MAX_HEAD // 1024} KiB")
         framed = any(k == "content-length" or k == "transfer-encoding" for k, _ in fields)
         self._until_close = not framed and status not in (204, 304)
         self._inflate = _inflater(fields)
