@@ -21,7 +21,6 @@ from ._outcomes import PrematureClose, ProtocolError
 __all__ = ["FrameEvents", "ResponseFramer", "Head", "MAX_HEAD"]
 
 MAX_HEAD = 64 * 1024  # status line and headers, bytes
-_H2_SETTINGS = 0x04  # an HTTP/2 server's first frame is SETTINGS: 3-byte length, then type 4
 
 
 class Head:
@@ -92,9 +91,9 @@ class ResponseFramer:
 
     # --- the owner's side -----------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        if not self._started:
-            self._first = data[:40]
         in_head = self._in_head or not self._started
+        if in_head and len(self._first) < 40:
+            self._first += data[: 40 - len(self._first)]
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -131,7 +130,8 @@ class ResponseFramer:
 
     def _malformed(self, exc: Exception) -> str:
         first = self._first
-        if first.startswith(b"PRI * HTTP/2") or (len(first) >= 9 and first[3] == _H2_SETTINGS and first[:1] == b"\0"):
+        # an HTTP/2 server's first bytes: its preface, or a binary frame header (never text)
+        if first[:1] == b"\0" or (first[:1] == b"P" and b"PRI * HTTP/2".startswith(first[:12])):
             return "the server answered in HTTP/2, not HTTP/1.1"
         if isinstance(exc, httptools.HttpParserInvalidStatusError):
             line = first.split(b"\r", 1)[0]
@@ -179,6 +179,7 @@ class ResponseFramer:
         self._events.got_body(data)
 
     def on_message_complete(self) -> None:
+        self._first = b""
         if self._interim:
             self._interim = False
             self._started = False

@@ -578,7 +578,8 @@ class LeanClient:
         except TimeoutError:
             raise ConnectError(f"connect timed out: {host}:{port} within {self._connect_timeout:g}s") from None
         except ssl.SSLError as exc:
-            raise ConnectError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}"[:200]) from None
+            why = getattr(exc, "verify_message", None) or exc.reason or exc
+            raise ConnectError(f"TLS handshake with {host}:{port} failed: {why}"[:200]) from None
         except OSError as exc:
             raise ConnectError(f"{type(exc).__name__}: {exc}"[:200]) from None
 

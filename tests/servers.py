@@ -101,7 +101,7 @@ def misbehaving_app() -> web.Application:
 
 
 @functools.cache
-def test_ca() -> trustme.CA:
+def tls_ca() -> trustme.CA:
     """One throwaway certificate authority per test process."""
     return trustme.CA()
 
@@ -110,14 +110,14 @@ def test_ca() -> trustme.CA:
 def ca_file() -> str:
     """The test CA's certificate as a PEM file (what ``--ca-file`` takes)."""
     path = Path(tempfile.mkdtemp(prefix="sseprobe-ca-")) / "ca.pem"
-    test_ca().cert_pem.write_to_path(str(path))
+    tls_ca().cert_pem.write_to_path(str(path))
     return str(path)
 
 
-def server_tls() -> ssl.SSLContext:
-    """A server context with a certificate for 127.0.0.1 and localhost, signed by the test CA."""
+def server_tls(*names: str) -> ssl.SSLContext:
+    """A server context with a certificate for ``names`` (default 127.0.0.1 and localhost), signed by the test CA."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    test_ca().issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    tls_ca().issue_cert(*(names or ("127.0.0.1", "localhost"))).configure_cert(ctx)
     return ctx
 
 

@@ -149,8 +149,9 @@ def test_stopping_a_run_cancels_in_flight_sessions_and_keeps_their_records(tls: 
 
 
 def test_adk_style_close_after_partial_event_is_premature() -> None:
-    """(Plain http only: the built-in target serves no TLS.) ADK's api_server just closes after the last event: a close right after a partial one
-    means the answer was cut off; a close after the final one is a success."""
+    """ADK's api_server just closes after the last event: a close right after a partial one
+    means the answer was cut off; a close after the final one is a success. (Plain http only:
+    the built-in target serves no TLS.)"""
     from sseprobe._target import CohortKnobs, TargetConfig, running_target
 
     async def go(p_close: float) -> SessionRecord:
