@@ -9,9 +9,13 @@ client are tests/test_outcomes.py (make_client builds it).
 from __future__ import annotations
 
 import asyncio
+import json
+import queue
 import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +24,8 @@ from sseprobe._h1 import Head, ResponseFramer
 from sseprobe._http import HeadTimeout, LeanClient, tls_context
 from sseprobe._outcomes import ConnectError, IdleTimeout, PrematureClose, ProtocolError, SessionError
 
-from .servers import client_tls, refused_url, server_tls, tls_ca
+from .conftest import sseprobe
+from .servers import client_tls, misbehaving_server, refused_url, server_tls, tls_ca
 
 
 @asynccontextmanager
@@ -441,3 +446,57 @@ def test_an_oversized_head_is_refused_whole_or_in_pieces() -> None:
     for pieces in ([data], [data[i : i + 1000] for i in range(0, len(data), 1000)]):
         with pytest.raises(ProtocolError, match="head longer"):
             frame(pieces)
+
+
+# --- the TLS options on the command line ---------------------------------------------------------
+
+
+@contextmanager
+def tls_server_thread() -> Iterator[str]:
+    """The misbehaving servers over TLS, on a loop in a thread, for a CLI in another process."""
+    ready: queue.Queue[str] = queue.Queue()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        async with misbehaving_server(tls=True) as base:
+            ready.put(base)
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.get(timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def test_cli_trusts_a_ca_file_and_marks_insecure_runs(tmp_path: Path) -> None:
+    with tls_server_thread() as base:
+        run_args = ["run", "--flow", "generic", "--url", base + "/ok", "--complete-on", "done", "-n", "3", "-c", "1"]
+        run_args += ["--workers", "1"]
+        trusted = sseprobe(*run_args, "--ca-file", client_tls().ca_file or "", "--out", str(tmp_path / "a.json"))
+        insecure = sseprobe(*run_args, "--insecure", "--out", str(tmp_path / "b.json"))
+        untrusted = sseprobe(*run_args, "--out", str(tmp_path / "c.json"))
+    assert trusted.returncode == 0, trusted.stderr
+    doc = json.loads((tmp_path / "a.json").read_text())
+    cohort = doc["cohorts"]["generic"]
+    assert cohort["outcomes"] == {"ok": 3} and cohort["histograms"]["tls_us"]
+    assert doc["config"]["cohorts"]["generic"]["tls"]["verified"] is True
+    assert "tls handshake" in trusted.stdout
+    assert insecure.returncode == 0, insecure.stderr
+    assert "NOT verified" in insecure.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["config"]["cohorts"]["generic"]["tls"]["verified"] is False
+    assert "connect_error 3" in untrusted.stdout  # the system CAs do not know the test CA
+
+
+def test_cli_refuses_unreadable_tls_files_with_one_line(tmp_path: Path) -> None:
+    r = sseprobe(
+        "run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "--ca-file", str(tmp_path / "none.pem"), "-n", "1"
+    )
+    assert r.returncode == 3 and "TLS setup failed" in r.stderr and "Traceback" not in r.stderr
+    r = sseprobe(
+        "run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "--key", str(tmp_path / "k.pem"), "-n", "1"
+    )
+    assert r.returncode == 3 and "--key needs --cert" in r.stderr
