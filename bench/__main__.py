@@ -336,7 +336,7 @@ def bench_tls(repeats: int, quick: bool) -> list[Row]:
             "noise": noise(("sseprobe", "http"), ("sseprobe", "https")),
         },
         {
-            "bench": "https: vs Locust (ratio = baseline / sseprobe)",
+            "bench": f"https: vs Locust (Locust at c={tls.LOCUST_USERS}; ratio = baseline / sseprobe)",
             "sseprobe": s_https,
             "baseline": l_https,
             "baseline_name": "Locust FastHttpUser iter_lines",

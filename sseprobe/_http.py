@@ -175,7 +175,10 @@ class _Conn(asyncio.Protocol):
         try:
             self.framer.feed(data)
         except Exception as exc:  # noqa: BLE001 - raised to the reader, never into the loop
-            self.error = exc
+            if self.done:  # garbage after a complete response: that response stands, the connection goes
+                self.stray = True
+            else:
+                self.error = exc
             if self.transport is not None:
                 self.transport.close()
         if self.sink is not None:

@@ -74,6 +74,8 @@ class _Session:
             step.method, step.url, data=body, headers=headers, head_timeout=self.timeouts.connect, tls=self.opts.tls
         )
         self.rec.status = resp.status
+        if resp.tcp_ms is not None:  # this request opened the session's connection
+            self.rec.tcp_ms, self.rec.tls_ms = resp.tcp_ms, resp.tls_ms
         return resp
 
     async def call(self, step: Step) -> None:
@@ -99,7 +101,6 @@ class _Session:
             now = clock()
             rec.headers_ms = self.ms_since_base(now)
             rec.connect_ms = max(0.0, self.ms_since_base(resp.ready_at))
-            rec.tcp_ms, rec.tls_ms = resp.tcp_ms, resp.tls_ms
             if not 200 <= resp.status < 300:
                 raise HTTPStatusError(f"HTTP {resp.status}", resp.status)
             if resp.content_type != _SSE:

@@ -166,7 +166,9 @@ def test_adk_style_close_after_partial_event_is_premature() -> None:
                 await run_session(http, opts, FAST, Limits(), rec)
             return rec
 
-    assert asyncio.run(go(0.0)).outcome == Outcome.OK
+    ok = asyncio.run(go(0.0))
+    assert ok.outcome == Outcome.OK
+    assert ok.tcp_ms is not None and ok.tls_ms is None  # the session-create request opened the connection
     cut = asyncio.run(go(1.0))
     assert cut.outcome == Outcome.PREMATURE_CLOSE and cut.ttfe_ms is not None
 
