@@ -5,7 +5,10 @@ client does only what a session needs: a request written in one ``transport.writ
 framed by llhttp (:mod:`._h1`), the body pushed to the reader's sink from the connection's data
 callback (no task switch per chunk), connections kept alive in a LIFO pool (so a session's requests
 stay on one connection, TLS ones included), and the idle deadline kept by one lazily re-armed timer
-per connection instead of one timer per read.
+per connection instead of one timer per read. TLS runs in memory (``ssl.SSLObject`` over two
+MemoryBIOs) inside the connection's own callbacks: on a kept-alive connection that costs a session
+about a third less CPU than the event loop's SSL transport, and the TCP connect and the handshake
+are timed apart (``tcp_ms``, ``tls_ms``).
 
 Its failures are already sseprobe's outcome exceptions (:mod:`._outcomes`), mapped here at the
 transport boundary: not reaching the server is ConnectError, no head in time is HeadTimeout (a
@@ -26,7 +29,7 @@ from urllib.parse import quote
 
 from ._config import TLSOptions
 from ._h1 import Head, ResponseFramer
-from ._outcomes import ConnectError, IdleTimeout, SessionError, SessionTimeout
+from ._outcomes import ConnectError, IdleTimeout, ProtocolError, SessionError, SessionTimeout
 
 __all__ = ["LeanClient", "LeanResponse", "HeadTimeout", "Transport", "Response", "tls_context"]
 
@@ -38,6 +41,7 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~?#[]"
 _DEFAULT_TLS = TLSOptions()
 
 _NEVER = float("inf")
+_TLS_READ = 1 << 14  # bytes per TLS read: one record's plaintext at most (a larger buffer costs more to allocate)
 
 
 class HeadTimeout(SessionTimeout):
@@ -137,6 +141,11 @@ class _Conn(asyncio.Protocol):
         self.tcp_ms: float | None = None  # set by the client when it opens this connection
         self.tls_ms: float | None = None
         self.used = False  # has carried a request before
+        # TLS in memory (https): records are decrypted here, in the data callback, with no transport layer
+        # of the loop's in between (a third less CPU per kept-alive session than the loop's SSL transport)
+        self.tls: ssl.SSLObject | None = None
+        self.tls_in = self.tls_out = ssl.MemoryBIO()
+        self.handshake: asyncio.Future[None] | None = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -144,6 +153,8 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self.handshake is not None and not self.handshake.done():
+            self.handshake.set_exception(ConnectError("the server closed the connection during the TLS handshake"))
         if self.active and not self.done and self.error is None:
             if self.head is None:
                 self.error = ConnectError("the server closed the connection before the response head")
@@ -167,6 +178,10 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last = self.loop.time()
+        if self.tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
         if not self.active or self.done:  # bytes nobody asked for: the connection cannot be trusted
             self.stray = True
             if self.transport is not None:
@@ -190,6 +205,93 @@ class _Conn(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
         self._wake()
+
+    # --- TLS in memory ---------------------------------------------------------------------------
+    def start_tls(self, ctx: ssl.SSLContext, host: str) -> asyncio.Future[None]:
+        """Begin the handshake (ClientHello sent); the future is done when it completes or fails."""
+        self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.tls_in, self.tls_out, server_hostname=host)
+        self.handshake = self.loop.create_future()
+        self._handshake_step()
+        return self.handshake
+
+    def _handshake_step(self) -> None:
+        fut = self.handshake
+        assert self.tls is not None and fut is not None
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return
+        except ssl.SSLError as exc:
+            self._flush_tls()
+            why = getattr(exc, "verify_message", None) or exc.reason or exc
+            if not fut.done():
+                fut.set_exception(ConnectError(f"TLS handshake failed: {why}"[:200]))
+            return
+        self._flush_tls()
+        self.handshake = None
+        if not fut.done():
+            fut.set_result(None)
+
+    def _flush_tls(self) -> None:
+        if self.tls_out.pending and self.transport is not None:
+            self.transport.write(self.tls_out.read())
+
+    def _tls_closed(self) -> None:
+        """The server's close_notify: ours back (so it need not wait for it), then the close, which ends
+        a body delimited by it (or cuts one short) as a TCP close would."""
+        assert self.tls is not None
+        try:
+            self.tls.unwrap()
+        except ssl.SSLError:
+            pass
+        self._flush_tls()
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, payload: bytes) -> None:
+        """One write of the whole request (encrypted first on https)."""
+        assert self.transport is not None
+        if self.tls is None:
+            self.transport.write(payload)
+        else:
+            self.tls.write(payload)
+            self.transport.write(self.tls_out.read())
+
+    def _decrypt(self, raw: bytes) -> bytes:
+        """The plaintext of ``raw`` (b"" when it held none: a partial record, a ticket, the handshake)."""
+        tls, tls_in = self.tls, self.tls_in
+        assert tls is not None
+        tls_in.write(raw)
+        if self.handshake is not None:
+            self._handshake_step()
+            if self.handshake is not None or not tls_in.pending:
+                return b""
+        chunks = []
+        try:
+            while True:
+                chunk = tls.read(_TLS_READ)
+                if not chunk:  # close_notify: the server is done with the connection
+                    self._tls_closed()
+                    break
+                chunks.append(chunk)
+                if not tls_in.pending and not tls.pending():
+                    break
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self._tls_closed()
+        except ssl.SSLError as exc:
+            if self.error is None and self.active and not self.done:
+                kind = ConnectError if self.head is None else ProtocolError
+                self.error = kind(f"TLS: {getattr(exc, 'reason', None) or exc}"[:200])
+                self._wake()
+            if self.transport is not None:
+                self.transport.close()
+        if self.tls_out.pending:
+            self._flush_tls()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     # --- the framer's events --------------------------------------------------------------------
     def got_head(self, head: Head) -> None:
@@ -514,8 +616,7 @@ class LeanClient:
         if now >= conn.deadline:
             self._done(conn, key, reuse=True)
             raise HeadTimeout(f"no response headers within {head_timeout:g}s")
-        assert conn.transport is not None
-        conn.transport.write(payload)
+        conn.send(payload)
         try:
             while conn.head is None:
                 if conn.error is not None:
@@ -568,14 +669,17 @@ class LeanClient:
                 sock = await self._tcp(loop, host, port)
                 t1 = self._clock()
                 try:
-                    _, conn = await loop.create_connection(
-                        lambda: _Conn(loop), sock=sock, ssl=ctx, server_hostname=host if ctx else None
-                    )
+                    _, conn = await loop.create_connection(lambda: _Conn(loop), sock=sock)
                 except BaseException:
                     sock.close()
                     raise
                 conn.tcp_ms = (t1 - t0) * 1000.0
                 if ctx is not None:
+                    try:
+                        await conn.start_tls(ctx, host)
+                    except BaseException:
+                        conn.close()
+                        raise
                     conn.tls_ms = (self._clock() - t1) * 1000.0
                 return conn
         except TimeoutError:
