@@ -1,6 +1,6 @@
 """``python -m bench``: every benchmark, side by side with its baseline, and one table of ratios.
 
-  python -m bench                 # all benchmarks once (~3.5 minutes on 2 cores)
+  python -m bench                 # all benchmarks once (~4.5 minutes on 2 cores)
   python -m bench --repeats 3     # each figure the median of 3 measurements (the README's figures)
   python -m bench --quick         # a smoke run of each (~1 minute); the bars are not judged on it
   python -m bench --only decode,peer --json out.json
