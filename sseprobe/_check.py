@@ -137,7 +137,8 @@ async def run_checks(
             async with asyncio.timeout(timeout):
                 results += await _get_health(http, base, headers, optional, opts.tls)
         except (SessionError, OSError, TimeoutError) as exc:
-            return [CheckResult("health", "UNKNOWN", f"cannot reach {base}/health: {type(exc).__name__}")]
+            why = str(exc) if isinstance(exc, SessionError) else type(exc).__name__  # ours name no secret
+            return [CheckResult("health", "UNKNOWN", f"cannot reach {base}/health: {why}")]
         flag_on: bool | None = None
         if "canonical" in flows:
             try:
