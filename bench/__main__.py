@@ -1,11 +1,11 @@
 """``python -m bench``: every benchmark, side by side with its baseline, and one table of ratios.
 
-  python -m bench                 # all benchmarks once (~3.5 minutes on 2 cores)
+  python -m bench                 # all benchmarks once (~4.5 minutes on 2 cores)
   python -m bench --repeats 3     # each figure the median of 3 measurements (the README's figures)
   python -m bench --quick         # a smoke run of each (~1 minute); the bars are not judged on it
   python -m bench --only decode,peer --json out.json
 
-Benchmarks: decode (2), concurrent (3), truth (4), peer (5); see bench/README.md for methods.
+Benchmarks: decode (2), concurrent (3), truth (4), peer (5), tls (6); see bench/README.md for methods.
 Never part of the test suite's pass/fail: the exit code is 0 unless a benchmark could not run.
 """
 
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import peer
+from . import peer, tls
 from ._util import PY, ROOT, machine, median, other_cpu_busy, raise_nofile, run_worker, spread, target, target_stats
 
 Row = dict[str, Any]
@@ -288,11 +288,92 @@ def bench_peer(repeats: int, quick: bool) -> list[Row]:
     ]
 
 
+# --- 6. https next to http ------------------------------------------------------------------------
+
+
+def bench_tls(repeats: int, quick: bool) -> list[Row]:
+    concurrency, sessions = 100, (3000 if quick else 10000)
+    events = 100_000 if quick else 1_000_000
+    cpu: dict[tuple[str, str], list[float]] = {}
+    stream: dict[str, list[float]] = {"http": [], "https": []}
+    with tls.server(events) as (http_url, https_url, ca_file):
+        urls = {"http": http_url, "https": https_url}
+        for _ in range(repeats):
+            for tool in ("sseprobe", "aiohttp", "locust"):  # interleaved, so noise hits every client alike
+                for scheme, url in urls.items():
+                    got = run_worker("tls", "session", tool, url, str(concurrency), str(sessions), ca_file)
+                    cpu.setdefault((tool, scheme), []).append(got["cpu_ms_per_session"])
+            for scheme, url in urls.items():
+                stream[scheme].append(run_worker("tls", "stream", url, str(events), ca_file)["ev_per_cpu_s"])
+
+    def m(tool: str, scheme: str) -> float:
+        return median(cpu[(tool, scheme)])
+
+    def noise(*keys: tuple[str, str]) -> str:
+        return "; ".join(f"{t} {s} {spread(cpu[(t, s)])}" for t, s in keys)
+
+    s_http, s_https = m("sseprobe", "http"), m("sseprobe", "https")
+    a_https, l_https = m("aiohttp", "https"), m("locust", "https")
+    return [
+        {
+            "bench": f"https: client CPU ms/session, kept alive (c={concurrency}; ratio = baseline / sseprobe)",
+            "sseprobe": s_https,
+            "baseline": a_https,
+            "baseline_name": "the same sessions on aiohttp",
+            "ratio": a_https / s_https,
+            "bar": ">= 1.5x better than aiohttp https",
+            "met": a_https / s_https >= 1.5,
+            "noise": noise(("sseprobe", "https"), ("aiohttp", "https")),
+        },
+        {
+            "bench": "https vs http: sseprobe CPU ms/session (ratio = https / http)",
+            "sseprobe": s_https,
+            "baseline": s_http,
+            "baseline_name": "sseprobe http",
+            "ratio": s_https / s_http,
+            "bar": "https <= 1.5x http",
+            "met": s_https / s_http <= 1.5,
+            "noise": noise(("sseprobe", "http"), ("sseprobe", "https")),
+        },
+        {
+            "bench": f"https: vs Locust (Locust at c={tls.LOCUST_USERS}; ratio = baseline / sseprobe)",
+            "sseprobe": s_https,
+            "baseline": l_https,
+            "baseline_name": "Locust FastHttpUser iter_lines",
+            "ratio": l_https / s_https,
+            "bar": "",
+            "met": None,
+            "noise": noise(("locust", "http"), ("locust", "https")) + f"; Locust http median {m('locust', 'http'):.3f}",
+        },
+        {
+            "bench": "http: client CPU ms/session, kept alive (ratio = baseline / sseprobe)",
+            "sseprobe": s_http,
+            "baseline": m("aiohttp", "http"),
+            "baseline_name": "the same sessions on aiohttp",
+            "ratio": m("aiohttp", "http") / s_http,
+            "bar": "",
+            "met": None,
+            "noise": noise(("aiohttp", "http")),
+        },
+        {
+            "bench": "one stream over https, canonical events: events/s per core",
+            "sseprobe": median(stream["https"]),
+            "baseline": median(stream["http"]),
+            "baseline_name": "the same stream over http",
+            "ratio": median(stream["https"]) / median(stream["http"]),
+            "bar": "",
+            "met": None,
+            "noise": f"https {spread(stream['https'])}; http {spread(stream['http'])}",
+        },
+    ]
+
+
 BENCHES: dict[str, Callable[[int, bool], list[Row]]] = {
     "decode": bench_decode,
     "concurrent": bench_concurrent,
     "truth": bench_truth,
     "peer": bench_peer,
+    "tls": bench_tls,
 }
 
 

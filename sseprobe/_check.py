@@ -11,15 +11,15 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiohttp
 import orjson
 
-from ._config import FlowOptions, Limits, Timeouts
+from ._config import FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import make_client
 from ._flows import Step
+from ._http import Transport
 from ._outcomes import Outcome, SessionError
 from ._record import SessionRecord
-from ._session import HTTPClient, prepared_stream, run_session
+from ._session import prepared_stream, run_session
 from ._sse import SSEDecoder
 
 __all__ = ["CheckResult", "run_checks", "health_findings", "LEVELS"]
@@ -92,10 +92,10 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 
 async def _get_health(
-    http: HTTPClient, base: str, headers: dict[str, str], optional: frozenset[str]
+    http: Transport, base: str, headers: dict[str, str], optional: frozenset[str], tls: TLSOptions
 ) -> list[CheckResult]:
     t0 = time.perf_counter()
-    async with http.get(f"{base}/health", headers=headers) as resp:
+    async with await http.request("GET", f"{base}/health", headers=headers, tls=tls) as resp:
         raw = await resp.read()
         ms = (time.perf_counter() - t0) * 1000
         if resp.status != 200:
@@ -110,7 +110,7 @@ async def _get_health(
 _FLAG_OFF = CheckResult("canonical.flag", "INFO", "OFF (POST /run_sse answers 501)")
 
 
-async def _flag_state(http: HTTPClient, opts: FlowOptions, headers: dict[str, str], timeout: float) -> CheckResult:
+async def _flag_state(http: Transport, opts: FlowOptions, headers: dict[str, str], timeout: float) -> CheckResult:
     """The canonical flag as far as it shows from outside.
 
     Only two answers prove anything: 501 from ``/run_sse`` (off), and a canonical stream that ends
@@ -119,7 +119,7 @@ async def _flag_state(http: HTTPClient, opts: FlowOptions, headers: dict[str, st
     session, or a stream that just closes, leaves the flag not visible: never "on" by elimination.
     """
     base = opts.url.rstrip("/")
-    status = await _unknown_session_status(http, base, opts.app, headers)
+    status = await _unknown_session_status(http, base, opts.app, headers, opts.tls)
     if status == 501:
         return _FLAG_OFF
     if status not in (200, 404):
@@ -129,14 +129,14 @@ async def _flag_state(http: HTTPClient, opts: FlowOptions, headers: dict[str, st
         step, stream_headers = await prepared_stream(http, replace(opts, flow="canonical"), timeouts, Limits())
     except SessionError as err:
         return CheckResult("canonical.flag", "WARN", f"unknown: the probe session could not be created ({err})")
-    stream_status, end = await _stream_end(http, step, stream_headers)
+    stream_status, end = await _stream_end(http, step, stream_headers, opts.tls)
     if stream_status != 200:
         return CheckResult("canonical.flag", "WARN", f"unknown: the probe stream answered HTTP {stream_status}")
     if end == "done":
         return CheckResult("canonical.flag", "INFO", "ON (the canonical stream ends with the backend's event: done)")
     if end != "closed":  # a failed run shows nothing about the route that served it
         return CheckResult("canonical.flag", "WARN", f"unknown: the probe stream ended with an {end}")
-    why = ["the stream ends without event: done", *await _adk_route_signs(http, base, headers)]
+    why = ["the stream ends without event: done", *await _adk_route_signs(http, base, headers, opts.tls)]
     return CheckResult(
         "canonical.flag",
         "INFO",
@@ -144,7 +144,9 @@ async def _flag_state(http: HTTPClient, opts: FlowOptions, headers: dict[str, st
     )
 
 
-async def _unknown_session_status(http: HTTPClient, base: str, app: str, headers: dict[str, str]) -> int:
+async def _unknown_session_status(
+    http: Transport, base: str, app: str, headers: dict[str, str], tls: TLSOptions
+) -> int:
     """POST /run_sse for a session that does not exist: 501 is the flag off; anything else says little."""
     body = {
         "appName": app,
@@ -153,24 +155,34 @@ async def _unknown_session_status(http: HTTPClient, base: str, app: str, headers
         "newMessage": {"role": "user", "parts": [{"text": "flag probe"}]},
         "streaming": True,
     }
-    async with http.post(f"{base}/run_sse", json=body, headers=headers) as resp:
-        return resp.status
+    json_headers = {**headers, "Content-Type": "application/json"}
+    async with await http.request(
+        "POST", f"{base}/run_sse", data=orjson.dumps(body), headers=json_headers, tls=tls
+    ) as resp:
+        return resp.status  # the body is not read: the connection is closed, never reused
 
 
-async def _stream_end(http: HTTPClient, step: Step, headers: dict[str, str]) -> tuple[int, str]:
+async def _stream_end(http: Transport, step: Step, headers: dict[str, str], tls: TLSOptions) -> tuple[int, str]:
     """(status, how one canonical stream ended: "done", "error: ..." or "closed"), read to its end."""
     request_headers = {**headers, "Accept": "text/event-stream", "Content-Type": "application/json"}
-    async with http.post(step.url, data=step.json_bytes(), headers=request_headers) as resp:
+    async with await http.request("POST", step.url, data=step.json_bytes(), headers=request_headers, tls=tls) as resp:
         if resp.status != 200:
             return resp.status, "closed"
         decoder = SSEDecoder()
-        async for chunk in resp.content.iter_any():
+        end = ["closed"]
+
+        def sink(chunk: bytes) -> bool:
             for event in decoder.feed(chunk):
                 if event.event == "done":
-                    return resp.status, "done"
+                    end[0] = "done"
+                    return True
                 if event.event == "error" or _error_data(event.data):
-                    return resp.status, f"error: {_shown(event.data)}"
-        return resp.status, "closed"
+                    end[0] = f"error: {_shown(event.data)}"
+                    return True
+            return False
+
+        await resp.consume(sink)
+        return resp.status, end[0]
 
 
 def _error_data(data: str) -> bool:
@@ -184,20 +196,22 @@ def _error_data(data: str) -> bool:
     return isinstance(body, dict) and bool(body.get("error"))
 
 
-async def _adk_route_signs(http: HTTPClient, base: str, headers: dict[str, str]) -> list[str]:
+async def _adk_route_signs(http: Transport, base: str, headers: dict[str, str], tls: TLSOptions) -> list[str]:
     """What else shows that ADK's routes are in front: its app list, and sessions for any app name."""
     signs = []
-    async with http.get(f"{base}/list-apps", headers=headers) as resp:
+    async with await http.request("GET", f"{base}/list-apps", headers=headers, tls=tls) as resp:
         if resp.status == 200:
             signs.append(f"GET /list-apps answers {_shown(orjson.loads(await resp.read()))}")
     bogus = f"sseprobe-no-such-app-{uuid.uuid4().hex[:8]}"
-    async with http.post(f"{base}/apps/{bogus}/users/sseprobe-check/sessions", json={}, headers=headers) as resp:
+    json_headers = {**headers, "Content-Type": "application/json"}
+    url = f"{base}/apps/{bogus}/users/sseprobe-check/sessions"
+    async with await http.request("POST", url, data=b"{}", headers=json_headers, tls=tls) as resp:
         if resp.status == 200:
             signs.append("a session for an unknown app name is created")
     return signs
 
 
-async def _one_session(http: HTTPClient, opts: FlowOptions, timeout: float) -> CheckResult:
+async def _one_session(http: Transport, opts: FlowOptions, timeout: float) -> CheckResult:
     rec = SessionRecord(opts.flow, 0, scheduled=time.perf_counter())
     timeouts = Timeouts(connect=timeout, idle=timeout, session=timeout)
     await run_session(http, opts, timeouts, Limits(), rec)
@@ -219,9 +233,10 @@ async def run_checks(
     async with make_client(timeouts, Limits(), time.perf_counter) as http:
         try:
             async with asyncio.timeout(timeout):
-                results += await _get_health(http, base, headers, optional)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return [CheckResult("health", "UNKNOWN", f"cannot reach {base}/health: {type(exc).__name__}")]
+                results += await _get_health(http, base, headers, optional, opts.tls)
+        except (SessionError, OSError, TimeoutError) as exc:
+            why = str(exc) if isinstance(exc, SessionError) else type(exc).__name__  # ours name no secret
+            return [CheckResult("health", "UNKNOWN", f"cannot reach {base}/health: {why}")]
         flag_off = False
         if "canonical" in flows:
             try:
@@ -229,7 +244,7 @@ async def run_checks(
                     flag = await _flag_state(http, opts, headers, timeout)
                 results.append(flag)
                 flag_off = flag is _FLAG_OFF
-            except (aiohttp.ClientError, OSError, TimeoutError, orjson.JSONDecodeError) as exc:
+            except (SessionError, OSError, TimeoutError, orjson.JSONDecodeError) as exc:
                 results.append(CheckResult("canonical.flag", "WARN", f"probe failed: {type(exc).__name__}"))
         for flow in flows:
             if flow == "canonical" and flag_off:

@@ -22,8 +22,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import click
 from click.core import ParameterSource
 
-from ._config import LEGACY_STREAMS, SESSION_CREATE, FlowOptions, Limits, Timeouts
+from ._config import LEGACY_STREAMS, SESSION_CREATE, FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import Load
+from ._http import tls_context
 from ._pacer import Phase, Schedule
 from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ._redact import SECRET_HEADERS, redact_url
@@ -59,6 +60,8 @@ __all__ = [
     "load_config",
     "flow_from",
     "given",
+    "build_tls",
+    "tls_config",
 ]
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
@@ -379,8 +382,60 @@ def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 help="Send 'Authorization: Bearer' with the token in this environment variable.",
             ),
             click.option("--bearer-file", metavar="FILE", help="Same, with the token read from a file."),
+            *_TLS_OPTIONS,
         ],
     )
+
+
+_TLS_OPTIONS = [
+    click.option(
+        "--ca-file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="https: trust the CA certificates in this PEM file instead of the system's.",
+    ),
+    click.option(
+        "--insecure",
+        is_flag=True,
+        default=False,
+        help="https: verify neither certificate nor host name (marked as such in output and results).",
+    ),
+    click.option(
+        "--cert", type=click.Path(dir_okay=False), default=None, help="https: client certificate (PEM), mTLS."
+    ),
+    click.option(
+        "--key", type=click.Path(dir_okay=False), default=None, help="https: its private key, if not in --cert."
+    ),
+]
+
+
+def build_tls(o: dict[str, Any]) -> TLSOptions:
+    """The TLS options, with their files read once now (a bad file is bad input, not a run of
+    connect errors); --insecure is announced on stderr."""
+    tls = _value_object(
+        lambda: TLSOptions(
+            ca_file=o.get("ca_file"), insecure=bool(o.get("insecure")), cert=o.get("cert"), key=o.get("key")
+        )
+    )
+    _value_object(lambda: tls_context(tls))
+    if tls.insecure:
+        click.echo("sseprobe: WARNING: --insecure: https certificates and host names are NOT verified", err=True)
+    return tls
+
+
+def tls_config(opts: FlowOptions) -> dict[str, Any] | None:
+    """How an https cohort trusted its target, for the results document (no paths, no keys)."""
+    if not opts.url.lower().startswith("https://"):
+        return None
+    tls = opts.tls
+    out: dict[str, Any] = {
+        "verified": not tls.insecure,
+        "trust": "none (--insecure)" if tls.insecure else "--ca-file" if tls.ca_file else "system CAs",
+        "client_certificate": tls.cert is not None,
+    }
+    if tls.insecure:
+        out["warning"] = "INSECURE: certificates and host names were not verified"
+    return out
 
 
 # --- precedence: default < scenario < command line -----------------------------------------------
@@ -662,4 +717,5 @@ def flow_from(
             if any(name.lower() == "authorization" for name, _ in headers):
                 raise UsageProblem(f"{what}: credentials in the URL and an Authorization header: give one")
             headers = (*headers, auth)
-    return build_flow(flow, target, what, headers=headers, body=body, method=method, **v)
+    tls = build_tls(params)
+    return build_flow(flow, target, what, headers=headers, body=body, method=method, tls=tls, **v)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import click
 
@@ -13,6 +14,7 @@ from ._cli_common import (
     EXIT_UNKNOWN,
     EXIT_WARNING,
     build_flow,
+    build_tls,
     flow_options,
     parse_headers,
 )
@@ -56,6 +58,7 @@ def check_cmd(
     headers: tuple[str, ...],
     bearer_env: str | None,
     bearer_file: str | None,
+    **tls_flags: Any,
 ) -> int:
     """Pre-deploy validation of each URL: /health answers 'healthy' with every dependency true
     (each differing field named; values that are not true/false shown), the canonical flag as far
@@ -66,6 +69,7 @@ def check_cmd(
     """
     wanted = tuple(f.strip() for f in flows.split(",") if f.strip())
     hdrs = parse_headers(headers, bearer_env, bearer_file)
+    tls = build_tls(tls_flags)
     codes = []
     for url in urls:
         opts = build_flow(
@@ -77,6 +81,7 @@ def check_cmd(
             session_create=session_create,
             legacy_stream=legacy_stream,
             headers=hdrs,
+            tls=tls,
         )
         for flow in wanted:
             build_flow(flow, url)  # validates each flow name

@@ -27,6 +27,7 @@ from ._cli_common import (
     read_policy,
     read_scenario,
     resolve,
+    tls_config,
 )
 from ._cmd_report import attach_html
 from ._config import FLOWS, FlowOptions
@@ -57,6 +58,8 @@ def flow_config(opts: FlowOptions) -> dict[str, Any]:
         cfg["legacy_stream"] = opts.legacy_stream
     if opts.flow == "generic":
         cfg.update(method=opts.method, complete_on=opts.complete_on)
+    if (tls := tls_config(opts)) is not None:
+        cfg["tls"] = tls
     return cfg
 
 

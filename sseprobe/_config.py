@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Timeouts", "Limits", "FlowOptions", "FLOWS", "SESSION_CREATE", "LEGACY_STREAMS"]
+__all__ = ["Timeouts", "Limits", "TLSOptions", "FlowOptions", "FLOWS", "SESSION_CREATE", "LEGACY_STREAMS"]
 
 FLOWS = ("canonical", "legacy", "generic")
 SESSION_CREATE = ("auto", "adk", "backend", "none")
@@ -43,6 +43,23 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class TLSOptions:
+    """How an ``https://`` target is trusted: the system's CAs unless ``ca_file``; ``insecure`` verifies
+    nothing (marked as such wherever results show); ``cert``/``key``: a client certificate (mTLS)."""
+
+    ca_file: str | None = None
+    insecure: bool = False
+    cert: str | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.key is not None and self.cert is None:
+            raise ValueError("--key needs --cert (the client certificate it belongs to)")
+        if self.insecure and self.ca_file is not None:
+            raise ValueError("--insecure and --ca-file contradict each other: use one")
+
+
+@dataclass(frozen=True)
 class FlowOptions:
     """What one session sends. Each session gets fresh uuids for user and session ids."""
 
@@ -58,6 +75,7 @@ class FlowOptions:
     body: bytes | None = None  # generic only
     complete_on: str | None = None  # generic: named event that means success
     extra: dict[str, str] = field(default_factory=dict)
+    tls: TLSOptions = TLSOptions()  # https:// only
 
     def __post_init__(self) -> None:
         if not self.messages:

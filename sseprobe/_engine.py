@@ -23,13 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import aiohttp
-
 from ._config import FlowOptions, Limits, Timeouts
 from ._http import LeanClient
 from ._pacer import Schedule
 from ._record import SessionRecord
-from ._session import _CONNECTED, StampingConnector, run_session
+from ._session import run_session
 
 T = TypeVar("T")
 
@@ -188,27 +186,9 @@ async def _first(*aws: Any, timeout: float | None = None) -> None:
                 f.cancel()
 
 
-def make_aiohttp_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> aiohttp.ClientSession:
-    """An aiohttp session set up as sessions need it (https, and health checks' plain requests)."""
-    # the connector stamps connect_ms; no TraceConfig, so aiohttp fires no trace signals per request
-    connector = StampingConnector(limit=limits.connections, limit_per_host=0, ttl_dns_cache=300, clock=clock)
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),  # per-session CSRF cookies are handled by the flow
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle),
-    )
-
-
 def make_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> LeanClient:
-    """The sessions' HTTP client: the lean HTTP/1.1 client for http:// URLs, aiohttp for the rest
-    (and for aiohttp-style calls such as ``get``), made only when first needed."""
-    return LeanClient(
-        timeouts.connect,
-        timeouts.idle,
-        limits.connections,
-        stamp=lambda: _CONNECTED.set(clock()),
-        fallback=lambda: make_aiohttp_client(timeouts, limits, clock),
-    )
+    """The sessions' HTTP client, for http:// and https:// alike (one transport, one pool)."""
+    return LeanClient(timeouts.connect, timeouts.idle, limits.connections, clock=clock)
 
 
 async def run_load(

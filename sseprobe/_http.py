@@ -1,103 +1,130 @@
-"""A lean HTTP/1.1 client for the load engine's hot path: plain ``http://``, keep-alive, no redirects.
+"""sseprobe's HTTP/1.1 client, ``http://`` and ``https://``: the one transport sessions and ``check`` use.
 
-Why: aiohttp's ClientSession costs about 0.55 ms of CPU per canonical session (two requests) on the
-bench machine, as much as Locust's whole SSE user; the bar (bench/README.md) is half of that. This
-client does only what a session needs: a request written in one ``transport.write``, a response
-head parsed with ``bytes.find``, a body (Content-Length, chunked, or until close) handed to the
-reader as it arrives, connections kept alive in a LIFO pool (so a session's requests stay on one
-connection), and the idle deadline kept by one lazily re-armed timer per connection instead of one
-timer per read. Anything it does not speak (https, ...) goes to an aiohttp ClientSession.
+Why its own: aiohttp's ClientSession costs about twice the CPU per session (bench/README.md). This
+client does only what a session needs: a request written in one ``transport.write``, the response
+framed by llhttp (:mod:`._h1`), the body pushed to the reader's sink from the connection's data
+callback (no task switch per chunk), connections kept alive in a LIFO pool (so a session's requests
+stay on one connection, TLS ones included), and the idle deadline kept by one lazily re-armed timer
+per connection instead of one timer per read. TLS runs in memory (``ssl.SSLObject`` over two
+MemoryBIOs) inside the connection's own callbacks: on a kept-alive connection that costs a session
+about a third less CPU than the event loop's SSL transport, and the TCP connect and the handshake
+are timed apart (``tcp_ms``, ``tls_ms``).
 
-Failures are raised as aiohttp's own exception types (``ServerTimeoutError``, ``ClientPayloadError``,
-``ServerDisconnectedError``) or as the session's outcome errors (``ConnectError``), so a session is
-classified the same whichever transport carried it.
+Its failures are already sseprobe's outcome exceptions (:mod:`._outcomes`), mapped here at the
+transport boundary: not reaching the server is ConnectError, no head in time is HeadTimeout (a
+SessionTimeout), silence mid-body IdleTimeout, a body cut short PrematureClose, a malformed
+response ProtocolError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
-import zlib
 from collections.abc import Callable
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Protocol
 from urllib.parse import quote
 
-import aiohttp
+from ._config import TLSOptions
+from ._h1 import Head, ResponseFramer
+from ._outcomes import ConnectError, IdleTimeout, ProtocolError, SessionError, SessionTimeout
 
-from ._outcomes import ConnectError, ProtocolError
+__all__ = ["LeanClient", "LeanResponse", "HeadTimeout", "Transport", "Response", "tls_context"]
 
-__all__ = ["LeanClient", "LeanResponse", "HeadTimeout"]
-
-_MAX_HEAD = 64 * 1024  # status line and headers
-_MAX_CHUNK_LINE = 4096
 _HIGH_WATER = 256 * 1024  # unread body bytes before the socket stops being read
 _KEEPALIVE_S = 15.0  # a pooled connection idle longer than this is closed, not reused
 _DNS_TTL_S = 300.0
 _USER_AGENT = "sseprobe"
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~?#[]"
+_DEFAULT_TLS = TLSOptions()
 
 _NEVER = float("inf")
-
-# body framing of the response being received
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE, _DONE = range(8)
+_TLS_READ = 1 << 14  # bytes per TLS read: one record's plaintext at most (a larger buffer costs more to allocate)
 
 
-class HeadTimeout(TimeoutError):
-    """The response head did not come within the request's ``head_timeout``."""
+class HeadTimeout(SessionTimeout):
+    """The response head did not come in time (``head_timeout``, or the idle timeout without one)."""
 
 
-class _Headers:
-    """Response headers read straight from the raw head, by case-insensitive name, only when asked:
-    most responses are only asked for two or three. ``get`` joins repeated headers with ", "."""
+class Response(Protocol):
+    """A response whose head has arrived; its body is read once, by ``consume`` or ``read``."""
 
-    __slots__ = ("raw", "low")
+    status: int
+    headers: Head
+    ready_at: float  # the client's clock when the request's connection was ready (new or reused)
+    tcp_ms: float | None  # the TCP connect of a new connection; None on a reused one
+    tls_ms: float | None  # its TLS handshake; None on a reused or plain connection
 
-    def __init__(self, raw: bytes, low: bytes) -> None:
-        self.raw, self.low = raw, low  # the head after the status line's CRLF (low: lower-cased)
+    @property
+    def content_type(self) -> str: ...
 
-    def getall(self, name: str, default: Any = ()) -> Any:
-        raw, low = self.raw, self.low
-        key = b"\r\n" + name.lower().encode("latin-1") + b":"
-        out = []
-        i = low.find(key)
-        while i >= 0:
-            start = i + len(key)
-            end = raw.find(b"\r\n", start)
-            if end < 0:
-                end = len(raw)
-            out.append(raw[start:end].strip().decode("latin-1"))
-            i = low.find(key, end)
-        return out or default
+    @property
+    def cookies(self) -> SimpleCookie: ...
 
-    def get(self, name: str, default: Any = None) -> Any:
-        values = self.getall(name)
-        return ", ".join(values) if values else default
+    async def consume(self, sink: Callable[[bytes], bool]) -> bool: ...
 
-    def __getitem__(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value  # type: ignore[no-any-return]
+    async def read(self) -> bytes: ...
 
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and bool(self.getall(name))
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def __aenter__(self) -> Response: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class Transport(Protocol):
+    """What a session needs of an HTTP client; every error it raises is an outcome exception."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        head_timeout: float | None = None,
+        tls: TLSOptions | None = None,
+    ) -> Response: ...
+
+    async def close(self) -> None: ...
+
+
+def tls_context(opts: TLSOptions) -> ssl.SSLContext:
+    """The client context for ``opts``: system CAs (or ``ca_file``), host names checked, ALPN
+    http/1.1, the client certificate loaded. ``insecure`` checks nothing. ValueError on bad files."""
+    try:
+        ctx = ssl.create_default_context(cafile=opts.ca_file)
+        if opts.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if opts.cert is not None:
+            ctx.load_cert_chain(opts.cert, opts.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"TLS setup failed: {exc}") from None
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
 
 
 class _Conn(asyncio.Protocol):
-    """One keep-alive connection and the framing state of the response it is receiving."""
+    """One keep-alive connection and the state of the response it is receiving."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.buf = b""  # bytes not yet parsed (a partial head or chunk framing line)
-        self.mode = _DONE
-        self.remaining = 0  # bytes left of the Content-Length body or of the current chunk
+        self.framer = ResponseFramer(self)
+        self.active = False  # a request was sent and its response has not been handed back
+        self.done = False  # the response has ended
+        self.stray = False  # bytes came that no request asked for: never reused
         self.pieces: list[bytes] = []  # body bytes received, not yet read
         self.nbuf = 0
-        self.head: tuple[int, int, _Headers] | None = None  # (status, HTTP/1.minor, headers)
-        self.method = "GET"
+        self.head: Head | None = None
         self.error: BaseException | None = None  # ends the response being read (raised to the reader)
         self.lost = False
         self.paused = False
@@ -105,11 +132,20 @@ class _Conn(asyncio.Protocol):
         self.last = 0.0  # loop time of the last bytes received
         self.idle = _NEVER  # read deadline: no bytes for this long while a reader waits
         self.deadline = _NEVER  # loop time by which the response head must have come
+        self.head_timeout = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.timer_due = _NEVER
         self.pooled_at = 0.0
         self.sink: Callable[[bytes], bool] | None = None  # consume(): body bytes pushed as they come
         self.finished = False  # the sink said the reader has all it wants
+        self.tcp_ms: float | None = None  # set by the client when it opens this connection
+        self.tls_ms: float | None = None
+        self.used = False  # has carried a request before
+        # TLS in memory (https): records are decrypted here, in the data callback, with no transport layer
+        # of the loop's in between (a third less CPU per kept-alive session than the loop's SSL transport)
+        self.tls: ssl.SSLObject | None = None
+        self.tls_in = self.tls_out = ssl.MemoryBIO()
+        self.handshake: asyncio.Future[None] | None = None
 
     # --- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,15 +153,17 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        mode = self.mode
-        if mode == _UNTIL_CLOSE:
-            self.mode = _DONE  # a body delimited by the close ends cleanly here
-        elif mode == _HEAD and self.buf:
-            self.error = ProtocolError(f"connection closed in the middle of the response head ({len(self.buf)} bytes)")
-        elif mode == _HEAD:
-            self.error = aiohttp.ServerDisconnectedError("Server disconnected before the response headers")
-        elif mode != _DONE:
-            self.error = aiohttp.ClientPayloadError("Response payload is not completed: the connection closed mid-body")
+        if self.handshake is not None and not self.handshake.done():
+            self.handshake.set_exception(ConnectError("the server closed the connection during the TLS handshake"))
+        if self.active and not self.done and self.error is None:
+            try:
+                self.framer.eof()  # a body delimited by the close ends here; a head cut short is refused
+            except SessionError as err:
+                self.error = err
+            if self.head is None and self.error is None:
+                self.error = ConnectError("the server closed the connection before the response head")
+            if self.sink is not None and self.pieces and not self.finished:
+                self._push()
         self._wake()
         if self.timer is not None:
             self.timer.cancel()
@@ -139,71 +177,139 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last = self.loop.time()
-        mode = self.mode
-        if mode == _LENGTH and not self.buf:  # the common fast path: raw body bytes
-            n = len(data)
-            if n <= self.remaining:
-                self.remaining -= n
-                self.pieces.append(data)
-                self.nbuf += n
-                if not self.remaining:
-                    self.mode = _DONE
-            else:  # more than the body: the rest is nobody's response, so the connection is not reused
-                self.pieces.append(data[: self.remaining])
-                self.nbuf += self.remaining
-                self.buf = data[self.remaining :]
-                self.remaining = 0
-                self.mode = _DONE
-        elif mode == _CHUNK_SIZE and not self.buf and self._one_chunk(data):
-            pass  # one whole chunk (an SSE server's one event), maybe with the last-chunk marker
-        elif mode == _UNTIL_CLOSE:
-            self.pieces.append(data)
-            self.nbuf += len(data)
-        elif mode == _DONE:  # bytes nobody asked for: the connection cannot be trusted any more
+        if self.tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
+        if not self.active or self.done:  # bytes nobody asked for: the connection cannot be trusted
+            self.stray = True
             if self.transport is not None:
                 self.transport.close()
             return
-        else:
-            try:
-                self._parse(self.buf + data if self.buf else data)
-            except ValueError as exc:  # a server reached, answering what is not HTTP/1.1 as we speak it
-                if self.head is None:
-                    self.error = ProtocolError(f"malformed HTTP response head: {exc}")
-                else:
-                    self.error = aiohttp.ClientPayloadError(f"malformed HTTP response: {exc}")
-                self.mode = _DONE
-                if self.transport is not None:
-                    self.transport.close()
+        try:
+            self.framer.feed(data)
+        except Exception as exc:  # noqa: BLE001 - raised to the reader, never into the loop
+            if self.done:  # garbage after a complete response: that response stands, the connection goes
+                self.stray = True
+            else:
+                self.error = exc
+            if self.transport is not None:
+                self.transport.close()
         if self.sink is not None:
             if self.pieces and not self.finished:
                 self._push()
-            if not (self.finished or self.error is not None or self.mode == _DONE):
+            if not (self.finished or self.error is not None or self.done):
                 return  # the waiting reader wakes only at the end
         elif self.nbuf > _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         self._wake()
 
-    def _one_chunk(self, data: bytes) -> bool:
-        """The fast path: ``data`` is exactly one chunk, or one chunk and the last-chunk marker."""
-        nl = data.find(b"\r\n")
-        if nl <= 0 or nl > 8:
-            return False
+    # --- TLS in memory ---------------------------------------------------------------------------
+    def start_tls(self, ctx: ssl.SSLContext, host: str) -> asyncio.Future[None]:
+        """Begin the handshake (ClientHello sent); the future is done when it completes or fails."""
+        self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.tls_in, self.tls_out, server_hostname=host)
+        self.handshake = self.loop.create_future()
+        self._handshake_step()
+        return self.handshake
+
+    def _handshake_step(self) -> None:
+        fut = self.handshake
+        assert self.tls is not None and fut is not None
         try:
-            size = int(data[:nl], 16)
-        except ValueError:
-            return False  # extensions, bad digits: the full parser decides
-        end = nl + 2 + size
-        if not size or data[end : end + 2] != b"\r\n":
-            return False
-        rest = len(data) - end - 2
-        if rest and (rest != 5 or data[end + 2 :] != b"0\r\n\r\n"):
-            return False
-        self.pieces.append(data[nl + 2 : end])
-        self.nbuf += size
-        if rest:
-            self.mode = _DONE
-        return True
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return
+        except ssl.SSLError as exc:
+            self._flush_tls()
+            why = getattr(exc, "verify_message", None) or exc.reason or exc
+            if not fut.done():
+                fut.set_exception(ConnectError(f"TLS handshake failed: {why}"[:200]))
+            return
+        self._flush_tls()
+        self.handshake = None
+        if not fut.done():
+            fut.set_result(None)
+
+    def _flush_tls(self) -> None:
+        if self.tls_out.pending and self.transport is not None:
+            self.transport.write(self.tls_out.read())
+
+    def _tls_closed(self) -> None:
+        """The server's close_notify: ours back (so it need not wait for it), then the close, which ends
+        a body delimited by it (or cuts one short) as a TCP close would."""
+        assert self.tls is not None
+        try:
+            self.tls.unwrap()
+        except ssl.SSLError:
+            pass
+        self._flush_tls()
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, payload: bytes) -> None:
+        """One write of the whole request (encrypted first on https)."""
+        assert self.transport is not None
+        if self.tls is None:
+            self.transport.write(payload)
+        else:
+            self.tls.write(payload)
+            self.transport.write(self.tls_out.read())
+
+    def _decrypt(self, raw: bytes) -> bytes:
+        """The plaintext of ``raw`` (b"" when it held none: a partial record, a ticket, the handshake)."""
+        tls, tls_in = self.tls, self.tls_in
+        assert tls is not None
+        tls_in.write(raw)
+        if self.handshake is not None:
+            self._handshake_step()
+            if self.handshake is not None or not tls_in.pending:
+                return b""
+        chunks = []
+        try:
+            while True:
+                chunk = tls.read(_TLS_READ)
+                if not chunk:  # close_notify: the server is done with the connection
+                    self._tls_closed()
+                    break
+                chunks.append(chunk)
+                if not tls_in.pending and not tls.pending():
+                    break
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self._tls_closed()
+        except ssl.SSLError as exc:
+            if self.error is None and self.active and not self.done:
+                kind = ConnectError if self.head is None else ProtocolError
+                self.error = kind(f"TLS: {getattr(exc, 'reason', None) or exc}"[:200])
+                self._wake()
+            if self.transport is not None:
+                self.transport.close()
+        if self.tls_out.pending:
+            self._flush_tls()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # --- the framer's events --------------------------------------------------------------------
+    def got_head(self, head: Head) -> None:
+        if self.head is not None or self.done:
+            self.stray = True  # a second response to one request
+            return
+        self.head = head
+
+    def got_body(self, data: bytes) -> None:
+        if self.done:
+            self.stray = True
+            return
+        self.pieces.append(data)
+        self.nbuf += len(data)
+
+    def got_end(self) -> None:
+        if self.done:
+            self.stray = True
+        self.done = True
 
     def _push(self) -> None:
         """Hand the body pieces to the sink one by one (joining large reads would cost a copy)."""
@@ -219,103 +325,6 @@ class _Conn(asyncio.Protocol):
             self.error = exc
             self.finished = True
 
-    # --- framing --------------------------------------------------------------------------------
-    def _parse(self, data: bytes) -> None:
-        """Parse ``data`` (the unparsed bytes so far plus new ones) in the current mode."""
-        pos, n = 0, len(data)
-        pieces = self.pieces
-        while pos < n:
-            mode = self.mode
-            if mode == _CHUNK_DATA:
-                take = min(n - pos, self.remaining)
-                pieces.append(data[pos : pos + take] if take < n or pos else data)
-                self.nbuf += take
-                pos += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.mode = _CHUNK_END
-            elif mode == _CHUNK_SIZE or mode == _CHUNK_END or mode == _TRAILER:
-                end = data.find(b"\n", pos)
-                if end < 0:
-                    if n - pos > _MAX_CHUNK_LINE:
-                        raise ValueError("chunk framing line too long")
-                    break
-                line = data[pos:end]
-                pos = end + 1
-                if line[-1:] == b"\r":
-                    line = line[:-1]
-                if mode == _CHUNK_END:
-                    if line:
-                        raise ValueError("chunk data longer than its size")
-                    self.mode = _CHUNK_SIZE
-                elif mode == _CHUNK_SIZE:
-                    size = int(line.split(b";", 1)[0].strip(), 16)  # ValueError: malformed
-                    if size < 0:
-                        raise ValueError("negative chunk size")
-                    if size:
-                        self.remaining, self.mode = size, _CHUNK_DATA
-                    else:
-                        self.mode = _TRAILER
-                elif not line:  # the blank line after the trailers: the body is complete
-                    self.mode = _DONE
-            elif mode == _LENGTH:
-                take = min(n - pos, self.remaining)
-                pieces.append(data[pos : pos + take])
-                self.nbuf += take
-                pos += take
-                self.remaining -= take
-                if not self.remaining:
-                    self.mode = _DONE
-            elif mode == _UNTIL_CLOSE:
-                pieces.append(data[pos:])
-                self.nbuf += n - pos
-                pos = n
-            elif mode == _HEAD:
-                start = data[pos : pos + 7]
-                if start != b"HTTP/1."[: len(start)]:
-                    raise ValueError(f"not an HTTP/1.x response (it starts {start!r}; an HTTP/2 server?)")
-                end = data.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    if n - pos > _MAX_HEAD:
-                        raise ValueError(f"response head longer than {_MAX_HEAD // 1024} KiB")
-                    break
-                if end - pos > _MAX_HEAD:
-                    raise ValueError(f"response head longer than {_MAX_HEAD // 1024} KiB")
-                head = data[pos:end]
-                pos = end + 4
-                self._head(head)
-            else:  # _DONE with bytes left over: kept, so the connection is not reused
-                break
-        self.buf = data[pos:] if pos < n else b""
-
-    def _head(self, head: bytes) -> None:
-        """Status line and the headers framing needs; the rest are read when asked (_Headers)."""
-        if not (
-            head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) and head[9:12].isdigit() and head[12:13] in (b" ", b"\r", b"")
-        ):
-            raise ValueError(f"bad status line {head[:40]!r}")
-        status = int(head[9:12])
-        if status == 101:
-            raise ValueError("101 Switching Protocols: the server upgraded the connection instead of answering")
-        if 100 <= status < 200:  # an interim response (100 Continue, 103 Early Hints): the real one follows
-            return
-        cut = head.find(b"\r\n")
-        raw = head[cut:] if cut >= 0 else b""
-        headers = _Headers(raw, raw.lower())
-        minor = 1 if head[7:8] == b"1" else 0
-        self.head = (status, minor, headers)
-        if self.method == "HEAD" or status in (204, 304):
-            self.mode = _DONE
-        elif b"\r\ntransfer-encoding:" in headers.low and "chunked" in headers.get("transfer-encoding", "").lower():
-            self.mode = _CHUNK_SIZE
-        elif (length := headers.get("content-length")) is not None:
-            self.remaining = int(length)
-            if self.remaining < 0:
-                raise ValueError("negative Content-Length")
-            self.mode = _LENGTH if self.remaining else _DONE
-        else:
-            self.mode = _UNTIL_CLOSE
-
     # --- the reader's side ----------------------------------------------------------------------
     def _wake(self) -> None:
         w = self.waiter
@@ -330,9 +339,12 @@ class _Conn(asyncio.Protocol):
             return  # nobody waits: re-armed by the next wait
         now = self.loop.time()
         if self.head is None and now >= self.deadline:
-            exc: Exception = HeadTimeout()
+            exc: Exception = HeadTimeout(f"no response headers within {self.head_timeout:g}s")
         elif now >= self.last + self.idle:
-            exc = aiohttp.ServerTimeoutError("Timeout on reading data from socket")
+            if self.head is None:
+                exc = HeadTimeout(f"no response headers: the connection was silent for {self.idle:g}s")
+            else:
+                exc = IdleTimeout(f"no bytes for {self.idle:g}s")
         else:
             due = min(self.last + self.idle, self.deadline if self.head is None else _NEVER)
             if due != _NEVER:
@@ -344,7 +356,7 @@ class _Conn(asyncio.Protocol):
             w.set_exception(exc)
 
     async def wait(self) -> None:
-        """Until more bytes, the end, or an error. ServerTimeoutError after ``idle`` without bytes,
+        """Until more bytes, the end, or an error: IdleTimeout after ``idle`` without bytes,
         HeadTimeout past ``deadline`` without the response head. One timer, re-armed lazily."""
         if self.paused and self.transport is not None:
             self.paused = False
@@ -361,7 +373,7 @@ class _Conn(asyncio.Protocol):
         await fut
 
     def close(self) -> None:
-        self.mode = _DONE
+        self.active = False
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -371,30 +383,41 @@ class _Conn(asyncio.Protocol):
 
 
 class LeanResponse:
-    """The parts of aiohttp's ClientResponse a session uses: status, headers, content_type,
-    ``content.readany()``, ``read()``, ``cookies``, ``close()``, and ``async with`` to release."""
+    """One response: status, headers, content_type, cookies, the body by ``consume`` (pushed to a sink)
+    or ``read``; ``release`` (or ``async with``) hands the connection back."""
 
-    __slots__ = ("_client", "_conn", "_key", "status", "version", "headers", "_released", "_decode")
+    __slots__ = (
+        "_client",
+        "_conn",
+        "_key",
+        "status",
+        "version",
+        "headers",
+        "_released",
+        "ready_at",
+        "tcp_ms",
+        "tls_ms",
+    )
 
-    def __init__(self, client: LeanClient, conn: _Conn, key: tuple[str, int]) -> None:
-        assert conn.head is not None
+    def __init__(self, client: LeanClient, conn: _Conn, key: _Key, ready_at: float) -> None:
+        head = conn.head
+        assert head is not None
         self._client, self._conn, self._key = client, conn, key
-        self.status, minor, self.headers = conn.head
-        self.version = (1, minor)
+        self.status, self.headers = head.status, head
+        self.version = (1, head.minor)
         self._released = False
-        # a body the server compressed anyway (we ask for identity) is decoded as it streams
-        self._decode = _decoder(self.headers) if b"\r\ncontent-encoding:" in self.headers.low else None
-
-    @property
-    def content(self) -> LeanResponse:
-        return self
+        self.ready_at = ready_at
+        fresh = not conn.used
+        self.tcp_ms = conn.tcp_ms if fresh else None
+        self.tls_ms = conn.tls_ms if fresh else None
+        conn.used = True
 
     @property
     def content_type(self) -> str:
         ct = self.headers.get("content-type")
         if not ct:
             return "application/octet-stream"
-        return ct.partition(";")[0].strip().lower()  # type: ignore[no-any-return]
+        return ct.partition(";")[0].strip().lower()
 
     @property
     def cookies(self) -> SimpleCookie:
@@ -402,20 +425,12 @@ class LeanResponse:
         for value in self.headers.getall("set-cookie"):
             try:
                 jar.load(value)
-            except Exception:  # noqa: BLE001 - a malformed cookie is ignored, as aiohttp does
+            except Exception:  # noqa: BLE001 - a malformed cookie is ignored, as browsers do
                 pass
         return jar
 
     async def readany(self) -> bytes:
         """The body bytes received so far (waiting for some); b"" once the body is complete."""
-        if self._decode is not None:
-            while data := await self._readany_raw():
-                if decoded := self._decode(data):
-                    return decoded
-            return b""
-        return await self._readany_raw()
-
-    async def _readany_raw(self) -> bytes:
         conn = self._conn
         while True:
             if conn.pieces:
@@ -426,7 +441,7 @@ class LeanResponse:
                 return data
             if conn.error is not None:
                 raise conn.error
-            if conn.mode == _DONE or conn.lost:
+            if conn.done or conn.lost:
                 return b""
             await conn.wait()
 
@@ -436,8 +451,7 @@ class LeanResponse:
         and transport errors are raised here."""
         conn = self._conn
         conn.finished = False
-        decode = self._decode
-        conn.sink = sink if decode is None else (lambda piece: sink(decode(piece)))
+        conn.sink = sink
         try:
             if conn.pieces:
                 conn._push()
@@ -446,7 +460,7 @@ class LeanResponse:
                     return True
                 if conn.error is not None:
                     raise conn.error
-                if conn.mode == _DONE or conn.lost:
+                if conn.done or conn.lost:
                     return False
                 await conn.wait()
         finally:
@@ -470,11 +484,11 @@ class LeanResponse:
             self._released = True
             conn = self._conn
             reuse = (
-                conn.mode == _DONE
+                conn.done
                 and not conn.lost
+                and not conn.stray
                 and conn.error is None
                 and not conn.pieces
-                and not conn.buf
                 and self.version[1] == 1
                 and "close" not in (self.headers.get("connection") or "").lower()
             )
@@ -487,33 +501,13 @@ class LeanResponse:
         self.release()
 
 
-def _decoder(headers: _Headers) -> Callable[[bytes], bytes] | None:
-    """The streaming decoder of the response's Content-Encoding (gzip, deflate); an encoding we cannot
-    decode is a protocol_error when the body is read, never a silent premature_close."""
-    encoding = (headers.get("content-encoding") or "").strip().lower()
-    if encoding in ("", "identity"):
-        return None
-    wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
-    if wbits is None:
-
-        def refuse(_piece: bytes) -> bytes:
-            raise ProtocolError(f"the body is {encoding!r}-encoded, which sseprobe does not decode")
-
-        return refuse
-    inflate = zlib.decompressobj(wbits)
-
-    def decode(piece: bytes) -> bytes:
-        try:
-            return inflate.decompress(piece)
-        except zlib.error as exc:
-            raise ProtocolError(f"the {encoding} body is corrupt: {exc}") from None
-
-    return decode
+_Key = tuple[str, int, TLSOptions | None]  # host, port, TLS options (None: plain http)
 
 
 def _split(url: str) -> tuple[str, str, int, str]:
-    """(host header, host, port, request target) of an ``http://`` URL."""
-    rest = url[7:]
+    """(host header, host, port, request target) of an ``http://`` or ``https://`` URL."""
+    tls = url.startswith("https://")
+    rest = url[8:] if tls else url[7:]
     slash = rest.find("/")
     query = rest.find("?")
     cut = min(i for i in (slash, query, len(rest)) if i >= 0)
@@ -523,45 +517,42 @@ def _split(url: str) -> tuple[str, str, int, str]:
     if "#" in target:
         target = target[: target.index("#")]
     if "@" in authority:
-        raise ValueError("credentials in the URL are not supported by the lean client")
+        raise ConnectError("credentials in the URL are not supported: use a header")
     if authority.startswith("["):
         end = authority.index("]")
         host, port_text = authority[1:end], authority[end + 2 :]
     else:
         host, _, port_text = authority.rpartition(":") if ":" in authority else (authority, "", "")
-    port = int(port_text) if port_text else 80
+    try:
+        port = int(port_text) if port_text else 443 if tls else 80
+    except ValueError:
+        raise ConnectError(f"bad port {port_text[:20]!r} in the URL") from None
     if not host:
-        raise ValueError(f"no host in {url!r}")
+        raise ConnectError("no host in the URL")
     if not target.isascii() or " " in target:
         target = quote(target, safe=_PATH_SAFE)
     return authority, host, port, target
 
 
 class LeanClient:
-    """HTTP/1.1 keep-alive client for ``http://`` URLs; other URLs and other methods go to aiohttp.
+    """HTTP/1.1 keep-alive client for ``http://`` and ``https://`` URLs (the :class:`Transport`).
 
-    ``connect`` bounds the TCP connect; ``idle`` the silence while a response is awaited or read.
-    ``limit`` caps connections in use at once (0: no cap). ``stamp`` hears when each request's
-    connection is ready (new or reused), for ``connect_ms``.
+    ``connect`` bounds the TCP connect and TLS handshake; ``idle`` the silence while a response is
+    awaited or read. ``limit`` caps connections in use at once (0: no cap). ``clock`` stamps when
+    each request's connection is ready (new or reused), for ``connect_ms``.
     """
 
     def __init__(
-        self,
-        connect: float,
-        idle: float,
-        limit: int = 0,
-        stamp: Callable[[], object] | None = None,
-        fallback: Callable[[], aiohttp.ClientSession] | None = None,
+        self, connect: float, idle: float, limit: int = 0, clock: Callable[[], float] = time.perf_counter
     ) -> None:
         self._connect_timeout = connect
         self._idle = idle
         self._limit = asyncio.Semaphore(limit) if limit else None
-        self._stamp = stamp
-        self._fallback_factory = fallback
-        self._fallback: aiohttp.ClientSession | None = None
-        self._pool: dict[tuple[str, int], list[_Conn]] = {}
+        self._clock = clock
+        self._pool: dict[_Key, list[_Conn]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
         self._split: dict[str, tuple[str, str, int, str]] = {}
+        self._ssl: dict[TLSOptions, ssl.SSLContext] = {}
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -572,19 +563,6 @@ class LeanClient:
             self._loop = asyncio.get_running_loop()
         return self._loop
 
-    # --- aiohttp for the rest -------------------------------------------------------------------
-    def aiohttp_session(self) -> aiohttp.ClientSession:
-        if self._fallback is None:
-            if self._fallback_factory is None:
-                raise RuntimeError("no aiohttp session for URLs the lean client does not speak")
-            self._fallback = self._fallback_factory()
-        return self._fallback
-
-    def __getattr__(self, name: str) -> Any:  # get(), post(), ... as aiohttp's, for health checks
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.aiohttp_session(), name)
-
     # --- requests -------------------------------------------------------------------------------
     async def request(
         self,
@@ -594,24 +572,22 @@ class LeanClient:
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
         head_timeout: float | None = None,
-    ) -> Any:
+        tls: TLSOptions | None = None,
+    ) -> LeanResponse:
         """Send one request and return its response once the head has arrived.
 
         ``head_timeout``: seconds from now for connect plus response head, else :class:`HeadTimeout`.
+        ``tls``: how an https:// server is trusted (default: the system's CAs).
         """
-        if not url.startswith("http://"):
-            http = self.aiohttp_session()
-            if head_timeout is None:
-                return await http.request(method, url, data=data, headers=headers)
-            try:
-                async with asyncio.timeout(head_timeout) as cm:
-                    return await http.request(method, url, data=data, headers=headers)
-            except TimeoutError:
-                if cm.expired():
-                    raise HeadTimeout() from None
-                raise
+        if url.startswith("https://"):
+            cut = url.find("/", 8)
+            tls = tls or _DEFAULT_TLS
+        elif url.startswith("http://"):
+            cut = url.find("/", 7)
+            tls = None
+        else:
+            raise ConnectError(f"unsupported URL scheme in {url.partition(':')[0][:10]!r}: http or https only")
         # the origin (scheme, host, port) is parsed once; the path is taken as it is when plain
-        cut = url.find("/", 7)
         origin = url if cut < 0 else url[:cut]
         split = self._split.get(origin)
         if split is None:
@@ -622,22 +598,38 @@ class LeanClient:
         target = url[cut:] if cut >= 0 else "/"
         if not target.isascii() or " " in target or "#" in target or "@" in origin or "?" in origin:
             authority, host, port, target = _split(url)
-        block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()]) if headers else ""
-        if block.count("\n") != len(headers or ()) or block.count("\r") != len(headers or ()):
-            raise ValueError("a header name or value holds a line break")
-        names = " ".join(headers).lower().split() if headers else ()
-        if "host" not in names:
-            block += f"Host: {authority}\r\n"
-        if "accept-encoding" not in names:  # the stream as it is sent: no decoding on the hot path
-            block += "Accept-Encoding: identity\r\n"
-        if data is not None or method in ("POST", "PUT", "PATCH"):
-            block += f"Content-Length: {len(data) if data is not None else 0}\r\n"
-        payload = f"{method} {target} HTTP/1.1\r\n{block}User-Agent: {_USER_AGENT}\r\n\r\n".encode("latin-1")
-        if data:
-            payload += data
-        key = (host, port)
+        payload = _request_bytes(method, target, authority, data, headers)
+        key = (host, port, tls)
         loop = self._loop or self.loop
         start = loop.time()
+        conn = await self._acquire(key, start, head_timeout)
+        ready_at = self._clock()
+        conn.active = True
+        conn.done = conn.stray = False
+        conn.head = None
+        conn.error = None
+        conn.idle = self._idle
+        conn.last = now = loop.time()
+        conn.head_timeout = head_timeout or 0.0
+        conn.deadline = _NEVER if head_timeout is None else start + head_timeout
+        if now >= conn.deadline:
+            self._done(conn, key, reuse=True)
+            raise HeadTimeout(f"no response headers within {head_timeout:g}s")
+        conn.send(payload)
+        try:
+            while conn.head is None:
+                if conn.error is not None:
+                    raise conn.error
+                if conn.lost:
+                    raise ConnectError("the server closed the connection before the response head")
+                await conn.wait()
+        except BaseException:
+            self._done(conn, key, reuse=False)
+            raise
+        return LeanResponse(self, conn, key, ready_at)
+
+    async def _acquire(self, key: _Key, start: float, head_timeout: float | None) -> _Conn:
+        """A connection for ``key`` under the connection cap, within the head deadline."""
         try:
             if self._limit is not None:
                 if head_timeout is None:
@@ -646,42 +638,15 @@ class LeanClient:
                     async with asyncio.timeout(head_timeout):
                         await self._limit.acquire()
             try:
-                conn = await self._checkout(key)
+                return await self._checkout(key)
             except BaseException:
                 if self._limit is not None:
                     self._limit.release()
                 raise
-        except TimeoutError as exc:
-            if isinstance(exc, HeadTimeout) or loop.time() - start < (head_timeout or _NEVER):
-                raise
-            raise HeadTimeout() from None
-        if self._stamp is not None:
-            self._stamp()
-        conn.method = method
-        conn.head = None
-        conn.error = None
-        conn.mode = _HEAD
-        conn.idle = self._idle
-        conn.last = now = loop.time()
-        conn.deadline = _NEVER if head_timeout is None else start + head_timeout
-        if now >= conn.deadline:
-            self._done(conn, key, reuse=True)
-            raise HeadTimeout()
-        assert conn.transport is not None
-        conn.transport.write(payload)
-        try:
-            while conn.head is None:
-                if conn.error is not None:
-                    raise conn.error
-                if conn.lost:
-                    raise aiohttp.ServerDisconnectedError("Server disconnected before the response headers")
-                await conn.wait()
-        except BaseException:
-            self._done(conn, key, reuse=False)
-            raise
-        return LeanResponse(self, conn, key)
+        except TimeoutError:
+            raise HeadTimeout(f"no connection free within {head_timeout:g}s (--connections)") from None
 
-    async def _checkout(self, key: tuple[str, int]) -> _Conn:
+    async def _checkout(self, key: _Key) -> _Conn:
         pool = self._pool.get(key)
         if pool:
             now = time.monotonic()
@@ -692,25 +657,63 @@ class LeanClient:
                 conn.close()
         return await self._open(key)
 
-    async def _open(self, key: tuple[str, int]) -> _Conn:
-        loop = asyncio.get_running_loop()
-        host, port = key
+    async def _open(self, key: _Key) -> _Conn:
+        """A new connection: TCP, then TLS for https, each timed (``tcp_ms``, ``tls_ms``)."""
+        loop = self.loop
+        host, port, tls = key
+        ctx = self._ssl_context(tls) if tls is not None else None
         try:
             async with asyncio.timeout(self._connect_timeout):
-                addrs = await self._resolve(loop, host, port)
-                last: OSError | None = None
-                for addr in addrs:
+                t0 = self._clock()
+                sock = await self._tcp(loop, host, port)
+                t1 = self._clock()
+                try:
+                    _, conn = await loop.create_connection(lambda: _Conn(loop), sock=sock)
+                except BaseException:
+                    sock.close()
+                    raise
+                conn.tcp_ms = (t1 - t0) * 1000.0
+                if ctx is not None:
                     try:
-                        _, conn = await loop.create_connection(lambda: _Conn(loop), addr[0], addr[1])
-                        return conn
-                    except OSError as exc:
-                        last = exc
-                assert last is not None
-                raise last
+                        await conn.start_tls(ctx, host)
+                    except BaseException:
+                        conn.close()
+                        raise
+                    conn.tls_ms = (self._clock() - t1) * 1000.0
+                return conn
         except TimeoutError:
             raise ConnectError(f"connect timed out: {host}:{port} within {self._connect_timeout:g}s") from None
+        except ssl.SSLError as exc:
+            why = getattr(exc, "verify_message", None) or exc.reason or exc
+            raise ConnectError(f"TLS handshake with {host}:{port} failed: {why}"[:200]) from None
         except OSError as exc:
             raise ConnectError(f"{type(exc).__name__}: {exc}"[:200]) from None
+
+    async def _tcp(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
+        """A connected non-blocking socket to the first address of ``host`` that answers."""
+        last: OSError | None = None
+        for addr, aport in await self._resolve(loop, host, port):
+            sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, (addr, aport))
+                return sock
+            except BaseException as exc:
+                sock.close()
+                if not isinstance(exc, OSError):
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    def _ssl_context(self, tls: TLSOptions) -> ssl.SSLContext:
+        ctx = self._ssl.get(tls)
+        if ctx is None:
+            try:
+                ctx = self._ssl[tls] = tls_context(tls)
+            except ValueError as exc:
+                raise ConnectError(str(exc)[:200]) from None
+        return ctx
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[tuple[str, int]]:
         try:
@@ -727,12 +730,13 @@ class LeanClient:
         self._dns[(host, port)] = (now, addrs)
         return addrs
 
-    def _done(self, conn: _Conn, key: tuple[str, int], reuse: bool) -> None:
+    def _done(self, conn: _Conn, key: _Key, reuse: bool) -> None:
         if self._limit is not None:
             self._limit.release()
         # an armed timer is left to fire: with no reader waiting it just lapses (cheaper than a
         # cancel and a new timer per request)
         conn.idle = conn.deadline = _NEVER
+        conn.active = False
         if reuse and not self._closed:
             conn.pooled_at = time.monotonic()
             conn.head = None
@@ -747,11 +751,27 @@ class LeanClient:
             for conn in pool:
                 conn.close()
         self._pool.clear()
-        if self._fallback is not None:
-            await self._fallback.close()
 
     async def __aenter__(self) -> LeanClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _request_bytes(
+    method: str, target: str, authority: str, data: bytes | None, headers: dict[str, str] | None
+) -> bytes:
+    """The whole request, for one write. Compressed bodies are refused up front (identity)."""
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()]) if headers else ""
+    if block.count("\n") != len(headers or ()) or block.count("\r") != len(headers or ()):
+        raise ValueError("a header name or value holds a line break")
+    names = " ".join(headers).lower().split() if headers else ()
+    if "host" not in names:
+        block += f"Host: {authority}\r\n"
+    if "accept-encoding" not in names:
+        block += "Accept-Encoding: identity\r\n"
+    if data is not None or method in ("POST", "PUT", "PATCH"):
+        block += f"Content-Length: {len(data) if data is not None else 0}\r\n"
+    payload = f"{method} {target} HTTP/1.1\r\n{block}User-Agent: {_USER_AGENT}\r\n\r\n".encode("latin-1")
+    return payload + data if data else payload

@@ -29,6 +29,8 @@ class SessionRecord:
     connected: bool = False  # answered 2xx text/event-stream
     setup_ms: float | None = None  # prerequisite steps (session create), excluded from the latencies below
     connect_ms: float | None = None  # scheduled message send -> stream connection ready
+    tcp_ms: float | None = None  # TCP connect, when the session opened a new connection (not reused)
+    tls_ms: float | None = None  # TLS handshake of that connection (https only)
     headers_ms: float | None = None  # scheduled message send -> stream response headers
     ttfe_ms: float | None = None  # scheduled message send -> first *progress* event (TTFE)
     completion_ms: float | None = None  # scheduled message send -> terminal success

@@ -428,6 +428,25 @@ def _scroll(table: str) -> str:
     return f'<div class="scroll">{table}</div>'
 
 
+def _connection_table(series: Sequence[_Series]) -> str:
+    """New connections per cohort: TCP connect and TLS handshake times (reused ones cost neither)."""
+    rows = []
+    for s in series:
+        cells = []
+        for hist in ("tcp_us", "tls_us"):
+            h = s.stats.histograms.get(hist)
+            n = h.get_total_count() if h is not None else 0
+            cells += [f"{n:,}"] + [
+                _ms(h.get_value_at_percentile(p) / 1000 if n and h is not None else None) for p in (50, 99)
+            ]
+        rows.append(f'<tr><td class="l">{_e(s.label)}</td>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = (
+        '<tr><th class="l">cohort</th><th>new TCP</th><th>TCP p50</th><th>TCP p99</th>'
+        "<th>TLS handshakes</th><th>TLS p50</th><th>TLS p99</th></tr>"
+    )
+    return f'<table>{head}{"".join(rows)}</table><p class="muted">Only streams that opened a connection; ms.</p>'
+
+
 def _value(x: Any, rate: bool) -> str:
     return _pct(x) if rate else _ms(x)
 
@@ -555,6 +574,8 @@ def render_report(docs: Sequence[tuple[str, Mapping[str, Any]]], title: str = "s
         '<h2 id="outcomes">Outcomes</h2>',
         _outcome_bars(series),
         _outcome_table(series),
+        '<h2 id="connections">Connections</h2>',
+        _connection_table(series),
         '<h2 id="config">Run configuration</h2>',
         _config_section(docs),
         "</body></html>",

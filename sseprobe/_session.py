@@ -1,8 +1,8 @@
 """Run one session end to end and fill its record. Never raises, except to pass on cancellation.
 
-Every failure becomes an outcome: :mod:`._outcomes` exceptions carry theirs, aiohttp and OS
-errors are mapped by the phase they happened in (before headers: connect/timeout; after:
-premature close/idle timeout).
+Every failure becomes an outcome: the transport (:mod:`._http`) raises outcome exceptions
+already; anything else is mapped by the phase it happened in (before headers: connect; after:
+premature close), or is sseprobe's own internal error.
 """
 
 from __future__ import annotations
@@ -11,20 +11,16 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
-from typing import Any
 
-import aiohttp
 import orjson
 
 from ._config import FlowOptions, Limits, Timeouts
 from ._flows import FlowPlan, Step, ended_partial, learned_adk_only, plan_session
-from ._http import HeadTimeout, LeanClient, LeanResponse
+from ._http import Response, Transport
 from ._outcomes import (
     BadContentType,
     ConnectError,
     HTTPStatusError,
-    IdleTimeout,
     Outcome,
     PrematureClose,
     ProtocolError,
@@ -35,32 +31,11 @@ from ._outcomes import (
 from ._record import SessionRecord
 from ._sse import Event, SSEDecoder
 
-__all__ = ["run_session", "prepared_stream", "connect_trace", "StampingConnector", "Clock"]
+__all__ = ["run_session", "prepared_stream", "Clock"]
 
 Clock = Callable[[], float]
-HTTPClient = aiohttp.ClientSession | LeanClient  # make_client's LeanClient, or any aiohttp session
 _SSE = "text/event-stream"
 _JSON = "application/json"
-# When the running request's connection became ready (new or reused), on the session's clock. Set
-# in the session task's own context by StampingConnector (or connect_trace), read after headers.
-_CONNECTED: ContextVar[float | None] = ContextVar("sseprobe_connected", default=None)
-
-
-class StampingConnector(aiohttp.TCPConnector):
-    """A TCPConnector that stamps when each request's connection is ready, for ``connect_ms``.
-
-    Cheaper than a TraceConfig: aiohttp fires no trace signals at all when a client has none, and
-    here the one stamp costs a clock read and a ContextVar set per request.
-    """
-
-    def __init__(self, *args: Any, clock: Clock = time.perf_counter, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stamp_clock = clock
-
-    async def connect(self, *args: Any, **kwargs: Any) -> Any:
-        conn = await super().connect(*args, **kwargs)
-        _CONNECTED.set(self._stamp_clock())
-        return conn
 
 
 class _Session:
@@ -69,7 +44,7 @@ class _Session:
     __slots__ = ("http", "opts", "timeouts", "limits", "rec", "clock", "headers", "base", "streaming")
 
     def __init__(
-        self, http: HTTPClient, opts: FlowOptions, timeouts: Timeouts, limits: Limits, rec: SessionRecord, clock: Clock
+        self, http: Transport, opts: FlowOptions, timeouts: Timeouts, limits: Limits, rec: SessionRecord, clock: Clock
     ) -> None:
         self.http, self.opts, self.timeouts, self.limits, self.rec, self.clock = (
             http,
@@ -86,10 +61,10 @@ class _Session:
     def ms_since_base(self, t: float) -> float:
         return (t - self.base) * 1000.0
 
-    async def request(self, step: Step, accept: str) -> aiohttp.ClientResponse:
+    async def request(self, step: Step, accept: str) -> Response:
         """Send one request; headers must come within the connect timeout."""
         headers = {**self.headers, "Accept": accept}
-        if step.json is not None:  # serialised here with orjson, not by aiohttp's stdlib json
+        if step.json is not None:  # serialised here with orjson
             headers["Content-Type"] = _JSON
             body: bytes | None = step.json_bytes()
         else:
@@ -97,23 +72,13 @@ class _Session:
         if step.is_message:
             # the message is sent now; latencies count from when it *should* have been sent
             self.base = self.rec.scheduled + (self.clock() - self.rec.started)
-        http = self.http
-        try:
-            if type(http) is LeanClient:  # keeps the head deadline on its connection's own timer
-                resp = await http.request(
-                    step.method, step.url, data=body, headers=headers, head_timeout=self.timeouts.connect
-                )
-            else:
-                try:
-                    async with asyncio.timeout(self.timeouts.connect) as cm:
-                        resp = await http.request(step.method, step.url, data=body, headers=headers)
-                except TimeoutError:
-                    if cm.expired():
-                        raise HeadTimeout() from None
-                    raise
-        except HeadTimeout:
-            raise SessionTimeout(f"no response headers within {self.timeouts.connect:g}s") from None
+        # the head deadline is kept on the connection's own timer
+        resp = await self.http.request(
+            step.method, step.url, data=body, headers=headers, head_timeout=self.timeouts.connect, tls=self.opts.tls
+        )
         self.rec.status = resp.status
+        if resp.tcp_ms is not None:  # this request opened the session's connection
+            self.rec.tcp_ms, self.rec.tls_ms = resp.tcp_ms, resp.tls_ms
         return resp
 
     async def setup(self, plan: FlowPlan) -> FlowPlan:
@@ -150,14 +115,11 @@ class _Session:
 
     async def stream(self, plan: FlowPlan) -> None:
         rec, clock = self.rec, self.clock
-        _CONNECTED.set(None)
         resp = await self.request(plan.stream, _SSE)
         try:
             now = clock()
             rec.headers_ms = self.ms_since_base(now)
-            connected_at = _CONNECTED.get()
-            if connected_at is not None:
-                rec.connect_ms = max(0.0, self.ms_since_base(connected_at))
+            rec.connect_ms = max(0.0, self.ms_since_base(resp.ready_at))
             if not 200 <= resp.status < 300:
                 raise HTTPStatusError(f"HTTP {resp.status}", resp.status)
             if resp.content_type != _SSE:
@@ -170,20 +132,13 @@ class _Session:
             # (legacy servers never close after completion) or cut off is closed: we must
             resp.release()
 
-    async def _read(self, resp: aiohttp.ClientResponse | LeanResponse, plan: FlowPlan, last: float) -> None:
+    async def _read(self, resp: Response, plan: FlowPlan, last: float) -> None:
         acc = _Accounting(self, plan, last)
         try:
-            if type(resp) is LeanResponse:
-                # pushed: each chunk is decoded and stamped in the connection's data callback,
-                # and this task wakes once, at the end (no task switch per chunk)
-                if await resp.consume(acc.feed):
-                    return
-            else:
-                content = resp.content
-                feed = acc.feed
-                while chunk := await content.readany():
-                    if feed(chunk):
-                        return
+            # pushed: each chunk is decoded and stamped in the connection's data callback,
+            # and this task wakes once, at the end (no task switch per chunk)
+            if await resp.consume(acc.feed):
+                return
             acc.end()
         finally:
             acc.close()
@@ -303,45 +258,16 @@ def _csrf_value(raw: str) -> str | None:
     return value if value and value[0] != '"' else None
 
 
-def connect_trace(clock: Clock = time.perf_counter) -> aiohttp.TraceConfig:
-    """The TraceConfig way to stamp ``connect_ms``, for a client not built on StampingConnector.
-
-    Costs every request aiohttp's trace signals; :func:`~._engine.make_client` uses the connector.
-    """
-
-    async def ready(_session: object, _ctx: object, _params: object) -> None:
-        _CONNECTED.set(clock())
-
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_create_end.append(ready)
-    trace.on_connection_reuseconn.append(ready)
-    return trace
-
-
 def _classify(exc: BaseException, streaming: bool) -> SessionError:
-    """Map a transport error onto the outcome tree, by whether the stream had begun."""
+    """Map an error that is not an outcome already (the transport's are) onto the outcome tree."""
     text = f"{type(exc).__name__}: {exc}"[:200]
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return ConnectError(f"connect timed out: {text}")
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return IdleTimeout(text) if streaming else SessionTimeout(text)
-    if isinstance(
-        exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError)
-    ):
-        if streaming:
-            if isinstance(exc, aiohttp.ClientPayloadError) and "not completed" not in str(exc):
-                return ProtocolError(text)
-            return PrematureClose(text)
-        return ConnectError(text)
-    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.InvalidURL, OSError)):
-        return ConnectError(text)
-    if isinstance(exc, (aiohttp.ClientResponseError, aiohttp.ClientPayloadError)):
-        return ProtocolError(text)
+    if isinstance(exc, OSError):  # the socket failed under us
+        return PrematureClose(text) if streaming else ConnectError(text)
     return SessionError(f"internal error: {text}")
 
 
 async def prepared_stream(
-    http: HTTPClient, opts: FlowOptions, timeouts: Timeouts, limits: Limits
+    http: Transport, opts: FlowOptions, timeouts: Timeouts, limits: Limits
 ) -> tuple[Step, dict[str, str]]:
     """The stream request of one fresh session after its setup (session created, the server's id in
     place) and the headers it must carry (the CSRF echo): for a probe that reads the stream itself.
@@ -353,7 +279,7 @@ async def prepared_stream(
 
 
 async def run_session(
-    http: HTTPClient,
+    http: Transport,
     opts: FlowOptions,
     timeouts: Timeouts,
     limits: Limits,
@@ -365,7 +291,7 @@ async def run_session(
     rec.started = clock()
     # the session deadline: one timer that cancels this task, as asyncio.timeout does, without its
     # Timeout object and event-loop look-ups (each of which costs a getpid system call)
-    loop = http.loop if type(http) is LeanClient else asyncio.get_running_loop()
+    loop = http.loop
     task = asyncio.current_task(loop)
     assert task is not None
     deadline = _Deadline(task)
@@ -382,9 +308,7 @@ async def run_session(
             await state.stream(plan)
         except SessionError:
             raise
-        except TimeoutError as exc:
-            if isinstance(exc, aiohttp.ServerTimeoutError):
-                raise _classify(exc, state.streaming) from None
+        except TimeoutError:
             raise SessionTimeout(f"session deadline of {timeouts.session:g}s passed") from None
         except asyncio.CancelledError:
             if deadline.fired and task.uncancel() <= deadline.cancelling:  # ours, not the run's

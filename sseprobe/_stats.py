@@ -26,6 +26,8 @@ PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 # histogram name -> SessionRecord attribute (ms)
 HISTOGRAMS: dict[str, str] = {
     "connect_us": "connect_ms",
+    "tcp_us": "tcp_ms",
+    "tls_us": "tls_ms",
     "headers_us": "headers_ms",
     "ttfe_us": "ttfe_ms",
     "completion_us": "completion_ms",

@@ -23,6 +23,16 @@ def _latency_row(label: str, s: Mapping[str, Any]) -> str:
     return f"  {label:<16}" + "".join(f"{c:>11}" for c in cols) + f"   (n={s.get('count', 0)})"
 
 
+def _connection_rows(stats: CohortStats) -> list[str]:
+    """TCP connect and TLS handshake of the streams that opened a new connection (none when all reused)."""
+    rows = []
+    for hist, label in (("tcp_us", "tcp connect"), ("tls_us", "tls handshake")):
+        h = stats.histograms.get(hist)
+        if h is not None and h.get_total_count():
+            rows.append(_latency_row(label, summarize_ms(h)))
+    return rows
+
+
 def render_cohort(name: str, stats: CohortStats) -> list[str]:
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items(), key=lambda kv: -kv[1]))
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.http_status.items()))
@@ -43,6 +53,7 @@ def render_cohort(name: str, stats: CohortStats) -> list[str]:
         ("lag_us", "start lag"),
     ):
         lines.append(_latency_row(label, summarize_ms(stats.histograms[hist])))
+    lines += _connection_rows(stats)
     return lines
 
 

@@ -1,13 +1,24 @@
-"""Small purpose-built misbehaving servers on 127.0.0.1, port 0, for outcome tests."""
+"""Small purpose-built misbehaving servers on 127.0.0.1, port 0, for outcome tests.
+
+Each can speak TLS (``tls=True``: https:// with a certificate for 127.0.0.1 signed by a CA made at
+test time with trustme; clients trust it through :func:`client_tls`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
+import ssl
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import trustme
 from aiohttp import web
+
+from sseprobe._config import TLSOptions
 
 SSE = "text/event-stream"
 
@@ -89,41 +100,93 @@ def misbehaving_app() -> web.Application:
     return app
 
 
+@functools.cache
+def tls_ca() -> trustme.CA:
+    """One throwaway certificate authority per test process."""
+    return trustme.CA()
+
+
+@functools.cache
+def ca_file() -> str:
+    """The test CA's certificate as a PEM file (what ``--ca-file`` takes)."""
+    path = Path(tempfile.mkdtemp(prefix="sseprobe-ca-")) / "ca.pem"
+    tls_ca().cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+def server_tls(*names: str) -> ssl.SSLContext:
+    """A server context with a certificate for ``names`` (default 127.0.0.1 and localhost), signed by the test CA."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca().issue_cert(*(names or ("127.0.0.1", "localhost"))).configure_cert(ctx)
+    return ctx
+
+
+def client_tls() -> TLSOptions:
+    """How a client trusts the test servers: the test CA only."""
+    return TLSOptions(ca_file=ca_file())
+
+
+def _scheme(tls: bool) -> str:
+    return "https" if tls else "http"
+
+
 @asynccontextmanager
-async def misbehaving_server() -> AsyncIterator[str]:
+async def misbehaving_server(tls: bool = False) -> AsyncIterator[str]:
     runner = web.AppRunner(misbehaving_app(), access_log=None, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls() if tls else None)
     await site.start()
     port = runner.addresses[0][1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{_scheme(tls)}://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
 
 @asynccontextmanager
-async def silent_server() -> AsyncIterator[str]:
-    """Accepts connections and never answers: no response headers, ever."""
+async def silent_server(tls: bool = False) -> AsyncIterator[str]:
+    """Accepts connections (and completes the TLS handshake) and never answers: no response headers, ever."""
     conns: list[asyncio.StreamWriter] = []
 
     async def hold(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         conns.append(w)
 
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    server = await asyncio.start_server(hold, "127.0.0.1", 0, ssl=server_tls() if tls else None)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{_scheme(tls)}://127.0.0.1:{port}"
     finally:
         for w in conns:
             w.close()
         server.close()
 
 
-def refused_url() -> str:
+def refused_url(tls: bool = False) -> str:
     """A port nothing listens on (bound then closed)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    return f"http://127.0.0.1:{port}/sse"
+    return f"{_scheme(tls)}://127.0.0.1:{port}/sse"
+
+
+@asynccontextmanager
+async def raw_server(response: bytes, tls: bool = False) -> AsyncIterator[str]:
+    """Answers every request head with ``response``, byte for byte, then closes: malformed HTTP on demand."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(response)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls() if tls else None)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"{_scheme(tls)}://127.0.0.1:{port}"
+    finally:
+        server.close()

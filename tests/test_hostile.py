@@ -514,7 +514,7 @@ def _sse(body: bytes, encoding: str) -> bytes:
 
 
 ANSWERS: list[tuple[str, bytes, str, str]] = [
-    ("malformed status line", b"HTP/1.1 200 OK\r\n\r\n", "protocol_error", "HTTP/1"),
+    ("malformed status line", b"HTP/1.1 200 OK\r\n\r\n", "protocol_error", "malformed HTTP response"),
     ("status not a number", b"HTTP/1.1 2x0 OK\r\n\r\n", "protocol_error", "status line"),
     ("101 upgrade", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", "protocol_error", "101"),
     ("HTTP/2 preface", b"\x00\x00\x12\x04\x00\x00\x00\x00\x00" + b"\x00" * 18, "protocol_error", "HTTP/2"),
@@ -524,7 +524,7 @@ ANSWERS: list[tuple[str, bytes, str, str]] = [
     ("gzip body", _sse(gzip.compress(SSE_BODY), "gzip"), "ok", ""),
     ("deflate body", _sse(zlib.compress(SSE_BODY), "deflate"), "ok", ""),
     ("brotli body", _sse(b"\x1b\x03\x00", "br"), "protocol_error", "br"),
-    ("corrupt gzip body", _sse(b"\x1f\x8b\x08\x00garbage-garbage", "gzip"), "protocol_error", "corrupt"),
+    ("corrupt gzip body", _sse(b"\x1f\x8b\x08\x00garbage-garbage", "gzip"), "protocol_error", "does not inflate"),
 ]
 
 

@@ -1,29 +1,36 @@
-"""The lean HTTP/1.1 client the engine uses for http:// URLs: framing, keep-alive, failures.
+"""sseprobe's HTTP/1.1 client (http:// and https://): framing, keep-alive, TLS, failures.
 
-A raw asyncio server replays scripted response bytes, cut into random pieces, so every parser
-state meets a read boundary. The session-level outcomes over this client are tests/test_outcomes.py
-(make_client builds it).
+The framing layer (``_h1.ResponseFramer``) is fed without a socket, split at every byte, as the
+SSE decoder's tests do. A raw asyncio server replays scripted response bytes, cut into random
+pieces, so every state of the client meets a read boundary. The session-level outcomes over this
+client are tests/test_outcomes.py (make_client builds it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import queue
 import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
-import aiohttp
 import pytest
 
-from sseprobe._http import HeadTimeout, LeanClient
-from sseprobe._outcomes import ConnectError
+from sseprobe._config import TLSOptions
+from sseprobe._h1 import Head, ResponseFramer
+from sseprobe._http import HeadTimeout, LeanClient, tls_context
+from sseprobe._outcomes import ConnectError, IdleTimeout, PrematureClose, ProtocolError, SessionError
 
-from .servers import refused_url
+from .conftest import sseprobe
+from .servers import client_tls, misbehaving_server, refused_url, server_tls, tls_ca
 
 
 @asynccontextmanager
 async def scripted(
-    respond: Callable[[bytes], list[bytes]], close_after: bool = False, pause: float = 0.0
+    respond: Callable[[bytes], list[bytes]], close_after: bool = False, pause: float = 0.0, tls: bool = False
 ) -> AsyncIterator[tuple[str, list[int]]]:
     """A server answering each request head with ``respond(head)`` pieces; yields (url, connections)."""
     conns: list[int] = []
@@ -51,9 +58,9 @@ async def scripted(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls() if tls else None)
     try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", conns
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.sockets[0].getsockname()[1]}", conns
     finally:
         server.close()
 
@@ -149,32 +156,32 @@ def test_body_until_close_and_connection_close_are_never_reused() -> None:
     run(go())
 
 
-def test_connection_cut_mid_body_is_an_incomplete_payload() -> None:
+def test_connection_cut_mid_body_is_premature_close() -> None:
     async def go() -> None:
         head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
         async with scripted(lambda _h: [head], close_after=True) as (url, _):
             async with LeanClient(5, 5) as http:
                 resp = await http.request("GET", url)
                 assert await resp.readany() == b"hello"
-                with pytest.raises(aiohttp.ClientPayloadError, match="not completed"):
+                with pytest.raises(PrematureClose, match="not completed"):
                     await resp.read()
 
     run(go())
 
 
-def test_malformed_chunk_size_is_a_payload_error() -> None:
+def test_malformed_chunk_size_is_a_protocol_error() -> None:
     async def go() -> None:
         data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
         async with scripted(lambda _h: [data]) as (url, _):
             async with LeanClient(5, 5) as http:
                 resp = await http.request("GET", url)
-                with pytest.raises(aiohttp.ClientPayloadError, match="malformed"):
+                with pytest.raises(ProtocolError, match="chunk size"):
                     await resp.read()
 
     run(go())
 
 
-def test_no_head_in_time_is_head_timeout_and_silence_is_read_timeout() -> None:
+def test_no_head_in_time_is_head_timeout_and_silence_is_idle_timeout() -> None:
     async def go() -> None:
         async with scripted(lambda _h: []) as (url, _):
             async with LeanClient(5, 5) as http:
@@ -185,7 +192,7 @@ def test_no_head_in_time_is_head_timeout_and_silence_is_read_timeout() -> None:
             async with LeanClient(5, 0.3) as http:
                 resp = await http.request("GET", url)
                 assert await resp.readany() == b"a"
-                with pytest.raises(aiohttp.ServerTimeoutError):
+                with pytest.raises(IdleTimeout):
                     await resp.readany()
 
     run(go())
@@ -215,19 +222,283 @@ def test_consume_pushes_pieces_and_stops_when_the_sink_is_done() -> None:
     run(go())
 
 
-def test_refused_is_connect_error_and_https_goes_to_aiohttp() -> None:
+def test_refused_and_unsupported_schemes_are_connect_errors() -> None:
     async def go() -> None:
-        made: list[int] = []
-
-        def fallback() -> aiohttp.ClientSession:
-            made.append(1)
-            return aiohttp.ClientSession()
-
-        async with LeanClient(2, 2, fallback=fallback) as http:
+        async with LeanClient(2, 2) as http:
             with pytest.raises(ConnectError):
                 await http.request("GET", refused_url())
-            with pytest.raises(aiohttp.ClientError):
-                await http.request("GET", "https://127.0.0.1:1/")
-            assert made == [1]
+            with pytest.raises(ConnectError):
+                await http.request("GET", refused_url(tls=True))
+            with pytest.raises(ConnectError, match="scheme"):
+                await http.request("GET", "ftp://127.0.0.1/")
 
     run(go())
+
+
+def test_requests_ask_for_identity_bodies() -> None:
+    heads: list[bytes] = []
+
+    def respond(head: bytes) -> list[bytes]:
+        heads.append(head)
+        return [b"HTTP/1.1 204 No Content\r\n\r\n"]
+
+    async def go() -> None:
+        async with scripted(respond) as (url, _):
+            async with LeanClient(5, 5) as http:
+                async with await http.request("GET", url) as resp:
+                    assert resp.status == 204 and await resp.read() == b""
+
+    run(go())
+    assert b"\r\nAccept-Encoding: identity\r\n" in heads[0]
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+
+def test_https_keeps_connections_alive_and_times_the_handshake_once() -> None:
+    body = b"data: x\n\n" * 50
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    rng = random.Random(3)
+
+    async def go() -> None:
+        async with scripted(lambda _h: cut(data, rng), tls=True) as (url, conns):
+            async with LeanClient(5, 5) as http:
+                for i in range(5):
+                    resp = await http.request("GET", url + "/x", tls=client_tls())
+                    assert await resp.read() == body
+                    resp.release()
+                    if i == 0:
+                        assert resp.tcp_ms is not None and resp.tls_ms is not None and resp.tls_ms > 0
+                    else:
+                        assert resp.tcp_ms is None and resp.tls_ms is None  # reused: no new handshake
+            assert len(conns) == 1
+
+    run(go())
+
+
+def test_client_certificate_for_mtls(tmp_path: object) -> None:
+    import ssl
+    from pathlib import Path
+
+    ca = tls_ca()
+    client_cert = ca.issue_cert("sseprobe-client@example.test")
+    pem = Path(str(tmp_path)) / "client.pem"
+    client_cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    server = server_tls()
+    server.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(server)
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def go(opts: TLSOptions) -> bytes:
+        handled = await asyncio.start_server(_answer_once(data), "127.0.0.1", 0, ssl=server)
+        url = f"https://127.0.0.1:{handled.sockets[0].getsockname()[1]}/"
+        try:
+            async with LeanClient(3, 3) as http:
+                async with await http.request("GET", url, tls=opts) as resp:
+                    return await resp.read()
+        finally:
+            handled.close()
+
+    with_cert = TLSOptions(ca_file=client_tls().ca_file, cert=str(pem))
+    assert asyncio.run(go(with_cert)) == b"ok"
+    with pytest.raises(SessionError):  # refused in the handshake, or the connection closed right after it
+        asyncio.run(go(client_tls()))
+
+
+def _answer_once(data: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(data)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    return answer
+
+
+def test_unreadable_tls_files_are_refused_with_the_reason(tmp_path: object) -> None:
+    with pytest.raises(ValueError, match="TLS setup failed"):
+        tls_context(TLSOptions(ca_file=f"{tmp_path}/missing.pem"))
+    assert tls_context(TLSOptions(insecure=True)).verify_mode.name == "CERT_NONE"
+
+
+def test_wrong_host_name_is_connect_error() -> None:
+    async def go() -> None:
+        data = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        server = await asyncio.start_server(_answer_once(data), "127.0.0.1", 0, ssl=server_tls("other.example"))
+        try:
+            async with LeanClient(3, 3) as http:
+                with pytest.raises(ConnectError, match="certificate"):  # trusted CA, but not this host's name
+                    await http.request(
+                        "GET", f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/", tls=client_tls()
+                    )
+        finally:
+            server.close()
+
+    run(go())
+
+
+# --- the framing layer, without a socket --------------------------------------------------------
+
+
+class Collect:
+    """Framer events as a list: ("head", status, fields), ("body", bytes) merged, ("end",)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def got_head(self, head: Head) -> None:
+        self.events.append(("head", head.status, head.minor, tuple(head.fields)))
+
+    def got_body(self, data: bytes) -> None:
+        if self.events and self.events[-1][0] == "body":
+            self.events[-1] = ("body", self.events[-1][1] + data)  # type: ignore[operator]
+        else:
+            self.events.append(("body", data))
+
+    def got_end(self) -> None:
+        self.events.append(("end",))
+
+
+def frame(pieces: list[bytes], eof: bool = False) -> list[tuple[object, ...]]:
+    sink = Collect()
+    framer = ResponseFramer(sink)
+    for piece in pieces:
+        framer.feed(piece)
+    if eof:
+        framer.eof()
+    return sink.events
+
+
+def every_split(data: bytes) -> list[list[bytes]]:
+    """Every cut into two pieces, and one byte at a time."""
+    return [[data[:i], data[i:]] for i in range(1, len(data))] + [[data[i : i + 1] for i in range(len(data))]]
+
+
+_GZ = __import__("gzip").compress(b"data: packed\n\n")
+_CONVERSATION = (
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;ext=1\r\ndata:\r\n3\r\n x\n\r\n0\r\nTrailer: t\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nabcd"
+    b"HTTP/1.1 204 No Content\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(_GZ) + _GZ
+)
+
+
+def test_framing_is_the_same_at_every_split() -> None:
+    whole = frame([_CONVERSATION])
+    assert whole == [
+        ("head", 200, 1, (("content-type", "text/event-stream"), ("transfer-encoding", "chunked"))),
+        ("body", b"data: x\n"),
+        ("end",),
+        ("head", 200, 1, (("content-length", "4"), ("set-cookie", "a=1"), ("set-cookie", "b=2"))),
+        ("body", b"abcd"),
+        ("end",),
+        ("head", 204, 1, ()),
+        ("end",),
+        ("head", 200, 1, (("content-encoding", "gzip"), ("content-length", str(len(_GZ))))),
+        ("body", b"data: packed\n\n"),
+        ("end",),
+    ]
+    for pieces in every_split(_CONVERSATION):
+        assert frame(pieces) == whole
+
+
+def test_a_body_without_length_ends_at_the_close_and_a_cut_one_is_refused() -> None:
+    until_close = b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\n"
+    for pieces in every_split(until_close):
+        assert frame(pieces, eof=True)[-2:] == [("body", b"data: 1\n\n"), ("end",)]
+    framed = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n0\r\n\r\n"
+    head_end = framed.index(b"\r\n\r\n") + 4
+    for cut_at in range(1, len(framed)):
+        # a head cut short is a malformed answer of a reachable server; a body cut short is a premature close
+        with pytest.raises(ProtocolError if cut_at < head_end else PrematureClose):
+            frame([framed[:cut_at]], eof=True)
+    assert frame([framed], eof=True)[-1] == ("end",)  # a close between responses is nothing
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", "chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0_5\r\nhello\r\n0\r\n\r\n", "chunk size"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", "Content-Length"),
+        (b"HTTP/1.1 2000 OK\r\nContent-Length: 5\r\n\r\nhello", "status"),
+        (b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello", "CR"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", "switched protocols"),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/2"),
+        (b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64", "HTTP/2"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 1\r\n\r\nx", "Content-Encoding"),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope", "inflate"),
+    ],
+)
+def test_malformed_responses_are_protocol_errors_at_every_split(data: bytes, says: str) -> None:
+    for pieces in every_split(data):
+        with pytest.raises(ProtocolError, match=says):
+            frame(pieces)
+
+
+def test_an_oversized_head_is_refused_whole_or_in_pieces() -> None:
+    data = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * (70 * 1024) + b"\r\n\r\n"
+    for pieces in ([data], [data[i : i + 1000] for i in range(0, len(data), 1000)]):
+        with pytest.raises(ProtocolError, match="head longer"):
+            frame(pieces)
+
+
+# --- the TLS options on the command line ---------------------------------------------------------
+
+
+@contextmanager
+def tls_server_thread() -> Iterator[str]:
+    """The misbehaving servers over TLS, on a loop in a thread, for a CLI in another process."""
+    ready: queue.Queue[str] = queue.Queue()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        async with misbehaving_server(tls=True) as base:
+            ready.put(base)
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.get(timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def test_cli_trusts_a_ca_file_and_marks_insecure_runs(tmp_path: Path) -> None:
+    with tls_server_thread() as base:
+        run_args = ["run", "--flow", "generic", "--url", base + "/ok", "--complete-on", "done", "-n", "3", "-c", "1"]
+        run_args += ["--workers", "1"]
+        trusted = sseprobe(*run_args, "--ca-file", client_tls().ca_file or "", "--out", str(tmp_path / "a.json"))
+        insecure = sseprobe(*run_args, "--insecure", "--out", str(tmp_path / "b.json"))
+        untrusted = sseprobe(*run_args, "--out", str(tmp_path / "c.json"))
+    assert trusted.returncode == 0, trusted.stderr
+    doc = json.loads((tmp_path / "a.json").read_text())
+    cohort = doc["cohorts"]["generic"]
+    assert cohort["outcomes"] == {"ok": 3} and cohort["histograms"]["tls_us"]
+    assert doc["config"]["cohorts"]["generic"]["tls"]["verified"] is True
+    assert "tls handshake" in trusted.stdout
+    assert insecure.returncode == 0, insecure.stderr
+    assert "NOT verified" in insecure.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["config"]["cohorts"]["generic"]["tls"]["verified"] is False
+    assert "connect_error 3" in untrusted.stdout  # the system CAs do not know the test CA
+
+
+def test_cli_refuses_unreadable_tls_files_with_one_line(tmp_path: Path) -> None:
+    r = sseprobe(
+        "run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "--ca-file", str(tmp_path / "none.pem"), "-n", "1"
+    )
+    assert r.returncode == 3 and "TLS setup failed" in r.stderr and "Traceback" not in r.stderr
+    r = sseprobe(
+        "run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "--key", str(tmp_path / "k.pem"), "-n", "1"
+    )
+    assert r.returncode == 3 and "--key needs --cert" in r.stderr
