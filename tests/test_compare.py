@@ -37,7 +37,7 @@ from sseprobe._policy import DEFAULT_POLICY, MetricRule
 from sseprobe._stats import CohortStats, histogram_arrays, new_histogram
 from sseprobe._verdict_text import render_verdict
 
-ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # per metric, one-sided
+ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
 
 
 # --- simulated cohorts --------------------------------------------------------------------------
@@ -231,21 +231,22 @@ def test_quantile_ratio_false_alarm_is_at_most_alpha(nb: int, nc: int, q: float)
 
 
 @pytest.mark.parametrize(
-    "est,lo,hi,precise,level",
-    [
-        (0.15, 0.06, 0.25, True, "RED"),  # evidence, estimate past red
-        (0.15, 0.01, 0.30, False, "RED"),  # evidence of a regression is enough; estimate picks band
-        (0.07, 0.01, 0.13, True, "YELLOW"),
-        (0.15, -0.01, 0.31, False, "INCONCLUSIVE"),  # looks bad, no evidence, imprecise
-        (0.07, -0.01, 0.15, True, "GREEN"),  # not significant and precise: no flap
-        (0.03, 0.005, 0.06, True, "GREEN"),  # real but within yellow
-        (-0.2, -0.5, 0.09, False, "GREEN"),  # interval rules out red, even if wide
-        (0.0, -0.5, math.inf, False, "INCONCLUSIVE"),
-        (math.nan, -math.inf, math.inf, False, "INCONCLUSIVE"),
+    "est,lo,hi,level",
+    [  # lo: lower bound at the false-alarm level; hi: upper bound at the power level
+        (0.15, 0.06, 0.25, "RED"),  # evidence, estimate past red
+        (0.15, 0.01, 0.30, "RED"),  # evidence of a regression is enough; estimate picks band
+        (0.07, 0.01, 0.13, "YELLOW"),
+        (0.15, -0.01, 0.31, "INCONCLUSIVE"),  # looks bad, no evidence, RED not ruled out
+        (0.07, -0.01, 0.09, "GREEN"),  # not significant, RED ruled out at the power level: no flap
+        (0.03, 0.005, 0.06, "GREEN"),  # real but within yellow
+        (0.03, 0.005, 0.12, "INCONCLUSIVE"),  # real, small, but RED not ruled out
+        (-0.2, -0.5, 0.09, "GREEN"),
+        (0.0, -0.5, math.inf, "INCONCLUSIVE"),
+        (math.nan, -math.inf, math.inf, "INCONCLUSIVE"),
     ],
 )
-def test_judge(est: float, lo: float, hi: float, precise: bool, level: str) -> None:
-    assert judge(est, lo, hi, 0.05, 0.10, precise)[0] == level
+def test_judge(est: float, lo: float, hi: float, level: str) -> None:
+    assert judge(est, lo, hi, 0.05, 0.10)[0] == level
 
 
 # --- compare(): behaviour -----------------------------------------------------------------------
@@ -350,7 +351,7 @@ def test_to_dict_is_the_design_shape_and_json() -> None:
     d = v.to_dict()
     assert set(d) == {"overall", "metrics", "triggers"}
     for m in d["metrics"]:
-        keys = {"name", "baseline", "candidate", "change", "ci", "level", "reason"}
+        keys = {"name", "baseline", "candidate", "change", "ci", "level", "reason", "method"}
         assert set(m) == (keys | {"sessions_needed"} if m["level"] == "INCONCLUSIVE" else keys)
         assert len(m["ci"]) == 2
     p95 = next(m for m in d["metrics"] if m["name"] == "ttfe_p95_ms")
