@@ -21,6 +21,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from sseprobe._compare import SequentialPlan, clopper_pearson, compare, compare_sequential, decided
+from sseprobe._policy import DEFAULT_POLICY, Policy
 from sseprobe._stats import CohortStats
 
 MEDIAN_MS = 180.0
@@ -93,11 +94,13 @@ class Fixed:
     needed: list[int]
 
 
-def fixed_trials(dist: str, n: int, trials: int, seed: int, scale: float = 1.0) -> Fixed:
+def fixed_trials(
+    dist: str, n: int, trials: int, seed: int, scale: float = 1.0, policy: Policy = DEFAULT_POLICY
+) -> Fixed:
     rng = np.random.default_rng(seed)
     out = Fixed(Counter(), Counter(), [])
     for _ in range(trials):
-        v = compare(cohort(rng, dist, n), cohort(rng, dist, n, scale))
+        v = compare(cohort(rng, dist, n), cohort(rng, dist, n, scale), policy)
         out.overall[v.overall] += 1
         m = next(m for m in v.metrics if m.name == "ttfe_p95_ms")
         out.p95[m.level] += 1
@@ -106,7 +109,9 @@ def fixed_trials(dist: str, n: int, trials: int, seed: int, scale: float = 1.0) 
     return out
 
 
-def sequential_trial(rng: np.random.Generator, dist: str, scale: float, plan: SequentialPlan) -> tuple[int, str]:
+def sequential_trial(
+    rng: np.random.Generator, dist: str, scale: float, plan: SequentialPlan, policy: Policy = DEFAULT_POLICY
+) -> tuple[int, str]:
     """Grow both cohorts by plan.look_every and look each time, until decided or the cap:
     (sessions per cohort used, overall level at the stop)."""
     b, c = CohortStats(flow="sim"), CohortStats(flow="sim")
@@ -115,16 +120,18 @@ def sequential_trial(rng: np.random.Generator, dist: str, scale: float, plan: Se
         n += plan.look_every
         grow(b, rng, dist, plan.look_every)
         grow(c, rng, dist, plan.look_every, scale)
-        v = compare_sequential(b, c, plan=plan, look=look)
+        v = compare_sequential(b, c, policy, plan, look=look)
         if decided(v):
             return n, v.overall
     return n, "INCONCLUSIVE"
 
 
-def sequential_trials(dist: str, trials: int, seed: int, scale: float = 1.0) -> tuple[list[int], Counter[str]]:
+def sequential_trials(
+    dist: str, trials: int, seed: int, scale: float = 1.0, policy: Policy = DEFAULT_POLICY
+) -> tuple[list[int], Counter[str]]:
     rng = np.random.default_rng(seed)
     plan = SequentialPlan()
-    runs = [sequential_trial(rng, dist, scale, plan) for _ in range(trials)]
+    runs = [sequential_trial(rng, dist, scale, plan, policy) for _ in range(trials)]
     return [n for n, _ in runs], Counter(level for _, level in runs)
 
 

@@ -570,7 +570,8 @@ def _quantile_metric(
     if model is None and math.isfinite(hi_g) and math.isfinite(lo_g):
         note = f"; the p{rule.percentile:g} itself disagrees with a shift and stretch of the whole distribution"
     ev = model if model is not None and _alarm(model, y, r) >= max(_alarm(guard, y, r), 1) else guard
-    level, code = judge(ev.est, ev.lo, ev.hi if ctx.green else math.inf, y, r)
+    green = ctx.green and math.isfinite(hi_g)  # a tail too thin to bound at the alarm level is never GREEN
+    level, code = judge(ev.est, ev.lo, ev.hi if green else math.inf, y, r)
     res.level, res.method = level, ev.method
     res.change = ev.change
     res.ci = (ev.ci[0], ev.ci[1] if math.isfinite(ev.ci[1]) else None)
@@ -614,9 +615,12 @@ def _model_evidence(
 
 
 def _pooled(bv: np.ndarray, bc: np.ndarray, cv: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both cohorts' buckets merged: twice the sessions for estimating the spread."""
-    v, inv = np.unique(np.concatenate((bv, cv)), return_inverse=True)
-    return v, np.bincount(inv, weights=np.concatenate((bc, cc))).astype(np.int64)
+    """Both cohorts' buckets merged (values sorted and unique in each, so a merge, not a regroup)."""
+    v = np.union1d(bv, cv)
+    counts = np.zeros(len(v), dtype=np.int64)
+    counts[np.searchsorted(v, bv)] += bc
+    counts[np.searchsorted(v, cv)] += cc
+    return v, counts
 
 
 def quantile_unit_variance(values: np.ndarray, counts: np.ndarray, q: float, alpha: float) -> float:
