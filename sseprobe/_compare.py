@@ -2,15 +2,33 @@
 
 Pure functions of two CohortStats and a Policy: no I/O, no clock, no randomness.
 
-Intervals (one per metric, for the change candidate vs baseline)
-----------------------------------------------------------------
-* Quantiles (latency p50/p95/p99 from the HDR histograms): per cohort, the exact
-  distribution-free order-statistic interval [X_(l), X_(u)], ranks from Binomial(n, q) (how
-  many sessions fall below the true quantile); nothing is assumed about the shape. The two are
-  combined on the log scale by MOVER (Zou & Donner 2008; Price & Bonett 2002 for medians) into
-  an interval for log(candidate / baseline). Deterministic, vectorised, and honest at small n:
-  40 sessions cannot bound a p95 from above at this confidence, so the upper end is +inf and
-  the metric is INCONCLUSIVE, where a bootstrap of 40 values would invent a finite tail.
+What decides (regression scale: positive = worse; y, r = the policy's YELLOW / RED limits)
+----------------------------------------------------------------------------------------------
+* RED: evidence of a regression (the interval's lower end, at the false-alarm level, above 0)
+  and the estimate past r. YELLOW: the same with the estimate past y.
+* GREEN: no alarm, and the upper bound at the policy's ``power`` (one-sided 80 %) at or
+  below r: a regression exactly at the RED limit is called GREEN at most 1 - power of the
+  time. (It used to be "the expected interval is narrow enough", which at lognormal sigma 0.6
+  needed ~5,000 sessions per cohort to call an unchanged service GREEN.)
+* INCONCLUSIVE otherwise, with sessions_needed: the per-cohort size at which an unchanged
+  service would be called GREEN about nine times in ten, from the observed spread.
+
+The intervals
+-------------
+* Latency quantiles, two intervals for log(candidate / baseline):
+  - the quantile's own: per cohort the exact distribution-free order-statistic interval (ranks
+    from Binomial(n, q)), combined on the log scale by MOVER (Zou & Donner 2008). It alone can
+    call GREEN (its power-level bound interpolates between neighbouring order statistics,
+    Hutson 1999), and a tail too thin to bound at the false-alarm level is never GREEN;
+  - the whole distribution's: the change of mean + c * sd of log latency, c the quantile's
+    standard score, with a delta-method standard error and Student-t width. It equals the
+    quantile's change whenever the candidate moves and stretches log latency, whatever the
+    shape, and uses every session, so at lognormal sigma 0.6 its standard error is ~0.73 of
+    the order statistics'. It may only raise an alarm, and only while the quantile's own
+    estimate agrees with it (within Z_FIT standard errors). It never calls GREEN: one
+    percentage point more sessions in a slow mode moves a p95 that sits at the gap by +27 %
+    while barely moving the shift and stretch.
+  Each gets a share of the metric's alpha (MODEL_SHARE to the whole distribution).
 * Rates, judged on the bad-event rate (see _policy): exact Clopper-Pearson bounds per cohort,
   combined by the same MOVER construction (Newcombe's method, with exact bounds in place of
   Wilson: at the small per-metric alpha below, Wilson's lower bound for 2 events in 40 is 0.8 %
@@ -18,32 +36,20 @@ Intervals (one per metric, for the change candidate vs baseline)
 
 Family-wise control
 -------------------
-Each side of each interval is a one-sided bound at alpha / m (alpha = 1 - confidence, m = number
-of metrics; Bonferroni). A level worse than GREEN needs the interval's lower end of the
-regression above 0, so the chance that *any* metric is flagged when nothing regressed is at most
-alpha for the whole verdict. (Holm would not help: "any alarm" is decided at Holm's first step,
-which is Bonferroni.) The default confidence is 0.99: the A/A bar "GREEN >= 99 %" is a
-family-wise false-alarm rate of 1 %. At 0.95 A/A still passed (99.25 %), but a 40-session
-canary then flagged noise in 1.9 % of runs and a 2 % regression was YELLOW in 5 %.
+The policy's 1 - confidence is split: critical metrics (the only ones that can make the verdict
+RED) share all of it but NON_CRITICAL_SHARE; the non-critical ones share that slice and can make
+the verdict YELLOW. Within each group Bonferroni, one-sided: the chance that *any* metric raises
+an alarm when nothing changed is at most 1 - confidence for the whole verdict, and adding a
+non-critical metric never widens a critical interval. (Holm would not help: "any alarm" is
+decided at Holm's first step, which is Bonferroni.)
 
-Levels (regression scale: positive = worse; y, r = the policy's YELLOW / RED limits)
-----------------------------------------------------------------------------------------
-* RED: lower end > 0 (evidence of a regression) and the point estimate > r.
-* YELLOW: lower end > 0 and the point estimate > y.
-* GREEN: otherwise, if the upper end <= r (a RED-size regression is ruled out), or if the
-  comparison is *precise*: a regression of exactly r would have been flagged with probability
-  ``power``, i.e. expected half-width * (z_alpha + z_power) / z_alpha <= r.
-* INCONCLUSIVE: otherwise, with sessions_needed, the per-cohort size (both cohorts) at which the
-  comparison becomes precise, from the observed spread.
-
-Why the band comes from the point estimate and not from "the whole interval past r": at 2,000
-sessions per cohort and lognormal sigma 0.3 the p95 log-ratio has a standard error of ~2.1 %,
-so "lower end > 10 %" would catch a true 15 % regression in ~18 % of runs (95 % would need
-~9,500 per cohort). Evidence of a regression plus the estimate's band meets every bar
-(measured, tests/test_compare.py): A/A GREEN 99.9 %, 15 % -> RED 98.5 %, 7 % -> p95 YELLOW or
-worse 58 % (overall 95 %, p50 sees it too), 2 % -> GREEN 98 %, 40 vs 760 A/A: 0.45 % RED or
-YELLOW (the family-wise 1 %), otherwise INCONCLUSIVE with ~1,300 sessions per cohort at sigma
-0.3 and ~14,000 at sigma 1.0.
+Sequential
+----------
+``compare_sequential`` is the same judgement for a run that looks after every batch and stops
+at the first ``decided`` verdict: SequentialPlan spends the false-alarm budget evenly over every
+look and the power budget over a sparse ladder of GREEN looks, so neither guarantee depends on
+how often it looked. Measured by simulation: README "How compare decides", tests/test_compare.py,
+bench/power.py.
 """
 
 from __future__ import annotations
@@ -504,7 +510,9 @@ class _Evidence:
     hi: float
 
 
-def _log_evidence(method: str, d: float, at_alpha: tuple[float, float], at_beta: tuple[float, float], sign: float):  # type: ignore[no-untyped-def]
+def _log_evidence(
+    method: str, d: float, at_alpha: tuple[float, float], at_beta: tuple[float, float], sign: float
+) -> _Evidence:
     """Evidence from a log-ratio estimate with its bounds at both levels; sign -1 = higher is better."""
     ci = (math.expm1(at_alpha[0]), math.expm1(at_alpha[1]))
     if sign > 0:
@@ -626,12 +634,12 @@ def _pooled(bv: np.ndarray, bc: np.ndarray, cv: np.ndarray, cc: np.ndarray) -> t
 def quantile_unit_variance(values: np.ndarray, counts: np.ndarray, q: float, alpha: float) -> float:
     """Per-session variance of the log q-quantile (n * se^2), so se at size m is sqrt(unit / m).
 
-    Planning only (precision rule, sessions_needed); the intervals themselves stay exact.
-    From the local slope of log-latency against normal scores across [q - w, q + w]
-    (w = 0.04, narrower near the tails): exact for a lognormal whatever its sigma, local
-    otherwise, and half as noisy as reading it off the exact interval, whose ~60 ranks would
-    make the GREEN/INCONCLUSIVE line flicker near the design size. Small samples fall back to
-    the exact interval's own width, then to a robust lognormal sigma (16th-84th percentiles).
+    Planning only (sessions_needed): the intervals themselves stay exact. From the local slope
+    of log-latency against normal scores across [q - w, q + w] (w = 0.04, narrower near the
+    tails): exact for a lognormal whatever its sigma, local otherwise. The caller takes the
+    larger of this and the exact interval's own width, which sees a dip in density (a p95 at
+    the gap of a bimodal TTFE) that the slope averages away. Small samples fall back to the
+    exact interval's width, then to a robust lognormal sigma (16th-84th percentiles).
     """
     n = int(counts.sum())
     zq = _N.inv_cdf(q)
@@ -786,7 +794,7 @@ def compare(
 ) -> Verdict:
     """Judge candidate against baseline. Never raises on empty or odd cohorts: INCONCLUSIVE instead.
 
-    ``rng_seed`` is accepted for API stability; the method is exact and uses no randomness.
+    ``rng_seed`` is accepted for API stability; the method uses no randomness.
     """
     del rng_seed
     return _judge_all(baseline, candidate, policy, _context(policy))
