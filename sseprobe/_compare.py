@@ -367,9 +367,9 @@ def shift_scale_parts(values: np.ndarray, counts: np.ndarray, c: float) -> tuple
 
 def shift_scale_change(
     base: tuple[np.ndarray, np.ndarray], cand: tuple[np.ndarray, np.ndarray], q: float
-) -> tuple[float, float, float, float] | None:
-    """(change of the log q-quantile, its standard error, variance per session pooled, degrees
-    of freedom of that standard error), or None when a cohort has no spread.
+) -> tuple[float, float, float] | None:
+    """(change of the log q-quantile, its standard error, the degrees of freedom of that
+    standard error), or None when a cohort has no spread.
 
     The standard score c of the quantile is read off both cohorts pooled, so swapping them
     flips the sign exactly. The degrees of freedom (Satterthwaite, from the kurtosis of the
@@ -391,7 +391,7 @@ def shift_scale_change(
     se2 = vb / nb + vc / nc
     spread = (vb / nb) ** 2 * max(kb - 1.0, 0.0) / nb + (vc / nc) ** 2 * max(kc - 1.0, 0.0) / nc
     dof = 2.0 * se2 * se2 / spread if spread > 0 else math.inf
-    return tc - tb, math.sqrt(se2), (vb * nb + vc * nc) / (nb + nc), dof
+    return tc - tb, math.sqrt(se2), dof
 
 
 def t_quantile(alpha: float, dof: float) -> float:
@@ -574,10 +574,8 @@ def _quantile_metric(
     beta_b = quantile_bounds(bv, bc, q, ctx.beta, interpolate=True)[:3]
     beta_c = quantile_bounds(cv, cc, q, ctx.beta, interpolate=True)[:3]
     guard = _log_evidence("order-statistic", d, (lo_g, hi_g), quantile_log_ratio_ci(beta_b, beta_c)[1:], sign)
-    model, note = _model_evidence((bv, bc), (cv, cc), q, (d, lo_g, hi_g), a_model, a_guard, sign), ""
-    if model is None and math.isfinite(hi_g) and math.isfinite(lo_g):
-        note = f"; the p{rule.percentile:g} itself disagrees with a shift and stretch of the whole distribution"
-    ev = model if model is not None and _alarm(model, y, r) >= max(_alarm(guard, y, r), 1) else guard
+    model, note = _model_evidence((bv, bc), (cv, cc), q, (d, lo_g, hi_g), a_model, a_guard, sign)
+    ev = model if model is not None and _alarm(model, y, r) > _alarm(guard, y, r) else guard  # ties: its own
     green = ctx.green and math.isfinite(hi_g)  # a tail too thin to bound at the alarm level is never GREEN
     level, code = judge(ev.est, ev.lo, ev.hi if green else math.inf, y, r)
     res.level, res.method = level, ev.method
@@ -592,6 +590,8 @@ def _quantile_metric(
         res.sessions_needed = _needed(max(need, ranks), nb, nc, ctx)
     if ev is model:
         note = "; seen in the whole distribution (shift and stretch of log latency)"
+    elif note:
+        note = f"; the p{rule.percentile:g} itself {note}"
     res.reason = _reason(code, rule, res, _pct, rule.yellow, rule.red, ctx) + note
     return res
 
@@ -604,22 +604,22 @@ def _model_evidence(
     a_model: float,
     a_guard: float,
     sign: float,
-) -> _Evidence | None:
-    """The whole-distribution interval, or None where it does not describe this quantile: a
-    cohort without spread, a tail too thin to bound, or a quantile that moved differently
-    from the shift and stretch of the rest (the shape check, |direct - model| within Z_FIT
-    standard errors). It can only raise an alarm: calling a change GREEN needs the quantile's
-    own interval, since one percentage point more sessions in a slow mode moves a p95 sitting
-    at the gap by a quarter while leaving the shift and stretch almost where they were."""
+) -> tuple[_Evidence | None, str]:
+    """(the whole-distribution interval, ""), or (None, why not) where it does not describe
+    this quantile: a cohort without spread, a tail too thin to bound, or a quantile that moved
+    differently from the shift and stretch of the rest (the shape check, |direct - model|
+    within Z_FIT standard errors). It can only raise an alarm: calling a change GREEN needs the
+    quantile's own interval, since one percentage point more sessions in a slow mode moves a
+    p95 sitting at the gap by a quarter while leaving the shift and stretch almost where they were."""
     d, lo_g, hi_g = direct
     fit = shift_scale_change(base, cand, q)
     if fit is None or not (math.isfinite(hi_g) and math.isfinite(lo_g)):
-        return None
-    dm, se, _, dof = fit
+        return None, ""
+    dm, se, dof = fit
     if abs(d - dm) > Z_FIT * math.hypot(se, (hi_g - lo_g) / (2.0 * _z(a_guard))):
-        return None
+        return None, "moved unlike a shift and stretch of the whole distribution"
     half = t_quantile(a_model, dof) * se
-    return _log_evidence("shift-scale", dm, (dm - half, dm + half), (-math.inf, math.inf), sign)
+    return _log_evidence("shift-scale", dm, (dm - half, dm + half), (-math.inf, math.inf), sign), ""
 
 
 def _pooled(bv: np.ndarray, bc: np.ndarray, cv: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
