@@ -435,9 +435,9 @@ def test_a_a_false_alarms_stay_within_the_family_wise_level(dist: str) -> None:
 
 
 def test_a_a_at_2000_sigma_06_is_green_without_false_alarms() -> None:
-    aa = fixed(SIGMA_06, 2000, 400, 2031)
-    assert share(aa.overall, "GREEN") >= 0.90, aa.overall  # measured 92-93 %; the issue saw 21 %
-    assert alarms(aa.overall) <= 4, aa.overall  # the default family-wise 1 %
+    aa = fixed(SIGMA_06, 2000, 1000, 2031)  # 1,000 runs: the rate (~92.5 %) sits ~3 sd clear of the bar
+    assert share(aa.overall, "GREEN") >= 0.90, aa.overall  # the issue saw 21 %
+    assert alarms(aa.overall) <= 10, aa.overall  # the default family-wise 1 %
 
 
 def test_15_percent_regression_at_2000_sigma_06_is_red() -> None:
