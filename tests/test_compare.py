@@ -9,6 +9,7 @@ bar, a CI-only rule breaks the 15 % power bar).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -22,22 +23,28 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.power import DISTRIBUTIONS, Fixed, fixed_trials, sequential_trials
 from sseprobe._compare import (
     EXIT_CODES,
+    SequentialPlan,
     Verdict,
     clopper_pearson,
     compare,
+    compare_sequential,
+    decided,
     judge,
     order_stat_ranks,
     quantile_bounds,
     quantile_log_ratio_ci,
     rate_diff_ci,
+    shift_scale_change,
+    t_quantile,
 )
-from sseprobe._policy import DEFAULT_POLICY, MetricRule
+from sseprobe._policy import DEFAULT_POLICY, MetricRule, Policy
 from sseprobe._stats import CohortStats, histogram_arrays, new_histogram
 from sseprobe._verdict_text import render_verdict
 
-ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # per metric, one-sided
+ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
 
 
 # --- simulated cohorts --------------------------------------------------------------------------
@@ -231,21 +238,22 @@ def test_quantile_ratio_false_alarm_is_at_most_alpha(nb: int, nc: int, q: float)
 
 
 @pytest.mark.parametrize(
-    "est,lo,hi,precise,level",
-    [
-        (0.15, 0.06, 0.25, True, "RED"),  # evidence, estimate past red
-        (0.15, 0.01, 0.30, False, "RED"),  # evidence of a regression is enough; estimate picks band
-        (0.07, 0.01, 0.13, True, "YELLOW"),
-        (0.15, -0.01, 0.31, False, "INCONCLUSIVE"),  # looks bad, no evidence, imprecise
-        (0.07, -0.01, 0.15, True, "GREEN"),  # not significant and precise: no flap
-        (0.03, 0.005, 0.06, True, "GREEN"),  # real but within yellow
-        (-0.2, -0.5, 0.09, False, "GREEN"),  # interval rules out red, even if wide
-        (0.0, -0.5, math.inf, False, "INCONCLUSIVE"),
-        (math.nan, -math.inf, math.inf, False, "INCONCLUSIVE"),
+    "est,lo,hi,level",
+    [  # lo: lower bound at the false-alarm level; hi: upper bound at the power level
+        (0.15, 0.06, 0.25, "RED"),  # evidence, estimate past red
+        (0.15, 0.01, 0.30, "RED"),  # evidence of a regression is enough; estimate picks band
+        (0.07, 0.01, 0.13, "YELLOW"),
+        (0.15, -0.01, 0.31, "INCONCLUSIVE"),  # looks bad, no evidence, RED not ruled out
+        (0.07, -0.01, 0.09, "GREEN"),  # not significant, RED ruled out at the power level: no flap
+        (0.03, 0.005, 0.06, "GREEN"),  # real but within yellow
+        (0.03, 0.005, 0.12, "INCONCLUSIVE"),  # real, small, but RED not ruled out
+        (-0.2, -0.5, 0.09, "GREEN"),
+        (0.0, -0.5, math.inf, "INCONCLUSIVE"),
+        (math.nan, -math.inf, math.inf, "INCONCLUSIVE"),
     ],
 )
-def test_judge(est: float, lo: float, hi: float, precise: bool, level: str) -> None:
-    assert judge(est, lo, hi, 0.05, 0.10, precise)[0] == level
+def test_judge(est: float, lo: float, hi: float, level: str) -> None:
+    assert judge(est, lo, hi, 0.05, 0.10)[0] == level
 
 
 # --- compare(): behaviour -----------------------------------------------------------------------
@@ -350,7 +358,7 @@ def test_to_dict_is_the_design_shape_and_json() -> None:
     d = v.to_dict()
     assert set(d) == {"overall", "metrics", "triggers"}
     for m in d["metrics"]:
-        keys = {"name", "baseline", "candidate", "change", "ci", "level", "reason"}
+        keys = {"name", "baseline", "candidate", "change", "ci", "level", "reason", "method"}
         assert set(m) == (keys | {"sessions_needed"} if m["level"] == "INCONCLUSIVE" else keys)
         assert len(m["ci"]) == 2
     p95 = next(m for m in d["metrics"] if m["name"] == "ttfe_p95_ms")
@@ -382,44 +390,152 @@ def test_comparison_modules_are_pure() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-# --- calibration: the issue's bars, by simulation ----------------------------------------------
+# --- calibration: the bars, by simulation ------------------------------------------------------
+#
+# bench/power.py simulates the four TTFE shapes (lognormal sigma 0.3 / 0.6, bimodal with 5 % of
+# sessions 4x slower, lognormal 0.3 on a 10 ms clock) into real HdrHistograms; every trial goes
+# through compare() / compare_sequential(). Seeds are fixed, so each proportion below is
+# deterministic; trial counts are sized so that a bar could not be met by luck where the
+# statistics had drifted (the observed rates, with their binomial intervals, are in the README
+# table that `python -m bench.power` prints).
+
+DISTS = list(DISTRIBUTIONS)
+SIGMA_06, BIMODAL = DISTS[1], DISTS[2]
 
 
-def test_a_a_is_green_at_least_99_percent() -> None:
-    overall, _, _ = trials(1000, 2000, 2000, seed=11)
-    assert share(overall, "GREEN") >= 0.99, overall
+LOOSE = replace(DEFAULT_POLICY, confidence=0.90)  # family-wise 10 %: false alarms frequent enough to count
 
 
-def test_15_percent_p95_regression_is_red() -> None:
-    overall, p95, _ = trials(300, 2000, 2000, seed=12, scale=1.15)
-    assert share(p95, "RED") >= 0.95, p95
-    assert share(overall, "RED") >= 0.95, overall
+@functools.cache
+def fixed(dist: str, n: int, runs: int, seed: int, scale: float = 1.0, policy: Policy = DEFAULT_POLICY) -> Fixed:
+    return fixed_trials(dist, n, runs, seed, scale, policy)
+
+
+@functools.cache
+def sequential(
+    dist: str, runs: int, seed: int, scale: float = 1.0, policy: Policy = DEFAULT_POLICY
+) -> tuple[list[int], Counter[str]]:
+    return sequential_trials(dist, runs, seed, scale, policy)
+
+
+def alarms(c: Counter[str]) -> int:
+    return c["YELLOW"] + c["RED"]
+
+
+@pytest.mark.parametrize("dist", DISTS)
+def test_a_a_false_alarms_stay_within_the_family_wise_level(dist: str) -> None:
+    """At the default 1 % a 100-run cell would show ~0-1 alarms whether the truth were 0.3 % or
+    2 %, so each cell is checked where the count means something: at confidence 0.90 (10 %),
+    80 runs at each of 500 / 2,000 / 8,000 must show <= 10 % (a 2x miscalibration would show ~16
+    in 80). The default level is then a matter of the same construction with a smaller alpha;
+    bench/power.py measures it at 400 runs a cell (README table)."""
+    for n in (500, 2000, 8000):
+        r = fixed(dist, n, 80, 31 + n, policy=LOOSE)
+        assert alarms(r.overall) <= 8, (n, r.overall)
+
+
+def test_a_a_at_2000_sigma_06_is_green_without_false_alarms() -> None:
+    aa = fixed(SIGMA_06, 2000, 1000, 2031)  # 1,000 runs: the rate (~92.5 %) sits ~3 sd clear of the bar
+    assert share(aa.overall, "GREEN") >= 0.90, aa.overall  # the issue saw 21 %
+    assert alarms(aa.overall) <= 10, aa.overall  # the default family-wise 1 %
+
+
+def test_15_percent_regression_at_2000_sigma_06_is_red() -> None:
+    reg = fixed(SIGMA_06, 2000, 300, 41, scale=1.15)
+    assert share(reg.overall, "RED") >= 0.90, reg.overall  # the issue saw 63 %
+    assert reg.overall["GREEN"] == 0, reg.overall
+
+
+def test_bimodal_no_worse_than_before() -> None:
+    """Before: A/A 99.8 % INCONCLUSIVE (0.2 % GREEN), a 15 % regression YELLOW 100 %."""
+    aa = fixed(BIMODAL, 2000, 120, 51)
+    assert share(aa.overall, "GREEN") >= 0.1 and alarms(aa.overall) <= 1, aa.overall
+    reg = fixed(BIMODAL, 2000, 120, 52, scale=1.15)
+    assert share(reg.overall, "YELLOW", "RED") == 1.0 and share(reg.overall, "RED") >= 0.5, reg.overall
+
+
+@pytest.mark.parametrize("dist", [SIGMA_06, BIMODAL])
+def test_sessions_needed_decides_most_of_the_time(dist: str) -> None:
+    """Undecided A/A runs at 500 advise a size; A/A at that size decides ttfe_p95 most of the time."""
+    needed = fixed(dist, 500, 40, 61).needed
+    assert len(needed) >= 10
+    n = int(np.median(needed))
+    at = fixed(dist, n, 100, 62)
+    assert share(at.p95, "GREEN", "YELLOW", "RED") >= (0.8 if dist == SIGMA_06 else 0.5), (n, at.p95)
+    assert alarms(at.overall) <= 2, at.overall
+
+
+def test_whole_distribution_interval_is_calibrated() -> None:
+    """The one interval that is asymptotic rather than exact: under A/A its one-sided 1 % bound
+    is crossed about 1 % of the time in every shape (measured 0.9-1.2 % at 574 sessions)."""
+    rng = np.random.default_rng(71)
+    for dist in DISTS:
+        z = []
+        for _ in range(1000):
+            base, cand = new_histogram(), new_histogram()
+            fill(base, 1000.0 * DISTRIBUTIONS[dist](rng, 500))
+            fill(cand, 1000.0 * DISTRIBUTIONS[dist](rng, 500))
+            d, se, dof = shift_scale_change(histogram_arrays(base), histogram_arrays(cand), 0.95)  # type: ignore[misc]
+            z.append(d / se / t_quantile(0.01, dof))
+        crossed = np.mean(np.abs(z) > 1.0) / 2  # both tails: 2,000 looks at a 1 % tail (sd 0.22 %)
+        assert 0.003 <= crossed <= 0.018, (dist, crossed)
+
+
+def test_sequential_a_a_decides_early_without_false_alarms() -> None:
+    """A look every 100 sessions up to 20,000, stopping when decided."""
+    used, levels = sequential(SIGMA_06, 40, 81)
+    assert float(np.median(used)) <= 3000, sorted(used)  # measured ~2,000
+    assert alarms(levels) == 0 and levels["GREEN"] >= 38, levels
+    _, loose = sequential(SIGMA_06, 40, 85, policy=LOOSE)  # as above: a level where counts mean something
+    assert alarms(loose) <= 4, loose
+
+
+def test_sequential_15_percent_regression_is_red_early() -> None:
+    used, levels = sequential(SIGMA_06, 30, 82, scale=1.15)
+    assert float(np.median(used)) < 2000, sorted(used)
+    assert share(levels, "RED") >= 0.9, levels
+
+
+def test_sequential_plan_spends_the_budget_over_the_looks() -> None:
+    plan = SequentialPlan()
+    assert plan.looks == 200 and plan.green_looks[0] == 5 and plan.green_looks[-1] == 200
+    assert all(b > a for a, b in zip(plan.green_looks, plan.green_looks[1:], strict=False))
+    rng = np.random.default_rng(83)
+    b, c = cohort(rng, 2000), cohort(rng, 2000)
+    assert compare(b, c).overall == "GREEN"
+    assert compare_sequential(b, c, plan=plan, look=20).overall == "GREEN"  # a GREEN look
+    off = compare_sequential(b, c, plan=plan, look=21)  # not a GREEN look: nothing is called GREEN
+    assert {m.level for m in off.metrics} == {"INCONCLUSIVE"} and not decided(off)
+    with pytest.raises(ValueError):
+        compare_sequential(b, c, plan=plan, look=201)
 
 
 def test_7_percent_regression_is_yellow_or_worse_most_of_the_time() -> None:
-    overall, p95, _ = trials(400, 2000, 2000, seed=13, scale=1.07)
-    assert share(p95, "YELLOW", "RED") > 0.5, p95  # measured ~58 %: z = 3.02 vs 3.3 SE effect
-    assert share(overall, "YELLOW", "RED") > 0.8, overall  # p50 sees the same shift sharper
+    overall, p95, _ = trials(150, 2000, 2000, seed=13, scale=1.07)
+    assert share(p95, "YELLOW", "RED") > 0.6, p95
+    assert share(overall, "YELLOW", "RED") > 0.8, overall
 
 
 def test_2_percent_regression_is_green() -> None:
-    overall, p95, _ = trials(300, 2000, 2000, seed=14, scale=1.02)
+    overall, p95, _ = trials(150, 2000, 2000, seed=14, scale=1.02)
     assert share(p95, "GREEN") >= 0.95, p95
     assert share(overall, "GREEN") >= 0.95, overall
 
 
 def test_canary_40_vs_760_no_alarm_from_noise_and_says_how_many() -> None:
-    overall, p95, needed = trials(600, 760, 40, seed=15)
-    assert share(overall, "RED", "YELLOW") <= 0.01, overall  # the family-wise 1 %
+    overall, p95, needed = trials(200, 760, 40, seed=15)
+    assert alarms(overall) <= 2, overall  # the family-wise 1 %
     assert share(overall, "INCONCLUSIVE") >= 0.95, overall
-    assert p95["RED"] + p95["YELLOW"] <= 3 and len(needed) == p95["INCONCLUSIVE"]
-    assert 900 <= float(np.median(needed)) <= 2000  # DESIGN: sigma 0.3 ~ 2,000 per cohort
+    assert p95["INCONCLUSIVE"] >= 195 and len(needed) == p95["INCONCLUSIVE"]
+    assert 300 <= float(np.median(needed)) <= 2000
 
 
-def test_sessions_needed_grows_with_spread_and_is_enough() -> None:
-    _, _, wide = trials(40, 760, 40, seed=16, sigma=1.0)
-    _, _, narrow = trials(40, 760, 40, seed=16)
-    assert float(np.median(wide)) > 8 * float(np.median(narrow))  # ~14,000 vs ~1,300
-    n = int(1.25 * float(np.median(narrow)))  # run at the advised size (plus margin): decided
-    _, p95, _ = trials(150, n, n, seed=17)
-    assert share(p95, "INCONCLUSIVE") <= 0.05, p95
+def test_adding_a_non_critical_metric_leaves_critical_intervals_alone() -> None:
+    rng = np.random.default_rng(84)
+    b, c = cohort(rng, 2000), cohort(rng, 2000, scale=1.03)
+    extra = MetricRule("ttfe_p90_ms", "quantile", "ttfe_us", percentile=90.0)
+    wider = replace(DEFAULT_POLICY, metrics=(*DEFAULT_POLICY.metrics, extra))
+    before, after = compare(b, c), compare(b, c, wider)
+    twins = [(m, next(x for x in after.metrics if x.name == m.name)) for m in before.metrics]
+    assert all(m.ci == twin.ci for m, twin in twins if m.critical)
+    assert any(m.ci != twin.ci for m, twin in twins if not m.critical)  # they share a fixed slice
