@@ -294,6 +294,18 @@ def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 help="Send 'Authorization: Bearer' with the token in this environment variable.",
             ),
             click.option("--bearer-file", metavar="FILE", help="Same, with the token read from a file."),
+            click.option(
+                "--first-answer-event",
+                metavar="NAME",
+                help="Generic flow: the named event that carries answer content; TTFE runs to the first one "
+                "(default: the first data event).",
+            ),
+            click.option(
+                "--first-answer-field",
+                metavar="PATH",
+                help="Generic flow: a dotted JSON path (e.g. choices.0.delta.content) whose non-empty value "
+                "in an event's data is answer content.",
+            ),
         ],
     )
 
@@ -443,6 +455,8 @@ _FLOW_KEYS = (
     "method",
     "body",
     "complete_on",
+    "first_answer_event",
+    "first_answer_field",
 )
 
 

@@ -16,7 +16,15 @@ import orjson
 from ._config import FlowOptions
 from ._sse import Event
 
-__all__ = ["StreamRules", "Step", "FlowPlan", "plan_session", "ended_partial", "NOT_PROGRESS"]
+__all__ = [
+    "StreamRules",
+    "Answers",
+    "Step",
+    "FlowPlan",
+    "plan_session",
+    "ended_partial",
+    "NOT_PROGRESS",
+]
 
 # Named events that say nothing about the run's progress: never the first event.
 NOT_PROGRESS = frozenset({"agent_network_connection", "keepalive", "heartbeat", "ping"})
@@ -27,10 +35,24 @@ _NOT_PROGRESS_TYPES = frozenset({"connection", "heartbeat"})
 @dataclass(frozen=True, slots=True)
 class StreamRules:
     """``complete_on``: the named event that ends a session successfully (None: only a clean close).
-    ``close_ok``: a clean close after at least one progress event is a success too."""
+    ``close_ok``: a clean close after at least one progress event is a success too.
+    ``answer``: what carries answer content: "adk" (canonical), "legacy", or "generic" with
+    ``answer_event`` (a named event) and/or ``answer_path`` (a dotted JSON path with a non-empty
+    value); generic with neither: every progress event."""
 
     complete_on: str | None
     close_ok: bool
+    answer: str = "generic"
+    answer_event: str | None = None
+    answer_path: str | None = None
+
+    def answers(self) -> Answers:
+        """A fresh per-session tracker of answer content for these rules."""
+        if self.answer == "adk":
+            return AdkAnswers()
+        if self.answer == "legacy":
+            return LegacyAnswers()
+        return GenericAnswers(self.answer_event, tuple(self.answer_path.split(".")) if self.answer_path else ())
 
     def scan(self, events: list[Event]) -> tuple[int, bool, str | None]:
         """(progress events, terminal success seen, error) for one chunk's events.
@@ -81,6 +103,186 @@ def ended_partial(events: list[Event]) -> bool:
 def _short(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Answers:
+    """Answer content of one stream: which event first carried it, how many did, how much text.
+
+    ``feed`` sees each decoded chunk's events and returns True for the chunk that holds the first
+    answer. Until then an event is judged exactly (a cheap substring test, then a JSON parse only
+    of the events that pass it); after it, answer events are counted by the substring test alone,
+    and the text is measured once, at the end (``chars``), from the final or cumulative text, so
+    repeated text is not counted twice. Bounded: no event is parsed once the first answer is seen.
+    """
+
+    __slots__ = ("events", "last")
+
+    def __init__(self) -> None:
+        self.events = 0  # events that carried answer content
+        self.last = ""  # the data the answer's length is read from at the end
+
+    def feed(self, events: list[Event], progress: int) -> bool:
+        if self.events:
+            self.count(events, progress)
+            return False
+        return self.find(events, progress)
+
+    def find(self, events: list[Event], progress: int) -> bool:
+        raise NotImplementedError
+
+    def count(self, events: list[Event], progress: int) -> None:
+        raise NotImplementedError
+
+    def chars(self) -> int:
+        """Characters of answer text in the session (0 without an answer)."""
+        raise NotImplementedError
+
+
+class AdkAnswers(Answers):
+    """Canonical: an unnamed ADK event with a non-empty ``content.parts[].text`` or a
+    ``functionCall``. Its text is the last answer event's: ADK's final (``partial: false``) event
+    repeats the whole text of the partial events before it, so adding them up would count it twice."""
+
+    __slots__ = ()
+
+    def find(self, events: list[Event], progress: int) -> bool:
+        for i, ev in enumerate(events):
+            data = ev.data
+            if ev.event == "message" and ('"text"' in data or '"functionCall"' in data) and _adk_parts(data)[1]:
+                self.events = 1
+                self.last = data
+                self.count(events[i + 1 :], 0)
+                return True
+        return False
+
+    def count(self, events: list[Event], progress: int) -> None:
+        hits = [data for data in map(_DATA, events) if '"text"' in data or '"functionCall"' in data]
+        if hits:
+            self.events += len(hits)
+            self.last = hits[-1]
+
+    def chars(self) -> int:
+        return _adk_parts(self.last)[0] if self.events else 0
+
+
+class LegacyAnswers(Answers):
+    """Legacy: a ``research_update`` with a non-empty ``content``. The content is cumulative (all
+    text so far) and the server repeats updates, so the text is the longest content seen."""
+
+    __slots__ = ()
+
+    def find(self, events: list[Event], progress: int) -> bool:
+        for i, ev in enumerate(events):
+            if ev.event == "research_update" and _legacy_content(ev.data):
+                self.events = 1
+                self.last = ev.data
+                self.count(events[i + 1 :], 0)
+                return True
+        return False
+
+    def count(self, events: list[Event], progress: int) -> None:
+        for ev in events:
+            if ev.event == "research_update":
+                self.events += 1
+                if len(ev.data) > len(self.last):
+                    self.last = ev.data
+
+    def chars(self) -> int:
+        return len(_legacy_content(self.last)) if self.events else 0
+
+
+class GenericAnswers(Answers):
+    """Generic: events named ``event`` (if set) whose JSON data has a non-empty value at ``path``
+    (if set); with neither, every progress event. Its text is the data of every answer event,
+    summed: a generic stream is taken to send deltas."""
+
+    __slots__ = ("event", "path", "key", "total")
+
+    def __init__(self, event: str | None, path: tuple[str, ...]) -> None:
+        super().__init__()
+        self.event, self.path = event, path
+        self.key = f'"{path[-1]}"' if path and not path[-1].isdigit() else ""  # substring test before a parse
+        self.total = 0
+
+    def find(self, events: list[Event], progress: int) -> bool:
+        if self.event is None and not self.path:
+            self.count(events, progress)
+            return self.events > 0
+        for i, ev in enumerate(events):
+            if (self.event is None or ev.event == self.event) and (not self.path or _path_value(ev.data, self.path)):
+                self.events, self.total = 1, len(ev.data)
+                self.count(events[i + 1 :], 0)
+                return True
+        return False
+
+    def count(self, events: list[Event], progress: int) -> None:
+        if self.event is None and not self.path:  # every progress event: the scan counted them
+            self.events += progress
+            if progress == len(events):  # all progress (the bulk case): lengths summed in C
+                self.total += sum(map(len, map(_DATA, events)))
+            elif progress:
+                self.total += sum(len(ev.data) for ev in events if ev.event not in NOT_PROGRESS)
+            return
+        event, key = self.event, self.key
+        for ev in events:
+            if (event is None or ev.event == event) and key in ev.data:
+                self.events += 1
+                self.total += len(ev.data)
+
+    def chars(self) -> int:
+        return self.total
+
+
+def _adk_parts(data: str) -> tuple[int, bool]:
+    """(characters of text, any answer content) of an ADK event's ``content.parts``."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return 0, False
+    content = obj.get("content") if isinstance(obj, dict) else None
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list):
+        return 0, False
+    chars, answer = 0, False
+    for part in parts:
+        if isinstance(part, dict):
+            text = part.get("text")
+            if isinstance(text, str) and text:
+                chars += len(text)
+                answer = True
+            elif part.get("functionCall"):
+                answer = True
+    return chars, answer
+
+
+def _legacy_content(data: str) -> str:
+    """A legacy update's ``content`` text, "" when it has none."""
+    if '"content"' not in data:
+        return ""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return ""
+    content = obj.get("content") if isinstance(obj, dict) else None
+    return content if isinstance(content, str) else ""
+
+
+def _path_value(data: str, path: tuple[str, ...]) -> object:
+    """The value at a dotted path in JSON data (list items by index), None when absent or not JSON."""
+    if not path[-1].isdigit() and f'"{path[-1]}"' not in data:
+        return None  # the last key is nowhere in the text: no parse needed
+    try:
+        node: object = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    for key in path:
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return None
+    return node
 
 
 _ERROR, _NOT_PROGRESS = object(), object()
@@ -135,8 +337,8 @@ class FlowPlan:
 _bits = random.getrandbits
 _ALREADY_EXISTS = frozenset({400})  # ADK's "session already exists": harmless
 
-CANONICAL_RULES = StreamRules(complete_on="done", close_ok=True)
-LEGACY_RULES = StreamRules(complete_on="research_complete", close_ok=False)
+CANONICAL_RULES = StreamRules(complete_on="done", close_ok=True, answer="adk")
+LEGACY_RULES = StreamRules(complete_on="research_complete", close_ok=False, answer="legacy")
 
 
 def plan_session(opts: FlowOptions) -> FlowPlan:
@@ -172,5 +374,10 @@ def plan_session(opts: FlowOptions) -> FlowPlan:
         run_url = f"{base}/apps/{opts.app}/users/{user}/sessions/{session}/run"
         start = Step("POST", run_url, json={"query": message}, is_message=True)
         return FlowPlan((), start, Step("GET", run_url), LEGACY_RULES)
-    rules = StreamRules(complete_on=opts.complete_on, close_ok=opts.complete_on is None)
+    rules = StreamRules(
+        complete_on=opts.complete_on,
+        close_ok=opts.complete_on is None,
+        answer_event=opts.first_answer_event,
+        answer_path=opts.first_answer_field,
+    )
     return FlowPlan((), None, Step(opts.method, opts.url, body=opts.body, is_message=True), rules)

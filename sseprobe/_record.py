@@ -30,9 +30,12 @@ class SessionRecord:
     setup_ms: float | None = None  # prerequisite steps (session create), excluded from the latencies below
     connect_ms: float | None = None  # scheduled message send -> stream connection ready
     headers_ms: float | None = None  # scheduled message send -> stream response headers
-    ttfe_ms: float | None = None  # scheduled message send -> first *progress* event (TTFE)
+    first_event_ms: float | None = None  # scheduled message send -> first progress event (even bookkeeping)
+    ttfe_ms: float | None = None  # scheduled message send -> first event with answer content (TTFE)
     completion_ms: float | None = None  # scheduled message send -> terminal success
     events: int = 0
+    answer_events: int = 0  # events that carried answer content
+    answer_chars: int = 0  # characters of answer text, from the final/cumulative text (not re-counted)
     bytes: int = 0
     max_gap_ms: float | None = None  # longest silence between events
     error: str | None = None  # short, never a body, never a secret

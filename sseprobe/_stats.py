@@ -27,7 +27,8 @@ PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 HISTOGRAMS: dict[str, str] = {
     "connect_us": "connect_ms",
     "headers_us": "headers_ms",
-    "ttfe_us": "ttfe_ms",
+    "first_event_us": "first_event_ms",  # any first progress event, bookkeeping included
+    "ttfe_us": "ttfe_ms",  # the first event with answer content: what a user waits for
     "completion_us": "completion_ms",
     "max_gap_us": "max_gap_ms",
     "lag_us": "lag_ms",
@@ -126,6 +127,8 @@ class CohortStats:
     events: int = 0
     bytes: int = 0
     connected: int = 0
+    answer_events: int = 0
+    answer_chars: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     http_status: Counter[str] = field(default_factory=Counter)
     histograms: dict[str, HdrHistogram] = field(default_factory=lambda: {name: new_histogram() for name in HISTOGRAMS})
@@ -136,6 +139,8 @@ class CohortStats:
         self.events += rec.events
         self.bytes += rec.bytes
         self.connected += rec.connected
+        self.answer_events += rec.answer_events
+        self.answer_chars += rec.answer_chars
         self.outcomes[str(rec.outcome)] += 1
         if rec.status is not None:
             self.http_status[str(rec.status)] += 1
@@ -150,6 +155,8 @@ class CohortStats:
         self.events += other.events
         self.bytes += other.bytes
         self.connected += other.connected
+        self.answer_events += other.answer_events
+        self.answer_chars += other.answer_chars
         self.outcomes.update(other.outcomes)
         self.http_status.update(other.http_status)
         for name, h in other.histograms.items():
@@ -188,6 +195,7 @@ class CohortStats:
 
     @property
     def completion_rate(self) -> float | None:
+        """Sessions that reached success *with answer content* (``ok``; ``empty`` is not) / attempts."""
         return self._rate(self.ok)
 
     @property
@@ -209,6 +217,8 @@ class CohortStats:
             "outcomes": {str(k): v for k, v in sorted(self.outcomes.items())},
             "events": self.events,
             "bytes": self.bytes,
+            "answer_events": self.answer_events,
+            "answer_chars": self.answer_chars,
             "http_status": dict(sorted(self.http_status.items())),
             "connect_success_rate": self.connect_success_rate,
             "completion_rate": self.completion_rate,
@@ -236,6 +246,8 @@ class CohortStats:
             events=int(d.get("events", 0)),
             bytes=int(d.get("bytes", 0)),
             connected=int(d.get("connected", 0)),
+            answer_events=int(d.get("answer_events", 0)),
+            answer_chars=int(d.get("answer_chars", 0)),
             outcomes=Counter({str(k): int(v) for k, v in d.get("outcomes", {}).items()}),
             http_status=Counter({str(k): int(v) for k, v in d.get("http_status", {}).items()}),
         )
