@@ -108,11 +108,11 @@ def _short(text: str, limit: int = 160) -> str:
 class Answers:
     """Answer content of one stream: which event first carried it, how many did, how much text.
 
-    ``feed`` sees each decoded chunk's events and returns True for the chunk that holds the first
-    answer. Until then an event is judged exactly (a cheap substring test, then a JSON parse only
-    of the events that pass it); after it, answer events are counted by the substring test alone,
-    and the text is measured once, at the end (``chars``), from the final or cumulative text, so
-    repeated text is not counted twice. Bounded: no event is parsed once the first answer is seen.
+    ``feed`` sees each decoded chunk's events and the number of its progress events (the terminal
+    one excluded) and returns True for the chunk that holds the first answer. Until then an event is
+    judged exactly (a cheap substring test, then a JSON parse only of the events that pass it);
+    after it, answer events are counted without parsing, and the text is measured once, at the end
+    (``chars``), from the final or cumulative text, so repeated text is not counted twice.
     """
 
     __slots__ = ("events", "last")
@@ -140,8 +140,10 @@ class Answers:
 
 class AdkAnswers(Answers):
     """Canonical: an unnamed ADK event with a non-empty ``content.parts[].text`` or a
-    ``functionCall``. Its text is the last answer event's: ADK's final (``partial: false``) event
-    repeats the whole text of the partial events before it, so adding them up would count it twice."""
+    ``functionCall``. From that one on, every ADK event counts (partial text, the final event, tool
+    calls): judging each would cost a substring pass over every event of the stream. The text is
+    the last text event's: ADK's final (``partial: false``) event repeats the whole text of the
+    partial events before it, so adding them up would count it twice."""
 
     __slots__ = ()
 
@@ -149,17 +151,19 @@ class AdkAnswers(Answers):
         for i, ev in enumerate(events):
             data = ev.data
             if ev.event == "message" and ('"text"' in data or '"functionCall"' in data) and _adk_parts(data)[1]:
-                self.events = 1
+                rest = events[i + 1 :]
+                self.events = 1 + sum(1 for ev in rest if ev.event == "message")
                 self.last = data
-                self.count(events[i + 1 :], 0)
+                self.count(rest, 0)
                 return True
         return False
 
     def count(self, events: list[Event], progress: int) -> None:
-        hits = [data for data in map(_DATA, events) if '"text"' in data or '"functionCall"' in data]
-        if hits:
-            self.events += len(hits)
-            self.last = hits[-1]
+        self.events += progress
+        for ev in reversed(events):  # the chunk's last text event: nearly always its last event
+            if '"text"' in ev.data:
+                self.last = ev.data
+                return
 
     def chars(self) -> int:
         return _adk_parts(self.last)[0] if self.events else 0
@@ -181,11 +185,14 @@ class LegacyAnswers(Answers):
         return False
 
     def count(self, events: list[Event], progress: int) -> None:
-        for ev in events:
-            if ev.event == "research_update":
-                self.events += 1
-                if len(ev.data) > len(self.last):
-                    self.last = ev.data
+        updates = list(map(_NAME, events)).count("research_update")  # counted in C, no loop per event
+        if updates:
+            self.events += updates
+            for ev in reversed(events):  # the chunk's last update holds its longest text
+                if ev.event == "research_update":
+                    if len(ev.data) > len(self.last):
+                        self.last = ev.data
+                    return
 
     def chars(self) -> int:
         return len(_legacy_content(self.last)) if self.events else 0
@@ -193,8 +200,10 @@ class LegacyAnswers(Answers):
 
 class GenericAnswers(Answers):
     """Generic: events named ``event`` (if set) whose JSON data has a non-empty value at ``path``
-    (if set); with neither, every progress event. Its text is the data of every answer event,
-    summed: a generic stream is taken to send deltas."""
+    (if set); with neither, every progress event but the terminal one. Its text is the data of
+    every answer event, summed (a generic stream is taken to send deltas), measured only when an
+    answer event or field is set: without one, summing every event's data would be a second pass
+    over the bytes of the whole stream, for a figure that would only repeat ``bytes``."""
 
     __slots__ = ("event", "path", "key", "total")
 
@@ -218,10 +227,6 @@ class GenericAnswers(Answers):
     def count(self, events: list[Event], progress: int) -> None:
         if self.event is None and not self.path:  # every progress event: the scan counted them
             self.events += progress
-            if progress == len(events):  # all progress (the bulk case): lengths summed in C
-                self.total += sum(map(len, map(_DATA, events)))
-            elif progress:
-                self.total += sum(len(ev.data) for ev in events if ev.event not in NOT_PROGRESS)
             return
         event, key = self.event, self.key
         for ev in events:

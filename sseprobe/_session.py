@@ -222,7 +222,7 @@ class _Accounting:
             if not self.progress:
                 self.rec.first_event_ms = (now - self.state.base) * 1000.0
             self.progress += n
-            if self.answers.feed(events, n):
+            if self.answers.feed(events, n - done):  # the terminal event itself is no answer
                 self.rec.ttfe_ms = (now - self.state.base) * 1000.0
         if error is not None:
             raise StreamError(error)
@@ -235,8 +235,7 @@ class _Accounting:
         """The terminal success event or clean close: ``ok`` only if an answer came."""
         if not self.answers.events:
             raise EmptyAnswer(
-                f"{self.rules.complete_on or 'the stream closed'} after {self.nevents} events, "
-                "none with answer content"
+                f"{self.rules.complete_on or 'the stream closed'} after {self.nevents} events, none with answer content"
             )
         self.rec.completion_ms = (now - self.state.base) * 1000.0
         self.rec.outcome = Outcome.OK

@@ -27,7 +27,7 @@ from sseprobe._flows import CANONICAL_RULES, LEGACY_RULES, StreamRules
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe._session import run_session
-from sseprobe._sse import SSEDecoder
+from sseprobe._sse import Event, SSEDecoder
 from sseprobe._stats import CohortStats
 
 FAST = Timeouts(connect=2.0, idle=2.0, session=10.0)
@@ -79,12 +79,18 @@ def detect(rules: StreamRules, pieces: list[bytes]) -> tuple[int | None, int, in
         events = dec.feed(piece)
         if not events:
             continue
-        progress = rules.scan(events)[0]
-        if answers.feed(events, progress) and first is None:
+        n, done, _ = rules.scan(events)
+        if answers.feed(events, n - done) and first is None:
             first = seen
             assert any(seen <= i < seen + len(events) for i in [ANSWER_AT[rules.answer]]), (seen, len(events))
         seen += len(events)
     return first, answers.events, answers.chars()
+
+
+def progress(rules: StreamRules, events: list[Event]) -> int:
+    """Progress events of a chunk, the terminal one excluded: what a session passes to Answers.feed."""
+    n, done, _ = rules.scan(events)
+    return n - done
 
 
 ANSWER_AT = {"adk": 1, "legacy": 2, "generic": 0}  # index of the first answer event in the streams above
@@ -139,15 +145,16 @@ def test_generic_first_answer_event_and_field() -> None:
     by_field = StreamRules(complete_on="end", close_ok=False, answer_path="choices.0.delta.content")
     both = StreamRules(complete_on="end", close_ok=False, answer_event="token", answer_path="choices.0.delta.content")
     events = SSEDecoder().feed(stream)
-    for rules, first, count in ((default, 0, 5), (by_event, 1, 3), (by_field, 2, 2), (both, 2, 2)):
+    # by default every data event is an answer, but the terminal event (`end`) is not
+    for rules, first, count in ((default, 0, 4), (by_event, 1, 3), (by_field, 2, 2), (both, 2, 2)):
         answers = rules.answers()
-        found = [i for i, ev in enumerate(events) if answers.feed([ev], rules.scan([ev])[0])]
+        found = [i for i, ev in enumerate(events) if answers.feed([ev], progress(rules, [ev]))]
         assert found == [first] and answers.events == count, rules
     for pieces in cuts(stream):  # and however the bytes are cut, the same count
         dec, answers = SSEDecoder(), both.answers()
         for piece in pieces:
             evs = dec.feed(piece)
-            answers.feed(evs, both.scan(evs)[0])
+            answers.feed(evs, progress(both, evs))
         assert answers.events == 2, pieces
 
 
