@@ -36,6 +36,7 @@ __all__ = [
     "public_headers",
     "load_options",
     "flow_options",
+    "answer_options",
     "resolve",
     "build_timeouts",
     "build_load",
@@ -294,11 +295,20 @@ def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 help="Send 'Authorization: Bearer' with the token in this environment variable.",
             ),
             click.option("--bearer-file", metavar="FILE", help="Same, with the token read from a file."),
+        ],
+    )
+
+
+def answer_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """What carries answer content in a generic stream (canonical and legacy know theirs)."""
+    return _apply(
+        f,
+        [
             click.option(
                 "--first-answer-event",
                 metavar="NAME",
                 help="Generic flow: the named event that carries answer content; TTFE runs to the first one "
-                "(default: the first data event).",
+                "(default: any data event but the completing one).",
             ),
             click.option(
                 "--first-answer-field",

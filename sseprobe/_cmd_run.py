@@ -12,6 +12,7 @@ from ._cli_common import (
     EXIT_OK,
     EXIT_UNKNOWN,
     UsageProblem,
+    answer_options,
     build_limits,
     build_load,
     build_run_options,
@@ -140,6 +141,7 @@ def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str |
     metavar="EVENT",
     help="Generic flow: named event that completes a session (default: a clean close after at least one event).",
 )
+@answer_options
 @click.option(
     "--html",
     "html_path",
