@@ -499,6 +499,13 @@ def _tag(triggers: list[dict[str, Any]], cohort: str) -> list[dict[str, Any]]:
     return [{**t, "cohort": cohort} for t in triggers]
 
 
+def _shown_only(res: MetricResult, baseline_flow: str, candidate_flow: str) -> None:
+    """A first event across two flows is each flow's own bookkeeping (legacy's ``agent_status`` on
+    the POST, ADK's state event before the model runs): its values are shown, never judged."""
+    res.level, res.sessions_needed = "INCONCLUSIVE", None
+    res.reason = f"{baseline_flow} and {candidate_flow} send different bookkeeping first: shown, not judged"
+
+
 def _evident(trigger: dict[str, Any], stats: CohortStats, policy: Policy) -> bool:
     """Is the completion trigger on the candidate more than a small sample's noise? It counts in a
     comparison only when the exact bound at the policy's confidence is past the limit too: 3
@@ -543,6 +550,8 @@ def compare(
             res.reason = f"too few sessions ({nb:,} baseline, {nc:,} candidate; policy minimum {policy.min_sessions:,})"
         elif rule.kind == "quantile":
             res = _quantile_metric(rule, baseline, candidate, ctx)
+            if rule.source == "first_event_us" and baseline.flow != candidate.flow:
+                _shown_only(res, baseline.flow, candidate.flow)
         else:
             res = _rate_metric(rule, baseline, candidate, ctx)
         results.append(res)

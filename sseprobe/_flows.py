@@ -10,6 +10,7 @@ import itertools
 import operator
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import orjson
 
@@ -42,7 +43,7 @@ class StreamRules:
 
     complete_on: str | None
     close_ok: bool
-    answer: str = "generic"
+    answer: Literal["adk", "legacy", "generic"] = "generic"
     answer_event: str | None = None
     answer_path: str | None = None
 

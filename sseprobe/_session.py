@@ -227,16 +227,14 @@ class _Accounting:
         if error is not None:
             raise StreamError(error)
         if done:
-            self.succeed(now)
+            self.succeed(now, f"event {self.rules.complete_on}")
             return True
         return False
 
-    def succeed(self, now: float) -> None:
-        """The terminal success event or clean close: ``ok`` only if an answer came."""
+    def succeed(self, now: float, how: str) -> None:
+        """The terminal success event or clean close (``how``): ``ok`` only if an answer came."""
         if not self.answers.events:
-            raise EmptyAnswer(
-                f"{self.rules.complete_on or 'the stream closed'} after {self.nevents} events, none with answer content"
-            )
+            raise EmptyAnswer(f"{how} after {self.nevents} events, none with answer content")
         self.rec.completion_ms = (now - self.state.base) * 1000.0
         self.rec.outcome = Outcome.OK
 
@@ -245,7 +243,7 @@ class _Accounting:
         rules = self.rules
         self.decoder.flush()
         if rules.close_ok and self.progress and not ended_partial(self.last_events):
-            self.succeed(self.clock())
+            self.succeed(self.clock(), "clean close")
             return
         raise PrematureClose(
             f"stream closed after {self.nevents} events without "
