@@ -499,11 +499,10 @@ def _tag(triggers: list[dict[str, Any]], cohort: str) -> list[dict[str, Any]]:
     return [{**t, "cohort": cohort} for t in triggers]
 
 
-def _shown_only(res: MetricResult, baseline_flow: str, candidate_flow: str) -> None:
-    """A first event across two flows is each flow's own bookkeeping (legacy's ``agent_status`` on
-    the POST, ADK's state event before the model runs): its values are shown, never judged."""
-    res.level, res.sessions_needed = "INCONCLUSIVE", None
-    res.reason = f"{baseline_flow} and {candidate_flow} send different bookkeeping first: shown, not judged"
+# Time to the first event of two different flows times each flow's own bookkeeping (legacy's
+# agent_status on the POST, ADK's state event before the model runs): not compared, only shown
+# in each cohort's summary. Between two runs of one flow it is compared (never critical).
+_FIRST_EVENT_NOTE = "note: first events are not compared between {} and {}: each sends its own bookkeeping first"
 
 
 def _evident(trigger: dict[str, Any], stats: CohortStats, policy: Policy) -> bool:
@@ -536,6 +535,8 @@ def compare(
     results: list[MetricResult] = []
     small = min(nb, nc) < policy.min_sessions
     for rule in policy.metrics:
+        if rule.source == "first_event_us" and baseline.flow != candidate.flow:
+            continue  # each flow sends its own bookkeeping first: see _FIRST_EVENT_NOTE
         if small:
             res = MetricResult(
                 rule.name,
@@ -550,14 +551,14 @@ def compare(
             res.reason = f"too few sessions ({nb:,} baseline, {nc:,} candidate; policy minimum {policy.min_sessions:,})"
         elif rule.kind == "quantile":
             res = _quantile_metric(rule, baseline, candidate, ctx)
-            if rule.source == "first_event_us" and baseline.flow != candidate.flow:
-                _shown_only(res, baseline.flow, candidate.flow)
         else:
             res = _rate_metric(rule, baseline, candidate, ctx)
         results.append(res)
 
     overall, reasons = _overall(results, fired_c, fired_b, policy, nb, nc)
     reasons += [f"note: the candidate's {t['name']} ({t['reason']}) may be noise at {nc:,} sessions" for t in unsure]
+    if baseline.flow != candidate.flow and any(r.source == "first_event_us" for r in policy.metrics):
+        reasons.append(_FIRST_EVENT_NOTE.format(baseline.flow, candidate.flow))
     return Verdict(overall, results, fired_c + fired_b + unsure, reasons, policy.confidence, nb, nc)
 
 

@@ -338,3 +338,22 @@ def test_generic_flow_first_answer_field_over_the_wire(field: str, expected: int
         assert rec.outcome == Outcome.OK and rec.ttfe_ms is not None and rec.first_event_ms is not None
     else:  # the stream closed cleanly, but no event carried the field: nothing was answered
         assert rec.outcome == Outcome.EMPTY and rec.ttfe_ms is None
+
+
+def test_first_event_is_compared_within_a_flow_never_across_flows() -> None:
+    def cohort(flow: str, first_ms: float) -> CohortStats:
+        stats = CohortStats(flow=flow)
+        for i in range(200):
+            rec = SessionRecord(flow, i, 0.0, outcome=Outcome.OK, connected=True, status=200)
+            rec.first_event_ms, rec.ttfe_ms, rec.completion_ms = first_ms, 100.0 + i % 7, 150.0 + i % 7
+            stats.add(rec)
+        return stats
+
+    across = compare(cohort("legacy", 5.0), cohort("canonical", 60.0))
+    assert "first_event_p95_ms" not in {m.name for m in across.metrics}
+    assert any("first events are not compared between legacy and canonical" in r for r in across.reasons)
+    # bookkeeping that differs by design is no regression (200 sessions cannot decide the rates: INCONCLUSIVE)
+    assert across.overall not in ("YELLOW", "RED"), across.reasons
+    within = compare(cohort("canonical", 5.0), cohort("canonical", 60.0))
+    row = next(m for m in within.metrics if m.name == "first_event_p95_ms")
+    assert row.level == "RED" and not row.critical and within.overall == "YELLOW", within.reasons
