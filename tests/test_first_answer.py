@@ -278,29 +278,40 @@ def test_masked_legacy_failure_is_empty_and_canonical_failure_is_red_against_it(
     assert reverse.overall == "RED", reverse.reasons
 
 
+async def _run_cli(base: str, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "sseprobe.cli", "run", "--url", base, "-n", "5", "-c", "1", "--workers", "1", *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, stdout.decode(), stderr.decode()
+
+
 def test_run_of_masked_failures_is_red_and_says_why(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
+    lenient = tmp_path / "policy.toml"
+    lenient.write_text("[triggers.completion_rate]\nenabled = false\n")
 
-    async def go() -> tuple[int, str, str]:
+    async def go() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
         async with server() as base:
-            proc = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "sseprobe.cli", "run", "--flow", "legacy", "--url", base, "--app", "masked"),
-                *("-n", "5", "-c", "1", "--workers", "1", "--out", str(out)),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.DEVNULL,
+            masked = ("--flow", "legacy", "--app", "masked")
+            return (
+                await _run_cli(base, *masked, "--out", str(out)),
+                await _run_cli(base, *masked, "--policy", str(lenient), "--out", str(tmp_path / "r2.json")),
             )
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
-            assert proc.returncode is not None
-            return proc.returncode, stdout.decode(), stderr.decode()
 
-    code, stdout, stderr = asyncio.run(go())
+    (code, stdout, stderr), (lenient_code, _, lenient_err) = asyncio.run(go())
     assert code == 2, (stdout, stderr)
     assert "completion_rate 0.00 % < 95.00 %" in stderr and "completion_rate" in stdout
     cohort = json.loads(out.read_text())["cohorts"]["legacy"]
     assert cohort["outcomes"] == {"empty": 5} and cohort["completion_rate"] == 0.0
     assert cohort["ttfe_ms"]["count"] == 0 and cohort["first_event_ms"]["count"] == 5
     assert cohort["answer_events"] == 0 and cohort["answer_chars"] == 0
+    # a policy without the completion trigger still cannot pass a run where nothing completed
+    assert lenient_code == 2 and "no session of 5 completed with an answer (empty 5)" in lenient_err
 
 
 @pytest.mark.parametrize(
