@@ -43,6 +43,7 @@ __all__ = [
     "public_headers",
     "load_options",
     "flow_options",
+    "answer_options",
     "resolve",
     "build_timeouts",
     "build_load",
@@ -438,6 +439,27 @@ def tls_config(opts: FlowOptions) -> dict[str, Any] | None:
     return out
 
 
+def answer_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """What carries answer content in a generic stream (canonical and legacy know theirs)."""
+    return _apply(
+        f,
+        [
+            click.option(
+                "--first-answer-event",
+                metavar="NAME",
+                help="Generic flow: the named event that carries answer content; TTFE runs to the first one "
+                "(default: any data event but the completing one).",
+            ),
+            click.option(
+                "--first-answer-field",
+                metavar="PATH",
+                help="Generic flow: a dotted JSON path (e.g. choices.0.delta.content) whose non-empty value "
+                "in an event's data is answer content.",
+            ),
+        ],
+    )
+
+
 # --- precedence: default < scenario < command line -----------------------------------------------
 
 _SCENARIO_NAMES = {
@@ -685,6 +707,8 @@ _FLOW_KEYS = (
     "method",
     "body",
     "complete_on",
+    "first_answer_event",
+    "first_answer_field",
 )
 
 

@@ -15,6 +15,7 @@ from ._cli_common import (
     EXIT_OK,
     EXIT_UNKNOWN,
     UsageProblem,
+    answer_options,
     build_limits,
     build_load,
     build_timeouts,
@@ -41,7 +42,16 @@ from ._scenario import Scenario
 from ._stats import CohortStats
 from ._summary import render_run
 
-__all__ = ["run_cmd", "flow_config", "emit", "unreachable", "results_extra", "said_interrupted", "held_signals"]
+__all__ = [
+    "run_cmd",
+    "flow_config",
+    "emit",
+    "unreachable",
+    "results_extra",
+    "said_interrupted",
+    "held_signals",
+    "judge_completion",
+]
 
 
 def flow_config(opts: FlowOptions) -> dict[str, Any]:
@@ -57,7 +67,12 @@ def flow_config(opts: FlowOptions) -> dict[str, Any]:
     if opts.flow == "legacy":
         cfg["legacy_stream"] = opts.legacy_stream
     if opts.flow == "generic":
-        cfg.update(method=opts.method, complete_on=opts.complete_on)
+        cfg.update(
+            method=opts.method,
+            complete_on=opts.complete_on,
+            first_answer_event=opts.first_answer_event,
+            first_answer_field=opts.first_answer_field,
+        )
     if (tls := tls_config(opts)) is not None:
         cfg["tls"] = tls
     return cfg
@@ -69,6 +84,27 @@ def unreachable(cohorts: dict[str, CohortStats]) -> str | None:
         if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
             return f"cannot reach {stats.url} ({name}): every session failed to connect"
     return None
+
+
+def judge_completion(stats: CohortStats, fired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The policy's triggers, plus one that no policy can switch off: a run where no session
+    completed with an answer is RED, whatever the policy file says (all stream errors, all
+    premature closes, all empty...)."""
+    if stats.attempts and not stats.ok and not any(t["metric"] == "completion_rate" for t in fired):
+        top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
+        reason = f"no session of {stats.attempts} completed with an answer ({top})"
+        fired = [
+            *fired,
+            {
+                "name": "no_completion",
+                "metric": "completion_rate",
+                "op": "==",
+                "threshold": 0.0,
+                "value": 0.0,
+                "reason": reason,
+            },
+        ]
+    return fired
 
 
 def results_extra(m: Measured) -> dict[str, Any]:
@@ -158,6 +194,7 @@ def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str |
     metavar="EVENT",
     help="Generic flow: named event that completes a session (default: a clean close after at least one event).",
 )
+@answer_options
 @click.option(
     "--html",
     "html_path",
@@ -191,7 +228,7 @@ def run_cmd(ctx: click.Context, **params: Any) -> int:
     run_opts, load, out = prepare_run(o, policy, load, limits, "run", params["html_path"])
     measured = measure([CohortSpec(flow, opts)], load, timeouts, limits, run_opts)
     stats = measured.cohorts[flow]
-    triggers = check_triggers(stats, policy)
+    triggers = judge_completion(stats, check_triggers(stats, policy))
     config = {
         "command": "run",
         "cohorts": {flow: flow_config(opts)},
@@ -222,5 +259,6 @@ def run_cmd(ctx: click.Context, **params: Any) -> int:
         return EXIT_UNKNOWN
     said_interrupted(info)
     if triggers:
+        click.echo(f"sseprobe: RED: {'; '.join(t['reason'] for t in triggers)}", err=True)
         return EXIT_CRITICAL
     return EXIT_UNKNOWN if info.interrupted or not stats.attempts else EXIT_OK

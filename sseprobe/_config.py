@@ -74,6 +74,8 @@ class FlowOptions:
     method: str = "GET"  # generic only
     body: bytes | None = None  # generic only
     complete_on: str | None = None  # generic: named event that means success
+    first_answer_event: str | None = None  # generic: named event that carries answer content (TTFE)
+    first_answer_field: str | None = None  # generic: dotted JSON path whose non-empty value is answer content
     extra: dict[str, str] = field(default_factory=dict)
     tls: TLSOptions = TLSOptions()  # https:// only
 
@@ -82,6 +84,8 @@ class FlowOptions:
             raise ValueError("at least one message text is needed")
         if self.flow not in FLOWS:
             raise ValueError(f"unknown flow {self.flow!r} (expected one of {', '.join(FLOWS)})")
+        if self.first_answer_field is not None and "" in self.first_answer_field.split("."):
+            raise ValueError(f"first answer field {self.first_answer_field!r} is not a dotted path (a.b.c)")
         if self.session_create not in SESSION_CREATE:
             raise ValueError(
                 f"unknown session create style {self.session_create!r} (expected one of {', '.join(SESSION_CREATE)})"

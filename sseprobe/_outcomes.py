@@ -20,6 +20,7 @@ __all__ = [
     "PrematureClose",
     "IdleTimeout",
     "SessionTimeout",
+    "EmptyAnswer",
 ]
 
 
@@ -34,6 +35,7 @@ class Outcome(StrEnum):
     IDLE_TIMEOUT = "idle_timeout"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    EMPTY = "empty"  # reached its success event (or clean close) without any answer content
     INTERNAL_ERROR = "internal_error"  # a bug in sseprobe inside one session: recorded, never raised
 
 
@@ -77,3 +79,9 @@ class IdleTimeout(SessionError):
 
 class SessionTimeout(SessionError):
     outcome = Outcome.TIMEOUT
+
+
+class EmptyAnswer(SessionError):
+    """A "success" that delivered nothing: the legacy path masks model failures this way."""
+
+    outcome = Outcome.EMPTY

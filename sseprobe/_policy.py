@@ -240,6 +240,7 @@ DEFAULT_POLICY = Policy(
         _q("ttfe_p50_ms", "ttfe_us", 50.0, False),
         _q("ttfe_p95_ms", "ttfe_us", 95.0, True),
         _q("ttfe_p99_ms", "ttfe_us", 99.0, False),
+        _q("first_event_p95_ms", "first_event_us", 95.0, False),
         _q("completion_p95_ms", "completion_us", 95.0, False),
         _r("completion_rate", True),
         _r("error_rate_5xx", True),
@@ -250,6 +251,7 @@ DEFAULT_POLICY = Policy(
         Trigger("error_rate_5xx", "error_rate_5xx", ">", 0.05),
         Trigger("ttfe_p95", "ttfe_p95_ms", ">", 5000.0),
         Trigger("timeout_rate", "timeout_rate", ">", 0.10),
+        Trigger("completion_rate", "completion_rate", "<", 0.95),
     ),
 )
 

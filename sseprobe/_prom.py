@@ -129,7 +129,7 @@ class _Collector:
             for outcome, n in sorted((d.get("outcomes") or {}).items()):
                 outcomes.add_metric([cohort, str(outcome)], float(n))
         yield outcomes
-        yield _summary("sseprobe_ttfe_seconds", "Time to first progress event of the last pass.", pm.cohorts, "ttfe_ms")
+        yield _summary("sseprobe_ttfe_seconds", "Time to first answer event, last pass.", pm.cohorts, "ttfe_ms")
         yield _summary(
             "sseprobe_completion_seconds",
             "Time to the terminal success event of the last pass.",

@@ -32,9 +32,12 @@ class SessionRecord:
     tcp_ms: float | None = None  # TCP connect, when the session opened a new connection (not reused)
     tls_ms: float | None = None  # TLS handshake of that connection (https only)
     headers_ms: float | None = None  # scheduled message send -> stream response headers
-    ttfe_ms: float | None = None  # scheduled message send -> first *progress* event (TTFE)
+    first_event_ms: float | None = None  # scheduled message send -> first progress event (even bookkeeping)
+    ttfe_ms: float | None = None  # scheduled message send -> first event with answer content (TTFE)
     completion_ms: float | None = None  # scheduled message send -> terminal success
     events: int = 0
+    answer_events: int = 0  # events that carried answer content
+    answer_chars: int = 0  # characters of answer text, from the final/cumulative text (not re-counted)
     bytes: int = 0
     max_gap_ms: float | None = None  # longest silence between events
     error: str | None = None  # short, never a body, never a secret

@@ -370,6 +370,7 @@ def _summary_table(series: Sequence[_Series]) -> str:
         "TTFE p95",
         "TTFE p99",
         "TTFE max",
+        "first event p95",
         "completion p50",
         "completion p95",
     )
@@ -389,6 +390,7 @@ def _summary_table(series: Sequence[_Series]) -> str:
             _ms(t.get("p95")),
             _ms(t.get("p99")),
             _ms(t.get("max")),
+            _ms((d.get("first_event_ms") or {}).get("p95")),
             _ms(c.get("p50")),
             _ms(c.get("p95")),
         ]
@@ -563,7 +565,7 @@ def render_report(docs: Sequence[tuple[str, Mapping[str, Any]]], title: str = "s
         verdicts,
         '<h2 id="summary">Cohorts</h2>',
         _summary_table(series),
-        '<h2 id="ttfe">Time to first event: percentile distribution</h2>',
+        '<h2 id="ttfe">Time to first answer (TTFE): percentile distribution</h2>',
         percentile_chart(series, "ttfe_us", "TTFE by percentile"),
         '<h2 id="completion">Completion time: percentile distribution</h2>',
         percentile_chart(series, "completion_us", "Completion time by percentile"),

@@ -108,6 +108,8 @@ _COHORT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "method": ((str,), "an HTTP method"),
     "body": ((str,), "text"),
     "complete_on": ((str,), "an event name"),
+    "first_answer_event": ((str,), "an event name"),
+    "first_answer_field": ((str,), "a dotted JSON path"),
 }
 _SECRET_HEADERS = {"authorization", "cookie", "x-csrf-token", "x-api-key"}
 

@@ -20,6 +20,7 @@ from ._http import Response, Transport
 from ._outcomes import (
     BadContentType,
     ConnectError,
+    EmptyAnswer,
     HTTPStatusError,
     Outcome,
     PrematureClose,
@@ -154,6 +155,7 @@ class _Accounting:
         "clock",
         "scan",
         "rules",
+        "answers",
         "decoder",
         "progress",
         "max_gap",
@@ -167,6 +169,7 @@ class _Accounting:
         self.state, self.rec, self.clock = state, state.rec, state.clock
         self.rules = plan.rules
         self.scan = plan.rules.scan
+        self.answers = plan.rules.answers()
         self.decoder = SSEDecoder(state.limits.max_line, state.limits.max_event)
         self.progress = 0
         self.max_gap = 0.0
@@ -187,24 +190,32 @@ class _Accounting:
             self.max_gap = now - self.last
         self.last = now
         n, done, error = self.scan(events)
-        if n and not self.progress:
-            self.rec.ttfe_ms = (now - self.state.base) * 1000.0
-        self.progress += n
+        if n:
+            if not self.progress:
+                self.rec.first_event_ms = (now - self.state.base) * 1000.0
+            self.progress += n
+            if self.answers.feed(events, n - done):  # the terminal event itself is no answer
+                self.rec.ttfe_ms = (now - self.state.base) * 1000.0
         if error is not None:
             raise StreamError(error)
         if done:
-            self.rec.completion_ms = (now - self.state.base) * 1000.0
-            self.rec.outcome = Outcome.OK
+            self.succeed(now, f"event {self.rules.complete_on}")
             return True
         return False
 
+    def succeed(self, now: float, how: str) -> None:
+        """The terminal success event or clean close (``how``): ``ok`` only if an answer came."""
+        if not self.answers.events:
+            raise EmptyAnswer(f"{how} after {self.nevents} events, none with answer content")
+        self.rec.completion_ms = (now - self.state.base) * 1000.0
+        self.rec.outcome = Outcome.OK
+
     def end(self) -> None:
         """The stream closed cleanly: success only if the flow allows it and it got that far."""
-        rec, rules = self.rec, self.rules
+        rules = self.rules
         self.decoder.flush()
         if rules.close_ok and self.progress and not ended_partial(self.last_events):
-            rec.completion_ms = self.state.ms_since_base(self.clock())
-            rec.outcome = Outcome.OK
+            self.succeed(self.clock(), "clean close")
             return
         raise PrematureClose(
             f"stream closed after {self.nevents} events without "
@@ -214,6 +225,7 @@ class _Accounting:
     def close(self) -> None:
         rec = self.rec
         rec.bytes, rec.events = self.nbytes, self.nevents
+        rec.answer_events, rec.answer_chars = self.answers.events, self.answers.chars()
         rec.max_gap_ms = self.max_gap * 1000.0 if self.nevents else None
 
 

@@ -29,7 +29,8 @@ HISTOGRAMS: dict[str, str] = {
     "tcp_us": "tcp_ms",
     "tls_us": "tls_ms",
     "headers_us": "headers_ms",
-    "ttfe_us": "ttfe_ms",
+    "first_event_us": "first_event_ms",  # any first progress event, bookkeeping included
+    "ttfe_us": "ttfe_ms",  # the first event with answer content: what a user waits for
     "completion_us": "completion_ms",
     "max_gap_us": "max_gap_ms",
     "lag_us": "lag_ms",
@@ -128,6 +129,8 @@ class CohortStats:
     events: int = 0
     bytes: int = 0
     connected: int = 0
+    answer_events: int = 0
+    answer_chars: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     http_status: Counter[str] = field(default_factory=Counter)
     histograms: dict[str, HdrHistogram] = field(default_factory=lambda: {name: new_histogram() for name in HISTOGRAMS})
@@ -138,6 +141,8 @@ class CohortStats:
         self.events += rec.events
         self.bytes += rec.bytes
         self.connected += rec.connected
+        self.answer_events += rec.answer_events
+        self.answer_chars += rec.answer_chars
         self.outcomes[str(rec.outcome)] += 1
         if rec.status is not None:
             self.http_status[str(rec.status)] += 1
@@ -152,6 +157,8 @@ class CohortStats:
         self.events += other.events
         self.bytes += other.bytes
         self.connected += other.connected
+        self.answer_events += other.answer_events
+        self.answer_chars += other.answer_chars
         self.outcomes.update(other.outcomes)
         self.http_status.update(other.http_status)
         for name, h in other.histograms.items():
@@ -190,6 +197,7 @@ class CohortStats:
 
     @property
     def completion_rate(self) -> float | None:
+        """Sessions that reached success *with answer content* (``ok``; ``empty`` is not) / attempts."""
         return self._rate(self.ok)
 
     @property
@@ -211,6 +219,8 @@ class CohortStats:
             "outcomes": {str(k): v for k, v in sorted(self.outcomes.items())},
             "events": self.events,
             "bytes": self.bytes,
+            "answer_events": self.answer_events,
+            "answer_chars": self.answer_chars,
             "http_status": dict(sorted(self.http_status.items())),
             "connect_success_rate": self.connect_success_rate,
             "completion_rate": self.completion_rate,
@@ -248,6 +258,8 @@ class CohortStats:
             events=_count(d, "events"),
             bytes=_count(d, "bytes"),
             connected=_count(d, "connected"),
+            answer_events=_count(d, "answer_events"),
+            answer_chars=_count(d, "answer_chars"),
             outcomes=Counter(outcomes),
             http_status=Counter(http_status),
         )

@@ -44,10 +44,13 @@ def render_cohort(name: str, stats: CohortStats) -> list[str]:
         f"  completion       {_pct(stats.completion_rate)}",
         f"  5xx rate         {_pct(stats.error_rate_5xx)}    timeout rate {_pct(stats.timeout_rate)}",
         f"  events           {stats.events:,}   bytes {stats.bytes:,}",
+        f"  answers          {stats.answer_events:,} events, {stats.answer_chars:,} chars"
+        f"   (empty: {stats.outcomes.get('empty', 0)} sessions)",
         f"  {'ms':<16}" + "".join(f"{c:>11}" for c in ("p50", "p95", "p99", "max")),
     ]
     for hist, label in (
-        ("ttfe_us", "TTFE"),
+        ("ttfe_us", "TTFE (answer)"),
+        ("first_event_us", "first event"),
         ("completion_us", "completion"),
         ("headers_us", "headers"),
         ("lag_us", "start lag"),

@@ -567,11 +567,13 @@ class _Vana:
         return run
 
     async def _produce(self, sid: str, run: _Run, knobs: CohortKnobs, t0: float) -> None:
-        """Publish the session's events on the knobs' schedule, measured from the POST."""
+        """Publish the session's events on the knobs' schedule, measured from the POST.
+
+        ``agent_status`` is bookkeeping, published at once as the real backend does on the POST; the
+        knobs' TTFE is the first answer (``research_update``), and ``events`` counts those updates."""
         fault = self._stream_fault(knobs, self.stats.legacy)
         first, gap, total = t0 + self._ttfe_s(knobs), knobs.gap_ms / 1000, knobs.events
         try:
-            await _sleep_until(first)
             _publish(
                 run,
                 "agent_status",
@@ -589,15 +591,15 @@ class _Vana:
                 },
             )
             if fault is not None:
-                await _sleep_until(first + gap)
+                await _sleep_until(first)
                 _legacy_fault(run, fault)
                 return
             content = ""
-            for i in range(1, total):
+            for i in range(total):
                 await _sleep_until(first + i * gap)
-                content += _chunk(i - 1)
+                content += _chunk(i)
                 _publish(run, "research_update", {"content": content})
-            _publish(run, "research_complete", {"content": content or "Research completed.", "status": "completed"})
+            _publish(run, "research_complete", {"content": content, "status": "completed"})
             self.stats.legacy.completed += 1
         finally:
             if not run.subscribers:

@@ -56,6 +56,7 @@ def test_default_policy_follows_the_checklist() -> None:
         "ttfe_p50_ms",
         "ttfe_p95_ms",
         "ttfe_p99_ms",
+        "first_event_p95_ms",
         "completion_p95_ms",
         "completion_rate",
         "error_rate_5xx",
@@ -70,6 +71,7 @@ def test_default_policy_follows_the_checklist() -> None:
         "error_rate_5xx": ("error_rate_5xx", ">", 0.05),
         "ttfe_p95": ("ttfe_p95_ms", ">", 5000.0),
         "timeout_rate": ("timeout_rate", ">", 0.10),
+        "completion_rate": ("completion_rate", "<", 0.95),
     }
     assert DEFAULT_POLICY.confidence == 0.99 and DEFAULT_POLICY.min_sessions == 20
     p95 = DEFAULT_POLICY.metric("ttfe_p95_ms")
@@ -232,15 +234,26 @@ def test_healthy_cohort_fires_nothing_and_empty_cohort_nothing() -> None:
 def test_each_trigger_fires_at_its_threshold() -> None:
     # rates exactly at their limits ("<" and ">" are strict); TTFE just under (HDR reports a
     # bucket's highest equivalent value, 0.1 % resolution, as the report does)
+    # (completion cannot stay at 95 % with 10 % timeouts: its own threshold test is below)
     at = check_triggers(stats(100, connected=95, s5xx=5, timeouts=10, ttfe_ms=4990.0), DEFAULT_POLICY)
-    assert at == []
+    assert [t["name"] for t in at] == ["completion_rate"]
     fired = check_triggers(stats(100, connected=94, s5xx=6, timeouts=11, ttfe_ms=5100.0), DEFAULT_POLICY)
     by = {t["name"]: t for t in fired}
-    assert set(by) == {"connect_success", "error_rate_5xx", "timeout_rate", "ttfe_p95"}
+    assert set(by) == {"connect_success", "error_rate_5xx", "timeout_rate", "ttfe_p95", "completion_rate"}
     assert by["connect_success"]["value"] == pytest.approx(0.94)
     assert by["connect_success"]["reason"] == "connect_success_rate 94.00 % < 95.00 %"
     assert by["ttfe_p95"]["reason"].startswith("ttfe_p95_ms 5,1") and by["ttfe_p95"]["reason"].endswith("> 5,000.0 ms")
     assert set(by["timeout_rate"]) == {"name", "metric", "op", "threshold", "value", "reason"}
+
+
+def test_completion_trigger_counts_empty_sessions_as_failures() -> None:
+    assert check_triggers(stats(100, ok=95), DEFAULT_POLICY) == []
+    fired = check_triggers(stats(100, ok=94), DEFAULT_POLICY)
+    assert [(t["name"], t["reason"]) for t in fired] == [("completion_rate", "completion_rate 94.00 % < 95.00 %")]
+    hollow = stats(100)  # every session connected and "succeeded", a tenth without any answer
+    hollow.outcomes.update({"ok": -10, "empty": 10})
+    assert [t["name"] for t in check_triggers(hollow, DEFAULT_POLICY)] == ["completion_rate"]
+    assert metric_value(hollow, "completion_rate") == pytest.approx(0.90)
 
 
 def test_critical_error_when_nothing_connects() -> None:

@@ -228,7 +228,8 @@ def test_legacy_flow_statuses_and_stream_stays_open() -> None:
         names = [e["event"] for e in events]
         assert names == [
             "agent_network_connection",
-            "agent_status",
+            "agent_status",  # bookkeeping, published on the POST
+            "research_update",  # `events` (3) answer updates, the first at the TTFE knob
             "research_update",
             "research_update",
             "research_complete",
@@ -261,8 +262,8 @@ def test_legacy_late_subscriber_gets_last_10_events() -> None:
             events = await read_until(r, "research_complete")
         replay = events[1:]
         assert len(replay) == 10 and len({e["id"] for e in replay}) == 10
-        # 16 events were published (agent_status, 14 updates, complete): the replay is their tail
-        assert replay[0]["event"] == "research_update" and replay[0]["json"]["content"].count("Finding") == 6
+        # 17 events were published (agent_status, 15 updates, complete): the replay is their tail
+        assert replay[0]["event"] == "research_update" and replay[0]["json"]["content"].count("Finding") == 7
 
     with_target(config(legacy=fast(events=15, gap_ms=1.0)), body)
 
@@ -377,7 +378,7 @@ def test_injected_ttfe_is_what_the_client_measures() -> None:
         sent = time.monotonic()
         await s.post(t.url + RUN.format("s1"), json={"query": "q"})
         async with s.get(t.url + RUN.format("s1")) as r:
-            await read_until(r, "agent_status")
+            await read_until(r, "research_update")  # the first answer: agent_status came on the POST
             legacy_ms = (time.monotonic() - sent) * 1000
         assert 195 <= canonical_ms <= 240 and 195 <= legacy_ms <= 240, (canonical_ms, legacy_ms)
 

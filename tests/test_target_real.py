@@ -253,15 +253,16 @@ def test_older_stream_reads_its_unnamed_frames() -> None:
     """The older variant's own connection frame is not progress; the named events are."""
     (rec,) = run_flows(config(), 1, flow="legacy", legacy_stream="agent_network_sse")
     assert rec.outcome == Outcome.OK
-    # connection frame + agent_status + 2 updates + complete (the default legacy knobs here: 3 events)
-    assert rec.events == 5
+    # connection frame + agent_status + 3 updates (the knob `events`: content events) + complete
+    assert rec.events == 6 and rec.answer_events == 3
 
 
 def test_masked_failure_carries_no_content_and_canonical_is_a_stream_error() -> None:
     """Legacy's masked failure ends with research_complete after only bookkeeping: no answer on the
-    wire. (Today's code calls it ok; time to first answer calls it empty. Either way: no content.)"""
+    wire: the session is `empty`, never ok."""
     cfg = real(model_fail_rate=1.0)
     (legacy,) = run_flows(cfg, 1, flow="legacy")
-    assert str(legacy.outcome) in ("ok", "empty") and legacy.events == 3  # connection, agent_status, complete
+    assert legacy.outcome == Outcome.EMPTY and legacy.events == 3  # connection, agent_status, complete
+    assert legacy.answer_events == 0 and legacy.answer_chars == 0 and legacy.ttfe_ms is None
     (canonical,) = run_flows(cfg, 1, flow="canonical")
     assert canonical.outcome == Outcome.STREAM_ERROR and "503 UNAVAILABLE" in (canonical.error or "")

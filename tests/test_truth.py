@@ -16,7 +16,15 @@ def test_ttfe_matches_the_injected_delay(flow: str, tmp_path: Path) -> None:
     with target_process(f"--{flow}-ttfe-ms", "120", f"--{flow}-ttfe-spread", "0", f"--{flow}-gap-ms", "5") as url:
         r = sseprobe("run", "--flow", flow, "--url", url, "-n", "40", "-c", "4", "--workers", "1", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    ttfe = json.loads(out.read_text())["cohorts"][flow]["ttfe_ms"]
-    # the delay runs from the message request's arrival: never less, and only a few ms more
+    cohort = json.loads(out.read_text())["cohorts"][flow]
+    ttfe, first = cohort["ttfe_ms"], cohort["first_event_ms"]
+    # the delay runs from the message request's arrival to the first answer: never less, only a few ms more
     assert 120 <= ttfe["p50"] <= 127, ttfe
     assert ttfe["p90"] <= 135, ttfe  # the tail is left to the noise of a shared 2-core machine
+    if flow == "canonical":  # the first event already carries text: the same moment
+        assert first == ttfe
+    else:  # agent_status, published on the POST, comes first; the answer follows at the knob's delay
+        assert first["p50"] < ttfe["p50"], (first, ttfe)
+    # every session answered: the target's 5 content events each (knob `events`), none empty
+    assert cohort["outcomes"] == {"ok": 40} and cohort["answer_events"] == 40 * 5, cohort["outcomes"]
+    assert cohort["answer_chars"] > 0
