@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
+from ._cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
 from ._config import SESSION_CREATE, FlowOptions, Limits, Timeouts
 from ._engine import Load
 from ._pacer import Phase, Schedule
@@ -180,6 +181,27 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=int,
                 default=None,
                 help="Engine processes, each with its share of the load (default: the number of CPUs).",
+            ),
+            click.option(
+                "--cluster",
+                default=None,
+                metavar="local:N|ray://HOST:PORT|auto",
+                help="Run the shares as Ray actors on every node of a cluster (needs the ray extra): "
+                "local:N starts Ray here with N CPUs, auto joins the cluster of a Ray job.",
+            ),
+            click.option(
+                "--workers-per-node",
+                type=int,
+                default=None,
+                help="With --cluster: actors on each node (default: the node's CPUs).",
+            ),
+            click.option(
+                "--on-node-loss",
+                type=click.Choice(NODE_LOSS),
+                default="abort",
+                show_default=True,
+                help="With --cluster: when an actor or node is lost, stop the rest (the run is interrupted) "
+                "or continue (the load is flagged as below target).",
             ),
             click.option(
                 "--abort-on-trigger",
@@ -401,7 +423,25 @@ def build_run_options(o: dict[str, Any], policy: Policy) -> RunOptions:
     if abort is not None and not abort > 0:
         raise UsageProblem("--abort-on-trigger must be > 0 seconds")
     progress = sys.stderr if (sys.stderr.isatty() and not o.get("as_json")) else None
-    return RunOptions(workers=workers, progress=progress, abort_on_trigger=abort, policy=policy)
+    return RunOptions(
+        workers=workers, progress=progress, abort_on_trigger=abort, policy=policy, cluster=build_cluster(o)
+    )
+
+
+def build_cluster(o: dict[str, Any]) -> ClusterOptions | None:
+    """--cluster and its companions; Ray is imported here so a missing extra fails before any load."""
+    address, per_node, on_loss = o.get("cluster"), o.get("workers_per_node"), o.get("on_node_loss") or "abort"
+    if address is None:
+        if per_node is not None:
+            raise UsageProblem("--workers-per-node needs --cluster")
+        return None
+    if per_node is not None and per_node < 1:
+        raise UsageProblem("--workers-per-node must be >= 1")
+    if on_loss not in NODE_LOSS:
+        raise UsageProblem(f"on_node_loss: expected one of {', '.join(NODE_LOSS)}, got {on_loss!r}")
+    _value_object(lambda: parse_cluster(address))
+    import_ray()
+    return ClusterOptions(address, per_node, on_loss)
 
 
 def build_flow(flow: str, url: str | None, what: str = "--url", **kw: Any) -> FlowOptions:
@@ -420,6 +460,7 @@ def load_config(o: dict[str, Any], load: Load, timeouts: Timeouts, workers: int)
         "think": load.think,
         "grace": load.grace,
         "workers": workers,
+        "cluster": redact_url(o["cluster"]) if o.get("cluster") else None,
         "scenario": o.get("scenario"),
         "model": "open" if schedule else "closed",
         "phases": [

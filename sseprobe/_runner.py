@@ -43,6 +43,7 @@ class RunOptions:
     abort_on_trigger: float | None = None  # seconds a rollback trigger must hold to stop the run
     policy: Policy = DEFAULT_POLICY
     interval: float = 1.0
+    cluster: Any = None  # a _cluster.ClusterOptions: run the shares as Ray actors instead of forked workers
 
 
 @dataclass
@@ -98,8 +99,10 @@ async def _measure(
     opts: RunOptions,
     signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
     report: Callable[[dict[str, Any]], None] | None,
+    control: RunControl | None = None,
+    checkpoint: Callable[[float, dict[str, CohortStats]], None] | None = None,
 ) -> Measured:
-    control = RunControl()
+    control = control or RunControl()
     stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
     intervals = IntervalLog(opts.interval)
     window = LiveWindow(opts.abort_on_trigger or 10.0)
@@ -124,6 +127,8 @@ async def _measure(
             now = time.perf_counter() - t0
             achieved = (control.started - last_started) / opts.interval
             last_started = control.started
+            if checkpoint:
+                checkpoint(now, stats)
             if not live:
                 continue
             current = window.stats(now)
@@ -251,6 +256,41 @@ def _worker_load(load: Load, part: int, parts: int) -> Load:
     )
 
 
+def run_share(
+    part: int,
+    parts: int,
+    cohorts: Sequence[CohortSpec],
+    load: Load,
+    timeouts: Timeouts,
+    limits: Limits,
+    opts: RunOptions,
+    signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
+    report: Callable[[dict[str, Any]], None] | None,
+    control: RunControl | None = None,
+    checkpoint: Callable[[float, dict[str, CohortStats]], None] | None = None,
+) -> dict[str, Any]:
+    """One share of the load, run to its end: the payload a forked worker or a Ray actor ships back."""
+    m = run(
+        _measure(
+            cohorts,
+            _worker_load(load, part, parts),
+            timeouts,
+            limits,
+            replace(opts, progress=None),
+            signals,
+            report,
+            control,
+            checkpoint,
+        )
+    )
+    return {
+        "info": m.info,
+        "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
+        "intervals": m.intervals,
+        "generator": m.generator,
+    }
+
+
 def _worker(
     part: int,
     parts: int,
@@ -268,29 +308,11 @@ def _worker(
         def report(snap: dict[str, Any]) -> None:
             out.put(("progress", part, {k: v for k, v in snap.items() if k != "window"}))
 
-        m = run(
-            _measure(
-                cohorts,
-                _worker_load(load, part, parts),
-                timeouts,
-                limits,
-                replace(opts, progress=None),
-                ((signal.SIGTERM,), (signal.SIGUSR1,)),
-                report if opts.progress else None,
-            )
+        signals = ((signal.SIGTERM,), (signal.SIGUSR1,))
+        payload = run_share(
+            part, parts, cohorts, load, timeouts, limits, opts, signals, report if opts.progress else None
         )
-        out.put(
-            (
-                "result",
-                part,
-                {
-                    "info": m.info,
-                    "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
-                    "intervals": m.intervals,
-                    "generator": m.generator,
-                },
-            )
-        )
+        out.put(("result", part, payload))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost silently
         out.put(("error", part, f"{type(exc).__name__}: {exc}"[:300]))
 
@@ -405,6 +427,10 @@ def measure(
     opts: RunOptions = RunOptions(),
 ) -> Measured:
     """Run the load to its end (or until stopped) and return the folded stats."""
+    if opts.cluster is not None:
+        from ._cluster import measure_cluster  # Ray is an optional extra: imported only when asked for
+
+        return measure_cluster(cohorts, load, timeouts, limits, opts)
     if opts.workers > 1:
         return _multi(cohorts, load, timeouts, limits, opts)
     return _single(cohorts, load, timeouts, limits, opts)

@@ -1,0 +1,508 @@
+"""Several machines: each share of the load runs in a Ray actor, merged here as the fork runner merges.
+
+Ray (an optional extra) owns placement, processes and failure detection; this module owns what is
+ours: one actor per share (no fork, no signal handlers; stop and abort arrive as actor calls), a
+start at one common instant after measuring each node's clock, progress and ~10 s checkpoints by
+polling, the same lossless bucket-by-bucket merge, and an honest account of any share that was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from ._config import Limits, Timeouts
+from ._engine import CohortSpec, Load, RunControl, RunInfo
+from ._redact import redact_url
+from ._runner import Measured, RunOptions, _merge_results, _print_progress, _sum_progress, run_share
+from ._stats import CohortStats, new_histogram
+
+__all__ = [
+    "ClusterError",
+    "ClusterOptions",
+    "INSTALL_HINT",
+    "LateStart",
+    "ShareActor",
+    "clock_offset",
+    "best_probe",
+    "measure_cluster",
+    "parse_cluster",
+]
+
+INSTALL_HINT = "--cluster needs Ray, an optional extra: pip install 'sseprobe[ray]'"
+LATE_LIMIT_S = 1.0  # an actor this late to the common start refuses: its share never runs twice or skewed
+CHECKPOINT_EVERY_S = 10.0  # cumulative histograms travel to the driver this often: what a lost actor leaves
+START_LEAD_S = 1.0  # the common start is this far ahead of the last clock probe (plus the worst round trip)
+PREPARE_TIMEOUT_S = 120.0  # actors not placed and prepared by then: say so rather than hang
+CLOCK_PROBES = 5
+NODE_LOSS = ("abort", "continue")
+
+
+class ClusterError(click.ClickException):
+    """The cluster could not be used (not installed, not reachable, too small): one line, exit 3."""
+
+    exit_code = 3
+
+
+class LateStart(RuntimeError):
+    """An actor reached the common start too late and refused to run its share."""
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    address: str  # local:N | ray://HOST:PORT | auto
+    workers_per_node: int | None = None  # None: each node's CPUs
+    on_node_loss: str = "abort"
+
+
+def parse_cluster(value: str) -> str:
+    """Accept ``local:N``, ``ray://HOST:PORT`` or ``auto``; anything else is a one-line ValueError."""
+    if value == "auto":
+        return value
+    if value.startswith("local:"):
+        n = value.removeprefix("local:")
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--cluster local:N needs N >= 1 CPUs, got {value!r}")
+        return value
+    if value.startswith("ray://"):
+        try:
+            ok = bool(urlsplit(value).hostname) and urlsplit(value).port is not None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"--cluster ray://HOST:PORT expected, got {redact_url(value)!r}")
+        return value
+    raise ValueError(f"--cluster: expected local:N, ray://HOST:PORT or auto, got {redact_url(value)!r}")
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(INSTALL_HINT) from None
+    return ray
+
+
+# --- clocks -----------------------------------------------------------------------------------
+
+
+def clock_offset(t0: float, t1: float, t2: float, t3: float) -> tuple[float, float]:
+    """NTP arithmetic: the driver sends at t0 and receives at t3 (its clock); the actor receives at
+    t1 and replies at t2 (its clock). Returns (offset: actor clock minus driver clock, round trip
+    without the actor's own time). Exact when the two legs of the trip take equally long."""
+    return ((t1 - t0) + (t2 - t3)) / 2, (t3 - t0) - (t2 - t1)
+
+
+def best_probe(probes: Sequence[tuple[float, float, float, float]]) -> tuple[float, float]:
+    """Of several probes, the one with the shortest round trip bounds the offset's error best."""
+    return min((clock_offset(*p) for p in probes), key=lambda off_rtt: off_rtt[1])
+
+
+# --- the actor --------------------------------------------------------------------------------
+
+
+class ShareActor:
+    """One share of the load in one Ray actor process. A threaded actor: ``run`` holds one thread
+    (the engine's own event loop) while ``poll``, ``stop`` and ``clock`` answer on others."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._control = RunControl()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: tuple[str, bool] | None = None  # (reason, abort) not yet handed to the loop
+        self._stopped = threading.Event()
+        self._progress: dict[str, Any] | None = None
+        self._checkpoint: dict[str, Any] | None = None
+        self._checkpoint_seq = 0
+        self._next_checkpoint = CHECKPOINT_EVERY_S
+        self._started = ""
+
+    def prepare(self, hosts: Sequence[str]) -> dict[str, Any]:
+        """Everything slow before the start: imports are done by now; resolve the targets' names."""
+        import ray
+
+        dns = {}
+        for host in hosts:
+            try:
+                socket.getaddrinfo(host, None)
+                dns[host] = "ok"
+            except OSError as exc:
+                dns[host] = f"unresolved: {exc}"
+        ctx = ray.get_runtime_context()
+        return {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(), "pid": os.getpid(), "dns": dns}
+
+    def clock(self) -> tuple[float, float]:
+        t1 = time.time()
+        return t1, time.time()
+
+    def run(
+        self,
+        local_start: float,
+        part: int,
+        parts: int,
+        cohorts: Sequence[CohortSpec],
+        load: Load,
+        timeouts: Timeouts,
+        limits: Limits,
+        opts: RunOptions,
+        progress: bool,
+    ) -> dict[str, Any]:
+        """Wait for the common instant (in this node's clock), refuse if more than a second late, run."""
+        self._stopped.wait(max(0.0, local_start - time.time()))
+        late = time.time() - local_start
+        if late > LATE_LIMIT_S:
+            raise LateStart(f"reached the common start {late:.2f} s late: refused, so the share never runs late")
+        self._started = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self._apply_pending()  # a stop before the start: the engine starts stopped (no loop exists yet)
+        payload = run_share(
+            part,
+            parts,
+            cohorts,
+            load,
+            timeouts,
+            limits,
+            opts,
+            ((), ()),
+            self._on_progress if progress else None,
+            self._control,
+            self._on_tick,
+        )
+        payload["start_skew_ms"] = late * 1000.0
+        return payload
+
+    def poll(self, known_checkpoint: int) -> dict[str, Any]:
+        """Latest progress; the latest checkpoint too when the driver has not seen it yet."""
+        with self._lock:
+            fresh = self._checkpoint_seq > known_checkpoint
+            return {
+                "progress": self._progress,
+                "checkpoint_seq": self._checkpoint_seq,
+                "checkpoint": self._checkpoint if fresh else None,
+            }
+
+    def stop(self, reason: str, abort: bool = False) -> None:
+        with self._lock:
+            if self._pending is None or abort:
+                self._pending = (reason, abort)
+            loop = self._loop
+        self._stopped.set()
+        if loop is not None:
+            loop.call_soon_threadsafe(self._apply_pending)
+
+    # on the engine's loop
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending = self._pending
+        if pending is not None:
+            reason, abort = pending
+            (self._control.abort if abort else self._control.stop)(reason)
+
+    def _on_progress(self, snap: dict[str, Any]) -> None:
+        with self._lock:
+            self._progress = {k: v for k, v in snap.items() if k != "window"}
+
+    def _on_tick(self, now: float, stats: dict[str, CohortStats]) -> None:
+        """Each interval: learn the loop (stop calls need it), hand over pending stops, checkpoint."""
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+        self._apply_pending()
+        if now < self._next_checkpoint:
+            return
+        self._next_checkpoint = now + CHECKPOINT_EVERY_S
+        cohorts = {k: v.to_dict() for k, v in stats.items()}  # encoded here: the loop is not adding meanwhile
+        with self._lock:
+            self._checkpoint = {"at_s": now, "started": self._started, "cohorts": cohorts}
+            self._checkpoint_seq += 1
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Share:
+    part: int
+    actor: Any
+    node_id: str
+    node_ip: str
+    offset_s: float = 0.0
+    rtt_s: float = 0.0
+    ref: Any = None
+    result: dict[str, Any] | None = None
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_seq: int = 0
+    progress: dict[str, Any] | None = None
+    lost: str | None = None  # why its share did not finish
+
+
+@dataclass
+class _Follow:
+    """The driver's view while the shares run."""
+
+    shares: list[_Share]
+    stop_reason: str | None = None
+    stops: int = 0
+    losses: list[_Share] = field(default_factory=list)
+
+
+def _connect(ray: Any, address: str) -> bool:
+    """Connect (or start Ray in this process for local:N). True when this call started or joined it."""
+    if ray.is_initialized():
+        return False
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
+    try:
+        if address.startswith("local:"):
+            ray.init(
+                address="local",
+                num_cpus=int(address.removeprefix("local:")),
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                object_store_memory=100 * 1024 * 1024,
+                **quiet,
+            )
+        else:
+            ray.init(address=address, **quiet)
+    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean the same to the user
+        raise ClusterError(
+            f"--cluster {redact_url(address)}: cannot connect: {str(exc).splitlines()[0][:200]}"
+        ) from None
+    return True
+
+
+def _placement(ray: Any, per_node: int | None) -> list[tuple[str, str]]:
+    """(node id, node address) for each actor: ``per_node`` on every live node with CPUs."""
+    slots: list[tuple[str, str]] = []
+    for node in ray.nodes():
+        cpus = int(node.get("Resources", {}).get("CPU", 0))
+        if not node.get("Alive") or cpus < 1:
+            continue
+        n = per_node or cpus
+        if n > cpus:
+            raise ClusterError(f"--workers-per-node {n}: node {node['NodeManagerAddress']} has only {cpus} CPUs")
+        slots += [(node["NodeID"], node["NodeManagerAddress"])] * n
+    if not slots:
+        raise ClusterError("the Ray cluster has no live node with a CPU")
+    return slots
+
+
+def _start_actors(ray: Any, slots: list[tuple[str, str]]) -> list[_Share]:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    remote = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0, max_concurrency=4)(ShareActor)
+    return [
+        _Share(
+            i,
+            remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(),
+            node_id,
+            ip,
+        )
+        for i, (node_id, ip) in enumerate(slots)
+    ]
+
+
+def _prepare(ray: Any, shares: list[_Share], cohorts: Sequence[CohortSpec]) -> None:
+    hosts = sorted({urlsplit(c.options.url).hostname or "" for c in cohorts} - {""})
+    try:
+        answers = ray.get([s.actor.prepare.remote(hosts) for s in shares], timeout=PREPARE_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - placement timeout or an actor that died starting
+        raise ClusterError(f"actors could not be placed and prepared: {str(exc).splitlines()[0][:200]}") from None
+    for share, answer in zip(shares, answers, strict=True):
+        bad = {h: v for h, v in answer["dns"].items() if v != "ok"}
+        if bad:
+            raise ClusterError(f"node {answer['ip']}: {', '.join(f'{h}: {v}' for h, v in bad.items())}")
+        share.node_ip = answer["ip"]
+    for share in shares:
+        probes = []
+        for _ in range(CLOCK_PROBES):
+            t0 = time.time()
+            t1, t2 = ray.get(share.actor.clock.remote())
+            probes.append((t0, t1, t2, time.time()))
+        share.offset_s, share.rtt_s = best_probe(probes)
+
+
+def _install_signals(follow: _Follow) -> dict[int, Any]:
+    """Ctrl-C or SIGTERM on the driver: stop every share (the grace applies); again: abort them."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        follow.stops += 1
+        follow.stop_reason = follow.stop_reason or f"interrupted by {signal.Signals(signum).name}"
+        for s in follow.shares:
+            if s.lost is None:
+                s.actor.stop.remote(follow.stop_reason, follow.stops > 1)
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _collect(ray: Any, follow: _Follow, done: list[Any], on_node_loss: str) -> None:
+    by_ref = {id(s.ref): s for s in follow.shares}
+    for ref in done:
+        share = by_ref[id(ref)]
+        try:
+            share.result = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - actor death, late start, or a failure inside the share
+            cause = getattr(exc, "cause", None) or exc
+            share.lost = f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}"
+            follow.losses.append(share)
+            if on_node_loss == "abort":
+                _stop_rest(follow, f"node {share.node_ip}: actor {share.part} lost; stopped the rest")
+
+
+def _stop_rest(follow: _Follow, reason: str) -> None:
+    if follow.stop_reason is None:
+        follow.stop_reason = reason
+    for s in follow.shares:
+        if s.lost is None and s.result is None:
+            s.actor.stop.remote(reason)
+
+
+def _poll(ray: Any, follow: _Follow, timeout: float) -> None:
+    live = [s for s in follow.shares if s.lost is None and s.result is None]
+    refs = {id(r): (s, r) for s in live for r in [s.actor.poll.remote(s.checkpoint_seq)]}
+    ready, _ = ray.wait([r for _, r in refs.values()], num_returns=len(refs), timeout=timeout)
+    for ref in ready:
+        share, _ = refs[id(ref)]
+        try:
+            answer = ray.get(ref)
+        except Exception:  # noqa: BLE001 - the run call reports the death; a poll adds nothing
+            continue
+        share.progress = answer["progress"] or share.progress
+        if answer["checkpoint"] is not None:
+            share.checkpoint, share.checkpoint_seq = answer["checkpoint"], answer["checkpoint_seq"]
+
+
+def _follow(ray: Any, follow: _Follow, opts: RunOptions, on_node_loss: str) -> None:
+    """Until every share returned or was lost: collect, poll for progress and checkpoints, show."""
+    show = _print_progress(opts.progress) if opts.progress else None
+    while pending := [s.ref for s in follow.shares if s.lost is None and s.result is None]:
+        done, _ = ray.wait(pending, num_returns=len(pending), timeout=opts.interval)
+        _collect(ray, follow, done, on_node_loss)
+        _poll(ray, follow, timeout=opts.interval)
+        snaps = {s.part: s.progress for s in follow.shares if s.progress}
+        if show and snaps:
+            show(_sum_progress(snaps))
+    if opts.progress:
+        opts.progress.write("\n")
+
+
+def _checkpoint_payload(share: _Share) -> dict[str, Any]:
+    """What a lost actor left: its last cumulative histograms, as a payload the merge takes."""
+    cp = share.checkpoint or {}
+    return {
+        "info": RunInfo(cp.get("started", ""), cp.get("at_s", 0.0), True, "lost"),
+        "cohorts": cp.get("cohorts", {}),
+        "intervals": [],
+        "generator": {"loop_lag_us": new_histogram().encode().decode("ascii")},
+    }
+
+
+def _loss_errors(losses: list[_Share]) -> list[str]:
+    """One entry per node: which actors were lost, why, and what of theirs was kept."""
+    by_node: dict[str, list[_Share]] = {}
+    for s in losses:
+        by_node.setdefault(s.node_id, []).append(s)
+    errors = []
+    for node_id, lost in by_node.items():
+        kept = [
+            f"actor {s.part} at {s.checkpoint['at_s']:.1f} s" if s.checkpoint else f"actor {s.part}: none" for s in lost
+        ]
+        errors.append(
+            f"node {lost[0].node_ip} ({node_id[:12]}): actors {', '.join(str(s.part) for s in lost)} lost "
+            f"({'; '.join(sorted({s.lost or '' for s in lost}))}); last checkpoint kept: {', '.join(kept)}"
+        )
+    return errors
+
+
+def _nodes(follow: _Follow) -> list[dict[str, Any]]:
+    by_node: dict[str, list[_Share]] = {}
+    for s in follow.shares:
+        by_node.setdefault(s.node_id, []).append(s)
+    nodes = []
+    for node_id, shares in by_node.items():
+        best = min(shares, key=lambda s: s.rtt_s)
+        skews = [s.result["start_skew_ms"] for s in shares if s.result]
+        nodes.append(
+            {
+                "node": shares[0].node_ip,
+                "node_id": node_id[:12],
+                "actors": [s.part for s in shares],
+                "clock_offset_ms": round(best.offset_s * 1000, 3),
+                "round_trip_ms": round(best.rtt_s * 1000, 3),
+                "start_skew_ms": round(max(skews), 3) if skews else None,
+                "lost": [s.part for s in shares if s.lost],
+            }
+        )
+    return nodes
+
+
+def _merge(cohorts: Sequence[CohortSpec], follow: _Follow, copts: ClusterOptions) -> Measured:
+    payloads = {s.part: s.result for s in follow.shares if s.result is not None}
+    payloads |= {s.part: _checkpoint_payload(s) for s in follow.losses if s.checkpoint}
+    if not payloads:
+        raise ClusterError("every actor failed and none left a checkpoint: " + "; ".join(_loss_errors(follow.losses)))
+    errors = _loss_errors(follow.losses)
+    measured = _merge_results(cohorts, payloads, errors)
+    survivors = [r["info"] for r in payloads.values() if r["info"].stop_reason != "lost"]
+    own_reason = next((i.stop_reason for i in survivors if i.stop_reason), None)
+    if follow.stop_reason:  # a signal on the driver, or a loss under --on-node-loss abort
+        measured.info = replace(measured.info, interrupted=True, stop_reason=follow.stop_reason)
+    elif errors:  # continue: the verdict stands, flagged as measured under less load than asked for
+        measured.info = replace(
+            measured.info, interrupted=any(i.interrupted for i in survivors), stop_reason=own_reason
+        )
+        measured.generator["below_target"] = (
+            f"{len(follow.losses)} of {len(follow.shares)} actors lost: the load ran below its target"
+        )
+    starts = [s.result["start_skew_ms"] for s in follow.shares if s.result]
+    measured.generator["nodes"] = _nodes(follow)
+    measured.generator["cluster"] = {
+        "address": redact_url(copts.address),
+        "actors": len(follow.shares),
+        "on_node_loss": copts.on_node_loss,
+        "start_spread_ms": round(max(starts) - min(starts), 3) if starts else None,
+    }
+    return measured
+
+
+def measure_cluster(
+    cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits, opts: RunOptions
+) -> Measured:
+    """The load split over actors on every node of the cluster, started at one instant, merged losslessly."""
+    copts: ClusterOptions = opts.cluster
+    ray = import_ray()
+    owned = _connect(ray, copts.address)
+    shares: list[_Share] = []
+    try:
+        shares = _start_actors(ray, _placement(ray, copts.workers_per_node))
+        _prepare(ray, shares, cohorts)
+        follow = _Follow(shares)
+        start_at = time.time() + START_LEAD_S + max(s.rtt_s for s in shares)
+        ship = replace(opts, progress=None, cluster=None, workers=len(shares))
+        for s in shares:
+            s.ref = s.actor.run.remote(
+                start_at + s.offset_s, s.part, len(shares), cohorts, load, timeouts, limits, ship, bool(opts.progress)
+            )
+        old = _install_signals(follow)
+        try:
+            _follow(ray, follow, opts, copts.on_node_loss)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        return _merge(cohorts, follow, copts)
+    finally:
+        for s in shares:
+            ray.kill(s.actor)
+        if owned:
+            ray.shutdown()
