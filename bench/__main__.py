@@ -5,7 +5,8 @@
   python -m bench --quick         # a smoke run of each (~1 minute); the bars are not judged on it
   python -m bench --only decode,peer --json out.json
 
-Benchmarks: decode (2), concurrent (3), truth (4), peer (5); see bench/README.md for methods.
+Benchmarks: decode (2), concurrent (3), truth (4), peer (5), cluster (6, needs the ray extra);
+see bench/README.md for methods.
 Never part of the test suite's pass/fail: the exit code is 0 unless a benchmark could not run.
 """
 
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import peer
+from . import cluster, peer
 from ._util import PY, ROOT, machine, median, other_cpu_busy, raise_nofile, run_worker, spread, target, target_stats
 
 Row = dict[str, Any]
@@ -293,6 +294,7 @@ BENCHES: dict[str, Callable[[int, bool], list[Row]]] = {
     "concurrent": bench_concurrent,
     "truth": bench_truth,
     "peer": bench_peer,
+    "cluster": lambda repeats, quick: cluster.bench_cluster(repeats, quick, run_worker, target),
 }
 
 
