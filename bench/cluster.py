@@ -5,9 +5,9 @@ forked workers 1 and 2, Ray actors 1 and 2 (``local:2`` with ``--workers-per-nod
 
 - sessions/s: sessions / the run's own duration (actor placement and Ray's start are not in it: they
   happen once, before the common start);
-- CPU ms per session: the driver's CPU during the run plus its workers' (fork: reaped children; Ray:
-  the actor processes' /proc counters, sampled every 50 ms until they are killed). Ray's own daemons
-  (raylet, GCS) are not counted: they run whether or not a load does;
+- CPU ms per session: the driver's CPU while measuring plus its workers' (fork: reaped children; Ray:
+  each actor process's CPU from its common start to its return, as ``generator.nodes`` reports it).
+  Ray's own daemons (raylet, GCS) are not counted: they run whether or not a load does;
 - start skew: how late each actor began after the common instant (its own clock), and the spread
   between the first and the last.
 
@@ -16,14 +16,12 @@ Workers: python -m bench.cluster fork URL N C K | python -m bench.cluster ray UR
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._util import emit, median, proc_cpu, spread
+from ._util import emit, median, spread
 
 Row = dict[str, Any]
 
@@ -55,44 +53,6 @@ def worker_fork(url: str, sessions: int, concurrency: int, workers: int) -> dict
     return _figures(m, sessions, _cpu_self_and_children() - cpu0)
 
 
-class _ActorCpu:
-    """CPU seconds of every ``ray::ShareActor`` process seen, last reading kept (they die at the end)."""
-
-    def __init__(self) -> None:
-        self.seen: dict[int, float] = {}
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> _ActorCpu:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while not self._done.wait(0.05):
-            for pid in _actor_pids():
-                try:
-                    self.seen[pid] = proc_cpu(pid)
-                except OSError:
-                    continue
-
-
-def _actor_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if f.read(15) == b"ray::ShareActor":
-                        pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
-
-
 def worker_ray(url: str, sessions: int, concurrency: int) -> dict[str, Any]:
     import ray
 
@@ -115,14 +75,11 @@ def worker_ray(url: str, sessions: int, concurrency: int) -> dict[str, Any]:
         measure(_cohorts(url), Load(sessions=50, concurrency=concurrency), opts=warm)
         for actors in (1, 2):
             opts = RunOptions(cluster=ClusterOptions("local:2", actors))
-            before = set(_actor_pids())
-            with _ActorCpu() as sampler:
-                cpu0 = _cpu_self_and_children()
-                m = measure(_cohorts(url), Load(sessions=sessions, concurrency=concurrency), opts=opts)
-                driver = _cpu_self_and_children() - cpu0
-            actors_cpu = sum(v for pid, v in sampler.seen.items() if pid not in before)
-            fig = _figures(m, sessions, driver + actors_cpu)
+            cpu0 = _cpu_self_and_children()
+            m = measure(_cohorts(url), Load(sessions=sessions, concurrency=concurrency), opts=opts)
+            driver = _cpu_self_and_children() - cpu0
             (node,) = m.generator["nodes"]
+            fig = _figures(m, sessions, driver + node["cpu_s"])
             fig.update(skew_ms=node["start_skew_ms"], spread_ms=m.generator["cluster"]["start_spread_ms"])
             fig["driver_cpu_ms_per_session"] = driver * 1000 / sessions
             out[str(actors)] = fig

@@ -459,7 +459,7 @@ def load_config(o: dict[str, Any], load: Load, timeouts: Timeouts, workers: int)
         "concurrency": load.concurrency,
         "think": load.think,
         "grace": load.grace,
-        "workers": workers,
+        "workers": None if o.get("cluster") else workers,  # on a cluster: generator.cluster.actors
         "cluster": redact_url(o["cluster"]) if o.get("cluster") else None,
         "scenario": o.get("scenario"),
         "model": "open" if schedule else "closed",

@@ -139,8 +139,7 @@ class ShareActor:
                 dns[host] = "ok"
             except OSError as exc:
                 dns[host] = f"unresolved: {exc}"
-        ctx = ray.get_runtime_context()
-        return {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(), "pid": os.getpid(), "dns": dns}
+        return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "dns": dns}
 
     def clock(self) -> tuple[float, float]:
         t1 = time.time()
@@ -165,6 +164,7 @@ class ShareActor:
             raise LateStart(f"reached the common start {late:.2f} s late: refused, so the share never runs late")
         self._started = datetime.now(UTC).isoformat(timespec="milliseconds")
         self._apply_pending()  # a stop before the start: the engine starts stopped (no loop exists yet)
+        cpu0 = time.process_time()
         payload = run_share(
             part,
             parts,
@@ -179,17 +179,18 @@ class ShareActor:
             self._on_tick,
         )
         payload["start_skew_ms"] = late * 1000.0
+        payload["cpu_s"] = time.process_time() - cpu0  # the whole actor process: was the node the bottleneck?
         return payload
 
     def poll(self, known_checkpoint: int) -> dict[str, Any]:
-        """Latest progress; the latest checkpoint too when the driver has not seen it yet."""
+        """Latest progress; the latest checkpoint too when the driver has not seen it yet. The
+        checkpoint is encoded here, on this call's thread: the engine's loop only copied it."""
         with self._lock:
-            fresh = self._checkpoint_seq > known_checkpoint
-            return {
-                "progress": self._progress,
-                "checkpoint_seq": self._checkpoint_seq,
-                "checkpoint": self._checkpoint if fresh else None,
-            }
+            progress, seq, copy = self._progress, self._checkpoint_seq, self._checkpoint
+        if seq <= known_checkpoint or copy is None:
+            return {"progress": progress, "checkpoint_seq": seq, "checkpoint": None}
+        checkpoint = {**copy, "cohorts": {k: v.to_dict() for k, v in copy["cohorts"].items()}}
+        return {"progress": progress, "checkpoint_seq": seq, "checkpoint": checkpoint}
 
     def stop(self, reason: str, abort: bool = False) -> None:
         with self._lock:
@@ -221,10 +222,18 @@ class ShareActor:
         if now < self._next_checkpoint:
             return
         self._next_checkpoint = now + CHECKPOINT_EVERY_S
-        cohorts = {k: v.to_dict() for k, v in stats.items()}  # encoded here: the loop is not adding meanwhile
+        copies = {k: _copy(v) for k, v in stats.items()}  # ~1 ms here; encoding (~50 ms) waits for a poll
+        sessions = sum(c.sessions for c in stats.values())
         with self._lock:
-            self._checkpoint = {"at_s": now, "started": self._started, "cohorts": cohorts}
+            self._checkpoint = {"at_s": now, "started": self._started, "cohorts": copies, "sessions": sessions}
             self._checkpoint_seq += 1
+
+
+def _copy(stats: CohortStats) -> CohortStats:
+    """A snapshot the loop can go on adding to the original of: merged into an empty one, losslessly."""
+    snapshot = CohortStats(flow=stats.flow, url=stats.url)
+    snapshot.merge(stats)
+    return snapshot
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -320,8 +329,7 @@ def _prepare(ray: Any, shares: list[_Share], cohorts: Sequence[CohortSpec]) -> N
     for share, answer in zip(shares, answers, strict=True):
         bad = {h: v for h, v in answer["dns"].items() if v != "ok"}
         if bad:
-            raise ClusterError(f"node {answer['ip']}: {', '.join(f'{h}: {v}' for h, v in bad.items())}")
-        share.node_ip = answer["ip"]
+            raise ClusterError(f"node {share.node_ip}: {', '.join(f'{h}: {v}' for h, v in bad.items())}")
     for share in shares:
         probes = []
         for _ in range(CLOCK_PROBES):
@@ -347,17 +355,19 @@ def _install_signals(follow: _Follow) -> dict[int, Any]:
 
 
 def _collect(ray: Any, follow: _Follow, done: list[Any], on_node_loss: str) -> None:
-    by_ref = {id(s.ref): s for s in follow.shares}
+    by_ref = {s.ref: s for s in follow.shares}
     for ref in done:
-        share = by_ref[id(ref)]
+        share = by_ref[ref]
         try:
             share.result = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - actor death, late start, or a failure inside the share
             cause = getattr(exc, "cause", None) or exc
-            share.lost = f"{type(cause).__name__}: {str(cause).splitlines()[0][:200]}"
+            first_line = (str(cause).splitlines() or [""])[0][:200]
+            died = isinstance(exc, ray.exceptions.RayActorError)
+            share.lost = f"{'lost' if died else 'failed'} ({type(cause).__name__}: {first_line})"
             follow.losses.append(share)
             if on_node_loss == "abort":
-                _stop_rest(follow, f"node {share.node_ip}: actor {share.part} lost; stopped the rest")
+                _stop_rest(follow, f"node {share.node_ip}: actor {share.part} {share.lost}; stopped the rest")
 
 
 def _stop_rest(follow: _Follow, reason: str) -> None:
@@ -370,10 +380,10 @@ def _stop_rest(follow: _Follow, reason: str) -> None:
 
 def _poll(ray: Any, follow: _Follow, timeout: float) -> None:
     live = [s for s in follow.shares if s.lost is None and s.result is None]
-    refs = {id(r): (s, r) for s in live for r in [s.actor.poll.remote(s.checkpoint_seq)]}
-    ready, _ = ray.wait([r for _, r in refs.values()], num_returns=len(refs), timeout=timeout)
+    refs = {s.actor.poll.remote(s.checkpoint_seq): s for s in live}
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
     for ref in ready:
-        share, _ = refs[id(ref)]
+        share = refs[ref]
         try:
             answer = ray.get(ref)
         except Exception:  # noqa: BLE001 - the run call reports the death; a poll adds nothing
@@ -413,16 +423,17 @@ def _loss_errors(losses: list[_Share]) -> list[str]:
     by_node: dict[str, list[_Share]] = {}
     for s in losses:
         by_node.setdefault(s.node_id, []).append(s)
-    errors = []
-    for node_id, lost in by_node.items():
-        kept = [
-            f"actor {s.part} at {s.checkpoint['at_s']:.1f} s" if s.checkpoint else f"actor {s.part}: none" for s in lost
-        ]
-        errors.append(
-            f"node {lost[0].node_ip} ({node_id[:12]}): actors {', '.join(str(s.part) for s in lost)} lost "
-            f"({'; '.join(sorted({s.lost or '' for s in lost}))}); last checkpoint kept: {', '.join(kept)}"
-        )
-    return errors
+    return [
+        f"node {lost[0].node_ip} ({node_id[:12]}): " + "; ".join(f"actor {s.part} {s.lost}, {_kept(s)}" for s in lost)
+        for node_id, lost in by_node.items()
+    ]
+
+
+def _kept(share: _Share) -> str:
+    cp = share.checkpoint
+    if cp is None:
+        return "no checkpoint to keep"
+    return f"last checkpoint kept: {cp['at_s']:.1f} s in, {cp['sessions']} sessions"
 
 
 def _nodes(follow: _Follow) -> list[dict[str, Any]]:
@@ -441,6 +452,7 @@ def _nodes(follow: _Follow) -> list[dict[str, Any]]:
                 "clock_offset_ms": round(best.offset_s * 1000, 3),
                 "round_trip_ms": round(best.rtt_s * 1000, 3),
                 "start_skew_ms": round(max(skews), 3) if skews else None,
+                "cpu_s": round(sum(s.result["cpu_s"] for s in shares if s.result), 3),
                 "lost": [s.part for s in shares if s.lost],
             }
         )

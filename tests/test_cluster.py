@@ -155,13 +155,13 @@ def _actor_pids() -> set[int]:
     return pids
 
 
-def test_killed_actor_is_recorded_survivor_kept_exit_3(ray_address: str, tmp_path: Path) -> None:
-    out = tmp_path / "killed.json"
+def _run_and_kill_one(ray_address: str, out: Path, duration: str, kill_after: float, *extra: str) -> tuple[int, str]:
+    """A CLI run joining the session's Ray (two actors); one actor SIGKILLed ``kill_after`` s after both exist."""
     before = _actor_pids()
     with target_process("--canonical-ttfe-ms", "50", "--canonical-gap-ms", "20", "--canonical-events", "5") as url:
         proc = subprocess.Popen(
-            [*CLI, "run", "--flow", "canonical", "--url", url, "--duration", "60", "-c", "4"]
-            + ["--cluster", "auto", "--out", str(out)],
+            [*CLI, "run", "--flow", "canonical", "--url", url, "--duration", duration, "-c", "4"]
+            + ["--cluster", "auto", "--out", str(out), *extra],
             env={**os.environ, "RAY_ADDRESS": ray_address},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -175,26 +175,41 @@ def test_killed_actor_is_recorded_survivor_kept_exit_3(ray_address: str, tmp_pat
                     break
                 time.sleep(0.1)
             assert len(mine) == 2, "the run's two actors never appeared"
-            time.sleep(15)  # past the first checkpoint (10 s into the run)
-            victim = min(mine)
-            os.kill(victim, signal.SIGKILL)
-            stdout, stderr = proc.communicate(timeout=120)
+            time.sleep(kill_after)
+            os.kill(min(mine), signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=120)
         finally:
             proc.kill()
-    assert proc.returncode == 3, stderr
     assert "Traceback" not in stderr
+    return proc.returncode, stderr
+
+
+def test_killed_actor_is_recorded_survivor_kept_exit_3(ray_address: str, tmp_path: Path) -> None:
+    out = tmp_path / "killed.json"
+    code, stderr = _run_and_kill_one(ray_address, out, "60", 15)  # past the first checkpoint (10 s into the run)
+    assert code == 3, stderr
     doc = _doc(out)
     assert doc["interrupted"] is True and "lost" in doc["stop_reason"]
     (error,) = doc["worker_errors"]
     (node,) = doc["generator"]["nodes"]
     (lost,) = node["lost"]
-    (survivor,) = set(node["actors"]) - {lost}
-    assert f"actors {lost} lost" in error and "last checkpoint kept: actor" in error and " s" in error
+    assert f"actor {lost} lost (ActorDiedError" in error and "last checkpoint kept: 1" in error, error
     c = doc["cohorts"]["canonical"]
     assert c["outcomes"].get("ok", 0) > 0
     # intervals come from the survivor alone; the sessions also hold the lost actor's checkpoint
     survivor_started = sum(i["started"] for i in doc["intervals"])
-    assert c["sessions"] > survivor_started > 0, (survivor, c["sessions"], survivor_started)
+    assert c["sessions"] > survivor_started > 0, (c["sessions"], survivor_started)
+
+
+def test_on_node_loss_continue_flags_the_load_below_target(ray_address: str, tmp_path: Path) -> None:
+    out = tmp_path / "continued.json"
+    code, stderr = _run_and_kill_one(ray_address, out, "6", 2, "--on-node-loss", "continue")
+    assert code == 0, stderr
+    doc = _doc(out)
+    assert doc["interrupted"] is False and "1 of 2 actors lost" in doc["generator"]["below_target"]
+    (error,) = doc["worker_errors"]
+    assert "lost (ActorDiedError" in error and "no checkpoint to keep" in error, error
+    assert doc["cohorts"]["canonical"]["outcomes"].get("ok", 0) > 0
 
 
 @pytest.mark.parametrize(("slower", "verdict", "code"), [(0.0, "GREEN", 0), (20.0, "RED", 2)])
