@@ -492,7 +492,9 @@ def measure_cluster(
     cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits, opts: RunOptions
 ) -> Measured:
     """The load split over actors on every node of the cluster, started at one instant, merged losslessly."""
-    copts: ClusterOptions = opts.cluster
+    copts = opts.cluster
+    if copts is None:
+        raise ValueError("measure_cluster needs RunOptions.cluster")
     ray = import_ray()
     owned = _connect(ray, copts.address)
     shares: list[_Share] = []

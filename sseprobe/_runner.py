@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hdrh.histogram import HdrHistogram
 
@@ -28,6 +28,9 @@ from ._policy import DEFAULT_POLICY, Policy, check_triggers
 from ._record import SessionRecord
 from ._redact import redact_url
 from ._stats import CohortStats, new_histogram, summarize_ms
+
+if TYPE_CHECKING:
+    from ._cluster import ClusterOptions
 
 __all__ = ["Measured", "RunOptions", "measure", "default_workers"]
 
@@ -43,7 +46,7 @@ class RunOptions:
     abort_on_trigger: float | None = None  # seconds a rollback trigger must hold to stop the run
     policy: Policy = DEFAULT_POLICY
     interval: float = 1.0
-    cluster: Any = None  # a _cluster.ClusterOptions: run the shares as Ray actors instead of forked workers
+    cluster: ClusterOptions | None = None  # run the shares as Ray actors instead of forked workers
 
 
 @dataclass
@@ -428,7 +431,7 @@ def measure(
 ) -> Measured:
     """Run the load to its end (or until stopped) and return the folded stats."""
     if opts.cluster is not None:
-        from ._cluster import measure_cluster  # Ray is an optional extra: imported only when asked for
+        from ._cluster import measure_cluster  # here, not above: _cluster builds on this module
 
         return measure_cluster(cohorts, load, timeouts, limits, opts)
     if opts.workers > 1:
