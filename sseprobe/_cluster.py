@@ -127,6 +127,7 @@ class ShareActor:
         self._checkpoint_seq = 0
         self._next_checkpoint = CHECKPOINT_EVERY_S
         self._started = ""
+        self._ran = False
 
     def prepare(self, hosts: Sequence[str]) -> dict[str, Any]:
         """Everything slow before the start: imports are done by now; resolve the targets' names."""
@@ -158,10 +159,13 @@ class ShareActor:
         progress: bool,
     ) -> dict[str, Any]:
         """Wait for the common instant (in this node's clock), refuse if more than a second late, run."""
+        if self._ran:
+            raise LateStart("this actor already ran its share: refused, so no share ever runs twice")
+        self._ran = True
         self._stopped.wait(max(0.0, local_start - time.time()))
         late = time.time() - local_start
         if late > LATE_LIMIT_S:
-            raise LateStart(f"reached the common start {late:.2f} s late: refused, so the share never runs late")
+            raise LateStart(f"reached the common start {late:.2f} s late: refused, out of step with the others")
         self._started = datetime.now(UTC).isoformat(timespec="milliseconds")
         self._apply_pending()  # a stop before the start: the engine starts stopped (no loop exists yet)
         cpu0 = time.process_time()
