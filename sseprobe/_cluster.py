@@ -263,9 +263,10 @@ class _Share:
 class _Follow:
     """The driver's view while the shares run."""
 
-    shares: list[_Share]
+    shares: list[_Share] = field(default_factory=list)
     stop_reason: str | None = None
-    stops: int = 0
+    stops: int = 0  # signals received (set by the handler)
+    stops_sent: int = 0  # of those, passed on to the actors (by the loop: Ray calls never run in a handler)
     losses: list[_Share] = field(default_factory=list)
 
 
@@ -349,13 +350,19 @@ def _install_signals(follow: _Follow) -> dict[int, Any]:
     def on_signal(signum: int, _frame: Any) -> None:
         follow.stops += 1
         follow.stop_reason = follow.stop_reason or f"interrupted by {signal.Signals(signum).name}"
-        for s in follow.shares:
-            if s.lost is None:
-                s.actor.stop.remote(follow.stop_reason, follow.stops > 1)
 
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _pass_on_stops(follow: _Follow) -> None:
+    """A signal since the last look: the first stops every share (the grace applies), a second aborts."""
+    if follow.stops > follow.stops_sent:
+        follow.stops_sent = follow.stops
+        for s in follow.shares:
+            if s.lost is None and s.result is None:
+                s.actor.stop.remote(follow.stop_reason, follow.stops > 1)
 
 
 def _collect(ray: Any, follow: _Follow, done: list[Any], on_node_loss: str) -> None:
@@ -401,6 +408,7 @@ def _follow(ray: Any, follow: _Follow, opts: RunOptions, on_node_loss: str) -> N
     """Until every share returned or was lost: collect, poll for progress and checkpoints, show."""
     show = _print_progress(opts.progress) if opts.progress else None
     while pending := [s.ref for s in follow.shares if s.lost is None and s.result is None]:
+        _pass_on_stops(follow)
         done, _ = ray.wait(pending, num_returns=len(pending), timeout=opts.interval)
         _collect(ray, follow, done, on_node_loss)
         _poll(ray, follow, timeout=opts.interval)
@@ -500,27 +508,35 @@ def measure_cluster(
     if copts is None:
         raise ValueError("measure_cluster needs RunOptions.cluster")
     ray = import_ray()
-    owned = _connect(ray, copts.address)
-    shares: list[_Share] = []
+    follow = _Follow()
+    old = _install_signals(follow)  # from here on a Ctrl-C is noted, and acted on once Ray has answered
+    owned = False
     try:
-        shares = _start_actors(ray, _placement(ray, copts.workers_per_node))
-        _prepare(ray, shares, cohorts)
-        follow = _Follow(shares)
-        start_at = time.time() + START_LEAD_S + max(s.rtt_s for s in shares)
-        ship = replace(opts, progress=None, cluster=None, workers=len(shares))
-        for s in shares:
+        owned = _connect(ray, copts.address)
+        follow.shares = _start_actors(ray, _placement(ray, copts.workers_per_node))
+        _prepare(ray, follow.shares, cohorts)
+        if follow.stops:  # interrupted while starting, placing or preparing: nothing has run, nothing to keep
+            raise click.exceptions.Abort()
+        start_at = time.time() + START_LEAD_S + max(s.rtt_s for s in follow.shares)
+        ship = replace(opts, progress=None, cluster=None, workers=len(follow.shares))
+        for s in follow.shares:
             s.ref = s.actor.run.remote(
-                start_at + s.offset_s, s.part, len(shares), cohorts, load, timeouts, limits, ship, bool(opts.progress)
+                start_at + s.offset_s,
+                s.part,
+                len(follow.shares),
+                cohorts,
+                load,
+                timeouts,
+                limits,
+                ship,
+                bool(opts.progress),
             )
-        old = _install_signals(follow)
-        try:
-            _follow(ray, follow, opts, copts.on_node_loss)
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+        _follow(ray, follow, opts, copts.on_node_loss)
         return _merge(cohorts, follow, copts)
     finally:
-        for s in shares:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for s in follow.shares:
             ray.kill(s.actor)
         if owned:
             ray.shutdown()

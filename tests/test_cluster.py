@@ -155,8 +155,11 @@ def _actor_pids() -> set[int]:
     return pids
 
 
-def _run_and_kill_one(ray_address: str, out: Path, duration: str, kill_after: float, *extra: str) -> tuple[int, str]:
-    """A CLI run joining the session's Ray (two actors); one actor SIGKILLed ``kill_after`` s after both exist."""
+def _run_and_kill_one(
+    ray_address: str, out: Path, duration: str, kill_after: float, *extra: str, driver: bool = False
+) -> tuple[int, str]:
+    """A CLI run joining the session's Ray (two actors); ``kill_after`` s after both exist, one actor is
+    SIGKILLed (or, with ``driver``, the command itself gets a SIGINT)."""
     before = _actor_pids()
     with target_process("--canonical-ttfe-ms", "50", "--canonical-gap-ms", "20", "--canonical-events", "5") as url:
         proc = subprocess.Popen(
@@ -176,7 +179,10 @@ def _run_and_kill_one(ray_address: str, out: Path, duration: str, kill_after: fl
                 time.sleep(0.1)
             assert len(mine) == 2, "the run's two actors never appeared"
             time.sleep(kill_after)
-            os.kill(min(mine), signal.SIGKILL)
+            if driver:
+                proc.send_signal(signal.SIGINT)
+            else:
+                os.kill(min(mine), signal.SIGKILL)
             _, stderr = proc.communicate(timeout=120)
         finally:
             proc.kill()
@@ -186,7 +192,7 @@ def _run_and_kill_one(ray_address: str, out: Path, duration: str, kill_after: fl
 
 def test_killed_actor_is_recorded_survivor_kept_exit_3(ray_address: str, tmp_path: Path) -> None:
     out = tmp_path / "killed.json"
-    code, stderr = _run_and_kill_one(ray_address, out, "60", 15)  # past the first checkpoint (10 s into the run)
+    code, stderr = _run_and_kill_one(ray_address, out, "60", 16)  # the first checkpoint: 10 s into the run
     assert code == 3, stderr
     doc = _doc(out)
     assert doc["interrupted"] is True and "lost" in doc["stop_reason"]
@@ -210,6 +216,17 @@ def test_on_node_loss_continue_flags_the_load_below_target(ray_address: str, tmp
     (error,) = doc["worker_errors"]
     assert "lost (ActorDiedError" in error and "no checkpoint to keep" in error, error
     assert doc["cohorts"]["canonical"]["outcomes"].get("ok", 0) > 0
+
+
+def test_sigint_on_the_driver_stops_every_actor_and_keeps_their_data(ray_address: str, tmp_path: Path) -> None:
+    out = tmp_path / "interrupted.json"
+    code, stderr = _run_and_kill_one(ray_address, out, "60", 3, "--grace", "2", driver=True)
+    assert code == 3, stderr
+    doc = _doc(out)
+    assert doc["interrupted"] is True and doc["stop_reason"] == "interrupted by SIGINT"
+    assert doc["worker_errors"] == [] and doc["generator"]["nodes"][0]["lost"] == []
+    c = doc["cohorts"]["canonical"]
+    assert c["outcomes"].get("ok", 0) > 0 and sum(i["started"] for i in doc["intervals"]) == c["sessions"]
 
 
 @pytest.mark.parametrize(("slower", "verdict", "code"), [(0.0, "GREEN", 0), (20.0, "RED", 2)])
