@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -276,22 +277,26 @@ def _connect(ray: Any, address: str) -> bool:
         return False
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
     try:
-        if address.startswith("local:"):
-            ray.init(
-                address="local",
-                num_cpus=int(address.removeprefix("local:")),
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                object_store_memory=100 * 1024 * 1024,
-                **quiet,
-            )
-        else:
-            ray.init(address=address, **quiet)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray warns, then raises: the one line below says it all
+            if address.startswith("local:"):
+                ray.init(
+                    address="local",
+                    num_cpus=int(address.removeprefix("local:")),
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    object_store_memory=100 * 1024 * 1024,
+                    **quiet,
+                )
+            else:
+                ray.init(address=address, **quiet)
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; all mean the same to the user
-        raise ClusterError(
-            f"--cluster {redact_url(address)}: cannot connect: {str(exc).splitlines()[0][:200]}"
-        ) from None
+        raise ClusterError(f"--cluster {redact_url(address)}: cannot connect: {_first_line(exc)}") from None
     return True
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _placement(ray: Any, per_node: int | None) -> list[tuple[str, str]]:
@@ -330,7 +335,7 @@ def _prepare(ray: Any, shares: list[_Share], cohorts: Sequence[CohortSpec]) -> N
     try:
         answers = ray.get([s.actor.prepare.remote(hosts) for s in shares], timeout=PREPARE_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - placement timeout or an actor that died starting
-        raise ClusterError(f"actors could not be placed and prepared: {str(exc).splitlines()[0][:200]}") from None
+        raise ClusterError(f"actors could not be placed and prepared: {_first_line(exc)}") from None
     for share, answer in zip(shares, answers, strict=True):
         bad = {h: v for h, v in answer["dns"].items() if v != "ok"}
         if bad:
@@ -373,9 +378,8 @@ def _collect(ray: Any, follow: _Follow, done: list[Any], on_node_loss: str) -> N
             share.result = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - actor death, late start, or a failure inside the share
             cause = getattr(exc, "cause", None) or exc
-            first_line = (str(cause).splitlines() or [""])[0][:200]
             died = isinstance(exc, ray.exceptions.RayActorError)
-            share.lost = f"{'lost' if died else 'failed'} ({type(cause).__name__}: {first_line})"
+            share.lost = f"{'lost' if died else 'failed'} ({type(cause).__name__}: {_first_line(cause)})"
             follow.losses.append(share)
             if on_node_loss == "abort":
                 _stop_rest(follow, f"node {share.node_ip}: actor {share.part} {share.lost}; stopped the rest")
