@@ -30,6 +30,7 @@ def ray_address() -> Iterator[str]:
     """Ray with 2 CPUs on loopback, no dashboard, started once for the session."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
     ray.init(
+        address="local",  # a new one, whatever cluster this machine may know of
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
