@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -381,6 +382,8 @@ def _collect(ray: Any, follow: _Follow, done: list[Any], on_node_loss: str) -> N
             died = isinstance(exc, ray.exceptions.RayActorError)
             share.lost = f"{'lost' if died else 'failed'} ({type(cause).__name__}: {_first_line(cause)})"
             follow.losses.append(share)
+            then = "stopping the rest" if on_node_loss == "abort" else "the rest go on, below the target load"
+            print(f"sseprobe: node {share.node_ip}: actor {share.part} {share.lost}; {then}", file=sys.stderr)
             if on_node_loss == "abort":
                 _stop_rest(follow, f"node {share.node_ip}: actor {share.part} {share.lost}; stopped the rest")
 

@@ -195,6 +195,7 @@ def test_killed_actor_is_recorded_survivor_kept_exit_3(ray_address: str, tmp_pat
     out = tmp_path / "killed.json"
     code, stderr = _run_and_kill_one(ray_address, out, "60", 16)  # the first checkpoint: 10 s into the run
     assert code == 3, stderr
+    assert "lost (ActorDiedError" in stderr and "stopping the rest" in stderr
     doc = _doc(out)
     assert doc["interrupted"] is True and "lost" in doc["stop_reason"]
     (error,) = doc["worker_errors"]
