@@ -137,8 +137,14 @@ def test_a_late_actor_refuses_to_run(ray_address: str, target: str) -> None:
         ref = actor.run.remote(late_start, 0, 1, cohorts, Load(sessions=50), Timeouts(), Limits(), RunOptions(), True)
         with pytest.raises(ray.exceptions.RayTaskError) as exc:
             ray.get(ref, timeout=60)
-        assert isinstance(exc.value.cause, LateStart), exc.value
+        assert isinstance(exc.value.cause, LateStart) and "late" in str(exc.value.cause), exc.value
         assert ray.get(actor.poll.remote(0), timeout=60) == {"progress": None, "checkpoint_seq": 0, "checkpoint": None}
+        on_time = actor.run.remote(
+            time.time(), 0, 1, cohorts, Load(sessions=5), Timeouts(), Limits(), RunOptions(), True
+        )
+        with pytest.raises(ray.exceptions.RayTaskError) as again:  # an actor is asked once: never a share twice
+            ray.get(on_time, timeout=60)
+        assert isinstance(again.value.cause, LateStart) and "already ran" in str(again.value.cause)
     finally:
         ray.kill(actor)
 
