@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import click
 from click.core import ParameterSource
 
+from ._cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
 from ._config import LEGACY_STREAMS, SESSION_CREATE, FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import Load
 from ._http import tls_context
@@ -248,6 +249,27 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 callback=_bounded,
                 default=None,
                 help="Engine processes, each with its share of the load (default: the number of CPUs).",
+            ),
+            click.option(
+                "--cluster",
+                default=None,
+                metavar="local:N|ray://HOST:PORT|auto",
+                help="Run the shares as Ray actors on every node of a cluster (needs the ray extra): "
+                "local:N starts Ray here with N CPUs, auto joins the cluster of a Ray job.",
+            ),
+            click.option(
+                "--workers-per-node",
+                type=int,
+                default=None,
+                help="With --cluster: actors on each node (default: the node's CPUs).",
+            ),
+            click.option(
+                "--on-node-loss",
+                type=click.Choice(NODE_LOSS),
+                default="abort",
+                show_default=True,
+                help="With --cluster: when an actor or node is lost, stop the rest (the run is interrupted) "
+                "or continue (the load is flagged as below target).",
             ),
             click.option(
                 "--abort-on-trigger",
@@ -571,6 +593,7 @@ def build_run_options(o: dict[str, Any], policy: Policy, load: Load | None = Non
         progress_every=None if sys.stderr.isatty() else progress_period(),
         abort_on_trigger=abort,
         policy=policy,
+        cluster=build_cluster(o),
     )
 
 
@@ -667,6 +690,22 @@ def prepare_run(
     return run_opts, load, out
 
 
+def build_cluster(o: dict[str, Any]) -> ClusterOptions | None:
+    """--cluster and its companions; Ray is imported here so a missing extra fails before any load."""
+    address, per_node, on_loss = o.get("cluster"), o.get("workers_per_node"), o.get("on_node_loss") or "abort"
+    if address is None:
+        if per_node is not None:
+            raise UsageProblem("--workers-per-node needs --cluster")
+        return None
+    if per_node is not None and per_node < 1:
+        raise UsageProblem("--workers-per-node must be >= 1")
+    if on_loss not in NODE_LOSS:
+        raise UsageProblem(f"on_node_loss: expected one of {', '.join(NODE_LOSS)}, got {on_loss!r}")
+    _value_object(lambda: parse_cluster(address))
+    import_ray()
+    return ClusterOptions(address, per_node, on_loss)
+
+
 def build_flow(flow: str, url: str | None, what: str = "--url", **kw: Any) -> FlowOptions:
     if not url:
         raise UsageProblem(f"{what} is required (on the command line or in the scenario)")
@@ -682,7 +721,8 @@ def load_config(o: dict[str, Any], load: Load, timeouts: Timeouts, workers: int)
         "concurrency": load.concurrency,
         "think": load.think,
         "grace": load.grace,
-        "workers": workers,
+        "workers": None if o.get("cluster") else workers,  # on a cluster: generator.cluster.actors
+        "cluster": redact_url(o["cluster"]) if o.get("cluster") else None,
         "scenario": o.get("scenario"),
         "model": "open" if schedule else "closed",
         "phases": [

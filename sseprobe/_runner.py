@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hdrh.histogram import HdrHistogram
 
@@ -30,7 +30,10 @@ from ._record import SessionRecord
 from ._redact import redact_url
 from ._stats import CohortStats, new_histogram, summarize_ms
 
-__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers"]
+if TYPE_CHECKING:
+    from ._cluster import ClusterOptions
+
+__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share"]
 
 SATURATED_LAG_MS = 5.0  # loop or start lag p99 above this: timings may be inflated by the generator
 
@@ -46,6 +49,7 @@ class RunOptions:
     policy: Policy = DEFAULT_POLICY
     interval: float = 1.0
     judge: bool = True  # this process judges abort-on-trigger (False in workers: the parent judges the merge)
+    cluster: ClusterOptions | None = None  # run the shares as Ray actors instead of forked workers
 
 
 @dataclass
@@ -102,8 +106,10 @@ async def _measure(
     signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
     report: Callable[[Progress], None] | None,
     on_ready: Callable[[], None] | None = None,
+    control: RunControl | None = None,
+    checkpoint: Callable[[float, dict[str, CohortStats]], None] | None = None,
 ) -> Measured:
-    control = RunControl()
+    control = control or RunControl()
     stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
     intervals = IntervalLog(opts.interval)
     window = LiveWindow(opts.abort_on_trigger or 10.0)
@@ -128,6 +134,8 @@ async def _measure(
             now = time.perf_counter() - t0
             achieved = (control.started - last_started) / opts.interval
             last_started = control.started
+            if checkpoint:
+                checkpoint(now, stats)
             if not live:
                 continue
             current = window.stats(now)
@@ -276,6 +284,43 @@ def _worker_load(load: Load, part: int, parts: int) -> Load:
     )
 
 
+def run_share(
+    part: int,
+    parts: int,
+    cohorts: Sequence[CohortSpec],
+    load: Load,
+    timeouts: Timeouts,
+    limits: Limits,
+    opts: RunOptions,
+    signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
+    report: Callable[[Progress], None] | None,
+    on_ready: Callable[[], None] | None = None,
+    control: RunControl | None = None,
+    checkpoint: Callable[[float, dict[str, CohortStats]], None] | None = None,
+) -> dict[str, Any]:
+    """One share of the load, run to its end: the payload a forked worker or a Ray actor ships back."""
+    m = run(
+        _measure(
+            cohorts,
+            _worker_load(load, part, parts),
+            timeouts,
+            limits,
+            replace(opts, progress=None),
+            signals,
+            report,
+            on_ready,
+            control,
+            checkpoint,
+        )
+    )
+    return {
+        "info": m.info,
+        "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
+        "intervals": m.intervals,
+        "generator": m.generator,
+    }
+
+
 def _worker(
     part: int,
     parts: int,
@@ -298,30 +343,20 @@ def _worker(
         def report(progress: Progress) -> None:
             out.put(("progress", part, progress))
 
-        m = run(
-            _measure(
-                cohorts,
-                _worker_load(load, part, parts),
-                timeouts,
-                limits,
-                replace(opts, progress=None, judge=False),
-                ((signal.SIGTERM,), (signal.SIGUSR1,)),
-                report if opts.progress or judged else None,
-                on_ready=lambda: out.put(("ready", part, None)),
-            )
+        signals = ((signal.SIGTERM,), (signal.SIGUSR1,))
+        payload = run_share(
+            part,
+            parts,
+            cohorts,
+            load,
+            timeouts,
+            limits,
+            replace(opts, judge=False),  # the parent judges abort-on-trigger on the merged windows
+            signals,
+            report if opts.progress or judged else None,
+            on_ready=lambda: out.put(("ready", part, None)),
         )
-        out.put(
-            (
-                "result",
-                part,
-                {
-                    "info": m.info,
-                    "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
-                    "intervals": m.intervals,
-                    "generator": m.generator,
-                },
-            )
-        )
+        out.put(("result", part, payload))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost silently
         out.put(("error", part, f"{type(exc).__name__}: {exc}"[:300]))
 
@@ -507,6 +542,10 @@ def measure(
     An interrupt before the run's own handlers are in place (start-up, forking) still returns a
     document's worth: interrupted, with whatever was measured (nothing)."""
     try:
+        if opts.cluster is not None:
+            from ._cluster import measure_cluster  # here, not above: _cluster builds on this module
+
+            return measure_cluster(cohorts, load, timeouts, limits, opts)
         if opts.workers > 1:
             return _multi(cohorts, load, timeouts, limits, opts)
         return _single(cohorts, load, timeouts, limits, opts)
