@@ -405,9 +405,19 @@ def measure(
     opts: RunOptions = RunOptions(),
 ) -> Measured:
     """Run the load to its end (or until stopped) and return the folded stats."""
-    if opts.workers > 1:
-        return _multi(cohorts, load, timeouts, limits, opts)
+    workers = useful_workers(load, opts.workers)
+    if workers > 1:
+        return _multi(cohorts, load, timeouts, limits, replace(opts, workers=workers))
     return _single(cohorts, load, timeouts, limits, opts)
+
+
+def useful_workers(load: Load, workers: int) -> int:
+    """Never more workers than closed-model users: each worker runs at least one user, so ``-c 1``
+    on two workers ran two sessions at once, and the server's latency under that doubled load was
+    reported as the latency at ``-c 1``."""
+    if load.schedule is None:
+        return max(1, min(workers, load.concurrency))
+    return workers
 
 
 def default_workers() -> int:
