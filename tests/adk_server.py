@@ -9,9 +9,12 @@ sends the same two requests sseprobe's canonical flow sends (ADK-style session c
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +36,16 @@ def adk_command() -> list[str] | None:
         return [exe]
     found = shutil.which("adk")
     return [found] if found else None
+
+
+def _die_with_parent() -> None:
+    """In the server's process before exec: SIGTERM when the test process dies, even by SIGKILL,
+    so a killed test run leaves no server behind (Linux; elsewhere the ``with`` block's end)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _free_port() -> int:
@@ -86,6 +99,7 @@ def adk_api_server(startup_s: float = 90.0) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -106,11 +120,13 @@ def adk_api_server(startup_s: float = 90.0) -> Iterator[str]:
 @dataclass(frozen=True)
 class RawTimes:
     """Milliseconds from the ``/run_sse`` request's ``sendall`` to its response head, and to the
-    first byte of its first ``data:`` line; ``events``: ``data:`` lines in the whole stream."""
+    first byte of its first ``data:`` line; ``events``: ``data:`` lines in the whole stream;
+    ``last_text``: the first text part of the last event."""
 
     headers_ms: float
     first_data_ms: float
     events: int
+    last_text: str
 
 
 def _request(method: str, path: str, host: str, body: bytes, accept: str) -> bytes:
@@ -199,4 +215,14 @@ def _stream(sock: socket.socket, request: bytes) -> RawTimes:
         body += data
     if first_at is None:
         raise RuntimeError("run_sse sent no data: line")
-    return RawTimes((headers_at - t0) * 1000.0, (first_at - t0) * 1000.0, body.count(b"data:"))
+    return RawTimes((headers_at - t0) * 1000.0, (first_at - t0) * 1000.0, body.count(b"data:"), _last_text(body))
+
+
+def _last_text(body: bytes) -> str:
+    """The first text part of the stream's last ``data:`` JSON (chunk framing lines are skipped)."""
+    lines = [line for line in body.split(b"\r\n") if line.startswith(b"data: ")]
+    for line in reversed(lines):
+        event = json.loads(line[6:])
+        parts = (event.get("content") or {}).get("parts") or [{}]
+        return str(parts[0].get("text", ""))
+    return ""
