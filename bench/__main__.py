@@ -5,7 +5,7 @@
   python -m bench --quick         # a smoke run of each (~1 minute); the bars are not judged on it
   python -m bench --only decode,peer --json out.json
 
-Benchmarks: decode (2), concurrent (3), truth (4), peer (5); see bench/README.md for methods.
+Benchmarks: decode (2), concurrent (3), truth (4), peer (5), adk (6); see bench/README.md for methods.
 Never part of the test suite's pass/fail: the exit code is 0 unless a benchmark could not run.
 """
 
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import peer
+from . import adk, peer
 from ._util import PY, ROOT, machine, median, other_cpu_busy, raise_nofile, run_worker, spread, target, target_stats
 
 Row = dict[str, Any]
@@ -293,6 +293,7 @@ BENCHES: dict[str, Callable[[int, bool], list[Row]]] = {
     "concurrent": bench_concurrent,
     "truth": bench_truth,
     "peer": bench_peer,
+    "adk": adk.bench_adk,
 }
 
 

@@ -1,8 +1,8 @@
 """A real ``adk api_server`` (google-adk) serving the scripted agent in tests/adk_agents, and a
 blocking raw-socket client to hold sseprobe's latencies against.
 
-The server runs in its own process on 127.0.0.1 with in-memory session and artifact services (no
-files written next to the agent), and is stopped when the ``with`` block ends. The raw client
+The server runs in its own process on 127.0.0.1, with in-memory session and artifact services by
+default (no files written next to the agent), and is stopped when the ``with`` block ends. The raw client
 sends the same two requests sseprobe's canonical flow sends (ADK-style session create, then
 ``POST /run_sse``) and stamps ``perf_counter()`` around ``sendall``/``recv``: the oracle.
 """
@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -73,45 +74,42 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], within: float) -> None:
 
 
 @contextmanager
-def adk_api_server(startup_s: float = 90.0) -> Iterator[str]:
-    """``adk api_server`` on a free 127.0.0.1 port; yields its base URL; stopped on exit."""
+def adk_api_server(local_storage: bool = False, startup_s: float = 90.0) -> Iterator[str]:
+    """``adk api_server`` on a free 127.0.0.1 port; yields its base URL; stopped on exit.
+
+    ``local_storage``: ADK's default session storage (a SQLite file per agent, written next to it,
+    so the agents are served from a temporary copy) instead of in-memory sessions."""
     cmd = adk_command()
     if cmd is None:
         raise RuntimeError("google-adk is not installed (pip install -e '.[test]')")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            *cmd,
-            "api_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--session_service_uri",
-            "memory://",
-            "--artifact_service_uri",
-            "memory://",
-            "--log_level",
-            "warning",
-            AGENTS_DIR,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc, startup_s)
-        yield url
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryDirectory(prefix="sseprobe-adk-") as tmp:
+        if local_storage:
+            agents = shutil.copytree(AGENTS_DIR, os.path.join(tmp, "agents"))
+            storage = ["--use_local_storage"]
+        else:
+            agents = AGENTS_DIR
+            storage = ["--session_service_uri", "memory://", "--artifact_service_uri", "memory://"]
+        port = _free_port()
+        args = ["api_server", "--host", "127.0.0.1", "--port", str(port), *storage, "--log_level", "warning", agents]
+        proc = subprocess.Popen(
+            [*cmd, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+            _wait_ready(url, proc, startup_s)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 # --- the raw-socket oracle ---------------------------------------------------------------------
@@ -219,10 +217,12 @@ def _stream(sock: socket.socket, request: bytes) -> RawTimes:
 
 
 def _last_text(body: bytes) -> str:
-    """The first text part of the stream's last ``data:`` JSON (chunk framing lines are skipped)."""
-    lines = [line for line in body.split(b"\r\n") if line.startswith(b"data: ")]
-    for line in reversed(lines):
-        event = json.loads(line[6:])
-        parts = (event.get("content") or {}).get("parts") or [{}]
-        return str(parts[0].get("text", ""))
+    """The first text part of the stream's last ``data:`` JSON with content (framing lines skipped)."""
+    for line in reversed(body.split(b"\n")):
+        if line.startswith(b"data: "):
+            try:
+                parts = json.loads(line[6:])["content"]["parts"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            return str(parts[0].get("text", "")) if parts else ""
     return ""
