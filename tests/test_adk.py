@@ -129,4 +129,4 @@ def test_ttfe_agrees_with_a_raw_socket_client(adk_server: str, tmp_path: Path) -
         oracle.append(statistics.median(raw_session(adk_server, message).first_data_ms for _ in range(5)))
     ours_ms, oracle_ms = statistics.median(ours), statistics.median(oracle)
     assert oracle_ms >= 60 and ours_ms >= 60  # both waited for the agent's delay
-    assert abs(ours_ms - oracle_ms) <= 5 + 0.1 * oracle_ms, (ours, oracle)
+    assert abs(ours_ms - oracle_ms) <= 5 + 0.15 * oracle_ms, (ours, oracle)
