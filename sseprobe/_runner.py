@@ -412,12 +412,11 @@ def measure(
 
 
 def useful_workers(load: Load, workers: int) -> int:
-    """Never more workers than closed-model users: each worker runs at least one user, so ``-c 1``
-    on two workers ran two sessions at once, and the server's latency under that doubled load was
-    reported as the latency at ``-c 1``."""
-    if load.schedule is None:
-        return max(1, min(workers, load.concurrency))
-    return workers
+    """Never more workers than sessions allowed in flight at once (closed-model users, or the open
+    model's ``max_in_flight``): each worker gets at least one, so ``-c 1`` on two workers ran two
+    sessions at once, and the server's latency under that doubled load was reported as ``-c 1``'s."""
+    in_flight = load.concurrency if load.schedule is None else load.max_in_flight
+    return max(1, min(workers, in_flight))
 
 
 def default_workers() -> int:

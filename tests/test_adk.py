@@ -64,11 +64,15 @@ def test_agent_failure_is_a_stream_error(adk_server: str, tmp_path: Path) -> Non
     assert code in (0, 2)  # never 3 (it ran) nor 1; 2 where a run judges its completion rate
 
 
-def test_one_user_is_one_session_at_a_time_whatever_the_workers(adk_server: str, tmp_path: Path) -> None:
+def test_one_in_flight_means_one_at_the_server_whatever_the_workers(adk_server: str, tmp_path: Path) -> None:
     _peak(adk_server)  # reset
     _run(adk_server, tmp_path / "two.json", FAST, "-n", "6", "-c", "2", "-w", "1")
     assert _peak(adk_server) == 2  # the agent sees concurrent runs when there are some
     code, cohort = _run(adk_server, tmp_path / "one.json", FAST, "-n", "6", "-c", "1", "-w", "2")
+    assert (code, cohort["outcomes"]) == (0, {"ok": 6})
+    assert _peak(adk_server) == 1
+    open_model = ("-n", "6", "--rate", "50", "--max-in-flight", "1", "-w", "2")
+    code, cohort = _run(adk_server, tmp_path / "open.json", FAST, *open_model)
     assert (code, cohort["outcomes"]) == (0, {"ok": 6})
     assert _peak(adk_server) == 1
 
