@@ -76,8 +76,9 @@ def alternate(
 
 
 def _row(name: str, got: dict[str, Any], bar: bool) -> dict[str, Any]:
+    """Judged on the difference of the two medians shown; the median of the paired (same round)
+    differences is in the notes: it is less moved by drift between rounds."""
     ours, raw = median(got["ours_ttfe"]), median(got["raw_ttfe"])
-    diff = median(got["diff"])
     return {
         "bench": f"TTFE p50 at -c 1 (ms), {name}",
         "sseprobe": ours,
@@ -85,11 +86,11 @@ def _row(name: str, got: dict[str, Any], bar: bool) -> dict[str, Any]:
         "baseline_name": "raw socket",
         "ratio": ours / raw,
         "bar": "within 3 ms of a raw socket" if bar else "",
-        "met": abs(diff) <= 3.0 if bar else None,
+        "met": abs(ours - raw) <= 3.0 if bar else None,
         "noise": (
-            f"sseprobe - raw p50: median {diff:+.2f} ms ({spread(got['diff'])}); TTFE spread sseprobe "
-            f"{spread(got['ours_ttfe'])}, raw {spread(got['raw_ttfe'])}; headers p50 "
-            f"{median(got['ours_headers']):.2f} vs {median(got['raw_headers']):.2f}; "
+            f"sseprobe - raw {ours - raw:+.2f} ms; per round: median {median(got['diff']):+.2f} "
+            f"({spread(got['diff'])}); TTFE spread sseprobe {spread(got['ours_ttfe'])}, raw {spread(got['raw_ttfe'])}; "
+            f"headers p50 {median(got['ours_headers']):.2f} vs {median(got['raw_headers']):.2f}; "
             f"{len(got['diff'])} rounds; load avg at end {got['load_avg'][0]:.2f}"
         ),
     }
