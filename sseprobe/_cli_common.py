@@ -22,7 +22,7 @@ from ._engine import Load
 from ._pacer import Phase, Schedule
 from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ._redact import SECRET_HEADERS, redact_url
-from ._runner import RunOptions, default_workers
+from ._runner import RunOptions, default_workers, useful_workers
 from ._scenario import Scenario, ScenarioError, load_scenario
 
 __all__ = [
@@ -419,7 +419,7 @@ def load_config(o: dict[str, Any], load: Load, timeouts: Timeouts, workers: int)
         "concurrency": load.concurrency,
         "think": load.think,
         "grace": load.grace,
-        "workers": workers,
+        "workers": useful_workers(load, workers),  # the processes that ran
         "scenario": o.get("scenario"),
         "model": "open" if schedule else "closed",
         "phases": [

@@ -71,6 +71,7 @@ def test_one_in_flight_means_one_at_the_server_whatever_the_workers(adk_server: 
     code, cohort = _run(adk_server, tmp_path / "one.json", FAST, "-n", "6", "-c", "1", "-w", "2")
     assert (code, cohort["outcomes"]) == (0, {"ok": 6})
     assert _peak(adk_server) == 1
+    assert json.loads((tmp_path / "one.json").read_text())["config"]["load"]["workers"] == 1  # as it ran
     open_model = ("-n", "6", "--rate", "50", "--max-in-flight", "1", "-w", "2")
     code, cohort = _run(adk_server, tmp_path / "open.json", FAST, *open_model)
     assert (code, cohort["outcomes"]) == (0, {"ok": 6})
