@@ -30,7 +30,7 @@ from ._pacer import Phase, Schedule
 from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ._redact import SECRET_HEADERS, redact_url
 from ._results import ResultsError, check_output, default_out_path
-from ._runner import RunOptions, default_workers
+from ._runner import RunOptions, default_workers, useful_workers
 from ._scenario import Scenario, ScenarioError, load_scenario, out_of_bounds
 
 __all__ = [
@@ -721,7 +721,9 @@ def load_config(o: dict[str, Any], load: Load, timeouts: Timeouts, workers: int)
         "concurrency": load.concurrency,
         "think": load.think,
         "grace": load.grace,
-        "workers": None if o.get("cluster") else workers,  # on a cluster: generator.cluster.actors
+        "workers": None
+        if o.get("cluster")
+        else useful_workers(load, workers),  # processes that ran (cluster: generator)
         "cluster": redact_url(o["cluster"]) if o.get("cluster") else None,
         "scenario": o.get("scenario"),
         "model": "open" if schedule else "closed",

@@ -546,11 +546,20 @@ def measure(
             from ._cluster import measure_cluster  # here, not above: _cluster builds on this module
 
             return measure_cluster(cohorts, load, timeouts, limits, opts)
-        if opts.workers > 1:
-            return _multi(cohorts, load, timeouts, limits, opts)
+        workers = useful_workers(load, opts.workers)  # never more processes than sessions can be in flight
+        if workers > 1:
+            return _multi(cohorts, load, timeouts, limits, replace(opts, workers=workers))
         return _single(cohorts, load, timeouts, limits, opts)
     except KeyboardInterrupt:
         return _nothing_measured(cohorts, "interrupted while starting")
+
+
+def useful_workers(load: Load, workers: int) -> int:
+    """Never more workers than sessions allowed in flight at once (closed-model users, or the open
+    model's ``max_in_flight``): each worker gets at least one, so ``-c 1`` on two workers ran two
+    sessions at once, and the server's latency under that doubled load was reported as ``-c 1``'s."""
+    in_flight = load.concurrency if load.schedule is None else load.max_in_flight
+    return max(1, min(workers, in_flight))
 
 
 def default_workers() -> int:

@@ -46,3 +46,13 @@ def target() -> Iterator[str]:
         "--canonical-ttfe-ms", "40", "--legacy-ttfe-ms", "40", "--canonical-gap-ms", "5", "--legacy-gap-ms", "5"
     ) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def adk_server() -> Iterator[str]:
+    """A real ``adk api_server`` serving the scripted agent (tests/adk_agents), one for the whole
+    test session (it takes seconds to start); stopped when the session ends."""
+    from tests.adk_server import adk_api_server  # late: only the tests that use it pay for it
+
+    with adk_api_server() as url:
+        yield url
