@@ -251,6 +251,8 @@ def test_compare_on_local_2_gives_the_fork_runners_verdicts(
         args = ["compare", "--canonical", url, "--legacy", url, "-n", "1500", "-c", "16", "--cluster", "local:2"]
         rc = main([*args, "--out", str(out)])
     doc = _doc(out)
+    if doc["generator"]["saturated"] and rc != code:  # as in test_compare_cli: this run measured the machine
+        pytest.skip(f"the generator was saturated, so this run measured the machine: {doc['generator']['note']}")
     assert (rc, doc["verdict"]["overall"]) == (code, verdict), doc["verdict"]
     assert doc["cohorts"]["canonical"]["sessions"] == doc["cohorts"]["legacy"]["sessions"] == 1500
     assert doc["generator"]["cluster"]["actors"] == 2
