@@ -16,14 +16,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import click
 from click.core import ParameterSource
 
 from ._cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
-from ._config import LEGACY_STREAMS, SESSION_CREATE, FlowOptions, Limits, Timeouts, TLSOptions
+from ._config import LEGACY_STREAMS, SESSION_CREATE, FlowName, FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import Load
 from ._http import tls_context
 from ._pacer import Phase, Schedule
@@ -106,6 +106,8 @@ def split_credentials(url: str, what: str = "--url") -> tuple[str, tuple[str, st
         raise UsageProblem(f"{what}: the credentials in the URL are not text") from None
     return urlunsplit(parts._replace(netloc=host)), ("Authorization", f"Basic {token}")
 
+
+_T = TypeVar("_T")
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: header names and methods
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters other than tab
@@ -523,7 +525,7 @@ def resolve(ctx: click.Context, params: dict[str, Any], scenario: Scenario | Non
 # --- value objects ---------------------------------------------------------------------------------
 
 
-def _value_object(build: Callable[[], Any]) -> Any:
+def _value_object(build: Callable[[], _T]) -> _T:
     try:
         return build()
     except ValueError as exc:
@@ -709,7 +711,7 @@ def build_cluster(o: dict[str, Any]) -> ClusterOptions | None:
 def build_flow(flow: str, url: str | None, what: str = "--url", **kw: Any) -> FlowOptions:
     if not url:
         raise UsageProblem(f"{what} is required (on the command line or in the scenario)")
-    return _value_object(lambda: FlowOptions(flow=flow, url=parse_url(url, what), **kw))
+    return _value_object(lambda: FlowOptions(flow=cast(FlowName, flow), url=parse_url(url, what), **kw))
 
 
 def load_config(o: dict[str, Any], load: Load, timeouts: Timeouts, workers: int) -> dict[str, Any]:

@@ -150,7 +150,7 @@ def _live_cohorts(
 @flow_options
 @load_options
 @click.pass_context
-def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> int:
+def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) -> int:
     """Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).
 
     Live: ``compare --canonical URL --legacy URL``: runs both cohorts at once, interleaved.

@@ -204,7 +204,7 @@ def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str |
 )
 @load_options
 @click.pass_context
-def run_cmd(ctx: click.Context, **params: Any) -> int:
+def run_cmd(ctx: click.Context, /, **params: Any) -> int:
     """Measure one flow against one URL.
 
     Prints connect success, completion, TTFE and completion percentiles, 5xx and timeout

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import click
@@ -34,7 +34,7 @@ import orjson
 
 from ._check import run_checks
 from ._compare import compare
-from ._config import FlowOptions
+from ._config import FlowName, FlowOptions
 from ._history import CohortRow, History, HistoryError, PassRow
 from ._policy import DEFAULT_POLICY, Policy, PolicyError, check_triggers, load_policy, metric_value
 from ._prom import PassMetrics, push, write_textfile
@@ -240,9 +240,9 @@ def check_part(cfg: MonitorConfig) -> tuple[Part, bool]:
     results = []
     for url, flows in groups.items():
         opts = FlowOptions(
-            flow=flows[0],
+            flow=cast(FlowName, flows[0]),
             url=url,
-            app=cfg.app or "vana",  # type: ignore[arg-type]
+            app=cfg.app or "vana",
             user_prefix="sseprobe-monitor",
             headers=_headers(cfg),
         )

@@ -381,7 +381,7 @@ def load_policy(path: str | Path) -> Policy:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise L.fail("min_sessions", "an integer >= 1", v)
         top["min_sessions"] = v
-    common: dict[str, float] = {}
+    common: dict[str, Any] = {}  # checked numbers; MetricRule checks the rest
     for k in ("yellow", "red", "rate_floor"):
         if k in doc:
             common[k] = L.number(k, doc[k], 1e-9, 1e9, "a positive number")
@@ -410,7 +410,7 @@ def load_policy(path: str | Path) -> Policy:
         base = triggers.get(name)
         if base is None and not {"metric", "op", "threshold"} <= tbl.keys():
             raise L.fail(key, "metric, op and threshold for a new trigger", sorted(tbl))
-        vals = {
+        vals: dict[str, Any] = {
             "metric": L.text(f"{key}.metric", tbl["metric"]) if "metric" in tbl else base.metric,  # type: ignore[union-attr]
             "op": L.text(f"{key}.op", tbl["op"], sorted(_OPS)) if "op" in tbl else base.op,  # type: ignore[union-attr]
             "threshold": L.number(f"{key}.threshold", tbl["threshold"], -1e18, 1e18, "a number")

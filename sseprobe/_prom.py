@@ -140,7 +140,7 @@ class _Collector:
 
 def _registry(pm: PassMetrics) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(_Collector(pm))  # type: ignore[arg-type]
+    reg.register(_Collector(pm))
     return reg
 
 

@@ -45,12 +45,13 @@ def _validate(obj: Any) -> None:
     """Reject wrong types and out-of-range knobs up front: the CLI and PATCH both rely on it."""
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if not isinstance(value, _KINDS[f.type]) or isinstance(value, bool) and f.type != "bool":
-            raise TypeError(f"{f.name}: expected {f.type}, got {value!r}")
-        if f.type == "float":
+        kind = str(f.type)  # annotations are strings here (from __future__ import annotations)
+        if not isinstance(value, _KINDS[kind]) or isinstance(value, bool) and kind != "bool":
+            raise TypeError(f"{f.name}: expected {kind}, got {value!r}")
+        if kind == "float":
             setattr(obj, f.name, float(value))
         low, high = _bounds(f.name)
-        if f.type in ("float", "int", "float | None") and value is not None and not low <= value <= high:
+        if kind in ("float", "int", "float | None") and value is not None and not low <= float(value) <= high:
             raise ValueError(f"{f.name}: {value!r} outside [{low}, {high}]")
 
 
@@ -81,7 +82,7 @@ class CohortKnobs:
             raise ValueError("p_5xx + p_429 and p_stream_error + p_premature_close + p_stall must each be <= 1")
 
 
-_KINDS: dict[str, tuple[type, ...]] = {
+_KINDS: dict[str, tuple[type[Any], ...]] = {
     "float": (int, float),
     "int": (int,),
     "bool": (bool,),
@@ -309,7 +310,8 @@ class _Vana:
         try:
             if not request.path.startswith(("/health", "/_target/")):
                 self._guard(request)
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         except _Reject as reject:
             return reject.response
 
