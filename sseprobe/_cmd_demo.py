@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
 
 import click
 
-from ._cli_common import EXIT_UNKNOWN, UsageProblem
-from ._cmd_compare import compare_cmd
+from ._api import compare, plan_from
+from ._plan import EXIT_UNKNOWN, UsageProblem
+from ._results import dumps, write_with_fallback
 
 __all__ = ["demo_cmd"]
 
@@ -66,7 +67,7 @@ def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[subprocess.Pop
     default=None,
     help="Results document path (default: results/compare-<time>.json).",
 )
-def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) -> Any:
+def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) -> int:
     """Compare canonical with legacy on the built-in target, no external service needed.
 
     Canonical's time to first event is set --slower percent above legacy's (100 ms median,
@@ -81,14 +82,16 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
         f"{slower:+g} %; {sessions} sessions per cohort, {concurrency} in flight each",
         err=True,
     )
-    args = ["--canonical", url, "--legacy", url, "-n", str(sessions), "-c", str(concurrency), "--workers", "1"]
-    if out:
-        args += ["--out", out]
+    given = {"canonical_url": url, "legacy_url": url, "sessions": sessions, "concurrency": concurrency, "workers": 1}
     try:
-        return compare_cmd.main(args=args, prog_name="sseprobe demo", standalone_mode=False)
-    except click.ClickException as exc:
-        click.echo(f"sseprobe: error: {exc.format_message()}", err=True)
-        return EXIT_UNKNOWN
+        plan = plan_from(None, {**given, **({"out": out} if out else {})}, "compare")
+        result = compare(plan)
     finally:
         proc.terminate()
         proc.wait(10)
+    path, failed = write_with_fallback(Path(plan.out), dumps(result.document))
+    click.echo(result.text(color=sys.stdout.isatty()))
+    if failed:
+        click.echo(f"sseprobe: error: {failed}; the results are saved in {path}", err=True)
+    click.echo(f"\nresults: {path}")
+    return EXIT_UNKNOWN if failed else result.exit_code

@@ -29,7 +29,7 @@ from collections.abc import Iterator  # noqa: E402
 
 import click  # noqa: E402
 
-from ._cli_common import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
+from ._cli_common import EXIT_OK, EXIT_UNKNOWN, UsageProblem  # noqa: E402
 from ._cmd_check import check_cmd  # noqa: E402
 from ._cmd_compare import compare_cmd  # noqa: E402
 from ._cmd_demo import demo_cmd  # noqa: E402
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         except click.exceptions.Abort:
             click.echo("sseprobe: interrupted", err=True)
             return EXIT_UNKNOWN
-        except click.ClickException as exc:
+        except (click.ClickException, UsageProblem) as exc:
             click.echo(f"sseprobe: error: {_one_line(exc.format_message())}", err=True)
             return EXIT_UNKNOWN
         except KeyboardInterrupt:

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+import sseprobe._api
 import sseprobe._cmd_compare
 import sseprobe._cmd_monitor
 import sseprobe._cmd_report
@@ -240,10 +241,10 @@ def _boom(*_a: Any, **_k: Any) -> Any:
 
 
 FAULTS: list[tuple[str, Any, str, Callable[[Path], list[str]]]] = [
-    ("run", sseprobe._cmd_run, "measure", lambda t: [*RUN, "-n", "1", "-o", str(t / "r.json")]),
+    ("run", sseprobe._api, "measure", lambda t: [*RUN, "-n", "1", "-o", str(t / "r.json")]),
     (
         "compare live",
-        sseprobe._cmd_compare,
+        sseprobe._api,
         "measure",
         lambda t: ["compare", "--canonical", DEAD, "--legacy", DEAD, "-w", "1", "-o", str(t / "c.json")],
     ),
