@@ -17,12 +17,10 @@ from ._compare import Verdict
 from ._compare import compare as judge
 from ._config import FlowOptions, Limits, Timeouts
 from ._engine import CohortSpec, Load
+from ._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
 from ._outcomes import Outcome
 from ._pacer import Phase
 from ._plan import (
-    EXIT_CRITICAL,
-    EXIT_OK,
-    EXIT_UNKNOWN,
     UsageProblem,
     build_limits,
     build_load,

@@ -16,11 +16,8 @@ from click.core import ParameterSource
 from ._api import DEFAULTS
 from ._cluster import NODE_LOSS
 from ._config import LEGACY_STREAMS, SESSION_CREATE
+from ._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
 from ._plan import (
-    EXIT_CRITICAL,
-    EXIT_OK,
-    EXIT_UNKNOWN,
-    EXIT_WARNING,
     UsageProblem,
     build_flow,
     build_limits,

@@ -36,8 +36,9 @@ from ._check import run_checks
 from ._compare import compare
 from ._config import FlowName, FlowOptions
 from ._history import CohortRow, History, HistoryError, PassRow
+from ._levels import exit_codes
 from ._plan import UsageProblem
-from ._policy import DEFAULT_POLICY, Policy, PolicyError, check_triggers, load_policy, metric_value
+from ._policy import DEFAULT_POLICY, Policy, PolicyError, check_triggers, format_metric, load_policy, metric_value
 from ._prom import PassMetrics, push, write_textfile
 from ._redact import redact_url
 from ._results import ResultsError, dumps, read_document, write_atomic, write_with_fallback
@@ -56,7 +57,7 @@ __all__ = [
     "worst",
 ]
 
-EXIT = {"GREEN": 0, "YELLOW": 1, "RED": 2, "UNKNOWN": 3}
+EXIT = exit_codes("GREEN", "YELLOW", "RED", "UNKNOWN")
 _RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}  # UNKNOWN only wins over GREEN
 # PROTOCOLS.md "What good means": (metric, op, target, words). Missing one is YELLOW.
 TARGETS = (
@@ -340,10 +341,6 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
     return parts
 
 
-def _fmt(metric: str, v: float) -> str:
-    return f"{v:,.1f} ms" if metric.endswith("_ms") else f"{v * 100:.2f} %"
-
-
 def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
     """Absolute checklist targets (missed: YELLOW) and rollback triggers (fired: RED), per cohort."""
     parts = []
@@ -356,7 +353,8 @@ def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
             if v is None:
                 continue
             if not (v > target if op == ">" else v < target):
-                misses.append(f"{metric} {_fmt(metric, v)} misses the target {op} {_fmt(metric, target)}")
+                shown, wanted = format_metric(metric, v), format_metric(metric, target)
+                misses.append(f"{metric} {shown} misses the target {op} {wanted}")
         if fired:
             parts.append(
                 Part(

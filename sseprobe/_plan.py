@@ -23,6 +23,7 @@ from ._cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
 from ._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import Load
 from ._http import tls_context
+from ._levels import EXIT_UNKNOWN
 from ._pacer import Phase, Schedule
 from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ._redact import SECRET_HEADERS, redact_url
@@ -31,8 +32,6 @@ from ._runner import RunOptions, default_workers, useful_workers
 from ._scenario import Scenario, ScenarioError, load_scenario
 
 _T = TypeVar("_T")
-
-EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
 class UsageProblem(ValueError):

@@ -55,6 +55,7 @@ __all__ = [
     "check_triggers",
     "metric_value",
     "hist_quantile",
+    "format_metric",
 ]
 
 
@@ -296,14 +297,16 @@ def check_triggers(stats: CohortStats, policy: Policy) -> list[dict[str, Any]]:
                 "op": t.op,
                 "threshold": t.threshold,
                 "value": round(value, 6),
-                "reason": f"{t.metric} {_fmt(t.metric, value)} {t.op} {_fmt(t.metric, t.threshold)}",
+                "reason": f"{t.metric} {format_metric(t.metric, value)} {t.op} {format_metric(t.metric, t.threshold)}",
             }
         )
     return fired
 
 
-def _fmt(metric: str, v: float) -> str:
-    """Rates as percentages, latencies in ms: how the checklist writes them."""
+def format_metric(metric: str, v: float | None) -> str:
+    """Rates as percentages, latencies in ms: how the checklist writes them (every output uses this)."""
+    if v is None:
+        return "-"
     if metric.endswith("_ms"):
         return f"{v:,.1f} ms"
     return f"{v * 100:.2f} %"

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
 from ._pacer import Phase
+from ._redact import SECRET_HEADERS
 
 __all__ = ["BOUNDS", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
 
@@ -114,7 +115,6 @@ _COHORT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "first_answer_event": ((str,), "an event name"),
     "first_answer_field": ((str,), "a dotted JSON path"),
 }
-_SECRET_HEADERS = {"authorization", "cookie", "x-csrf-token", "x-api-key"}
 
 
 class _Reader:
@@ -183,7 +183,7 @@ def _cohort(r: _Reader, name: str, d: Any) -> ScenarioCohort:
         if values.get(choice, allowed[0]) not in allowed:
             raise r.fail(f"{key}.{choice}", _COHORT_KEYS[choice][1], values[choice])
     for h, v in values.get("headers", {}).items():
-        if h.lower() in _SECRET_HEADERS:
+        if h.lower() in SECRET_HEADERS:
             raise r.fail(f"{key}.headers.{h}", "no inline secrets: use bearer_env or bearer_file")
         if not isinstance(v, str):
             raise r.fail(f"{key}.headers.{h}", "text", v)
