@@ -465,7 +465,7 @@ class Verdict:
         return EXIT_CODES[self.overall]
 
     def to_dict(self) -> dict[str, Any]:
-        """DESIGN.md's results-document "verdict" section."""
+        """The results document's "verdict" section (ARCHITECTURE.md)."""
         return {
             "overall": self.overall,
             "metrics": [m.to_dict() for m in self.metrics],

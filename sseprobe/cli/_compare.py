@@ -13,9 +13,13 @@ from typing import Any
 
 import click
 
-from ._api import compare as compare_live
-from ._api import plan_from
-from ._cli_common import (
+from .._api import compare as compare_live
+from .._api import plan_from
+from .._compare import Verdict, compare
+from .._policy import Policy
+from .._results import ResultsError, build_document, cohort_from_document, read_documents
+from .._verdict_text import render_verdict
+from ._common import (
     EXIT_UNKNOWN,
     UsageProblem,
     check_outputs,
@@ -25,12 +29,8 @@ from ._cli_common import (
     read_policy,
     read_scenario,
 )
-from ._cmd_report import attach_html
-from ._cmd_run import emit, said_interrupted, say_notes
-from ._compare import Verdict, compare
-from ._policy import Policy
-from ._results import ResultsError, build_document, cohort_from_document, read_documents
-from ._verdict_text import render_verdict
+from ._report import attach_html
+from ._run import emit, said_interrupted, say_notes
 
 __all__ = ["compare_cmd", "verdict_section"]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from ._api import compare, plan_from
-from ._levels import EXIT_UNKNOWN
-from ._plan import UsageProblem
-from ._results import dumps, write_with_fallback
+from .._api import compare, plan_from
+from .._levels import EXIT_UNKNOWN
+from .._plan import UsageProblem
+from .._results import dumps, write_with_fallback
 
 __all__ = ["demo_cmd"]
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 
-from ._api import RunPlan, plan_from, run
-from ._cli_common import EXIT_UNKNOWN, answer_options, flow_options, load_options, overrides
-from ._cmd_report import attach_html
-from ._config import FLOWS
-from ._engine import RunInfo
-from ._results import default_out_path, dumps, write_with_fallback
+from .._api import RunPlan, plan_from, run
+from .._config import FLOWS
+from .._engine import RunInfo
+from .._results import default_out_path, dumps, write_with_fallback
+from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, overrides
+from ._report import attach_html
 
 __all__ = ["run_cmd", "emit", "said_interrupted", "say_notes", "held_signals"]
 

@@ -30,7 +30,7 @@ __all__ = ["CohortKnobs", "TargetConfig", "TargetStats", "Target", "PROFILES", "
 
 VANA_APP = "vana"
 REPLAY = 10  # events replayed to a new legacy subscriber
-PROFILES = ("default", "vana-real")  # vana-real: what the real backend was seen doing (_target_real)
+PROFILES = ("default", "vana-real")  # vana-real: what the real backend was seen doing (target/_real.py)
 SESSION_TTL_S = 600.0  # a session unused this long is forgotten
 MAX_SESSIONS = 100_000  # beyond, the least recently used session is forgotten
 MAX_RUNS = 50_000  # legacy runs kept at once; the oldest is evicted beyond
@@ -107,7 +107,7 @@ class TargetConfig:
     unhealthy: bool = False
     cloud_logging: bool = True
     seed: int = 0
-    # the real service's quirks (profile "vana-real"; see _target_real)
+    # the real service's quirks (profile "vana-real"; see target/_real.py)
     profile: str = "default"
     model_delay_ms: float | None = None
     model_fail_rate: float = 0.0
@@ -285,7 +285,7 @@ class _Run:
 
 
 class _Vana:
-    """State and handlers of one target instance (the default profile; _target_real subclasses it)."""
+    """State and handlers of one target instance (the default profile; target/_real.py subclasses it)."""
 
     replay = REPLAY  # past events a new legacy subscriber receives
     flag_gates_run_sse = True  # the canonical flag off makes /run_sse answer 501
@@ -792,7 +792,7 @@ _STATE = web.AppKey("sseprobe_target", _Vana)
 
 def make_app(config: TargetConfig) -> web.Application:
     if config.profile == "vana-real":
-        from ._target_real import VanaReal  # the profile subclasses _Vana: imported only when asked for
+        from ._real import VanaReal  # the profile subclasses _Vana: imported only when asked for
 
         vana: _Vana = VanaReal(config)
     else:

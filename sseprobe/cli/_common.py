@@ -13,11 +13,11 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from ._api import DEFAULTS
-from ._cluster import NODE_LOSS
-from ._config import LEGACY_STREAMS, SESSION_CREATE
-from ._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
-from ._plan import (
+from .._api import DEFAULTS
+from .._cluster import NODE_LOSS
+from .._config import LEGACY_STREAMS, SESSION_CREATE
+from .._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
+from .._plan import (
     UsageProblem,
     build_flow,
     build_limits,
@@ -39,7 +39,7 @@ from ._plan import (
     tls_config,
     worker_count,
 )
-from ._scenario import out_of_bounds
+from .._scenario import out_of_bounds
 
 __all__ = [
     "EXIT_OK",
