@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import os
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -44,6 +43,7 @@ from ._redact import redact_url
 from ._results import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ._scenario import Scenario, ScenarioError, load_scenario
 from ._stats import CohortStats
+from ._toml import StrictReader, read_toml
 
 __all__ = [
     "MonitorError",
@@ -119,20 +119,12 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
     """Strict TOML: unknown keys and wrong types are one-line errors naming the file and key.
     Relative paths are relative to the config file's folder."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MonitorError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MonitorError(f"{p}: not valid TOML: {exc}") from None
-
-    def fail(key: str, expected: str) -> MonitorError:
-        return MonitorError(f"{p}: {key}: expected {expected}")
-
+    data = read_toml(p, MonitorError)
+    reader = StrictReader(p, MonitorError)
+    fail = reader.fail
+    reader.known("", data, _KEYS)
     values: dict[str, Any] = {}
     for key, v in data.items():
-        if key not in _KEYS:
-            raise fail(key, f"a known key ({', '.join(sorted(_KEYS))})")
         if key in _PATH_KEYS or key in _STR_KEYS:
             if not isinstance(v, str) or not v:
                 raise fail(key, "a non-empty string")
