@@ -226,7 +226,8 @@ def plan_from(
 
 
 def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
-    """Measure the plan's one cohort; its triggers (and a run where nothing completed) judge it."""
+    """Measure the plan's one cohort; its triggers (and a run where nothing completed) judge it.
+    ``progress``: where live progress goes ("plan": stderr unless the plan is quiet; None: nowhere)."""
     if plan.command != "run" or len(plan.cohorts) != 1:
         raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
     measured = _measure(plan, progress)
