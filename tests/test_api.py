@@ -8,7 +8,7 @@ import pytest
 
 import sseprobe
 from sseprobe.cli import cli
-from tests.conftest import target_process
+from tests.conftest import in_process, target_process
 
 
 def test_a_comparison_in_ten_lines_of_public_names(tmp_path: Path) -> None:
@@ -75,3 +75,15 @@ def test_the_command_line_and_the_api_share_their_defaults(command: str) -> None
     assert len(params) > 30
     for name, value in params.items():
         assert value == sseprobe.DEFAULTS[name], name
+
+
+def test_demo_calls_the_library_and_leaves_no_process(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    import multiprocessing
+
+    out = tmp_path / "demo.json"
+    code, stdout, err = in_process(capfd, "demo", "--slower", "50", "-n", "40", "-c", "4", "-o", str(out))
+    doc = sseprobe.read_document(out)
+    assert {n: c["sessions"] for n, c in doc["cohorts"].items()} == {"canonical": 40, "legacy": 40}, err
+    assert code == {"GREEN": 0, "YELLOW": 1, "RED": 2, "INCONCLUSIVE": 3}[doc["verdict"]["overall"]]
+    assert "built-in target on http://127.0.0.1:" in err and f"results: {out}" in stdout
+    assert not multiprocessing.active_children()  # the target process was stopped and reaped

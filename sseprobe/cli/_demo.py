@@ -7,8 +7,10 @@ measurement, just as a real service would not.
 
 from __future__ import annotations
 
-import subprocess
+import multiprocessing
 import sys
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import click
@@ -17,38 +19,31 @@ from .._api import compare, plan_from
 from .._levels import EXIT_UNKNOWN
 from .._plan import UsageProblem
 from .._results import dumps, write_with_fallback
+from ..target import CohortKnobs, TargetConfig, serve
 
 __all__ = ["demo_cmd"]
 
 
-def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sseprobe.cli",
-            "target",
-            "--port",
-            "0",
-            "--legacy-ttfe-ms",
-            str(legacy_ms),
-            "--canonical-ttfe-ms",
-            str(canonical_ms),
-            "--legacy-gap-ms",
-            "10",
-            "--canonical-gap-ms",
-            "10",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+def _serve(config: TargetConfig, ready: Connection) -> None:
+    serve(config, port=0, ready=ready.send)
+
+
+def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[BaseProcess, str]:
+    """The built-in target in a forked process (no command line in between); returns it and its URL."""
+    config = TargetConfig(
+        canonical=CohortKnobs(ttfe_ms=canonical_ms, gap_ms=10.0), legacy=CohortKnobs(ttfe_ms=legacy_ms, gap_ms=10.0)
     )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    if "listening on" not in line:
+    ctx = multiprocessing.get_context("fork")  # spawn would re-run this command's __main__
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_serve, args=(config, send), daemon=True)
+    proc.start()
+    if not receive.poll(_START_S):
         proc.kill()
-        raise UsageProblem(f"the built-in target did not start: {line.strip() or 'no output'}")
-    return proc, line.rsplit(" ", 1)[-1].strip()
+        raise UsageProblem(f"the built-in target did not start within {_START_S:g} s")
+    return proc, str(receive.recv())
+
+
+_START_S = 30.0
 
 
 @click.command("demo")
@@ -89,7 +84,7 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
         result = compare(plan)
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.join(10)
     path, failed = write_with_fallback(Path(plan.out), dumps(result.document))
     click.echo(result.text(color=sys.stdout.isatty()))
     if failed:
