@@ -181,7 +181,8 @@ def plan_from(
     defaults: Mapping[str, Any] | None = None,
 ) -> RunPlan:
     """The plan: built-in default < ``defaults`` < scenario < ``overrides``. Bad input raises UsageProblem."""
-    if isinstance(scenario, str | Path):
+    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
+        overrides = {"scenario": str(scenario), **overrides}
         scenario = read_scenario(str(scenario))
     unknown = set(overrides) - DEFAULTS.keys()
     if unknown:

@@ -57,6 +57,7 @@ def test_precedence_default_scenario_override(tmp_path: Path) -> None:
     assert (overridden.load.sessions, overridden.load.concurrency) == (20, 8)
     assert (default.load.sessions, default.load.concurrency) == (100, 20)  # 100 in all when none is given
     assert default.timeouts.session == sseprobe.DEFAULTS["session_timeout"]
+    assert from_scenario.config["load"]["scenario"] == str(scenario) and default.config["load"]["scenario"] is None
 
 
 def test_bad_input_is_a_usage_problem_not_a_traceback(tmp_path: Path) -> None:
