@@ -23,7 +23,7 @@ Triggers
 --------
 Absolute, on one cohort's observed values, no statistics: the checklist calls them
 "immediate rollback". 5xx uses the table's > 5 %, not the alert line's "5xx > 1 %": 1 % is
-the table's *target*, the rollback policy says 5 %, and at 1 % a 40-session canary would be
+the table's *target*, the policy's rollback trigger is 5 %, and at 1 % a 40-session canary would be
 RED on a single 5xx (1/40 = 2.5 %). A policy file can set 0.01. "Chat failures > 10/hour"
 needs a run duration, which CohortStats does not hold, so it is not a trigger here. A cohort
 where no session connected at all (for instance the canonical flag off: every answer 501) is a

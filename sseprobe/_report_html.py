@@ -71,7 +71,7 @@ color:#1f2328;padding:0 16px}
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 .scroll{overflow-x:auto;max-width:100%;margin:8px 0}table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #d0d7de;padding:3px 6px;text-align:right;white-space:nowrap}
-th{background:#f6f8fa;white-space:normal}td.l,th.l{text-align:left;white-space:normal}
+th{background:#f6f8fa;white-space:normal}td.l,th.l{text-align:left;white-space:normal;overflow-wrap:anywhere}
 .badge{color:#fff;border-radius:4px;padding:1px 7px;font-weight:600}
 .muted{color:#656d76}pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}
 svg{background:#fff;border:1px solid #d0d7de;margin:6px 0;max-width:100%;height:auto}

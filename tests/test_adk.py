@@ -88,11 +88,11 @@ def test_check_runs_a_canonical_session(adk_server: str) -> None:
     common = ("check", adk_server, "--flows", "canonical", "--app", APP, "--session-create", "adk")
     good = sseprobe(*common, "--message", FAST)
     assert good.returncode != 3, good.stdout + good.stderr
-    line = _check_line(good.stdout + good.stderr, "canonical.session")
+    line = _check_line(good.stdout, "canonical.session")
     assert line.startswith("OK") and "3 events" in line, line
     bad = sseprobe(*common, "--message", "fail delay=10")
     assert bad.returncode == 2, bad.stdout + bad.stderr
-    line = _check_line(bad.stdout + bad.stderr, "canonical.session")
+    line = _check_line(bad.stdout, "canonical.session")  # stdout is the report
     assert line.startswith("FAIL") and "stream_error" in line and "scripted failure" in line, line
 
 

@@ -221,7 +221,12 @@ def _hard_doc() -> dict[str, Any]:
     h.record_value(40_000, 199_000)
     h.record_value(90_000, 900)
     h.record_value(2_000_000, 100)
-    doc["cohorts"]["canonical"]["histograms"]["ttfe_us"] = h.encode().decode()
+    cohort = doc["cohorts"]["canonical"]
+    cohort["histograms"]["ttfe_us"] = h.encode().decode()
+    # the counts to match the 200,000 sessions the histogram holds (a saved document is checked on reading)
+    cohort.update(
+        sessions=200_000, attempts=200_000, connected=200_000, outcomes={"ok": 199_000, "stream_error": 1_000}
+    )
     doc["verdict"]["metrics"] += [
         {"name": "connect_success_rate", "baseline": 1.0, "candidate": 1.0, "change": -1e-7, "ci": [-0.15, 0.15]},
         {"name": "ttfe_p95_ms", "baseline": 100.0, "candidate": 72.4, "change": -0.276, "ci": [-1.0, None]},
