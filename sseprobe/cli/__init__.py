@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNKNOWN
     with _sigterm_interrupts():
         try:
-            rv = cli.main(args=argv, prog_name="sseprobe", standalone_mode=False)
+            rv = cli.main(argv, prog_name="sseprobe", standalone_mode=False)
         except click.exceptions.Exit as exc:
             return exc.exit_code
         except click.exceptions.Abort:
