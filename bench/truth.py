@@ -6,8 +6,8 @@ before the write: the truth of when the first event left. sseprobe runs an open-
 as ``sseprobe run`` does it, through ``_runner.measure``) whose sessions last long enough that
 rate x length = N sessions are open at once; only sessions scheduled after that ramp are judged.
 
-A bench-only hook (``sseprobe._session._Accounting`` subclassed here, nothing in sseprobe changed)
-reads, at each session's first progress event, the event's ``timestamp`` ts, the TTFE sseprobe
+sseprobe's first-event observer (``sseprobe.observe_first_events``, called once per session) reads,
+at each session's first progress event, the event's ``timestamp`` ts, the TTFE sseprobe
 recorded, its origin ``base`` (the message send it measures from) and the run clock's offset to
 the wall clock (both read at the same instant). For each session:
 
@@ -38,35 +38,17 @@ _store: list[tuple[float, float, float, float]] = []  # (scheduled, ttfe ms, R m
 
 
 def install_hook(delay_s: float) -> None:
-    """Subclass the session's accounting to note the truth at each first progress event."""
-    from sseprobe import _session
+    """Note the truth at each session's first progress event, through sseprobe's public observer."""
+    from sseprobe import FirstEvent, observe_first_events
 
-    base_cls = _session._Accounting
+    def note(seen: FirstEvent) -> None:
+        ts = _first_stamp(seen.events)
+        if ts is not None and seen.ttfe_ms is not None:
+            r_ms = (seen.base + seen.ttfe_ms / 1000.0 + seen.wall_offset - ts) * 1000.0
+            s_ms = (ts - delay_s - (seen.base + seen.wall_offset)) * 1000.0
+            _store.append((seen.scheduled, seen.ttfe_ms, r_ms, s_ms))
 
-    class TruthAccounting(base_cls):  # type: ignore[misc, valid-type]
-        __slots__ = ("seen",)
-
-        def __init__(self, *args: Any) -> None:
-            super().__init__(*args)
-            self.seen = False
-
-        def feed(self, chunk: bytes) -> bool:
-            had = self.progress
-            try:
-                return super().feed(chunk)  # type: ignore[no-any-return]
-            finally:
-                if not had and self.progress and not self.seen:
-                    self.seen = True
-                    off = time.time() - self.clock()
-                    ts = _first_stamp(self.last_events)
-                    if ts is not None and self.rec.ttfe_ms is not None:
-                        base = self.state.base
-                        ttfe = self.rec.ttfe_ms
-                        r_ms = (base + ttfe / 1000.0 + off - ts) * 1000.0
-                        s_ms = (ts - delay_s - (base + off)) * 1000.0
-                        _store.append((self.rec.scheduled, ttfe, r_ms, s_ms))
-
-    _session._Accounting = TruthAccounting
+    observe_first_events(note)
 
 
 def _first_stamp(events: list[Any]) -> float | None:
@@ -82,10 +64,7 @@ def _first_stamp(events: list[Any]) -> float | None:
 
 
 def worker(url: str, n: int, delay_ms: float, rate: float, warm: float, window: float) -> dict[str, Any]:
-    from sseprobe._config import FlowOptions, Limits, Timeouts
-    from sseprobe._engine import CohortSpec, Load
-    from sseprobe._pacer import Phase, Schedule
-    from sseprobe._runner import RunOptions, measure
+    from sseprobe import CohortSpec, FlowOptions, Limits, Load, Phase, RunOptions, Schedule, Timeouts, measure
 
     install_hook(delay_ms / 1000.0)
     total = warm + window

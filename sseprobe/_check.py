@@ -9,11 +9,11 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
-from ._config import FlowOptions, Limits, Timeouts, TLSOptions
+from ._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import make_client
 from ._flows import Step
 from ._http import Transport
@@ -250,5 +250,5 @@ async def run_checks(
             if flow == "canonical" and flag_off:
                 results.append(CheckResult("canonical.session", "INFO", "skipped: the flag is off"))
                 continue
-            results.append(await _one_session(http, replace(opts, flow=flow), timeout))
+            results.append(await _one_session(http, replace(opts, flow=cast(FlowName, flow)), timeout))
     return results

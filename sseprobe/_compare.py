@@ -62,6 +62,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._levels import exit_codes
 from ._policy import (
     DEFAULT_POLICY,
     MetricRule,
@@ -94,7 +95,7 @@ __all__ = [
 ]
 
 Level = Literal["GREEN", "YELLOW", "RED", "INCONCLUSIVE"]
-EXIT_CODES: dict[str, int] = {"GREEN": 0, "YELLOW": 1, "RED": 2, "INCONCLUSIVE": 3}
+EXIT_CODES: dict[str, int] = exit_codes("GREEN", "YELLOW", "RED", "INCONCLUSIVE")
 _N = NormalDist()
 _BIG = 10**9  # cap for sessions_needed searches
 NON_CRITICAL_SHARE = 0.1  # of the family-wise alpha, shared by the metrics that can make the verdict only YELLOW

@@ -59,11 +59,14 @@ class TLSOptions:
             raise ValueError("--insecure and --ca-file contradict each other: use one")
 
 
+FlowName = Literal["canonical", "legacy", "generic"]
+
+
 @dataclass(frozen=True)
 class FlowOptions:
     """What one session sends. Each session gets fresh uuids for user and session ids."""
 
-    flow: Literal["canonical", "legacy", "generic"] = "canonical"
+    flow: FlowName = "canonical"
     url: str = "http://127.0.0.1:8000"
     app: str = "vana"
     user_prefix: str = "sseprobe"

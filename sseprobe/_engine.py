@@ -259,11 +259,12 @@ async def run_load(
             spawn(http, t)
 
     async with make_client(timeouts, limits, clock) as http:
+        driver: asyncio.Future[Any]
         if load.schedule is not None:
             driver = asyncio.ensure_future(arrivals(http, load.schedule))
         else:
             users = min(load.concurrency, load.sessions or load.concurrency)
-            driver = asyncio.ensure_future(asyncio.gather(*(user(http) for _ in range(users))))
+            driver = asyncio.gather(*(user(http) for _ in range(users)))
         stop_wait = asyncio.ensure_future(control._stop.wait())
         abort_wait = asyncio.ensure_future(control._abort.wait())
         steward = asyncio.ensure_future(_gc_steward())

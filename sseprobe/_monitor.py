@@ -16,32 +16,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import io
 import os
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-import click
 import orjson
 
+from ._api import compare as compare_live
+from ._api import plan_from
 from ._check import run_checks
 from ._compare import compare
-from ._config import FlowOptions
+from ._config import FlowName, FlowOptions
 from ._history import CohortRow, History, HistoryError, PassRow
-from ._policy import DEFAULT_POLICY, Policy, PolicyError, check_triggers, load_policy, metric_value
+from ._levels import exit_codes
+from ._plan import UsageProblem
+from ._policy import DEFAULT_POLICY, Policy, PolicyError, check_triggers, format_metric, load_policy, metric_value
 from ._prom import PassMetrics, push, write_textfile
 from ._redact import redact_url
-from ._results import ResultsError, dumps, read_document, write_atomic
-from ._scenario import ScenarioError, load_scenario
+from ._results import ResultsError, dumps, read_document, write_atomic, write_with_fallback
+from ._scenario import Scenario, ScenarioError, load_scenario
 from ._stats import CohortStats
+from ._toml import StrictReader, read_toml
 
 __all__ = [
     "MonitorError",
@@ -55,7 +57,7 @@ __all__ = [
     "worst",
 ]
 
-EXIT = {"GREEN": 0, "YELLOW": 1, "RED": 2, "UNKNOWN": 3}
+EXIT = exit_codes("GREEN", "YELLOW", "RED", "UNKNOWN")
 _RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}  # UNKNOWN only wins over GREEN
 # PROTOCOLS.md "What good means": (metric, op, target, words). Missing one is YELLOW.
 TARGETS = (
@@ -117,20 +119,12 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
     """Strict TOML: unknown keys and wrong types are one-line errors naming the file and key.
     Relative paths are relative to the config file's folder."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MonitorError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MonitorError(f"{p}: not valid TOML: {exc}") from None
-
-    def fail(key: str, expected: str) -> MonitorError:
-        return MonitorError(f"{p}: {key}: expected {expected}")
-
+    data = read_toml(p, MonitorError)
+    reader = StrictReader(p, MonitorError)
+    fail = reader.fail
+    reader.known("", data, _KEYS)
     values: dict[str, Any] = {}
     for key, v in data.items():
-        if key not in _KEYS:
-            raise fail(key, f"a known key ({', '.join(sorted(_KEYS))})")
         if key in _PATH_KEYS or key in _STR_KEYS:
             if not isinstance(v, str) or not v:
                 raise fail(key, "a non-empty string")
@@ -240,9 +234,9 @@ def check_part(cfg: MonitorConfig) -> tuple[Part, bool]:
     results = []
     for url, flows in groups.items():
         opts = FlowOptions(
-            flow=flows[0],
+            flow=cast(FlowName, flows[0]),
             url=url,
-            app=cfg.app or "vana",  # type: ignore[arg-type]
+            app=cfg.app or "vana",
             user_prefix="sseprobe-monitor",
             headers=_headers(cfg),
         )
@@ -265,52 +259,47 @@ def check_part(cfg: MonitorConfig) -> tuple[Part, bool]:
     return Part("check", level, detail), True
 
 
-def probe(cfg: MonitorConfig, out: Path, policy_path: Path | None) -> tuple[int, dict[str, Any] | None, str]:
-    """Run ``compare`` in-process (one worker) and read its results document: (exit, doc, stderr)."""
-    from ._cmd_compare import compare_cmd  # late: the CLI modules import much
+@dataclass(frozen=True)
+class Probe:
+    """What the pass's comparison gave: its exit code, its document (None if it could not run), why
+    not, and whether the service answered at all (every session failing to connect is unreachable)."""
 
-    args = [
-        "--canonical",
-        cfg.canonical_url,
-        "--legacy",
-        cfg.legacy_url,
-        "--json",
-        "--quiet",  # its stderr is read for the error line: no progress lines in it
-        "--out",
-        str(out),
-        "--workers",
-        "1",
-        "--user-prefix",
-        "sseprobe-monitor",
-    ]
-    if cfg.scenario:
-        args += ["--scenario", str(cfg.scenario)]
-    if cfg.sessions:
-        args += ["--sessions", str(cfg.sessions)]
-    if cfg.concurrency:
-        args += ["--concurrency", str(cfg.concurrency)]
-    if policy_path:
-        args += ["--policy", str(policy_path)]
-    if cfg.app:
-        args += ["--app", cfg.app]
-    if cfg.bearer_env:
-        args += ["--bearer-env", cfg.bearer_env]
-    if cfg.bearer_file:
-        args += ["--bearer-file", str(cfg.bearer_file)]
-    err = io.StringIO()
+    code: int
+    doc: dict[str, Any] | None
+    error: str = ""
+    reachable: bool = True
+
+
+def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path: Path | None) -> Probe:
+    """Run the comparison through the library (one worker, no progress) and write its results document."""
+    given: dict[str, Any] = {
+        "canonical_url": cfg.canonical_url,
+        "legacy_url": cfg.legacy_url,
+        "quiet": True,
+        "out": str(out),
+        "workers": 1,
+        "user_prefix": "sseprobe-monitor",
+    }
+    optional = {
+        "scenario": str(cfg.scenario) if cfg.scenario else None,
+        "sessions": cfg.sessions,
+        "concurrency": cfg.concurrency,
+        "policy_file": str(policy_path) if policy_path else None,
+        "app": cfg.app,
+        "bearer_env": cfg.bearer_env,
+        "bearer_file": str(cfg.bearer_file) if cfg.bearer_file else None,
+    }
+    given.update({k: v for k, v in optional.items() if v})
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            code = compare_cmd.main(args=args, prog_name="sseprobe compare", standalone_mode=False)
-    except click.ClickException as exc:
-        return 3, None, exc.format_message()
+        result = compare_live(plan_from(scenario, given, "compare"), progress=None)
+    except UsageProblem as exc:
+        return Probe(3, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash
-        return 3, None, f"probe failed: {type(exc).__name__}: {exc}"[:300]
-    lines = [ln.strip().removeprefix("sseprobe: error: ") for ln in err.getvalue().splitlines() if ln.strip()]
-    try:
-        doc = read_document(out)
-    except ResultsError as exc:
-        return 3, None, (lines[-1] if lines else str(exc))
-    return int(code if isinstance(code, int) else 0), doc, (lines[-1] if lines else "")
+        return Probe(3, None, f"probe failed: {type(exc).__name__}: {exc}"[:300])
+    path, failed = write_with_fallback(out, dumps(result.document))
+    if failed:
+        return Probe(3, None, f"{failed}; the results are saved in {path}")
+    return Probe(result.exit_code, result.document, result.problem or "", reachable=not result.problem)
 
 
 def _first_reasons(reasons: list[str], n: int = 2) -> str:
@@ -344,10 +333,6 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
     return parts
 
 
-def _fmt(metric: str, v: float) -> str:
-    return f"{v:,.1f} ms" if metric.endswith("_ms") else f"{v * 100:.2f} %"
-
-
 def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
     """Absolute checklist targets (missed: YELLOW) and rollback triggers (fired: RED), per cohort."""
     parts = []
@@ -360,7 +345,8 @@ def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
             if v is None:
                 continue
             if not (v > target if op == ">" else v < target):
-                misses.append(f"{metric} {_fmt(metric, v)} misses the target {op} {_fmt(metric, target)}")
+                shown, wanted = format_metric(metric, v), format_metric(metric, target)
+                misses.append(f"{metric} {shown} misses the target {op} {wanted}")
         if fired:
             parts.append(
                 Part(
@@ -450,7 +436,7 @@ def run_pass(
             raise MonitorError(str(exc)) from None
         try:
             return _measure_and_record(
-                cfg, history, started, t0, policy, policy_path, (update_baseline, force), html, echo
+                cfg, history, started, t0, (scenario, policy, policy_path), (update_baseline, force), html, echo
             )
         finally:
             history.close()
@@ -461,13 +447,13 @@ def _measure_and_record(
     history: History,
     started: datetime,
     t0: float,
-    policy: Policy,
-    policy_path: Path | None,
+    judged_by: tuple[Scenario | None, Policy, Path | None],
     baseline_update: tuple[bool, bool],
     html: Path | None,
     echo: Callable[[str], None],
 ) -> PassResult:
     update_baseline, force = baseline_update
+    scenario, policy, policy_path = judged_by
     parts: list[Part] = []
     notes: list[str] = []
     baseline = None
@@ -488,17 +474,18 @@ def _measure_and_record(
     doc: dict[str, Any] | None = None
     results_path = cfg.results_dir / f"monitor-{_stamp()}.json"
     if reachable:
-        code, doc, err = probe(cfg, results_path, policy_path)
+        found = probe(cfg, results_path, scenario, policy_path)
+        doc = found.doc
         if doc is None:
-            parts.append(Part("probe", "UNKNOWN", err or "the probe wrote no results"))
+            parts.append(Part("probe", "UNKNOWN", found.error or "the probe wrote no results"))
         elif doc.get("interrupted"):
             parts.append(Part("probe", "UNKNOWN", f"interrupted: {doc.get('stop_reason') or 'stopped'}"))
             echo(_summary(PassResult(worst(parts), parts)))
             echo("  (interrupted pass: history, metrics and baseline left as they were)")
             return PassResult(worst(parts), parts, results_path)
-        elif code == 3 and err.startswith("cannot reach"):
+        elif not found.reachable:
             reachable = False
-            parts.append(Part("probe", "UNKNOWN", err))
+            parts.append(Part("probe", "UNKNOWN", found.error))
         else:
             parts.append(verdict_part("canonical vs legacy", doc.get("verdict") or {}))
             if baseline is not None:

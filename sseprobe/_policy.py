@@ -32,9 +32,7 @@ built-in critical error.
 
 from __future__ import annotations
 
-import math
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -43,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._stats import HISTOGRAMS, CohortStats, histogram_arrays
+from ._toml import StrictReader, read_toml
 
 __all__ = [
     "PolicyError",
@@ -55,6 +54,7 @@ __all__ = [
     "check_triggers",
     "metric_value",
     "hist_quantile",
+    "format_metric",
 ]
 
 
@@ -296,14 +296,16 @@ def check_triggers(stats: CohortStats, policy: Policy) -> list[dict[str, Any]]:
                 "op": t.op,
                 "threshold": t.threshold,
                 "value": round(value, 6),
-                "reason": f"{t.metric} {_fmt(t.metric, value)} {t.op} {_fmt(t.metric, t.threshold)}",
+                "reason": f"{t.metric} {format_metric(t.metric, value)} {t.op} {format_metric(t.metric, t.threshold)}",
             }
         )
     return fired
 
 
-def _fmt(metric: str, v: float) -> str:
-    """Rates as percentages, latencies in ms: how the checklist writes them."""
+def format_metric(metric: str, v: float | None) -> str:
+    """Rates as percentages, latencies in ms: how the checklist writes them (every output uses this)."""
+    if v is None:
+        return "-"
     if metric.endswith("_ms"):
         return f"{v:,.1f} ms"
     return f"{v * 100:.2f} %"
@@ -316,42 +318,6 @@ _METRIC_KEYS = {"kind", "histogram", "percentile", "rate", "critical", "yellow",
 _TRIGGER_KEYS = {"metric", "op", "threshold", "enabled"}
 
 
-class _Loader:
-    """Strict reader: every key is known and typed, errors say file, key and expectation."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, key: str, expected: str, got: Any = None, *, show: bool = True) -> PolicyError:
-        tail = f", got {got!r}" if show else ""
-        return PolicyError(f"{self.path}: {key}: expected {expected}{tail}")
-
-    def number(self, key: str, v: Any, lo: float, hi: float, what: str) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-            raise self.fail(key, what, v)
-        return float(v)
-
-    def flag(self, key: str, v: Any) -> bool:
-        if not isinstance(v, bool):
-            raise self.fail(key, "true or false", v)
-        return v
-
-    def text(self, key: str, v: Any, choices: list[str] | None = None) -> str:
-        if not isinstance(v, str) or (choices is not None and v not in choices):
-            raise self.fail(key, f"one of {choices}" if choices else "a string", v)
-        return v
-
-    def table(self, key: str, v: Any) -> dict[str, Any]:
-        if not isinstance(v, dict):
-            raise self.fail(key, "a table", v)
-        return v
-
-    def unknown(self, prefix: str, d: dict[str, Any], allowed: set[str]) -> None:
-        for k in d:
-            if k not in allowed:
-                raise self.fail(f"{prefix}{k}", f"a known key ({', '.join(sorted(allowed))})", show=False)
-
-
 def load_policy(path: str | Path) -> Policy:
     """DEFAULT_POLICY overridden by a TOML file. Strict: unknown keys or wrong types raise PolicyError.
 
@@ -361,15 +327,9 @@ def load_policy(path: str | Path) -> Policy:
     ``rate`` are required); ``enabled = false`` drops it. ``[triggers.NAME]`` likewise.
     """
     p = Path(path)
-    L = _Loader(p)
-    try:
-        with p.open("rb") as f:
-            doc = tomllib.load(f)
-    except OSError as e:
-        raise PolicyError(f"{p}: cannot read policy file: {e.strerror or e}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise PolicyError(f"{p}: not a policy file: invalid TOML: {e}") from None
-    L.unknown("", doc, _TOP_KEYS)
+    L = StrictReader(p, PolicyError)
+    doc = read_toml(p, PolicyError, "policy")
+    L.known("", doc, _TOP_KEYS)
 
     top: dict[str, Any] = {}
     if "confidence" in doc:
@@ -381,7 +341,7 @@ def load_policy(path: str | Path) -> Policy:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise L.fail("min_sessions", "an integer >= 1", v)
         top["min_sessions"] = v
-    common: dict[str, float] = {}
+    common: dict[str, Any] = {}  # checked numbers; MetricRule checks the rest
     for k in ("yellow", "red", "rate_floor"):
         if k in doc:
             common[k] = L.number(k, doc[k], 1e-9, 1e9, "a positive number")
@@ -393,7 +353,7 @@ def load_policy(path: str | Path) -> Policy:
     for name, raw in L.table("metrics", doc.get("metrics", {})).items():
         key = f"metrics.{name}"
         tbl = L.table(key, raw)
-        L.unknown(f"{key}.", tbl, _METRIC_KEYS)
+        L.known(f"{key}.", tbl, _METRIC_KEYS)
         if "enabled" in tbl and not L.flag(f"{key}.enabled", tbl["enabled"]):
             metrics.pop(name, None)
             continue
@@ -403,14 +363,14 @@ def load_policy(path: str | Path) -> Policy:
     for name, raw in L.table("triggers", doc.get("triggers", {})).items():
         key = f"triggers.{name}"
         tbl = L.table(key, raw)
-        L.unknown(f"{key}.", tbl, _TRIGGER_KEYS)
+        L.known(f"{key}.", tbl, _TRIGGER_KEYS)
         if "enabled" in tbl and not L.flag(f"{key}.enabled", tbl["enabled"]):
             triggers.pop(name, None)
             continue
         base = triggers.get(name)
         if base is None and not {"metric", "op", "threshold"} <= tbl.keys():
             raise L.fail(key, "metric, op and threshold for a new trigger", sorted(tbl))
-        vals = {
+        vals: dict[str, Any] = {
             "metric": L.text(f"{key}.metric", tbl["metric"]) if "metric" in tbl else base.metric,  # type: ignore[union-attr]
             "op": L.text(f"{key}.op", tbl["op"], sorted(_OPS)) if "op" in tbl else base.op,  # type: ignore[union-attr]
             "threshold": L.number(f"{key}.threshold", tbl["threshold"], -1e18, 1e18, "a number")
@@ -440,23 +400,23 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def _metric_from_table(
-    L: _Loader, key: str, name: str, tbl: dict[str, Any], base: MetricRule | None, common: dict[str, float]
+    L: StrictReader, key: str, name: str, tbl: dict[str, Any], base: MetricRule | None, common: dict[str, float]
 ) -> MetricRule:
     kind = L.text(f"{key}.kind", tbl["kind"], ["quantile", "rate"]) if "kind" in tbl else None
     if base is None and kind is None:
-        raise L.fail(f"{key}.kind", "'quantile' or 'rate' for a new metric", show=False)
+        raise L.fail(f"{key}.kind", "'quantile' or 'rate' for a new metric")
     kind = kind or base.kind  # type: ignore[union-attr]
     vals: dict[str, Any] = {"name": name, "kind": kind}
     if kind == "quantile":
         if "rate" in tbl:
-            raise L.fail(f"{key}.rate", "no 'rate' key in a quantile metric", show=False)
+            raise L.fail(f"{key}.rate", "no 'rate' key in a quantile metric")
         same = base is not None and base.kind == "quantile"
         if "histogram" in tbl:
             vals["source"] = L.text(f"{key}.histogram", tbl["histogram"], sorted(HISTOGRAMS))
         elif same:
             vals["source"] = base.source  # type: ignore[union-attr]
         else:
-            raise L.fail(f"{key}.histogram", f"one of {sorted(HISTOGRAMS)}", show=False)
+            raise L.fail(f"{key}.histogram", f"one of {sorted(HISTOGRAMS)}")
         if "percentile" in tbl:
             vals["percentile"] = L.number(
                 f"{key}.percentile", tbl["percentile"], 1e-9, 100 - 1e-9, "a number in (0, 100)"
@@ -464,18 +424,18 @@ def _metric_from_table(
         elif same:
             vals["percentile"] = base.percentile  # type: ignore[union-attr]
         else:
-            raise L.fail(f"{key}.percentile", "a number in (0, 100)", show=False)
+            raise L.fail(f"{key}.percentile", "a number in (0, 100)")
         vals["higher_is_better"] = False
     else:
         for bad in ("histogram", "percentile"):
             if bad in tbl:
-                raise L.fail(f"{key}.{bad}", "no histogram/percentile key in a rate metric", show=False)
+                raise L.fail(f"{key}.{bad}", "no histogram/percentile key in a rate metric")
         if "rate" in tbl:
             vals["source"] = L.text(f"{key}.rate", tbl["rate"], sorted(RATE_SOURCES))
         elif base is not None and base.kind == "rate":
             vals["source"] = base.source
         else:
-            raise L.fail(f"{key}.rate", f"one of {sorted(RATE_SOURCES)}", show=False)
+            raise L.fail(f"{key}.rate", f"one of {sorted(RATE_SOURCES)}")
         vals["higher_is_better"] = RATE_SOURCES[vals["source"]][1]
     vals["critical"] = (
         L.flag(f"{key}.critical", tbl["critical"]) if "critical" in tbl else (base.critical if base else False)

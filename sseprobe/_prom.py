@@ -19,12 +19,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from ._levels import LEVEL_EXIT
 from ._redact import redact_url
 from ._results import write_atomic
 
 __all__ = ["PassMetrics", "render", "write_textfile", "push", "LEVEL_CODES"]
 
-LEVEL_CODES = {"GREEN": 0, "YELLOW": 1, "RED": 2, "UNKNOWN": 3, "INCONCLUSIVE": 3}
+LEVEL_CODES = LEVEL_EXIT
 _QUANTILES = (("p50", "0.5"), ("p90", "0.9"), ("p95", "0.95"), ("p99", "0.99"))
 _RATIOS = (
     (
@@ -140,7 +141,7 @@ class _Collector:
 
 def _registry(pm: PassMetrics) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(_Collector(pm))  # type: ignore[arg-type]
+    reg.register(_Collector(pm))
     return reg
 
 

@@ -141,7 +141,7 @@ def _series(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[_Series]:
 def _nice_max(v: float) -> float:
     if v <= 0 or not math.isfinite(v):
         return 1.0
-    mag = 10 ** math.floor(math.log10(v))
+    mag = 10.0 ** math.floor(math.log10(v))
     for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if v <= m * mag:
             return m * mag

@@ -9,13 +9,14 @@ inline: auth comes from an environment variable or a file.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
 from ._pacer import Phase
+from ._redact import SECRET_HEADERS
+from ._toml import StrictReader, read_toml
 
 __all__ = ["BOUNDS", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
 
@@ -114,41 +115,15 @@ _COHORT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "first_answer_event": ((str,), "an event name"),
     "first_answer_field": ((str,), "a dotted JSON path"),
 }
-_SECRET_HEADERS = {"authorization", "cookie", "x-csrf-token", "x-api-key"}
 
 
-class _Reader:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def fail(self, key: str, expected: str, got: Any = None) -> ScenarioError:
-        shown = "" if got is None else f", got {got!r}"[:80]
-        return ScenarioError(f"{self.path}: {key}: expected {expected}{shown}")
-
-    def table(self, key: str, v: Any) -> dict[str, Any]:
-        if not isinstance(v, dict):
-            raise self.fail(key, "a table", v)
-        return v
-
-    def typed(self, key: str, v: Any, spec: tuple[tuple[type, ...], str]) -> Any:
-        types, expected = spec
-        if isinstance(v, bool) and bool not in types:
-            raise self.fail(key, expected, v)
-        if not isinstance(v, types):
-            raise self.fail(key, expected, v)
-        return v
-
+class _Reader(StrictReader):
     def bounded(self, key: str, v: Any, spec: tuple[tuple[type, ...], str], option: str) -> Any:
         v = self.typed(key, v, spec)
         expected = out_of_bounds(option, v)
         if expected:
             raise self.fail(key, expected, v)
         return v
-
-    def known(self, prefix: str, d: dict[str, Any], allowed: set[str]) -> None:
-        for k in d:
-            if k not in allowed:
-                raise self.fail(f"{prefix}{k}", f"one of the keys {', '.join(sorted(allowed))}")
 
 
 def _phase(r: _Reader, key: str, d: Any) -> Phase:
@@ -183,7 +158,7 @@ def _cohort(r: _Reader, name: str, d: Any) -> ScenarioCohort:
         if values.get(choice, allowed[0]) not in allowed:
             raise r.fail(f"{key}.{choice}", _COHORT_KEYS[choice][1], values[choice])
     for h, v in values.get("headers", {}).items():
-        if h.lower() in _SECRET_HEADERS:
+        if h.lower() in SECRET_HEADERS:
             raise r.fail(f"{key}.headers.{h}", "no inline secrets: use bearer_env or bearer_file")
         if not isinstance(v, str):
             raise r.fail(f"{key}.headers.{h}", "text", v)
@@ -201,13 +176,8 @@ def _cohort(r: _Reader, name: str, d: Any) -> ScenarioCohort:
 
 def load_scenario(path: str | Path) -> Scenario:
     p = str(path)
-    r = _Reader(p)
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is fine
-    except OSError as exc:
-        raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+    r = _Reader(p, ScenarioError)
+    data = read_toml(p, ScenarioError)
     r.known("", data, {"description", "load", "timeouts", "cohorts", "policy"})
     load_t = r.table("load", data.get("load", {}))
     r.known("load.", load_t, set(_LOAD_KEYS) | {"phases"})

@@ -11,6 +11,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 
@@ -32,7 +33,31 @@ from ._outcomes import (
 from ._record import SessionRecord
 from ._sse import Event, SSEDecoder
 
-__all__ = ["run_session", "prepared_stream", "Clock"]
+__all__ = ["run_session", "prepared_stream", "Clock", "FirstEvent", "observe_first_events"]
+
+
+@dataclass(frozen=True)
+class FirstEvent:
+    """What a session knew at its first progress event: for an observer checking sseprobe's own
+    clock (bench/truth.py). Times are on the run clock (seconds) unless said; add ``wall_offset``
+    to one for ``time.time()``."""
+
+    scheduled: float  # when the session was due, seconds from the run's start
+    base: float  # the instant TTFE is measured from (the message send)
+    ttfe_ms: float | None  # the TTFE recorded, if this event already carried answer content
+    wall_offset: float  # time.time() - run clock, read at this instant
+    events: list[Event]  # the events decoded from the chunk that held the first progress event
+
+
+_FIRST_EVENT_OBSERVERS: list[Callable[[FirstEvent], None]] = []
+
+
+def observe_first_events(observer: Callable[[FirstEvent], None]) -> Callable[[], None]:
+    """Call ``observer`` at every session's first progress event, in this process (``workers=1``);
+    returns the call that stops it. Once per session, so the per-event path stays as cheap."""
+    _FIRST_EVENT_OBSERVERS.append(observer)
+    return lambda: _FIRST_EVENT_OBSERVERS.remove(observer)
+
 
 Clock = Callable[[], float]
 _SSE = "text/event-stream"
@@ -191,17 +216,25 @@ class _Accounting:
         self.last = now
         n, done, error = self.scan(events)
         if n:
-            if not self.progress:
+            first = not self.progress
+            if first:
                 self.rec.first_event_ms = (now - self.state.base) * 1000.0
             self.progress += n
             if self.answers.feed(events, n - done):  # the terminal event itself is no answer
                 self.rec.ttfe_ms = (now - self.state.base) * 1000.0
+            if first and _FIRST_EVENT_OBSERVERS:
+                self._tell_observers(events)
         if error is not None:
             raise StreamError(error)
         if done:
             self.succeed(now, f"event {self.rules.complete_on}")
             return True
         return False
+
+    def _tell_observers(self, events: list[Event]) -> None:
+        seen = FirstEvent(self.rec.scheduled, self.state.base, self.rec.ttfe_ms, time.time() - self.clock(), events)
+        for observer in _FIRST_EVENT_OBSERVERS:
+            observer(seen)
 
     def succeed(self, now: float, how: str) -> None:
         """The terminal success event or clean close (``how``): ``ok`` only if an answer came."""

@@ -98,7 +98,7 @@ def histogram_arrays(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
 def mean_us(h: HdrHistogram) -> float:
     """hdrh's get_mean_value (each bucket at its median equivalent value), vectorised: hdrh's own
     walks every bucket in Python, ~50 ms a histogram, paid six times at the end of every run."""
-    n = h.get_total_count()
+    n: int = h.get_total_count()
     if not n:
         return 0.0
     counts, lowest, shift = _buckets(h)
@@ -110,7 +110,7 @@ def mean_us(h: HdrHistogram) -> float:
 
 def summarize_ms(h: HdrHistogram) -> dict[str, float | int | None]:
     """p50/p90/p95/p99/max/mean in ms. Percentiles come from the same histogram as max, so p99 <= max."""
-    n = h.get_total_count()
+    n: int = h.get_total_count()
     out: dict[str, float | int | None] = {"count": n}
     for p in PERCENTILES:
         out[f"p{p:g}"] = round(h.get_value_at_percentile(p) / 1000.0, 3) if n else None

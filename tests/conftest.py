@@ -40,6 +40,17 @@ def sseprobe(*args: str, timeout: float = 120, env: dict[str, str] | None = None
     )
 
 
+def in_process(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI's ``main(argv)`` in this process, with what it printed: (exit code, stdout, stderr). For
+    tests that need no process of their own (bad input, help): no second of imports per call."""
+    from sseprobe.cli import main
+
+    capfd.readouterr()  # drop what came before
+    code = main(list(args))
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
 @pytest.fixture(scope="module")
 def target() -> Iterator[str]:
     with target_process(

@@ -10,7 +10,7 @@ import pytest
 
 from sseprobe._check import CheckResult, health_findings, run_checks
 from sseprobe._config import FlowOptions
-from sseprobe._target import CohortKnobs, TargetConfig, running_target
+from sseprobe.target import CohortKnobs, TargetConfig, running_target
 
 from .conftest import sseprobe, target_process
 

@@ -10,7 +10,7 @@ import pytest
 
 from sseprobe.cli import cli
 
-from .conftest import sseprobe, target_process
+from .conftest import in_process, sseprobe, target_process
 from .servers import refused_url
 
 
@@ -38,12 +38,20 @@ from .servers import refused_url
         ["run", "--no-such-option"],
     ],
 )
-def test_bad_input_is_one_line_and_exit_3(args: list[str]) -> None:
+def test_bad_input_is_one_line_and_exit_3(args: list[str], capfd: pytest.CaptureFixture[str]) -> None:
+    code, out, err = in_process(capfd, *args)
+    assert code == 3, (args, out, err)
+    assert "Traceback" not in err
+    assert err.strip().count("\n") == 0, err
+    assert err.startswith("sseprobe: error:"), err
+
+
+@pytest.mark.parametrize("args", [["frobnicate"], ["run", "--url", "http://127.0.0.1:8000"]])
+def test_bad_input_in_a_process_of_its_own(args: list[str]) -> None:
+    """The same contract through the installed entry point (a click error and one of the plan's)."""
     r = sseprobe(*args, timeout=30)
-    assert r.returncode == 3, (args, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr
-    assert r.stderr.strip().count("\n") == 0, r.stderr
-    assert r.stderr.startswith("sseprobe: error:"), r.stderr
+    assert r.returncode == 3 and "Traceback" not in r.stderr, (args, r.stdout, r.stderr)
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("sseprobe: error:"), r.stderr
 
 
 def test_unreachable_host_is_exit_3_with_reason(tmp_path: Path) -> None:
@@ -65,14 +73,14 @@ def _commands() -> list[tuple[str, click.Command]]:
     return out
 
 
-def test_help_explains_every_option() -> None:
+def test_help_explains_every_option(capfd: pytest.CaptureFixture[str]) -> None:
     for name, cmd in _commands():
         assert cmd.help, f"{name} has no help text"
         for param in cmd.params:
             if isinstance(param, click.Option):
                 assert param.help and len(param.help) > 8, f"{name} {param.opts}: no help"
-        r = sseprobe(*name.split(), "--help")
-        assert r.returncode == 0 and "Usage:" in r.stdout, r.stderr
+        code, out, err = in_process(capfd, *name.split(), "--help")
+        assert code == 0 and "Usage:" in out, err
 
 
 def test_json_prints_only_the_document(tmp_path: Path) -> None:

@@ -29,16 +29,17 @@ from typing import Any
 
 import pytest
 
-import sseprobe._cmd_compare
-import sseprobe._cmd_monitor
-import sseprobe._cmd_report
-import sseprobe._cmd_run
+import sseprobe._api
 import sseprobe._results
-from sseprobe._cmd_run import held_signals
+import sseprobe.cli._compare
+import sseprobe.cli._monitor
+import sseprobe.cli._report
+import sseprobe.cli._run
 from sseprobe._http import LeanClient
 from sseprobe._outcomes import ProtocolError
 from sseprobe._results import dumps
 from sseprobe.cli import main
+from sseprobe.cli._run import held_signals
 
 from .conftest import CLI, target_process
 from .report_docs import results_doc
@@ -240,28 +241,28 @@ def _boom(*_a: Any, **_k: Any) -> Any:
 
 
 FAULTS: list[tuple[str, Any, str, Callable[[Path], list[str]]]] = [
-    ("run", sseprobe._cmd_run, "measure", lambda t: [*RUN, "-n", "1", "-o", str(t / "r.json")]),
+    ("run", sseprobe._api, "measure", lambda t: [*RUN, "-n", "1", "-o", str(t / "r.json")]),
     (
         "compare live",
-        sseprobe._cmd_compare,
+        sseprobe._api,
         "measure",
         lambda t: ["compare", "--canonical", DEAD, "--legacy", DEAD, "-w", "1", "-o", str(t / "c.json")],
     ),
     (
         "compare offline",
-        sseprobe._cmd_compare,
+        sseprobe.cli._compare,
         "compare",
         lambda t: ["compare", _doc_file(t, "a.json"), _doc_file(t, "b.json")],
     ),
-    ("report", sseprobe._cmd_report, "write_report", lambda t: ["report", _doc_file(t, "a.json"), "--html", "r.html"]),
+    ("report", sseprobe.cli._report, "write_report", lambda t: ["report", _doc_file(t, "a.json"), "--html", "r.html"]),
     (
         "baseline save",
-        sseprobe._cmd_monitor,
+        sseprobe.cli._monitor,
         "save_baseline",
         lambda t: ["baseline", "save", _doc_file(t, "a.json"), "--to", str(t / "base.json")],
     ),
-    ("monitor", sseprobe._cmd_monitor, "run_pass", lambda t: ["monitor", "-C", _monitor_config(t)]),
-    ("history", sseprobe._cmd_monitor, "History", lambda t: ["history", "--db", _history(t)]),
+    ("monitor", sseprobe.cli._monitor, "run_pass", lambda t: ["monitor", "-C", _monitor_config(t)]),
+    ("history", sseprobe.cli._monitor, "History", lambda t: ["history", "--db", _history(t)]),
 ]
 
 

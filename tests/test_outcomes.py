@@ -152,7 +152,7 @@ def test_adk_style_close_after_partial_event_is_premature() -> None:
     """ADK's api_server just closes after the last event: a close right after a partial one
     means the answer was cut off; a close after the final one is a success. (Plain http only:
     the built-in target serves no TLS.)"""
-    from sseprobe._target import CohortKnobs, TargetConfig, running_target
+    from sseprobe.target import CohortKnobs, TargetConfig, running_target
 
     async def go(p_close: float) -> SessionRecord:
         cfg = TargetConfig(

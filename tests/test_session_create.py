@@ -24,7 +24,7 @@ from sseprobe._engine import make_client
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe._session import run_session
-from sseprobe._target import CohortKnobs, TargetConfig, running_target
+from sseprobe.target import CohortKnobs, TargetConfig, running_target
 
 from .conftest import sseprobe, target_process
 

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sseprobe import _target
-from sseprobe._target import CohortKnobs, Target, TargetConfig, running_target
+from sseprobe.target import CohortKnobs, Target, TargetConfig, running_target
+from sseprobe.target import _app as _target
 
 Body = Callable[[Target, aiohttp.ClientSession], Awaitable[None]]
 RUN = "/apps/vana/users/u1/sessions/{}/run"

@@ -15,8 +15,8 @@ from sseprobe._engine import make_client
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe._session import run_session
-from sseprobe._target import Target, TargetConfig
-from sseprobe._target_real import MODEL_503, RATE_LIMITER_TIMEOUT, VanaReal
+from sseprobe.target import Target, TargetConfig
+from sseprobe.target._real import MODEL_503, RATE_LIMITER_TIMEOUT, VanaReal
 
 from .test_target import (
     RUN,
@@ -229,7 +229,7 @@ async def flow_records(url: str, n: int, **opts: Any) -> list[SessionRecord]:
 
 def run_flows(cfg: TargetConfig, n: int, **opts: Any) -> list[SessionRecord]:
     async def main() -> list[SessionRecord]:
-        from sseprobe._target import running_target
+        from sseprobe.target import running_target
 
         async with running_target(cfg) as target:
             return await flow_records(target.url, n, **opts)

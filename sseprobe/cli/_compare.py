@@ -9,53 +9,30 @@ Exit code: the verdict's (0 GREEN, 1 YELLOW, 2 RED, 3 INCONCLUSIVE / could not r
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from typing import Any
 
 import click
 
-from ._cli_common import (
+from .._api import compare as compare_live
+from .._api import plan_from
+from .._compare import Verdict, compare
+from .._policy import Policy
+from .._results import ResultsError, build_document, cohort_from_document, read_documents
+from .._verdict_text import render_verdict
+from ._common import (
     EXIT_UNKNOWN,
     UsageProblem,
-    build_limits,
-    build_load,
-    build_timeouts,
     check_outputs,
-    flow_from,
     flow_options,
-    load_config,
     load_options,
-    prepare_run,
+    overrides,
     read_policy,
     read_scenario,
-    resolve,
 )
-from ._cmd_report import attach_html
-from ._cmd_run import emit, flow_config, results_extra, said_interrupted, unreachable
-from ._compare import Verdict, compare
-from ._engine import CohortSpec
-from ._pacer import Phase
-from ._policy import Policy
-from ._results import ResultsError, build_document, cohort_from_document, read_documents
-from ._runner import measure
-from ._scenario import Scenario
-from ._summary import render_run
-from ._verdict_text import render_verdict
+from ._report import attach_html
+from ._run import emit, said_interrupted, say_notes
 
-__all__ = ["compare_cmd", "parse_split", "verdict_section"]
-
-
-def parse_split(text: str | None) -> tuple[float, float]:
-    """``5/95`` -> canonical 5, legacy 95 (shares of the sessions)."""
-    if text is None:
-        return 1.0, 1.0
-    try:
-        a, b = (float(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageProblem(f"--split expects CANONICAL/LEGACY shares such as 5/95, got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise UsageProblem("--split shares must both be > 0")
-    return a, b
+__all__ = ["compare_cmd", "verdict_section"]
 
 
 def verdict_section(verdict: Verdict) -> dict[str, Any]:
@@ -113,21 +90,6 @@ def _offline(
     return verdict.exit_code
 
 
-def _live_cohorts(
-    ctx: click.Context, params: dict[str, Any], scenario: Scenario | None, split: tuple[float, float]
-) -> list[CohortSpec]:
-    sc = {c.name: c for c in scenario.cohorts} if scenario else {}
-    specs = []
-    for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
-        c = sc.get(name)
-        values = c.values if c else {}
-        weight = share if params["split"] is not None or c is None else c.weight
-        flow = values.get("flow", name)
-        opts = flow_from(ctx, params, values, flow, params[url_opt], f"--{name}")
-        specs.append(CohortSpec(name, opts, weight))
-    return specs
-
-
 @click.command("compare")
 @click.argument("files", nargs=-1, metavar="[BASELINE.json [CANDIDATE.json]]")
 @click.option("--canonical", "canonical_url", default=None, help="Live: base URL of the canonical cohort.")
@@ -150,7 +112,7 @@ def _live_cohorts(
 @flow_options
 @load_options
 @click.pass_context
-def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> int:
+def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) -> int:
     """Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).
 
     Live: ``compare --canonical URL --legacy URL``: runs both cohorts at once, interleaved.
@@ -176,53 +138,17 @@ def compare_cmd(ctx: click.Context, files: tuple[str, ...], **params: Any) -> in
             params["as_json"],
             params["html_path"],
         )
-    o = resolve(ctx, params, scenario)
-    split = parse_split(params["split"])
-    cohorts = _live_cohorts(ctx, params, scenario, split)
-    n = len(cohorts)  # load options are per cohort
-    for key in ("sessions", "concurrency", "rate"):
-        if o.get(key) is not None:
-            o[key] = o[key] * n
-    load = build_load(o, tuple(_scaled(p, n) for p in scenario.phases) if scenario else ())
-    timeouts, limits = build_timeouts(o), build_limits(o)
-    run_opts, load, out = prepare_run(o, policy, load, limits, "compare", params["html_path"])
-    measured = measure(cohorts, load, timeouts, limits, run_opts)
-    base, cand = measured.cohorts["legacy"], measured.cohorts["canonical"]
-    verdict = compare(base, cand, policy)
-    info = measured.info
-    config = {
-        "command": "compare",
-        "split": list(split),
-        "cohorts": {c.name: flow_config(c.options) for c in cohorts},
-        "load": load_config(o, load, timeouts, run_opts.workers),
-    }
-    doc = build_document(
-        started=info.started,
-        duration_s=info.duration_s,
-        config=config,
-        cohorts=measured.cohorts,
-        verdict=verdict_section(verdict),
-        interrupted=info.interrupted,
-        extra=results_extra(measured),
-    )
-    text = (
-        render_run(measured.cohorts, verdict.triggers, info.duration_s, info.interrupted, measured.generator)
-        + "\n\n"
-        + _print_verdict(verdict, "legacy", "canonical", o["as_json"])
-    )
-    path, saved = emit(doc, out, "compare", o["as_json"], text)
-    attach_html(doc, str(path), params["html_path"], o["as_json"])
-    problem = unreachable(measured.cohorts)
-    if problem:  # a typo in a URL must not read as a rollback: nothing was measured
-        click.echo(f"sseprobe: error: {problem}", err=True)
+    given, defaults = overrides(ctx, params)
+    plan = plan_from(scenario, given, "compare", defaults)
+    say_notes(plan)
+    result = compare_live(plan)
+    color = sys.stdout.isatty() and not plan.as_json
+    path, saved = emit(result.document, plan.out, "compare", plan.as_json, result.text(color))
+    attach_html(result.document, str(path), plan.html, plan.as_json)
+    if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
+        click.echo(f"sseprobe: error: {result.problem}", err=True)
         return EXIT_UNKNOWN
     if not saved:
         return EXIT_UNKNOWN
-    said_interrupted(info)
-    if info.interrupted and verdict.overall != "RED":
-        return EXIT_UNKNOWN
-    return verdict.exit_code
-
-
-def _scaled(phase: Phase, n: int) -> Phase:
-    return replace(phase, start_rate=phase.start_rate * n, end_rate=phase.end_rate * n)
+    said_interrupted(result.measured.info)
+    return result.exit_code

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ._target import (
+from ._app import (
     RUN_LINGER_S,
     VANA_APP,
     CohortCounters,

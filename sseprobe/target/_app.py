@@ -30,7 +30,7 @@ __all__ = ["CohortKnobs", "TargetConfig", "TargetStats", "Target", "PROFILES", "
 
 VANA_APP = "vana"
 REPLAY = 10  # events replayed to a new legacy subscriber
-PROFILES = ("default", "vana-real")  # vana-real: what the real backend was seen doing (_target_real)
+PROFILES = ("default", "vana-real")  # vana-real: what the real backend was seen doing (target/_real.py)
 SESSION_TTL_S = 600.0  # a session unused this long is forgotten
 MAX_SESSIONS = 100_000  # beyond, the least recently used session is forgotten
 MAX_RUNS = 50_000  # legacy runs kept at once; the oldest is evicted beyond
@@ -45,12 +45,13 @@ def _validate(obj: Any) -> None:
     """Reject wrong types and out-of-range knobs up front: the CLI and PATCH both rely on it."""
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if not isinstance(value, _KINDS[f.type]) or isinstance(value, bool) and f.type != "bool":
-            raise TypeError(f"{f.name}: expected {f.type}, got {value!r}")
-        if f.type == "float":
+        kind = str(f.type)  # annotations are strings here (from __future__ import annotations)
+        if not isinstance(value, _KINDS[kind]) or isinstance(value, bool) and kind != "bool":
+            raise TypeError(f"{f.name}: expected {kind}, got {value!r}")
+        if kind == "float":
             setattr(obj, f.name, float(value))
         low, high = _bounds(f.name)
-        if f.type in ("float", "int", "float | None") and value is not None and not low <= value <= high:
+        if kind in ("float", "int", "float | None") and value is not None and not low <= float(value) <= high:
             raise ValueError(f"{f.name}: {value!r} outside [{low}, {high}]")
 
 
@@ -81,7 +82,7 @@ class CohortKnobs:
             raise ValueError("p_5xx + p_429 and p_stream_error + p_premature_close + p_stall must each be <= 1")
 
 
-_KINDS: dict[str, tuple[type, ...]] = {
+_KINDS: dict[str, tuple[type[Any], ...]] = {
     "float": (int, float),
     "int": (int,),
     "bool": (bool,),
@@ -106,7 +107,7 @@ class TargetConfig:
     unhealthy: bool = False
     cloud_logging: bool = True
     seed: int = 0
-    # the real service's quirks (profile "vana-real"; see _target_real)
+    # the real service's quirks (profile "vana-real"; see target/_real.py)
     profile: str = "default"
     model_delay_ms: float | None = None
     model_fail_rate: float = 0.0
@@ -284,7 +285,7 @@ class _Run:
 
 
 class _Vana:
-    """State and handlers of one target instance (the default profile; _target_real subclasses it)."""
+    """State and handlers of one target instance (the default profile; target/_real.py subclasses it)."""
 
     replay = REPLAY  # past events a new legacy subscriber receives
     flag_gates_run_sse = True  # the canonical flag off makes /run_sse answer 501
@@ -309,7 +310,8 @@ class _Vana:
         try:
             if not request.path.startswith(("/health", "/_target/")):
                 self._guard(request)
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         except _Reject as reject:
             return reject.response
 
@@ -790,7 +792,7 @@ _STATE = web.AppKey("sseprobe_target", _Vana)
 
 def make_app(config: TargetConfig) -> web.Application:
     if config.profile == "vana-real":
-        from ._target_real import VanaReal  # the profile subclasses _Vana: imported only when asked for
+        from ._real import VanaReal  # the profile subclasses _Vana: imported only when asked for
 
         vana: _Vana = VanaReal(config)
     else:

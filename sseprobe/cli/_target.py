@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from ._cli_common import EXIT_OK, UsageProblem
-from ._target import PROFILES, CohortKnobs, TargetConfig, serve
+from ..target import PROFILES, CohortKnobs, TargetConfig, serve
+from ._common import EXIT_OK, UsageProblem
 
 __all__ = ["target_cmd", "knob_options", "config_from_options"]
 

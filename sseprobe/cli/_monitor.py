@@ -9,10 +9,11 @@ from typing import Any
 import click
 import orjson
 
-from ._cli_common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
-from ._history import History, HistoryError, PassRow, deciding_reason
-from ._monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
-from ._results import ResultsError, read_document
+from .._history import History, HistoryError, PassRow, deciding_reason
+from .._monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
+from .._policy import format_metric
+from .._results import ResultsError, read_document
+from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
 
 __all__ = ["monitor_cmd", "baseline_group", "history_cmd"]
 
@@ -138,12 +139,6 @@ def baseline_save_cmd(results_file: str, config_path: str | None, dest: str | No
 # --- history -----------------------------------------------------------------------------------
 
 
-def _fmt(metric: str, v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v:,.1f} ms" if metric.endswith("_ms") else f"{v * 100:.2f} %"
-
-
 def _spark(values: list[float]) -> str:
     if not values:
         return ""
@@ -162,13 +157,13 @@ def _trends(passes: list[PassRow], cohorts: list[str]) -> list[str]:
             if not series:
                 continue
             last = series[-1]
-            text = f"last {_fmt(metric, last)}"
+            text = f"last {format_metric(metric, last)}"
             if len(series) > 1:
                 med = statistics.median(series[:-1])
                 if metric.endswith("_ms") and med:
-                    text += f", median before {_fmt(metric, med)} ({(last / med - 1) * 100:+.1f} %)"
+                    text += f", median before {format_metric(metric, med)} ({(last / med - 1) * 100:+.1f} %)"
                 else:
-                    text += f", median before {_fmt(metric, med)} ({(last - med) * 100:+.2f} pp)"
+                    text += f", median before {format_metric(metric, med)} ({(last - med) * 100:+.2f} pp)"
             lines.append(f"  {cohort + ' ' + metric:<34} {_spark(series):<12} {text}")
     return lines
 
@@ -247,8 +242,8 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
     for p in passes:
         by = {c.cohort: c for c in p.cohorts}
         cells = "".join(
-            f" {_fmt('ttfe_p95_ms', by[n].metrics.get('ttfe_p95_ms')) if n in by else '-':>22}"
-            f" {_fmt('completion_rate', by[n].metrics.get('completion_rate')) if n in by else '-':>10}"
+            f" {format_metric('ttfe_p95_ms', by[n].metrics.get('ttfe_p95_ms')) if n in by else '-':>22}"
+            f" {format_metric('completion_rate', by[n].metrics.get('completion_rate')) if n in by else '-':>10}"
             for n in names
         )
         why = deciding_reason(p.verdict, p.reasons)

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from ._check import run_checks
-from ._cli_common import (
+from .._check import run_checks
+from .._redact import redact_url
+from ._common import (
     EXIT_CRITICAL,
     EXIT_OK,
     EXIT_UNKNOWN,
@@ -18,7 +19,6 @@ from ._cli_common import (
     flow_options,
     parse_headers,
 )
-from ._redact import redact_url
 
 __all__ = ["check_cmd"]
 

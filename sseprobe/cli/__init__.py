@@ -23,20 +23,19 @@ except ValueError:  # imported from a thread other than the main one: signals ar
     _BEFORE = {}
 
 import contextlib  # noqa: E402
-import sys  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import click  # noqa: E402
 
-from ._cli_common import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
-from ._cmd_check import check_cmd  # noqa: E402
-from ._cmd_compare import compare_cmd  # noqa: E402
-from ._cmd_demo import demo_cmd  # noqa: E402
-from ._cmd_monitor import baseline_group, history_cmd, monitor_cmd  # noqa: E402
-from ._cmd_report import report_cmd  # noqa: E402
-from ._cmd_run import run_cmd  # noqa: E402
-from ._cmd_target import target_cmd  # noqa: E402
+from ._check import check_cmd  # noqa: E402
+from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem  # noqa: E402
+from ._compare import compare_cmd  # noqa: E402
+from ._demo import demo_cmd  # noqa: E402
+from ._monitor import baseline_group, history_cmd, monitor_cmd  # noqa: E402
+from ._report import report_cmd  # noqa: E402
+from ._run import run_cmd  # noqa: E402
+from ._target import target_cmd  # noqa: E402
 
 for _sig, _handler in _BEFORE.items():
     signal.signal(_sig, _handler)
@@ -78,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNKNOWN
     with _sigterm_interrupts():
         try:
-            rv = cli.main(args=argv, prog_name="sseprobe", standalone_mode=False)
+            rv = cli.main(argv, prog_name="sseprobe", standalone_mode=False)
         except click.exceptions.Exit as exc:
             return exc.exit_code
         except click.exceptions.Abort:
             click.echo("sseprobe: interrupted", err=True)
             return EXIT_UNKNOWN
-        except click.ClickException as exc:
+        except (click.ClickException, UsageProblem) as exc:
             click.echo(f"sseprobe: error: {_one_line(exc.format_message())}", err=True)
             return EXIT_UNKNOWN
         except KeyboardInterrupt:
@@ -117,7 +116,3 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from ._cli_common import EXIT_OK, UsageProblem
-from ._hgrm import export_hgrm
-from ._report_html import write_report
-from ._results import ResultsError, read_document
+from .._hgrm import export_hgrm
+from .._report_html import write_report
+from .._results import ResultsError, read_document
+from ._common import EXIT_OK, UsageProblem
 
 __all__ = ["report_cmd"]
 

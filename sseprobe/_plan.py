@@ -1,8 +1,8 @@
-"""Shared pieces of the commands: exit codes, option groups, and input that becomes value objects.
+"""Input that becomes value objects, in one order of precedence: built-in default < scenario file < option
+given explicitly (a flag on the command line, a key in a Python caller's overrides).
 
-The engine never sees click: options become :mod:`._config` objects here, in one order of
-precedence: built-in default < scenario file < flag given on the command line. Bad input
-becomes a :class:`UsageProblem` (one line, exit 3).
+No click here: the command line and the Python API share this. Bad input becomes a :class:`UsageProblem`
+(one line, exit 3); warnings and notes are collected, never printed, so the caller decides where they go.
 """
 
 from __future__ import annotations
@@ -13,66 +13,34 @@ import os
 import re
 import resource
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import click
-from click.core import ParameterSource
-
 from ._cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
-from ._config import LEGACY_STREAMS, SESSION_CREATE, FlowOptions, Limits, Timeouts, TLSOptions
+from ._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import Load
 from ._http import tls_context
+from ._levels import EXIT_UNKNOWN
 from ._pacer import Phase, Schedule
 from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ._redact import SECRET_HEADERS, redact_url
 from ._results import ResultsError, check_output, default_out_path
 from ._runner import RunOptions, default_workers, useful_workers
-from ._scenario import Scenario, ScenarioError, load_scenario, out_of_bounds
+from ._scenario import Scenario, ScenarioError, load_scenario
 
-__all__ = [
-    "EXIT_OK",
-    "EXIT_WARNING",
-    "EXIT_CRITICAL",
-    "EXIT_UNKNOWN",
-    "UsageProblem",
-    "parse_url",
-    "parse_headers",
-    "public_headers",
-    "load_options",
-    "flow_options",
-    "answer_options",
-    "resolve",
-    "build_timeouts",
-    "build_load",
-    "build_limits",
-    "build_flow",
-    "build_run_options",
-    "worker_count",
-    "prepare_run",
-    "check_outputs",
-    "fit_open_files",
-    "split_credentials",
-    "check_token",
-    "read_scenario",
-    "read_policy",
-    "load_config",
-    "flow_from",
-    "given",
-    "build_tls",
-    "tls_config",
-]
-
-EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNKNOWN = 0, 1, 2, 3
+_T = TypeVar("_T")
 
 
-class UsageProblem(click.ClickException):
-    """Bad input: one line, exit 3."""
+class UsageProblem(ValueError):
+    """Bad input: one line, exit 3 (the command line prints it as ``sseprobe: error: ...``)."""
 
     exit_code = EXIT_UNKNOWN
+
+    def format_message(self) -> str:
+        return str(self)
 
 
 # --- plain parsing ------------------------------------------------------------------------------
@@ -156,283 +124,7 @@ def public_headers(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return {k: ("REDACTED" if k.lower() in SECRET_HEADERS else v) for k, v in headers}
 
 
-# --- option groups ------------------------------------------------------------------------------
-
-
-def _apply(f: Callable[..., Any], opts: list[Callable[..., Any]]) -> Callable[..., Any]:
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def _bounded(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """Every count, rate and time is checked where it enters: finite, within sane bounds."""
-    expected = out_of_bounds(param.name or "", value)
-    if expected:
-        raise click.BadParameter(f"{value!r}: expected {expected}", param=param)
-    return value
-
-
-def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """How much load, how it arrives, timeouts, limits, output. Shared by run and compare."""
-    return _apply(
-        f,
-        [
-            click.option(
-                "--scenario",
-                "-s",
-                type=click.Path(dir_okay=False),
-                default=None,
-                help="Scenario TOML file (cohorts, load, phases, timeouts, policy); "
-                "flags given here override its values.",
-            ),
-            click.option(
-                "--sessions",
-                "-n",
-                type=int,
-                callback=_bounded,
-                default=None,
-                help="Sessions to run in all (default 100 when no --duration or --rate).",
-            ),
-            click.option(
-                "--duration",
-                "-d",
-                type=float,
-                callback=_bounded,
-                default=None,
-                help="Stop starting sessions after this many seconds.",
-            ),
-            click.option(
-                "--concurrency",
-                "-c",
-                type=int,
-                callback=_bounded,
-                default=10,
-                show_default=True,
-                help="Closed model: sessions in flight at once (users).",
-            ),
-            click.option(
-                "--think",
-                type=float,
-                callback=_bounded,
-                default=0.0,
-                show_default=True,
-                help="Closed model: seconds a user waits between sessions.",
-            ),
-            click.option(
-                "--rate",
-                "-r",
-                type=float,
-                callback=_bounded,
-                default=None,
-                help="Open model: new sessions per second, arriving whether or not earlier "
-                "ones finished (needs --duration or --sessions).",
-            ),
-            click.option(
-                "--poisson",
-                is_flag=True,
-                default=None,
-                help="Open model: Poisson (random) arrivals instead of evenly spaced ones.",
-            ),
-            click.option(
-                "--max-in-flight",
-                type=int,
-                callback=_bounded,
-                default=15_000,
-                show_default=True,
-                help="Open model: cap on sessions in flight; held-back arrivals show as lag.",
-            ),
-            click.option(
-                "--workers",
-                "-w",
-                type=int,
-                callback=_bounded,
-                default=None,
-                help="Engine processes, each with its share of the load (default: the number of CPUs).",
-            ),
-            click.option(
-                "--cluster",
-                default=None,
-                metavar="local:N|ray://HOST:PORT|auto",
-                help="Run the shares as Ray actors on every node of a cluster (needs the ray extra): "
-                "local:N starts Ray here with N CPUs, auto joins the cluster of a Ray job.",
-            ),
-            click.option(
-                "--workers-per-node",
-                type=int,
-                default=None,
-                help="With --cluster: actors on each node (default: the node's CPUs).",
-            ),
-            click.option(
-                "--on-node-loss",
-                type=click.Choice(NODE_LOSS),
-                default="abort",
-                show_default=True,
-                help="With --cluster: when an actor or node is lost, stop the rest (the run is interrupted) "
-                "or continue (the load is flagged as below target).",
-            ),
-            click.option(
-                "--abort-on-trigger",
-                type=float,
-                callback=_bounded,
-                default=None,
-                metavar="SECONDS",
-                help="Stop early when a rollback trigger holds this long.",
-            ),
-            click.option(
-                "--connect-timeout",
-                type=float,
-                callback=_bounded,
-                default=10.0,
-                show_default=True,
-                help="Seconds for the TCP connect and for response headers.",
-            ),
-            click.option(
-                "--idle-timeout",
-                type=float,
-                callback=_bounded,
-                default=60.0,
-                show_default=True,
-                help="Seconds an open stream may stay silent (idle_timeout outcome).",
-            ),
-            click.option(
-                "--timeout",
-                "session_timeout",
-                type=float,
-                callback=_bounded,
-                default=330.0,
-                show_default=True,
-                help="Seconds for a whole session, all requests included (timeout outcome).",
-            ),
-            click.option(
-                "--grace",
-                type=float,
-                callback=_bounded,
-                default=30.0,
-                show_default=True,
-                help="On stop (duration over, Ctrl-C): seconds in-flight sessions may finish.",
-            ),
-            click.option(
-                "--connections",
-                type=int,
-                callback=_bounded,
-                default=0,
-                show_default=True,
-                help="Cap on open connections (0: unlimited; one stream holds one).",
-            ),
-            click.option(
-                "--max-line",
-                type=int,
-                callback=_bounded,
-                default=1 << 20,
-                show_default=True,
-                help="Longest SSE line or event in bytes before protocol_error.",
-            ),
-            click.option(
-                "--policy",
-                "policy_file",
-                type=click.Path(dir_okay=False),
-                default=None,
-                help="Policy TOML file: thresholds, metrics, triggers, confidence.",
-            ),
-            click.option(
-                "--out",
-                "-o",
-                type=click.Path(dir_okay=False),
-                default=None,
-                help="Results document path (default: results/<kind>-<time>.json).",
-            ),
-            click.option(
-                "--json", "as_json", is_flag=True, help="Print the results document on stdout, and nothing else there."
-            ),
-            click.option(
-                "--quiet",
-                "-q",
-                is_flag=True,
-                help="No progress on stderr (by default a live line on a terminal, else a plain line every 10 s).",
-            ),
-        ],
-    )
-
-
-def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """What each session sends."""
-    return _apply(
-        f,
-        [
-            click.option("--app", default="vana", show_default=True, help="ADK app name."),
-            click.option(
-                "--user-prefix",
-                default="sseprobe",
-                show_default=True,
-                help="Prefix of the per-session user id (a uuid follows).",
-            ),
-            click.option(
-                "--message",
-                "messages",
-                multiple=True,
-                default=("test",),
-                show_default=True,
-                help="User message text (repeatable: one is picked per session).",
-            ),
-            click.option(
-                "--session-create",
-                type=click.Choice(SESSION_CREATE),
-                default="auto",
-                show_default=True,
-                help="Canonical: create the session backend-style (POST .../sessions; the id the server "
-                "returns is used), ADK-style (POST .../sessions/{id} with our id), auto (backend style, "
-                "ADK style where that route is missing, remembered per cohort) or not at all.",
-            ),
-            click.option(
-                "--legacy-stream",
-                type=click.Choice(LEGACY_STREAMS),
-                default="run",
-                show_default=True,
-                help="Legacy: stream from GET .../run, or from the older GET /agent_network_sse/{session}.",
-            ),
-            click.option(
-                "--header",
-                "-H",
-                "headers",
-                multiple=True,
-                metavar="'NAME: VALUE'",
-                help="Extra request header (repeatable). Values never reach any output.",
-            ),
-            click.option(
-                "--bearer-env",
-                metavar="VAR",
-                help="Send 'Authorization: Bearer' with the token in this environment variable.",
-            ),
-            click.option("--bearer-file", metavar="FILE", help="Same, with the token read from a file."),
-            *_TLS_OPTIONS,
-        ],
-    )
-
-
-_TLS_OPTIONS = [
-    click.option(
-        "--ca-file",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="https: trust the CA certificates in this PEM file instead of the system's.",
-    ),
-    click.option(
-        "--insecure",
-        is_flag=True,
-        default=False,
-        help="https: verify neither certificate nor host name (marked as such in output and results).",
-    ),
-    click.option(
-        "--cert", type=click.Path(dir_okay=False), default=None, help="https: client certificate (PEM), mTLS."
-    ),
-    click.option(
-        "--key", type=click.Path(dir_okay=False), default=None, help="https: its private key, if not in --cert."
-    ),
-]
-
-
-def build_tls(o: dict[str, Any]) -> TLSOptions:
+def build_tls(o: Mapping[str, Any], notes: list[str] | None = None) -> TLSOptions:
     """The TLS options, with their files read once now (a bad file is bad input, not a run of
     connect errors); --insecure is announced on stderr."""
     tls = _value_object(
@@ -442,7 +134,7 @@ def build_tls(o: dict[str, Any]) -> TLSOptions:
     )
     _value_object(lambda: tls_context(tls))
     if tls.insecure:
-        click.echo("sseprobe: WARNING: --insecure: https certificates and host names are NOT verified", err=True)
+        _say(notes, "WARNING: --insecure: https certificates and host names are NOT verified")
     return tls
 
 
@@ -459,27 +151,6 @@ def tls_config(opts: FlowOptions) -> dict[str, Any] | None:
     if tls.insecure:
         out["warning"] = "INSECURE: certificates and host names were not verified"
     return out
-
-
-def answer_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """What carries answer content in a generic stream (canonical and legacy know theirs)."""
-    return _apply(
-        f,
-        [
-            click.option(
-                "--first-answer-event",
-                metavar="NAME",
-                help="Generic flow: the named event that carries answer content; TTFE runs to the first one "
-                "(default: any data event but the completing one).",
-            ),
-            click.option(
-                "--first-answer-field",
-                metavar="PATH",
-                help="Generic flow: a dotted JSON path (e.g. choices.0.delta.content) whose non-empty value "
-                "in an event's data is answer content.",
-            ),
-        ],
-    )
 
 
 # --- precedence: default < scenario < command line -----------------------------------------------
@@ -501,20 +172,16 @@ def read_scenario(path: str | None) -> Scenario | None:
         raise UsageProblem(str(exc)) from None
 
 
-def given(ctx: click.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
-
-
-def resolve(ctx: click.Context, params: dict[str, Any], scenario: Scenario | None) -> dict[str, Any]:
-    """Options with the scenario's load values laid under the flags given on the command line."""
+def resolve(params: Mapping[str, Any], given: Collection[str], scenario: Scenario | None) -> dict[str, Any]:
+    """Options with the scenario's load values laid under the ones ``given`` explicitly."""
     out = dict(params)
-    closed = {name for name in ("concurrency", "think") if given(ctx, name)}
+    closed = {name for name in ("concurrency", "think") if name in given}
     if scenario is not None:
         for key, value in scenario.load.items():
             name = _SCENARIO_NAMES.get(key, key)
-            if not given(ctx, name):
+            if name not in given:
                 out[name] = value
-                if name in ("concurrency", "think") and not given(ctx, "rate"):
+                if name in ("concurrency", "think") and "rate" not in given:
                     closed.add(name)  # a --rate given here overrides the scenario's closed model
     out["_closed_model_options"] = closed  # with a rate or phases: a mix of models, refused in build_load
     return out
@@ -523,24 +190,24 @@ def resolve(ctx: click.Context, params: dict[str, Any], scenario: Scenario | Non
 # --- value objects ---------------------------------------------------------------------------------
 
 
-def _value_object(build: Callable[[], Any]) -> Any:
+def _value_object(build: Callable[[], _T]) -> _T:
     try:
         return build()
     except ValueError as exc:
         raise UsageProblem(str(exc)) from None
 
 
-def build_timeouts(o: dict[str, Any]) -> Timeouts:
+def build_timeouts(o: Mapping[str, Any]) -> Timeouts:
     return _value_object(
         lambda: Timeouts(connect=o["connect_timeout"], idle=o["idle_timeout"], session=o["session_timeout"])
     )
 
 
-def build_limits(o: dict[str, Any]) -> Limits:
+def build_limits(o: Mapping[str, Any]) -> Limits:
     return _value_object(lambda: Limits(connections=o["connections"], max_line=o["max_line"], max_event=o["max_line"]))
 
 
-def build_load(o: dict[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
+def build_load(o: Mapping[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
     """Closed model unless a rate or phases are given; a rate needs an end (duration or sessions)."""
     sessions, duration, rate = o["sessions"], o["duration"], o.get("rate")
     if rate is not None and phases:
@@ -584,7 +251,7 @@ def read_policy(path: str | None) -> Policy:
         raise UsageProblem(str(exc)) from None
 
 
-def build_run_options(o: dict[str, Any], policy: Policy, load: Load | None = None) -> RunOptions:
+def build_run_options(o: Mapping[str, Any], policy: Policy, load: Load | None = None) -> RunOptions:
     workers = worker_count(o.get("workers"), load)
     abort = o.get("abort_on_trigger")  # bounded where it entered (flag or scenario)
     return RunOptions(
@@ -677,20 +344,26 @@ def check_outputs(*paths: tuple[str, str | Path | None]) -> None:
 
 
 def prepare_run(
-    o: dict[str, Any], policy: Policy, load: Load, limits: Limits, kind: str, html: str | None
+    o: Mapping[str, Any],
+    policy: Policy,
+    load: Load,
+    limits: Limits,
+    kind: str,
+    html: str | None,
+    notes: list[str] | None = None,
 ) -> tuple[RunOptions, Load, str]:
     """Everything that can be refused is refused before any load: workers, open files, output paths.
     Returns the run options, the load (in-flight cap fitted to the open-file limit) and the results path."""
     run_opts = build_run_options(o, policy, load)
     load, note = fit_open_files(load, limits, run_opts.workers, given_max_in_flight=o.get("max_in_flight") != 15_000)
     if note:
-        click.echo(f"sseprobe: note: {note}", err=True)
+        _say(notes, f"note: {note}")
     out = str(o.get("out") or default_out_path(kind))
     check_outputs(("--out", out), ("--html", html))
     return run_opts, load, out
 
 
-def build_cluster(o: dict[str, Any]) -> ClusterOptions | None:
+def build_cluster(o: Mapping[str, Any]) -> ClusterOptions | None:
     """--cluster and its companions; Ray is imported here so a missing extra fails before any load."""
     address, per_node, on_loss = o.get("cluster"), o.get("workers_per_node"), o.get("on_node_loss") or "abort"
     if address is None:
@@ -709,10 +382,10 @@ def build_cluster(o: dict[str, Any]) -> ClusterOptions | None:
 def build_flow(flow: str, url: str | None, what: str = "--url", **kw: Any) -> FlowOptions:
     if not url:
         raise UsageProblem(f"{what} is required (on the command line or in the scenario)")
-    return _value_object(lambda: FlowOptions(flow=flow, url=parse_url(url, what), **kw))
+    return _value_object(lambda: FlowOptions(flow=cast(FlowName, flow), url=parse_url(url, what), **kw))
 
 
-def load_config(o: dict[str, Any], load: Load, timeouts: Timeouts, workers: int) -> dict[str, Any]:
+def load_config(o: Mapping[str, Any], load: Load, timeouts: Timeouts, workers: int) -> dict[str, Any]:
     """The load part of the results document's config (no secrets live here)."""
     schedule = load.schedule
     return {
@@ -755,19 +428,20 @@ _FLOW_KEYS = (
 
 
 def flow_from(
-    ctx: click.Context,
-    params: dict[str, Any],
-    scenario_values: dict[str, Any],
+    params: Mapping[str, Any],
+    given: Collection[str],
+    scenario_values: Mapping[str, Any],
     flow: str,
     url: str | None,
     what: str = "--url",
+    notes: list[str] | None = None,
 ) -> FlowOptions:
     """One cohort's FlowOptions: a scenario cohort's values under the flags given on the command line."""
     v = dict(scenario_values)
     if "message" in v:
         v["messages"] = (v.pop("message"),)
     for key in _FLOW_KEYS:
-        if key in params and (given(ctx, key) or key not in v):
+        if key in params and (key in given or key not in v):
             v[key] = params[key]
     headers = parse_headers(v.pop("headers", ()) or (), v.pop("bearer_env", None), v.pop("bearer_file", None))
     body = v.pop("body", None)
@@ -783,5 +457,13 @@ def flow_from(
             if any(name.lower() == "authorization" for name, _ in headers):
                 raise UsageProblem(f"{what}: credentials in the URL and an Authorization header: give one")
             headers = (*headers, auth)
-    tls = build_tls(params)
+    tls = build_tls(params, notes)
     return build_flow(flow, target, what, headers=headers, body=body, method=method, tls=tls, **v)
+
+
+def _say(notes: list[str] | None, text: str) -> None:
+    """A warning or note for the caller to show; without a list to collect it, stderr (as the CLI did)."""
+    if notes is None:
+        print(f"sseprobe: {text}", file=sys.stderr)
+    else:
+        notes.append(text)

@@ -1,0 +1,387 @@
+"""The library under the command line: a :class:`RunPlan` built by :func:`plan_from`, and two calls.
+
+``plan_from(scenario, overrides)`` lays what is given explicitly over a scenario over the built-in defaults
+(no click here: the command line's flags arrive as ``overrides``); :func:`run` and :func:`compare` measure
+and return the stats, the verdict and the results document. Rendering and exit codes stay with the caller:
+the command line prints and exits, ``monitor`` records a pass, a Python caller does what it likes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from ._compare import Verdict
+from ._compare import compare as judge
+from ._config import FlowOptions, Limits, Timeouts
+from ._engine import CohortSpec, Load
+from ._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
+from ._outcomes import Outcome
+from ._pacer import Phase
+from ._plan import (
+    UsageProblem,
+    build_limits,
+    build_load,
+    build_timeouts,
+    flow_from,
+    load_config,
+    prepare_run,
+    public_headers,
+    read_policy,
+    read_scenario,
+    resolve,
+    tls_config,
+)
+from ._policy import Policy, check_triggers
+from ._redact import redact_url
+from ._results import build_document
+from ._runner import Measured, RunOptions, measure
+from ._scenario import Scenario
+from ._stats import CohortStats
+from ._summary import render_run
+from ._verdict_text import render_verdict
+
+__all__ = [
+    "DEFAULTS",
+    "RunPlan",
+    "Result",
+    "plan_from",
+    "run",
+    "compare",
+    "flow_config",
+    "judge_completion",
+    "unreachable",
+    "parse_split",
+]
+
+Command = Literal["run", "compare"]
+
+# The built-in defaults of every option a plan reads; the command line declares the same (a test keeps them equal).
+DEFAULTS: dict[str, Any] = {
+    "scenario": None,
+    "sessions": None,
+    "duration": None,
+    "concurrency": 10,
+    "think": 0.0,
+    "rate": None,
+    "poisson": None,
+    "seed": None,
+    "max_in_flight": 15_000,
+    "workers": None,
+    "cluster": None,
+    "workers_per_node": None,
+    "on_node_loss": "abort",
+    "abort_on_trigger": None,
+    "connect_timeout": 10.0,
+    "idle_timeout": 60.0,
+    "session_timeout": 330.0,
+    "grace": 30.0,
+    "connections": 0,
+    "max_line": 1 << 20,
+    "policy_file": None,
+    "out": None,
+    "as_json": False,
+    "quiet": False,
+    "app": "vana",
+    "user_prefix": "sseprobe",
+    "messages": ("test",),
+    "session_create": "auto",
+    "legacy_stream": "run",
+    "headers": (),
+    "bearer_env": None,
+    "bearer_file": None,
+    "ca_file": None,
+    "insecure": False,
+    "cert": None,
+    "key": None,
+    "html_path": None,
+    # compare
+    "canonical_url": None,
+    "legacy_url": None,
+    "split": None,
+    # run
+    "flow": None,
+    "url": None,
+    "method": "GET",
+    "body": None,
+    "body_file": None,
+    "complete_on": None,
+    "first_answer_event": None,
+    "first_answer_field": None,
+}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one run or comparison needs, decided and checked before any load."""
+
+    command: Command
+    cohorts: tuple[CohortSpec, ...]
+    load: Load
+    timeouts: Timeouts
+    limits: Limits
+    policy: Policy
+    options: RunOptions  # workers, progress, cluster, abort on trigger
+    out: str  # where the results document goes
+    html: str | None = None  # where the HTML report goes, if asked for
+    as_json: bool = False
+    config: dict[str, Any] = field(default_factory=dict)  # the document's config (no secrets)
+    notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a run or a comparison measured, how it is judged, and its results document."""
+
+    plan: RunPlan
+    measured: Measured
+    document: dict[str, Any]
+    triggers: list[dict[str, Any]]
+    verdict: Verdict | None = None  # compare only
+
+    @property
+    def cohorts(self) -> dict[str, CohortStats]:
+        return self.measured.cohorts
+
+    @property
+    def problem(self) -> str | None:
+        """Why nothing could be measured (every session failed to connect), else None."""
+        return unreachable(self.measured.cohorts)
+
+    @property
+    def exit_code(self) -> int:
+        """The command line's exit code for this result (0 GREEN/OK, 1 YELLOW, 2 RED, 3 could not tell)."""
+        info = self.measured.info
+        if self.problem:
+            return EXIT_UNKNOWN
+        if self.verdict is not None:
+            return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
+        if self.triggers:
+            return EXIT_CRITICAL
+        attempts = sum(s.attempts for s in self.measured.cohorts.values())
+        return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
+
+    def text(self, color: bool = False) -> str:
+        """The human summary the command line prints."""
+        info = self.measured.info
+        summary = render_run(
+            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator
+        )
+        if self.verdict is None:
+            return summary
+        return summary + "\n\n" + render_verdict(self.verdict, "legacy", "canonical", color=color)
+
+
+def plan_from(
+    scenario: Scenario | str | Path | None,
+    overrides: Mapping[str, Any],
+    command: Command = "compare",
+    defaults: Mapping[str, Any] | None = None,
+) -> RunPlan:
+    """The plan: built-in default < ``defaults`` < scenario < ``overrides``. Bad input raises UsageProblem."""
+    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
+        overrides = {"scenario": str(scenario), **overrides}
+        scenario = read_scenario(str(scenario))
+    unknown = set(overrides) - DEFAULTS.keys()
+    if unknown:
+        raise UsageProblem(f"unknown option(s): {', '.join(sorted(unknown))}")
+    params = {**DEFAULTS, **(defaults or {}), **overrides}
+    given = set(overrides)
+    notes: list[str] = []
+    o = resolve(params, given, scenario)
+    policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
+    if command == "compare":
+        split = parse_split(params["split"])
+        cohorts = _compare_cohorts(params, given, scenario, split, notes)
+        n = len(cohorts)  # load options are per cohort
+        for key in ("sessions", "concurrency", "rate"):
+            if o.get(key) is not None:
+                o[key] = o[key] * n
+        load = build_load(o, tuple(_scaled(p, n) for p in scenario.phases) if scenario else ())
+    else:
+        cohorts = (_run_cohort(params, given, scenario, notes),)
+        load = build_load(o, scenario.phases if scenario else ())
+    timeouts, limits = build_timeouts(o), build_limits(o)
+    run_opts, load, out = prepare_run(o, policy, load, limits, command, params["html_path"], notes)
+    config: dict[str, Any] = {"command": command}
+    if command == "compare":
+        config["split"] = list(split)
+    config["cohorts"] = {c.name: flow_config(c.options) for c in cohorts}
+    config["load"] = load_config(o, load, timeouts, run_opts.workers)
+    return RunPlan(
+        command=command,
+        cohorts=cohorts,
+        load=load,
+        timeouts=timeouts,
+        limits=limits,
+        policy=policy,
+        options=run_opts,
+        out=out,
+        html=params["html_path"],
+        as_json=bool(o["as_json"]),
+        config=config,
+        notes=tuple(notes),
+    )
+
+
+def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
+    """Measure the plan's one cohort; its triggers (and a run where nothing completed) judge it.
+    ``progress``: where live progress goes ("plan": stderr unless the plan is quiet; None: nowhere)."""
+    if plan.command != "run" or len(plan.cohorts) != 1:
+        raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
+    measured = _measure(plan, progress)
+    stats = measured.cohorts[plan.cohorts[0].name]
+    triggers = judge_completion(stats, check_triggers(stats, plan.policy))
+    doc = _document(plan, measured, {"triggers": triggers})
+    return Result(plan, measured, doc, triggers)
+
+
+def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
+    """Measure canonical and legacy in the same window, interleaved, and judge canonical against legacy."""
+    if plan.command != "compare":
+        raise UsageProblem("compare() takes a plan for two cohorts (plan_from(..., command='compare'))")
+    measured = _measure(plan, progress)
+    verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy)
+    doc = _document(plan, measured, {}, verdict)
+    return Result(plan, measured, doc, verdict.triggers, verdict)
+
+
+def _measure(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
+    opts = plan.options if progress == "plan" else replace(plan.options, progress=progress)
+    return measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+
+
+def _document(
+    plan: RunPlan, measured: Measured, extra: dict[str, Any], verdict: Verdict | None = None
+) -> dict[str, Any]:
+    info = measured.info
+    return build_document(
+        started=info.started,
+        duration_s=info.duration_s,
+        config=plan.config,
+        cohorts=measured.cohorts,
+        verdict=None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons},
+        interrupted=info.interrupted,
+        extra={**extra, **_results_extra(measured)},
+    )
+
+
+def _results_extra(m: Measured) -> dict[str, Any]:
+    return {
+        "stop_reason": m.info.stop_reason,
+        "generator": m.generator,
+        "worker_errors": m.worker_errors,
+        "intervals": m.intervals,
+    }
+
+
+def _compare_cohorts(
+    params: Mapping[str, Any],
+    given: set[str],
+    scenario: Scenario | None,
+    split: tuple[float, float],
+    notes: list[str],
+) -> tuple[CohortSpec, ...]:
+    sc = {c.name: c for c in scenario.cohorts} if scenario else {}
+    specs = []
+    for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
+        c = sc.get(name)
+        values = c.values if c else {}
+        weight = share if params["split"] is not None or c is None else c.weight
+        flow = values.get("flow", name)
+        opts = flow_from(params, given, values, flow, params[url_opt], f"--{name}", notes)
+        specs.append(CohortSpec(name, opts, weight))
+    return tuple(specs)
+
+
+def _run_cohort(params: Mapping[str, Any], given: set[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
+    flow, sc_values = _scenario_cohort(scenario, params["flow"])
+    if flow is None:
+        raise UsageProblem("--flow is required (canonical, legacy or generic)")
+    if params["body_file"] is not None:
+        try:
+            params = {**params, "body": Path(params["body_file"]).read_text()}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageProblem(f"--body-file: cannot read {params['body_file']}: {exc}") from None
+    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params["url"], notes=notes))
+
+
+def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:
+    if scenario is None or not scenario.cohorts:
+        return flow, {}
+    for c in scenario.cohorts:
+        if flow is None or c.values.get("flow") == flow or c.name == flow:
+            return c.values.get("flow", flow), c.values
+    return flow, {}
+
+
+def _scaled(phase: Phase, n: int) -> Phase:
+    return replace(phase, start_rate=phase.start_rate * n, end_rate=phase.end_rate * n)
+
+
+def parse_split(text: str | None) -> tuple[float, float]:
+    """``5/95`` -> canonical 5, legacy 95 (shares of the sessions)."""
+    if text is None:
+        return 1.0, 1.0
+    try:
+        a, b = (float(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageProblem(f"--split expects CANONICAL/LEGACY shares such as 5/95, got {text!r}") from None
+    if a <= 0 or b <= 0:
+        raise UsageProblem("--split shares must both be > 0")
+    return a, b
+
+
+def flow_config(opts: FlowOptions) -> dict[str, Any]:
+    """A cohort's configuration for the results document: no secrets."""
+    cfg: dict[str, Any] = {
+        "flow": opts.flow,
+        "url": redact_url(opts.url),
+        "app": opts.app,
+        "messages": list(opts.messages),
+        "session_create": opts.session_create,
+        "headers": public_headers(opts.headers),
+    }
+    if opts.flow == "legacy":
+        cfg["legacy_stream"] = opts.legacy_stream
+    if opts.flow == "generic":
+        cfg.update(
+            method=opts.method,
+            complete_on=opts.complete_on,
+            first_answer_event=opts.first_answer_event,
+            first_answer_field=opts.first_answer_field,
+        )
+    if (tls := tls_config(opts)) is not None:
+        cfg["tls"] = tls
+    return cfg
+
+
+def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
+    """Why nothing could be measured, when every attempt failed to connect at all."""
+    for name, stats in cohorts.items():
+        if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
+            return f"cannot reach {stats.url} ({name}): every session failed to connect"
+    return None
+
+
+def judge_completion(stats: CohortStats, fired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The policy's triggers, plus one that no policy can switch off: a run where no session
+    completed with an answer is RED, whatever the policy file says (all stream errors, all
+    premature closes, all empty...)."""
+    if stats.attempts and not stats.ok and not any(t["metric"] == "completion_rate" for t in fired):
+        top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
+        reason = f"no session of {stats.attempts} completed with an answer ({top})"
+        fired = [
+            *fired,
+            {
+                "name": "no_completion",
+                "metric": "completion_rate",
+                "op": "==",
+                "threshold": 0.0,
+                "value": 0.0,
+                "reason": reason,
+            },
+        ]
+    return fired
