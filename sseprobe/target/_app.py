@@ -230,6 +230,21 @@ _OLDER_DIALECT = _Dialect(
 )
 
 
+# the legacy run's first, bookkeeping event: the team leader picks the request up (no answer content)
+PROCESSING: dict[str, Any] = {
+    "agents": [
+        {
+            "agent_id": "team_leader",
+            "agent_type": "coordinator",
+            "name": "Team Leader",
+            "status": "active",
+            "progress": 0.1,
+            "current_task": "Processing request",
+        }
+    ]
+}
+
+
 def _chunk(i: int) -> str:
     return f"Finding {i + 1}: simulated research result. "
 
@@ -576,22 +591,7 @@ class _Vana:
         fault = self._stream_fault(knobs, self.stats.legacy)
         first, gap, total = t0 + self._ttfe_s(knobs), knobs.gap_ms / 1000, knobs.events
         try:
-            _publish(
-                run,
-                "agent_status",
-                {
-                    "agents": [
-                        {
-                            "agent_id": "team_leader",
-                            "agent_type": "coordinator",
-                            "name": "Team Leader",
-                            "status": "active",
-                            "progress": 0.1,
-                            "current_task": "Processing request",
-                        }
-                    ]
-                },
-            )
+            _publish(run, "agent_status", PROCESSING)
             if fault is not None:
                 await _sleep_until(first)
                 _legacy_fault(run, fault)

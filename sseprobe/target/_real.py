@@ -32,6 +32,7 @@ import orjson
 from aiohttp import web
 
 from ._app import (
+    PROCESSING,
     RUN_LINGER_S,
     VANA_APP,
     CohortCounters,
@@ -57,18 +58,6 @@ MODEL_503 = (
     "'status': 'UNAVAILABLE'}}"
 )
 RATE_LIMITER_TIMEOUT = "Rate limiter timeout: the model is busy, try again later"
-_PROCESSING = {
-    "agents": [
-        {
-            "agent_id": "team_leader",
-            "agent_type": "coordinator",
-            "name": "Team Leader",
-            "status": "active",
-            "progress": 0.1,
-            "current_task": "Processing request",
-        }
-    ]
-}
 _NO_ACTIONS: dict[str, dict[str, Any]] = {"stateDelta": {}, "artifactDelta": {}, "requestedAuthConfigs": {}}
 
 
@@ -214,7 +203,7 @@ class VanaReal(_Vana):
     async def _produce(self, sid: str, run: _Run, knobs: CohortKnobs, t0: float) -> None:
         counters = self.stats.legacy
         try:
-            _publish(run, "agent_status", _PROCESSING)  # on the POST, before the model is asked
+            _publish(run, "agent_status", PROCESSING)  # on the POST, before the model is asked
             waited = await self._admit()
             if waited is None:
                 counters.model_limited += 1
