@@ -1,6 +1,7 @@
 """The load engine: schedules sessions over cohorts and hands each finished record to a sink.
 
-No printing, no statistics: the engine only runs sessions. Two models:
+No printing, no statistics: the engine only runs sessions, under one stop/abort/grace policy, with
+the load model's driver (``_drivers``) deciding when each session starts. Two models:
 
 - closed: ``concurrency`` users, each starting its next session when the last one ends
   (after ``think`` seconds);
@@ -18,27 +19,20 @@ import asyncio
 import gc
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from ._config import FlowOptions, Limits, Timeouts
+from ._config import Limits, Timeouts
+from ._drivers import ClosedDriver, CohortSpec, Driver, OpenDriver, RunControl, Sessions, interleave
 from ._http import LeanClient
 from ._pacer import Schedule
 from ._record import SessionRecord
-from ._session import run_session
 
 T = TypeVar("T")
 
-__all__ = ["run", "CohortSpec", "Load", "RunInfo", "RunControl", "run_load", "interleave"]
-
-
-@dataclass(frozen=True)
-class CohortSpec:
-    name: str
-    options: FlowOptions
-    weight: float = 1.0  # share of the sessions, e.g. 5 and 95 for a 5 % rollout step
+__all__ = ["run", "CohortSpec", "Load", "RunInfo", "RunControl", "run_load", "interleave", "driver_for"]
 
 
 @dataclass(frozen=True)
@@ -79,51 +73,12 @@ class Load:
             raise ValueError("grace must be >= 0 seconds")
 
 
-@dataclass
-class RunControl:
-    """Shared with whoever drives the run: ``stop()`` ends arrivals (grace applies),
-    ``abort()`` cancels in-flight sessions at once. Counters are for live progress."""
-
-    started: int = 0
-    finished: int = 0
-    stop_reason: str | None = None
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _abort: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def in_flight(self) -> int:
-        return self.started - self.finished
-
-    def stop(self, reason: str = "stopped") -> None:
-        if self.stop_reason is None:
-            self.stop_reason = reason
-        self._stop.set()
-
-    def abort(self, reason: str = "aborted") -> None:
-        self.stop(reason)
-        self._abort.set()
-
-
 @dataclass(frozen=True)
 class RunInfo:
     started: str  # ISO 8601, UTC
     duration_s: float
     interrupted: bool
     stop_reason: str | None
-
-
-def interleave(weights: Sequence[float]) -> Iterator[int]:
-    """Smooth weighted round-robin: indices in proportion to ``weights``, evenly spread."""
-    if not weights or min(weights) < 0 or sum(weights) <= 0:
-        raise ValueError("weights must be >= 0 with a positive sum")
-    current = [0.0] * len(weights)
-    total = float(sum(weights))
-    while True:
-        for i, w in enumerate(weights):
-            current[i] += w
-        best = max(range(len(weights)), key=current.__getitem__)
-        current[best] -= total
-        yield best
 
 
 GC_FREEZE_S = 1.0  # how often the objects that survived the young collections are set aside
@@ -186,6 +141,13 @@ async def _first(*aws: Any, timeout: float | None = None) -> None:
                 f.cancel()
 
 
+def driver_for(load: Load) -> Driver:
+    """The load model's driver: open when there is a schedule, closed otherwise."""
+    if load.schedule is not None:
+        return OpenDriver(load.schedule, load.max_in_flight, load.part, load.parts)
+    return ClosedDriver(min(load.concurrency, load.sessions or load.concurrency), load.think)
+
+
 def make_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> LeanClient:
     """The sessions' HTTP client, for http:// and https:// alike (one transport, one pool)."""
     return LeanClient(timeouts.connect, timeouts.idle, limits.connections, clock=clock)
@@ -209,62 +171,19 @@ async def run_load(
     def clock() -> float:
         return time.perf_counter() - t0
 
-    order = interleave([c.weight for c in cohorts])
-    seqs = [0] * len(cohorts)
-    tasks: set[asyncio.Task[None]] = set()
-    stopping = False
-
-    async def session(http: LeanClient, scheduled: float) -> None:
-        i = next(order) if len(cohorts) > 1 else 0
-        rec = SessionRecord(cohorts[i].name, seqs[i] * load.parts + load.part, scheduled=scheduled)
-        seqs[i] += 1
-        try:
-            await run_session(http, cohorts[i].options, timeouts, limits, rec, clock)
-        finally:
-            control.finished += 1
-            sink(rec)
-
-    def spawn(http: LeanClient, scheduled: float) -> asyncio.Task[None]:
-        control.started += 1
-        if on_start is not None:
-            on_start(clock())
-        task = http.loop.create_task(session(http, scheduled))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return task
-
-    def more(t: float) -> bool:
-        return not (
-            stopping
-            or (load.sessions is not None and control.started >= load.sessions)
-            or (load.duration is not None and t >= load.duration)
-        )
-
-    async def user(http: LeanClient) -> None:
-        while more(clock()):
-            # shielded: stopping the users must not cancel a session before its grace
-            await asyncio.shield(spawn(http, clock()))
-            if load.think:
-                await asyncio.sleep(load.think)
-
-    async def arrivals(http: LeanClient, schedule: Schedule) -> None:
-        for t in schedule.arrivals(part=load.part, parts=load.parts):
-            if not more(t):
-                return
-            delay = t - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            while control.in_flight >= load.max_in_flight:  # held back: shows as lag
-                await asyncio.wait(list(tasks), return_when=asyncio.FIRST_COMPLETED)
-            spawn(http, t)
-
     async with make_client(timeouts, limits, clock) as http:
-        driver: asyncio.Future[Any]
-        if load.schedule is not None:
-            driver = asyncio.ensure_future(arrivals(http, load.schedule))
-        else:
-            users = min(load.concurrency, load.sessions or load.concurrency)
-            driver = asyncio.gather(*(user(http) for _ in range(users)))
+        sessions = Sessions(
+            http,
+            cohorts,
+            (timeouts, limits, clock),
+            (load.sessions, load.duration),
+            (load.part, load.parts),
+            control,
+            sink,
+            on_start,
+        )
+        tasks = sessions.tasks
+        driver = asyncio.ensure_future(driver_for(load).drive(sessions))
         stop_wait = asyncio.ensure_future(control._stop.wait())
         abort_wait = asyncio.ensure_future(control._abort.wait())
         steward = asyncio.ensure_future(_gc_steward())
@@ -274,7 +193,7 @@ async def run_load(
             if driver.done() and tasks:
                 # the load is spent: in-flight sessions run to their own end, unless stopped
                 await _first(asyncio.wait(list(tasks)), stop_wait)
-            stopping = True
+            sessions.stopping = True
             driver.cancel()
             if tasks:  # stopped: in-flight sessions finish within the grace, then are cancelled
                 await _first(asyncio.wait(list(tasks)), abort_wait, timeout=load.grace)

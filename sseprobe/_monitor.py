@@ -8,7 +8,8 @@ the absolute targets and rollback triggers of the rollout checklist. Each part s
 line; the exit code is the worst part's (0 GREEN, 1 YELLOW, 2 RED, 3 UNKNOWN when nothing is worse).
 
 Outputs are written only once a pass has measured something, each atomically: a pass killed
-midway leaves the history, the Prometheus file and the baseline as they were.
+midway leaves the history, the Prometheus file and the baseline as they were. Each output is a
+writer with one ``write`` method (``writers_for`` lists them in the order they run).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -452,7 +453,7 @@ def _measure_and_record(
     html: Path | None,
     echo: Callable[[str], None],
 ) -> PassResult:
-    update_baseline, force = baseline_update
+    update_baseline = baseline_update[0]
     scenario, policy, policy_path = judged_by
     parts: list[Part] = []
     notes: list[str] = []
@@ -494,93 +495,216 @@ def _measure_and_record(
             generator = doc.get("generator") or {}
             if generator.get("saturated"):  # the prober itself was the bottleneck: latencies read high
                 notes.append(f"generator: WARN {generator.get('note', 'saturated')}")
-    overall = worst(parts)
-    duration = time.monotonic() - t0
+    done = FinishedPass(
+        cfg, history, started, time.monotonic() - t0, parts, notes, doc, results_path, reachable and doc is not None
+    )
+    for writer in writers_for(cfg, history, html, baseline_update):
+        writer.write(done)
+    result = done.result()
+    echo(_summary(result))
+    for note in notes:
+        echo(f"  {note}")
+    return result
 
-    # history: one transaction; a failure is said, and makes the pass UNKNOWN if nothing is worse
-    row = PassRow(
-        started=started.isoformat(timespec="seconds"),
-        duration_s=round(duration, 3),
-        verdict=overall,
-        exit_code=EXIT[overall],
-        reasons=[f"{p.name} {p.level}: {p.detail}" for p in parts],
-        results=str(results_path) if doc is not None else None,
-        cohorts=[CohortRow.from_document(n, c) for n, c in (doc or {}).get("cohorts", {}).items()],
-    )
-    try:
-        pass_id = history.append(row)
-        notes.append(f"history: pass {pass_id} written to {cfg.history}")
-    except HistoryError as exc:
-        parts.append(Part("history", "UNKNOWN", str(exc)))
-    overall = worst(parts)
-    last_green = started.timestamp() if overall == "GREEN" else _ts(_safe(lambda: history.last_time("GREEN")))
-    pm = PassMetrics(
-        parts={"overall": overall, **{p.name: p.level for p in parts}},
-        started_ts=started.timestamp(),
-        duration_s=duration,
-        up=reachable and doc is not None,
-        last_success_ts=last_green,
-        cohorts=(doc or {}).get("cohorts", {}),
-    )
+
+# --- the pass's outputs: one writer each, run in order ---------------------------------------------
+
+
+@dataclass
+class FinishedPass:
+    """A judged pass as its writers see it. A writer that fails says so in ``notes`` (a WARN line) or,
+    where the pass's record is at stake (history, Prometheus), as an UNKNOWN part, which the later writers
+    then see in ``overall``."""
+
+    cfg: MonitorConfig
+    history: History
+    started: datetime
+    duration: float
+    parts: list[Part]
+    notes: list[str]
+    doc: dict[str, Any] | None
+    results_path: Path
+    up: bool
+    _metrics: PassMetrics | None = None
+
+    @property
+    def overall(self) -> str:
+        return worst(self.parts)
+
+    def result(self) -> PassResult:
+        return PassResult(self.overall, self.parts, self.results_path if self.doc is not None else None, self.notes)
+
+    def metrics(self) -> PassMetrics:
+        """The Prometheus view, built once (after the history is written) for the textfile and the push."""
+        if self._metrics is None:
+            overall = self.overall
+            last_green = (
+                self.started.timestamp() if overall == "GREEN" else _ts(_safe(lambda: self.history.last_time("GREEN")))
+            )
+            self._metrics = PassMetrics(
+                parts={"overall": overall, **{p.name: p.level for p in self.parts}},
+                started_ts=self.started.timestamp(),
+                duration_s=self.duration,
+                up=self.up,
+                last_success_ts=last_green,
+                cohorts=(self.doc or {}).get("cohorts", {}),
+            )
+        return self._metrics
+
+
+class Writer(Protocol):
+    def write(self, done: FinishedPass) -> None:
+        """Write one output of the pass; report a failure in ``done``, never raise for an optional output."""
+
+
+def writers_for(
+    cfg: MonitorConfig, history: History, html: Path | None, baseline_update: tuple[bool, bool]
+) -> list[Writer]:
+    """The configured outputs, in the order they run: the history first (its failure can change the
+    verdict the others report), the baseline last (it is stored only if the whole pass earns it)."""
+    writers: list[Writer] = [HistoryWriter(history)]
     if cfg.prometheus:
-        try:
-            write_textfile(pm, cfg.prometheus)
-            notes.append(f"prometheus: {cfg.prometheus}")
-        except OSError as exc:
-            parts.append(Part("prometheus", "UNKNOWN", f"cannot write {cfg.prometheus}: {exc.strerror or exc}"))
-            overall = worst(parts)
-            pm.parts["overall"] = overall
+        writers.append(PrometheusWriter(cfg.prometheus))
     if cfg.pushgateway:
+        writers.append(PushgatewayWriter(cfg.pushgateway, cfg.push_job))
+    if cfg.webhook_env:
+        writers.append(WebhookWriter(cfg.webhook_env))
+    writers.append(ResultsWriter())
+    report = html or cfg.html
+    if report:
+        writers.append(ReportWriter(report))
+    update_baseline, force = baseline_update
+    if update_baseline:
+        writers.append(BaselineWriter(cfg.baseline, force))
+    return writers
+
+
+@dataclass(frozen=True)
+class HistoryWriter:
+    """One row per pass, in one transaction; a failure makes the pass UNKNOWN if nothing is worse."""
+
+    history: History
+
+    def write(self, done: FinishedPass) -> None:
+        row = PassRow(
+            started=done.started.isoformat(timespec="seconds"),
+            duration_s=round(done.duration, 3),
+            verdict=done.overall,
+            exit_code=EXIT[done.overall],
+            reasons=[f"{p.name} {p.level}: {p.detail}" for p in done.parts],
+            results=str(done.results_path) if done.doc is not None else None,
+            cohorts=[CohortRow.from_document(n, c) for n, c in (done.doc or {}).get("cohorts", {}).items()],
+        )
         try:
-            push(pm, cfg.pushgateway, cfg.push_job)
-            notes.append(f"pushgateway: pushed job {cfg.push_job} to {redact_url(cfg.pushgateway)}")
+            pass_id = self.history.append(row)
+            done.notes.append(f"history: pass {pass_id} written to {done.cfg.history}")
+        except HistoryError as exc:
+            done.parts.append(Part("history", "UNKNOWN", str(exc)))
+
+
+@dataclass(frozen=True)
+class PrometheusWriter:
+    """The node-exporter textfile; a failure is an UNKNOWN part (the scrape would show a stale pass)."""
+
+    path: Path
+
+    def write(self, done: FinishedPass) -> None:
+        metrics = done.metrics()
+        try:
+            write_textfile(metrics, self.path)
+            done.notes.append(f"prometheus: {self.path}")
+        except OSError as exc:
+            done.parts.append(Part("prometheus", "UNKNOWN", f"cannot write {self.path}: {exc.strerror or exc}"))
+            metrics.parts["overall"] = done.overall
+
+
+@dataclass(frozen=True)
+class PushgatewayWriter:
+    url: str
+    job: str
+
+    def write(self, done: FinishedPass) -> None:
+        try:
+            push(done.metrics(), self.url, self.job)
+            done.notes.append(f"pushgateway: pushed job {self.job} to {redact_url(self.url)}")
         except Exception as exc:  # noqa: BLE001 - optional output: warn, never crash
-            notes.append(f"pushgateway: WARN not pushed: {type(exc).__name__}: {str(exc)[:120]}")
-    result = PassResult(overall, parts, results_path if doc is not None else None, notes)
-    if overall == "RED" and cfg.webhook_env:
-        hook_url = os.environ.get(cfg.webhook_env)
+            done.notes.append(f"pushgateway: WARN not pushed: {type(exc).__name__}: {str(exc)[:120]}")
+
+
+@dataclass(frozen=True)
+class WebhookWriter:
+    """A Slack-compatible alert on RED only; the URL is read from the environment and never shown."""
+
+    env: str
+
+    def write(self, done: FinishedPass) -> None:
+        if done.overall != "RED":
+            return
+        hook_url = os.environ.get(self.env)
         if not hook_url:
-            notes.append(f"webhook: WARN environment variable {cfg.webhook_env} is not set: no alert sent")
-        else:
-            failure = send_webhook(hook_url, _webhook_text(result, cfg))
-            notes.append("webhook: RED alert sent" if failure is None else f"webhook: WARN not sent: {failure}")
-    if doc is not None:
-        doc["monitor"] = {
+            done.notes.append(f"webhook: WARN environment variable {self.env} is not set: no alert sent")
+            return
+        failure = send_webhook(hook_url, _webhook_text(done.result(), done.cfg))
+        done.notes.append("webhook: RED alert sent" if failure is None else f"webhook: WARN not sent: {failure}")
+
+
+@dataclass(frozen=True)
+class ResultsWriter:
+    """The probe's results document again, now with the pass's verdict in its ``monitor`` section."""
+
+    def write(self, done: FinishedPass) -> None:
+        if done.doc is None:
+            return
+        overall = done.overall
+        done.doc["monitor"] = {
             "overall": overall,
             "exit_code": EXIT[overall],
-            "parts": [p.to_dict() for p in parts],
-            "config": cfg.public(),
+            "parts": [p.to_dict() for p in done.parts],
+            "config": done.cfg.public(),
         }
         try:
-            write_atomic(results_path, dumps(doc))
-            notes.append(f"results: {results_path}")
+            write_atomic(done.results_path, dumps(done.doc))
+            done.notes.append(f"results: {done.results_path}")
         except OSError as exc:
-            notes.append(f"results: WARN cannot rewrite {results_path}: {exc.strerror or exc}")
-        target_html = html or cfg.html
-        if target_html:
-            from ._report_html import write_report
+            done.notes.append(f"results: WARN cannot rewrite {done.results_path}: {exc.strerror or exc}")
 
-            try:
-                write_report([(str(results_path), doc)], target_html, title=f"sseprobe monitor {overall}")
-                notes.append(f"report: {target_html}")
-            except OSError as exc:
-                notes.append(f"report: WARN cannot write {target_html}: {exc.strerror or exc}")
-    if update_baseline:
-        if cfg.baseline is None:
-            notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
-        elif doc is None or overall == "RED" or (overall != "GREEN" and not force):
-            notes.append(
+
+@dataclass(frozen=True)
+class ReportWriter:
+    path: Path
+
+    def write(self, done: FinishedPass) -> None:
+        if done.doc is None:
+            return
+        from ._report_html import write_report
+
+        try:
+            write_report([(str(done.results_path), done.doc)], self.path, title=f"sseprobe monitor {done.overall}")
+            done.notes.append(f"report: {self.path}")
+        except OSError as exc:
+            done.notes.append(f"report: WARN cannot write {self.path}: {exc.strerror or exc}")
+
+
+@dataclass(frozen=True)
+class BaselineWriter:
+    """Today's document as the next baseline: only from a GREEN pass (or a YELLOW one with --force)."""
+
+    path: Path | None
+    force: bool
+
+    def write(self, done: FinishedPass) -> None:
+        overall, doc = done.overall, done.doc
+        if self.path is None:
+            done.notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
+        elif doc is None or overall == "RED" or (overall != "GREEN" and not self.force):
+            done.notes.append(
                 f"baseline: WARN not updated: this pass is {overall}"
                 + (", not GREEN (--force stores it anyway)" if doc is not None and overall != "RED" else "")
                 + (" (save one by hand with: sseprobe baseline save FILE)" if doc is not None else "")
             )
         else:
-            save_baseline(doc, str(results_path), cfg.baseline)
-            notes.append(f"baseline: updated {cfg.baseline}")
-    echo(_summary(result))
-    for note in notes:
-        echo(f"  {note}")
-    return result
+            save_baseline(doc, str(done.results_path), self.path)
+            done.notes.append(f"baseline: updated {self.path}")
 
 
 def _safe(f: Callable[[], Any]) -> Any:
