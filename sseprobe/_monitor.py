@@ -1,8 +1,8 @@
 """One synthetic-monitor pass, for cron: check, probe, judge, then history, metrics and alerts.
 
-The pass reuses the commands rather than re-plumbing them: ``check``'s :func:`run_checks` for
-health and the flag, and the ``compare`` command itself (in-process, one worker) for the probe of
-both cohorts, so a nightly pass measures exactly what an engineer measures by hand. It then judges
+The pass reuses what the commands use rather than re-plumbing it: ``check``'s :func:`run_checks`
+for health and the flag, and the library's ``plan_from`` and ``compare`` (one worker) for the probe
+of both cohorts, so a nightly pass measures exactly what an engineer measures by hand. It then judges
 today against the stored baseline (same-named cohorts, same statistics as ``compare``) and against
 the absolute targets and rollback triggers of the rollout checklist. Each part says why in one
 line; the exit code is the worst part's (0 GREEN, 1 YELLOW, 2 RED, 3 UNKNOWN when nothing is worse).
