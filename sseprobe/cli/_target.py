@@ -18,10 +18,10 @@ from ._common import EXIT_OK, UsageProblem
 __all__ = ["target_cmd", "knob_options", "config_from_options"]
 
 KNOB_HELP = {
-    "ttfe_ms": "median delay before the first progress event (ms)",
+    "ttfe_ms": "median delay before the first answer event (ms)",
     "ttfe_spread": "lognormal sigma of that delay (0: constant)",
-    "events": "progress events per session",
-    "gap_ms": "delay between progress events (ms)",
+    "events": "answer (content) events per session",
+    "gap_ms": "delay between answer events (ms)",
     "p_5xx": "probability the start request answers 500",
     "p_429": "probability the start request answers 429",
     "p_stream_error": "probability of an in-stream error event",
