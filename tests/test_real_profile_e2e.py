@@ -5,6 +5,7 @@ failure is ``empty`` and fails ``run``, and a comparison of the two failures is 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,12 @@ MODEL_DELAY_MS = 1000
 
 
 @pytest.fixture(scope="module")
-def real_target() -> str:
+def real_target() -> Iterator[str]:
     # the legacy model limiter off: this checks timing, not the limiter (tests/test_target_real.py does)
     with target_process(
         "--profile", "vana-real", "--model-delay-ms", str(MODEL_DELAY_MS), "--legacy-model-limit", "0"
     ) as url:
-        yield url  # type: ignore[misc]
+        yield url
 
 
 def _run(url: str, flow: str, out: Path, *extra: str) -> tuple[int, dict[str, object]]:
