@@ -212,6 +212,8 @@ def _generator(stats: dict[str, CohortStats], loop_lag: HdrHistogram) -> dict[st
     return {
         "loop_lag_ms": loop,
         "start_lag_ms": start,
+        # how much the generator itself may have added to any one latency (p99): verdicts widen by it
+        "error_ms": round(worst, 3),
         "saturated": worst > SATURATED_LAG_MS,
         "note": (
             f"generator lag p99 {worst:.1f} ms: latencies may be late by that much"
