@@ -209,7 +209,7 @@ def plan_from(
     notes: list[str] = []
     o = resolve(params, given, scenario)
     policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
-    until = until_decided_from(o, command, bool(scenario and scenario.phases))
+    until = until_decided_from(o, given, command, bool(scenario and scenario.phases), notes)
     if until is not None:
         o["sessions"] = until.look_every  # one batch's worth per cohort: the plan's load is a batch
     if command == "compare":

@@ -261,20 +261,27 @@ def parse_span(value: str | float | None, what: str = "--max-duration") -> float
 _SEQUENTIAL_ONLY = ("look_every", "max_sessions", "max_duration")
 
 
-def until_decided_from(o: Mapping[str, Any], command: str, phases: bool) -> UntilDecided | None:
-    """The sequential mode's settings, or None when not asked for. It stops by itself, so an end
-    given as --sessions or --duration, or phases (a schedule in time), is refused, and so are its
-    caps without it."""
+def until_decided_from(
+    o: dict[str, Any], given: Collection[str], command: str, phases: bool, notes: list[str] | None = None
+) -> UntilDecided | None:
+    """The sequential mode's settings, or None when not asked for. It stops by itself: an end
+    (--sessions, --duration) given with it at the same level is refused, a scenario's end under an
+    explicit --until-decided is set aside (said in a note); phases (a schedule in time) are
+    refused, and so are its caps without it."""
     if not o.get("until_decided"):
-        given = [k for k in _SEQUENTIAL_ONLY if o.get(k) != _SEQUENTIAL_DEFAULTS[k]]
-        if given:
-            raise UsageProblem(f"--{given[0].replace('_', '-')} needs --until-decided")
+        caps = [k for k in _SEQUENTIAL_ONLY if o.get(k) != _SEQUENTIAL_DEFAULTS[k]]
+        if caps:
+            raise UsageProblem(f"--{caps[0].replace('_', '-')} needs --until-decided")
         return None
     if command != "compare":
         raise UsageProblem("--until-decided is for compare: a run has nothing to decide")
     for end in ("sessions", "duration"):
-        if o.get(end) is not None:
+        if o.get(end) is None:
+            continue
+        if end in given or "until_decided" not in given:
             raise UsageProblem(f"--until-decided stops by itself: give --max-sessions or --max-duration, not --{end}")
+        _say(notes, f"note: --until-decided: the scenario's {end} is set aside (it stops when decided or at a cap)")
+        o[end] = None
     if phases:
         raise UsageProblem(
             "--until-decided runs at one --rate or --concurrency: scenario phases cannot be used with it"
