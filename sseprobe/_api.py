@@ -289,11 +289,11 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
     started = time.monotonic()
     with _stop_requests() as asked:
         for look in range(1, settings.plan.looks + 1):
-            load = _batch_load(plan, settings, look, time.monotonic() - started)
-            if load is None or asked:
-                stopped = "max_duration" if load is None else "interrupted"
+            left = _time_left(settings, started)
+            if asked or left == 0.0:
+                stopped = "interrupted" if asked else "max_duration"
                 break
-            parts.append(_measure(replace(plan, load=load), progress))
+            parts.append(_measure(replace(plan, load=_batch_load(plan, settings, look, left)), progress))
             merged = _merge(plan, parts, time.monotonic() - started)
             verdict = looks.look(merged.cohorts["legacy"], merged.cohorts["canonical"], _generator_error(merged))
             _say_look(plan, progress, look, merged, verdict)
@@ -303,12 +303,15 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
             if decided(verdict):
                 stopped = "decided"
                 break
+            if _time_left(settings, started) == 0.0:
+                stopped = "max_duration"  # the batch it cut short counts, and was judged
+                break
     if merged is None or verdict is None:  # stopped before the first batch: a document that says so
         merged = _merge(plan, parts, time.monotonic() - started)
         verdict = judge(merged.cohorts["legacy"], merged.cohorts["canonical"], plan.policy)
     if stopped == "interrupted" and not merged.info.interrupted:
         merged.info = replace(merged.info, interrupted=True, stop_reason=merged.info.stop_reason or "interrupted")
-    sessions = {name: s.attempts for name, s in merged.cohorts.items()}
+    sessions = {name: s.sessions for name, s in merged.cohorts.items()}
     section = looks.section(verdict, stopped, sessions)
     is_decided = stopped == "decided"
     extra = {
@@ -319,13 +322,17 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
     return Result(plan, merged, doc, verdict.triggers, verdict, extra)
 
 
-def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, elapsed: float) -> Load | None:
-    """Batch ``look``'s load: its share of sessions for every cohort, cut to the time left (None: none left)."""
-    load = replace(plan.load, sessions=settings.batch(look) * len(plan.cohorts))
+def _time_left(settings: UntilDecided, started: float) -> float | None:
+    """Seconds left under --max-duration (0.0: none left), None without a time cap."""
     if settings.max_duration is None:
-        return load
-    left = settings.max_duration - elapsed
-    return replace(load, duration=left) if left > 0 else None
+        return None
+    return max(settings.max_duration - (time.monotonic() - started), 0.0)
+
+
+def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, left: float | None) -> Load:
+    """Batch ``look``'s load: its share of sessions for every cohort, cut to the time left."""
+    load = replace(plan.load, sessions=settings.batch(look) * len(plan.cohorts))
+    return load if left is None else replace(load, duration=left)
 
 
 def _generator_error(measured: Measured) -> float | None:
