@@ -273,3 +273,26 @@ def _policy() -> Any:
     from sseprobe._policy import DEFAULT_POLICY
 
     return DEFAULT_POLICY
+
+
+def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
+    """The monitor's keys go through plan_from like the flags: one probe, batches of 20 up to 40."""
+    from sseprobe._monitor import load_monitor_config, probe
+
+    with target_process("--canonical-ttfe-ms", "40", "--legacy-ttfe-ms", "40") as url:
+        cfg_path = tmp_path / "monitor.toml"
+        cfg_path.write_text(
+            f'url = "{url}"\nconcurrency = 4\nuntil_decided = true\nlook_every = 20\nmax_sessions = 40\n'
+            "max_duration_s = 120\ntraffic_rate = 10\n"
+        )
+        cfg = load_monitor_config(cfg_path)
+        assert (cfg.until_decided, cfg.look_every, cfg.max_sessions, cfg.max_duration_s) == (True, 20, 40, 120.0)
+        result = probe(cfg, tmp_path / "pass.json", None, None)
+    assert result.doc is not None, result.error
+    seq = _sequential(result.doc)
+    assert seq["looks"] == 2 and seq["sessions"] == {"canonical": 40, "legacy": 40} and seq["stopped"] == "max_sessions"
+    assert result.doc["verdict"]["time_to_decide"]["traffic_source"] == "--traffic-rate"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'url = "{url}"\nuntil_decided = "yes"\n')
+    with pytest.raises(ValueError, match="until_decided"):
+        load_monitor_config(bad)
