@@ -2,7 +2,7 @@
 
   python -m bench.power                  # the README's table (seeded; ~3 CPU minutes)
   python -m bench.power --trials 100     # a quicker, noisier table
-  python -m bench.power --sequential-only --seq-trials 400   # only compare --until-decided's table
+  python -m bench.power --sequential-only --seq-trials 400 [--dist "lognormal sigma 0.6"]   # --until-decided's
 
 Simulated cohorts go through ``compare`` / ``compare_sequential`` themselves: TTFE in four
 shapes (lognormal sigma 0.3 and 0.6; bimodal, 5 % of sessions 4x slower; lognormal 0.3 rounded
@@ -183,7 +183,7 @@ def _at_needed(dist: str, aa: Fixed, trials: int, seed: int) -> str:
     return f"{n:,}: " + rate(*_share(at.p95, "GREEN", "YELLOW", "RED"))
 
 
-def _sequential_table(trials: int) -> str:
+def _sequential_table(trials: int, only: str | None = None) -> str:
     plan = SequentialPlan()
     lines = [
         f"Sequential (`compare_sequential`, a look every {plan.look_every} sessions up to {plan.max_sessions:,}; "
@@ -194,6 +194,8 @@ def _sequential_table(trials: int) -> str:
         "|---|---|---|---|---|---|",
     ]
     for i, dist in enumerate(DISTRIBUTIONS):
+        if only is not None and dist != only:
+            continue
         n_aa, lv_aa = sequential_trials(dist, trials, 7000 + i)
         n_reg, lv_reg = sequential_trials(dist, trials, 7500 + i, scale=1.15)
         lines.append(
@@ -214,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=400, help="fixed-size comparisons per cell (default 400)")
     ap.add_argument("--seq-trials", type=int, default=100, help="sequential runs per row (default 100)")
     ap.add_argument("--sequential-only", action="store_true", help="only the sequential (--until-decided) table")
+    ap.add_argument("--dist", choices=list(DISTRIBUTIONS), default=None, help="with --sequential-only: one shape")
     args = ap.parse_args(argv)
     if args.trials < 1 or args.seq_trials < 1:
         ap.error("trial counts must be >= 1")
     if args.sequential_only:
-        print(_sequential_table(args.seq_trials))
+        print(_sequential_table(args.seq_trials, args.dist))
         return 0
     print("\n".join(table(args.trials, args.seq_trials)))
     return 0
