@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.power import DISTRIBUTIONS, grow, sequential_trial
+from bench.power import DISTRIBUTIONS, grow
 from sseprobe import plan_from
-from sseprobe._compare import SequentialPlan, decided
+from sseprobe._compare import SequentialPlan, compare_sequential, decided
 from sseprobe._plan import UsageProblem
+from sseprobe._policy import DEFAULT_POLICY
 from sseprobe._sequential import Looks, UntilDecided, time_to_decide
 from sseprobe._stats import CohortStats
 from sseprobe._verdict_text import render_sequential
@@ -217,16 +218,32 @@ def test_scenario_keys_and_an_explicit_flag_over_a_scenarios_end(tmp_path: Path)
         plan_from(None, {"flow": "canonical", "url": urls["legacy_url"], "until_decided": True}, "run")
 
 
-def test_looks_are_the_simulations_looks() -> None:
-    """The command's bookkeeping (UntilDecided batches, Looks) stops where the simulation of
-    compare_sequential stops: the same sessions, the same level, and every metric's first decision
-    at or before the stop."""
+def _raw_sequential(seed: int, dist: str, scale: float, plan: SequentialPlan) -> tuple[int, str, list[str]]:
+    """compare_sequential looked at directly, batch after batch: (sessions, level, levels per look)."""
+    rng = np.random.default_rng(seed)
+    b, c = CohortStats(flow="sim"), CohortStats(flow="sim")
+    seen = []
+    for look in range(1, plan.looks + 1):
+        grow(b, rng, dist, plan.look_every)
+        grow(c, rng, dist, plan.look_every, scale)
+        v = compare_sequential(b, c, DEFAULT_POLICY, plan, look=look)
+        seen.append(v.overall)
+        if decided(v):
+            break
+    return b.sessions, v.overall, seen
+
+
+def test_looks_judge_as_compare_sequential_does() -> None:
+    """The command's bookkeeping (UntilDecided batches, Looks) stops where compare_sequential, looked
+    at directly, stops: the same sessions and level (A/A and a 15 % regression); every critical
+    metric's first decision at or before the stop."""
     dist = list(DISTRIBUTIONS)[1]
+    plan = SequentialPlan(100, 20_000)
     for seed, scale in ((3, 1.0), (4, 1.15)):
-        expected = sequential_trial(np.random.default_rng(seed), dist, scale, SequentialPlan())
+        n, level, seen = _raw_sequential(seed, dist, scale, plan)
         rng = np.random.default_rng(seed)
         settings = UntilDecided(100, 20_000)
-        looks = Looks(settings, _policy())
+        looks = Looks(settings, DEFAULT_POLICY)
         b, c = CohortStats(flow="sim"), CohortStats(flow="sim")
         for look in range(1, settings.plan.looks + 1):
             grow(b, rng, dist, settings.batch(look))
@@ -234,10 +251,11 @@ def test_looks_are_the_simulations_looks() -> None:
             verdict = looks.look(b, c, None)
             if decided(verdict):
                 break
-        assert (b.sessions, verdict.overall) == expected
+        assert (b.sessions, verdict.overall, looks.taken) == (n, level, len(seen)), seen
         section = looks.section(verdict, "decided", {"legacy": b.sessions, "canonical": c.sessions})
         at = [m["decided_at_sessions"] for m in section["metrics"] if m["critical"]]
         assert all(a is not None and a <= b.sessions for a in at), section
+    assert level == "RED" and n < 2000  # the regression, as the simulation in tests/test_compare.py finds
 
 
 def test_batches_stop_at_the_cap() -> None:
@@ -251,7 +269,7 @@ def test_time_to_decide_at_each_rollout_step() -> None:
     rng = np.random.default_rng(5)
     dist = list(DISTRIBUTIONS)[0]
     b, c = grow(CohortStats(flow="sim"), rng, dist, 800), grow(CohortStats(flow="sim"), rng, dist, 800)
-    looks = Looks(UntilDecided(100, 2000), _policy())
+    looks = Looks(UntilDecided(100, 2000), DEFAULT_POLICY)
     verdict = looks.look(b, c, None)  # look 1: never GREEN, so undecided with sessions_needed
     assert not decided(verdict)
     ttd = time_to_decide(verdict, False, traffic_rate=50.0, own_rate=400.0)
@@ -267,12 +285,6 @@ def test_time_to_decide_at_each_rollout_step() -> None:
         {"5 % canary": 1, "25 % canary": 1, "50 % canary": 1}
     )
     assert time_to_decide(verdict, False, None, None) is None  # no rate: nothing to project
-
-
-def _policy() -> Any:
-    from sseprobe._policy import DEFAULT_POLICY
-
-    return DEFAULT_POLICY
 
 
 def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
