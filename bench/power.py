@@ -2,6 +2,7 @@
 
   python -m bench.power                  # the README's table (seeded; ~3 CPU minutes)
   python -m bench.power --trials 100     # a quicker, noisier table
+  python -m bench.power --sequential-only --seq-trials 400 [--dist "lognormal sigma 0.6"]   # --until-decided's
 
 Simulated cohorts go through ``compare`` / ``compare_sequential`` themselves: TTFE in four
 shapes (lognormal sigma 0.3 and 0.6; bimodal, 5 % of sessions 4x slower; lognormal 0.3 rounded
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from sseprobe._compare import SequentialPlan, clopper_pearson, compare, compare_sequential, decided
+from sseprobe._compare import SequentialPlan, clopper_pearson, compare, decided
 from sseprobe._policy import DEFAULT_POLICY, Policy
+from sseprobe._sequential import Looks, UntilDecided
 from sseprobe._stats import CohortStats
 
 MEDIAN_MS = 180.0
@@ -115,12 +117,15 @@ def sequential_trial(
     """Grow both cohorts by plan.look_every and look each time, until decided or the cap:
     (sessions per cohort used, overall level at the stop)."""
     b, c = CohortStats(flow="sim"), CohortStats(flow="sim")
+    settings = UntilDecided(plan.look_every, plan.max_sessions)
+    looks = Looks(settings, policy)  # what `compare --until-decided` looks with, batch by batch
     n = 0
     for look in range(1, plan.looks + 1):
-        n += plan.look_every
-        grow(b, rng, dist, plan.look_every)
-        grow(c, rng, dist, plan.look_every, scale)
-        v = compare_sequential(b, c, policy, plan, look=look)
+        batch = settings.batch(look)
+        n += batch
+        grow(b, rng, dist, batch)
+        grow(c, rng, dist, batch, scale)
+        v = looks.look(b, c, None)
         if decided(v):
             return n, v.overall
     return n, "INCONCLUSIVE"
@@ -178,34 +183,46 @@ def _at_needed(dist: str, aa: Fixed, trials: int, seed: int) -> str:
     return f"{n:,}: " + rate(*_share(at.p95, "GREEN", "YELLOW", "RED"))
 
 
-def _sequential_table(trials: int) -> str:
+def _sequential_table(trials: int, only: str | None = None) -> str:
     plan = SequentialPlan()
     lines = [
         f"Sequential (`compare_sequential`, a look every {plan.look_every} sessions up to {plan.max_sessions:,}; "
         f"{trials} runs each):",
         "",
-        "| TTFE distribution | A/A: median sessions (p90) | A/A false alarm | A/A undecided at the cap "
-        "| 15 % slower: median sessions (p90) | 15 % slower: RED |",
+        "| TTFE distribution | A/A: sessions per cohort, quartiles (p90) | A/A false alarm | A/A undecided at the cap "
+        "| 15 % slower: sessions per cohort, quartiles (p90) | 15 % slower: RED |",
         "|---|---|---|---|---|---|",
     ]
     for i, dist in enumerate(DISTRIBUTIONS):
+        if only is not None and dist != only:
+            continue
         n_aa, lv_aa = sequential_trials(dist, trials, 7000 + i)
         n_reg, lv_reg = sequential_trials(dist, trials, 7500 + i, scale=1.15)
         lines.append(
-            f"| {dist} | {np.median(n_aa):,.0f} ({np.percentile(n_aa, 90):,.0f}) "
-            f"| {rate(*_share(lv_aa, 'YELLOW', 'RED'))} | {rate(*_share(lv_aa, 'INCONCLUSIVE'))} "
-            f"| {np.median(n_reg):,.0f} ({np.percentile(n_reg, 90):,.0f}) | {rate(*_share(lv_reg, 'RED'))} |"
+            f"| {dist} | {_quartiles(n_aa)} | {rate(*_share(lv_aa, 'YELLOW', 'RED'))} "
+            f"| {rate(*_share(lv_aa, 'INCONCLUSIVE'))} | {_quartiles(n_reg)} | {rate(*_share(lv_reg, 'RED'))} |"
         )
     return "\n".join(lines)
+
+
+def _quartiles(used: list[int]) -> str:
+    """'p25 / median / p75 (p90)' of the sessions per cohort the runs used."""
+    q1, q2, q3, p90 = np.percentile(used, [25, 50, 75, 90])
+    return f"{q1:,.0f} / **{q2:,.0f}** / {q3:,.0f} ({p90:,.0f})"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.power", description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=400, help="fixed-size comparisons per cell (default 400)")
     ap.add_argument("--seq-trials", type=int, default=100, help="sequential runs per row (default 100)")
+    ap.add_argument("--sequential-only", action="store_true", help="only the sequential (--until-decided) table")
+    ap.add_argument("--dist", choices=list(DISTRIBUTIONS), default=None, help="with --sequential-only: one shape")
     args = ap.parse_args(argv)
     if args.trials < 1 or args.seq_trials < 1:
         ap.error("trial counts must be >= 1")
+    if args.sequential_only:
+        print(_sequential_table(args.seq_trials, args.dist))
+        return 0
     print("\n".join(table(args.trials, args.seq_trials)))
     return 0
 

@@ -8,15 +8,21 @@ the command line prints and exits, ``monitor`` records a pass, a Python caller d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._compare import Verdict
+from ._compare import Verdict, decided
 from ._compare import compare as judge
 from ._config import FlowOptions, Limits, Timeouts
-from ._engine import CohortSpec, Load
+from ._engine import CohortSpec, Load, RunInfo
 from ._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
 from ._outcomes import Outcome
 from ._pacer import Phase
@@ -33,15 +39,17 @@ from ._plan import (
     read_scenario,
     resolve,
     tls_config,
+    until_decided_from,
 )
 from ._policy import Policy, check_triggers
 from ._redact import redact_url
 from ._results import build_document
-from ._runner import Measured, RunOptions, measure
+from ._runner import Measured, RunOptions, measure, merged_generator
 from ._scenario import Scenario
+from ._sequential import Looks, Stopped, UntilDecided, time_to_decide
 from ._stats import CohortStats
 from ._summary import render_run
-from ._verdict_text import render_verdict
+from ._verdict_text import render_sequential, render_verdict
 
 __all__ = [
     "DEFAULTS",
@@ -101,6 +109,11 @@ DEFAULTS: dict[str, Any] = {
     "canonical_url": None,
     "legacy_url": None,
     "split": None,
+    "until_decided": False,
+    "look_every": 100,
+    "max_sessions": 20_000,
+    "max_duration": None,
+    "traffic_rate": None,
     # run
     "flow": None,
     "url": None,
@@ -129,6 +142,8 @@ class RunPlan:
     as_json: bool = False
     config: dict[str, Any] = field(default_factory=dict)  # the document's config (no secrets)
     notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
+    until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
+    traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,7 @@ class Result:
     document: dict[str, Any]
     triggers: list[dict[str, Any]]
     verdict: Verdict | None = None  # compare only
+    decision: dict[str, Any] = field(default_factory=dict)  # compare: the verdict's sequential and time_to_decide
 
     @property
     def cohorts(self) -> dict[str, CohortStats]:
@@ -171,7 +187,8 @@ class Result:
         )
         if self.verdict is None:
             return summary
-        return summary + "\n\n" + render_verdict(self.verdict, "legacy", "canonical", color=color)
+        verdict = render_verdict(self.verdict, "legacy", "canonical", color=color)
+        return summary + "\n\n" + verdict + render_sequential(self.decision)
 
 
 def plan_from(
@@ -192,6 +209,9 @@ def plan_from(
     notes: list[str] = []
     o = resolve(params, given, scenario)
     policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
+    until = until_decided_from(o, given, command, bool(scenario and scenario.phases), notes)
+    if until is not None:
+        o["sessions"] = until.look_every  # one batch's worth per cohort: the plan's load is a batch
     if command == "compare":
         split = parse_split(params["split"])
         cohorts = _compare_cohorts(params, given, scenario, split, notes)
@@ -210,6 +230,10 @@ def plan_from(
         config["split"] = list(split)
     config["cohorts"] = {c.name: flow_config(c.options) for c in cohorts}
     config["load"] = load_config(o, load, timeouts, run_opts.workers)
+    if until is not None:
+        config["until_decided"] = vars(until).copy()
+    if o.get("traffic_rate") is not None:
+        config["traffic_rate"] = o["traffic_rate"]
     return RunPlan(
         command=command,
         cohorts=cohorts,
@@ -223,6 +247,8 @@ def plan_from(
         as_json=bool(o["as_json"]),
         config=config,
         notes=tuple(notes),
+        until_decided=until,
+        traffic_rate=o.get("traffic_rate"),
     )
 
 
@@ -242,10 +268,140 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
     """Measure canonical and legacy in the same window, interleaved, and judge canonical against legacy."""
     if plan.command != "compare":
         raise UsageProblem("compare() takes a plan for two cohorts (plan_from(..., command='compare'))")
+    if plan.until_decided is not None:
+        return _until_decided(plan, plan.until_decided, progress)
     measured = _measure(plan, progress)
     verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy)
-    doc = _document(plan, measured, {}, verdict)
-    return Result(plan, measured, doc, verdict.triggers, verdict)
+    extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
+    doc = _document(plan, measured, {}, verdict, extra)
+    return Result(plan, measured, doc, verdict.triggers, verdict, extra)
+
+
+def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | None | Literal["plan"]) -> Result:
+    """Both cohorts in batches of ``look_every`` sessions each (a normal measurement each time),
+    merged losslessly and judged after every batch, until decided or a cap. A stop asked for
+    between batches (Ctrl-C, SIGTERM) ends the loop; everything measured is kept."""
+    looks = Looks(settings, plan.policy)
+    parts: list[Measured] = []
+    merged: Measured | None = None
+    verdict: Verdict | None = None
+    stopped: Stopped = "max_sessions"
+    started = time.monotonic()
+    with _stop_requests() as asked:
+        for look in range(1, settings.plan.looks + 1):
+            left = _time_left(settings, started)
+            if asked or left == 0.0:
+                stopped = "interrupted" if asked else "max_duration"
+                break
+            parts.append(_measure(replace(plan, load=_batch_load(plan, settings, look, left)), progress))
+            merged = _merge(plan, parts, time.monotonic() - started)
+            verdict = looks.look(merged.cohorts["legacy"], merged.cohorts["canonical"], _generator_error(merged))
+            _say_look(plan, progress, look, merged, verdict)
+            if merged.info.interrupted or asked:
+                stopped = "interrupted"
+                break
+            if decided(verdict):
+                stopped = "decided"
+                break
+            if _time_left(settings, started) == 0.0:
+                stopped = "max_duration"  # the batch it cut short counts, and was judged
+                break
+    if merged is None or verdict is None:  # stopped before the first batch: a document that says so
+        merged = _merge(plan, parts, time.monotonic() - started)
+        verdict = judge(merged.cohorts["legacy"], merged.cohorts["canonical"], plan.policy)
+    if stopped == "interrupted" and not merged.info.interrupted:
+        merged.info = replace(merged.info, interrupted=True, stop_reason=merged.info.stop_reason or "interrupted")
+    sessions = {name: s.sessions for name, s in merged.cohorts.items()}
+    section = looks.section(verdict, stopped, sessions)
+    is_decided = stopped == "decided"
+    extra = {
+        "sequential": section,
+        "time_to_decide": time_to_decide(verdict, is_decided, plan.traffic_rate, _own_rate(merged)),
+    }
+    doc = _document(plan, merged, {}, verdict, extra)
+    return Result(plan, merged, doc, verdict.triggers, verdict, extra)
+
+
+def _time_left(settings: UntilDecided, started: float) -> float | None:
+    """Seconds left under --max-duration (0.0: none left), None without a time cap."""
+    if settings.max_duration is None:
+        return None
+    return max(settings.max_duration - (time.monotonic() - started), 0.0)
+
+
+def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, left: float | None) -> Load:
+    """Batch ``look``'s load: its share of sessions for every cohort, cut to the time left."""
+    load = replace(plan.load, sessions=settings.batch(look) * len(plan.cohorts))
+    return load if left is None else replace(load, duration=left)
+
+
+def _generator_error(measured: Measured) -> float | None:
+    """The generator's own error (ms, p99) when it was saturated: what latency verdicts must allow for."""
+    g = measured.generator
+    return float(g["error_ms"]) if g.get("saturated") and g.get("error_ms") is not None else None
+
+
+def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
+    """The batches as one measurement: counts and histograms added, the generator re-derived from
+    the merged histograms, intervals laid end to end, the last stop's reason."""
+    cohorts = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in plan.cohorts}
+    intervals: list[dict[str, Any]] = []
+    offset = 0.0
+    for part in parts:
+        for name, stats in part.cohorts.items():
+            cohorts[name].merge(stats)
+        intervals += [{**i, "t": round(i["t"] + offset, 3)} for i in part.intervals]
+        offset += math.ceil(part.info.duration_s)
+    if not parts:
+        info = RunInfo(_now_iso(), round(elapsed, 3), True, "interrupted before the first batch")
+        return Measured(info, cohorts, [], merged_generator(cohorts, []))
+    last = parts[-1].info
+    info = RunInfo(parts[0].info.started, round(elapsed, 3), last.interrupted, last.stop_reason)
+    errors = [e for p in parts for e in p.worker_errors]
+    return Measured(info, cohorts, intervals, merged_generator(cohorts, [p.generator for p in parts]), errors)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _own_rate(measured: Measured) -> float | None:
+    """This run's own sessions per second, all cohorts together."""
+    n = sum(s.attempts for s in measured.cohorts.values())
+    return n / measured.info.duration_s if n and measured.info.duration_s > 0 else None
+
+
+def _say_look(
+    plan: RunPlan, progress: TextIO | None | Literal["plan"], look: int, merged: Measured, verdict: Verdict
+) -> None:
+    """One line per look where progress goes: how far, and what it says so far."""
+    out = plan.options.progress if progress == "plan" else progress
+    if out is None:
+        return
+    n = min(s.attempts for s in merged.cohorts.values())
+    undecided = [m.name for m in verdict.metrics if m.critical and m.level == "INCONCLUSIVE"]
+    state = "decided" if decided(verdict) else f"undecided: {', '.join(undecided)}"
+    print(f"sseprobe: look {look}: {n:,} sessions per cohort, {verdict.overall} ({state})", file=out, flush=True)
+
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list[str]]:
+    """SIGINT/SIGTERM between batches: remembered (the list is non-empty), never a traceback.
+    During a batch the runner's own handlers stop it, and hand these back afterwards."""
+    asked: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        asked.append(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _measure(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
@@ -254,7 +410,11 @@ def _measure(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measur
 
 
 def _document(
-    plan: RunPlan, measured: Measured, extra: dict[str, Any], verdict: Verdict | None = None
+    plan: RunPlan,
+    measured: Measured,
+    extra: dict[str, Any],
+    verdict: Verdict | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     info = measured.info
     return build_document(
@@ -262,7 +422,7 @@ def _document(
         duration_s=info.duration_s,
         config=plan.config,
         cohorts=measured.cohorts,
-        verdict=None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons},
+        verdict=None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons, **(decision or {})},
         interrupted=info.interrupted,
         extra={**extra, **_results_extra(measured)},
     )

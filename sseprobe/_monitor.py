@@ -97,6 +97,11 @@ class MonitorConfig:
     ignore_checks: tuple[str, ...] = ()
     bearer_env: str | None = None
     bearer_file: Path | None = None
+    until_decided: bool = False  # compare --until-decided, with its caps below
+    look_every: int | None = None
+    max_sessions: int | None = None
+    max_duration_s: float | None = None
+    traffic_rate: float | None = None
 
     def public(self) -> dict[str, Any]:
         """For outputs: paths, redacted URLs, the *names* of secret sources, never their values."""
@@ -112,8 +117,9 @@ class MonitorConfig:
 
 _PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prometheus", "lock", "html", "bearer_file"}
 _STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
-_INT_KEYS = {"sessions", "concurrency"}
-_KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | {"check", "check_timeout_s", "ignore_checks"}
+_INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
+_SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
+_KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | _SECONDS_KEYS | {"check", "ignore_checks", "until_decided"}
 
 
 def load_monitor_config(path: str | Path) -> MonitorConfig:
@@ -134,7 +140,7 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise fail(key, "a whole number >= 1")
             values[key] = v
-        elif key == "check":
+        elif key in ("check", "until_decided"):
             if not isinstance(v, bool):
                 raise fail(key, "true or false")
             values[key] = v
@@ -142,9 +148,9 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                 raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
             values[key] = tuple(v)
-        elif key == "check_timeout_s":
+        elif key in _SECONDS_KEYS:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise fail(key, "seconds > 0")
+                raise fail(key, "sessions per second > 0" if key == "traffic_rate" else "seconds > 0")
             values[key] = float(v)
     url = values.pop("url", None)
     if url and ("canonical_url" in values or "legacy_url" in values):
@@ -289,6 +295,11 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
         "app": cfg.app,
         "bearer_env": cfg.bearer_env,
         "bearer_file": str(cfg.bearer_file) if cfg.bearer_file else None,
+        "until_decided": cfg.until_decided,
+        "look_every": cfg.look_every,
+        "max_sessions": cfg.max_sessions,
+        "max_duration": cfg.max_duration_s,
+        "traffic_rate": cfg.traffic_rate,
     }
     given.update({k: v for k, v in optional.items() if v})
     try:

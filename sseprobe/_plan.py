@@ -30,6 +30,7 @@ from ._redact import SECRET_HEADERS, redact_url
 from ._results import ResultsError, check_output, default_out_path
 from ._runner import RunOptions, default_workers, useful_workers
 from ._scenario import Scenario, ScenarioError, load_scenario
+from ._sequential import UntilDecided
 
 _T = TypeVar("_T")
 
@@ -160,6 +161,7 @@ _SCENARIO_NAMES = {
     "think_s": "think",
     "grace_s": "grace",
     "abort_on_trigger_s": "abort_on_trigger",
+    "max_duration_s": "max_duration",
 }
 
 
@@ -240,6 +242,55 @@ def build_load(o: Mapping[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
             grace=o["grace"],
         )
     )
+
+
+_SPAN_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SPAN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*")
+
+
+def parse_span(value: str | float | None, what: str = "--max-duration") -> float | None:
+    """A wall-clock span: seconds, or a number with s, m or h (``30m``, ``1.5h``); None stays None."""
+    if value is None or isinstance(value, int | float):
+        return None if value is None else float(value)
+    match = _SPAN.fullmatch(value)
+    if not match:
+        raise UsageProblem(f"{what}: expected seconds or a number with s, m or h (e.g. 30m), got {value[:40]!r}")
+    return float(match[1]) * _SPAN_UNITS[match[2]]
+
+
+_SEQUENTIAL_ONLY = ("look_every", "max_sessions", "max_duration")
+
+
+def until_decided_from(
+    o: dict[str, Any], given: Collection[str], command: str, phases: bool, notes: list[str] | None = None
+) -> UntilDecided | None:
+    """The sequential mode's settings, or None when not asked for. It stops by itself: an end
+    (--sessions, --duration) given with it at the same level is refused, a scenario's end under an
+    explicit --until-decided is set aside (said in a note); phases (a schedule in time) are
+    refused, and so are its caps without it."""
+    if not o.get("until_decided"):
+        caps = [k for k in _SEQUENTIAL_ONLY if o.get(k) != _SEQUENTIAL_DEFAULTS[k]]
+        if caps:
+            raise UsageProblem(f"--{caps[0].replace('_', '-')} needs --until-decided")
+        return None
+    if command != "compare":
+        raise UsageProblem("--until-decided is for compare: a run has nothing to decide")
+    for end in ("sessions", "duration"):
+        if o.get(end) is None:
+            continue
+        if end in given or "until_decided" not in given:
+            raise UsageProblem(f"--until-decided stops by itself: give --max-sessions or --max-duration, not --{end}")
+        _say(notes, f"note: --until-decided: the scenario's {end} is set aside (it stops when decided or at a cap)")
+        o[end] = None
+    if phases:
+        raise UsageProblem(
+            "--until-decided runs at one --rate or --concurrency: scenario phases cannot be used with it"
+        )
+    span = parse_span(o.get("max_duration"))
+    return _value_object(lambda: UntilDecided(int(o["look_every"]), int(o["max_sessions"]), span))
+
+
+_SEQUENTIAL_DEFAULTS: dict[str, Any] = {"look_every": 100, "max_sessions": 20_000, "max_duration": None}
 
 
 def read_policy(path: str | None) -> Policy:

@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 from ._hgrm import hgrm_points
 from ._results import write_atomic
 from ._stats import CohortStats
+from ._verdict_text import render_sequential
 
 __all__ = ["render_report", "write_report", "scrub"]
 
@@ -497,6 +498,8 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
     out.append(f"<h3>{_e(Path(source).name)}: {_badge(str(v.get('overall', '')))}</h3>")
     for r in v.get("reasons", []):
         out.append(f"<p>{_e(r)}</p>")
+    if decision := render_sequential(dict(v)).strip():  # --until-decided and the time to a decision
+        out.append(f"<pre>{_e(decision)}</pre>")
     out.append(
         '<div class="scroll"><table><tr><th class="l">metric</th><th>baseline</th><th>candidate</th><th>change</th>'
         '<th>interval</th><th class="l">level</th><th class="l">why</th></tr>'

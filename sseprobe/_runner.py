@@ -33,7 +33,7 @@ from ._stats import CohortStats, new_histogram, summarize_ms
 if TYPE_CHECKING:
     from ._cluster import ClusterOptions
 
-__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share"]
+__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share", "merged_generator"]
 
 SATURATED_LAG_MS = 5.0  # loop or start lag p99 above this: timings may be inflated by the generator
 
@@ -566,3 +566,12 @@ def useful_workers(load: Load, workers: int) -> int:
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def merged_generator(stats: dict[str, CohortStats], blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The generator block of one run measured in several parts (the batches of ``--until-decided``):
+    re-derived from the parts' merged histograms, so it says what one long run would have said."""
+    loop_lag = new_histogram()
+    for block in blocks:
+        loop_lag.add(HdrHistogram.decode(block["loop_lag_us"]))
+    return {**(blocks[-1] if blocks else {}), **_generator(stats, loop_lag)}

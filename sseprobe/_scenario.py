@@ -58,6 +58,11 @@ _LOAD_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "max_in_flight": ((int,), "a whole number >= 1"),
     "grace_s": ((int, float), "seconds >= 0"),
     "abort_on_trigger_s": ((int, float), "seconds > 0"),
+    "until_decided": ((bool,), "true or false"),
+    "look_every": ((int,), "a whole number >= 1 (sessions per cohort between looks)"),
+    "max_sessions": ((int,), "a whole number >= 1 (sessions per cohort)"),
+    "max_duration_s": ((int, float), "seconds > 0"),
+    "traffic_rate": ((int, float), "sessions per second > 0"),
 }
 _TIMEOUT_KEYS = {"connect_s": "connect_timeout", "idle_s": "idle_timeout", "session_s": "session_timeout"}
 _OPTION_OF = {
@@ -65,6 +70,7 @@ _OPTION_OF = {
     "think_s": "think",
     "grace_s": "grace",
     "abort_on_trigger_s": "abort_on_trigger",
+    "max_duration_s": "max_duration",
 }
 
 # option -> (lowest, highest, lowest allowed itself): every count, rate and time is finite and sane
@@ -84,6 +90,10 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "session_timeout": (0, 1e7, False),
     "connections": (0, 1e7, True),
     "max_line": (1, 2**30, True),
+    "look_every": (1, 1e9, True),
+    "max_sessions": (1, 1e9, True),
+    "max_duration": (0, 1e7, False),
+    "traffic_rate": (0, 1e9, False),
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ._compare import MetricResult, Verdict
 
-__all__ = ["render_verdict"]
+__all__ = ["render_verdict", "render_sequential"]
 
 _COLOURS = {"GREEN": "32", "YELLOW": "33", "RED": "31", "INCONCLUSIVE": "35"}
 _WORDS = {
@@ -98,3 +98,54 @@ def render_verdict(
     out += ["", _paint(f"verdict: {_WORDS[verdict.overall]}", verdict.overall, color, bold=True)]
     out += [f"  - {r}" for r in verdict.reasons]
     return "\n".join(out) + "\n"
+
+
+_STOPPED = {
+    "decided": "decided",
+    "max_sessions": "stopped undecided at --max-sessions",
+    "max_duration": "stopped undecided at --max-duration",
+    "interrupted": "interrupted",
+}
+
+
+def render_sequential(decision: dict[str, Any]) -> str:
+    """The verdict's ``sequential`` and ``time_to_decide`` sections in words ("" when neither)."""
+    out: list[str] = []
+    seq = decision.get("sequential")
+    if seq:
+        sessions = ", ".join(f"{name} {n:,}" for name, n in seq["sessions"].items())
+        out += [
+            "",
+            f"until decided: {_STOPPED[seq['stopped']]} after {seq['looks']} look(s); sessions used: {sessions}",
+        ]
+        for m in seq["metrics"]:
+            at = m["decided_at_sessions"]
+            when = "not decided" if at is None else f"decided at {at:,} sessions per cohort ({m['level_then']})"
+            out.append(f"  {m['name']}{'*' if m['critical'] else ''}: {when}")
+    ttd = decision.get("time_to_decide")
+    if ttd:
+        what = "took" if ttd["basis"] == "decided" else "would need (sessions_needed)"
+        rate = f"{ttd['traffic_rate']:,.1f} sessions/s in all"
+        source = (
+            "the service's traffic (--traffic-rate)"
+            if ttd["traffic_source"] == "--traffic-rate"
+            else ("this run's own rate (--traffic-rate gives the service's)")
+        )
+        out += [
+            "",
+            f"time to a decision: {what} {ttd['sessions_per_cohort']:,} sessions per cohort; at {source}, {rate}:",
+        ]
+        for step in ttd["steps"]:
+            out.append(f"  {step['canary_share'] * 100:g} % canary: {_span(step['seconds'])}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _span(seconds: float) -> str:
+    """A duration a person reads: 45 s, 12 min, 3.5 h, 2.1 days."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

@@ -30,6 +30,7 @@ from .._plan import (
     fit_open_files,
     load_config,
     parse_headers,
+    parse_span,
     parse_url,
     prepare_run,
     public_headers,
@@ -71,6 +72,7 @@ __all__ = [
     "overrides",
     "build_tls",
     "tls_config",
+    "sequential_options",
 ]
 
 
@@ -280,6 +282,64 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "-q",
                 is_flag=True,
                 help="No progress on stderr (by default a live line on a terminal, else a plain line every 10 s).",
+            ),
+        ],
+    )
+
+
+def _span(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """--max-duration: seconds, or 30m / 1.5h; bounded like every other time."""
+    try:
+        seconds = parse_span(value)
+    except UsageProblem as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], param=param) from None
+    return _bounded(ctx, param, seconds)  # type: ignore[no-any-return]
+
+
+def sequential_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """compare --until-decided: sample until the verdict is decided or a cap is hit."""
+    return _apply(
+        f,
+        [
+            click.option(
+                "--until-decided",
+                is_flag=True,
+                default=False,
+                help="Keep both cohorts running, looking after every --look-every sessions per cohort, "
+                "until every critical metric is decided or a cap is hit (instead of --sessions/--duration).",
+            ),
+            click.option(
+                "--look-every",
+                type=int,
+                callback=_bounded,
+                default=100,
+                show_default=True,
+                help="With --until-decided: sessions per cohort between looks.",
+            ),
+            click.option(
+                "--max-sessions",
+                type=int,
+                callback=_bounded,
+                default=20_000,
+                show_default=True,
+                help="With --until-decided: stop undecided after this many sessions per cohort.",
+            ),
+            click.option(
+                "--max-duration",
+                callback=_span,
+                default=None,
+                metavar="SPAN",
+                help="With --until-decided: stop undecided after this long (seconds, or e.g. 30m, 2h); "
+                "the batch it cuts short still counts.",
+            ),
+            click.option(
+                "--traffic-rate",
+                type=float,
+                callback=_bounded,
+                default=None,
+                metavar="N",
+                help="Sessions per second the service sees: says how long a decision takes at each rollout "
+                "step (default: this run's own rate).",
             ),
         ],
     )

@@ -28,6 +28,7 @@ from ._common import (
     overrides,
     read_policy,
     read_scenario,
+    sequential_options,
 )
 from ._report import attach_html
 from ._run import emit, said_interrupted, say_notes
@@ -111,6 +112,7 @@ def _offline(
 )
 @flow_options
 @load_options
+@sequential_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) -> int:
     """Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).
@@ -120,7 +122,10 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     (4,000 in all), shared by --split. Offline: ``compare BASELINE.json CANDIDATE.json`` (first
     cohort of each unless named) or ``compare RESULTS.json`` (legacy vs canonical within it).
     Each metric needs statistical evidence before it is worse than GREEN; a cohort too small
-    to tell is INCONCLUSIVE with the sessions needed. Exit 0 GREEN, 1 YELLOW, 2 RED, 3 INCONCLUSIVE.
+    to tell is INCONCLUSIVE with the sessions needed. ``--until-decided`` samples in batches
+    and stops at the first decided verdict (the false-alarm level holds however often it looks),
+    then says how many sessions it took and when each metric was decided.
+    Exit 0 GREEN, 1 YELLOW, 2 RED, 3 INCONCLUSIVE.
     """
     scenario = read_scenario(params["scenario"])
     policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
@@ -129,6 +134,8 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             raise UsageProblem("compare takes at most two results files (baseline, candidate)")
         if params["canonical_url"] or params["legacy_url"]:
             raise UsageProblem("give either results files or --canonical/--legacy URLs, not both")
+        if params["until_decided"]:
+            raise UsageProblem("--until-decided measures live: give --canonical/--legacy URLs, not results files")
         return _offline(
             files,
             params["baseline_cohort"],
