@@ -332,6 +332,8 @@ def _time_left(settings: UntilDecided, started: float) -> float | None:
 def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, left: float | None) -> Load:
     """Batch ``look``'s load: its share of sessions for every cohort, cut to the time left."""
     load = replace(plan.load, sessions=settings.batch(look) * len(plan.cohorts))
+    if load.schedule is not None and load.schedule.poisson:  # each batch its own arrivals, not the first's again
+        load = replace(load, schedule=replace(load.schedule, seed=load.schedule.seed + 7_919 * (look - 1)))
     return load if left is None else replace(load, duration=left)
 
 

@@ -265,6 +265,33 @@ def test_batches_stop_at_the_cap() -> None:
         UntilDecided(look_every=0)
 
 
+def test_each_poisson_batch_draws_its_own_arrivals() -> None:
+    """Batches are separate measurements: with Poisson arrivals each must get its own stream, or
+    every batch would repeat the first one's gaps."""
+    from sseprobe._api import _batch_load
+
+    plan = plan_from(
+        None,
+        {
+            "canonical_url": "http://127.0.0.1:9",
+            "legacy_url": "http://127.0.0.1:9",
+            "until_decided": True,
+            "rate": 50.0,
+            "poisson": True,
+            "look_every": 100,
+        },
+        "compare",
+    )
+    assert plan.until_decided is not None and plan.load.schedule is not None
+    firsts = []
+    for look in (1, 2, 3):
+        schedule = _batch_load(plan, plan.until_decided, look, None).schedule
+        assert schedule is not None and schedule.poisson
+        arrivals = schedule.arrivals()
+        firsts.append(tuple(next(arrivals) for _ in range(5)))
+    assert len(set(firsts)) == 3, firsts
+
+
 def test_time_to_decide_at_each_rollout_step() -> None:
     rng = np.random.default_rng(5)
     dist = list(DISTRIBUTIONS)[0]
