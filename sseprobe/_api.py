@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._compare import Verdict
+from ._compare import Verdict, generator_band
 from ._compare import compare as judge
 from ._config import FlowOptions, Limits, Timeouts
 from ._engine import CohortSpec, Load
@@ -34,7 +34,7 @@ from ._plan import (
     resolve,
     tls_config,
 )
-from ._policy import Policy, check_triggers
+from ._policy import Policy, check_triggers, mark_generator_bound
 from ._redact import redact_url
 from ._results import build_document
 from ._runner import Measured, RunOptions, measure
@@ -158,8 +158,8 @@ class Result:
             return EXIT_UNKNOWN
         if self.verdict is not None:
             return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
-        if self.triggers:
-            return EXIT_CRITICAL
+        if self.triggers:  # only generator-bound ones: the prober could not tell, the service did not fail
+            return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
         return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
 
@@ -233,7 +233,8 @@ def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Re
         raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
     measured = _measure(plan, progress)
     stats = measured.cohorts[plan.cohorts[0].name]
-    triggers = judge_completion(stats, check_triggers(stats, plan.policy))
+    fired = judge_completion(stats, check_triggers(stats, plan.policy))
+    triggers = mark_generator_bound(fired, generator_band(measured.generator))
     doc = _document(plan, measured, {"triggers": triggers})
     return Result(plan, measured, doc, triggers)
 
@@ -243,7 +244,8 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
     if plan.command != "compare":
         raise UsageProblem("compare() takes a plan for two cohorts (plan_from(..., command='compare'))")
     measured = _measure(plan, progress)
-    verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy)
+    band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
+    verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
     doc = _document(plan, measured, {}, verdict)
     return Result(plan, measured, doc, verdict.triggers, verdict)
 
