@@ -513,7 +513,7 @@ def _pct(x: float) -> str:
 
 
 def _band(ms: float) -> str:
-    return f"{ms:.1f} ms" if ms < 10 else f"{ms:,.0f} ms"
+    return f"{ms:.1f} ms" if ms < 100 else f"{ms:,.0f} ms"
 
 
 def _pp(x: float) -> str:
