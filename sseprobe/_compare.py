@@ -486,7 +486,7 @@ class Verdict:
         return EXIT_CODES[self.overall]
 
     @property
-    def generator_bound(self) -> list[str]:
+    def bound_by_generator(self) -> list[str]:
         """Names of the metrics and candidate triggers the generator's own lag left undecided."""
         triggers = [t["name"] for t in self.triggers if t.get("generator_bound") and t.get("cohort") == "candidate"]
         return [m.name for m in self.metrics if m.generator_bound] + triggers

@@ -118,8 +118,8 @@ class PassRow:
     generator_saturated: bool | None = None  # None: not known (no measurement, or an older pass)
     generator_error_ms: float | None = None
 
-    @classmethod
-    def generator_of(cls, block: Mapping[str, Any] | None) -> dict[str, Any]:
+    @staticmethod
+    def generator_of(block: Mapping[str, Any] | None) -> dict[str, Any]:
         """The generator fields of a row, from a results document's ``generator`` block."""
         if not isinstance(block, Mapping) or not isinstance(block.get("saturated"), bool):
             return {}

@@ -73,7 +73,7 @@ def _generator_line(verdict: Verdict) -> str:
     """The generator's saturation in one line: what it did to the latency verdicts."""
     band = f"{verdict.generator_error_ms:,.1f} ms"
     lag = f"the generator was saturated: latency intervals widened by its own lag (p99 {band})"
-    bound = verdict.generator_bound
+    bound = verdict.bound_by_generator
     return f"{lag}; generator-bound: {', '.join(bound)}" if bound else f"{lag}; every latency level held"
 
 

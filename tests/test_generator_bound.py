@@ -90,7 +90,7 @@ def test_a_small_band_keeps_the_a_a_verdict_green(base: CohortStats) -> None:
     same = cohort(np.random.default_rng(25), 3000)
     assert compare(base, same).overall == "GREEN"
     v = compare(base, same, generator_error_ms=1.0)  # 0.3 % of the p95: no level moves
-    assert v.overall == "GREEN" and not v.generator_bound
+    assert v.overall == "GREEN" and not v.bound_by_generator
 
 
 def test_latency_trigger_within_the_band_is_generator_bound_not_red() -> None:
@@ -102,7 +102,7 @@ def test_latency_trigger_within_the_band_is_generator_bound_not_red() -> None:
     (fired,) = [t for t in v.triggers if t["cohort"] == "candidate"]
     assert fired["name"] == "ttfe_p95" and fired["generator_bound"] is True and "generator-bound" in fired["reason"]
     assert v.overall == "INCONCLUSIVE" and "trigger ttfe_p95" in " ".join(v.reasons), v.reasons
-    assert "ttfe_p95" in v.generator_bound
+    assert "ttfe_p95" in v.bound_by_generator
     assert "(INCONCLUSIVE)" in render_verdict(v)
     # lowered by a 50 ms band the value is still past the limit: RED as before
     assert compare(slow, slow_too, generator_error_ms=50.0).overall == "RED"
