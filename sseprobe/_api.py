@@ -158,7 +158,7 @@ class Result:
             return EXIT_UNKNOWN
         if self.verdict is not None:
             return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
-        if self.triggers:  # only generator-bound ones: the prober could not tell, the service did not fail
+        if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
             return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
         return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
