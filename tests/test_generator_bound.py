@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from sseprobe._compare import compare, decided, generator_band
+from sseprobe._compare import MetricResult, Verdict, compare, decided, generator_band
 from sseprobe._history import History, PassRow
 from sseprobe._monitor import target_parts
 from sseprobe._policy import DEFAULT_POLICY, mark_generator_bound
@@ -34,7 +35,7 @@ from .test_compare import cohort
 LATENCY = ("ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms", "first_event_p95_ms", "completion_p95_ms")
 
 
-def _metric(v, name: str = "ttfe_p95_ms"):  # type: ignore[no-untyped-def]
+def _metric(v: Verdict, name: str = "ttfe_p95_ms") -> MetricResult:
     return next(m for m in v.metrics if m.name == name)
 
 
@@ -157,7 +158,7 @@ def test_summary_separates_generator_bound_triggers() -> None:
 # --- the outputs that carry it ------------------------------------------------------------------
 
 
-def _doc(cohorts: dict[str, CohortStats], generator: dict | None) -> dict:
+def _doc(cohorts: dict[str, CohortStats], generator: dict[str, Any] | None) -> dict[str, Any]:
     extra = {"generator": generator} if generator is not None else None
     return build_document(started="2026-11-30T12:00:00+00:00", duration_s=1.0, config={}, cohorts=cohorts, extra=extra)
 
