@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._compare import Verdict, decided
+from ._compare import Verdict, decided, generator_band
 from ._compare import compare as judge
 from ._config import FlowOptions, Limits, Timeouts
 from ._engine import CohortSpec, Load, RunInfo
@@ -41,7 +41,7 @@ from ._plan import (
     tls_config,
     until_decided_from,
 )
-from ._policy import Policy, check_triggers
+from ._policy import Policy, check_triggers, mark_generator_bound
 from ._redact import redact_url
 from ._results import build_document
 from ._runner import Measured, RunOptions, measure, merged_generator
@@ -174,8 +174,8 @@ class Result:
             return EXIT_UNKNOWN
         if self.verdict is not None:
             return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
-        if self.triggers:
-            return EXIT_CRITICAL
+        if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
+            return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
         return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
 
@@ -259,7 +259,8 @@ def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Re
         raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
     measured = _measure(plan, progress)
     stats = measured.cohorts[plan.cohorts[0].name]
-    triggers = judge_completion(stats, check_triggers(stats, plan.policy))
+    fired = judge_completion(stats, check_triggers(stats, plan.policy))
+    triggers = mark_generator_bound(fired, generator_band(measured.generator))
     doc = _document(plan, measured, {"triggers": triggers})
     return Result(plan, measured, doc, triggers)
 
@@ -271,7 +272,8 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
     measured = _measure(plan, progress)
-    verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy)
+    band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
+    verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
     extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
     doc = _document(plan, measured, {}, verdict, extra)
     return Result(plan, measured, doc, verdict.triggers, verdict, extra)
@@ -295,20 +297,23 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
                 break
             parts.append(_measure(replace(plan, load=_batch_load(plan, settings, look, left)), progress))
             merged = _merge(plan, parts, time.monotonic() - started)
-            verdict = looks.look(merged.cohorts["legacy"], merged.cohorts["canonical"], _generator_error(merged))
+            verdict = looks.look(
+                merged.cohorts["legacy"], merged.cohorts["canonical"], generator_band(merged.generator)
+            )
             _say_look(plan, progress, look, merged, verdict)
             if merged.info.interrupted or asked:
                 stopped = "interrupted"
                 break
-            if decided(verdict):
-                stopped = "decided"
+            if decided(verdict):  # decided, or left undecided by a saturated generator (more cannot help)
+                stopped = "generator_bound" if verdict.overall == "INCONCLUSIVE" else "decided"
                 break
             if _time_left(settings, started) == 0.0:
                 stopped = "max_duration"  # the batch it cut short counts, and was judged
                 break
     if merged is None or verdict is None:  # stopped before the first batch: a document that says so
         merged = _merge(plan, parts, time.monotonic() - started)
-        verdict = judge(merged.cohorts["legacy"], merged.cohorts["canonical"], plan.policy)
+        band = generator_band(merged.generator)
+        verdict = judge(merged.cohorts["legacy"], merged.cohorts["canonical"], plan.policy, generator_error_ms=band)
     if stopped == "interrupted" and not merged.info.interrupted:
         merged.info = replace(merged.info, interrupted=True, stop_reason=merged.info.stop_reason or "interrupted")
     sessions = {name: s.sessions for name, s in merged.cohorts.items()}
@@ -335,12 +340,6 @@ def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, left: float | 
     if load.schedule is not None and load.schedule.poisson:  # each batch its own arrivals, not the first's again
         load = replace(load, schedule=replace(load.schedule, seed=load.schedule.seed + 7_919 * (look - 1)))
     return load if left is None else replace(load, duration=left)
-
-
-def _generator_error(measured: Measured) -> float | None:
-    """The generator's own error (ms, p99) when it was saturated: what latency verdicts must allow for."""
-    g = measured.generator
-    return float(g["error_ms"]) if g.get("saturated") and g.get("error_ms") is not None else None
 
 
 def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:

@@ -43,6 +43,19 @@ an alarm when nothing changed is at most 1 - confidence for the whole verdict, a
 non-critical metric never widens a critical interval. (Holm would not help: "any alarm" is
 decided at Holm's first step, which is Bonferroni.)
 
+The generator's own error
+-------------------------
+A saturated generator (its event loop or its session starts late by more than a few ms at p99)
+stamps latencies late, and not alike for both cohorts: the lateness comes in bursts, so sessions
+are no longer independent samples and the intervals above are too narrow. The caller passes the
+generator's error band ``generator_error_ms`` (``generator_band``: its p99 lateness when
+saturated, else 0: a small lateness is common to both interleaved cohorts and already in the
+samples, and widening by it would only cost power). Each latency change's interval is then widened
+by that many ms (on the ratio scale, +- e / baseline) and judged again: a metric whose level
+moves is INCONCLUSIVE and ``generator_bound``, one that keeps its level (a 2 s latency 40 %
+slower is RED whatever 5 ms of lag did) keeps it. Rates are untouched. Latency triggers that
+would not fire with the value lowered by e are generator-bound too: INCONCLUSIVE, not RED.
+
 Sequential
 ----------
 ``compare_sequential`` is the same judgement for a run that looks after every batch and stops
@@ -55,10 +68,11 @@ bench/power.py.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 
@@ -70,6 +84,7 @@ from ._policy import (
     bad_count,
     check_triggers,
     hist_quantile,
+    mark_generator_bound,
 )
 from ._stats import CohortStats, histogram_arrays
 
@@ -92,6 +107,7 @@ __all__ = [
     "compare_sequential",
     "SequentialPlan",
     "decided",
+    "generator_band",
 ]
 
 Level = Literal["GREEN", "YELLOW", "RED", "INCONCLUSIVE"]
@@ -102,6 +118,7 @@ NON_CRITICAL_SHARE = 0.1  # of the family-wise alpha, shared by the metrics that
 MODEL_SHARE = 0.8  # of a latency metric's alpha, for the whole-distribution interval; the rest guards the quantile
 Z_FIT = _N.inv_cdf(0.995)  # shape check: the quantile itself must agree with the whole-distribution estimate
 Z_DECIDE = _N.inv_cdf(0.9)  # sessions_needed: with no change, decided this often
+GENERATOR_ADVICE = "run with fewer sessions in flight or more workers"
 
 
 def _z(alpha: float) -> float:
@@ -430,6 +447,7 @@ class MetricResult:
     n_baseline: int = 0
     n_candidate: int = 0
     method: str = ""  # which interval decided: shift-scale, order-statistic or exact-binomial
+    generator_bound: bool = False  # undecided because the generator's own lag could explain the change
 
     def to_dict(self) -> dict[str, Any]:
         nd = 3 if self.kind == "quantile" else 6
@@ -445,6 +463,8 @@ class MetricResult:
         }
         if self.level == "INCONCLUSIVE":
             d["sessions_needed"] = self.sessions_needed
+        if self.generator_bound:
+            d["generator_bound"] = True
         return d
 
 
@@ -459,18 +479,28 @@ class Verdict:
     confidence: float = DEFAULT_POLICY.confidence
     n_baseline: int = 0
     n_candidate: int = 0
+    generator_error_ms: float = 0.0  # the band latency intervals were widened by (0: none)
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.overall]
 
+    @property
+    def bound_by_generator(self) -> list[str]:
+        """Names of the metrics and candidate triggers the generator's own lag left undecided."""
+        triggers = [t["name"] for t in self.triggers if t.get("generator_bound") and t.get("cohort") == "candidate"]
+        return [m.name for m in self.metrics if m.generator_bound] + triggers
+
     def to_dict(self) -> dict[str, Any]:
         """The results document's "verdict" section (ARCHITECTURE.md)."""
-        return {
+        d: dict[str, Any] = {
             "overall": self.overall,
             "metrics": [m.to_dict() for m in self.metrics],
             "triggers": [dict(t) for t in self.triggers],
         }
+        if self.generator_error_ms > 0:
+            d["generator_error_ms"] = round(self.generator_error_ms, 3)
+        return d
 
 
 # --- formatting for reasons -------------------------------------------------------------------
@@ -480,6 +510,10 @@ def _pct(x: float) -> str:
     if math.isinf(x):
         return "+inf" if x > 0 else "-inf"
     return f"{round(x * 100, 1) or 0.0:+.1f} %"  # `or 0.0`: never "-0.0"
+
+
+def _band(ms: float) -> str:
+    return f"{ms:.1f} ms" if ms < 100 else f"{ms:,.0f} ms"
 
 
 def _pp(x: float) -> str:
@@ -493,6 +527,7 @@ class _Ctx:
     beta: float  # one-sided level of the upper bound that rules out RED (1 - power), per GREEN look
     policy: Policy
     green: bool = True  # whether this look may call a metric GREEN
+    band_ms: float = 0.0  # the generator's error band latency intervals are widened by (generator_band)
 
     def alpha(self, rule: MetricRule) -> float:
         return self.alpha_critical if rule.critical else self.alpha_other
@@ -576,25 +611,55 @@ def _quantile_metric(
     beta_c = quantile_bounds(cv, cc, q, ctx.beta, interpolate=True)[:3]
     guard = _log_evidence("order-statistic", d, (lo_g, hi_g), quantile_log_ratio_ci(beta_b, beta_c)[1:], sign)
     model, note = _model_evidence((bv, bc), (cv, cc), q, (d, lo_g, hi_g), a_model, a_guard, sign)
-    ev = model if model is not None and _alarm(model, y, r) > _alarm(guard, y, r) else guard  # ties: its own
     green = ctx.green and math.isfinite(hi_g)  # a tail too thin to bound at the alarm level is never GREEN
-    level, code = judge(ev.est, ev.lo, ev.hi if green else math.inf, y, r)
+    ev, level, code = _decide(guard, model, y, r, green)
+    if ctx.band_ms > 0:
+        k = ctx.band_ms * 1000.0 / eb  # the band as a share of the baseline quantile (both in µs)
+        wide = _decide(_widened(guard, k, sign), None if model is None else _widened(model, k, sign), y, r, green)
+        if wide[1] != level:
+            res.generator_bound = True
+            code = "generator_alarm" if level in ("YELLOW", "RED") else "generator_green"
+            ev, level = wide[0], "INCONCLUSIVE"
     res.level, res.method = level, ev.method
     res.change = ev.change
     res.ci = (ev.ci[0], ev.ci[1] if math.isfinite(ev.ci[1]) else None)
-    if level == "INCONCLUSIVE":
+    if level == "INCONCLUSIVE" and not res.generator_bound:  # more sessions cannot undo the generator's lag
         unit = quantile_unit_variance(*_pooled(bv, bc, cv, cc), q, a_guard)
         if math.isfinite(hi_g - lo_g):  # the exact interval's own width: wider where the density dips
             unit = max(unit, ((hi_g - lo_g) / (2.0 * _z(a_guard))) ** 2 / (1.0 / nb + 1.0 / nc))
         need = 2.0 * unit * ((_z(ctx.beta) + Z_DECIDE) / r) ** 2  # equal cohorts, no change: decided ~90 %
         ranks = math.log(min(a_guard, ctx.beta)) / math.log(max(q, 1.0 - q))  # q^n <= alpha: tail bounded
         res.sessions_needed = _needed(max(need, ranks), nb, nc, ctx)
-    if ev is model:
+    if ev.method == "shift-scale":
         note = "; seen in the whole distribution (shift and stretch of log latency)"
     elif note:
         note = f"; the p{rule.percentile:g} itself {note}"
     res.reason = _reason(code, rule, res, _pct, rule.yellow, rule.red, ctx) + note
     return res
+
+
+def _decide(guard: _Evidence, model: _Evidence | None, y: float, r: float, green: bool) -> tuple[_Evidence, Level, str]:
+    """(the evidence that decides, level, code): the whole distribution's only when it raises the
+    louder alarm (ties: the quantile's own), and GREEN only where the quantile's tail is bounded."""
+    ev = model if model is not None and _alarm(model, y, r) > _alarm(guard, y, r) else guard
+    level, code = judge(ev.est, ev.lo, ev.hi if green else math.inf, y, r)
+    return ev, level, code
+
+
+def _widened(ev: _Evidence, k: float, sign: float) -> _Evidence:
+    """The evidence with its ratio interval widened by k on both sides (ratio_lo - k, ratio_hi + k):
+    what the change could be if either cohort's latencies were late by up to k of the baseline."""
+
+    def out(x: float) -> float:  # log ratio moved up by k
+        return math.log(math.exp(x) + k) if x < math.inf else x
+
+    def down(x: float) -> float:  # log ratio moved down by k; no ratio below 0
+        return math.log(math.exp(x) - k) if x > -math.inf and math.exp(x) > k else -math.inf
+
+    ci = (max(ev.ci[0] - k, -1.0), ev.ci[1] + k)
+    if sign > 0:  # lo and hi are the log ratio's own bounds
+        return replace(ev, ci=ci, lo=down(ev.lo), hi=out(ev.hi))
+    return replace(ev, ci=ci, lo=-out(-ev.lo), hi=-down(-ev.hi))
 
 
 def _model_evidence(
@@ -725,6 +790,10 @@ def _reason(code: str, rule: MetricRule, res: MetricResult, fmt: Any, y: float, 
         return f"{seen}: {rlim} or worse is ruled out with {power} confidence"
     if code == "no_estimate":
         return "no estimate"
+    if code.startswith("generator_"):
+        lag = f"the generator's own lag (p99 {_band(ctx.band_ms)})"
+        could = "could explain this change" if code == "generator_alarm" else f"could hide a {rlim} change"
+        return f"{seen}: generator-bound: {lag} {could}; {GENERATOR_ADVICE}"
     n = res.sessions_needed
     smaller = min(res.n_baseline, res.n_candidate)
     need = f"~{n:,} sessions per cohort would decide" if n and n < _BIG else "far more sessions needed"
@@ -809,14 +878,48 @@ def _evident(trigger: dict[str, Any], stats: CohortStats, policy: Policy) -> boo
 
 
 def compare(
-    baseline: CohortStats, candidate: CohortStats, policy: Policy = DEFAULT_POLICY, *, rng_seed: int = 0
+    baseline: CohortStats,
+    candidate: CohortStats,
+    policy: Policy = DEFAULT_POLICY,
+    *,
+    rng_seed: int = 0,
+    generator_error_ms: float = 0.0,
 ) -> Verdict:
     """Judge candidate against baseline. Never raises on empty or odd cohorts: INCONCLUSIVE instead.
 
-    ``rng_seed`` is accepted for API stability; the method uses no randomness.
+    ``generator_error_ms``: how late the generator itself may have stamped any latency
+    (``generator_band``); 0 judges the latencies as measured. ``rng_seed`` is accepted for API
+    stability; the method uses no randomness.
     """
     del rng_seed
-    return _judge_all(baseline, candidate, policy, _context(policy))
+    ctx = replace(_context(policy), band_ms=_checked_band(generator_error_ms))
+    return _judge_all(baseline, candidate, policy, ctx)
+
+
+def generator_band(generator: Mapping[str, Any] | None) -> float:
+    """The error band (ms) to widen latency intervals by, from a results document's ``generator``
+    block: its ``error_ms`` (or, in a document from before it, the larger lag p99) when the block
+    says ``saturated``, else 0. Unsaturated, the lag is small and common to both interleaved
+    cohorts, so it is already in the samples; widening by it would only cost power."""
+    if not isinstance(generator, Mapping) or generator.get("saturated") is not True:
+        return 0.0
+    given = generator.get("error_ms")
+    if _is_number(given):
+        error = float(given)
+    else:
+        lags = [(generator.get(k) or {}).get("p99") for k in ("loop_lag_ms", "start_lag_ms")]
+        error = max((float(v) for v in lags if _is_number(v)), default=0.0)
+    return error if error > 0 and math.isfinite(error) else 0.0
+
+
+def _is_number(v: Any) -> TypeGuard[float]:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _checked_band(ms: float) -> float:
+    if not (ms >= 0.0 and math.isfinite(ms)):
+        raise ValueError(f"generator_error_ms must be a finite number >= 0, got {ms!r}")
+    return float(ms)
 
 
 def compare_sequential(
@@ -826,6 +929,7 @@ def compare_sequential(
     plan: SequentialPlan = SequentialPlan(),
     *,
     look: int,
+    generator_error_ms: float = 0.0,
 ) -> Verdict:
     """Look number ``look`` (1-based, one call per look) of a sequential comparison: ``compare``
     with this look's share of the error budgets (see SequentialPlan), so the caller may look
@@ -833,20 +937,23 @@ def compare_sequential(
     if not 1 <= look <= plan.looks:
         raise ValueError(f"look must be in [1, {plan.looks}], got {look}")
     greens = plan.green_looks
-    ctx = _context(policy, plan.looks, len(greens), look in greens)
+    ctx = replace(_context(policy, plan.looks, len(greens), look in greens), band_ms=_checked_band(generator_error_ms))
     return _judge_all(baseline, candidate, policy, ctx)
 
 
 def decided(verdict: Verdict) -> bool:
-    """Whether a sequential comparison can stop: RED, or every critical metric decided."""
-    return verdict.overall == "RED" or all(m.level != "INCONCLUSIVE" for m in verdict.metrics if m.critical)
+    """Whether a sequential comparison can stop: RED, or every critical metric decided or left
+    undecided by the generator's own lag (more sessions from a saturated generator cannot help)."""
+    return verdict.overall == "RED" or all(
+        m.level != "INCONCLUSIVE" or m.generator_bound for m in verdict.metrics if m.critical
+    )
 
 
 def _judge_all(baseline: CohortStats, candidate: CohortStats, policy: Policy, ctx: _Ctx) -> Verdict:
-    fired = check_triggers(candidate, policy)
+    fired = mark_generator_bound(check_triggers(candidate, policy), ctx.band_ms)
     fired_c = _tag([t for t in fired if _evident(t, candidate, policy)], "candidate")
     unsure = _tag([t for t in fired if not _evident(t, candidate, policy)], "candidate (not evident)")
-    fired_b = _tag(check_triggers(baseline, policy), "baseline")
+    fired_b = _tag(mark_generator_bound(check_triggers(baseline, policy), ctx.band_ms), "baseline")
     nb, nc = baseline.attempts, candidate.attempts
 
     results: list[MetricResult] = []
@@ -873,11 +980,27 @@ def _judge_all(baseline: CohortStats, candidate: CohortStats, policy: Policy, ct
             res = _rate_metric(rule, baseline, candidate, ctx)
         results.append(res)
 
-    overall, reasons = _overall(results, fired_c, fired_b, policy, nb, nc)
+    overall, reasons = _overall(results, fired_c, fired_b, policy, (nb, nc), ctx.band_ms)
     reasons += [f"note: the candidate's {t['name']} ({t['reason']}) may be noise at {nc:,} sessions" for t in unsure]
     if baseline.flow != candidate.flow and any(r.source == "first_event_us" for r in policy.metrics):
         reasons.append(_FIRST_EVENT_NOTE.format(baseline.flow, candidate.flow))
-    return Verdict(overall, results, fired_c + fired_b + unsure, reasons, policy.confidence, nb, nc)
+    triggers = fired_c + fired_b + unsure
+    return Verdict(overall, results, triggers, reasons, policy.confidence, nb, nc, ctx.band_ms)
+
+
+def _generator_reasons(
+    results: list[MetricResult], fired_c: list[dict[str, Any]], overall: Level, band_ms: float
+) -> list[str]:
+    """One line naming what the generator's own lag left undecided, and what to do about it."""
+    names = [m.name for m in results if m.generator_bound]
+    names += [f"trigger {t['name']}" for t in fired_c if t.get("generator_bound")]
+    if not names:
+        return []
+    lead = "" if overall == "INCONCLUSIVE" else "note: "
+    return [
+        f"{lead}generator-bound: the generator's own lag (p99 {_band(band_ms)}) could explain "
+        f"{', '.join(names)}; {GENERATOR_ADVICE}"
+    ]
 
 
 def _overall(
@@ -885,27 +1008,30 @@ def _overall(
     fired_c: list[dict[str, Any]],
     fired_b: list[dict[str, Any]],
     policy: Policy,
-    nb: int,
-    nc: int,
+    sizes: tuple[int, int],
+    band_ms: float,
 ) -> tuple[Level, list[str]]:
     """RED > YELLOW > INCONCLUSIVE > GREEN, and the reasons in words."""
+    nb, nc = sizes
     reasons: list[str] = []
     conf = f"{policy.confidence * 100:g} %"
-    for t in fired_c:
+    real = [t for t in fired_c if not t.get("generator_bound")]  # the others are the prober's, not the service's
+    for t in real:
         reasons.append(f"rollback trigger {t['name']} on the candidate: {t['reason']}")
     crit_red = [m for m in results if m.critical and m.level == "RED"]
     for m in crit_red:
         reasons.append(f"{m.name} is RED: {m.reason}")
     other_red = [m for m in results if not m.critical and m.level == "RED"]
     yellow = [m for m in results if m.level == "YELLOW"]
-    crit_inc = [m for m in results if m.critical and m.level == "INCONCLUSIVE"]
+    crit_inc = [m for m in results if m.critical and m.level == "INCONCLUSIVE" and not m.generator_bound]
+    bound = any(m.critical and m.generator_bound for m in results) or len(real) < len(fired_c)
     if nb == 0 or nc == 0:
         reasons.append(f"nothing to compare: {'baseline' if nb == 0 else 'candidate'} has no sessions")
-    if fired_c or crit_red:
+    if real or crit_red:
         overall: Level = "RED"
     elif other_red or yellow:
         overall = "YELLOW"
-    elif crit_inc or nb == 0 or nc == 0:
+    elif crit_inc or bound or nb == 0 or nc == 0:
         overall = "INCONCLUSIVE"
     else:
         overall = "GREEN"
@@ -926,6 +1052,7 @@ def _overall(
             f"every critical metric rules out a RED-size regression with {policy.power * 100:g} % confidence, "
             "no rollback trigger"
         )
+    reasons += _generator_reasons(results, fired_c, overall, band_ms)
     for m in results:
         if m.level == "INCONCLUSIVE" and not m.critical and m.sessions_needed and overall != "INCONCLUSIVE":
             reasons.append(

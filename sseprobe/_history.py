@@ -3,7 +3,9 @@
 Why SQLite and these settings: WAL journal, so ``sseprobe history`` (or a dashboard) reads while a
 pass writes; each pass is written in one transaction with ``synchronous=FULL``, so a pass killed at
 any point leaves either its whole row or none, never a torn file; ``PRAGMA user_version`` carries
-the schema version, so an older sseprobe refuses a newer file instead of misreading it. Histograms
+the schema version, so an older sseprobe refuses a newer file instead of misreading it. A column
+added later is nullable and added on the first write (``_ADDED``): that keeps the version, since an
+older sseprobe still reads and writes such a file (its passes simply carry no value there). Histograms
 are stored encoded (HdrHistogram base64), so any past pass can be re-compared or re-plotted exactly.
 Every failure to open, read or write is a :class:`HistoryError` with one line naming the file.
 """
@@ -43,7 +45,9 @@ CREATE TABLE passes (
     verdict TEXT NOT NULL,          -- GREEN | YELLOW | RED | UNKNOWN
     exit_code INTEGER NOT NULL,
     reasons TEXT NOT NULL,          -- JSON list of one-line reasons
-    results TEXT                    -- path of the pass's results document, if any
+    results TEXT,                   -- path of the pass's results document, if any
+    generator_saturated INTEGER,    -- 1 when the prober itself could not keep up, NULL before it was kept
+    generator_error_ms REAL         -- how late it may have stamped any latency (p99), NULL likewise
 );
 CREATE TABLE cohorts (
     pass_id INTEGER NOT NULL REFERENCES passes(id) ON DELETE CASCADE,
@@ -64,6 +68,10 @@ CREATE TABLE histograms (
 );
 CREATE INDEX passes_started ON passes(started);
 """
+
+
+# columns added to ``passes`` after version 1 was released: (name, type), added in place to an older file
+_ADDED = (("generator_saturated", "INTEGER"), ("generator_error_ms", "REAL"))
 
 
 class HistoryError(ValueError):
@@ -107,6 +115,17 @@ class PassRow:
     cohorts: list[CohortRow] = field(default_factory=list)
     results: str | None = None
     id: int | None = None
+    generator_saturated: bool | None = None  # None: not known (no measurement, or an older pass)
+    generator_error_ms: float | None = None
+
+    @staticmethod
+    def generator_of(block: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The generator fields of a row, from a results document's ``generator`` block."""
+        if not isinstance(block, Mapping) or not isinstance(block.get("saturated"), bool):
+            return {}
+        error = block.get("error_ms")
+        ms = float(error) if isinstance(error, (int, float)) and not isinstance(error, bool) else None
+        return {"generator_saturated": block["saturated"], "generator_error_ms": ms}
 
 
 def deciding_reason(verdict: str, reasons: list[str]) -> str:
@@ -139,6 +158,7 @@ class History:
         self.path = Path(path)
         self.timeout = timeout
         self.readonly = readonly
+        self._added: set[str] = set()  # which of _ADDED this file has
         if readonly and not self.path.exists():
             raise HistoryError(f"history {self.path}: no such file (no monitor pass has written it yet)")
         try:
@@ -181,6 +201,7 @@ class History:
         if self.readonly:
             if version == 0:
                 raise HistoryError(f"history {self.path}: not an sseprobe history database (no schema)")
+            self._added = self._present_added()
             return
         if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             db.execute("PRAGMA journal_mode=WAL")
@@ -203,6 +224,30 @@ class History:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
+        self._add_columns()
+        self._added = self._present_added()
+
+    def _present_added(self) -> set[str]:
+        """Which of the later columns this file has (a file from before them is read with NULLs)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(passes)").fetchall()}
+        return {name for name, _ in _ADDED if name in have}
+
+    def _add_columns(self) -> None:
+        """Bring a file from before the later columns up to date, in one transaction."""
+        if len(self._present_added()) == len(_ADDED):
+            return
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            have = self._present_added()  # another process may have added them meanwhile
+            for name, kind in _ADDED:
+                if name not in have:
+                    db.execute(f"ALTER TABLE passes ADD COLUMN {name} {kind}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -215,8 +260,8 @@ class History:
             db.execute("BEGIN IMMEDIATE")
             try:
                 cur = db.execute(
-                    "INSERT INTO passes (started, duration_s, verdict, exit_code, reasons, results) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO passes (started, duration_s, verdict, exit_code, reasons, results, "
+                    "generator_saturated, generator_error_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         row.started,
                         row.duration_s,
@@ -224,6 +269,8 @@ class History:
                         row.exit_code,
                         orjson.dumps(row.reasons).decode(),
                         row.results,
+                        None if row.generator_saturated is None else int(row.generator_saturated),
+                        row.generator_error_ms,
                     ),
                 )
                 pass_id = int(cur.lastrowid)  # type: ignore[arg-type]
@@ -266,8 +313,10 @@ class History:
 
     def recent(self, limit: int = 20, *, histograms: bool = False) -> list[PassRow]:
         """The last ``limit`` passes, oldest first, with their cohorts."""
+        added = ", ".join(name if name in self._added else "NULL" for name, _ in _ADDED)
         rows = self._query(
-            "SELECT id, started, duration_s, verdict, exit_code, reasons, results FROM passes ORDER BY id DESC LIMIT ?",
+            f"SELECT id, started, duration_s, verdict, exit_code, reasons, results, {added} "
+            "FROM passes ORDER BY id DESC LIMIT ?",
             (limit,),
         )
         passes = [
@@ -279,6 +328,8 @@ class History:
                 reasons=orjson.loads(r[5]),
                 results=r[6],
                 id=r[0],
+                generator_saturated=None if r[7] is None else bool(r[7]),
+                generator_error_ms=r[8],
             )
             for r in reversed(rows)
         ]

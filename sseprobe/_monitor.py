@@ -33,12 +33,21 @@ import orjson
 from ._api import compare as compare_live
 from ._api import plan_from
 from ._check import run_checks
-from ._compare import compare
+from ._compare import GENERATOR_ADVICE, compare, generator_band
 from ._config import FlowName, FlowOptions
 from ._history import CohortRow, History, HistoryError, PassRow
 from ._levels import exit_codes
 from ._plan import UsageProblem
-from ._policy import DEFAULT_POLICY, Policy, PolicyError, check_triggers, format_metric, load_policy, metric_value
+from ._policy import (
+    DEFAULT_POLICY,
+    Policy,
+    PolicyError,
+    check_triggers,
+    format_metric,
+    load_policy,
+    mark_generator_bound,
+    metric_value,
+)
 from ._prom import PassMetrics, push, write_textfile
 from ._redact import redact_url
 from ._results import ResultsError, dumps, read_document, write_atomic, write_with_fallback
@@ -325,6 +334,7 @@ def verdict_part(name: str, verdict: Mapping[str, Any]) -> Part:
 
 
 def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: Policy) -> list[Part]:
+    band = max(generator_band(doc.get("generator")), generator_band(baseline.get("generator")))
     parts = []
     for name, data in doc["cohorts"].items():
         if name not in baseline["cohorts"]:
@@ -337,7 +347,12 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
             )
             continue
         try:
-            v = compare(CohortStats.from_dict(baseline["cohorts"][name]), CohortStats.from_dict(data), policy)
+            v = compare(
+                CohortStats.from_dict(baseline["cohorts"][name]),
+                CohortStats.from_dict(data),
+                policy,
+                generator_error_ms=band,
+            )
         except ValueError as exc:  # a pass that cannot judge is UNKNOWN, and still recorded
             parts.append(Part(f"{name} vs baseline", "UNKNOWN", f"cannot compare: {exc}"))
             continue
@@ -346,32 +361,45 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
 
 
 def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
-    """Absolute checklist targets (missed: YELLOW) and rollback triggers (fired: RED), per cohort."""
+    """Absolute checklist targets (missed: YELLOW) and rollback triggers (fired: RED), per cohort.
+    A latency trigger or miss that a saturated generator's own lag could explain is UNKNOWN."""
+    band = generator_band(doc.get("generator"))
     parts = []
     for name, data in doc["cohorts"].items():
         stats = CohortStats.from_dict(data)
-        fired = check_triggers(stats, policy)
-        misses = []
-        for metric, op, target, _words in TARGETS:
-            v = metric_value(stats, metric)
-            if v is None:
-                continue
-            if not (v > target if op == ">" else v < target):
-                shown, wanted = format_metric(metric, v), format_metric(metric, target)
-                misses.append(f"{metric} {shown} misses the target {op} {wanted}")
-        if fired:
-            parts.append(
-                Part(
-                    f"{name} targets",
-                    "RED",
-                    "rollback trigger: " + "; ".join(f"{t['name']} ({t['reason']})" for t in fired),
-                )
-            )
+        fired = mark_generator_bound(check_triggers(stats, policy), band)
+        real = [f"{t['name']} ({t['reason']})" for t in fired if not t.get("generator_bound")]
+        misses, bound = _target_misses(stats, band)
+        bound += [f"{t['name']} ({t['reason']})" for t in fired if t.get("generator_bound")]
+        if real:
+            parts.append(Part(f"{name} targets", "RED", "rollback trigger: " + "; ".join(real)))
         elif misses:
             parts.append(Part(f"{name} targets", "YELLOW", "; ".join(misses)))
+        elif bound:
+            parts.append(Part(f"{name} targets", "UNKNOWN", f"generator-bound: {'; '.join(bound)}; {GENERATOR_ADVICE}"))
         else:
             parts.append(Part(f"{name} targets", "GREEN", "every checklist target met, no rollback trigger"))
     return parts
+
+
+def _target_misses(stats: CohortStats, band_ms: float) -> tuple[list[str], list[str]]:
+    """(targets missed, latency targets missed only by less than the generator's error band)."""
+    misses: list[str] = []
+    bound: list[str] = []
+    for metric, op, target, _words in TARGETS:
+        v = metric_value(stats, metric)
+        if v is None or _meets(v, op, target):
+            continue
+        text = f"{metric} {format_metric(metric, v)} misses the target {op} {format_metric(metric, target)}"
+        if metric.endswith("_ms") and band_ms > 0 and _meets(v - band_ms, op, target):
+            bound.append(f"{text}, within the generator's own lag (p99 {format_metric(metric, band_ms)})")
+        else:
+            misses.append(text)
+    return misses, bound
+
+
+def _meets(value: float, op: str, target: float) -> bool:
+    return value > target if op == ">" else value < target
 
 
 # --- outputs ---------------------------------------------------------------------------------------
@@ -559,6 +587,7 @@ class FinishedPass:
                 up=self.up,
                 last_success_ts=last_green,
                 cohorts=(self.doc or {}).get("cohorts", {}),
+                generator=(self.doc or {}).get("generator"),
             )
         return self._metrics
 
@@ -605,6 +634,7 @@ class HistoryWriter:
             reasons=[f"{p.name} {p.level}: {p.detail}" for p in done.parts],
             results=str(done.results_path) if done.doc is not None else None,
             cohorts=[CohortRow.from_document(n, c) for n, c in (done.doc or {}).get("cohorts", {}).items()],
+            **PassRow.generator_of((done.doc or {}).get("generator")),
         )
         try:
             pass_id = self.history.append(row)

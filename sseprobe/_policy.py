@@ -52,6 +52,7 @@ __all__ = [
     "RATE_SOURCES",
     "load_policy",
     "check_triggers",
+    "mark_generator_bound",
     "metric_value",
     "hist_quantile",
     "format_metric",
@@ -300,6 +301,25 @@ def check_triggers(stats: CohortStats, policy: Policy) -> list[dict[str, Any]]:
             }
         )
     return fired
+
+
+def mark_generator_bound(fired: list[dict[str, Any]], band_ms: float) -> list[dict[str, Any]]:
+    """The fired triggers, those on a latency that would not fire with the value lowered by the
+    generator's error band marked ``generator_bound`` (a saturated prober's late clock, not
+    evidence about the service). Rate triggers are never marked; a band of 0 marks nothing."""
+    if band_ms <= 0:
+        return fired
+    marked = []
+    for t in fired:
+        metric, value = str(t["metric"]), t.get("value")
+        op = _OPS.get(str(t["op"]))
+        if metric.endswith("_ms") and op is not None and isinstance(value, (int, float)):
+            if not op(float(value) - band_ms, float(t["threshold"])):
+                lag = format_metric(metric, band_ms)
+                why = f"{t['reason']}, but the generator's own lag (p99 {lag}) could explain it: generator-bound"
+                t = {**t, "generator_bound": True, "reason": why}
+        marked.append(t)
+    return marked
 
 
 def format_metric(metric: str, v: float | None) -> str:

@@ -57,6 +57,7 @@ class PassMetrics:
     up: bool
     last_success_ts: float | None = None
     cohorts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # results document COHORTs
+    generator: Mapping[str, Any] | None = None  # the results document's generator block, if the pass measured
 
 
 def _finite(x: Any) -> bool:
@@ -76,6 +77,24 @@ def _summary(name: str, doc: str, cohorts: Mapping[str, Mapping[str, Any]], key:
         m.add_sample(name + "_count", {"cohort": cohort}, float(count))
         m.add_sample(name + "_sum", {"cohort": cohort}, float(count) * mean / 1000.0)
     return m
+
+
+def _generator(block: Mapping[str, Any] | None) -> Iterator[Metric]:
+    """Whether the prober itself was the bottleneck, beside the verdict it qualifies: an alert on
+    latency can then be silenced (or explained) when the generator, not the service, was late."""
+    if not isinstance(block, Mapping):
+        return
+    yield GaugeMetricFamily(
+        "sseprobe_generator_saturated",
+        "1 when the last pass's generator could not keep up (its own lag may inflate latencies).",
+        value=1.0 if block.get("saturated") is True else 0.0,
+    )
+    if _finite(block.get("error_ms")):
+        yield GaugeMetricFamily(
+            "sseprobe_generator_error_seconds",
+            "How late the last pass's generator itself may have stamped any one latency (p99).",
+            value=float(block["error_ms"]) / 1000.0,
+        )
 
 
 class _Collector:
@@ -109,6 +128,7 @@ class _Collector:
                 "Start of the last GREEN monitor pass (Unix time).",
                 value=pm.last_success_ts,
             )
+        yield from _generator(pm.generator)
         if not pm.cohorts:
             return
         info = GaugeMetricFamily(

@@ -19,7 +19,7 @@ from ._stats import CohortStats
 
 __all__ = ["UntilDecided", "Looks", "Stopped", "time_to_decide", "ROLLOUT_STEPS"]
 
-Stopped = Literal["decided", "max_sessions", "max_duration", "interrupted"]
+Stopped = Literal["decided", "generator_bound", "max_sessions", "max_duration", "interrupted"]
 ROLLOUT_STEPS = (0.05, 0.25, 0.50)  # the canary's share of traffic at each rollout step
 _FAR = 10**9  # compare's "far more sessions needed": no time to project
 
@@ -56,14 +56,19 @@ class Looks:
     taken: int = 0
     decided_at: dict[str, tuple[int, str]] = field(default_factory=dict)  # metric -> (sessions per cohort, level)
 
-    def look(self, baseline: CohortStats, candidate: CohortStats, generator_error_ms: float | None) -> Verdict:
+    def look(self, baseline: CohortStats, candidate: CohortStats, generator_error_ms: float = 0.0) -> Verdict:
         """Judge the cohorts merged so far at the next look. ``generator_error_ms``: the merged
-        generator's error when it was saturated, else None."""
+        generator's error band (``generator_band``: 0 unless it was saturated), which latency
+        verdicts must allow for."""
         self.taken += 1
-        # MERGE(i13a): pass the merged generator's error on, so a saturated generator's latencies
-        # are INCONCLUSIVE rather than judged: compare_sequential(..., generator_error_ms=generator_error_ms)
-        del generator_error_ms
-        verdict = compare_sequential(baseline, candidate, self.policy, self.settings.plan, look=self.taken)
+        verdict = compare_sequential(
+            baseline,
+            candidate,
+            self.policy,
+            self.settings.plan,
+            look=self.taken,
+            generator_error_ms=generator_error_ms,
+        )
         n = min(baseline.attempts, candidate.attempts)
         for m in verdict.metrics:
             if m.level != "INCONCLUSIVE" and m.name not in self.decided_at:

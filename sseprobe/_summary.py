@@ -75,10 +75,15 @@ def render_run(
         lines += ["", *render_cohort(name, stats)]
     lines.append("")
     if generator and generator.get("saturated"):
-        lines.append(f"GENERATOR SATURATED: {generator['note']}")
-    if triggers:
+        lines.append(f"GENERATOR SATURATED: {generator['note']}; latency verdicts and triggers allow for it")
+    real = [t for t in triggers if not t.get("generator_bound")]
+    bound = [t for t in triggers if t.get("generator_bound")]
+    if real:
         lines.append("ROLLBACK TRIGGERS FIRED:")
-        lines += [f"  - {t.get('reason') or t.get('name')}" for t in triggers]
-    else:
+        lines += [f"  - {t.get('reason') or t.get('name')}" for t in real]
+    if bound:
+        lines.append("GENERATOR-BOUND TRIGGERS (the prober's own lag, not counted against the service):")
+        lines += [f"  - {t.get('reason') or t.get('name')}" for t in bound]
+    if not triggers:
         lines.append("rollback triggers: none fired")
     return "\n".join(lines)

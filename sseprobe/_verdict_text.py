@@ -64,7 +64,17 @@ def _cells(m: MetricResult) -> list[str]:
 def _trigger_line(t: dict[str, Any], names: dict[str, str]) -> str:
     who = names.get(str(t.get("cohort", "")), str(t.get("cohort", "")))
     effect = "RED" if t.get("cohort") == "candidate" else "noted"
+    if t.get("generator_bound") and t.get("cohort") == "candidate":
+        effect = "INCONCLUSIVE"
     return f"  {who}: {t['name']}: {t['reason']} ({effect})"
+
+
+def _generator_line(verdict: Verdict) -> str:
+    """The generator's saturation in one line: what it did to the latency verdicts."""
+    band = f"{verdict.generator_error_ms:,.1f} ms"
+    lag = f"the generator was saturated: latency intervals widened by its own lag (p99 {band})"
+    bound = verdict.bound_by_generator
+    return f"{lag}; generator-bound: {', '.join(bound)}" if bound else f"{lag}; every latency level held"
 
 
 def render_verdict(
@@ -95,6 +105,8 @@ def render_verdict(
     names = {"candidate": candidate_name, "baseline": baseline_name}
     if verdict.triggers:
         out += ["", "rollback triggers fired:"] + [_trigger_line(t, names) for t in verdict.triggers]
+    if verdict.generator_error_ms > 0:
+        out += ["", _generator_line(verdict)]
     out += ["", _paint(f"verdict: {_WORDS[verdict.overall]}", verdict.overall, color, bold=True)]
     out += [f"  - {r}" for r in verdict.reasons]
     return "\n".join(out) + "\n"
@@ -102,6 +114,7 @@ def render_verdict(
 
 _STOPPED = {
     "decided": "decided",
+    "generator_bound": "stopped: the generator's own lag leaves the rest undecided (see the reasons)",
     "max_sessions": "stopped undecided at --max-sessions",
     "max_duration": "stopped undecided at --max-duration",
     "interrupted": "interrupted",

@@ -251,9 +251,11 @@ def test_compare_on_local_2_gives_the_fork_runners_verdicts(
         args = ["compare", "--canonical", url, "--legacy", url, "-n", "1500", "-c", "16", "--cluster", "local:2"]
         rc = main([*args, "--out", str(out)])
     doc = _doc(out)
-    if doc["generator"]["saturated"] and rc != code:  # as in test_compare_cli: this run measured the machine
-        pytest.skip(f"the generator was saturated, so this run measured the machine: {doc['generator']['note']}")
-    assert (rc, doc["verdict"]["overall"]) == (code, verdict), doc["verdict"]
+    if rc != code and doc["generator"]["saturated"]:  # as in test_compare_cli: the generator's lag could explain it
+        bound = {m["name"] for m in doc["verdict"]["metrics"] if m.get("generator_bound")}
+        assert "ttfe_p95_ms" in bound and rc in ({3} if slower == 0 else {1, 3}), doc["verdict"]
+    else:
+        assert (rc, doc["verdict"]["overall"]) == (code, verdict), (doc["generator"], doc["verdict"])
     assert doc["cohorts"]["canonical"]["sessions"] == doc["cohorts"]["legacy"]["sessions"] == 1500
     assert doc["generator"]["cluster"]["actors"] == 2
     capsys.readouterr()

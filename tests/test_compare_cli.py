@@ -63,9 +63,11 @@ def _levels(doc: dict) -> dict[str, str]:
 @pytest.mark.parametrize(("slower", "expected"), [(0.0, {0}), (7.0, {1, 2}), (20.0, {2})])
 def test_injected_ttfe_regression_gets_its_verdict(tmp_path: Path, slower: float, expected: set[int]) -> None:
     code, doc = _compare(tmp_path, "--canonical-ttfe-ms", str(BASE_MS * (1 + slower / 100)))
-    if doc["generator"]["saturated"] and code not in expected:
-        pytest.skip(f"the generator was saturated, so this run measured the machine: {doc['generator']['note']}")
-    assert code in expected, (slower, doc["verdict"])
+    if code not in expected and doc["generator"]["saturated"]:  # this run measured the machine too, and says so
+        assert "ttfe_p95_ms" in {m["name"] for m in doc["verdict"]["metrics"] if m.get("generator_bound")}
+        assert code in ({3} if slower == 0 else {1, 3}), (slower, doc["verdict"])  # never the opposite verdict
+        return
+    assert code in expected, (slower, doc["generator"], doc["verdict"])
     assert doc["cohorts"]["canonical"]["sessions"] == doc["cohorts"]["legacy"]["sessions"] == 1500
     if slower >= 20:
         assert _levels(doc)["ttfe_p95_ms"] == "RED"

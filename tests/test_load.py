@@ -99,9 +99,14 @@ def test_slowdown_mid_run_shows_in_lag_and_ttfe(tmp_path: Path) -> None:
             "--out",
             str(out),
         )
-    assert r.returncode in (0, 2), r.stderr
     assert patched_at, "the service was never slowed down: 40 sessions never completed"
     doc = _doc(out)
+    # the TTFE trigger may fire on the queue behind --max-in-flight: the generator's start lag, said as such (3)
+    fired = doc["triggers"]
+    assert r.returncode == (0 if not fired else 2 if any(not t.get("generator_bound") for t in fired) else 3), (
+        r.stderr,
+        fired,
+    )
     if doc["generator"]["loop_lag_ms"]["p99"] > 100:
         pytest.fail(f"the generator's loop was stalled by the machine: {doc['generator']['note']}")
     t_patch = patched_at[0] - datetime.fromisoformat(doc["started"]).timestamp()

@@ -139,12 +139,14 @@ def webhook_server() -> Iterator[tuple[int, list[dict[str, Any]]]]:
 
 
 def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
+    # TTFE in the hundreds of ms: a busy machine's generator lag (tens of ms, up to ~100) must not be able to
+    # explain canonical's lead, or the first pass would rightly be undecided (generator-bound) instead of GREEN
     with (
         target(
             "--canonical-ttfe-ms",
-            "20",
+            "200",
             "--legacy-ttfe-ms",
-            "30",
+            "300",
             "--canonical-ttfe-spread",
             "0",
             "--legacy-ttfe-spread",
@@ -165,6 +167,8 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         cfg = write_config(
             tmp_path, url, bearer_env="SSEPROBE_TEST_TOKEN", webhook_env="SSEPROBE_TEST_HOOK", html="out/monitor.html"
         )
+        shorter = SCENARIO.replace("sessions = 500", "sessions = 200").replace("concurrency = 10", "concurrency = 20")
+        (tmp_path / "scenario.toml").write_text(shorter)  # fewer sessions, more in flight: a pass of seconds still
         env = {"SSEPROBE_TEST_TOKEN": TOKEN, "SSEPROBE_TEST_HOOK": f"http://127.0.0.1:{port}/hook/{HOOK_SECRET}"}
         out = tmp_path / "out"
 

@@ -168,6 +168,15 @@ def _trends(passes: list[PassRow], cohorts: list[str]) -> list[str]:
     return lines
 
 
+def _generator_cell(p: PassRow) -> str:
+    """How the prober itself kept up: "ok", "SATURATED 72ms" (its p99 lag), or "-" when not known."""
+    if p.generator_saturated is None:
+        return "-"
+    if not p.generator_saturated:
+        return "ok"
+    return "SATURATED" + (f" {p.generator_error_ms:,.0f}ms" if p.generator_error_ms is not None else "")
+
+
 def _row_dict(p: PassRow) -> dict[str, Any]:
     return {
         "id": p.id,
@@ -177,6 +186,7 @@ def _row_dict(p: PassRow) -> dict[str, Any]:
         "exit_code": p.exit_code,
         "reasons": p.reasons,
         "results": p.results,
+        "generator": {"saturated": p.generator_saturated, "error_ms": p.generator_error_ms},
         "cohorts": {
             c.cohort: {"sessions": c.sessions, "attempts": c.attempts, **c.metrics, "outcomes": c.outcomes}
             for c in p.cohorts
@@ -234,7 +244,7 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
     if not passes:
         return EXIT_OK
     head = (
-        f"  {'#':>5}  {'started (UTC)':<25} {'verdict':<8}"
+        f"  {'#':>5}  {'started (UTC)':<25} {'verdict':<8} {'generator':<14}"
         + "".join(f" {n + ' TTFE p95':>22} {'completion':>10}" for n in names)
         + "  why"
     )
@@ -247,7 +257,7 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
             for n in names
         )
         why = deciding_reason(p.verdict, p.reasons)
-        click.echo(f"  {p.id:>5}  {p.started:<25} {p.verdict:<8}{cells}  {why[:100]}")
+        click.echo(f"  {p.id:>5}  {p.started:<25} {p.verdict:<8} {_generator_cell(p):<14}{cells}  {why[:100]}")
     trend = _trends(passes, names)
     if trend:
         click.echo("trends (oldest to newest; last pass against the median of the earlier ones):")

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .._api import RunPlan, plan_from, run
+from .._compare import GENERATOR_ADVICE
 from .._config import FLOWS
 from .._engine import RunInfo
 from .._results import default_out_path, dumps, write_with_fallback
@@ -110,7 +111,8 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
 
     Prints connect success, completion, TTFE and completion percentiles, 5xx and timeout
     rates and any rollback trigger; writes the results document. Exit 2 when a rollback
-    trigger fires, 3 when nothing could be measured or the run was interrupted, else 0.
+    trigger fires, 3 when nothing could be measured, the run was interrupted, or the only
+    triggers are generator-bound (latency a saturated generator's own lag could explain), else 0.
     """
     given, defaults = overrides(ctx, params)
     plan = plan_from(params["scenario"], given, "run", defaults)
@@ -124,6 +126,10 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
     if not saved:
         return EXIT_UNKNOWN
     said_interrupted(result.measured.info)
-    if result.triggers:
-        click.echo(f"sseprobe: RED: {'; '.join(t['reason'] for t in result.triggers)}", err=True)
+    real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
+    bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
+    if real:
+        click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
+    elif bound:
+        click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
     return result.exit_code

@@ -1,0 +1,311 @@
+"""A saturated generator's own lag feeds the verdict: latency levels it could explain are
+INCONCLUSIVE and ``generator_bound``, latency triggers it could explain do not count as a
+service failure, rates are judged as before. Pure tests on simulated cohorts first (the same
+simulation as test_compare), then the outputs that carry it (offline compare, history,
+Prometheus, the monitor's parts)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sseprobe._compare import MetricResult, Verdict, compare, decided, generator_band
+from sseprobe._history import History, PassRow
+from sseprobe._monitor import target_parts
+from sseprobe._policy import DEFAULT_POLICY, mark_generator_bound
+from sseprobe._prom import PassMetrics, render
+from sseprobe._results import build_document, dumps
+from sseprobe._stats import CohortStats
+from sseprobe._summary import render_run
+from sseprobe._verdict_text import render_verdict
+
+from .conftest import in_process, sseprobe, target_process
+from .test_compare import cohort
+
+LATENCY = ("ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms", "first_event_p95_ms", "completion_p95_ms")
+
+
+def _metric(v: Verdict, name: str = "ttfe_p95_ms") -> MetricResult:
+    return next(m for m in v.metrics if m.name == name)
+
+
+@pytest.fixture(scope="module")
+def base() -> CohortStats:
+    """3,000 sessions, TTFE lognormal median 180 ms, sigma 0.3 (p95 ~295 ms)."""
+    return cohort(np.random.default_rng(21), 3000)
+
+
+@pytest.mark.parametrize(("scale", "before"), [(1.2, "RED"), (1.07, "YELLOW"), (1.0, "GREEN")])
+def test_a_band_wide_next_to_the_change_leaves_the_latency_inconclusive(
+    base: CohortStats, scale: float, before: str
+) -> None:
+    cand = cohort(np.random.default_rng(22), 3000, scale=scale)
+    assert _metric(compare(base, cand)).level == before  # what the numbers alone said
+    v = compare(base, cand, generator_error_ms=80.0)  # ~27 % of the p95: larger than any of these changes
+    m = _metric(v)
+    assert m.level == "INCONCLUSIVE" and m.generator_bound and m.sessions_needed is None
+    assert "generator-bound" in m.reason and "p99 80.0 ms" in m.reason, m.reason
+    assert m.to_dict()["generator_bound"] is True
+    lo, hi = m.ci
+    assert lo is not None and hi is not None and lo < 0 < hi  # the widened interval allows no change
+    assert v.overall == "INCONCLUSIVE" and v.exit_code == 3, v.reasons
+    assert any(r.startswith("generator-bound:") and "ttfe_p95_ms" in r for r in v.reasons), v.reasons
+    assert v.to_dict()["generator_error_ms"] == 80.0
+    text = render_verdict(v)
+    assert "the generator was saturated" in text and "generator-bound: " in text
+
+
+def test_a_regression_far_beyond_the_band_stays_red() -> None:
+    rng = np.random.default_rng(23)
+    slow_base, slower = cohort(rng, 3000, ttfe_ms=2000.0), cohort(rng, 3000, ttfe_ms=2000.0, scale=1.4)
+    plain = compare(slow_base, slower)
+    v = compare(slow_base, slower, generator_error_ms=5.0)
+    assert _metric(v).level == "RED" and not _metric(v).generator_bound
+    assert v.overall == "RED" and [m.level for m in v.metrics] == [m.level for m in plain.metrics]
+    assert not any("generator-bound" in r for r in v.reasons)
+    assert "every latency level held" in render_verdict(v)
+
+
+def test_rates_are_judged_as_before(base: CohortStats) -> None:
+    failing = cohort(np.random.default_rng(24), 3000, fail=(0.001, 0.04, 0.003, 0.003))  # +4 pp 5xx: RED
+    plain, banded = compare(base, failing), compare(base, failing, generator_error_ms=200.0)
+    rates = [m.name for m in plain.metrics if m.kind == "rate"]
+    assert _metric(plain, "error_rate_5xx").level == "RED"
+    for name in rates:
+        assert _metric(banded, name).to_dict() == _metric(plain, name).to_dict()
+    assert banded.overall == "RED"  # the 5xx regression is the service's, whatever the generator did
+    assert all(_metric(banded, n).generator_bound for n in LATENCY if _metric(banded, n).level == "INCONCLUSIVE")
+
+
+def test_a_small_band_keeps_the_a_a_verdict_green(base: CohortStats) -> None:
+    same = cohort(np.random.default_rng(25), 3000)
+    assert compare(base, same).overall == "GREEN"
+    v = compare(base, same, generator_error_ms=1.0)  # 0.3 % of the p95: no level moves
+    assert v.overall == "GREEN" and not v.bound_by_generator
+
+
+def test_latency_trigger_within_the_band_is_generator_bound_not_red() -> None:
+    rng = np.random.default_rng(26)
+    slow = cohort(rng, 400, ttfe_ms=4700.0, sigma=0.05)  # TTFE p95 ~5,100 ms: past the 5,000 ms trigger
+    slow_too = cohort(rng, 400, ttfe_ms=4700.0, sigma=0.05)
+    assert compare(slow, slow_too).overall == "RED"
+    v = compare(slow, slow_too, generator_error_ms=300.0)
+    (fired,) = [t for t in v.triggers if t["cohort"] == "candidate"]
+    assert fired["name"] == "ttfe_p95" and fired["generator_bound"] is True and "generator-bound" in fired["reason"]
+    assert v.overall == "INCONCLUSIVE" and "trigger ttfe_p95" in " ".join(v.reasons), v.reasons
+    assert "ttfe_p95" in v.bound_by_generator
+    assert "(INCONCLUSIVE)" in render_verdict(v)
+    # lowered by a 50 ms band the value is still past the limit: RED as before
+    assert compare(slow, slow_too, generator_error_ms=50.0).overall == "RED"
+
+
+def test_rate_triggers_are_never_generator_bound(base: CohortStats) -> None:
+    down = cohort(np.random.default_rng(27), 400, fail=(0.001, 0.10, 0.003, 0.003))  # 10 % connect errors
+    v = compare(base, down, generator_error_ms=500.0)
+    assert v.overall == "RED"
+    assert any(t["name"] == "connect_success" and not t.get("generator_bound") for t in v.triggers)
+
+
+def test_mark_generator_bound_only_lowers_latency_past_an_upper_limit() -> None:
+    fired = [
+        {"name": "slow", "metric": "ttfe_p95_ms", "op": ">", "threshold": 500.0, "value": 520.0, "reason": "r"},
+        {"name": "fast", "metric": "ttfe_p50_ms", "op": "<", "threshold": 10.0, "value": 5.0, "reason": "r"},
+        {"name": "5xx", "metric": "error_rate_5xx", "op": ">", "threshold": 0.05, "value": 0.06, "reason": "r"},
+    ]
+    assert mark_generator_bound(fired, 0.0) == fired
+    marked = {t["name"]: t.get("generator_bound", False) for t in mark_generator_bound(fired, 30.0)}
+    assert marked == {"slow": True, "fast": False, "5xx": False}
+    assert not mark_generator_bound(fired, 19.0)[0].get("generator_bound")  # 501 ms is still past 500
+
+
+def test_generator_band_reads_the_document_block() -> None:
+    assert generator_band(None) == generator_band({}) == 0.0
+    assert generator_band({"saturated": False, "error_ms": 40.0}) == 0.0  # unsaturated: in the samples already
+    assert generator_band({"saturated": True, "error_ms": 40.0}) == 40.0
+    older = {"saturated": True, "loop_lag_ms": {"p99": 12.0}, "start_lag_ms": {"p99": 30.5}}
+    assert generator_band(older) == 30.5  # a document from before error_ms: the larger lag
+    assert generator_band({"saturated": True}) == 0.0  # nothing known
+    with pytest.raises(ValueError, match="generator_error_ms"):
+        compare(CohortStats(), CohortStats(), generator_error_ms=float("nan"))
+
+
+def test_a_generator_bound_comparison_is_decided(base: CohortStats) -> None:
+    """More sessions from a saturated generator cannot undo its lag: a sequential run may stop."""
+    v = compare(base, cohort(np.random.default_rng(28), 3000), generator_error_ms=80.0)
+    assert v.overall == "INCONCLUSIVE" and decided(v)
+    small = cohort(np.random.default_rng(29), 40)
+    assert not decided(compare(small, small))
+
+
+def test_summary_separates_generator_bound_triggers() -> None:
+    stats = {"canonical": cohort(np.random.default_rng(30), 50)}
+    bound = {"name": "ttfe_p95", "reason": "ttfe_p95_ms ... generator-bound", "generator_bound": True}
+    text = render_run(stats, [bound], 1.0, False, {"saturated": True, "note": "generator lag p99 72.0 ms"})
+    assert "GENERATOR SATURATED: generator lag p99 72.0 ms; latency verdicts and triggers allow for it" in text
+    assert "GENERATOR-BOUND TRIGGERS" in text and "ROLLBACK TRIGGERS FIRED" not in text
+
+
+# --- the outputs that carry it ------------------------------------------------------------------
+
+
+def _doc(cohorts: dict[str, CohortStats], generator: dict[str, Any] | None) -> dict[str, Any]:
+    extra = {"generator": generator} if generator is not None else None
+    return build_document(started="2026-11-30T12:00:00+00:00", duration_s=1.0, config={}, cohorts=cohorts, extra=extra)
+
+
+def test_offline_compare_widens_by_the_larger_error_of_the_two_documents(
+    tmp_path: Path, base: CohortStats, capfd: pytest.CaptureFixture[str]
+) -> None:
+    cand = cohort(np.random.default_rng(31), 3000, scale=1.07)  # YELLOW on the numbers alone
+    a, b = tmp_path / "base.json", tmp_path / "cand.json"
+    a.write_bytes(dumps(_doc({"legacy": base}, {"saturated": False, "error_ms": 2.0})))
+    b.write_bytes(dumps(_doc({"canonical": cand}, None)))
+    assert in_process(capfd, "compare", str(a), str(b))[0] == 1  # neither saturated: as before
+    b.write_bytes(dumps(_doc({"canonical": cand}, {"saturated": True, "error_ms": 60.0})))
+    out = tmp_path / "cmp.json"
+    code, stdout, _ = in_process(capfd, "compare", str(a), str(b), "--out", str(out))
+    assert code == 3 and "generator-bound" in stdout, stdout
+    verdict = json.loads(out.read_text())["verdict"]
+    assert verdict["generator_error_ms"] == 60.0
+    assert {m["name"] for m in verdict["metrics"] if m.get("generator_bound")} >= {"ttfe_p95_ms"}
+
+
+def _old_history(path: Path) -> None:
+    """A history file as the first release wrote it: no generator columns."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE passes (id INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT NOT NULL,
+            duration_s REAL NOT NULL, verdict TEXT NOT NULL, exit_code INTEGER NOT NULL,
+            reasons TEXT NOT NULL, results TEXT);
+        CREATE TABLE cohorts (pass_id INTEGER NOT NULL, cohort TEXT NOT NULL, sessions INTEGER NOT NULL,
+            attempts INTEGER NOT NULL, connect_success_rate REAL, completion_rate REAL, error_rate_5xx REAL,
+            timeout_rate REAL, ttfe_p50_ms REAL, ttfe_p95_ms REAL, ttfe_p99_ms REAL, completion_p95_ms REAL,
+            outcomes TEXT NOT NULL, PRIMARY KEY (pass_id, cohort));
+        CREATE TABLE histograms (pass_id INTEGER NOT NULL, cohort TEXT NOT NULL, name TEXT NOT NULL,
+            encoding TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (pass_id, cohort, name));
+        INSERT INTO passes (started, duration_s, verdict, exit_code, reasons)
+            VALUES ('2026-11-29T03:00:00+00:00', 9.5, 'GREEN', 0, '[]');
+        PRAGMA user_version = 1;
+        """
+    )
+    db.close()
+
+
+def test_history_from_before_the_generator_columns_is_read_then_migrated(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "history.sqlite"
+    _old_history(db)
+    with History(db, readonly=True) as h:  # read as it is: the old pass knows nothing of the generator
+        (old,) = h.recent()
+    assert old.verdict == "GREEN" and old.generator_saturated is None and old.generator_error_ms is None
+    row = PassRow("2026-11-30T03:00:00+00:00", 9.0, "UNKNOWN", 3, ["probe UNKNOWN: generator-bound"])
+    row = replace(row, **PassRow.generator_of({"saturated": True, "error_ms": 72.25}))
+    with History(db) as h:  # the first write adds the columns in place
+        h.append(row)
+    with History(db, readonly=True) as h:
+        older, newer = h.recent()
+    assert (older.generator_saturated, newer.generator_saturated, newer.generator_error_ms) == (None, True, 72.25)
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 1  # older readers still read it
+    code, out, _ = in_process(capfd, "history", "--db", str(db))
+    assert code == 0 and "SATURATED 72ms" in out and " - " in out, out
+    code, out, _ = in_process(capfd, "history", "--db", str(db), "--json")
+    assert [p["generator"] for p in json.loads(out)] == [
+        {"saturated": None, "error_ms": None},
+        {"saturated": True, "error_ms": 72.25},
+    ]
+
+
+def test_prometheus_exposes_the_generator() -> None:
+    pm = PassMetrics({"overall": "UNKNOWN"}, 0.0, 1.0, True, generator={"saturated": True, "error_ms": 72.0})
+    text = render(pm).decode()
+    assert "sseprobe_generator_saturated 1.0" in text and "sseprobe_generator_error_seconds 0.072" in text
+    calm = render(PassMetrics({"overall": "GREEN"}, 0.0, 1.0, True, generator={"saturated": False, "error_ms": 0.4}))
+    assert "sseprobe_generator_saturated 0.0" in calm.decode()
+    assert "sseprobe_generator" not in render(PassMetrics({"overall": "UNKNOWN"}, 0.0, 1.0, False)).decode()
+
+
+def test_monitor_targets_missed_within_the_band_are_unknown_not_red() -> None:
+    slow = cohort(np.random.default_rng(32), 400, ttfe_ms=4700.0, sigma=0.05)  # p95 ~5,100 ms: trigger fires
+    parts = target_parts(_doc({"canonical": slow}, {"saturated": False, "error_ms": 3.0}), DEFAULT_POLICY)
+    assert [p.level for p in parts] == ["RED"]
+    (part,) = target_parts(_doc({"canonical": slow}, {"saturated": True, "error_ms": 300.0}), DEFAULT_POLICY)
+    assert part.level == "YELLOW" and "rollback trigger" not in part.detail  # the < 500 ms target is missed for real
+    near = cohort(np.random.default_rng(33), 400, ttfe_ms=480.0, sigma=0.05)  # p95 ~520 ms: misses < 500 ms
+    (part,) = target_parts(_doc({"canonical": near}, {"saturated": False, "error_ms": 3.0}), DEFAULT_POLICY)
+    assert part.level == "YELLOW"
+    (part,) = target_parts(_doc({"canonical": near}, {"saturated": True, "error_ms": 72.0}), DEFAULT_POLICY)
+    assert part.level == "UNKNOWN" and "generator-bound" in part.detail, part.detail
+
+
+# --- end to end, against the built-in target, the generator honestly saturated -------------------
+
+
+@contextmanager
+def cpu_hogs(n: int = 3) -> Iterator[None]:
+    """n processes spinning beside the run (the busy CI runner of the issue); always killed."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(10)
+
+
+def test_a_a_beside_three_cpu_hogs_is_never_yellow_or_red(tmp_path: Path) -> None:
+    """Two copies of the same service (both cohorts the canonical flow, same injected TTFE), with three
+    CPU-bound processes on this machine: GREEN, or INCONCLUSIVE saying why, never a confident alarm."""
+    scenario = tmp_path / "aa.toml"
+    scenario.write_text('[cohorts.canonical]\nflow = "canonical"\n[cohorts.legacy]\nflow = "canonical"\n')
+    out = tmp_path / "aa.json"
+    knobs = ("--canonical-ttfe-ms", "100", "--canonical-ttfe-spread", "0.1", "--canonical-gap-ms", "1")
+    with target_process(*knobs, "--canonical-events", "2") as url, cpu_hogs():
+        args = ("--scenario", str(scenario), "--canonical", url, "--legacy", url, "-n", "400", "-c", "40")
+        r = sseprobe("compare", *args, "--workers", "1", "--out", str(out))
+    doc = json.loads(out.read_text())
+    verdict = doc["verdict"]
+    assert (r.returncode, verdict["overall"]) in ((0, "GREEN"), (3, "INCONCLUSIVE")), (r.stderr, verdict)
+    undecided = [m for m in verdict["metrics"] if m["name"].endswith("_ms") and m["level"] != "GREEN"]
+    for m in undecided:  # each says why: the generator, or the sessions that would decide
+        assert m["level"] == "INCONCLUSIVE", m
+        assert m.get("generator_bound") or m["sessions_needed"], m
+    if doc["generator"]["saturated"] and any(m.get("generator_bound") for m in undecided):
+        assert verdict["generator_error_ms"] == doc["generator"]["error_ms"]
+        assert any("generator-bound" in reason for reason in verdict["reasons"])
+        assert "generator-bound" in r.stdout
+
+
+def test_a_ttfe_trigger_fired_by_the_generators_own_start_lag_exits_3(tmp_path: Path) -> None:
+    """The staging case: sessions cannot start on time (at most 20 in flight, 2,000 asked per second), so
+    TTFE counted from the schedule passes the trigger on the generator's lag alone. A service far slower than
+    that lag still trips it: exit 2."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[triggers.ttfe_p95]\nthreshold = 150.0\n")
+    knobs = ("--canonical-ttfe-ms", "20", "--legacy-ttfe-ms", "400", "--canonical-events", "2")
+    with target_process(*knobs, "--legacy-events", "2") as url:
+        load = ("--rate", "2000", "--max-in-flight", "20", "--workers", "1", "--policy", str(policy))
+        fast = sseprobe("run", "--flow", "canonical", "--url", url, "-n", "600", *load, "--out", str(tmp_path / "a"))
+        slow = sseprobe("run", "--flow", "legacy", "--url", url, "-n", "100", *load, "--out", str(tmp_path / "b"))
+    doc = json.loads((tmp_path / "a").read_text())
+    assert doc["generator"]["saturated"] is True, doc["generator"]
+    (trigger,) = doc["triggers"]
+    assert trigger["name"] == "ttfe_p95" and trigger["generator_bound"] is True, trigger
+    assert fast.returncode == 3, fast.stderr
+    assert "sseprobe: UNKNOWN: ttfe_p95_ms" in fast.stderr and "generator-bound" in fast.stderr, fast.stderr
+    assert "GENERATOR-BOUND TRIGGERS" in fast.stdout and "Traceback" not in fast.stderr
+    (trigger,) = json.loads((tmp_path / "b").read_text())["triggers"]
+    assert trigger["name"] == "ttfe_p95" and not trigger.get("generator_bound"), trigger
+    assert slow.returncode == 2 and "sseprobe: RED: ttfe_p95_ms" in slow.stderr, slow.stderr
