@@ -125,7 +125,7 @@ def sequential_trial(
         n += batch
         grow(b, rng, dist, batch)
         grow(c, rng, dist, batch, scale)
-        v = looks.look(b, c, None)
+        v = looks.look(b, c, 0.0)
         if decided(v):
             return n, v.overall
     return n, "INCONCLUSIVE"

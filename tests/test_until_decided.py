@@ -248,7 +248,7 @@ def test_looks_judge_as_compare_sequential_does() -> None:
         for look in range(1, settings.plan.looks + 1):
             grow(b, rng, dist, settings.batch(look))
             grow(c, rng, dist, settings.batch(look), scale)
-            verdict = looks.look(b, c, None)
+            verdict = looks.look(b, c, 0.0)
             if decided(verdict):
                 break
         assert (b.sessions, verdict.overall, looks.taken) == (n, level, len(seen)), seen
@@ -297,7 +297,7 @@ def test_time_to_decide_at_each_rollout_step() -> None:
     dist = list(DISTRIBUTIONS)[0]
     b, c = grow(CohortStats(flow="sim"), rng, dist, 800), grow(CohortStats(flow="sim"), rng, dist, 800)
     looks = Looks(UntilDecided(100, 2000), DEFAULT_POLICY)
-    verdict = looks.look(b, c, None)  # look 1: never GREEN, so undecided with sessions_needed
+    verdict = looks.look(b, c, 0.0)  # look 1: never GREEN, so undecided with sessions_needed
     assert not decided(verdict)
     ttd = time_to_decide(verdict, False, traffic_rate=50.0, own_rate=400.0)
     assert ttd is not None and ttd["traffic_source"] == "--traffic-rate" and ttd["basis"] == "sessions_needed"
