@@ -1,4 +1,5 @@
-"""The generator's own error: when its timings are late it says so, by how much, and why.
+"""The generator's own error: when its timings are late it says so, by how much, and why; and a late
+loop does not make a late receive stamp.
 
 The decision is tested on given lags (no clock). One run against the built-in target with CPU-bound
 processes beside it checks that real contention is caught; there is deliberately no test that an idle
@@ -7,13 +8,20 @@ run is *not* flagged: on a busy machine it would be, rightly, and tests judge th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from sseprobe._config import FlowOptions, Limits, Timeouts
+from sseprobe._engine import make_client, run
+from sseprobe._outcomes import Outcome
+from sseprobe._record import SessionRecord
 from sseprobe._runner import SATURATED_LAG_MS, _sum_cpu, generator_block, lag_us
+from sseprobe._session import run_session
 
 from .conftest import sseprobe
 
@@ -101,3 +109,28 @@ def test_cpu_hogs_beside_a_run_flag_it_saturated(target: str, tmp_path: Path) ->
     gen = json.loads(out.read_text())["generator"]
     assert gen["saturated"] is True, gen["note"]
     assert "loop lag p99" in gen["note"] and gen["error_ms"] >= gen["loop_lag_ms"]["p99"] > SATURATED_LAG_MS
+
+
+def test_a_late_loop_does_not_inflate_ttfe(target: str) -> None:
+    """The loop is blocked for a second from the moment the stream's headers are in, so the first answer
+    (40 ms later) waits in the socket: TTFE is still stamped at its arrival, from the kernel's receive
+    timestamp, not when the loop got to it a second later."""
+    block_s = 1.0
+
+    async def go() -> SessionRecord:
+        timeouts = Timeouts(connect=10, idle=10, session=30)
+        rec = SessionRecord("canonical", 0, scheduled=time.perf_counter())
+        async with make_client(timeouts, Limits(), time.perf_counter) as http:
+            session = asyncio.ensure_future(
+                run_session(http, FlowOptions(flow="canonical", url=target), timeouts, Limits(), rec)
+            )
+            while not rec.connected and not session.done():
+                await asyncio.sleep(0.001)
+            time.sleep(block_s)  # the busy callback: the loop can see nothing for a second
+            await session
+        return rec
+
+    rec = run(go())
+    assert rec.outcome == Outcome.OK and rec.ttfe_ms is not None and rec.headers_ms is not None, rec
+    assert rec.ttfe_ms >= 40.0  # the target's injected delay: never stamped before the server could answer
+    assert rec.ttfe_ms < rec.headers_ms + block_s * 1000.0  # stamped before the loop could see it
