@@ -1,25 +1,22 @@
-"""Benchmark 9: what kernel receive timestamps would buy: TTFE error at 5,000 open streams, with and
-without CPU-bound processes beside the generator, stamping as sseprobe does against stamping with the
-time the kernel says the bytes reached the socket.
+"""Benchmark 9: what kernel receive timestamps buy: TTFE error at 5,000 open streams, with and without
+CPU-bound processes beside the generator, sseprobe's client (kernel receive stamps) against the same
+client on the event loop's own transport (bytes stamped when the loop got to them, as before).
 
 Method. As benchmark 4 (``bench/truth.py``): the target stamps its first event with ``time.time()``
 right before the write, sseprobe's first-event observer reads the TTFE it recorded, and
 R = (base + TTFE) - ts is how long after the write sseprobe stamped the event (reported - true TTFE).
 
-Two clients, run in turn, each in a fresh process:
+Two clients, taking turns, each in a fresh process:
 
-- ``current``: sseprobe as shipped: the connection is an asyncio Protocol under uvloop, each chunk
-  stamped with ``perf_counter()`` in its data callback, i.e. when the loop got round to it;
-- ``kernel``: the same sessions, but each connection's socket is read by a reader callback of the
-  bench's own (``loop.add_reader`` + ``sock.recvmsg``) with ``SO_TIMESTAMPNS`` on: every read carries
-  the CLOCK_REALTIME instant the data reached the socket, turned into the run clock by the offset
-  between ``time.time()`` and ``perf_counter()`` read at that read. The session clock answers that
-  instant while the chunk is handled, so TTFE is stamped at arrival however late the loop is. The
-  same reads give the *receive lag* (now - arrival) of every read: the quantity the loop-lag probe
-  estimates, measured directly, so the probe's p99 can be checked against it.
+- ``kernel``: sseprobe as shipped: each connection's socket is read by the client itself
+  (``loop.add_reader`` + ``recvmsg_into``) with ``SO_TIMESTAMPNS`` on, so every read says when its bytes
+  reached the socket and a session stamps them then. The same reads give the *receive lag* (how long
+  bytes waited in the socket for the loop) of every read: what the loop-lag probe estimates, measured;
+- ``loop``: the connection on the event loop's (uvloop's) transport, as before kernel stamps: each chunk
+  stamped in the protocol's data callback, i.e. when the loop got round to it. The bench patches
+  ``LeanClient._open`` back to that; nothing else differs.
 
 CPU per session is the worker's process CPU over the run / sessions started.
-Nothing here changes sseprobe: the kernel client is bench code patched in (``_install_kernel_stamps``).
 
 Worker: python -m bench.kstamp worker MODE URL N D_MS RATE WARM_S WINDOW_S
 """
@@ -28,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import struct
 import subprocess
 import sys
 import time
@@ -39,167 +34,62 @@ from typing import Any
 
 from ._util import PY, emit, median, pct, raise_nofile, spread
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_READ = 256 * 1024
-_ANC = socket.CMSG_SPACE(16)
-
-# the instant (run clock, s) the chunk being handled reached its socket, while it is handled; and its lag
-_ARRIVAL: list[float | None] = [None]
-_LAG: list[float] = [0.0]
-_receive_lags: list[float] = []  # ms, every read
+_receive_lags: list[float] = []  # ms, every read (kernel mode)
 
 
-class _SockTransport:
-    """The few transport calls sseprobe's connection makes, over a raw non-blocking socket."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: Any) -> None:
-        self.loop, self.sock, self.conn = loop, sock, conn
-        self.fd = sock.fileno()
-        self.closed = False
-        self.reading = False
-        self.out = b""
-
-    def start(self) -> None:
-        self.resume_reading()
-
-    def pause_reading(self) -> None:
-        if self.reading:
-            self.loop.remove_reader(self.fd)
-            self.reading = False
-
-    def resume_reading(self) -> None:
-        if not self.reading and not self.closed:
-            self.loop.add_reader(self.fd, self._readable)
-            self.reading = True
-
-    def _readable(self) -> None:
-        try:
-            data, anc, _flags, _addr = self.sock.recvmsg(_READ, _ANC)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        if not data:
-            self._lost(None)
-            return
-        for level, kind, raw in anc:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                sec, nsec = struct.unpack("qq", raw[:16])
-                lag = time.time() - (sec + nsec * 1e-9)
-                _LAG[0] = lag
-                _ARRIVAL[0] = _real_perf() - lag
-                _receive_lags.append(lag * 1000.0)
-        try:
-            self.conn.data_received(data)
-        finally:
-            _ARRIVAL[0] = None
-
-    def write(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self.out:
-            self.out += data
-            return
-        try:
-            sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            self._lost(exc)
-            return
-        if sent < len(data):
-            self.out = data[sent:]
-            self.loop.add_writer(self.fd, self._writable)
-
-    def _writable(self) -> None:
-        try:
-            sent = self.sock.send(self.out)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        self.out = self.out[sent:]
-        if not self.out:
-            self.loop.remove_writer(self.fd)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        if not self.closed:
-            self._lost(None)
-
-    def _lost(self, exc: Exception | None) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.pause_reading()
-        if self.out:
-            self.loop.remove_writer(self.fd)
-        self.sock.close()
-        self.loop.call_soon(self.conn.connection_lost, exc)
-
-
-_real_perf = time.perf_counter
-
-
-class _Clock:
-    """Stands in for the ``time`` module in sseprobe's engine: ``perf_counter`` answers the arrival of
-    the chunk being handled (kernel stamp), else now."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-    @staticmethod
-    def perf_counter() -> float:
-        arrival = _ARRIVAL[0]
-        return _real_perf() if arrival is None else arrival
-
-
-def _install_kernel_stamps() -> None:
-    """Patch sseprobe's client so each new connection is read by ``_SockTransport`` with kernel stamps."""
-    import sseprobe._engine as engine
+def _install_loop_transport() -> None:
+    """sseprobe's connections on the event loop's own transport, as before kernel stamps."""
     from sseprobe import _http
-
-    engine.time = _Clock()  # type: ignore[assignment,attr-defined]  # the run clock of run_load
 
     async def open_conn(self: Any, key: Any) -> Any:
         loop = self.loop
         host, port, tls = key
         if tls is not None:
-            raise RuntimeError("the kernel-stamp bench client speaks http only")
+            raise RuntimeError("this bench speaks http only")
         async with asyncio.timeout(self._connect_timeout):
             t0 = self._clock()
             sock = await self._tcp(loop, host, port)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            conn = _http._Conn(loop)
-            transport = _SockTransport(loop, sock, conn)
-            conn.connection_made(transport)  # type: ignore[arg-type]
-            transport.start()
+            _, conn = await loop.create_connection(lambda: _http._Conn(loop), sock=sock)
             conn.tcp_ms = (self._clock() - t0) * 1000.0
             return conn
 
     _http.LeanClient._open = open_conn  # type: ignore[method-assign]
 
 
+def _note_receive_lags() -> None:
+    """Every read's receive lag, as the client saw it (kernel mode)."""
+    from sseprobe import _http
+
+    clients: list[Any] = []
+    init, received = _http._SocketIO.__init__, _http._Conn.data_received
+
+    def socket_io(self: Any, client: Any, sock: Any, conn: Any) -> None:
+        if not clients:
+            clients.append(client)
+        init(self, client, sock, conn)
+
+    def data_received(self: Any, data: bytes) -> None:
+        if clients:
+            _receive_lags.append(clients[0].receive_lag * 1000.0)
+        received(self, data)
+
+    _http._SocketIO.__init__ = socket_io  # type: ignore[method-assign]
+    _http._Conn.data_received = data_received  # type: ignore[method-assign]
+
+
 _store: list[tuple[float, float, float]] = []  # (scheduled, ttfe ms, R ms)
 
 
-def _install_hook(kernel: bool) -> None:
+def _install_hook() -> None:
     from sseprobe import FirstEvent, observe_first_events
 
     from .truth import _first_stamp
 
     def note(seen: FirstEvent) -> None:
         ts = _first_stamp(seen.events)
-        if ts is None or seen.ttfe_ms is None:
-            return
-        # with kernel stamps the run clock read the arrival, not now: the offset to the wall clock
-        # taken at that read is off by the chunk's lag
-        offset = seen.wall_offset - (_LAG[0] if kernel else 0.0)
-        _store.append((seen.scheduled, seen.ttfe_ms, (seen.base + seen.ttfe_ms / 1000.0 + offset - ts) * 1000.0))
+        if ts is not None and seen.ttfe_ms is not None:
+            r_ms = (seen.base + seen.ttfe_ms / 1000.0 + seen.wall_offset - ts) * 1000.0
+            _store.append((seen.scheduled, seen.ttfe_ms, r_ms))
 
     observe_first_events(note)
 
@@ -207,9 +97,11 @@ def _install_hook(kernel: bool) -> None:
 def worker(mode: str, url: str, n: int, delay_ms: float, rate: float, warm: float, window: float) -> dict[str, Any]:
     from sseprobe import CohortSpec, FlowOptions, Limits, Load, Phase, RunOptions, Schedule, Timeouts, measure
 
-    if mode == "kernel":
-        _install_kernel_stamps()
-    _install_hook(mode == "kernel")
+    if mode == "loop":
+        _install_loop_transport()
+    else:
+        _note_receive_lags()
+    _install_hook()
     total = warm + window
     load = Load(
         schedule=Schedule((Phase(total + 600, rate, rate),)), duration=total, grace=0.0, max_in_flight=2 * n + 100
@@ -271,7 +163,7 @@ def bench_kstamp(
     run_worker: Callable[..., dict[str, Any]],
     target: Callable[..., AbstractContextManager[tuple[str, int]]],
 ) -> list[dict[str, Any]]:
-    """TTFE error p50/p99 and CPU per session, current stamping against kernel stamps, idle and with
+    """TTFE error p50/p99 and CPU per session, the loop transport against kernel stamps, idle and with
     HOGS CPU hogs; the two clients take turns within each repeat."""
     delay = 100.0
     n, rate, length = (1000, 250.0, 4.0) if quick else (5000, 500.0, 10.0)
@@ -280,7 +172,7 @@ def bench_kstamp(
     got: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for cond in ("idle", "hogs"):
         for rep in range(repeats):
-            modes = ("current", "kernel") if rep % 2 == 0 else ("kernel", "current")
+            modes = ("loop", "kernel") if rep % 2 == 0 else ("kernel", "loop")
             for mode in modes:
                 knobs: tuple[str, ...] = ("--canonical-ttfe-ms", f"{delay:g}", "--canonical-ttfe-spread", "0")
                 knobs += ("--canonical-events", "2", "--canonical-gap-ms", f"{length * 1000.0 - delay:g}")
@@ -295,14 +187,14 @@ def bench_kstamp(
 
 
 def _rows(cond: str, n: int, got: dict[tuple[str, str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    cur, ker = got[(cond, "current")], got[(cond, "kernel")]
+    cur, ker = got[(cond, "loop")], got[(cond, "kernel")]
     where = f"{n:,} open, {cond if cond == 'idle' else f'{HOGS} CPU hogs'}"
 
     def fig(rows: list[dict[str, Any]], key: str) -> float:
         return median([r[key] for r in rows])
 
     def noise(key: str) -> str:
-        return f"kernel {spread([r[key] for r in ker])}; current {spread([r[key] for r in cur])}"
+        return f"kernel {spread([r[key] for r in ker])}; loop {spread([r[key] for r in cur])}"
 
     loads = [r["load_avg"] for r in cur + ker]
     lags = f"loop lag p99 {fig(cur, 'loop_lag_p99'):.1f}, measured receive lag p99 {fig(ker, 'receive_lag_p99'):.1f}"
@@ -311,7 +203,7 @@ def _rows(cond: str, n: int, got: dict[tuple[str, str], list[dict[str, Any]]]) -
             "bench": f"TTFE error p{p} (ms), {where}: kernel stamps",
             "sseprobe": fig(ker, f"R_p{p}"),
             "baseline": fig(cur, f"R_p{p}"),
-            "baseline_name": "current stamping",
+            "baseline_name": "loop transport",
             "ratio": None,
             "bar": "",
             "met": None,
@@ -323,11 +215,12 @@ def _rows(cond: str, n: int, got: dict[tuple[str, str], list[dict[str, Any]]]) -
             "bench": f"CPU ms/session, {where}: kernel stamps",
             "sseprobe": fig(ker, "cpu_ms_per_session"),
             "baseline": fig(cur, "cpu_ms_per_session"),
-            "baseline_name": "current stamping",
+            "baseline_name": "loop transport",
             "ratio": fig(ker, "cpu_ms_per_session") / fig(cur, "cpu_ms_per_session"),
             "bar": "",
             "met": None,
-            "noise": noise("cpu_ms_per_session") + f"; saturated: current {[r['saturated'] for r in cur]}",
+            "noise": noise("cpu_ms_per_session")
+            + f"; saturated: loop {[r['saturated'] for r in cur]}, kernel {[r['saturated'] for r in ker]}",
         }
     ]
 
