@@ -56,7 +56,9 @@ def test_waiting_for_a_cpu_names_other_processes() -> None:
     cpu = {"run_ns": 200, "wait_ns": 500, "wall_ns": 1000}
     block = generator_block(_ms(40.0), _ms(2.0), cpu)
     assert block["cpu"] == {"busy": 0.2, "waiting": 0.5}
-    assert "waited for a CPU 50% of the run" in block["note"]
+    assert "ran 20% of the run and waited for a CPU 50%: other processes" in block["note"]
+    busy = generator_block(_ms(40.0), _ms(2.0), {"run_ns": 900, "wait_ns": 50, "wall_ns": 1000})
+    assert "fewer sessions in flight or more workers" in busy["note"]
 
 
 def test_no_sessions_no_lag() -> None:
