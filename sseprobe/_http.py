@@ -10,7 +10,7 @@ MemoryBIOs) inside the connection's own callbacks: on a kept-alive connection th
 about a third less CPU than the event loop's SSL transport, and the TCP connect and the handshake
 are timed apart (``tcp_ms``, ``tls_ms``). Sockets are read by the client itself with the kernel's
 receive timestamps on (:class:`_SocketIO`): a session stamps bytes when they reached the socket, so a
-loop kept busy (or off the CPU) does not inflate TTFE, at ~1.1x the loop transport's CPU per session.
+loop kept busy (or off the CPU) does not inflate TTFE, at 1.0-1.2x the loop transport's CPU per session.
 
 Its failures are already sseprobe's outcome exceptions (:mod:`._outcomes`), mapped here at the
 transport boundary: not reaching the server is ConnectError, no head in time is HeadTimeout (a
@@ -127,7 +127,7 @@ class _SocketIO(asyncio.Transport):
     """A connection's socket, read and written by this client rather than by the event loop's
     transport: each read comes with the kernel's receive timestamp (``SO_TIMESTAMPNS``), so bytes are
     stamped when they reached the socket, not when a busy loop got round to them (bench/README.md,
-    benchmark 9: at 5,000 open streams on a loaded machine, TTFE error p99 from ~150 ms to ~2 ms)."""
+    benchmark 9: at 5,000 open streams on a loaded machine, TTFE error p50 from 0.3-13 ms to 0.015 ms)."""
 
     def __init__(self, client: LeanClient, sock: socket.socket, conn: _Conn) -> None:
         super().__init__()
