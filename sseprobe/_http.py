@@ -24,6 +24,7 @@ import asyncio
 import socket
 import ssl
 import struct
+import sys
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -45,7 +46,9 @@ _DEFAULT_TLS = TLSOptions()
 
 _NEVER = float("inf")
 _READ = 256 * 1024  # bytes per socket read (as the event loop's own transport reads)
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux: each read says when its bytes reached the socket
+# Linux's SO_TIMESTAMPNS (the socket module does not name it): each read says when its bytes reached the
+# socket. Elsewhere no kernel stamps: bytes are stamped when read.
+_SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
 _STAMP_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0  # one struct timespec
 _TLS_READ = 1 << 14  # bytes per TLS read: one record's plaintext at most (a larger buffer costs more to allocate)
 
@@ -137,11 +140,13 @@ class _SocketIO(asyncio.Transport):
         self.unsent = b""
         if sock.family in (socket.AF_INET, socket.AF_INET6):  # as the loop's transports do: no Nagle delay
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            self.stamp_space = _STAMP_SPACE
-        except OSError:  # no kernel stamps here: bytes are stamped when read, as before
-            self.stamp_space = 0
+        self.stamp_space = 0  # no kernel stamps: bytes are stamped when read
+        if _SO_TIMESTAMPNS is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.stamp_space = _STAMP_SPACE
+            except OSError:
+                pass
         conn.connection_made(self)
         self.resume_reading()
 
