@@ -38,7 +38,7 @@ __all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers",
 # Loop lag p99 above this while sessions are in flight: the generator's own timing is late. Measured on a
 # 2-core machine against the built-in target on the same cores: the demo and the shipped scenarios 2.9-5.1 ms
 # at load average 1-2.5, up to 14 ms at 4-8 (other jobs); with three CPU-bound processes beside them 31-81 ms
-# (bench/README.md, "Saturation").
+# (bench/README.md, benchmark 9).
 SATURATED_LAG_MS = 15.0
 PROBE_PERIOD_S = 0.01  # the loop-lag probe: 100 samples a second, enough for a p99 within a few seconds
 _OWN_WORK = 0.5  # a late loop that ran less than this share of the run was kept off the CPUs, not overworked
@@ -254,9 +254,10 @@ def generator_block(
     loop thread's CPU counters.
 
     Saturated: the loop lag p99 while sessions were in flight passed SATURATED_LAG_MS, i.e. the
-    generator did what it had to do on time that late. Start lag is not part of the decision: an open model held back
-    by ``max_in_flight`` starts sessions late by design (the service is slow), and closed-model users
-    starting together queue for a few ms once; both are in the latencies and in ``error_ms``.
+    generator did what it had to do on time that late. Start lag is not part of the decision: an open
+    model held back by ``max_in_flight`` starts sessions late by design (the service is slow), and
+    closed-model users starting together queue for a few ms once; both are in the latencies and in
+    ``error_ms``.
     ``error_ms``: how late any one latency may be at p99: its start may be late, and its request
     written late by the loop's lag (receive stamps are the kernel's and add nothing)."""
     loop_p99 = float(loop.get("p99") or 0.0)
