@@ -40,6 +40,10 @@ __all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers",
 # idle (load average 1-2.5), 4.5-14 ms beside other jobs (load 3.4-7.5); with three CPU-bound processes beside
 # them 13.3-81 ms (bench/README.md, benchmark 9). A thin margin at both ends: this sits between them.
 SATURATED_LAG_MS = 12.0
+# Or: each time the loop became runnable it waited this long for a CPU, on average (the kernel's scheduler
+# statistics). Measured: idle 0.05-0.24 ms; three CPU-bound processes beside the shipped scenarios 0.76-2.0 ms.
+# A light generator beside them is woken ahead of the hogs and its loop lag stays low, but it still waits.
+SATURATED_WAIT_MS = 0.4
 PROBE_PERIOD_S = 0.01  # the loop-lag probe: 100 samples a second, enough for a p99 within a few seconds
 _OWN_WORK = 0.5  # a late loop that ran less than this share of the run was kept off the CPUs, not overworked
 
@@ -111,24 +115,29 @@ def lag_us(late_s: float) -> int:
     return min(max(int(late_s * 1e6), 1), 3_600_000_000)
 
 
-def _sched_ns() -> tuple[int, int] | None:
-    """(ns on a CPU, ns runnable but waiting for one) of this thread so far, from the kernel's
-    scheduler statistics; None where it does not keep them (not Linux)."""
+def _sched_ns() -> tuple[int, int, int] | None:
+    """(ns on a CPU, ns runnable but waiting for one, times run) of this thread so far, from the
+    kernel's scheduler statistics; None where it does not keep them (not Linux)."""
     try:
         with open("/proc/thread-self/schedstat") as f:
-            ran, waited, _ = f.read().split()
-        return int(ran), int(waited)
+            ran, waited, runs = f.read().split()
+        return int(ran), int(waited), int(runs)
     except (OSError, ValueError):
         return None
 
 
-def _cpu_used(before: tuple[int, int] | None, wall_ns: int) -> dict[str, int]:
+def _cpu_used(before: tuple[int, int, int] | None, wall_ns: int) -> dict[str, int]:
     """The loop thread's CPU time and CPU wait over ``wall_ns`` since ``before``: says whether a late
     loop was busy with its own work or kept off the CPUs by other processes. Empty when unknown."""
     after = _sched_ns()
     if before is None or after is None or wall_ns <= 0:
         return {}
-    return {"run_ns": after[0] - before[0], "wait_ns": after[1] - before[1], "wall_ns": wall_ns}
+    return {
+        "run_ns": after[0] - before[0],
+        "wait_ns": after[1] - before[1],
+        "runs": after[2] - before[2],
+        "wall_ns": wall_ns,
+    }
 
 
 async def _measure(
@@ -262,9 +271,9 @@ def generator_block(
     written late by the loop's lag (receive stamps are the kernel's and add nothing)."""
     loop_p99 = float(loop.get("p99") or 0.0)
     error_ms = round(loop_p99 + float(start.get("p99") or 0.0), 3)
-    saturated = loop_p99 > SATURATED_LAG_MS
-    block: dict[str, Any] = {"loop_lag_ms": loop, "start_lag_ms": start}
     shares = _cpu_shares(cpu)
+    saturated = loop_p99 > SATURATED_LAG_MS or shares.get("wait_per_run_ms", 0.0) > SATURATED_WAIT_MS
+    block: dict[str, Any] = {"loop_lag_ms": loop, "start_lag_ms": start}
     if shares:
         block["cpu"] = shares
     return block | {
@@ -282,27 +291,28 @@ def _sum_cpu(parts: Sequence[dict[str, int]]) -> dict[str, int]:
     """Several processes' CPU counters as one (empty when any is unknown: a share of it would mislead)."""
     if not parts or any(not p for p in parts):
         return {}
-    return {key: sum(p[key] for p in parts) for key in ("run_ns", "wait_ns", "wall_ns")}
+    return {key: sum(p.get(key, 0) for p in parts) for key in ("run_ns", "wait_ns", "runs", "wall_ns")}
 
 
 def _cpu_shares(cpu: dict[str, int]) -> dict[str, float]:
     """Shares of the run the loop thread ran (``busy``) and waited, runnable, for a CPU (``waiting``)."""
     if not cpu or cpu["wall_ns"] <= 0:
         return {}
-    return {"busy": round(cpu["run_ns"] / cpu["wall_ns"], 3), "waiting": round(cpu["wait_ns"] / cpu["wall_ns"], 3)}
+    return {
+        "busy": round(cpu["run_ns"] / cpu["wall_ns"], 3),
+        "waiting": round(cpu["wait_ns"] / cpu["wall_ns"], 3),
+        "wait_per_run_ms": round(cpu["wait_ns"] / max(cpu["runs"], 1) / 1e6, 3),
+    }
 
 
 def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float]) -> str:
     """Why the generator's timings are late, and by how much, in words a user can act on: a loop that
     mostly idled was kept off the CPUs by other processes; one that was busy had too much to do."""
-    note = (
-        f"generator loop lag p99 {loop_p99:.1f} ms (over {SATURATED_LAG_MS:g}): "
-        f"latencies may be late by up to {error_ms:.1f} ms"
-    )
+    note = f"generator loop lag p99 {loop_p99:.1f} ms: latencies may be late by up to {error_ms:.1f} ms"
     if shares and shares["busy"] < _OWN_WORK:
         return note + (
-            f"; its loop ran {shares['busy']:.0%} of the run and waited for a CPU {shares['waiting']:.0%}: "
-            "other processes hold the CPUs"
+            f"; its loop ran {shares['busy']:.0%} of the run and waited {shares['wait_per_run_ms']:.2f} ms for a"
+            f" CPU each time it woke ({shares['waiting']:.0%} of the run): other processes hold the CPUs"
         )
     return note + "; run with fewer sessions in flight or more workers"
 
