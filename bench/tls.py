@@ -174,6 +174,8 @@ class _AiohttpTransport:
     client, as sseprobe's https sessions ran before its own client spoke TLS (head deadline by
     asyncio.timeout, as that path had it)."""
 
+    receive_lag = 0.0  # aiohttp gives no kernel stamps: bytes are stamped when read
+
     def __init__(self, http: Any) -> None:
         self._http = http
         self.loop = asyncio.get_running_loop()

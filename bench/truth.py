@@ -19,7 +19,7 @@ the wall clock (both read at the same instant). For each session:
   TTFE - D = R + S              the error against the injected delay alone.
 
 Both processes read the same system clock, so no clock sync enters. The generator flag (loop lag
-and start lag p99 > 5 ms) is sseprobe's own, from the same run.
+p99 while sessions are in flight > 10 ms) is sseprobe's own, from the same run.
 
 Worker: python -m bench.truth worker URL N D_MS RATE WARM_S WINDOW_S
 """

@@ -8,7 +8,9 @@ stay on one connection, TLS ones included), and the idle deadline kept by one la
 per connection instead of one timer per read. TLS runs in memory (``ssl.SSLObject`` over two
 MemoryBIOs) inside the connection's own callbacks: on a kept-alive connection that costs a session
 about a third less CPU than the event loop's SSL transport, and the TCP connect and the handshake
-are timed apart (``tcp_ms``, ``tls_ms``).
+are timed apart (``tcp_ms``, ``tls_ms``). Sockets are read by the client itself with the kernel's
+receive timestamps on (:class:`_SocketIO`): a session stamps bytes when they reached the socket, so a
+loop kept busy (or off the CPU) does not inflate TTFE, at 1.0-1.2x the loop transport's CPU per session.
 
 Its failures are already sseprobe's outcome exceptions (:mod:`._outcomes`), mapped here at the
 transport boundary: not reaching the server is ConnectError, no head in time is HeadTimeout (a
@@ -21,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -41,6 +45,11 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~?#[]"
 _DEFAULT_TLS = TLSOptions()
 
 _NEVER = float("inf")
+_READ = 256 * 1024  # bytes per socket read (as the event loop's own transport reads)
+# Linux's SO_TIMESTAMPNS (the socket module does not name it): each read says when its bytes reached the
+# socket. Elsewhere no kernel stamps: bytes are stamped when read.
+_SO_TIMESTAMPNS = 35 if sys.platform == "linux" else None
+_STAMP_SPACE = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0  # one struct timespec
 _TLS_READ = 1 << 14  # bytes per TLS read: one record's plaintext at most (a larger buffer costs more to allocate)
 
 
@@ -77,7 +86,12 @@ class Response(Protocol):
 
 
 class Transport(Protocol):
-    """What a session needs of an HTTP client; every error it raises is an outcome exception."""
+    """What a session needs of an HTTP client; every error it raises is an outcome exception.
+
+    ``receive_lag``: inside a body sink, how long (seconds) the bytes being handled waited in the
+    socket before the event loop got to them; a sink subtracts it from its clock to stamp arrival."""
+
+    receive_lag: float
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -110,6 +124,118 @@ def tls_context(opts: TLSOptions) -> ssl.SSLContext:
         raise ValueError(f"TLS setup failed: {exc}") from None
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+class _SocketIO(asyncio.Transport):
+    """A connection's socket, read and written by this client rather than by the event loop's
+    transport: each read comes with the kernel's receive timestamp (``SO_TIMESTAMPNS``), so bytes are
+    stamped when they reached the socket, not when a busy loop got round to them (bench/README.md,
+    benchmark 9: at 5,000 open streams on a loaded machine, TTFE error p50 from 0.3-13 ms to 0.015 ms)."""
+
+    def __init__(self, client: LeanClient, sock: socket.socket, conn: _Conn) -> None:
+        super().__init__()
+        self.client, self.sock, self.conn, self.loop = client, sock, conn, conn.loop
+        self.fd = sock.fileno()
+        self.reading = self.closed = False
+        self.unsent = b""
+        if sock.family in (socket.AF_INET, socket.AF_INET6):  # as the loop's transports do: no Nagle delay
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.stamp_space = 0  # no kernel stamps: bytes are stamped when read
+        if _SO_TIMESTAMPNS is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.stamp_space = _STAMP_SPACE
+            except OSError:
+                pass
+        conn.connection_made(self)
+        self.resume_reading()
+
+    def _readable(self) -> None:
+        client, buf = self.client, self.client._buf
+        try:
+            n, ancillary, _, _ = self.sock.recvmsg_into((buf,), self.stamp_space)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not n:
+            self._lost(None)
+            return
+        if ancillary and len(ancillary[0][2]) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(ancillary[0][2])
+            client.receive_lag = max(time.time() - sec - nsec * 1e-9, 0.0)  # both CLOCK_REALTIME: no offset
+        try:
+            self.conn.data_received(bytes(memoryview(buf)[:n]))
+        finally:
+            client.receive_lag = 0.0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.closed:
+            return
+        if self.unsent:
+            self.unsent += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if sent < len(data):
+            self.unsent = bytes(data[sent:])
+            self.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self.unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        self.unsent = self.unsent[sent:]
+        if not self.unsent:
+            self.loop.remove_writer(self.fd)
+
+    def pause_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    def resume_reading(self) -> None:
+        if not self.reading and not self.closed:
+            self.reading = True
+            self.loop.add_reader(self.fd, self._readable)
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self._lost(None)
+
+    def abort(self) -> None:
+        self._lost(None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        """Closed, by either side or by an error: the connection hears it once, on the next turn of the
+        loop (as from the loop's own transports)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.pause_reading()
+        if self.unsent:
+            self.loop.remove_writer(self.fd)
+            self.unsent = b""
+        self.sock.close()
+        self.loop.call_soon(self.conn.connection_lost, exc)
+
+
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: seconds, nanoseconds
 
 
 class _Conn(asyncio.Protocol):
@@ -555,6 +681,8 @@ class LeanClient:
         self._ssl: dict[TLSOptions, ssl.SSLContext] = {}
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.receive_lag = 0.0  # see Transport; set by _SocketIO around each read it hands on
+        self._buf = bytearray(_READ)  # every connection's reads land here first (one loop, one read at a time)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -667,8 +795,9 @@ class LeanClient:
                 t0 = self._clock()
                 sock = await self._tcp(loop, host, port)
                 t1 = self._clock()
+                conn = _Conn(loop)
                 try:
-                    _, conn = await loop.create_connection(lambda: _Conn(loop), sock=sock)
+                    _SocketIO(self, sock, conn)
                 except BaseException:
                     sock.close()
                     raise

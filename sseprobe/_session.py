@@ -178,6 +178,7 @@ class _Accounting:
         "state",
         "rec",
         "clock",
+        "http",
         "scan",
         "rules",
         "answers",
@@ -191,7 +192,7 @@ class _Accounting:
     )
 
     def __init__(self, state: _Session, plan: FlowPlan, last: float) -> None:
-        self.state, self.rec, self.clock = state, state.rec, state.clock
+        self.state, self.rec, self.clock, self.http = state, state.rec, state.clock, state.http
         self.rules = plan.rules
         self.scan = plan.rules.scan
         self.answers = plan.rules.answers()
@@ -208,7 +209,7 @@ class _Accounting:
         events = self.decoder.feed(chunk)
         if not events:
             return False
-        now = self.clock()
+        now = self.clock() - self.http.receive_lag  # when the bytes reached the socket, however late the loop
         self.last_events = events
         self.nevents += len(events)
         if now - self.last > self.max_gap:
