@@ -162,9 +162,13 @@ class _SocketIO(asyncio.Transport):
         if not n:
             self._lost(None)
             return
+        now = time.time()
+        arrival = now
         if ancillary and len(ancillary[0][2]) >= _TIMESPEC.size:
             sec, nsec = _TIMESPEC.unpack_from(ancillary[0][2])
-            client.receive_lag = max(time.time() - sec - nsec * 1e-9, 0.0)  # both CLOCK_REALTIME: no offset
+            arrival = min(sec + nsec * 1e-9, now)  # both CLOCK_REALTIME: no offset
+        client.receive_lag = now - arrival
+        self.conn.arrival = arrival
         try:
             self.conn.data_received(bytes(memoryview(buf)[:n]))
         finally:
@@ -256,6 +260,8 @@ class _Conn(asyncio.Protocol):
         self.paused = False
         self.waiter: asyncio.Future[None] | None = None
         self.last = 0.0  # loop time of the last bytes received
+        self.arrival = 0.0  # wall clock at which the bytes being handled reached the socket (0: unknown)
+        self.arrivals: list[float] = []  # each body piece's ``arrival``, beside ``pieces``
         self.idle = _NEVER  # read deadline: no bytes for this long while a reader waits
         self.deadline = _NEVER  # loop time by which the response head must have come
         self.head_timeout = 0.0
@@ -430,6 +436,7 @@ class _Conn(asyncio.Protocol):
             self.stray = True
             return
         self.pieces.append(data)
+        self.arrivals.append(self.arrival)
         self.nbuf += len(data)
 
     def got_end(self) -> None:
@@ -441,6 +448,7 @@ class _Conn(asyncio.Protocol):
         """Hand the body pieces to the sink one by one (joining large reads would cost a copy)."""
         pieces, sink = self.pieces, self.sink
         self.pieces = []
+        self.arrivals = []
         self.nbuf = 0
         try:
             for piece in pieces:
@@ -563,6 +571,7 @@ class LeanResponse:
                 pieces = conn.pieces
                 data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
                 conn.pieces = []
+                conn.arrivals = []
                 conn.nbuf = 0
                 return data
             if conn.error is not None:
@@ -570,6 +579,23 @@ class LeanResponse:
             if conn.done or conn.lost:
                 return b""
             await conn.wait()
+
+    def _push_held(self, conn: _Conn, sink: Callable[[bytes], bool]) -> None:
+        """Body bytes that came before this reader (with the head, say), each stamped at its arrival."""
+        pieces, arrivals = conn.pieces, conn.arrivals
+        conn.pieces, conn.arrivals, conn.nbuf = [], [], 0
+        client = self._client
+        try:
+            for piece, arrival in zip(pieces, arrivals, strict=True):
+                client.receive_lag = max(time.time() - arrival, 0.0) if arrival else 0.0
+                if sink(piece):
+                    conn.finished = True
+                    break
+        except BaseException as exc:  # noqa: BLE001 - raised to the reader, as from _push
+            conn.error = exc
+            conn.finished = True
+        finally:
+            client.receive_lag = 0.0
 
     async def consume(self, sink: Callable[[bytes], bool]) -> bool:
         """Push the body to ``sink`` as it arrives, from the connection's data callback, until the
@@ -580,7 +606,7 @@ class LeanResponse:
         conn.sink = sink
         try:
             if conn.pieces:
-                conn._push()
+                self._push_held(conn, sink)
             while True:
                 if conn.finished and conn.error is None:
                     return True

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -153,3 +155,50 @@ def test_a_late_loop_does_not_inflate_ttfe(target: str) -> None:
     assert rec.outcome == Outcome.OK and rec.ttfe_ms is not None and rec.headers_ms is not None, rec
     assert rec.ttfe_ms >= 40.0  # the target's injected delay: never stamped before the server could answer
     assert rec.ttfe_ms < rec.headers_ms + block_s * 1000.0  # stamped before the loop could see it
+
+
+def test_bytes_that_come_with_the_head_are_stamped_at_their_arrival() -> None:
+    """The head and the first answer reach the socket in one segment while the loop is blocked: the
+    answer waits in the connection until the session starts reading the body, and must still be stamped
+    when it reached the socket, not when the reader got to it."""
+    got_request = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    response = (
+        b'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: {"text": "hi"}\n\n'
+    )
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            got_request.set()
+            time.sleep(0.3)
+            conn.sendall(response)  # head and body in one write: one read on the client
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/sse"
+
+    async def go() -> SessionRecord:
+        timeouts = Timeouts(connect=10, idle=10, session=30)
+        rec = SessionRecord("generic", 0, scheduled=time.perf_counter())
+        async with make_client(timeouts, Limits(), time.perf_counter) as http:
+            session = asyncio.ensure_future(
+                run_session(http, FlowOptions(flow="generic", url=url), timeouts, Limits(), rec)
+            )
+            while not got_request.is_set() and not session.done():
+                await asyncio.sleep(0.001)
+            time.sleep(1.5)  # the answer arrives 0.3 s into this: the loop sees it 1.2 s late
+            await session
+        return rec
+
+    try:
+        rec = run(go())
+    finally:
+        listener.close()
+        server.join(timeout=10)
+    assert rec.outcome == Outcome.OK and rec.ttfe_ms is not None and rec.headers_ms is not None, rec
+    assert rec.headers_ms >= 1500.0  # the head was read after the block (the reader's own clock)
+    assert rec.ttfe_ms <= rec.headers_ms - 600.0  # the answer, read with it, keeps its arrival
