@@ -135,6 +135,7 @@ class _AiohttpResponse:
     """aiohttp's response behind sseprobe's Response protocol."""
 
     tcp_ms = tls_ms = None
+    head_arrival = 0.0  # no kernel stamps: the head is stamped when read
 
     def __init__(self, resp: Any, ready_at: float) -> None:
         self._resp, self.status, self.headers, self.ready_at = resp, resp.status, resp.headers, ready_at

@@ -65,6 +65,7 @@ class Response(Protocol):
     ready_at: float  # the client's clock when the request's connection was ready (new or reused)
     tcp_ms: float | None  # the TCP connect of a new connection; None on a reused one
     tls_ms: float | None  # its TLS handshake; None on a reused or plain connection
+    head_arrival: float  # wall clock at which the head reached the socket; 0.0: unknown (stamp when read)
 
     @property
     def content_type(self) -> str: ...
@@ -262,6 +263,7 @@ class _Conn(asyncio.Protocol):
         self.last = 0.0  # loop time of the last bytes received
         self.arrival = 0.0  # wall clock at which the bytes being handled reached the socket (0: unknown)
         self.arrivals: list[float] = []  # each body piece's ``arrival``, beside ``pieces``
+        self.head_arrival = 0.0  # the response head's ``arrival``
         self.idle = _NEVER  # read deadline: no bytes for this long while a reader waits
         self.deadline = _NEVER  # loop time by which the response head must have come
         self.head_timeout = 0.0
@@ -430,6 +432,7 @@ class _Conn(asyncio.Protocol):
             self.stray = True  # a second response to one request
             return
         self.head = head
+        self.head_arrival = self.arrival
 
     def got_body(self, data: bytes) -> None:
         if self.done:
@@ -531,6 +534,7 @@ class LeanResponse:
         "ready_at",
         "tcp_ms",
         "tls_ms",
+        "head_arrival",
     )
 
     def __init__(self, client: LeanClient, conn: _Conn, key: _Key, ready_at: float) -> None:
@@ -541,6 +545,7 @@ class LeanResponse:
         self.version = (1, head.minor)
         self._released = False
         self.ready_at = ready_at
+        self.head_arrival = conn.head_arrival
         fresh = not conn.used
         self.tcp_ms = conn.tcp_ms if fresh else None
         self.tls_ms = conn.tls_ms if fresh else None

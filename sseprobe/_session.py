@@ -142,8 +142,8 @@ class _Session:
     async def stream(self, plan: FlowPlan) -> None:
         rec, clock = self.rec, self.clock
         resp = await self.request(plan.stream, _SSE)
-        try:
-            now = clock()
+        try:  # the head, like the body, stamped when it reached the socket, however late the loop
+            now = clock() - (max(time.time() - resp.head_arrival, 0.0) if resp.head_arrival else 0.0)
             rec.headers_ms = self.ms_since_base(now)
             rec.connect_ms = max(0.0, self.ms_since_base(resp.ready_at))
             if not 200 <= resp.status < 300:
@@ -209,7 +209,9 @@ class _Accounting:
         events = self.decoder.feed(chunk)
         if not events:
             return False
-        now = self.clock() - self.http.receive_lag  # when the bytes reached the socket, however late the loop
+        # when the bytes reached the socket, however late the loop; never before the bytes stamped before them
+        # (two clocks are read per stamp, so pieces of one read could otherwise swap order by microseconds)
+        now = max(self.clock() - self.http.receive_lag, self.last)
         self.last_events = events
         self.nevents += len(events)
         if now - self.last > self.max_gap:
