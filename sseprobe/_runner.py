@@ -44,6 +44,11 @@ SATURATED_LAG_MS = 12.0
 # statistics). Measured: idle 0.05-0.24 ms; three CPU-bound processes beside the shipped scenarios 0.76-2.0 ms.
 # A light generator beside them is woken ahead of the hogs and its loop lag stays low, but it still waits.
 SATURATED_WAIT_MS = 0.4
+# Or: sessions started this late (start lag p99): held back by --max-in-flight, or by a loop that could not
+# start them on time. Every latency counts from the schedule, so that wait is in all of them, and it is the
+# generator's (a real user population has no in-flight cap). Closed-model users starting together queue for
+# 9-15 ms once (measured idle, 20 users): well under this.
+SATURATED_START_MS = 50.0
 PROBE_PERIOD_S = 0.01  # the loop-lag probe: 100 samples a second, enough for a p99 within a few seconds
 _OWN_WORK = 0.5  # a late loop that ran less than this share of the run was kept off the CPUs, not overworked
 
@@ -269,10 +274,11 @@ def generator_block(
     ``error_ms``.
     ``error_ms``: how late any one latency may be at p99: its start may be late, and its request
     written late by the loop's lag (receive stamps are the kernel's and add nothing)."""
-    loop_p99 = float(loop.get("p99") or 0.0)
-    error_ms = round(loop_p99 + float(start.get("p99") or 0.0), 3)
+    loop_p99, start_p99 = float(loop.get("p99") or 0.0), float(start.get("p99") or 0.0)
+    error_ms = round(loop_p99 + start_p99, 3)
     shares = _cpu_shares(cpu)
-    saturated = loop_p99 > SATURATED_LAG_MS or shares.get("wait_per_run_ms", 0.0) > SATURATED_WAIT_MS
+    held = start_p99 > SATURATED_START_MS
+    saturated = held or loop_p99 > SATURATED_LAG_MS or shares.get("wait_per_run_ms", 0.0) > SATURATED_WAIT_MS
     block: dict[str, Any] = {"loop_lag_ms": loop, "start_lag_ms": start}
     if shares:
         block["cpu"] = shares
@@ -280,7 +286,7 @@ def generator_block(
         "error_ms": error_ms,
         "saturated": saturated,
         "threshold_ms": SATURATED_LAG_MS,
-        "note": _generator_note(loop_p99, error_ms, shares)
+        "note": _generator_note(loop_p99, error_ms, shares, start_p99 if held else None)
         if saturated
         else f"generator kept up (loop lag p99 {loop_p99:.1f} ms)",
         "cpu_ns": cpu,
@@ -305,10 +311,17 @@ def _cpu_shares(cpu: dict[str, int]) -> dict[str, float]:
     }
 
 
-def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float]) -> str:
-    """Why the generator's timings are late, and by how much, in words a user can act on: a loop that
-    mostly idled was kept off the CPUs by other processes; one that was busy had too much to do."""
+def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float], held_ms: float | None = None) -> str:
+    """Why the generator's timings are late, and by how much, in words a user can act on: sessions held
+    back from their schedule; a loop that mostly idled was kept off the CPUs by other processes; one that
+    was busy had too much to do."""
     note = f"generator loop lag p99 {loop_p99:.1f} ms: latencies may be late by up to {error_ms:.1f} ms"
+    if held_ms is not None and loop_p99 <= SATURATED_LAG_MS:
+        return (
+            f"generator start lag p99 {held_ms:.1f} ms: sessions started late (held back by --max-in-flight,"
+            f" or a loop that could not start them on time), so latencies may be late by up to {error_ms:.1f} ms;"
+            " raise --max-in-flight, lower the rate, or add workers"
+        )
     if shares and shares["busy"] < _OWN_WORK:
         return note + (
             f"; its loop ran {shares['busy']:.0%} of the run and waited {shares['wait_per_run_ms']:.2f} ms for a"
