@@ -532,7 +532,8 @@ def _measure_in_flight(stepper: _Stepper, rate: Search, deadline: float, say: Ca
         load, judged_from = hold_load(streams, fill_rate)
         return stepper.step(streams, load, judged_from, judged_from + PROBE_S + SETTLE_S)
 
-    bounds = (IN_FLIGHT_START, IN_FLIGHT_FLOOR, IN_FLIGHT_CAP)
+    # the first step opens at most a second's worth of streams: a slow machine still gets a figure in time
+    bounds = (min(IN_FLIGHT_START, max(IN_FLIGHT_FLOOR, round(fill_rate))), IN_FLIGHT_FLOOR, IN_FLIGHT_CAP)
     _search(search, run_step, bounds, lambda n: n / fill_rate + PROBE_S + SETTLE_S + 1.0, deadline, say)
     if search.found <= 0:
         raise CalibrationFailed(_none_passed(search, "streams open"))
