@@ -432,10 +432,16 @@ _STEP_OVER = "calibration step over"
 _TIMEOUTS = Timeouts(connect=5, idle=10, session=60)
 
 
+def rate_step_s(rate: float) -> float:
+    """A rate step's length: RATE_STEP_S, longer at low rates so that enough sessions are judged."""
+    return min(2 * RATE_STEP_S, max(RATE_STEP_S, 2 * MIN_JUDGED / rate))
+
+
 def rate_load(rate: float) -> Load:
     """Open-model arrivals at ``rate`` for one step; sessions end on their own (short ones)."""
-    schedule = Schedule((Phase(RATE_STEP_S, rate, rate),))
-    return Load(schedule=schedule, duration=RATE_STEP_S, grace=STEP_GRACE_S, max_in_flight=100_000)
+    step_s = rate_step_s(rate)
+    schedule = Schedule((Phase(step_s, rate, rate),))
+    return Load(schedule=schedule, duration=step_s, grace=STEP_GRACE_S, max_in_flight=100_000)
 
 
 def hold_load(streams: float, fill_rate: float) -> tuple[Load, float]:
@@ -512,9 +518,9 @@ def _measure_rate(stepper: _Stepper, deadline: float, say: Callable[[str], None]
     bounds = (RATE_START, RATE_FLOOR, RATE_CAP)
     _search(
         search,
-        lambda r: stepper.step(r, rate_load(r), 0.0, RATE_STEP_S + STEP_GRACE_S),
+        lambda r: stepper.step(r, rate_load(r), 0.0, rate_step_s(r) + STEP_GRACE_S),
         bounds,
-        lambda _r: RATE_STEP_S + 1.0,
+        lambda r: rate_step_s(r) + 1.0,
         deadline,
         say,
     )
