@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import socket
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -493,9 +492,12 @@ def _search(
         search.stopped_by = "cap"
 
 
-def calibrate(budget_s: float = DEFAULT_BUDGET_S, say: Callable[[str], None] | None = None) -> Calibration:
+def calibrate(
+    budget_s: float = DEFAULT_BUDGET_S, say: Callable[[str], None] | None = None, in_flight_cap: float = IN_FLIGHT_CAP
+) -> Calibration:
     """Measure this machine (see the module's doc); ``say`` hears one line per step. Bounded by
-    ``budget_s`` seconds of searching (plus the target's start and stop). KeyboardInterrupt on Ctrl-C."""
+    ``budget_s`` seconds of searching (plus the target's start and stop). KeyboardInterrupt on Ctrl-C.
+    ``in_flight_cap``: the most streams a step opens (the open-file limit's room, for one)."""
     say = say or (lambda _line: None)
     began, started = time.monotonic(), datetime.now(UTC)
     load_average = list(os.getloadavg())
@@ -506,7 +508,7 @@ def calibrate(budget_s: float = DEFAULT_BUDGET_S, say: Callable[[str], None] | N
         with _built_in_target() as target:
             stepper = _Stepper(target, truth)
             rate = _measure_rate(stepper, began + 0.45 * budget_s, say)
-            in_flight = _measure_in_flight(stepper, rate, began + budget_s, say)
+            in_flight = _measure_in_flight(stepper, rate, began + budget_s, say, in_flight_cap)
     finally:
         stop_observing()
     return Calibration(_document(rate, in_flight, floors, started, time.monotonic() - began, load_average, budget_s))
@@ -529,7 +531,9 @@ def _measure_rate(stepper: _Stepper, deadline: float, say: Callable[[str], None]
     return search
 
 
-def _measure_in_flight(stepper: _Stepper, rate: Search, deadline: float, say: Callable[[str], None]) -> Search:
+def _measure_in_flight(
+    stepper: _Stepper, rate: Search, deadline: float, say: Callable[[str], None], cap: float
+) -> Search:
     stepper.target.shape(HOLD_SHAPE)
     fill_rate = max(HEADROOM * rate.found, RATE_FLOOR)
     search = Search("in flight")
@@ -539,7 +543,7 @@ def _measure_in_flight(stepper: _Stepper, rate: Search, deadline: float, say: Ca
         return stepper.step(streams, load, judged_from, judged_from + PROBE_S + SETTLE_S)
 
     # the first step opens at most a second's worth of streams: a slow machine still gets a figure in time
-    bounds = (min(IN_FLIGHT_START, max(IN_FLIGHT_FLOOR, round(fill_rate))), IN_FLIGHT_FLOOR, IN_FLIGHT_CAP)
+    bounds = (min(IN_FLIGHT_START, max(IN_FLIGHT_FLOOR, round(fill_rate)), cap), IN_FLIGHT_FLOOR, cap)
     _search(search, run_step, bounds, lambda n: n / fill_rate + PROBE_S + SETTLE_S + 1.0, deadline, say)
     if search.found <= 0:
         raise CalibrationFailed(_none_passed(search, "streams open"))
@@ -599,7 +603,6 @@ def _document(
             HOLD_SHAPE,
         ),
         "criteria": {"generator_saturated": False, "ttfe_error_p99_ms_below": TTFE_ERROR_LIMIT_MS},
-        "python": sys.version.split()[0],
     }
 
 

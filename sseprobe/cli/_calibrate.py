@@ -10,9 +10,16 @@ from pathlib import Path
 
 import click
 
-from .._calibrate import DEFAULT_BUDGET_S, CalibrationFailed, calibrate, calibration_path, store_calibration
+from .._calibrate import (
+    DEFAULT_BUDGET_S,
+    IN_FLIGHT_CAP,
+    CalibrationFailed,
+    calibrate,
+    calibration_path,
+    store_calibration,
+)
 from .._levels import EXIT_OK, EXIT_UNKNOWN
-from .._plan import UsageProblem, check_outputs
+from .._plan import UsageProblem, check_outputs, open_file_room
 from .._results import dumps
 
 __all__ = ["calibrate_cmd"]
@@ -57,7 +64,8 @@ def calibrate_cmd(budget: float, path: str | None, no_store: bool, as_json: bool
         check_outputs(("--file", store))  # refused now, not after a minute of measuring
     say = None if quiet else (lambda line: click.echo(f"sseprobe calibrate: {line}", err=True))
     try:
-        result = calibrate(budget, say)
+        # the target (forked) and this process each hold every stream: both get the raised open-file limit
+        result = calibrate(budget, say, in_flight_cap=min(IN_FLIGHT_CAP, open_file_room()))
     except CalibrationFailed as exc:
         click.echo(f"sseprobe: error: calibration failed: {exc}", err=True)
         return EXIT_UNKNOWN
