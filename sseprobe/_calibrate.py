@@ -300,7 +300,7 @@ def _bound(search: Mapping[str, Any]) -> str:
     how = {"search": "bracketed", "time": "search cut short by the time budget", "cap": "never failed: at least"}
     first_fail = min(fails, key=lambda s: s["value"], default=None)
     above = f"; {first_fail['value']:,.0f} failed: {first_fail['reason']}" if first_fail else ""
-    return f"{how[search['stopped_by']]}, {len(steps)} steps{above}"
+    return f"{how[search['stopped_by']]}, {len(steps)} step{'s' if len(steps) != 1 else ''}{above}"
 
 
 class _Truth:

@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,10 @@ from sseprobe._calibrate import (
     CALIBRATION_ENV,
     RESOLUTION,
     SCHEMA,
+    Calibration,
+    Search,
     StepFigures,
+    _document,
     calibration_path,
     highest_pass,
     judge_step,
@@ -97,6 +101,22 @@ def test_workers_fit_the_cores_with_the_target_beside() -> None:
     assert recommend_workers(2, 3.0, None) == 1  # never fewer than one
     assert recommend_workers(4, 1.0, 0.0) == 4
     assert recommend_workers(4, 1.0, None) == 2  # the target's cost unknown: taken as the generator's
+
+
+def test_the_document_and_its_text_say_every_figure() -> None:
+    rate, in_flight = Search("rate"), Search("in flight")
+    for value, error in ((200, 0.8), (400, 2.8), (283, 1.1)):
+        rate.add(_figures(value=value, ttfe_error_p99_ms=error, cpu_share=0.7, target_cpu_share=0.6))
+    in_flight.add(_figures(value=500))
+    in_flight.stopped_by = "time"
+    floors = {"timer_ms": {"p50": 0.1, "p99": 0.4}, "loop_lag_ms": {"p50": 0.5, "p99": 1.2}}
+    doc = _document(rate, in_flight, floors, datetime.now(UTC), 41.0, [0.5, 0.4, 0.3], 50)
+    assert doc["limits"] == {"rate_per_worker": 283, "in_flight_per_worker": 500}
+    assert doc["recommended"]["rate_per_worker"] == 226 and doc["recommended"]["in_flight_per_worker"] == 400
+    assert doc["recommended"]["workers"] == 1  # 0.8 x (0.7 + 0.6) of a core each: one fits in 2
+    text = Calibration(doc).text()
+    assert "283 sessions/s" in text and "400 failed: TTFE error p99 2.80 ms" in text
+    assert "cut short by the time budget, 1 step" in text and "--workers 1, up to 226 sessions/s" in text
 
 
 # --- the stored calibration and the warning -----------------------------------------------------------
