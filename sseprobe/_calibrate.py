@@ -86,7 +86,8 @@ DEFAULT_BUDGET_S = 50.0
 
 # the sessions each search runs (the target's canonical knobs): short ones to rate, held ones to hold
 RATE_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0, "events": 5, "gap_ms": 10.0}
-HOLD_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0, "events": 10_000, "gap_ms": 500.0}
+# held streams last a minute (longer than any step); the target prepares every event of a stream at its start
+HOLD_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0, "events": 120, "gap_ms": 500.0}
 
 
 class CalibrationFailed(RuntimeError):
