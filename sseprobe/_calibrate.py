@@ -257,11 +257,11 @@ class Search:
     steps: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "search"  # "search": bracketed; "time": the budget ran out; "cap": never failed
 
-    def add(self, figures: StepFigures) -> bool:
+    def measured(self, figures: StepFigures) -> str | None:
+        """Keep one step's figures; returns why it failed (None: it passed)."""
         why = judge_step(figures)
-        self.tried.append((figures.value, why is None))
         self.steps.append({**asdict(figures), "passed": why is None, "reason": why})
-        return why is None
+        return why
 
     @property
     def found(self) -> float:
@@ -297,7 +297,7 @@ class Calibration:
 
 def _bound(search: Mapping[str, Any]) -> str:
     steps = search["steps"]
-    fails = [s for s in steps if not s["passed"]]
+    fails = [s for s in steps if not s["passed"] and s["value"] > search["found"]]  # a retry that passed: none
     how = {"search": "bracketed", "time": "search cut short by the time budget", "cap": "never failed: at least"}
     first_fail = min(fails, key=lambda s: s["value"], default=None)
     above = f"; {first_fail['value']:,.0f} failed: {first_fail['reason']}" if first_fail else ""
@@ -480,15 +480,20 @@ def _search(
     deadline: float,
     say: Callable[[str], None],
 ) -> None:
-    """Run the steps :func:`next_value` asks for while each still fits before ``deadline``."""
+    """Run the steps :func:`next_value` asks for while each still fits before ``deadline``. A step that
+    fails is run once more: it counts as failed only when it fails twice."""
     start, floor, cap = bounds
     while (value := next_value(search.tried, start, floor, cap)) is not None:
         if time.monotonic() + step_s(value) > deadline:
             search.stopped_by = "time"
             return
-        passed = search.add(run_step(value))
-        last = search.steps[-1]
-        say(f"{search.name} {value:,.0f}: {'ok' if passed else last['reason']}")
+        why = search.measured(run_step(value))
+        if why is not None and time.monotonic() + step_s(value) <= deadline:
+            # once more: one burst from a neighbour is not this machine's limit; failing twice is
+            say(f"{search.name} {value:,.0f}: {why}; once more")
+            why = search.measured(run_step(value))
+        search.tried.append((value, why is None))
+        say(f"{search.name} {value:,.0f}: {why or 'ok'}")
     if not any(not ok for _, ok in search.tried):
         search.stopped_by = "cap"
 

@@ -106,8 +106,10 @@ def test_workers_fit_the_cores_with_the_target_beside() -> None:
 def test_the_document_and_its_text_say_every_figure() -> None:
     rate, in_flight = Search("rate"), Search("in flight")
     for value, error in ((200, 0.8), (400, 2.8), (283, 1.1)):
-        rate.add(_figures(value=value, ttfe_error_p99_ms=error, cpu_share=0.7, target_cpu_share=0.6))
-    in_flight.add(_figures(value=500))
+        rate.measured(_figures(value=value, ttfe_error_p99_ms=error, cpu_share=0.7, target_cpu_share=0.6))
+        rate.tried.append((value, error < 2))
+    in_flight.measured(_figures(value=500))
+    in_flight.tried.append((500, True))
     in_flight.stopped_by = "time"
     floors = {"timer_ms": {"p50": 0.1, "p99": 0.4}, "loop_lag_ms": {"p50": 0.5, "p99": 1.2}}
     doc = _document(rate, in_flight, floors, datetime.now(UTC), 41.0, [0.5, 0.4, 0.3], 50)
