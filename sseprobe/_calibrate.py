@@ -299,7 +299,7 @@ def _bound(search: Mapping[str, Any]) -> str:
     steps = search["steps"]
     fails = [s for s in steps if not s["passed"] and s["value"] > search["found"]]  # a retry that passed: none
     how = {"search": "bracketed", "time": "search cut short by the time budget", "cap": "never failed: at least"}
-    first_fail = min(fails, key=lambda s: s["value"], default=None)
+    first_fail = min(reversed(fails), key=lambda s: s["value"], default=None)  # its last attempt
     above = f"; {first_fail['value']:,.0f} failed: {first_fail['reason']}" if first_fail else ""
     return f"{how[search['stopped_by']]}, {len(steps)} step{'s' if len(steps) != 1 else ''}{above}"
 
