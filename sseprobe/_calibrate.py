@@ -71,6 +71,7 @@ SCHEMA = "sseprobe.calibration/1"
 CALIBRATION_ENV = "SSEPROBE_CALIBRATION"  # a file to use instead of the default; "off" (or empty): none
 TTFE_ERROR_LIMIT_MS = 2.0  # the bar: TTFE reported within 2 ms of the truth at p99
 HEADROOM = 0.8  # the recommendation is this share of the highest step that passed: a margin for noise
+USABLE_SHARE = 0.7  # of the cores, what the recommended workers (and the service beside them) may use
 MIN_JUDGED = 30  # sessions with a truth stamp a step needs before its p99 means anything
 MAX_FAILED_SHARE = 0.01  # more failed sessions than this: the step did not measure what it meant to
 
@@ -162,9 +163,10 @@ def recommend_workers(cores: int, generator_share: float, target_share: float | 
 
     Each worker needs ``generator_share`` of a core for itself and, while the service runs on this
     machine as the target did during calibration, its sessions cost the service ``target_share`` more
-    (the target's own CPU per second at that rate; unknown: taken as the generator's)."""
+    (the target's own CPU per second at that rate; unknown: taken as the generator's). Only
+    USABLE_SHARE of the cores is handed out: a loop on a fully busy machine wakes late."""
     per_worker = HEADROOM * (generator_share + (generator_share if target_share is None else target_share))
-    fits = math.floor(cores / per_worker) if per_worker > 0 else cores
+    fits = math.floor(USABLE_SHARE * cores / per_worker) if per_worker > 0 else cores
     return max(1, min(cores, fits))
 
 
@@ -597,7 +599,8 @@ def _document(
             "why": (
                 f"at {rate.found:,.0f} sessions/s one worker used {generator_share:.2f} of a core and the target, "
                 f"on this machine beside it, {target_said}; {HEADROOM:.0%} of that per worker fits "
-                f"{workers} worker(s) in {machine['cores']} cores (a service on another machine leaves more room)"
+                f"{workers} worker(s) in {USABLE_SHARE:.0%} of {machine['cores']} cores "
+                "(a service on another machine leaves more room)"
             ),
         },
         "floors": floors,

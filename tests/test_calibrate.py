@@ -95,12 +95,12 @@ def test_a_step_passes_only_unsaturated_true_and_whole() -> None:
 
 
 def test_workers_fit_the_cores_with_the_target_beside() -> None:
-    assert recommend_workers(2, 0.5, 0.4) == 2  # 0.8 x 0.9 of a core each: two fit
-    assert recommend_workers(2, 1.0, 0.8) == 1
+    assert recommend_workers(2, 0.3, 0.3) == 2  # 0.8 x 0.6 of a core each: two fit in 70 % of 2 cores
+    assert recommend_workers(2, 0.5, 0.4) == 1  # 0.8 x 0.9 each: 1.44 cores is more than 70 % of 2
     assert recommend_workers(8, 0.01, 0.01) == 8  # never more than the cores
     assert recommend_workers(2, 3.0, None) == 1  # never fewer than one
-    assert recommend_workers(4, 1.0, 0.0) == 4
-    assert recommend_workers(4, 1.0, None) == 2  # the target's cost unknown: taken as the generator's
+    assert recommend_workers(4, 0.5, 0.0) == 4  # 0.4 each in 2.8 cores: 7 fit, at most the 4 cores
+    assert recommend_workers(4, 0.5, None) == 3  # the target's cost unknown: taken as the generator's
 
 
 def test_the_document_and_its_text_say_every_figure() -> None:
