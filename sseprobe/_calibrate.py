@@ -6,8 +6,8 @@ through :func:`~._runner.measure`, one process):
 
 - **rate**: open-model arrivals of short canonical sessions (five events); how many sessions a second
   one worker starts and times truly;
-- **in flight**: streams held open (an event every half second each), filled at the recommended rate,
-  then a light probe of new sessions; how many open streams one worker holds and still times truly.
+- **in flight**: sessions at the recommended rate whose streams stay open (an event at least every half
+  second) long enough that N are open at once; how many one worker holds and still times truly.
 
 A step passes when the generator is not saturated (the results document's ``generator.saturated``)
 and the TTFE error p99 stays under :data:`TTFE_ERROR_LIMIT_MS`. The TTFE error is sseprobe's reported
@@ -78,8 +78,8 @@ MAX_FAILED_SHARE = 0.01  # more failed sessions than this: the step did not meas
 RATE_START, RATE_FLOOR, RATE_CAP = 200.0, 10.0, 20_000.0
 RATE_STEP_S = 2.0
 IN_FLIGHT_START, IN_FLIGHT_FLOOR, IN_FLIGHT_CAP = 500.0, 10.0, 16_000.0
-PROBE_S = 1.5  # the in-flight step's judged window, after its streams are open
-SETTLE_S = 0.5  # after the last arrival, for its first event to come before held streams are cut
+PROBE_S = 1.5  # the in-flight step's judged window, once its streams are open
+SETTLE_S = 0.5  # after the last arrival, for its first event to come before open streams are cut
 GROWTH = 2.0  # the ramp's factor; the bisection stops when the bracket is narrower than RESOLUTION
 RESOLUTION = 1.25
 STEP_GRACE_S = 0.5
@@ -87,8 +87,8 @@ DEFAULT_BUDGET_S = 50.0
 
 # the sessions each search runs (the target's canonical knobs): short ones to rate, held ones to hold
 RATE_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0, "events": 5, "gap_ms": 10.0}
-# held streams last a minute (longer than any step); the target prepares every event of a stream at its start
-HOLD_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0, "events": 120, "gap_ms": 500.0}
+HOLD_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0}  # held streams: their length is set per step
+HOLD_GAP_S = 0.5  # the most a held stream stays silent
 
 
 class CalibrationFailed(RuntimeError):
@@ -446,14 +446,15 @@ def rate_load(rate: float) -> Load:
     return Load(schedule=schedule, duration=step_s, grace=STEP_GRACE_S, max_in_flight=100_000)
 
 
-def hold_load(streams: float, fill_rate: float) -> tuple[Load, float]:
-    """Fill ``streams`` held streams at ``fill_rate``, then probe with a few new sessions a second.
-    Returns the load and when its judged (probe) window starts; held streams are cancelled at the end."""
-    fill_s = max(streams / fill_rate, 0.2)
-    probe_rate = min(200.0, max(fill_rate / 4, MIN_JUDGED / PROBE_S * 2))
-    phases = (Phase(fill_s, fill_rate, fill_rate, "fill"), Phase(PROBE_S, probe_rate, probe_rate, "probe"))
-    load = Load(schedule=Schedule(phases), duration=fill_s + PROBE_S, grace=0.0, max_in_flight=100_000)
-    return load, fill_s
+def hold_load(streams: float, rate: float) -> tuple[Load, dict[str, float], float]:
+    """Sessions at ``rate`` whose streams last ``streams / rate`` s: once that long has passed, ``streams``
+    are open at once while new ones keep arriving at the rate. Returns the load, the target's knobs for
+    such streams (an event at least every 0.5 s) and when the judged window (steady state) starts."""
+    hold_s = streams / rate
+    events = max(2, math.ceil(hold_s / HOLD_GAP_S) + 1)
+    knobs = {**HOLD_SHAPE, "events": events, "gap_ms": hold_s * 1000.0 / (events - 1)}
+    schedule = Schedule((Phase(hold_s + PROBE_S, rate, rate),))
+    return Load(schedule=schedule, duration=hold_s + PROBE_S, grace=0.0, max_in_flight=100_000), knobs, hold_s
 
 
 def _floors(seconds: float = 1.0) -> dict[str, dict[str, float | int | None]]:
@@ -542,12 +543,12 @@ def _measure_rate(stepper: _Stepper, deadline: float, say: Callable[[str], None]
 def _measure_in_flight(
     stepper: _Stepper, rate: Search, deadline: float, say: Callable[[str], None], cap: float
 ) -> Search:
-    stepper.target.shape(HOLD_SHAPE)
     fill_rate = max(HEADROOM * rate.found, RATE_FLOOR)
     search = Search("in flight")
 
     def run_step(streams: float) -> StepFigures:
-        load, judged_from = hold_load(streams, fill_rate)
+        load, knobs, judged_from = hold_load(streams, fill_rate)
+        stepper.target.shape(knobs)
         return stepper.step(streams, load, judged_from, judged_from + PROBE_S + SETTLE_S)
 
     # the first step opens at most a second's worth of streams: a slow machine still gets a figure in time
@@ -607,8 +608,8 @@ def _document(
         "rate": _search_doc(rate, "open model, canonical sessions of 5 events 10 ms apart", RATE_SHAPE),
         "in_flight": _search_doc(
             in_flight,
-            f"streams held open (an event every 0.5 s), filled at {HEADROOM:.0%} of the rate found, "
-            f"then new sessions probed for {PROBE_S:g} s",
+            f"sessions at {HEADROOM:.0%} of the rate found whose streams (an event every 0.5 s at most) last "
+            f"N / rate s, judged over {PROBE_S:g} s once N are open",
             HOLD_SHAPE,
         ),
         "criteria": {"generator_saturated": False, "ttfe_error_p99_ms_below": TTFE_ERROR_LIMIT_MS},
