@@ -2,7 +2,7 @@
 it truly, measured against the built-in target running in its own process.
 
 Two searches, each a geometric ramp then a bisection over short steps (each step a real load run
-through :func:`~._runner.measure`, one process):
+through :func:`~._runner.run_share`, as one worker of ``run`` does):
 
 - **rate**: open-model arrivals of short canonical sessions (five events); how many sessions a second
   one worker starts and times truly;
