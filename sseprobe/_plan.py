@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from ._calibrate import calibration_path, load_calibration, over_calibration
 from ._cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
 from ._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
 from ._engine import Load
@@ -409,9 +410,21 @@ def prepare_run(
     load, note = fit_open_files(load, limits, run_opts.workers, given_max_in_flight=o.get("max_in_flight") != 15_000)
     if note:
         _say(notes, f"note: {note}")
+    if run_opts.cluster is None:  # a cluster's workers run on other machines, calibrated or not
+        warn_over_calibration(load, useful_workers(load, run_opts.workers), notes)
     out = str(o.get("out") or default_out_path(kind))
     check_outputs(("--out", out), ("--html", html))
     return run_opts, load, out
+
+
+def warn_over_calibration(load: Load, workers: int, notes: list[str] | None) -> None:
+    """Before any load, one line when each worker is asked for more than this machine's stored
+    calibration (``sseprobe calibrate``) sustained; a calibration of another machine is ignored."""
+    doc, unusable = load_calibration(calibration_path())
+    if unusable:
+        _say(notes, f"note: {unusable}")
+    elif doc is not None and (warning := over_calibration(doc, load, workers)):
+        _say(notes, warning)
 
 
 def build_cluster(o: Mapping[str, Any]) -> ClusterOptions | None:

@@ -51,6 +51,20 @@ def in_process(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str,
     return code, out, err
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_real_calibration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs look for a stored calibration before starting: never the real home's, in any test."""
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "SSEPROBE_CALIBRATION")}
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ.pop("SSEPROBE_CALIBRATION", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="module")
 def target() -> Iterator[str]:
     with target_process(

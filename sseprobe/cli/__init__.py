@@ -28,6 +28,7 @@ from collections.abc import Iterator  # noqa: E402
 
 import click  # noqa: E402
 
+from ._calibrate import calibrate_cmd  # noqa: E402
 from ._check import check_cmd  # noqa: E402
 from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem  # noqa: E402
 from ._compare import compare_cmd  # noqa: E402
@@ -65,6 +66,7 @@ cli.add_command(monitor_cmd)
 cli.add_command(baseline_group)
 cli.add_command(history_cmd)
 cli.add_command(report_cmd)
+cli.add_command(calibrate_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
