@@ -462,7 +462,8 @@ def _floors(seconds: float = 1.0) -> dict[str, dict[str, float | int | None]]:
 
     async def sample() -> tuple[Any, Any]:
         timer, lag = new_histogram(), new_histogram()
-        probe = asyncio.ensure_future(_loop_lag(lag))
+        always = RunControl(started=1)  # the probe counts only while something is in flight: here, always
+        probe = asyncio.ensure_future(_loop_lag(lag, always))
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             t = time.perf_counter()
