@@ -106,8 +106,10 @@ def test_lag_sample_bounds() -> None:
 
 
 def test_cpu_hogs_beside_a_run_flag_it_saturated(target: str, tmp_path: Path) -> None:
-    """More CPU-bound processes than CPUs beside a short run as busy as the demo: the loop is kept off
-    the CPUs and the document says so, naming the lag."""
+    """More CPU-bound processes than CPUs beside a run that needs about half a CPU of its own: it gets
+    less than that, falls behind, and the document says so, naming the lag. (A light run, such as the
+    demo's 10 in flight per cohort, is woken ahead of the hogs by the scheduler and on a quiet machine
+    keeps its loop lag near 5 ms: its timings stay true and it is rightly not flagged; see README.)"""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(3, cpus + 1))]
     out = tmp_path / "r.json"
@@ -118,12 +120,12 @@ def test_cpu_hogs_beside_a_run_flag_it_saturated(target: str, tmp_path: Path) ->
             "canonical",
             "--url",
             target,
-            "--concurrency",
-            "20",  # as busy as the demo (10 in flight per cohort): a loop that mostly sleeps is woken first
+            "--rate",
+            "1000",  # ~0.45 ms of CPU per session: about half a CPU, which the hogs leave it no room for
             "--duration",
             "4",
             "--workers",
-            "2",
+            "1",
             "--out",
             str(out),
             timeout=60,
@@ -136,7 +138,7 @@ def test_cpu_hogs_beside_a_run_flag_it_saturated(target: str, tmp_path: Path) ->
     assert r.returncode in (0, 1, 2), r.stderr
     gen = json.loads(out.read_text())["generator"]
     assert gen["saturated"] is True, gen["note"]
-    assert "loop lag p99" in gen["note"] and gen["error_ms"] >= gen["loop_lag_ms"]["p99"]
+    assert "lag p99" in gen["note"] and gen["error_ms"] >= gen["loop_lag_ms"]["p99"]
 
 
 def test_a_late_loop_does_not_inflate_ttfe(target: str) -> None:
