@@ -23,30 +23,16 @@ import os
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from sseprobe._compare import compare, generator_band
 from sseprobe._stats import CohortStats
 
-from ._util import PY, ROOT, target
+from ._util import PY, ROOT, cpu_hogs, target
 
 SAME_FLOW = '[cohorts.canonical]\nflow = "canonical"\n[cohorts.legacy]\nflow = "canonical"\n'
-
-
-@contextmanager
-def hogs(n: int) -> Iterator[None]:
-    """n CPU-bound processes for the duration of the block; always killed."""
-    procs = [subprocess.Popen([PY, "-c", "while True: pass"]) for _ in range(n)]
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
 
 
 def aa_command(out: Path, sessions: int, url: str | None) -> list[str]:
@@ -61,7 +47,7 @@ def aa_command(out: Path, sessions: int, url: str | None) -> list[str]:
 
 def one_run(out: Path, sessions: int, n_hogs: int, url: str | None) -> dict[str, Any]:
     """One A/A run beside the hogs; the verdict with and without the generator's band."""
-    with hogs(n_hogs):
+    with cpu_hogs(n_hogs):
         r = subprocess.run(aa_command(out, sessions, url), capture_output=True, text=True, cwd=ROOT, timeout=600)
         load = os.getloadavg()[0]  # at the end of the run, the hogs still spinning
     doc = json.loads(out.read_text())

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
-from ._util import PY, emit, median, pct, raise_nofile, spread
+from ._util import cpu_hogs, emit, median, pct, raise_nofile, spread
 
 _receive_lags: list[float] = []  # ms, every read (kernel mode)
 
@@ -143,20 +142,6 @@ def worker(mode: str, url: str, n: int, delay_ms: float, rate: float, warm: floa
 HOGS = 3  # CPU-bound processes beside the generator in the loaded condition (the machine has 2 CPUs)
 
 
-@contextmanager
-def hogs(count: int) -> Iterator[None]:
-    """``count`` CPU-bound processes for the duration; killed however the block ends."""
-    procs = [subprocess.Popen([PY, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        time.sleep(0.5)
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
-
-
 def bench_kstamp(
     repeats: int,
     quick: bool,
@@ -176,7 +161,7 @@ def bench_kstamp(
             for mode in modes:
                 knobs: tuple[str, ...] = ("--canonical-ttfe-ms", f"{delay:g}", "--canonical-ttfe-spread", "0")
                 knobs += ("--canonical-events", "2", "--canonical-gap-ms", f"{length * 1000.0 - delay:g}")
-                with target(*knobs, nofile=True) as (url, _pid), hogs(HOGS if cond == "hogs" else 0):
+                with target(*knobs, nofile=True) as (url, _pid), cpu_hogs(HOGS if cond == "hogs" else 0, settle_s=0.5):
                     load = os.getloadavg()[0]
                     args = (mode, url, str(n), f"{delay:g}", f"{rate:g}", f"{length + 1:g}", f"{window:g}")
                     r = run_worker("kstamp", "worker", *args, timeout=300)

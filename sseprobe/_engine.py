@@ -118,15 +118,20 @@ _stewards = 0
 
 def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)`` on uvloop's event loop when uvloop is installed: a session then costs
-    about a third less CPU (bench/README.md). ``SSEPROBE_LOOP=asyncio`` keeps the standard loop."""
-    if os.environ.get("SSEPROBE_LOOP", "").lower() != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.run(main)
-    return asyncio.run(main)
+    about a third less CPU (bench/README.md). ``SSEPROBE_LOOP=asyncio`` keeps the standard loop.
+    A stop (Ctrl-C) that lands before ``main`` ever ran closes it, so no "never awaited" warning
+    reaches stderr after the one line that says the run was interrupted."""
+    try:
+        if os.environ.get("SSEPROBE_LOOP", "").lower() != "asyncio":
+            try:
+                import uvloop
+            except ImportError:
+                pass
+            else:
+                return uvloop.run(main)
+        return asyncio.run(main)
+    finally:
+        main.close()  # a no-op once it has run; a coroutine that never started is discarded quietly
 
 
 async def _first(*aws: Any, timeout: float | None = None) -> None:

@@ -81,3 +81,38 @@ def adk_server() -> Iterator[str]:
 
     with adk_api_server() as url:
         yield url
+
+
+@contextmanager
+def cpu_hogs(n: int = 3) -> Iterator[None]:
+    """n processes spinning beside the block (the busy CI runner); always killed."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(10)
+
+
+# Both cohorts at BASE_MS with a narrow spread and short streams: large enough that what a busy machine
+# adds to both cohorts alike (tens of ms of late wake-ups) does not dilute an injected relative change
+# below the YELLOW threshold (the tests of compare).
+BASE_MS = 300.0
+AB_KNOBS = (
+    "--legacy-ttfe-ms",
+    str(BASE_MS),
+    "--legacy-ttfe-spread",
+    "0.1",
+    "--canonical-ttfe-spread",
+    "0.1",
+    "--legacy-gap-ms",
+    "1",
+    "--canonical-gap-ms",
+    "1",
+    "--legacy-events",
+    "2",
+    "--canonical-events",
+    "2",
+)

@@ -7,32 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import sseprobe, target_process
-
-# large enough that what a busy machine adds to both cohorts alike (tens of ms of late wake-ups) does not
-# dilute the injected relative change below the YELLOW threshold
-BASE_MS = 300.0
+from .conftest import AB_KNOBS, BASE_MS, sseprobe, target_process
 
 
 def _compare(tmp_path: Path, *knobs: str, sessions: int = 1500) -> tuple[int, dict]:
     out = tmp_path / "cmp.json"
-    common = [
-        "--legacy-ttfe-ms",
-        str(BASE_MS),
-        "--legacy-ttfe-spread",
-        "0.1",
-        "--canonical-ttfe-spread",
-        "0.1",
-        "--legacy-gap-ms",
-        "1",
-        "--canonical-gap-ms",
-        "1",
-        "--legacy-events",
-        "2",
-        "--canonical-events",
-        "2",
-    ]
-    with target_process(*common, *knobs) as url:
+    with target_process(*AB_KNOBS, *knobs) as url:
         r = sseprobe(
             "compare",
             "--canonical",

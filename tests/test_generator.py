@@ -12,8 +12,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from sseprobe._record import SessionRecord
 from sseprobe._runner import SATURATED_LAG_MS, SATURATED_START_MS, SATURATED_WAIT_MS, _sum_cpu, generator_block, lag_us
 from sseprobe._session import run_session
 
-from .conftest import sseprobe
+from .conftest import cpu_hogs, sseprobe
 
 
 def _ms(p99: float | None) -> dict[str, float | int | None]:
@@ -111,9 +109,8 @@ def test_cpu_hogs_beside_a_run_flag_it_saturated(target: str, tmp_path: Path) ->
     demo's 10 in flight per cohort, is woken ahead of the hogs by the scheduler and on a quiet machine
     keeps its loop lag near 5 ms: its timings stay true and it is rightly not flagged; see README.)"""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(max(3, cpus + 1))]
     out = tmp_path / "r.json"
-    try:
+    with cpu_hogs(max(3, cpus + 1)):
         r = sseprobe(
             "run",
             "--flow",
@@ -130,11 +127,6 @@ def test_cpu_hogs_beside_a_run_flag_it_saturated(target: str, tmp_path: Path) ->
             str(out),
             timeout=60,
         )
-    finally:
-        for hog in hogs:
-            hog.kill()
-        for hog in hogs:
-            hog.wait()
     assert r.returncode in (0, 1, 2), r.stderr
     gen = json.loads(out.read_text())["generator"]
     assert gen["saturated"] is True, gen["note"]

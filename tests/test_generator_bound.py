@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +25,7 @@ from sseprobe._stats import CohortStats
 from sseprobe._summary import render_run
 from sseprobe._verdict_text import render_verdict
 
-from .conftest import in_process, sseprobe, target_process
+from .conftest import cpu_hogs, in_process, sseprobe, target_process
 from .test_compare import cohort
 
 LATENCY = ("ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms", "first_event_p95_ms", "completion_p95_ms")
@@ -250,19 +246,6 @@ def test_monitor_targets_missed_within_the_band_are_unknown_not_red() -> None:
 
 
 # --- end to end, against the built-in target, the generator honestly saturated -------------------
-
-
-@contextmanager
-def cpu_hogs(n: int = 3) -> Iterator[None]:
-    """n processes spinning beside the run (the busy CI runner of the issue); always killed."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait(10)
 
 
 def test_a_a_beside_three_cpu_hogs_is_never_yellow_or_red(tmp_path: Path) -> None:

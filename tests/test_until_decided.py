@@ -26,25 +26,8 @@ from sseprobe._sequential import Looks, UntilDecided, time_to_decide
 from sseprobe._stats import CohortStats
 from sseprobe._verdict_text import render_sequential
 
-from .conftest import CLI, in_process, sseprobe, target_process
-
-BASE_MS = 300.0  # as tests/test_compare_cli.py: what a busy machine adds to both cohorts stays small beside it
-KNOBS = (
-    "--legacy-ttfe-ms",
-    str(BASE_MS),
-    "--legacy-ttfe-spread",
-    "0.1",
-    "--canonical-ttfe-spread",
-    "0.1",
-    "--legacy-gap-ms",
-    "1",
-    "--canonical-gap-ms",
-    "1",
-    "--legacy-events",
-    "2",
-    "--canonical-events",
-    "2",
-)
+from .conftest import AB_KNOBS as KNOBS
+from .conftest import BASE_MS, CLI, in_process, sseprobe, target_process
 
 
 def _until_decided(tmp_path: Path, url: str, *flags: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
