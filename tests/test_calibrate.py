@@ -210,6 +210,15 @@ def test_run_and_compare_warn_before_starting_only_above_the_calibration(target:
     assert _warnings(off.stderr) == [], off.stderr
 
 
+def test_the_demo_warns_above_the_calibration_too(tmp_path: Path) -> None:
+    """The README's main job says so as run and compare do: 10 in flight per cohort on one worker is 20."""
+    path = tmp_path / "calibration.json"
+    store_calibration(_calibration(rate=50, in_flight=5), path)
+    r = sseprobe("demo", "-n", "20", "-c", "10", "--out", str(tmp_path / "d.json"), env={CALIBRATION_ENV: str(path)})
+    assert r.returncode in (0, 1, 2, 3) and "Traceback" not in r.stderr, r.stderr
+    assert "20 sessions in flight per worker" in "".join(_warnings(r.stderr)), r.stderr
+
+
 def test_a_stale_or_corrupt_calibration_never_stops_a_run(target: str, tmp_path: Path) -> None:
     path = tmp_path / "calibration.json"
     store_calibration(_calibration(rate=1, in_flight=1, hostname="another-machine"), path)

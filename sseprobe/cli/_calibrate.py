@@ -51,7 +51,7 @@ def calibrate_cmd(budget: float, path: str | None, no_store: bool, as_json: bool
 
     Against the built-in target in its own process, a geometric ramp then a bisection of short load
     steps finds, per worker: the highest session rate and the most streams in flight at which the
-    generator is not saturated and time to first event (TTFE) stays within 2 ms of the truth the
+    generator is not saturated and time to first answer (TTFE) stays within 2 ms of the truth the
     target stamps (at p99). Also measured: the timer floor (how late an idle loop's sleep wakes) and
     the loop-lag floor. Prints a recommended --workers and, unless --no-store, stores the result so
     that run and compare warn before starting when asked for more per worker than this machine

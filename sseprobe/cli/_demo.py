@@ -82,6 +82,8 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
     given = {"canonical_url": url, "legacy_url": url, "sessions": sessions, "concurrency": concurrency, "workers": 1}
     try:
         plan = plan_from(None, {**given, **({"out": out} if out else {})}, "compare")
+        for note in plan.notes:  # e.g. more per worker than this machine's calibration found
+            click.echo(f"sseprobe: {note}", err=True)
         result = compare(plan)
     finally:
         proc.terminate()
