@@ -26,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 from ._util import cpu_hogs, emit, median, pct, raise_nofile, spread
+from .truth import open_run
 
 _receive_lags: list[float] = []  # ms, every read (kernel mode)
 
@@ -76,45 +76,12 @@ def _note_receive_lags() -> None:
     _http._Conn.data_received = data_received  # type: ignore[method-assign]
 
 
-_store: list[tuple[float, float, float]] = []  # (scheduled, ttfe ms, R ms)
-
-
-def _install_hook() -> None:
-    from sseprobe import FirstEvent, observe_first_events
-
-    from .truth import _first_stamp
-
-    def note(seen: FirstEvent) -> None:
-        ts = _first_stamp(seen.events)
-        if ts is not None and seen.ttfe_ms is not None:
-            r_ms = (seen.base + seen.ttfe_ms / 1000.0 + seen.wall_offset - ts) * 1000.0
-            _store.append((seen.scheduled, seen.ttfe_ms, r_ms))
-
-    observe_first_events(note)
-
-
 def worker(mode: str, url: str, n: int, delay_ms: float, rate: float, warm: float, window: float) -> dict[str, Any]:
-    from sseprobe import CohortSpec, FlowOptions, Limits, Load, Phase, RunOptions, Schedule, Timeouts, measure
-
     if mode == "loop":
         _install_loop_transport()
     else:
         _note_receive_lags()
-    _install_hook()
-    total = warm + window
-    load = Load(
-        schedule=Schedule((Phase(total + 600, rate, rate),)), duration=total, grace=0.0, max_in_flight=2 * n + 100
-    )
-    c0 = time.process_time()
-    m = measure(
-        [CohortSpec("canonical", FlowOptions(flow="canonical", url=url))],
-        load,
-        Timeouts(connect=10, idle=120, session=300),
-        Limits(),
-        RunOptions(workers=1),
-    )
-    cpu = time.process_time() - c0
-    judged = [x for x in _store if x[0] >= warm]
+    m, cpu, judged = open_run(url, n, delay_ms, rate, warm, window)
     r = [x[2] for x in judged]
     stats = m.cohorts["canonical"]
     gen = m.generator

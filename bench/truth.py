@@ -63,7 +63,11 @@ def _first_stamp(events: list[Any]) -> float | None:
     return None
 
 
-def worker(url: str, n: int, delay_ms: float, rate: float, warm: float, window: float) -> dict[str, Any]:
+def open_run(
+    url: str, n: int, delay_ms: float, rate: float, warm: float, window: float
+) -> tuple[Any, float, list[tuple[float, float, float, float]]]:
+    """One open-model run with the truth noted per session: (the measurement, its CPU seconds, the
+    sessions scheduled after the warm-up as (scheduled, ttfe ms, R ms, S ms)). Benchmarks 4 and 9."""
     from sseprobe import CohortSpec, FlowOptions, Limits, Load, Phase, RunOptions, Schedule, Timeouts, measure
 
     install_hook(delay_ms / 1000.0)
@@ -81,7 +85,11 @@ def worker(url: str, n: int, delay_ms: float, rate: float, warm: float, window: 
         RunOptions(workers=1),
     )
     cpu = time.process_time() - c0
-    judged = [x for x in _store if x[0] >= warm]
+    return m, cpu, [x for x in _store if x[0] >= warm]
+
+
+def worker(url: str, n: int, delay_ms: float, rate: float, warm: float, window: float) -> dict[str, Any]:
+    m, cpu, judged = open_run(url, n, delay_ms, rate, warm, window)
     r = [x[2] for x in judged]
     s = [x[3] for x in judged]
     err_d = [x[1] - delay_ms for x in judged]
