@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._compare import Verdict, decided, generator_band
-from ._compare import compare as judge
 from ._config import FlowOptions, Limits, Timeouts
-from ._engine import CohortSpec, Load, RunInfo
-from ._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
 from ._outcomes import Outcome
-from ._pacer import Phase
-from ._plan import (
+from ._redact import redact_url
+from .load.engine import CohortSpec, Load, RunInfo
+from .load.pacer import Phase
+from .load.runner import Measured, RunOptions, measure, merged_generator
+from .plan.resolve import (
     UsageProblem,
     build_limits,
     build_load,
@@ -41,15 +40,16 @@ from ._plan import (
     tls_config,
     until_decided_from,
 )
-from ._policy import Policy, check_triggers, mark_generator_bound
-from ._redact import redact_url
-from ._results import build_document
-from ._runner import Measured, RunOptions, measure, merged_generator
-from ._scenario import Scenario
-from ._sequential import Looks, Stopped, UntilDecided, time_to_decide
-from ._stats import CohortStats
-from ._summary import render_run
-from ._verdict_text import render_sequential, render_verdict
+from .plan.scenario import Scenario
+from .report.document import build_document
+from .report.summary import render_run
+from .report.verdict_text import render_sequential, render_verdict
+from .verdict.compare import Verdict, decided, generator_band
+from .verdict.compare import compare as judge
+from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
+from .verdict.policy import Policy, check_triggers, mark_generator_bound
+from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
+from .verdict.stats import CohortStats
 
 __all__ = [
     "DEFAULTS",

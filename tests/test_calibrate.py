@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._calibrate import (
+from sseprobe.load.calibrate import (
     CALIBRATION_ENV,
     RESOLUTION,
     SCHEMA,
@@ -31,8 +31,8 @@ from sseprobe._calibrate import (
     recommend_workers,
     store_calibration,
 )
-from sseprobe._engine import Load
-from sseprobe._pacer import Phase, Schedule
+from sseprobe.load.engine import Load
+from sseprobe.load.pacer import Phase, Schedule
 
 from .conftest import CLI, in_process, sseprobe
 

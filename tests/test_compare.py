@@ -24,7 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.power import DISTRIBUTIONS, Fixed, fixed_trials, sequential_trials
-from sseprobe._compare import (
+from sseprobe.report.verdict_text import render_verdict
+from sseprobe.verdict.compare import (
     EXIT_CODES,
     SequentialPlan,
     Verdict,
@@ -40,9 +41,8 @@ from sseprobe._compare import (
     shift_scale_change,
     t_quantile,
 )
-from sseprobe._policy import DEFAULT_POLICY, MetricRule, Policy
-from sseprobe._stats import CohortStats, histogram_arrays, new_histogram
-from sseprobe._verdict_text import render_verdict
+from sseprobe.verdict.policy import DEFAULT_POLICY, MetricRule, Policy
+from sseprobe.verdict.stats import CohortStats, histogram_arrays, new_histogram
 
 ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
 
@@ -384,7 +384,7 @@ def test_render_verdict() -> None:
 
 def test_comparison_modules_are_pure() -> None:
     code = (
-        "import sys; import sseprobe._compare, sseprobe._policy, sseprobe._verdict_text;"
+        "import sys; import sseprobe.verdict.compare, sseprobe.verdict.policy, sseprobe.report.verdict_text;"
         "bad = [m for m in ('socket', 'ssl', 'asyncio', 'aiohttp', 'anyio', 'http.client', 'urllib.request')"
         " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from sseprobe._history import SCHEMA_VERSION, CohortRow, History, HistoryError, PassRow
 from sseprobe.cli import main
+from sseprobe.report.history import SCHEMA_VERSION, CohortRow, History, HistoryError, PassRow
 
 from .report_docs import results_doc
 

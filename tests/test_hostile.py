@@ -30,16 +30,16 @@ from typing import Any
 import pytest
 
 import sseprobe._api
-import sseprobe._results
 import sseprobe.cli._compare
 import sseprobe.cli._monitor
 import sseprobe.cli._report
 import sseprobe.cli._run
-from sseprobe._http import LeanClient
+import sseprobe.report.document
 from sseprobe._outcomes import ProtocolError
-from sseprobe._results import dumps
 from sseprobe.cli import main
 from sseprobe.cli._run import held_signals
+from sseprobe.report.document import dumps
+from sseprobe.wire.http import LeanClient
 
 from .conftest import CLI, target_process
 from .report_docs import results_doc
@@ -304,7 +304,7 @@ def test_results_survive_an_output_that_fails_at_the_end(
     def full_disk(*_a: Any, **_k: Any) -> Any:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sseprobe._results, "write_atomic", full_disk)
+    monkeypatch.setattr(sseprobe.report.document, "write_atomic", full_disk)
     out = tmp_path / "r.json"
     code = main(["run", "--flow", "legacy", "--url", target, "-n", "6", "-c", "2", "-w", "1", "-o", str(out), "--json"])
     captured = capfd.readouterr()
@@ -327,8 +327,8 @@ def test_json_still_prints_when_nothing_can_be_written(
     def read_only(*_a: Any, **_k: Any) -> Any:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(sseprobe._results, "write_atomic", read_only)
-    monkeypatch.setattr(sseprobe._results.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(sseprobe.report.document, "write_atomic", read_only)
+    monkeypatch.setattr(sseprobe.report.document.tempfile, "mkstemp", read_only)
     code = main(
         ["run", "--flow", "legacy", "--url", target, "-n", "3", "-w", "1", "-o", str(tmp_path / "r.json"), "--json"]
     )

@@ -17,8 +17,8 @@ import pytest
 
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
-from sseprobe._scenario import load_scenario
-from sseprobe._stats import CohortStats, summarize_ms
+from sseprobe.plan.scenario import load_scenario
+from sseprobe.verdict.stats import CohortStats, summarize_ms
 
 from .conftest import CLI, sseprobe, target_process
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._policy import (
+from sseprobe.verdict.policy import (
     DEFAULT_POLICY,
     MetricRule,
     Policy,
@@ -17,7 +17,7 @@ from sseprobe._policy import (
     metric_value,
     parse_quantile_name,
 )
-from sseprobe._stats import CohortStats
+from sseprobe.verdict.stats import CohortStats
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._intervals import IntervalLog
-from sseprobe._live import Progress, merge_progress, progress_line
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
+from sseprobe.load.progress import Progress, merge_progress, progress_line
+from sseprobe.verdict.intervals import IntervalLog
 
 from .conftest import CLI, sseprobe, target_process
 

@@ -19,12 +19,12 @@ import pytest
 
 from bench.power import DISTRIBUTIONS, grow
 from sseprobe import plan_from
-from sseprobe._compare import SequentialPlan, compare_sequential, decided
-from sseprobe._plan import UsageProblem
-from sseprobe._policy import DEFAULT_POLICY
-from sseprobe._sequential import Looks, UntilDecided, time_to_decide
-from sseprobe._stats import CohortStats
-from sseprobe._verdict_text import render_sequential
+from sseprobe.plan.resolve import UsageProblem
+from sseprobe.report.verdict_text import render_sequential
+from sseprobe.verdict.compare import SequentialPlan, compare_sequential, decided
+from sseprobe.verdict.policy import DEFAULT_POLICY
+from sseprobe.verdict.sequential import Looks, UntilDecided, time_to_decide
+from sseprobe.verdict.stats import CohortStats
 
 from .conftest import AB_KNOBS as KNOBS
 from .conftest import BASE_MS, CLI, in_process, sseprobe, target_process
@@ -299,7 +299,7 @@ def test_time_to_decide_at_each_rollout_step() -> None:
 
 def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
     """The monitor's keys go through plan_from like the flags: one probe, batches of 20 up to 40."""
-    from sseprobe._monitor import load_monitor_config, probe
+    from sseprobe.ops.monitor import load_monitor_config, probe
 
     with target_process("--canonical-ttfe-ms", "40", "--legacy-ttfe-ms", "40") as url:
         cfg_path = tmp_path / "monitor.toml"

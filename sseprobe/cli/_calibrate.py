@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .._calibrate import (
+from ..load.calibrate import (
     DEFAULT_BUDGET_S,
     IN_FLIGHT_CAP,
     CalibrationFailed,
@@ -18,9 +18,9 @@ from .._calibrate import (
     calibration_path,
     store_calibration,
 )
-from .._levels import EXIT_OK, EXIT_UNKNOWN
-from .._plan import UsageProblem, check_outputs, open_file_room
-from .._results import dumps
+from ..plan.resolve import UsageProblem, check_outputs, open_file_room
+from ..report.document import dumps
+from ..verdict.levels import EXIT_OK, EXIT_UNKNOWN
 
 __all__ = ["calibrate_cmd"]
 

@@ -14,10 +14,9 @@ import click
 from click.core import ParameterSource
 
 from .._api import DEFAULTS
-from .._cluster import NODE_LOSS
 from .._config import LEGACY_STREAMS, SESSION_CREATE
-from .._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
-from .._plan import (
+from ..load.cluster import NODE_LOSS
+from ..plan.resolve import (
     UsageProblem,
     build_flow,
     build_limits,
@@ -40,7 +39,8 @@ from .._plan import (
     tls_config,
     worker_count,
 )
-from .._scenario import out_of_bounds
+from ..plan.scenario import out_of_bounds
+from ..verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
 
 __all__ = [
     "EXIT_OK",

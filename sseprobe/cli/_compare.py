@@ -15,10 +15,10 @@ import click
 
 from .._api import compare as compare_live
 from .._api import plan_from
-from .._compare import Verdict, compare, generator_band
-from .._policy import Policy
-from .._results import ResultsError, build_document, cohort_from_document, read_documents
-from .._verdict_text import render_verdict
+from ..report.document import ResultsError, build_document, cohort_from_document, read_documents
+from ..report.verdict_text import render_verdict
+from ..verdict.compare import Verdict, compare, generator_band
+from ..verdict.policy import Policy
 from ._common import (
     EXIT_UNKNOWN,
     UsageProblem,

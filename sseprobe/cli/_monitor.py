@@ -9,10 +9,10 @@ from typing import Any
 import click
 import orjson
 
-from .._history import History, HistoryError, PassRow, deciding_reason
-from .._monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
-from .._policy import format_metric
-from .._results import ResultsError, read_document
+from ..ops.monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
+from ..report.document import ResultsError, read_document
+from ..report.history import History, HistoryError, PassRow, deciding_reason
+from ..verdict.policy import format_metric
 from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
 
 __all__ = ["monitor_cmd", "baseline_group", "history_cmd"]

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from .._hgrm import export_hgrm
-from .._report_html import write_report
-from .._results import ResultsError, read_document
+from ..report.document import ResultsError, read_document
+from ..report.hgrm import export_hgrm
+from ..report.html import write_report
 from ._common import EXIT_OK, UsageProblem
 
 __all__ = ["report_cmd"]

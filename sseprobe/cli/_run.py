@@ -11,10 +11,10 @@ from typing import Any
 import click
 
 from .._api import RunPlan, plan_from, run
-from .._compare import GENERATOR_ADVICE
 from .._config import FLOWS
-from .._engine import RunInfo
-from .._results import default_out_path, dumps, write_with_fallback
+from ..load.engine import RunInfo
+from ..report.document import default_out_path, dumps, write_with_fallback
+from ..verdict.compare import GENERATOR_ADVICE
 from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, overrides
 from ._report import attach_html
 

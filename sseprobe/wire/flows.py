@@ -14,8 +14,8 @@ from typing import Literal
 
 import orjson
 
-from ._config import FlowOptions
-from ._sse import Event
+from .._config import FlowOptions
+from .sse import Event
 
 __all__ = [
     "StreamRules",

@@ -40,8 +40,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._stats import HISTOGRAMS, CohortStats, histogram_arrays
-from ._toml import StrictReader, read_toml
+from .._toml import StrictReader, read_toml
+from .stats import HISTOGRAMS, CohortStats, histogram_arrays
 
 __all__ = [
     "PolicyError",

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from ._config import Limits, Timeouts
-from ._drivers import ClosedDriver, CohortSpec, Driver, OpenDriver, RunControl, Sessions, interleave
-from ._http import LeanClient
-from ._pacer import Schedule
-from ._record import SessionRecord
+from .._config import Limits, Timeouts
+from .._record import SessionRecord
+from ..wire.http import LeanClient
+from .drivers import ClosedDriver, CohortSpec, Driver, OpenDriver, RunControl, Sessions, interleave
+from .pacer import Schedule
 
 T = TypeVar("T")
 

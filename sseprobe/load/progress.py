@@ -9,9 +9,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._intervals import merge_intervals
-from ._record import SessionRecord
-from ._stats import CohortStats
+from .._record import SessionRecord
+from ..verdict.intervals import merge_intervals
+from ..verdict.stats import CohortStats
 
 __all__ = ["LiveWindow", "Progress", "SustainedTrigger", "merge_progress", "progress_line"]
 

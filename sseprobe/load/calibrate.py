@@ -40,15 +40,15 @@ from typing import Any
 
 import orjson
 
-from ._config import FlowOptions, Limits, Timeouts
-from ._engine import CohortSpec, Load, RunControl
-from ._engine import run as run_loop
-from ._pacer import Phase, Schedule
-from ._results import write_atomic
-from ._runner import RunOptions, _loop_lag, default_workers, run_share
-from ._session import FirstEvent, observe_first_events
-from ._sse import Event
-from ._stats import new_histogram, summarize_ms
+from .._config import FlowOptions, Limits, Timeouts
+from ..report.document import write_atomic
+from ..verdict.stats import new_histogram, summarize_ms
+from ..wire.session import FirstEvent, observe_first_events
+from ..wire.sse import Event
+from .engine import CohortSpec, Load, RunControl
+from .engine import run as run_loop
+from .pacer import Phase, Schedule
+from .runner import RunOptions, _loop_lag, default_workers, run_share
 
 __all__ = [
     "CALIBRATION_ENV",
@@ -367,7 +367,7 @@ def _built_in_target() -> Iterator[_Target]:
     """Fork the target (as ``sseprobe demo`` does); stopped however the calibration ends."""
     import multiprocessing
 
-    from .target import TargetConfig, serve
+    from ..target import TargetConfig, serve
 
     def serve_here(config: TargetConfig, ready: Any) -> None:
         # streams cut at a step's end are expected here: aiohttp's traceback for each is noise on stderr

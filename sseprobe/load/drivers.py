@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ._config import FlowOptions, Limits, Timeouts
-from ._http import LeanClient
-from ._pacer import Schedule
-from ._record import SessionRecord
-from ._session import run_session
+from .._config import FlowOptions, Limits, Timeouts
+from .._record import SessionRecord
+from ..wire.http import LeanClient
+from ..wire.session import run_session
+from .pacer import Schedule
 
 __all__ = ["CohortSpec", "RunControl", "interleave", "Sessions", "Driver", "ClosedDriver", "OpenDriver"]
 

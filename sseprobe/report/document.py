@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ._stats import CohortStats
+from ..verdict.stats import CohortStats
 
 __all__ = [
     "SCHEMA",

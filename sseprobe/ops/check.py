@@ -13,14 +13,14 @@ from typing import Any, cast
 
 import orjson
 
-from ._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
-from ._engine import make_client
-from ._flows import Step
-from ._http import Transport
-from ._outcomes import Outcome, SessionError
-from ._record import SessionRecord
-from ._session import prepared_stream, run_session
-from ._sse import SSEDecoder
+from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
+from .._outcomes import Outcome, SessionError
+from .._record import SessionRecord
+from ..load.engine import make_client
+from ..wire.flows import Step
+from ..wire.http import Transport
+from ..wire.session import prepared_stream, run_session
+from ..wire.sse import SSEDecoder
 
 __all__ = ["CheckResult", "run_checks", "health_findings", "LEVELS"]
 

@@ -76,8 +76,8 @@ from typing import Any, Literal, TypeGuard
 
 import numpy as np
 
-from ._levels import exit_codes
-from ._policy import (
+from .levels import exit_codes
+from .policy import (
     DEFAULT_POLICY,
     MetricRule,
     Policy,
@@ -86,7 +86,7 @@ from ._policy import (
     hist_quantile,
     mark_generator_bound,
 )
-from ._stats import CohortStats, histogram_arrays
+from .stats import CohortStats, histogram_arrays
 
 __all__ = [
     "compare",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._compare import MetricResult, Verdict
+from ..verdict.compare import MetricResult, Verdict
 
 __all__ = ["render_verdict", "render_sequential"]
 

@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 
 import click
 
-from ._config import Limits, Timeouts
-from ._engine import CohortSpec, Load, RunControl, RunInfo
-from ._live import Progress, merge_progress
-from ._redact import redact_url
-from ._runner import Measured, RunOptions, _merge_results, _print_progress, run_share
-from ._stats import CohortStats, new_histogram
+from .._config import Limits, Timeouts
+from .._redact import redact_url
+from ..verdict.stats import CohortStats, new_histogram
+from .engine import CohortSpec, Load, RunControl, RunInfo
+from .progress import Progress, merge_progress
+from .runner import Measured, RunOptions, _merge_results, _print_progress, run_share
 
 __all__ = [
     "ClusterError",

@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 from hdrh.histogram import HdrHistogram
 
-from ._hgrm import hgrm_points
-from ._results import write_atomic
-from ._stats import CohortStats
-from ._verdict_text import render_sequential
+from ..verdict.stats import CohortStats
+from .document import write_atomic
+from .hgrm import hgrm_points
+from .verdict_text import render_sequential
 
 __all__ = ["render_report", "write_report", "scrub"]
 

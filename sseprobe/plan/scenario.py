@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
-from ._pacer import Phase
-from ._redact import SECRET_HEADERS
-from ._toml import StrictReader, read_toml
+from .._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
+from .._redact import SECRET_HEADERS
+from .._toml import StrictReader, read_toml
+from ..load.pacer import Phase
 
 __all__ = ["BOUNDS", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
 

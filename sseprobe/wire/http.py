@@ -31,9 +31,9 @@ from http.cookies import SimpleCookie
 from typing import Protocol
 from urllib.parse import quote
 
-from ._config import TLSOptions
-from ._h1 import Head, ResponseFramer
-from ._outcomes import ConnectError, IdleTimeout, ProtocolError, SessionError, SessionTimeout
+from .._config import TLSOptions
+from .._outcomes import ConnectError, IdleTimeout, ProtocolError, SessionError, SessionTimeout
+from .h1 import Head, ResponseFramer
 
 __all__ = ["LeanClient", "LeanResponse", "HeadTimeout", "Transport", "Response", "tls_context"]
 

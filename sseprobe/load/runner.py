@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from hdrh.histogram import HdrHistogram
 
-from ._config import Limits, Timeouts
-from ._engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
-from ._intervals import IntervalLog, merge_intervals
-from ._live import LiveWindow, Progress, SustainedTrigger, merge_progress, progress_line
-from ._policy import DEFAULT_POLICY, Policy, check_triggers
-from ._record import SessionRecord
-from ._redact import redact_url
-from ._stats import CohortStats, new_histogram, summarize_ms
+from .._config import Limits, Timeouts
+from .._record import SessionRecord
+from .._redact import redact_url
+from ..verdict.intervals import IntervalLog, merge_intervals
+from ..verdict.policy import DEFAULT_POLICY, Policy, check_triggers
+from ..verdict.stats import CohortStats, new_histogram, summarize_ms
+from .engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
+from .progress import LiveWindow, Progress, SustainedTrigger, merge_progress, progress_line
 
 if TYPE_CHECKING:
-    from ._cluster import ClusterOptions
+    from .cluster import ClusterOptions
 
 __all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share", "merged_generator"]
 
@@ -657,7 +657,7 @@ def measure(
     document's worth: interrupted, with whatever was measured (nothing)."""
     try:
         if opts.cluster is not None:
-            from ._cluster import measure_cluster  # here, not above: _cluster builds on this module
+            from .cluster import measure_cluster  # here, not above: _cluster builds on this module
 
             return measure_cluster(cohorts, load, timeouts, limits, opts)
         workers = useful_workers(load, opts.workers)  # never more processes than sessions can be in flight

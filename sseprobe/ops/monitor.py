@@ -30,15 +30,19 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ._api import compare as compare_live
-from ._api import plan_from
-from ._check import run_checks
-from ._compare import GENERATOR_ADVICE, compare, generator_band
-from ._config import FlowName, FlowOptions
-from ._history import CohortRow, History, HistoryError, PassRow
-from ._levels import exit_codes
-from ._plan import UsageProblem
-from ._policy import (
+from .._api import compare as compare_live
+from .._api import plan_from
+from .._config import FlowName, FlowOptions
+from .._redact import redact_url
+from .._toml import StrictReader, read_toml
+from ..plan.resolve import UsageProblem
+from ..plan.scenario import Scenario, ScenarioError, load_scenario
+from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
+from ..report.history import CohortRow, History, HistoryError, PassRow
+from ..report.prom import PassMetrics, push, write_textfile
+from ..verdict.compare import GENERATOR_ADVICE, compare, generator_band
+from ..verdict.levels import exit_codes
+from ..verdict.policy import (
     DEFAULT_POLICY,
     Policy,
     PolicyError,
@@ -48,12 +52,8 @@ from ._policy import (
     mark_generator_bound,
     metric_value,
 )
-from ._prom import PassMetrics, push, write_textfile
-from ._redact import redact_url
-from ._results import ResultsError, dumps, read_document, write_atomic, write_with_fallback
-from ._scenario import Scenario, ScenarioError, load_scenario
-from ._stats import CohortStats
-from ._toml import StrictReader, read_toml
+from ..verdict.stats import CohortStats
+from .check import run_checks
 
 __all__ = [
     "MonitorError",
@@ -717,7 +717,7 @@ class ReportWriter:
     def write(self, done: FinishedPass) -> None:
         if done.doc is None:
             return
-        from ._report_html import write_report
+        from ..report.html import write_report
 
         try:
             write_report([(str(done.results_path), done.doc)], self.path, title=f"sseprobe monitor {done.overall}")

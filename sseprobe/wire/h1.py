@@ -16,7 +16,7 @@ from typing import Protocol
 
 import httptools
 
-from ._outcomes import PrematureClose, ProtocolError
+from .._outcomes import PrematureClose, ProtocolError
 
 __all__ = ["FrameEvents", "ResponseFramer", "Head", "MAX_HEAD"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from ._results import write_atomic
-from ._stats import CohortStats
+from ..verdict.stats import CohortStats
+from .document import write_atomic
 
 __all__ = ["percentile_distribution", "export_hgrm", "hgrm_points"]
 

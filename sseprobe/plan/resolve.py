@@ -19,19 +19,19 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ._calibrate import calibration_path, load_calibration, over_calibration
-from ._cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
-from ._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
-from ._engine import Load
-from ._http import tls_context
-from ._levels import EXIT_UNKNOWN
-from ._pacer import Phase, Schedule
-from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
-from ._redact import SECRET_HEADERS, redact_url
-from ._results import ResultsError, check_output, default_out_path
-from ._runner import RunOptions, default_workers, useful_workers
-from ._scenario import Scenario, ScenarioError, load_scenario
-from ._sequential import UntilDecided
+from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
+from .._redact import SECRET_HEADERS, redact_url
+from ..load.calibrate import calibration_path, load_calibration, over_calibration
+from ..load.cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
+from ..load.engine import Load
+from ..load.pacer import Phase, Schedule
+from ..load.runner import RunOptions, default_workers, useful_workers
+from ..report.document import ResultsError, check_output, default_out_path
+from ..verdict.levels import EXIT_UNKNOWN
+from ..verdict.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
+from ..verdict.sequential import UntilDecided
+from ..wire.http import tls_context
+from .scenario import Scenario, ScenarioError, load_scenario
 
 _T = TypeVar("_T")
 

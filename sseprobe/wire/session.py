@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from ._config import FlowOptions, Limits, Timeouts
-from ._flows import FlowPlan, Step, ended_partial, learned_adk_only, plan_session
-from ._http import Response, Transport
-from ._outcomes import (
+from .._config import FlowOptions, Limits, Timeouts
+from .._outcomes import (
     BadContentType,
     ConnectError,
     EmptyAnswer,
@@ -30,8 +28,10 @@ from ._outcomes import (
     SessionTimeout,
     StreamError,
 )
-from ._record import SessionRecord
-from ._sse import Event, SSEDecoder
+from .._record import SessionRecord
+from .flows import FlowPlan, Step, ended_partial, learned_adk_only, plan_session
+from .http import Response, Transport
+from .sse import Event, SSEDecoder
 
 __all__ = ["run_session", "prepared_stream", "Clock", "FirstEvent", "observe_first_events"]
 

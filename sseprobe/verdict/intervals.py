@@ -13,7 +13,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from ._record import SessionRecord
+from .._record import SessionRecord
 
 __all__ = ["IntervalLog", "interval_histogram", "merge_intervals"]
 

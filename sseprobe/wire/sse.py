@@ -16,7 +16,7 @@ import re
 from itertools import repeat
 from typing import NamedTuple
 
-from ._outcomes import ProtocolError
+from .._outcomes import ProtocolError
 
 __all__ = ["Event", "SSEDecoder"]
 

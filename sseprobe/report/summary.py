@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._stats import CohortStats, summarize_ms
+from ..verdict.stats import CohortStats, summarize_ms
 
 __all__ = ["render_run"]
 

@@ -19,9 +19,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from ._levels import LEVEL_EXIT
-from ._redact import redact_url
-from ._results import write_atomic
+from .._redact import redact_url
+from ..verdict.levels import LEVEL_EXIT
+from .document import write_atomic
 
 __all__ = ["PassMetrics", "render", "write_textfile", "push", "LEVEL_CODES"]
 

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._compare import SequentialPlan, Verdict, compare_sequential, decided
-from ._policy import Policy
-from ._stats import CohortStats
+from .compare import SequentialPlan, Verdict, compare_sequential, decided
+from .policy import Policy
+from .stats import CohortStats
 
 __all__ = ["UntilDecided", "Looks", "Stopped", "time_to_decide", "ROLLOUT_STEPS"]
 

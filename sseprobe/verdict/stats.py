@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from ._outcomes import Outcome
-from ._record import SessionRecord
+from .._outcomes import Outcome
+from .._record import SessionRecord
 
 __all__ = ["CohortStats", "new_histogram", "histogram_arrays", "summarize_ms", "HISTOGRAMS"]
 
