@@ -15,33 +15,22 @@ writer with one ``write`` method (``writers_for`` lists them in the order they r
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import os
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
-from urllib.parse import urlsplit
-
-import orjson
+from typing import Any, cast
 
 from .._api import compare as compare_live
 from .._api import plan_from
 from .._config import FlowName, FlowOptions
-from .._redact import redact_url
-from .._toml import StrictReader, read_toml
 from ..plan.resolve import UsageProblem
 from ..plan.scenario import Scenario, ScenarioError, load_scenario
-from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
-from ..report.history import CohortRow, History, HistoryError, PassRow
-from ..report.prom import PassMetrics, push, write_textfile
+from ..report.document import ResultsError, dumps, read_document, write_with_fallback
+from ..report.history import History
 from ..verdict.compare import GENERATOR_ADVICE, compare, generator_band
-from ..verdict.levels import exit_codes
 from ..verdict.policy import (
     DEFAULT_POLICY,
     Policy,
@@ -54,11 +43,15 @@ from ..verdict.policy import (
 )
 from ..verdict.stats import CohortStats
 from .check import run_checks
+from .monitor_config import EXIT, MonitorConfig, MonitorError, Part, PassResult, load_monitor_config, pass_lock, worst
+from .monitor_writers import FinishedPass, save_baseline, writers_for
 
 __all__ = [
+    "EXIT",
     "MonitorError",
     "MonitorConfig",
     "Part",
+    "PassResult",
     "load_monitor_config",
     "pass_lock",
     "run_pass",
@@ -67,8 +60,6 @@ __all__ = [
     "worst",
 ]
 
-EXIT = exit_codes("GREEN", "YELLOW", "RED", "UNKNOWN")
-_RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}  # UNKNOWN only wins over GREEN
 # PROTOCOLS.md "What good means": (metric, op, target, words). Missing one is YELLOW.
 TARGETS = (
     ("connect_success_rate", ">", 0.99, "connect success"),
@@ -76,147 +67,6 @@ TARGETS = (
     ("error_rate_5xx", "<", 0.01, "5xx rate"),
     ("completion_rate", ">", 0.98, "completion"),
 )
-
-
-class MonitorError(ValueError):
-    """The pass cannot run (bad config, lock held, no baseline to save): one line, exit 3."""
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    path: Path
-    canonical_url: str
-    legacy_url: str
-    scenario: Path | None = None
-    sessions: int | None = None
-    concurrency: int | None = None
-    policy: Path | None = None
-    baseline: Path | None = None
-    history: Path = Path("results/history.sqlite")
-    results_dir: Path = Path("results")
-    prometheus: Path | None = None
-    pushgateway: str | None = None
-    push_job: str = "sseprobe_monitor"
-    webhook_env: str | None = None
-    lock: Path = Path("results/monitor.lock")
-    html: Path | None = None
-    check: bool = True
-    check_timeout_s: float = 10.0
-    app: str | None = None
-    ignore_checks: tuple[str, ...] = ()
-    bearer_env: str | None = None
-    bearer_file: Path | None = None
-    until_decided: bool = False  # compare --until-decided, with its caps below
-    look_every: int | None = None
-    max_sessions: int | None = None
-    max_duration_s: float | None = None
-    traffic_rate: float | None = None
-
-    def public(self) -> dict[str, Any]:
-        """For outputs: paths, redacted URLs, the *names* of secret sources, never their values."""
-        out: dict[str, Any] = {}
-        for k, v in vars(self).items():
-            if v is None:
-                continue
-            if k in ("canonical_url", "legacy_url", "pushgateway"):
-                v = redact_url(str(v))
-            out[k] = str(v) if isinstance(v, Path) else v
-        return out
-
-
-_PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prometheus", "lock", "html", "bearer_file"}
-_STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
-_INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
-_SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
-_KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | _SECONDS_KEYS | {"check", "ignore_checks", "until_decided"}
-
-
-def load_monitor_config(path: str | Path) -> MonitorConfig:
-    """Strict TOML: unknown keys and wrong types are one-line errors naming the file and key.
-    Relative paths are relative to the config file's folder."""
-    p = Path(path)
-    data = read_toml(p, MonitorError)
-    reader = StrictReader(p, MonitorError)
-    fail = reader.fail
-    reader.known("", data, _KEYS)
-    values: dict[str, Any] = {}
-    for key, v in data.items():
-        if key in _PATH_KEYS or key in _STR_KEYS:
-            if not isinstance(v, str) or not v:
-                raise fail(key, "a non-empty string")
-            values[key] = Path(os.path.normpath(p.parent / v)) if key in _PATH_KEYS else v
-        elif key in _INT_KEYS:
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise fail(key, "a whole number >= 1")
-            values[key] = v
-        elif key in ("check", "until_decided"):
-            if not isinstance(v, bool):
-                raise fail(key, "true or false")
-            values[key] = v
-        elif key == "ignore_checks":
-            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-                raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
-            values[key] = tuple(v)
-        elif key in _SECONDS_KEYS:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise fail(key, "sessions per second > 0" if key == "traffic_rate" else "seconds > 0")
-            values[key] = float(v)
-    url = values.pop("url", None)
-    if url and ("canonical_url" in values or "legacy_url" in values):
-        raise fail("url", "either url or canonical_url + legacy_url, not both")
-    values.setdefault("canonical_url", url)
-    values.setdefault("legacy_url", url)
-    for key in ("canonical_url", "legacy_url"):
-        u = values.get(key)
-        if not u:
-            raise fail("url" if url is None else key, "the service's base URL (url, or canonical_url and legacy_url)")
-        parts = urlsplit(u)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise fail(key if key in data else "url", f"an http(s) URL, got {redact_url(u)!r}")
-    if "pushgateway" in values and urlsplit(values["pushgateway"]).scheme not in ("http", "https"):
-        raise fail("pushgateway", "an http(s) URL")
-    if "history" in values and "lock" not in values:
-        values["lock"] = Path(values["history"]).with_suffix(".lock")
-    return MonitorConfig(path=p, **values)
-
-
-@contextlib.contextmanager
-def pass_lock(path: Path) -> Iterator[None]:
-    """An exclusive, non-blocking flock for the whole pass: two passes never overlap.
-
-    The file stays in place (deleting it would race with a waiting pass); the kernel drops the
-    lock when the process ends, however it ends.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.read(fd, 64).decode(errors="replace").strip()
-        os.close(fd)
-        raise MonitorError(f"another pass holds the lock {path}" + (f" (pid {holder})" if holder else "")) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
-
-
-@dataclass
-class Part:
-    """One judged part of the pass: GREEN / YELLOW / RED / UNKNOWN and why, in one line."""
-
-    name: str
-    level: str
-    detail: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"part": self.name, "level": self.level, "detail": self.detail}
-
-
-def worst(parts: list[Part]) -> str:
-    return max((p.level for p in parts), key=_RANK.__getitem__, default="UNKNOWN")
 
 
 def _level(verdict_level: str) -> str:
@@ -402,56 +252,8 @@ def _meets(value: float, op: str, target: float) -> bool:
     return value > target if op == ">" else value < target
 
 
-# --- outputs ---------------------------------------------------------------------------------------
-
-
-def save_baseline(doc: Mapping[str, Any], source: str, dest: Path) -> Path:
-    """Store a results document as the baseline, histograms and all (percentiles alone cannot be compared)."""
-    for name, c in doc["cohorts"].items():
-        hists = c.get("histograms") or {}
-        if not hists.get("ttfe_us"):
-            raise MonitorError(f"{source}: cohort {name!r} has no encoded histograms: cannot serve as a baseline")
-        try:
-            CohortStats.from_dict(c)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MonitorError(f"{source}: cohort {name!r} is malformed: {exc}") from None
-    saved = {**doc, "baseline": {"saved": datetime.now(UTC).isoformat(timespec="seconds"), "source": str(source)}}
-    return write_atomic(dest, dumps(saved))
-
-
-def send_webhook(url: str, text: str, timeout: float = 10.0) -> str | None:
-    """POST Slack-compatible JSON; None when sent, else why not (never the URL: it holds a token)."""
-    req = urllib.request.Request(
-        url,
-        data=orjson.dumps({"text": text}),
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "sseprobe-monitor"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the operator's URL
-            resp.read()
-        return None
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return f"{type(exc).__name__}: {type(reason).__name__ if not isinstance(reason, str) else reason}"
-
-
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-@dataclass
-class PassResult:
-    overall: str
-    parts: list[Part]
-    results: Path | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT[self.overall]
 
 
 def run_pass(
@@ -546,227 +348,8 @@ def _measure_and_record(
     return result
 
 
-# --- the pass's outputs: one writer each, run in order ---------------------------------------------
-
-
-@dataclass
-class FinishedPass:
-    """A judged pass as its writers see it. A writer that fails says so in ``notes`` (a WARN line) or,
-    where the pass's record is at stake (history, Prometheus), as an UNKNOWN part, which the later writers
-    then see in ``overall``."""
-
-    cfg: MonitorConfig
-    history: History
-    started: datetime
-    duration: float
-    parts: list[Part]
-    notes: list[str]
-    doc: dict[str, Any] | None
-    results_path: Path
-    up: bool
-    _metrics: PassMetrics | None = None
-
-    @property
-    def overall(self) -> str:
-        return worst(self.parts)
-
-    def result(self) -> PassResult:
-        return PassResult(self.overall, self.parts, self.results_path if self.doc is not None else None, self.notes)
-
-    def metrics(self) -> PassMetrics:
-        """The Prometheus view, built once (after the history is written) for the textfile and the push."""
-        if self._metrics is None:
-            overall = self.overall
-            last_green = (
-                self.started.timestamp() if overall == "GREEN" else _ts(_safe(lambda: self.history.last_time("GREEN")))
-            )
-            self._metrics = PassMetrics(
-                parts={"overall": overall, **{p.name: p.level for p in self.parts}},
-                started_ts=self.started.timestamp(),
-                duration_s=self.duration,
-                up=self.up,
-                last_success_ts=last_green,
-                cohorts=(self.doc or {}).get("cohorts", {}),
-                generator=(self.doc or {}).get("generator"),
-            )
-        return self._metrics
-
-
-class Writer(Protocol):
-    def write(self, done: FinishedPass) -> None:
-        """Write one output of the pass; report a failure in ``done``, never raise for an optional output."""
-
-
-def writers_for(
-    cfg: MonitorConfig, history: History, html: Path | None, baseline_update: tuple[bool, bool]
-) -> list[Writer]:
-    """The configured outputs, in the order they run: the history first (its failure can change the
-    verdict the others report), the baseline last (it is stored only if the whole pass earns it)."""
-    writers: list[Writer] = [HistoryWriter(history)]
-    if cfg.prometheus:
-        writers.append(PrometheusWriter(cfg.prometheus))
-    if cfg.pushgateway:
-        writers.append(PushgatewayWriter(cfg.pushgateway, cfg.push_job))
-    if cfg.webhook_env:
-        writers.append(WebhookWriter(cfg.webhook_env))
-    writers.append(ResultsWriter())
-    report = html or cfg.html
-    if report:
-        writers.append(ReportWriter(report))
-    update_baseline, force = baseline_update
-    if update_baseline:
-        writers.append(BaselineWriter(cfg.baseline, force))
-    return writers
-
-
-@dataclass(frozen=True)
-class HistoryWriter:
-    """One row per pass, in one transaction; a failure makes the pass UNKNOWN if nothing is worse."""
-
-    history: History
-
-    def write(self, done: FinishedPass) -> None:
-        row = PassRow(
-            started=done.started.isoformat(timespec="seconds"),
-            duration_s=round(done.duration, 3),
-            verdict=done.overall,
-            exit_code=EXIT[done.overall],
-            reasons=[f"{p.name} {p.level}: {p.detail}" for p in done.parts],
-            results=str(done.results_path) if done.doc is not None else None,
-            cohorts=[CohortRow.from_document(n, c) for n, c in (done.doc or {}).get("cohorts", {}).items()],
-            **PassRow.generator_of((done.doc or {}).get("generator")),
-        )
-        try:
-            pass_id = self.history.append(row)
-            done.notes.append(f"history: pass {pass_id} written to {done.cfg.history}")
-        except HistoryError as exc:
-            done.parts.append(Part("history", "UNKNOWN", str(exc)))
-
-
-@dataclass(frozen=True)
-class PrometheusWriter:
-    """The node-exporter textfile; a failure is an UNKNOWN part (the scrape would show a stale pass)."""
-
-    path: Path
-
-    def write(self, done: FinishedPass) -> None:
-        metrics = done.metrics()
-        try:
-            write_textfile(metrics, self.path)
-            done.notes.append(f"prometheus: {self.path}")
-        except OSError as exc:
-            done.parts.append(Part("prometheus", "UNKNOWN", f"cannot write {self.path}: {exc.strerror or exc}"))
-            metrics.parts["overall"] = done.overall
-
-
-@dataclass(frozen=True)
-class PushgatewayWriter:
-    url: str
-    job: str
-
-    def write(self, done: FinishedPass) -> None:
-        try:
-            push(done.metrics(), self.url, self.job)
-            done.notes.append(f"pushgateway: pushed job {self.job} to {redact_url(self.url)}")
-        except Exception as exc:  # noqa: BLE001 - optional output: warn, never crash
-            done.notes.append(f"pushgateway: WARN not pushed: {type(exc).__name__}: {str(exc)[:120]}")
-
-
-@dataclass(frozen=True)
-class WebhookWriter:
-    """A Slack-compatible alert on RED only; the URL is read from the environment and never shown."""
-
-    env: str
-
-    def write(self, done: FinishedPass) -> None:
-        if done.overall != "RED":
-            return
-        hook_url = os.environ.get(self.env)
-        if not hook_url:
-            done.notes.append(f"webhook: WARN environment variable {self.env} is not set: no alert sent")
-            return
-        failure = send_webhook(hook_url, _webhook_text(done.result(), done.cfg))
-        done.notes.append("webhook: RED alert sent" if failure is None else f"webhook: WARN not sent: {failure}")
-
-
-@dataclass(frozen=True)
-class ResultsWriter:
-    """The probe's results document again, now with the pass's verdict in its ``monitor`` section."""
-
-    def write(self, done: FinishedPass) -> None:
-        if done.doc is None:
-            return
-        overall = done.overall
-        done.doc["monitor"] = {
-            "overall": overall,
-            "exit_code": EXIT[overall],
-            "parts": [p.to_dict() for p in done.parts],
-            "config": done.cfg.public(),
-        }
-        try:
-            write_atomic(done.results_path, dumps(done.doc))
-            done.notes.append(f"results: {done.results_path}")
-        except OSError as exc:
-            done.notes.append(f"results: WARN cannot rewrite {done.results_path}: {exc.strerror or exc}")
-
-
-@dataclass(frozen=True)
-class ReportWriter:
-    path: Path
-
-    def write(self, done: FinishedPass) -> None:
-        if done.doc is None:
-            return
-        from ..report.html import write_report
-
-        try:
-            write_report([(str(done.results_path), done.doc)], self.path, title=f"sseprobe monitor {done.overall}")
-            done.notes.append(f"report: {self.path}")
-        except OSError as exc:
-            done.notes.append(f"report: WARN cannot write {self.path}: {exc.strerror or exc}")
-
-
-@dataclass(frozen=True)
-class BaselineWriter:
-    """Today's document as the next baseline: only from a GREEN pass (or a YELLOW one with --force)."""
-
-    path: Path | None
-    force: bool
-
-    def write(self, done: FinishedPass) -> None:
-        overall, doc = done.overall, done.doc
-        if self.path is None:
-            done.notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
-        elif doc is None or overall == "RED" or (overall != "GREEN" and not self.force):
-            done.notes.append(
-                f"baseline: WARN not updated: this pass is {overall}"
-                + (", not GREEN (--force stores it anyway)" if doc is not None and overall != "RED" else "")
-                + (" (save one by hand with: sseprobe baseline save FILE)" if doc is not None else "")
-            )
-        else:
-            save_baseline(doc, str(done.results_path), self.path)
-            done.notes.append(f"baseline: updated {self.path}")
-
-
-def _safe(f: Callable[[], Any]) -> Any:
-    try:
-        return f()
-    except ValueError:
-        return None
-
-
-def _ts(iso: str | None) -> float | None:
-    return datetime.fromisoformat(iso).timestamp() if iso else None
-
-
 def _summary(result: PassResult) -> str:
     bad = [p.name for p in result.parts if p.level == result.overall and p.level != "GREEN"]
     head = f"sseprobe monitor: {result.overall}" + (f" ({', '.join(bad)})" if bad else "")
     width = max((len(p.name) for p in result.parts), default=5)
     return "\n".join([head, *(f"  {p.name:<{width}}  {p.level:<7} {p.detail}" for p in result.parts)])
-
-
-def _webhook_text(result: PassResult, cfg: MonitorConfig) -> str:
-    lines = [f":red_circle: sseprobe monitor RED for {redact_url(cfg.canonical_url)}"]
-    lines += [f"• {p.name}: {p.level}: {p.detail}" for p in result.parts if p.level != "GREEN"]
-    return "\n".join(lines)
