@@ -23,8 +23,9 @@ from ._config import FlowOptions, Limits, Timeouts
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
+from .load.generator import merged_generator
 from .load.pacer import Phase
-from .load.runner import Measured, RunOptions, measure, merged_generator
+from .load.runner import Measured, RunOptions, measure
 from .plan.resolve import (
     UsageProblem,
     build_limits,

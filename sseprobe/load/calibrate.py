@@ -47,8 +47,9 @@ from ..wire.session import FirstEvent, observe_first_events
 from ..wire.sse import Event
 from .engine import CohortSpec, Load, RunControl
 from .engine import run as run_loop
+from .generator import watch_loop_lag
 from .pacer import Phase, Schedule
-from .runner import RunOptions, _loop_lag, default_workers, run_share
+from .runner import RunOptions, default_workers, run_share
 
 __all__ = [
     "CALIBRATION_ENV",
@@ -463,7 +464,7 @@ def _floors(seconds: float = 1.0) -> dict[str, dict[str, float | int | None]]:
     async def sample() -> tuple[Any, Any]:
         timer, lag = new_histogram(), new_histogram()
         always = RunControl(started=1)  # the probe counts only while something is in flight: here, always
-        probe = asyncio.ensure_future(_loop_lag(lag, always))
+        probe = asyncio.ensure_future(watch_loop_lag(lag, always))
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             t = time.perf_counter()

@@ -26,31 +26,15 @@ from .._record import SessionRecord
 from .._redact import redact_url
 from ..verdict.intervals import IntervalLog, merge_intervals
 from ..verdict.policy import DEFAULT_POLICY, Policy, check_triggers
-from ..verdict.stats import CohortStats, new_histogram, summarize_ms
+from ..verdict.stats import CohortStats, new_histogram
 from .engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
+from .generator import cpu_used, measured_generator, sched_ns, watch_loop_lag
 from .progress import LiveWindow, Progress, SustainedTrigger, merge_progress, progress_line
 
 if TYPE_CHECKING:
     from .cluster import ClusterOptions
 
-__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share", "merged_generator"]
-
-# Loop lag p99 above this while sessions are in flight: the generator's own timing is late. Measured on a
-# 2-core machine against the built-in target on the same cores: the demo and the shipped scenarios 2.8-10.6 ms
-# idle (load average 1-2.5), 4.5-14 ms beside other jobs (load 3.4-7.5); with three CPU-bound processes beside
-# them 13.3-81 ms (bench/README.md, benchmark 9). A thin margin at both ends: this sits between them.
-SATURATED_LAG_MS = 12.0
-# Or: each time the loop became runnable it waited this long for a CPU, on average (the kernel's scheduler
-# statistics). Measured: idle 0.05-0.24 ms; three CPU-bound processes beside the shipped scenarios 0.76-2.0 ms.
-# A light generator beside them is woken ahead of the hogs and its loop lag stays low, but it still waits.
-SATURATED_WAIT_MS = 0.4
-# Or: sessions started this late (start lag p99): held back by --max-in-flight, or by a loop that could not
-# start them on time. Every latency counts from the schedule, so that wait is in all of them, and it is the
-# generator's (a real user population has no in-flight cap). Closed-model users starting together queue for
-# 9-15 ms once (measured idle, 20 users): well under this.
-SATURATED_START_MS = 50.0
-PROBE_PERIOD_S = 0.01  # the loop-lag probe: 100 samples a second, enough for a p99 within a few seconds
-_OWN_WORK = 0.5  # a late loop that ran less than this share of the run was kept off the CPUs, not overworked
+__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share"]
 
 
 @dataclass(frozen=True)
@@ -103,48 +87,6 @@ def _install_signals(
         loop.add_signal_handler(sig, control.abort, f"aborted by {sig.name}")
 
 
-async def _loop_lag(hist: HdrHistogram, control: RunControl, period: float = PROBE_PERIOD_S) -> None:
-    """How late the event loop wakes while sessions are in flight: whatever the generator must do on
-    time (start a session, write its request) waits as long. Receive stamps do not (the kernel's, see
-    _http._SocketIO). Idle stretches (start-up, the end) are not the measured part."""
-    while True:
-        t = time.perf_counter()
-        await asyncio.sleep(period)
-        if control.in_flight:
-            hist.record_value(lag_us(time.perf_counter() - t - period))
-
-
-def lag_us(late_s: float) -> int:
-    """A lateness in seconds as a histogram value: µs, at least 1 (early wake-ups of the coarse timer
-    count as on time), at most an hour."""
-    return min(max(int(late_s * 1e6), 1), 3_600_000_000)
-
-
-def _sched_ns() -> tuple[int, int, int] | None:
-    """(ns on a CPU, ns runnable but waiting for one, times run) of this thread so far, from the
-    kernel's scheduler statistics; None where it does not keep them (not Linux)."""
-    try:
-        with open("/proc/thread-self/schedstat") as f:
-            ran, waited, runs = f.read().split()
-        return int(ran), int(waited), int(runs)
-    except (OSError, ValueError):
-        return None
-
-
-def _cpu_used(before: tuple[int, int, int] | None, wall_ns: int) -> dict[str, int]:
-    """The loop thread's CPU time and CPU wait over ``wall_ns`` since ``before``: says whether a late
-    loop was busy with its own work or kept off the CPUs by other processes. Empty when unknown."""
-    after = _sched_ns()
-    if before is None or after is None or wall_ns <= 0:
-        return {}
-    return {
-        "run_ns": after[0] - before[0],
-        "wait_ns": after[1] - before[1],
-        "runs": after[2] - before[2],
-        "wall_ns": wall_ns,
-    }
-
-
 async def _measure(
     cohorts: Sequence[CohortSpec],
     load: Load,
@@ -163,7 +105,7 @@ async def _measure(
     window = LiveWindow(opts.abort_on_trigger or 10.0)
     sustained = SustainedTrigger(opts.abort_on_trigger or 0.0)
     loop_lag = new_histogram()
-    cpu_before, wall_before = _sched_ns(), time.perf_counter_ns()
+    cpu_before, wall_before = sched_ns(), time.perf_counter_ns()
     # the live window costs a few ms a second of loop time: only kept when someone looks at it
     live = report is not None or opts.abort_on_trigger is not None
     t0 = time.perf_counter()
@@ -202,7 +144,7 @@ async def _measure(
     _install_signals(control, *signals, announce=opts.progress if opts.progress_every is None else None)
     if on_ready is not None:
         on_ready()
-    tasks = [asyncio.ensure_future(tick()), asyncio.ensure_future(_loop_lag(loop_lag, control))]
+    tasks = [asyncio.ensure_future(tick()), asyncio.ensure_future(watch_loop_lag(loop_lag, control))]
     try:
         info = await run_load(
             cohorts,
@@ -217,8 +159,8 @@ async def _measure(
         for t in tasks:
             t.cancel()
     ivals = intervals.finish(time.perf_counter() - t0)
-    cpu = _cpu_used(cpu_before, time.perf_counter_ns() - wall_before)
-    return Measured(info, stats, ivals, _generator(stats, loop_lag, [cpu]))
+    cpu = cpu_used(cpu_before, time.perf_counter_ns() - wall_before)
+    return Measured(info, stats, ivals, measured_generator(stats, loop_lag, [cpu]))
 
 
 def _progress(
@@ -249,85 +191,6 @@ def _progress(
         sessions_left=max(load.sessions - control.started, 0) if load.sessions is not None else None,
         fired=fired,
     )
-
-
-def _generator(stats: dict[str, CohortStats], loop_lag: HdrHistogram, cpu: Sequence[dict[str, int]]) -> dict[str, Any]:
-    """Was the generator itself the bottleneck? Said outright, never hidden in the latencies."""
-    start_lag = new_histogram()
-    for s in stats.values():
-        start_lag.add(s.histograms["lag_us"])
-    return generator_block(summarize_ms(loop_lag), summarize_ms(start_lag), _sum_cpu(cpu)) | {
-        "loop_lag_us": loop_lag.encode().decode("ascii"),
-    }
-
-
-def generator_block(
-    loop: dict[str, float | int | None], start: dict[str, float | int | None], cpu: dict[str, int]
-) -> dict[str, Any]:
-    """The results document's ``generator`` block from the loop and start lags (ms summaries) and the
-    loop thread's CPU counters.
-
-    Saturated: the loop lag p99 while sessions were in flight passed SATURATED_LAG_MS, i.e. the
-    generator did what it had to do on time that late. Start lag is not part of the decision: an open
-    model held back by ``max_in_flight`` starts sessions late by design (the service is slow), and
-    closed-model users starting together queue for a few ms once; both are in the latencies and in
-    ``error_ms``.
-    ``error_ms``: how late any one latency may be at p99: its start may be late, and its request
-    written late by the loop's lag (receive stamps are the kernel's and add nothing)."""
-    loop_p99, start_p99 = float(loop.get("p99") or 0.0), float(start.get("p99") or 0.0)
-    error_ms = round(loop_p99 + start_p99, 3)
-    shares = _cpu_shares(cpu)
-    held = start_p99 > SATURATED_START_MS
-    saturated = held or loop_p99 > SATURATED_LAG_MS or shares.get("wait_per_run_ms", 0.0) > SATURATED_WAIT_MS
-    block: dict[str, Any] = {"loop_lag_ms": loop, "start_lag_ms": start}
-    if shares:
-        block["cpu"] = shares
-    return block | {
-        "error_ms": error_ms,
-        "saturated": saturated,
-        "threshold_ms": SATURATED_LAG_MS,
-        "note": _generator_note(loop_p99, error_ms, shares, start_p99 if held else None)
-        if saturated
-        else f"generator kept up (loop lag p99 {loop_p99:.1f} ms)",
-        "cpu_ns": cpu,
-    }
-
-
-def _sum_cpu(parts: Sequence[dict[str, int]]) -> dict[str, int]:
-    """Several processes' CPU counters as one (empty when any is unknown: a share of it would mislead)."""
-    if not parts or any(not p for p in parts):
-        return {}
-    return {key: sum(p.get(key, 0) for p in parts) for key in ("run_ns", "wait_ns", "runs", "wall_ns")}
-
-
-def _cpu_shares(cpu: dict[str, int]) -> dict[str, float]:
-    """Shares of the run the loop thread ran (``busy``) and waited, runnable, for a CPU (``waiting``)."""
-    if not cpu or cpu["wall_ns"] <= 0:
-        return {}
-    return {
-        "busy": round(cpu["run_ns"] / cpu["wall_ns"], 3),
-        "waiting": round(cpu["wait_ns"] / cpu["wall_ns"], 3),
-        "wait_per_run_ms": round(cpu["wait_ns"] / max(cpu["runs"], 1) / 1e6, 3),
-    }
-
-
-def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float], held_ms: float | None = None) -> str:
-    """Why the generator's timings are late, and by how much, in words a user can act on: sessions held
-    back from their schedule; a loop that mostly idled was kept off the CPUs by other processes; one that
-    was busy had too much to do."""
-    note = f"generator loop lag p99 {loop_p99:.1f} ms: latencies may be late by up to {error_ms:.1f} ms"
-    if held_ms is not None and loop_p99 <= SATURATED_LAG_MS:
-        return (
-            f"generator start lag p99 {held_ms:.1f} ms: sessions started late (held back by --max-in-flight,"
-            f" or a loop that could not start them on time), so latencies may be late by up to {error_ms:.1f} ms;"
-            " raise --max-in-flight, lower the rate, or add workers"
-        )
-    if shares and shares["busy"] < _OWN_WORK:
-        return note + (
-            f"; its loop ran {shares['busy']:.0%} of the run and waited {shares['wait_per_run_ms']:.2f} ms for a"
-            f" CPU each time it woke ({shares['waiting']:.0%} of the run): other processes hold the CPUs"
-        )
-    return note + "; run with fewer sessions in flight or more workers"
 
 
 def _print_progress(out: TextIO, every: float | None) -> Callable[[Progress], None]:
@@ -606,7 +469,9 @@ def _merge_results(
     if not infos:
         if stopped is None:
             raise RunFailure(f"no worker could run: {failure}")
-        return Measured(RunInfo(_now_iso(), 0.0, True, stopped), stats, [], _generator(stats, loop_lag, cpu), errors)
+        return Measured(
+            RunInfo(_now_iso(), 0.0, True, stopped), stats, [], measured_generator(stats, loop_lag, cpu), errors
+        )
     info = RunInfo(
         started=min(i.started for i in infos),
         duration_s=max(i.duration_s for i in infos),
@@ -617,7 +482,7 @@ def _merge_results(
         info,
         stats,
         merge_intervals([r["intervals"] for r in results.values()]),
-        _generator(stats, loop_lag, cpu),
+        measured_generator(stats, loop_lag, cpu),
         errors,
     )
 
@@ -641,7 +506,7 @@ def _now_iso() -> str:
 def _nothing_measured(cohorts: Sequence[CohortSpec], reason: str) -> Measured:
     """Stopped before any session ran: still a document, interrupted, with what there is (nothing)."""
     stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
-    return Measured(RunInfo(_now_iso(), 0.0, True, reason), stats, [], _generator(stats, new_histogram(), []))
+    return Measured(RunInfo(_now_iso(), 0.0, True, reason), stats, [], measured_generator(stats, new_histogram(), []))
 
 
 def measure(
@@ -678,13 +543,3 @@ def useful_workers(load: Load, workers: int) -> int:
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def merged_generator(stats: dict[str, CohortStats], blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The generator block of one run measured in several parts (the batches of ``--until-decided``):
-    re-derived from the parts' merged histograms, so it says what one long run would have said."""
-    loop_lag = new_histogram()
-    for block in blocks:
-        loop_lag.add(HdrHistogram.decode(block["loop_lag_us"]))
-    cpu = [block.get("cpu_ns") or {} for block in blocks]  # each batch's loop-thread counters, summed
-    return {**(blocks[-1] if blocks else {}), **_generator(stats, loop_lag, cpu)}
