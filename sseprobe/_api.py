@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +24,9 @@ from ._config import FlowOptions, Limits, Timeouts
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
-from .load.generator import merged_generator
+from .load.generator import load_bound, merged_generator
 from .load.pacer import Phase
+from .load.ranging import RangeChange, lowered, offered
 from .load.runner import Measured, RunOptions, measure
 from .plan.resolve import (
     UsageProblem,
@@ -48,7 +50,7 @@ from .report.verdict_text import render_sequential, render_verdict
 from .verdict.compare import Verdict, decided, generator_band
 from .verdict.compare import compare as judge
 from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
-from .verdict.policy import Policy, check_triggers, mark_generator_bound
+from .verdict.policy import Policy, check_triggers, judge_completion, mark_generator_bound
 from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
 from .verdict.stats import CohortStats
 
@@ -145,6 +147,7 @@ class RunPlan:
     notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
     until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
     traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
+    self_ranging: bool = False  # compare without phases: a load-bound generator lowers its own load
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ def plan_from(
         config["until_decided"] = vars(until).copy()
     if o.get("traffic_rate") is not None:
         config["traffic_rate"] = o["traffic_rate"]
+    ranging = command == "compare" and not (scenario and scenario.phases)
     return RunPlan(
         command=command,
         cohorts=cohorts,
@@ -242,7 +246,7 @@ def plan_from(
         timeouts=timeouts,
         limits=limits,
         policy=policy,
-        options=run_opts,
+        options=replace(run_opts, self_ranging=ranging),
         out=out,
         html=params["html_path"],
         as_json=bool(o["as_json"]),
@@ -250,6 +254,7 @@ def plan_from(
         notes=tuple(notes),
         until_decided=until,
         traffic_rate=o.get("traffic_rate"),
+        self_ranging=ranging,
     )
 
 
@@ -272,7 +277,7 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
         raise UsageProblem("compare() takes a plan for two cohorts (plan_from(..., command='compare'))")
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
-    measured = _measure(plan, progress)
+    measured = _ranged(plan, progress)
     band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
     verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
     extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
@@ -286,22 +291,30 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
     between batches (Ctrl-C, SIGTERM) ends the loop; everything measured is kept."""
     looks = Looks(settings, plan.policy)
     parts: list[Measured] = []
+    ranges: list[RangeChange] = []
     merged: Measured | None = None
     verdict: Verdict | None = None
     stopped: Stopped = "max_sessions"
     started = time.monotonic()
+    look = 1
     with _stop_requests() as asked:
-        for look in range(1, settings.plan.looks + 1):
+        while look <= settings.plan.looks:
             left = _time_left(settings, started)
             if asked or left == 0.0:
                 stopped = "interrupted" if asked else "max_duration"
                 break
-            parts.append(_measure(replace(plan, load=_batch_load(plan, settings, look, left)), progress))
-            merged = _merge(plan, parts, time.monotonic() - started)
+            part = _measure(replace(plan, load=_batch_load(plan, settings, look, left)), progress)
+            if not asked and (change := _range_change(plan, part, parts, progress)) is not None:
+                plan, _ = change  # the look schedule goes on at the lower load; this batch is left out
+                ranges.append(change[1])
+                continue
+            parts.append(part)
+            merged = _merge(plan, parts, time.monotonic() - started, ranges)
             verdict = looks.look(
                 merged.cohorts["legacy"], merged.cohorts["canonical"], generator_band(merged.generator)
             )
             _say_look(plan, progress, look, merged, verdict)
+            look += 1
             if merged.info.interrupted or asked:
                 stopped = "interrupted"
                 break
@@ -312,7 +325,7 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
                 stopped = "max_duration"  # the batch it cut short counts, and was judged
                 break
     if merged is None or verdict is None:  # stopped before the first batch: a document that says so
-        merged = _merge(plan, parts, time.monotonic() - started)
+        merged = _merge(plan, parts, time.monotonic() - started, ranges)
         band = generator_band(merged.generator)
         verdict = judge(merged.cohorts["legacy"], merged.cohorts["canonical"], plan.policy, generator_error_ms=band)
     if stopped == "interrupted" and not merged.info.interrupted:
@@ -343,7 +356,44 @@ def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, left: float | 
     return load if left is None else replace(load, duration=left)
 
 
-def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
+def _ranged(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
+    """One measurement of the plan's load; a load-bound generator (self-ranging plans only) lowers the
+    load and measures it all again, as often as it can go lower. The measurement at the old load
+    is left out of the verdict (its timings were late in both cohorts, which shrinks a change)."""
+    ranges: list[RangeChange] = []
+    while True:
+        measured = _measure(plan, progress)
+        change = _range_change(plan, measured, [], progress)
+        if change is None:
+            break
+        plan = change[0]
+        ranges.append(change[1])
+    if ranges:
+        measured.generator["ranges"] = [r.to_dict() for r in ranges]
+    return measured
+
+
+def _range_change(
+    plan: RunPlan, part: Measured, kept: list[Measured], progress: TextIO | None | Literal["plan"]
+) -> tuple[RunPlan, RangeChange] | None:
+    """The plan at the lower load and the change, when ``part`` was load-bound and the load can go lower."""
+    if not plan.self_ranging or part.info.interrupted or not (part.ranged or load_bound(part.generator)):
+        return None
+    n = len(plan.cohorts)
+    lower = lowered(plan.load, n)
+    if lower is None:
+        return None
+    at = min((sum(p.cohorts[c.name].sessions for p in kept) for c in plan.cohorts), default=0)
+    why = part.ranged or str(part.generator.get("note", "saturated"))
+    change = RangeChange(
+        at, offered(plan.load, n), offered(lower, n), why, min(s.sessions for s in part.cohorts.values())
+    )
+    if progress is not None:
+        print(change.line(), file=(plan.options.progress if progress == "plan" else progress) or sys.stderr, flush=True)
+    return replace(plan, load=lower), change
+
+
+def _merge(plan: RunPlan, parts: list[Measured], elapsed: float, ranges: Sequence[RangeChange] = ()) -> Measured:
     """The batches as one measurement: counts and histograms added, the generator re-derived from
     the merged histograms, intervals laid end to end, the last stop's reason."""
     cohorts = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in plan.cohorts}
@@ -354,13 +404,16 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
             cohorts[name].merge(stats)
         intervals += [{**i, "t": round(i["t"] + offset, 3)} for i in part.intervals]
         offset += math.ceil(part.info.duration_s)
+    generator = merged_generator(cohorts, [p.generator for p in parts])
+    if ranges:
+        generator["ranges"] = [r.to_dict() for r in ranges]
     if not parts:
         info = RunInfo(_now_iso(), round(elapsed, 3), True, "interrupted before the first batch")
-        return Measured(info, cohorts, [], merged_generator(cohorts, []))
+        return Measured(info, cohorts, [], generator)
     last = parts[-1].info
     info = RunInfo(parts[0].info.started, round(elapsed, 3), last.interrupted, last.stop_reason)
     errors = [e for p in parts for e in p.worker_errors]
-    return Measured(info, cohorts, intervals, merged_generator(cohorts, [p.generator for p in parts]), errors)
+    return Measured(info, cohorts, intervals, generator, errors)
 
 
 def _now_iso() -> str:
@@ -526,24 +579,3 @@ def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
         if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
             return f"cannot reach {stats.url} ({name}): every session failed to connect"
     return None
-
-
-def judge_completion(stats: CohortStats, fired: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The policy's triggers, plus one that no policy can switch off: a run where no session
-    completed with an answer is RED, whatever the policy file says (all stream errors, all
-    premature closes, all empty...)."""
-    if stats.attempts and not stats.ok and not any(t["metric"] == "completion_rate" for t in fired):
-        top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
-        reason = f"no session of {stats.attempts} completed with an answer ({top})"
-        fired = [
-            *fired,
-            {
-                "name": "no_completion",
-                "metric": "completion_rate",
-                "op": "==",
-                "threshold": 0.0,
-                "value": 0.0,
-                "reason": reason,
-            },
-        ]
-    return fired

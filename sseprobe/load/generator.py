@@ -27,6 +27,8 @@ __all__ = [
     "sched_ns",
     "cpu_used",
     "merged_generator",
+    "RangeWatch",
+    "load_bound",
     "measured_generator",
 ]
 
@@ -48,7 +50,9 @@ PROBE_PERIOD_S = 0.01  # the loop-lag probe: 100 samples a second, enough for a 
 _OWN_WORK = 0.5  # a late loop that ran less than this share of the run was kept off the CPUs, not overworked
 
 
-async def watch_loop_lag(hist: HdrHistogram, control: RunControl, period: float = PROBE_PERIOD_S) -> None:
+async def watch_loop_lag(
+    hist: HdrHistogram, control: RunControl, period: float = PROBE_PERIOD_S, also: HdrHistogram | None = None
+) -> None:
     """How late the event loop wakes while sessions are in flight: whatever the generator must do on
     time (start a session, write its request) waits as long. Receive stamps do not (the kernel's, see
     _http._SocketIO). Idle stretches (start-up, the end) are not the measured part."""
@@ -56,7 +60,10 @@ async def watch_loop_lag(hist: HdrHistogram, control: RunControl, period: float 
         t = time.perf_counter()
         await asyncio.sleep(period)
         if control.in_flight:
-            hist.record_value(lag_us(time.perf_counter() - t - period))
+            late = lag_us(time.perf_counter() - t - period)
+            hist.record_value(late)
+            if also is not None:
+                also.record_value(late)
 
 
 def lag_us(late_s: float) -> int:
@@ -179,3 +186,39 @@ def merged_generator(stats: dict[str, CohortStats], blocks: Sequence[dict[str, A
         loop_lag.add(HdrHistogram.decode(block["loop_lag_us"]))
     cpu = [block.get("cpu_ns") or {} for block in blocks]  # each batch's loop-thread counters, summed
     return {**(blocks[-1] if blocks else {}), **measured_generator(stats, loop_lag, cpu)}
+
+
+# Self-ranging (compare, monitor, demo): judged on this many seconds in flight at a time. 3 s at 100 samples
+# a second puts the p99 on the 3rd-latest sample, so one stray late wake-up (a GC pass) does not lower the load.
+RANGE_WINDOW_S = 3.0
+
+
+def load_bound(block: dict[str, Any]) -> bool:
+    """A saturated generator that less load of its own would cure: its loop woke late (lag p99 over
+    SATURATED_LAG_MS), or sessions started late (start lag p99 over SATURATED_START_MS). A loop flagged
+    only for waiting on a CPU beside other processes is not: halving its load leaves the hogs where they
+    are, so it keeps its load, and its own (small) lag widens the intervals instead."""
+    if block.get("saturated") is not True:
+        return False
+    loop_p99 = float((block.get("loop_lag_ms") or {}).get("p99") or 0.0)
+    start_p99 = float((block.get("start_lag_ms") or {}).get("p99") or 0.0)
+    return loop_p99 > SATURATED_LAG_MS or start_p99 > SATURATED_START_MS
+
+
+class RangeWatch:
+    """Watches the loop lag in windows of RANGE_WINDOW_S in flight and says when one was load-bound
+    (``check`` returns the generator's note), so a measurement whose job is a verdict can stop early
+    and re-measure at a lower load instead of timing the rest of its sessions late."""
+
+    def __init__(self) -> None:
+        self.lag = new_histogram()
+        self._cpu, self._wall = sched_ns(), time.perf_counter_ns()
+
+    def check(self) -> str | None:
+        if self.lag.get_total_count() < RANGE_WINDOW_S / PROBE_PERIOD_S:
+            return None
+        cpu = cpu_used(self._cpu, time.perf_counter_ns() - self._wall)
+        block = generator_block(summarize_ms(self.lag), {}, _sum_cpu([cpu]) if cpu else {})
+        self.lag.reset()
+        self._cpu, self._wall = sched_ns(), time.perf_counter_ns()
+        return str(block["note"]) if load_bound(block) else None

@@ -28,7 +28,7 @@ from ..verdict.intervals import IntervalLog, merge_intervals
 from ..verdict.policy import DEFAULT_POLICY, Policy, check_triggers
 from ..verdict.stats import CohortStats, new_histogram
 from .engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
-from .generator import cpu_used, measured_generator, sched_ns, watch_loop_lag
+from .generator import RangeWatch, cpu_used, measured_generator, sched_ns, watch_loop_lag
 from .progress import LiveWindow, Progress, SustainedTrigger, merge_progress, progress_line
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ class RunOptions:
     interval: float = 1.0
     judge: bool = True  # this process judges abort-on-trigger (False in workers: the parent judges the merge)
     cluster: ClusterOptions | None = None  # run the shares as Ray actors instead of forked workers
+    self_ranging: bool = False  # stop early when the generator is load-bound (the caller lowers the load)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Measured:
     intervals: list[dict[str, Any]] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
     worker_errors: list[str] = field(default_factory=list)
+    ranged: str | None = None  # stopped early, load-bound (self-ranging): the generator's note
 
 
 # --- one process ----------------------------------------------------------------------------
@@ -109,6 +111,8 @@ async def _measure(
     # the live window costs a few ms a second of loop time: only kept when someone looks at it
     live = report is not None or opts.abort_on_trigger is not None
     t0 = time.perf_counter()
+    watch = RangeWatch() if opts.self_ranging else None
+    ranged: list[str] = []
 
     def sink(rec: SessionRecord) -> None:
         now = time.perf_counter() - t0
@@ -127,6 +131,9 @@ async def _measure(
             last_started = control.started
             if checkpoint:
                 checkpoint(now, stats)
+            if watch is not None and control.stop_reason is None and (why := watch.check()):
+                ranged.append(why)
+                control.stop(f"load-bound: {why}")
             if not live:
                 continue
             current = window.stats(now)
@@ -144,7 +151,10 @@ async def _measure(
     _install_signals(control, *signals, announce=opts.progress if opts.progress_every is None else None)
     if on_ready is not None:
         on_ready()
-    tasks = [asyncio.ensure_future(tick()), asyncio.ensure_future(watch_loop_lag(loop_lag, control))]
+    tasks = [
+        asyncio.ensure_future(tick()),
+        asyncio.ensure_future(watch_loop_lag(loop_lag, control, also=watch and watch.lag)),
+    ]
     try:
         info = await run_load(
             cohorts,
@@ -160,7 +170,11 @@ async def _measure(
             t.cancel()
     ivals = intervals.finish(time.perf_counter() - t0)
     cpu = cpu_used(cpu_before, time.perf_counter_ns() - wall_before)
-    return Measured(info, stats, ivals, measured_generator(stats, loop_lag, [cpu]))
+    if ranged and info.stop_reason == f"load-bound: {ranged[0]}":  # our own stop, not an interruption
+        info = replace(info, interrupted=False, stop_reason=None)
+    return Measured(
+        info, stats, ivals, measured_generator(stats, loop_lag, [cpu]), ranged=ranged[0] if ranged else None
+    )
 
 
 def _progress(

@@ -56,6 +56,7 @@ __all__ = [
     "metric_value",
     "hist_quantile",
     "format_metric",
+    "judge_completion",
 ]
 
 
@@ -471,3 +472,24 @@ def _metric_from_table(
         return MetricRule(**vals)
     except ValueError as e:
         raise PolicyError(f"{L.path}: {key}: {e}") from None
+
+
+def judge_completion(stats: CohortStats, fired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The policy's triggers, plus one that no policy can switch off: a run where no session
+    completed with an answer is RED, whatever the policy file says (all stream errors, all
+    premature closes, all empty...)."""
+    if stats.attempts and not stats.ok and not any(t["metric"] == "completion_rate" for t in fired):
+        top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
+        reason = f"no session of {stats.attempts} completed with an answer ({top})"
+        fired = [
+            *fired,
+            {
+                "name": "no_completion",
+                "metric": "completion_rate",
+                "op": "==",
+                "threshold": 0.0,
+                "value": 0.0,
+                "reason": reason,
+            },
+        ]
+    return fired
