@@ -186,8 +186,9 @@ class Result:
     def text(self, color: bool = False) -> str:
         """The human summary the command line prints."""
         info = self.measured.info
+        bound = self.verdict is not None and bool(self.verdict.bound_by_generator)
         summary = render_run(
-            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator
+            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator, bound
         )
         if self.verdict is None:
             return summary

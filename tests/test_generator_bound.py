@@ -146,9 +146,27 @@ def test_a_generator_bound_comparison_is_decided(base: CohortStats) -> None:
 def test_summary_separates_generator_bound_triggers() -> None:
     stats = {"canonical": cohort(np.random.default_rng(30), 50)}
     bound = {"name": "ttfe_p95", "reason": "ttfe_p95_ms ... generator-bound", "generator_bound": True}
-    text = render_run(stats, [bound], 1.0, False, {"saturated": True, "note": "generator lag p99 72.0 ms"})
-    assert "GENERATOR SATURATED: generator lag p99 72.0 ms; latency verdicts and triggers allow for it" in text
+    gen = {"saturated": True, "error_ms": 72.0, "note": "generator loop lag p99 72.0 ms: late; other processes"}
+    text = render_run(stats, [bound], 1.0, False, gen)
+    assert "GENERATOR SATURATED: timings may be late by up to 72.0 ms" in text
     assert "GENERATOR-BOUND TRIGGERS" in text and "ROLLBACK TRIGGERS FIRED" not in text
+
+
+def test_the_banner_is_in_proportion() -> None:
+    """The error is set against the latency it bounds; a band no verdict depends on is one quiet line;
+    a run in which nothing connected has no banner at all (nothing was timed)."""
+    stats = {"canonical": cohort(np.random.default_rng(31), 400, ttfe_ms=105.0, sigma=0.05, fail=(0, 0, 0, 0))}
+    gen = {"saturated": True, "error_ms": 3.4, "note": "generator loop lag p99 3.4 ms: ...; other processes hold"}
+    quiet = render_run(stats, [], 1.0, False, gen)
+    assert "GENERATOR SATURATED" not in quiet
+    assert "timings may be late by up to 3.4 ms, 3% of TTFE p50 105 ms" in quiet
+    assert "no verdict or trigger depends on it" in quiet
+    assert "GENERATOR SATURATED: timings may be late by up to 3.4 ms, 3%" in render_run(stats, [], 1, False, gen, True)
+    nothing = CohortStats(flow="canonical")
+    nothing.sessions = 5
+    assert "generator" not in render_run({"canonical": nothing}, [], 1.0, False, gen, True).lower().replace(
+        "generator-bound", ""
+    )
 
 
 # --- the outputs that carry it ------------------------------------------------------------------
