@@ -24,7 +24,7 @@ from ._config import FlowOptions, Limits, Timeouts
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
-from .load.generator import load_bound, merged_generator
+from .load.generator import merged_generator, worth_lowering
 from .load.pacer import Phase
 from .load.ranging import RangeChange, lowered, offered
 from .load.runner import Measured, RunOptions, measure
@@ -247,7 +247,7 @@ def plan_from(
         timeouts=timeouts,
         limits=limits,
         policy=policy,
-        options=replace(run_opts, self_ranging=ranging),
+        options=run_opts,
         out=out,
         html=params["html_path"],
         as_json=bool(o["as_json"]),
@@ -304,10 +304,9 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
             if asked or left == 0.0:
                 stopped = "interrupted" if asked else "max_duration"
                 break
-            part = _measure(replace(plan, load=_batch_load(plan, settings, look, left)), progress)
-            if not asked and (change := _range_change(plan, part, parts, progress)) is not None:
-                plan, _ = change  # the look schedule goes on at the lower load; this batch is left out
-                ranges.append(change[1])
+            part = _measure(_watched(replace(plan, load=_batch_load(plan, settings, look, left)), ranges), progress)
+            if not asked and (lower := _range_change(plan, part, parts, ranges, progress)) is not None:
+                plan = lower  # the look schedule goes on at the lower load; this batch is left out
                 continue
             parts.append(part)
             merged = _merge(plan, parts, time.monotonic() - started, ranges)
@@ -358,40 +357,49 @@ def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, left: float | 
 
 
 def _ranged(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
-    """One measurement of the plan's load; a load-bound generator (self-ranging plans only) lowers the
-    load and measures it all again, as often as it can go lower. The measurement at the old load
-    is left out of the verdict (its timings were late in both cohorts, which shrinks a change)."""
+    """One measurement of the plan's load; where a lower load would time truly (self-ranging plans
+    only), the load is halved and all of it measured again, while halving helps. The measurement at
+    the old load is left out of the verdict (late timings in both cohorts shrink a change)."""
     ranges: list[RangeChange] = []
     while True:
-        measured = _measure(plan, progress)
-        change = _range_change(plan, measured, [], progress)
+        measured = _measure(_watched(plan, ranges), progress)
+        change = _range_change(plan, measured, [], ranges, progress)
         if change is None:
             break
-        plan = change[0]
-        ranges.append(change[1])
+        plan = change
     if ranges:
         measured.generator["ranges"] = [r.to_dict() for r in ranges]
     return measured
 
 
+def _watched(plan: RunPlan, ranges: list[RangeChange]) -> RunPlan:
+    """The plan with its runner told to stop early for a lower load, when it is self-ranging and can go lower."""
+    if not plan.self_ranging or lowered(plan.load, len(plan.cohorts)) is None:
+        return plan
+    return replace(plan, options=replace(plan.options, self_ranging=ranges[-1].error_ms if ranges else None))
+
+
 def _range_change(
-    plan: RunPlan, part: Measured, kept: list[Measured], progress: TextIO | None | Literal["plan"]
-) -> tuple[RunPlan, RangeChange] | None:
-    """The plan at the lower load and the change, when ``part`` was load-bound and the load can go lower."""
-    if not plan.self_ranging or part.info.interrupted or not (part.ranged or load_bound(part.generator)):
+    plan: RunPlan,
+    part: Measured,
+    kept: list[Measured],
+    ranges: list[RangeChange],
+    progress: TextIO | None | Literal["plan"],
+) -> RunPlan | None:
+    """The plan at half the load (the change appended to ``ranges``) when ``part`` says a lower load
+    would time truly and the load can go lower; else None."""
+    lower = lowered(plan.load, len(plan.cohorts)) if plan.self_ranging and not part.info.interrupted else None
+    block = part.ranged or part.generator
+    if lower is None or not worth_lowering(block, ranges[-1].error_ms if ranges else None):
         return None
     n = len(plan.cohorts)
-    lower = lowered(plan.load, n)
-    if lower is None:
-        return None
     at = min((sum(p.cohorts[c.name].sessions for p in kept) for c in plan.cohorts), default=0)
-    why = part.ranged or str(part.generator.get("note", "saturated"))
-    change = RangeChange(
-        at, offered(plan.load, n), offered(lower, n), why, min(s.sessions for s in part.cohorts.values())
-    )
+    discarded = min(s.sessions for s in part.cohorts.values())
+    change = RangeChange(at, offered(plan.load, n), offered(lower, n), str(block.get("note")), discarded)
+    ranges.append(replace(change, error_ms=float(block.get("error_ms") or 0.0)))
     if progress is not None:
         print(change.line(), file=(plan.options.progress if progress == "plan" else progress) or sys.stderr, flush=True)
-    return replace(plan, load=lower), change
+    return replace(plan, load=lower)
 
 
 def _merge(plan: RunPlan, parts: list[Measured], elapsed: float, ranges: Sequence[RangeChange] = ()) -> Measured:

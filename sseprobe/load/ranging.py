@@ -29,6 +29,7 @@ class RangeChange:
     after: dict[str, float]
     why: str
     discarded: int  # sessions per cohort measured at the old range and left out of the verdict
+    error_ms: float = 0.0  # the generator's error that caused it: the next halving must cut it (RANGE_GAIN)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +38,7 @@ class RangeChange:
             "to": self.after,
             "why": self.why,
             "discarded": self.discarded,
+            "error_ms": self.error_ms,
         }
 
     def line(self) -> str:

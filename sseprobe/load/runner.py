@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from hdrh.histogram import HdrHistogram
 
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share"]
 
 
+_RANGED = "stopped for a lower load (self-ranging)"
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to drive the run, beyond the load itself."""
@@ -49,7 +52,9 @@ class RunOptions:
     interval: float = 1.0
     judge: bool = True  # this process judges abort-on-trigger (False in workers: the parent judges the merge)
     cluster: ClusterOptions | None = None  # run the shares as Ray actors instead of forked workers
-    self_ranging: bool = False  # stop early when the generator is load-bound (the caller lowers the load)
+    # self-ranging: stop early when a lower load would time truly (the caller lowers it); the value is the
+    # error (ms) that caused the last lowering (None: none yet). NO_RANGING: keep the load.
+    self_ranging: float | None | Literal[False] = False
 
 
 @dataclass
@@ -59,7 +64,7 @@ class Measured:
     intervals: list[dict[str, Any]] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
     worker_errors: list[str] = field(default_factory=list)
-    ranged: str | None = None  # stopped early, load-bound (self-ranging): the generator's note
+    ranged: dict[str, Any] | None = None  # stopped early for a lower load (self-ranging): that window's block
 
 
 # --- one process ----------------------------------------------------------------------------
@@ -111,8 +116,8 @@ async def _measure(
     # the live window costs a few ms a second of loop time: only kept when someone looks at it
     live = report is not None or opts.abort_on_trigger is not None
     t0 = time.perf_counter()
-    watch = RangeWatch() if opts.self_ranging else None
-    ranged: list[str] = []
+    watch = RangeWatch(opts.self_ranging) if opts.self_ranging is not False else None
+    ranged: list[dict[str, Any]] = []
 
     def sink(rec: SessionRecord) -> None:
         now = time.perf_counter() - t0
@@ -131,9 +136,9 @@ async def _measure(
             last_started = control.started
             if checkpoint:
                 checkpoint(now, stats)
-            if watch is not None and control.stop_reason is None and (why := watch.check()):
-                ranged.append(why)
-                control.stop(f"load-bound: {why}")
+            if watch is not None and control.stop_reason is None and (late := watch.check()):
+                ranged.append(late)
+                control.stop(_RANGED)
             if not live:
                 continue
             current = window.stats(now)
@@ -170,7 +175,7 @@ async def _measure(
             t.cancel()
     ivals = intervals.finish(time.perf_counter() - t0)
     cpu = cpu_used(cpu_before, time.perf_counter_ns() - wall_before)
-    if ranged and info.stop_reason == f"load-bound: {ranged[0]}":  # our own stop, not an interruption
+    if ranged and info.stop_reason == _RANGED:  # our own stop, not an interruption
         info = replace(info, interrupted=False, stop_reason=None)
     return Measured(
         info, stats, ivals, measured_generator(stats, loop_lag, [cpu]), ranged=ranged[0] if ranged else None

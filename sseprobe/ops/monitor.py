@@ -15,6 +15,7 @@ writer with one ``write`` method (``writers_for`` lists them in the order they r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -28,9 +29,9 @@ from .._api import plan_from
 from .._config import FlowName, FlowOptions
 from ..plan.resolve import UsageProblem
 from ..plan.scenario import Scenario, ScenarioError, load_scenario
-from ..report.document import ResultsError, dumps, read_document, write_with_fallback
+from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import History
-from ..verdict.compare import GENERATOR_ADVICE, compare, generator_band
+from ..verdict.compare import GENERATOR_ADVICE, Verdict, compare, generator_band
 from ..verdict.policy import (
     DEFAULT_POLICY,
     Policy,
@@ -138,6 +139,21 @@ class Probe:
 
 def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path: Path | None) -> Probe:
     """Run the comparison through the library (one worker, no progress) and write its results document."""
+    try:
+        result = compare_live(plan_from(scenario, probe_options(cfg, out, policy_path), "compare"), progress=None)
+    except UsageProblem as exc:
+        return Probe(3, None, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash
+        return Probe(3, None, f"probe failed: {type(exc).__name__}: {exc}"[:300])
+    path, failed = write_with_fallback(out, dumps(result.document))
+    if failed:
+        return Probe(3, None, f"{failed}; the results are saved in {path}")
+    return Probe(result.exit_code, result.document, result.problem or "", reachable=not result.problem)
+
+
+def probe_options(cfg: MonitorConfig, out: Path, policy_path: Path | None, secrets: bool = True) -> dict[str, Any]:
+    """The pass's comparison as ``plan_from`` overrides (``secrets=False``: without the bearer token's
+    source, for a plan that is only looked at, such as the shape ``baseline save`` checks)."""
     given: dict[str, Any] = {
         "canonical_url": cfg.canonical_url,
         "legacy_url": cfg.legacy_url,
@@ -160,17 +176,20 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
         "max_duration": cfg.max_duration_s,
         "traffic_rate": cfg.traffic_rate,
     }
+    if not secrets:
+        optional.update(bearer_env=None, bearer_file=None)
     given.update({k: v for k, v in optional.items() if v})
+    return given
+
+
+def expected_shape(cfg: MonitorConfig) -> dict[str, Any]:
+    """The results-document ``config`` a pass of this monitor config writes (cohorts, flows, load), for
+    ``baseline save`` to hold a document against. Raises MonitorError when the config cannot plan."""
     try:
-        result = compare_live(plan_from(scenario, given, "compare"), progress=None)
-    except UsageProblem as exc:
-        return Probe(3, None, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash
-        return Probe(3, None, f"probe failed: {type(exc).__name__}: {exc}"[:300])
-    path, failed = write_with_fallback(out, dumps(result.document))
-    if failed:
-        return Probe(3, None, f"{failed}; the results are saved in {path}")
-    return Probe(result.exit_code, result.document, result.problem or "", reachable=not result.problem)
+        scenario = load_scenario(cfg.scenario) if cfg.scenario else None
+        return plan_from(scenario, probe_options(cfg, cfg.results_dir / "x.json", cfg.policy, False), "compare").config
+    except (ScenarioError, UsageProblem) as exc:
+        raise MonitorError(str(exc)) from None
 
 
 def _first_reasons(reasons: list[str], n: int = 2) -> str:
@@ -184,7 +203,14 @@ def verdict_part(name: str, verdict: Mapping[str, Any]) -> Part:
 
 
 def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: Policy) -> list[Part]:
-    band = max(generator_band(doc.get("generator")), generator_band(baseline.get("generator")))
+    """Each cohort against the baseline's same-named one. The band is tonight's generator's, and the
+    baseline's own only where the baseline was saturated (``generator_band`` is 0 otherwise). What only
+    a saturated baseline's band leaves undecided (its latencies read high by up to its lag) is not held
+    against tonight's pass, which is not UNKNOWN every night for it: the part says so, and the pass
+    warns once to re-record the baseline (``stale_baseline_note``)."""
+    tonight = generator_band(doc.get("generator"))
+    own = generator_band(baseline.get("generator"))
+    band = max(tonight, own)
     parts = []
     for name, data in doc["cohorts"].items():
         if name not in baseline["cohorts"]:
@@ -206,8 +232,40 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
         except ValueError as exc:  # a pass that cannot judge is UNKNOWN, and still recorded
             parts.append(Part(f"{name} vs baseline", "UNKNOWN", f"cannot compare: {exc}"))
             continue
-        parts.append(Part(f"{name} vs baseline", _level(v.overall), _first_reasons(v.reasons)))
+        level, detail = _level(v.overall), _first_reasons(v.reasons)
+        if level == "UNKNOWN" and own > tonight and _only_bound(v):
+            level = "GREEN"
+            detail = (
+                f"no change beyond the baseline's own generator lag (p99 {own:.1f} ms: it was recorded saturated);"
+                f" left unjudged within it: {', '.join(v.bound_by_generator)}"
+            )
+        parts.append(Part(f"{name} vs baseline", level, detail))
     return parts
+
+
+def _only_bound(v: Verdict) -> bool:
+    """Undecided only by the generator band: every undecided critical metric is generator-bound."""
+    return all(m.generator_bound for m in v.metrics if m.critical and m.level == "INCONCLUSIVE")
+
+
+def stale_baseline_note(path: Path, baseline: Mapping[str, Any]) -> str | None:
+    """A WARN to re-record a baseline that was stored with a saturated generator, once per stored
+    baseline (a marker beside it remembers which one was warned about), not in every nightly mail."""
+    own = generator_band(baseline.get("generator"))
+    if own <= 0:
+        return None
+    stamp = str((baseline.get("baseline") or {}).get("saved") or baseline.get("started") or "")
+    marker = path.with_name(path.name + ".warned")
+    with contextlib.suppress(OSError):
+        if marker.read_text().strip() == stamp:
+            return None
+    with contextlib.suppress(OSError):
+        write_atomic(marker, f"{stamp}\n".encode())
+    return (
+        f"baseline: WARN {path} was recorded with a saturated generator (lag p99 {own:.1f} ms): its latencies read"
+        " high, so changes within that are not judged; re-record the baseline (monitor --update-baseline from"
+        " a GREEN pass on a quieter machine)"
+    )
 
 
 def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
@@ -330,8 +388,10 @@ def _measure_and_record(
             parts.append(Part("probe", "UNKNOWN", found.error))
         else:
             parts.append(verdict_part("canonical vs legacy", doc.get("verdict") or {}))
-            if baseline is not None:
+            if baseline is not None and cfg.baseline is not None:
                 parts += baseline_parts(doc, baseline, policy)
+                if stale := stale_baseline_note(cfg.baseline, baseline):
+                    notes.append(stale)
             parts += target_parts(doc, policy)
             generator = doc.get("generator") or {}
             if generator.get("saturated"):  # the prober itself was the bottleneck: latencies read high

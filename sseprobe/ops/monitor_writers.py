@@ -26,8 +26,16 @@ from ..verdict.stats import CohortStats
 from .monitor_config import EXIT, MonitorConfig, MonitorError, Part, PassResult, worst
 
 
-def save_baseline(doc: Mapping[str, Any], source: str, dest: Path) -> Path:
-    """Store a results document as the baseline, histograms and all (percentiles alone cannot be compared)."""
+def save_baseline(
+    doc: Mapping[str, Any], source: str, dest: Path, *, force: bool = False, expected: Mapping[str, Any] | None = None
+) -> Path:
+    """Store a results document as the baseline, histograms and all (percentiles alone cannot be compared).
+
+    Unless ``force``: never from a saturated generator (its latencies read high by up to its lag, and
+    every later pass would be judged against them), and never a document whose cohorts, flows or load
+    shape differ from ``expected`` (the monitor config's own ``config`` block): a canonical-only run over
+    a two-cohort monitor, or 50 in flight against a monitor's 10, would judge every pass against the
+    wrong thing."""
     for name, c in doc["cohorts"].items():
         hists = c.get("histograms") or {}
         if not hists.get("ttfe_us"):
@@ -36,8 +44,46 @@ def save_baseline(doc: Mapping[str, Any], source: str, dest: Path) -> Path:
             CohortStats.from_dict(c)
         except (KeyError, TypeError, ValueError) as exc:
             raise MonitorError(f"{source}: cohort {name!r} is malformed: {exc}") from None
+    if not force:
+        generator = doc.get("generator") or {}
+        if generator.get("saturated") is True:
+            raise MonitorError(
+                f"{source}: its generator was saturated ({generator.get('note', 'lagging')}): its latencies read"
+                " high; record the baseline on a quieter machine or at a lower load (--force stores it anyway)"
+            )
+        differs = shape_differences(doc, expected) if expected is not None else []
+        if differs:
+            raise MonitorError(
+                f"{source} differs from the monitor config: {'; '.join(differs)} (--force stores it anyway)"
+            )
     saved = {**doc, "baseline": {"saved": datetime.now(UTC).isoformat(timespec="seconds"), "source": str(source)}}
     return write_atomic(dest, dumps(saved))
+
+
+def shape_differences(doc: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """What differs between a results document and the ``config`` a monitor pass writes: the cohorts,
+    each cohort's flow, and the load's shape (model, users in flight, rates, think time) where the
+    document records it. The numbers of sessions may differ: the statistics allow for them."""
+    out: list[str] = []
+    have, want = doc.get("cohorts") or {}, expected.get("cohorts") or {}
+    if sorted(have) != sorted(want):
+        out.append(f"cohorts {', '.join(sorted(have)) or 'none'} where the monitor measures {', '.join(sorted(want))}")
+    for name in sorted(set(have) & set(want)):
+        a, b = (have[name] or {}).get("flow"), (want[name] or {}).get("flow")
+        if a != b:
+            out.append(f"cohort {name} runs flow {a} where the monitor runs {b}")
+    load, want_load = (doc.get("config") or {}).get("load") or {}, expected.get("load") or {}
+    keys = ("model", "think") + (("phases",) if want_load.get("model") == "open" else ("concurrency",))
+    for key in keys:
+        if key in load and load[key] != want_load.get(key):
+            out.append(f"load {key} {_short(load[key])} where the monitor's is {_short(want_load.get(key))}")
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{p.get('rate')}/s for {p.get('duration_s')} s" for p in value) + "]"
+    return "none" if value is None else str(value)
 
 
 def send_webhook(url: str, text: str, timeout: float = 10.0) -> str | None:
@@ -238,23 +284,28 @@ class ReportWriter:
 
 @dataclass(frozen=True)
 class BaselineWriter:
-    """Today's document as the next baseline: only from a GREEN pass (or a YELLOW one with --force)."""
+    """Today's document as the next baseline: only from a GREEN pass whose generator kept up (with
+    --force also from a YELLOW or UNKNOWN one, or a saturated one; never from a RED or unmeasured one)."""
 
     path: Path | None
     force: bool
 
     def write(self, done: FinishedPass) -> None:
         overall, doc = done.overall, done.doc
+        saturated = doc is not None and (doc.get("generator") or {}).get("saturated") is True
         if self.path is None:
             done.notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
-        elif doc is None or overall == "RED" or (overall != "GREEN" and not self.force):
+        elif doc is None or overall == "RED" or ((overall != "GREEN" or saturated) and not self.force):
+            why = f"this pass is {overall}" + (", not GREEN" if overall != "GREEN" else "")
+            if overall == "GREEN" and saturated:
+                why = "this pass's generator was saturated (its latencies read high)"
             done.notes.append(
-                f"baseline: WARN not updated: this pass is {overall}"
-                + (", not GREEN (--force stores it anyway)" if doc is not None and overall != "RED" else "")
+                f"baseline: WARN not updated: {why}"
+                + (" (--force stores it anyway)" if doc is not None and overall != "RED" else "")
                 + (" (save one by hand with: sseprobe baseline save FILE)" if doc is not None else "")
             )
         else:
-            save_baseline(doc, str(done.results_path), self.path)
+            save_baseline(doc, str(done.results_path), self.path, force=True)
             done.notes.append(f"baseline: updated {self.path}")
 
 
