@@ -92,7 +92,10 @@ def test_without_ray_cluster_says_how_to_install(tmp_path: Path) -> None:
     r = sseprobe("run", "--flow", "canonical", "--url", "http://127.0.0.1:9", "--cluster", "local:2", env=env)
     assert r.returncode == 3, r.stderr
     assert r.stderr.count("\n") == 1 and INSTALL_HINT in r.stderr
-    plain = sseprobe("run", "--flow", "canonical", "--url", "http://127.0.0.1:9", "-n", "1", "--workers", "1", env=env)
+    out = ("--out", str(tmp_path / "plain.json"))  # it measures (one refused session): tests write under tmp_path
+    plain = sseprobe(
+        "run", "--flow", "canonical", "--url", "http://127.0.0.1:9", "-n", "1", "--workers", "1", *out, env=env
+    )
     assert "ray" not in plain.stderr.lower()  # the fork runner never needs it
 
 

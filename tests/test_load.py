@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import json
+import os
+import re
 import signal
 import subprocess
 import threading
@@ -174,10 +176,19 @@ def test_sigint_mid_run_writes_a_complete_document(target: str, tmp_path: Path, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "SSEPROBE_PROGRESS_EVERY": "0.25"},
     )
-    time.sleep(2.5)
+    # interrupted once it has measured 30 sessions, however long a busy machine takes to start it
+    # (a fixed sleep interrupted some runs while starting, with nothing measured yet)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if (ok := re.search(r"\| (?:canonical )?ok (\d+)", line)) and int(ok.group(1)) >= 30:
+            break
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
+    stdout, rest = proc.communicate(timeout=30)
+    stderr = "".join(seen) + rest
     assert proc.returncode == 3, stderr
     assert "Traceback" not in stderr
     doc = _doc(out)
