@@ -3,13 +3,13 @@ than legacy) in its own process, runs a live comparison against it, prints the v
 
 The target runs in a separate process so that its work does not share an event loop with the
 measurement, just as a real service would not. Its latencies are nearly deterministic (TTFE 2 s,
-lognormal spread 0.02) so that a 7 % change is told from 5 % and from 10 % with a few hundred sessions
-(the p50 interval at 500 per cohort is about +/-1 %), and long against a busy machine's late wake-ups:
-a saturated generator's band (its error, 10-30 ms at load average 7 or beside CPU hogs) widens the
-intervals by 0.5-1.5 %, and the same lag in both cohorts dilutes 7 % by less than 0.1 %. Sessions arrive at a steady rate
-(the open model: no burst of users starting together at each look) worth ``--concurrency`` in flight.
-The comparison runs ``--until-decided`` (a look every 100 sessions per cohort), so it stops as soon as
-the verdict is decided: about 20-30 s on a 2-core machine (docs/validity.md).
+lognormal spread 0.02) so that a 7 % change is told from 5 % and from 10 % with 500 sessions per cohort
+(the p50 interval is then about +/-0.8 %), and long against a busy machine's late wake-ups: a generator
+error of 15-100 ms (measured at load average 9-13 on 2 cores) is 1-5 % of it, and the same lag in both
+cohorts dilutes 7 % by a few tenths. Sessions arrive at a steady rate (the open model: no burst of users
+starting together at each look) worth ``--concurrency`` in flight. The comparison runs
+``--until-decided`` (a look every 100 sessions per cohort) and stops once decided: the rates need about
+500 sessions per cohort, about 25 s (docs/validity.md).
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
     """
     if not -50 < slower < 1000:
         raise UsageProblem("--slower must be a percentage between -50 and 1000")
-    if sessions < LOOK_EVERY or concurrency < 1:
-        raise UsageProblem(f"--sessions must be at least {LOOK_EVERY} and --concurrency at least 1")
+    if sessions < 1 or concurrency < 1:
+        raise UsageProblem("--sessions and --concurrency must be at least 1")
+    look_every = min(LOOK_EVERY, sessions)
     canonical_ms = LEGACY_TTFE_MS * (1 + slower / 100)
     session_s = ((LEGACY_TTFE_MS + canonical_ms) / 2 + EVENTS * GAP_MS) / 1000
     rate = round(concurrency / session_s, 3)  # per cohort: Little's law, in flight = rate x time in flight
@@ -112,7 +113,7 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
         "rate": rate,
         "workers": 1,
         "until_decided": True,
-        "look_every": LOOK_EVERY,
+        "look_every": look_every,
         "max_sessions": sessions,
         **({"out": out} if out else {}),
     }
@@ -121,7 +122,7 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
     click.echo(
         f"built-in target on {url}: legacy TTFE median {LEGACY_TTFE_MS:g} ms, canonical {slower:+g} %"
         f" (spread {TTFE_SPREAD:g}); up to {sessions} sessions per cohort at {rate:g}/s each ({concurrency} in"
-        f" flight), a look every {LOOK_EVERY}: it stops when decided",
+        f" flight), a look every {look_every}: it stops when decided",
         err=True,
     )
     try:
