@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +148,7 @@ class RunPlan:
     until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
     traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
     self_ranging: bool = False  # compare without phases: a load-bound generator lowers its own load
+    service_late: Callable[[], float] | None = None  # a service on this machine (demo): its own lateness, ms
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
     measured = _ranged(plan, progress)
-    band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
+    band = _band(plan, measured)  # a saturated generator's lag widens every latency interval
     verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
     extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
     doc = _document(plan, measured, {}, verdict, extra)
@@ -310,9 +311,7 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
                 continue
             parts.append(part)
             merged = _merge(plan, parts, time.monotonic() - started, ranges)
-            verdict = looks.look(
-                merged.cohorts["legacy"], merged.cohorts["canonical"], generator_band(merged.generator)
-            )
+            verdict = looks.look(merged.cohorts["legacy"], merged.cohorts["canonical"], _band(plan, merged))
             _say_look(plan, progress, look, merged, verdict)
             look += 1
             if merged.info.interrupted or asked:
@@ -326,7 +325,7 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
                 break
     if merged is None or verdict is None:  # stopped before the first batch: a document that says so
         merged = _merge(plan, parts, time.monotonic() - started, ranges)
-        band = generator_band(merged.generator)
+        band = _band(plan, merged)
         verdict = judge(merged.cohorts["legacy"], merged.cohorts["canonical"], plan.policy, generator_error_ms=band)
     if stopped == "interrupted" and not merged.info.interrupted:
         merged.info = replace(merged.info, interrupted=True, stop_reason=merged.info.stop_reason or "interrupted")
@@ -339,6 +338,16 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
     }
     doc = _document(plan, merged, {}, verdict, extra)
     return Result(plan, merged, doc, verdict.triggers, verdict, extra)
+
+
+def _band(plan: RunPlan, measured: Measured) -> float:
+    """The error band (ms) latency intervals widen by: the saturated generator's, plus, for a service
+    that shares this machine's CPUs (the demo's built-in target), how late that service itself ran its
+    timings (p99), recorded as ``generator.service_late_ms``: beside CPU hogs it is part of the instrument."""
+    late = plan.service_late() if plan.service_late is not None else 0.0
+    if late > 0:
+        measured.generator["service_late_ms"] = round(late, 3)
+    return generator_band(measured.generator) + late
 
 
 def _time_left(settings: UntilDecided, started: float) -> float | None:

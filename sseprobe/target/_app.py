@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 from aiohttp import web
+from hdrh.histogram import HdrHistogram
 
 __all__ = ["CohortKnobs", "TargetConfig", "TargetStats", "Target", "PROFILES", "make_app", "running_target", "serve"]
 
@@ -282,11 +283,19 @@ def _done_frame() -> bytes:
     return _named("done", {"status": "completed", "timestamp": _iso()})
 
 
+# How late this process woke for its injected delays (µs): on a machine whose CPUs are held by other
+# processes the target itself runs late, and a client on the same machine (the demo) adds that to its
+# error band (the target's lateness is part of that instrument). One target per process: one histogram.
+LATE = HdrHistogram(1, 3_600_000_000, 2)
+
+
 async def _sleep_until(deadline: float) -> None:
     """Sleep to an absolute loop time, so per-event work never accumulates into the knob delays."""
-    delay = deadline - asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    delay = deadline - loop.time()
     if delay > 0:
         await asyncio.sleep(delay)
+        LATE.record_value(min(max(int((loop.time() - deadline) * 1e6), 1), 3_600_000_000))
 
 
 @dataclass(eq=False)
@@ -699,7 +708,8 @@ class _Vana:
             "legacy_subscribers": self.subscribers,
             "stored_sessions": len(self.sessions),
         }
-        return _json(200, {**asdict(self.stats), "gauges": gauges})
+        late = {f"p{q:g}": LATE.get_value_at_percentile(q) / 1000 for q in (50, 99)} if LATE.total_count else {}
+        return _json(200, {**asdict(self.stats), "gauges": gauges, "late_ms": late})
 
     async def on_shutdown(self, app: web.Application) -> None:
         """End stalls and open legacy streams so the server stops at once instead of waiting on them."""
