@@ -32,6 +32,7 @@ from ._common import (
 )
 from ._report import attach_html
 from ._run import emit, said_interrupted, say_notes
+from ._sources import compare_source, source_options, wants_source
 
 __all__ = ["compare_cmd", "verdict_section"]
 
@@ -114,6 +115,7 @@ def _offline(
 @flow_options
 @load_options
 @sequential_options
+@source_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) -> int:
     """Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).
@@ -130,6 +132,8 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     """
     scenario = read_scenario(params["scenario"])
     policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
+    if wants_source(params):  # real traffic from a log or Prometheus: cli/_sources.py
+        return compare_source(files, params, policy)
     if files:
         if len(files) > 2:
             raise UsageProblem("compare takes at most two results files (baseline, candidate)")

@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 from .._outcomes import Outcome
 from .._record import SessionRecord
 
-__all__ = ["CohortStats", "new_histogram", "histogram_arrays", "summarize_ms", "HISTOGRAMS"]
+__all__ = ["CohortStats", "new_histogram", "histogram_arrays", "summarize_ms", "record_ms", "HISTOGRAMS"]
 
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour
@@ -66,6 +66,9 @@ def _record_ms(h: HdrHistogram, ms: float) -> None:
         h.min_value = us
     if us > h.max_value:
         h.max_value = us
+
+
+record_ms = _record_ms  # one latency (ms) into a histogram: the path CohortStats.add takes, for other folders
 
 
 def _buckets(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
