@@ -80,7 +80,7 @@ HAND = """\
 {"timestamp": "2026-12-06T10:00:05Z", "httpRequest": {"status": 200, "latency": "0.4s"}, "jsonPayload": {"stream_mode": "legacy", "completed": false}}
 {"timestamp": "2026-12-06T10:00:06Z", "httpRequest": {"status": 200}, "jsonPayload": {"stream_mode": "batch-export"}}
 {"timestamp": "2026-12-06T10:00:07Z", "textPayload": "Started server process [1]"}
-"""
+"""  # noqa: E501 - one LogEntry a line, as exported
 
 
 def test_hand_written_cloud_logging_log(tmp_path: Path) -> None:

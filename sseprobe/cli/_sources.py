@@ -67,7 +67,7 @@ def source_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--from-prometheus",
                 default=None,
                 metavar="URL",
-                help="Judge real traffic from latency histograms in Prometheus (with --query-canonical/--query-legacy).",
+                help="Judge real traffic from latency histograms in Prometheus (--query-canonical, --query-legacy).",
             ),
             click.option(
                 "--query-canonical",
