@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -59,7 +59,6 @@ INFLATE_FLOOR = 256 << 20
 UNPARSEABLE_SHARE = 0.01
 EXAMPLES = 5
 _SKIP = 1 << 16
-_MISSING: Any = object()  # a key that is not there
 _WRONG: Any = object()  # a path through something that is not an object
 _NOT_CONNECTED = frozenset({Outcome.CONNECT_ERROR, Outcome.HTTP_ERROR, Outcome.BAD_CONTENT_TYPE})
 _HIST = {
@@ -207,16 +206,17 @@ def _check(read: LogRead) -> None:
 
 
 class _Folder:
-    """One line into its cohort's statistics; the mapping's paths resolved once, not per line."""
+    """One line into its cohort's statistics; the mapping's paths compiled to getters once, not per line."""
 
     def __init__(self, read: LogRead) -> None:
         m = read.log_map
         self.read = read
         self.by_value = m.cohort_of()
-        self.p = {
-            k: m.paths.get(k) for k in ("cohort", "timestamp", "outcome", "status", "connected", "error", "completed")
-        }
-        self.lat = [(k, m.paths[k], _UNIT[m.units[k]], _HIST[k]) for k in LATENCIES if k in m.paths]
+        names = ("cohort", "timestamp", "outcome", "status", "connected", "error", "completed")
+        g = {k: _getter(m.paths.get(k)) for k in names}
+        self.cohort, self.time, self.outcome_of, self.status = g["cohort"], g["timestamp"], g["outcome"], g["status"]
+        self.connected, self.error, self.done = g["connected"], g["error"], g["completed"]
+        self.lat = [(k, _getter(m.paths[k]), _UNIT[m.units[k]], _HIST[k]) for k in LATENCIES if k in m.paths]
         self.completed = m.completed_values
         self.timeouts = frozenset(m.timeout_errors)
         self.ok_lo, self.ok_hi = m.ok_status
@@ -230,12 +230,11 @@ class _Folder:
             raise LineError("not JSON") from None
         if type(obj) is not dict:
             raise LineError("not a JSON object")
-        p = self.p
-        mark = _get(obj, p["cohort"])  # type: ignore[arg-type]
+        mark = self.cohort(obj)
         if mark is _WRONG:
-            raise LineError(f"{'.'.join(p['cohort'] or ())} runs through a value that is not an object")
+            raise LineError("the cohort's path runs through a value that is not an object")
         try:
-            name = self.by_value.get(mark) if mark is not _MISSING else None
+            name = self.by_value.get(mark)
         except TypeError:  # an unhashable value (a list or object) marks no cohort
             name = None
         if name is None:
@@ -252,7 +251,16 @@ class _Folder:
         status = self._status(obj)
         outcome = self._outcome(obj, status)
         connected = self._connected(obj, status, outcome)
-        values = [(h, self._latency(obj, k, path, unit)) for k, path, unit, h in self.lat]
+        values = []
+        for key, get, unit, h in self.lat:
+            v = get(obj)
+            if v is None:
+                continue
+            ms = None if v is _WRONG else unit(v)
+            if ms is None or not (ms >= 0.0 and ms < math.inf):
+                raise LineError(f"{key} {str(v)[:40]!r} is not a latency >= 0 in the mapping's unit")
+            if h != "completion_us" or outcome == "ok":  # completion: only a success's
+                values.append((h, ms))
         stats = self.read.cohorts[name]
         stats.sessions += 1
         stats.connected += connected
@@ -264,28 +272,21 @@ class _Folder:
             stats.http_status[text] += 1
         hists = stats.histograms
         for h, ms in values:
-            if ms is not None and (h != "completion_us" or outcome == "ok"):  # completion: only a success's
-                record_ms(hists[h], ms)
+            record_ms(hists[h], ms)
         if t is not None:
             self.read.spans[name].add(t)
 
     def _time(self, obj: dict[str, Any]) -> float | None:
-        path = self.p["timestamp"]
-        if path is None:
-            return None
-        v = _get(obj, path)
-        if v is _MISSING or v is None:
+        v = self.time(obj)
+        if v is None:
             return None
         if v is _WRONG:
             raise LineError("timestamp: its path runs through a value that is not an object")
         return parse_time(v)
 
     def _status(self, obj: dict[str, Any]) -> int | None:
-        path = self.p["status"]
-        if path is None:
-            return None
-        v = _get(obj, path)
-        if v is _MISSING or v is None:
+        v = self.status(obj)
+        if v is None:
             return None
         if type(v) is not int or not 100 <= v <= 599:
             raise LineError(f"status {str(v)[:40]!r} is not an HTTP status (a whole number 100-599)")
@@ -293,56 +294,39 @@ class _Folder:
 
     def _outcome(self, obj: dict[str, Any], status: int | None) -> str:
         """The rule of LogMap's docstring, in its order."""
-        p = self.p
-        if p["outcome"] is not None:
-            v = _get(obj, p["outcome"])
-            if v is not _MISSING and v is not None:
-                known = known_outcome(v)
-                if known is None:
-                    raise LineError(f"outcome {str(v)[:40]!r} is not one of sseprobe's outcomes")
-                return str(known)
+        v = self.outcome_of(obj)
+        if v is not None:
+            known = known_outcome(v)
+            if known is None:
+                raise LineError(f"outcome {str(v)[:40]!r} is not one of sseprobe's outcomes")
+            return str(known)
         if status is not None and not self.ok_lo <= status <= self.ok_hi:
             return Outcome.HTTP_ERROR
-        if p["error"] is not None:
-            err = _get(obj, p["error"])
-            if err is _WRONG:
-                raise LineError("error: its path runs through a value that is not an object")
-            if err is not _MISSING and err is not None and err != "" and err is not False:
-                try:
-                    return Outcome.TIMEOUT if err in self.timeouts else Outcome.STREAM_ERROR
-                except TypeError:  # an object or list as the error: an error all the same
-                    return Outcome.STREAM_ERROR
-        if p["completed"] is not None:
-            done = _get(obj, p["completed"])
+        err = self.error(obj)
+        if err is _WRONG:
+            raise LineError("error: its path runs through a value that is not an object")
+        if err is not None and err != "" and err is not False:
             try:
-                return Outcome.OK if done is not _MISSING and done in self.completed else Outcome.PREMATURE_CLOSE
+                return Outcome.TIMEOUT if err in self.timeouts else Outcome.STREAM_ERROR
+            except TypeError:  # an object or list as the error: an error all the same
+                return Outcome.STREAM_ERROR
+        if self.done is not _absent:
+            try:
+                return Outcome.OK if self.done(obj) in self.completed else Outcome.PREMATURE_CLOSE
             except TypeError:
                 raise LineError("completed: an object or list, not a marker value") from None
         return Outcome.OK
 
     def _connected(self, obj: dict[str, Any], status: int | None, outcome: str) -> bool:
         """The mapped ``connected`` (true/false) when present; else a success status; else what the outcome says."""
-        path = self.p["connected"]
-        if path is not None:
-            v = _get(obj, path)
-            if v is not _MISSING and v is not None:
-                if type(v) is not bool:
-                    raise LineError(f"connected {str(v)[:40]!r} is not true or false")
-                return v
+        v = self.connected(obj)
+        if v is not None:
+            if type(v) is not bool:
+                raise LineError(f"connected {str(v)[:40]!r} is not true or false")
+            return v
         if status is not None:
             return self.ok_lo <= status <= self.ok_hi
         return outcome not in _NOT_CONNECTED
-
-    def _latency(self, obj: dict[str, Any], key: str, path: tuple[str, ...], unit: Any) -> float | None:
-        v = _get(obj, path)
-        if v is _MISSING or v is None:
-            return None
-        if v is _WRONG:
-            raise LineError(f"{key}: its path runs through a value that is not an object")
-        ms: float | None = unit(v)
-        if ms is None or not (ms >= 0.0 and ms < math.inf):
-            raise LineError(f"{key} {str(v)[:40]!r} is not a latency >= 0 in the mapping's unit")
-        return ms
 
 
 def _number(v: Any) -> float | None:
@@ -371,15 +355,39 @@ def _duration(v: Any) -> float | None:
 _UNIT = {"ms": _ms, "s": _s, "duration": _duration}
 
 
-def _get(obj: Any, path: tuple[str, ...]) -> Any:
-    """The value at a dotted path; _MISSING when a key is absent, _WRONG through a non-object."""
-    for key in path:
-        if type(obj) is not dict:
-            return _WRONG
-        obj = obj.get(key, _MISSING)
-        if obj is _MISSING:
-            return _MISSING
-    return obj
+def _absent(_obj: dict[str, Any]) -> Any:
+    return None
+
+
+def _getter(path: tuple[str, ...] | None) -> Callable[[dict[str, Any]], Any]:
+    """The value at a dotted path, None when absent or null, _WRONG through a value that is not an object.
+    Paths of one and two keys (most logs) get their own getter: ~3x faster than a loop."""
+    if path is None:
+        return _absent
+    if len(path) == 1:
+        (key,) = path
+        return lambda obj: obj.get(key)
+    if len(path) == 2:
+        a, b = path
+
+        def two(obj: dict[str, Any]) -> Any:
+            inner = obj.get(a)
+            if type(inner) is dict:
+                return inner.get(b)
+            return None if inner is None else _WRONG
+
+        return two
+
+    def walk(obj: Any) -> Any:
+        for key in path:
+            if obj is None:
+                return None
+            if type(obj) is not dict:
+                return _WRONG
+            obj = obj.get(key)
+        return obj
+
+    return walk
 
 
 # --- reading, bounded -----------------------------------------------------------------------------
