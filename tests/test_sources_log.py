@@ -236,3 +236,53 @@ def test_mapping_typos_are_one_line(tmp_path: Path, capfd: pytest.CaptureFixture
         other = tmp_path / "other.toml"
         other.write_text('[fields]\ncohort = "cohort"\n[cohorts]\ncanonical = "blue"\nlegacy = "green"\n')
         read_logs([str(_log(tmp_path, 10, [], "x.jsonl"))], read_log_map(str(other)))
+
+
+# --- baseline collect -----------------------------------------------------------------------------------
+
+
+def test_baseline_collect_over_a_window_feeds_offline_compare(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Yesterday's log as the baseline (only the last 24 h of it), today's canary log judged against it."""
+    day = 86_400
+    path = tmp_path / "yesterday.jsonl"
+    with path.open("wb") as f:
+        for i in range(3000):  # two days of traffic; the first day is slower and must not count
+            t = 1_800_000_000 + i * (2 * day / 3000)
+            ms = (200.0 if t < 1_800_000_000 + day else 100.0) + i % 17
+            cohort = "legacy" if i % 3 else "canonical"
+            f.write(orjson.dumps({"cohort": cohort, "outcome": "ok", "ttfe_ms": ms, "timestamp": t}) + b"\n")
+    base = tmp_path / "baseline.json"
+    until = str(1_800_000_000 + 2 * day)
+    code, out, err = in_process(
+        capfd, "baseline", "collect", "--from-log", str(path), "--window", "24h", "--until", until, "--to", str(base)
+    )
+    assert code == 0 and "baseline collected" in out, err
+    doc = json.loads(base.read_text())
+    assert doc["schema"] == "sseprobe.result/1" and doc["source"]["outside_window"] == 1500
+    assert sum(c["sessions"] for c in doc["cohorts"].values()) == 1500 and "verdict" not in doc
+    assert doc["cohorts"]["legacy"]["ttfe_ms"]["p50"] < 130  # only the fast day
+    # today's canary: 40 % slower than the baseline's legacy
+    today = tmp_path / "today.jsonl"
+    today.write_bytes(b"".join(
+        orjson.dumps({"cohort": "canonical", "outcome": "ok", "ttfe_ms": 140.0 + i % 17}) + b"\n" for i in range(1000)
+    ))  # fmt: skip
+    code, out, err = in_process(
+        capfd, "compare", str(base), str(_canary_doc(tmp_path, today)), "--baseline-cohort", "legacy",
+        "--candidate-cohort", "canonical",
+    )  # fmt: skip
+    assert code == 2 and "ttfe_p95_ms" in out, out + err
+
+
+def _canary_doc(tmp_path: Path, log: Path) -> Path:
+    out = tmp_path / "canary.json"
+    code = in_process_main("baseline", "collect", "--from-log", str(log), "--to", str(out))
+    assert code == 0
+    return out
+
+
+def in_process_main(*args: str) -> int:
+    from sseprobe.cli import main
+
+    return main(list(args))

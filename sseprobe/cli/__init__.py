@@ -36,6 +36,7 @@ from ._demo import demo_cmd  # noqa: E402
 from ._monitor import baseline_group, history_cmd, monitor_cmd  # noqa: E402
 from ._report import report_cmd  # noqa: E402
 from ._run import run_cmd  # noqa: E402
+from ._sources import baseline_collect_cmd  # noqa: E402
 from ._target import target_cmd  # noqa: E402
 
 for _sig, _handler in _BEFORE.items():
@@ -64,6 +65,7 @@ cli.add_command(compare_cmd)
 cli.add_command(demo_cmd)
 cli.add_command(monitor_cmd)
 cli.add_command(baseline_group)
+baseline_group.add_command(baseline_collect_cmd)  # baseline collect: real traffic (cli/_sources.py)
 cli.add_command(history_cmd)
 cli.add_command(report_cmd)
 cli.add_command(calibrate_cmd)

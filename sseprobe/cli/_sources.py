@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from ..ops.monitor import MonitorError, load_monitor_config
+from ..report.document import dumps, write_atomic
 from ..report.verdict_text import render_verdict
 from ..sources import SourceError, judge_logs, read_log_map, read_logs, window_from
+from ..sources.baseline import baseline_document
 from ..sources.judge import Judged
 from ..verdict.policy import Policy
-from ._common import EXIT_UNKNOWN, UsageProblem, check_outputs
+from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
 from ._report import attach_html
 from ._run import emit
 
-__all__ = ["source_options", "window_options", "wants_source", "compare_source", "read_source_logs"]
+__all__ = [
+    "source_options",
+    "window_options",
+    "wants_source",
+    "compare_source",
+    "read_source_logs",
+    "baseline_collect_cmd",
+]
 
 _LIVE = ("canonical_url", "legacy_url", "until_decided")
 
@@ -134,3 +145,53 @@ def _emit(judged: Judged, params: dict[str, Any]) -> int:
         click.echo(text)
     attach_html(judged.document, "compare", html, as_json)
     return judged.verdict.exit_code
+
+
+@click.command("collect")
+@click.option(
+    "--from-log", "from_log", multiple=True, required=True, metavar="FILE", help="Request logs (JSON Lines, .gz, -)."
+)
+@window_options
+@click.option(
+    "--config",
+    "-C",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Save to this monitor config's baseline path.",
+)
+@click.option("--to", "dest", type=click.Path(dir_okay=False), default=None, help="Save to this path instead.")
+def baseline_collect_cmd(config_path: str | None, dest: str | None, **params: Any) -> int:
+    """Collect a baseline from real traffic: the logs' cohorts over a window (--window 24h: the last day).
+
+    Writes a results document (histograms and all, the source recorded) that ``compare BASELINE.json
+    CANDIDATE.json`` and the monitor read like any saved run (docs/real-traffic.md).
+    """
+    target = _baseline_path(config_path, dest)
+    read = read_source_logs(params)
+    try:
+        doc = baseline_document(read)
+        path = write_atomic(target, dumps(doc))
+    except SourceError as exc:
+        raise UsageProblem(str(exc)) from None
+    except OSError as exc:
+        raise UsageProblem(f"cannot write {target}: {exc.strerror or exc}") from None
+    for example in read.examples:
+        click.echo(f"sseprobe: unreadable log line: {example}", err=True)
+    cohorts = ", ".join(f"{n} ({c['sessions']:,} records)" for n, c in doc["cohorts"].items())
+    click.echo(f"baseline collected: {path} from {read.lines:,} log lines: {cohorts}")
+    return EXIT_OK
+
+
+def _baseline_path(config_path: str | None, dest: str | None) -> Path:
+    if (config_path is None) == (dest is None):
+        raise UsageProblem("give exactly one of --config FILE (its baseline path) or --to PATH")
+    if dest is not None:
+        return Path(dest)
+    try:
+        cfg = load_monitor_config(config_path)  # type: ignore[arg-type]
+    except MonitorError as exc:
+        raise UsageProblem(str(exc)) from None
+    if cfg.baseline is None:
+        raise UsageProblem(f"{config_path}: no 'baseline' path in the config")
+    return cfg.baseline
