@@ -124,12 +124,25 @@ def compare_source(files: tuple[str, ...], params: dict[str, Any], policy: Polic
                 click.echo(f"sseprobe: unreadable log line: {example}", err=True)
             judged = judge_logs(read, policy, params["baseline_cohort"], params["candidate_cohort"])
         else:
-            from ..sources.prometheus import judge_prometheus
-
-            judged = judge_prometheus(params, policy)
+            judged = _prometheus(params, policy)
     except SourceError as exc:
         raise UsageProblem(str(exc)) from None
     return _emit(judged, params)
+
+
+def _prometheus(params: dict[str, Any], policy: Policy) -> Judged:
+    from ..sources.prometheus import judge_prometheus  # urllib only when asked for
+
+    if not (params["query_canonical"] and params["query_legacy"]):
+        raise SourceError("--from-prometheus needs --query-canonical and --query-legacy (histogram _bucket selectors)")
+    if params["since"] or params["log_map"]:
+        raise SourceError("--from-prometheus takes --window (default 24h) and --until, not --since or --log-map")
+    until = window_from(None, params["until"], None).until
+    queries = {"canonical": params["query_canonical"], "legacy": params["query_legacy"]}
+    names = (params["baseline_cohort"] or "legacy", params["candidate_cohort"] or "canonical")
+    if set(names) != {"canonical", "legacy"}:
+        raise SourceError("--from-prometheus compares its two queries: cohorts canonical and legacy only")
+    return judge_prometheus(params["from_prometheus"], queries, policy, params["window"] or "24h", until, names)
 
 
 def _emit(judged: Judged, params: dict[str, Any]) -> int:

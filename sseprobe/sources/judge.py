@@ -83,10 +83,13 @@ def judge(
     source: dict[str, Any],
     notes: list[str],
     started: str | None = None,
+    verdict: Verdict | None = None,
 ) -> Judged:
-    """``compare`` on the named cohorts, the notes added to its reasons, and the document recording the source."""
+    """``compare`` on the named cohorts (or the ``verdict`` a source reached its own way), the notes added
+    to its reasons, and the document recording the source."""
     b, c = names
-    verdict = compare(cohorts[b], cohorts[c], policy)
+    if verdict is None:
+        verdict = compare(cohorts[b], cohorts[c], policy)
     verdict.reasons.extend([REAL_TRAFFIC_NOTE, *notes])
     doc = build_document(
         started=started or datetime.now(UTC).isoformat().replace("+00:00", "Z"),
