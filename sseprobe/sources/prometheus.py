@@ -100,15 +100,13 @@ def _latency_only(policy: Policy) -> Policy:
 def _row(alarm: MetricResult, green: MetricResult) -> MetricResult:
     """One metric's row from its two placements (the rule of this module's docstring)."""
     if alarm.level in ("YELLOW", "RED"):
-        return replace(alarm, method=f"bucket-edges ({alarm.method})", reason=alarm.reason + _EDGES)
-    if green.level == "GREEN":
-        return replace(green, method=f"bucket-edges ({green.method})", reason=green.reason + _EDGES)
+        return replace(alarm, method=f"bucket-edges ({alarm.method})", reason=_ALARM_SIDE + alarm.reason)
+    if green.level in ("GREEN", "INCONCLUSIVE"):  # GREEN, or too little data even before the buckets' width
+        return replace(green, method=f"bucket-edges ({green.method})", reason=_GREEN_SIDE + green.reason)
     lo, hi = alarm.change, green.change
-    span = (
-        ""
-        if lo is None or hi is None
-        else f"; by bucket placement the change lies in [{lo * 100:+.1f}, {hi * 100:+.1f}] %"
-    )
+    span = ""
+    if lo is not None and hi is not None:
+        span = f"; by bucket placement the change lies in [{lo * 100:+.1f}, {hi * 100:+.1f}] %"
     return replace(
         green,
         level="INCONCLUSIVE",
@@ -121,7 +119,8 @@ def _row(alarm: MetricResult, green: MetricResult) -> MetricResult:
     )
 
 
-_EDGES = "; judged on the bucket edges (holds wherever the values lie in their buckets)"
+_ALARM_SIDE = "even as well as the buckets allow (candidate at lower edges, baseline at upper): "
+_GREEN_SIDE = "even as badly as the buckets allow (candidate at upper edges, baseline at lower): "
 
 
 def judge_buckets(
