@@ -286,3 +286,18 @@ def in_process_main(*args: str) -> int:
     from sseprobe.cli import main
 
     return main(list(args))
+
+
+def test_batched_recording_equals_one_by_one() -> None:
+    """The log folder records latencies in batches: the same histogram as CohortStats.add's value by value."""
+    import numpy as np
+
+    from sseprobe.verdict.stats import _record_ms, new_histogram, record_many_ms
+
+    values = np.concatenate([np.random.default_rng(3).lognormal(5, 2, 50_000), [0, 4e-4, 2.047, 2.048, 4.096, 5e9]])
+    one, many = new_histogram(), new_histogram()
+    for v in values.tolist():
+        _record_ms(one, v)
+    record_many_ms(many, values[:1000])
+    record_many_ms(many, values[1000:])
+    assert one.encode() == many.encode() and (one.min_value, one.max_value) == (many.min_value, many.max_value)

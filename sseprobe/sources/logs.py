@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
 from .._outcomes import Outcome
-from ..verdict.stats import CohortStats, record_ms
+from ..verdict.stats import CohortStats, record_many_ms
 from .logmap import LATENCIES, LogMap, SourceError, known_outcome
 
 __all__ = [
@@ -59,6 +60,7 @@ INFLATE_FLOOR = 256 << 20
 UNPARSEABLE_SHARE = 0.01
 EXAMPLES = 5
 _SKIP = 1 << 16
+_BATCH = 1 << 16
 _WRONG: Any = object()  # a path through something that is not an object
 _NOT_CONNECTED = frozenset({Outcome.CONNECT_ERROR, Outcome.HTTP_ERROR, Outcome.BAD_CONTENT_TYPE})
 _HIST = {
@@ -188,6 +190,7 @@ def read_logs(paths: list[str], log_map: LogMap, window: Window = Window()) -> L
             raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise SourceError(f"{path}: not a readable gzip file ({exc or type(exc).__name__})") from None
+    fold.close()
     _check(read)
     return read
 
@@ -222,6 +225,8 @@ class _Folder:
         self.ok_lo, self.ok_hi = m.ok_status
         self.window = read.window
         self.status_text: dict[int, str] = {}
+        # latencies wait in lists and go into the histograms _BATCH at a time (record_many_ms: ~20x cheaper a value)
+        self.pending: dict[str, dict[str, list[float]]] = {n: {h: [] for *_, h in self.lat} for n in read.cohorts}
 
     def line(self, raw: bytes) -> None:
         try:
@@ -270,11 +275,25 @@ class _Folder:
             if text is None:
                 text = self.status_text[status] = str(status)
             stats.http_status[text] += 1
-        hists = stats.histograms
+        pending = self.pending[name]
         for h, ms in values:
-            record_ms(hists[h], ms)
+            waiting = pending[h]
+            waiting.append(ms)
+            if len(waiting) >= _BATCH:
+                self._flush(name, h)
         if t is not None:
             self.read.spans[name].add(t)
+
+    def _flush(self, name: str, h: str) -> None:
+        waiting = self.pending[name][h]
+        record_many_ms(self.read.cohorts[name].histograms[h], np.fromiter(waiting, np.float64, len(waiting)))
+        waiting.clear()
+
+    def close(self) -> None:
+        """Every latency still waiting into its histogram."""
+        for name, by_hist in self.pending.items():
+            for h in by_hist:
+                self._flush(name, h)
 
     def _time(self, obj: dict[str, Any]) -> float | None:
         v = self.time(obj)
