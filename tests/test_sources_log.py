@@ -301,3 +301,21 @@ def test_batched_recording_equals_one_by_one() -> None:
     record_many_ms(many, values[:1000])
     record_many_ms(many, values[1000:])
     assert one.encode() == many.encode() and (one.min_value, one.max_value) == (many.min_value, many.max_value)
+
+
+def test_stdin_and_several_files_add_up(tmp_path: Path) -> None:
+    """``-`` reads stdin (a process of its own: stdin is the point); lines of every file count."""
+    import subprocess
+
+    from .conftest import CLI
+
+    a, b = _log(tmp_path, 300, [BAD["not JSON"]], "a.jsonl"), _log(tmp_path, 200, [], "b.jsonl")
+    out = tmp_path / "both.json"
+    r = subprocess.run(
+        [*CLI, "compare", "--from-log", str(a), "--from-log", "-", "--out", str(out)],
+        input=b.read_bytes(), capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode in (0, 3) and b"Traceback" not in r.stderr, r.stderr
+    src = json.loads(out.read_text())["source"]
+    assert src["files"] == [str(a), "-"] and src["lines"] == 501 and src["unparseable"] == 1
+    assert src["records"] == {"canonical": 250, "legacy": 250}
