@@ -46,8 +46,9 @@ def _levels(doc: dict) -> dict[str, str]:
 
 def test_target_log_with_injected_regression_is_red(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     log = _traffic(
-        tmp_path, "--legacy-ttfe-ms", "100", "--canonical-ttfe-ms", "150", "--canonical-p-stream-error", "0.06"
-    )
+        tmp_path, "--legacy-ttfe-ms", "100", "--canonical-ttfe-ms", "150", "--canonical-p-stream-error", "0.06",
+        "--canonical-p-5xx", "0.03", "--legacy-p-premature-close", "0.03",
+    )  # fmt: skip
     code, doc, text = _from_log(capfd, tmp_path, "--from-log", str(log), "--log-map", "cloud-logging")
     assert code == 2, text
     levels = _levels(doc)
@@ -55,8 +56,12 @@ def test_target_log_with_injected_regression_is_red(tmp_path: Path, capfd: pytes
     src = doc["source"]
     assert src["kind"] == "log" and src["lines"] == 1200 and src["unparseable"] == 0
     assert src["records"] == {"canonical": 600, "legacy": 600}
-    assert doc["cohorts"]["canonical"]["outcomes"]["stream_error"] > 0
     assert any("not interleaved by sseprobe" in r for r in doc["verdict"]["reasons"])
+    # the server's log and the prober's own account agree on every failure injected
+    live = json.loads((tmp_path / "live.json").read_text())["cohorts"]
+    for cohort, outcome in (("canonical", "stream_error"), ("canonical", "http_error"), ("legacy", "premature_close")):
+        assert doc["cohorts"][cohort]["outcomes"][outcome] == live[cohort]["outcomes"][outcome] > 0, (cohort, outcome)
+    assert doc["cohorts"]["canonical"]["http_status"]["500"] == live["canonical"]["http_status"]["500"]
     # the document is an ordinary results document: offline compare reads it back to the same verdict
     again = in_process(capfd, "compare", str(tmp_path / "fromlog.json"))
     assert again[0] == 2
