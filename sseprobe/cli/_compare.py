@@ -127,7 +127,8 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     Each metric needs statistical evidence before it is worse than GREEN; a cohort too small
     to tell is INCONCLUSIVE with the sessions needed. ``--until-decided`` samples in batches
     and stops at the first decided verdict (the false-alarm level holds however often it looks),
-    then says how many sessions it took and when each metric was decided.
+    then says how many sessions it took and when each metric was decided. Real traffic:
+    ``compare --from-log FILE`` or ``--from-prometheus URL`` (docs/real-traffic.md).
     Exit 0 GREEN, 1 YELLOW, 2 RED, 3 INCONCLUSIVE.
     """
     scenario = read_scenario(params["scenario"])
