@@ -17,6 +17,7 @@ from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
 from .._outcomes import Outcome, SessionError
 from .._record import SessionRecord
 from ..load.engine import make_client
+from ..wire.body import MAX_STREAM_BODY
 from ..wire.flows import Step
 from ..wire.http import Transport
 from ..wire.session import prepared_stream, run_session
@@ -165,7 +166,9 @@ async def _unknown_session_status(
 async def _stream_end(http: Transport, step: Step, headers: dict[str, str], tls: TLSOptions) -> tuple[int, str]:
     """(status, how one canonical stream ended: "done", "error: ..." or "closed"), read to its end."""
     request_headers = {**headers, "Accept": "text/event-stream", "Content-Type": "application/json"}
-    async with await http.request("POST", step.url, data=step.json_bytes(), headers=request_headers, tls=tls) as resp:
+    async with await http.request(
+        "POST", step.url, data=step.json_bytes(), headers=request_headers, tls=tls, max_body=MAX_STREAM_BODY
+    ) as resp:
         if resp.status != 200:
             return resp.status, "closed"
         decoder = SSEDecoder()

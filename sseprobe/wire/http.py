@@ -10,8 +10,8 @@ MemoryBIOs) inside the connection's own callbacks: on a kept-alive connection th
 about a third less CPU than the event loop's SSL transport, and the TCP connect and the handshake
 are timed apart (``tcp_ms``, ``tls_ms``). Sockets are read by the client itself with the kernel's
 receive timestamps on (:mod:`.sockio`; one connection's state is :mod:`.conn`): a session stamps bytes
-when they reached the socket, so a loop kept
-busy (or off the CPU) does not inflate TTFE, at 1.0-1.2x the loop transport's CPU per session.
+when they reached the socket, so a loop kept busy (or off the CPU) does not inflate TTFE, at 1.0-1.2x
+the loop transport's CPU per session.
 
 Its failures are already sseprobe's outcome exceptions (:mod:`._outcomes`), mapped here at the
 transport boundary: not reaching the server is ConnectError, no head in time is HeadTimeout (a
@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 from .._config import TLSOptions
 from .._outcomes import ConnectError
+from .body import MAX_READ_BODY
 from .conn import NEVER, Conn, HeadTimeout
 from .h1 import Head
 from .sockio import READ_SIZE, SocketIO
@@ -94,6 +95,7 @@ class Transport(Protocol):
         headers: dict[str, str] | None = None,
         head_timeout: float | None = None,
         tls: TLSOptions | None = None,
+        max_body: int = MAX_READ_BODY,
     ) -> Response: ...
 
     async def close(self) -> None: ...
@@ -328,11 +330,14 @@ class LeanClient:
         headers: dict[str, str] | None = None,
         head_timeout: float | None = None,
         tls: TLSOptions | None = None,
+        max_body: int = MAX_READ_BODY,
     ) -> LeanResponse:
         """Send one request and return its response once the head has arrived.
 
         ``head_timeout``: seconds from now for connect plus response head, else :class:`HeadTimeout`.
         ``tls``: how an https:// server is trusted (default: the system's CAs).
+        ``max_body``: decoded body bytes the response may carry, else ProtocolError naming the cap
+        (:mod:`.body`: 1 MiB for a body read whole, the default; ``MAX_STREAM_BODY`` for a stream).
         """
         if url.startswith("https://"):
             cut = url.find("/", 8)
@@ -363,6 +368,7 @@ class LeanClient:
         conn.done = conn.stray = False
         conn.head = None
         conn.error = None
+        conn.framer.body_cap = max_body
         conn.idle = self._idle
         conn.last = now = loop.time()
         conn.head_timeout = head_timeout or 0.0
