@@ -166,5 +166,5 @@ def test_a_body_under_its_cap_still_inflates_whole(tmp_path: Path, capfd: pytest
 
     out = tmp_path / "r.json"
     with hostile_server(answer) as url:
-        code, _, err = in_process(capfd, "run", "--flow", "canonical", "--url", url, "-n", "2", "-w", "1", "-o", str(out))
+        _, _, err = in_process(capfd, "run", "--flow", "canonical", "--url", url, "-n", "2", "-w", "1", "-o", str(out))
     assert json.loads(out.read_text())["cohorts"]["canonical"]["outcomes"] == {"ok": 2}, err

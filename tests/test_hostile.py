@@ -194,8 +194,27 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "corrupt",
     ),
     ("target port -1", lambda t: ["target", "--port", "-1"], "--port"),
+    # issue 24
+    (
+        "header without colon (#24.2)",
+        lambda t: [*RUN, "-H", "Authorization Bearer S3CRET-T0KEN"],
+        "header 1 has no ':'",
+    ),
+    ("header name with spaces (#24.2)", lambda t: [*RUN, "-H", "Authorization Bearer S3CRET: x"], "header 1"),
+    ("empty bearer file (#24.4)", lambda t: [*RUN, "--bearer-file", _text(t, "tok", "\n")], "is empty"),
+    ("bearer file a fifo (#24.4)", lambda t: [*RUN, "--bearer-file", _fifo(t)], "not a regular file"),
+    ("header not Latin-1 (#24.8)", lambda t: [*RUN, "-H", "X-Token: caf\u20ac"], "Latin-1"),
     ("target p 5xx 7", lambda t: ["target", "--port", "0", "--canonical-p-5xx", "7"], "p_5xx"),
 ]
+
+
+def _text(folder: Path, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+SECRETS = ("S3CRET", "s3cr3t")
 
 
 def _binary(folder: Path) -> str:
@@ -225,6 +244,7 @@ def test_hostile_input_is_one_line_and_exit_3(
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert says.lower() in err.lower(), err
+    assert not any(secret in err for secret in SECRETS), err  # a secret given is never echoed
     assert _listing(tmp_path) == before  # nothing created, nothing replaced
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.stat("/dev/null").st_ino == dev_null.st_ino
 
@@ -571,6 +591,93 @@ def test_only_an_unreachable_server_is_a_connect_error(tmp_path: Path, capfd: py
     )
     assert code == 3 and "cannot reach" in capfd.readouterr().err
     assert json.loads(out.read_text())["cohorts"]["generic"]["outcomes"] == {"connect_error": 2}
+
+
+def test_check_and_monitor_never_show_url_passwords(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """#24.1: ``check`` and ``monitor`` (its output, its history, ``history``) say the URL without
+    its credentials; ``check`` sends them as the Basic header they stand for, as ``run`` does."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://someone:s3cr3t-pw@127.0.0.1:{port}"
+    assert main(["check", url]) == 3
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text(f'url = "{url}"\nhistory = "{tmp_path / "h.sqlite"}"\n')
+    assert main(["monitor", "--config", str(cfg)]) == 3
+    assert main(["history", "--config", str(cfg)]) == 0
+    out, err = capfd.readouterr()
+    assert "cannot reach" in out + err
+    for text in (out, err, (tmp_path / "h.sqlite").read_bytes().decode("latin-1")):
+        assert "s3cr3t" not in text and "someone" not in text, text
+
+
+def _cookie_server(set_cookie: str, seen: list[bytes]) -> Any:
+    """Creates sessions with ``set_cookie``; keeps every request head it is sent."""
+
+    def answer(sock: socket.socket, head: bytes) -> None:
+        seen.append(head)
+        if b"/run_sse" in head.split(b"\r\n", 1)[0]:
+            sock.sendall(_sse(b'data: {"content": {"parts": [{"text": "hi"}]}}\n\n', "identity"))
+            return
+        body = b'{"success": true, "session_id": "session_0123456789abcdef"}'
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Set-Cookie: {set_cookie}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+    return _head_server(answer)
+
+
+@contextmanager
+def _head_server(answer: Callable[[socket.socket, bytes], None]) -> Iterator[str]:
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = self.request.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            answer(self.request, data.split(b"\r\n\r\n", 1)[0])
+
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+
+
+def _header_lines(head: bytes, name: bytes) -> list[bytes]:
+    return [line for line in head.split(b"\r\n")[1:] if line.lower().startswith(name.lower() + b":")]
+
+
+@pytest.mark.parametrize("given", ["Cookie: auth=user-1", "cookie: auth=user-1"])
+def test_the_csrf_echo_keeps_the_users_cookie(tmp_path: Path, given: str) -> None:
+    """#24.3: the server's CSRF cookie is added to the user's own Cookie, never replaces it; whatever
+    the case the user wrote it in, one Cookie and one X-CSRF-Token go out."""
+    seen: list[bytes] = []
+    out = tmp_path / "r.json"
+    with _cookie_server("csrf_token=abc123; Path=/", seen) as url:
+        code = main(["run", "--flow", "canonical", "--url", url, "-n", "1", "-w", "1", "-H", given, "-o", str(out)])
+    assert code == 0, json.loads(out.read_text())["cohorts"]
+    stream = next(h for h in seen if b"/run_sse" in h.split(b"\r\n", 1)[0])
+    assert _header_lines(stream, b"x-csrf-token") == [b"X-CSRF-Token: abc123"]
+    (cookie,) = _header_lines(stream, b"cookie")
+    assert cookie.split(b":", 1)[1].strip() == b"auth=user-1; csrf_token=abc123"
+
+
+def test_a_csrf_cookie_with_a_line_break_is_a_protocol_error(tmp_path: Path) -> None:
+    """#24.14: a quoted cookie can carry CR LF (octal escapes); echoing it would split the request."""
+    seen: list[bytes] = []
+    out = tmp_path / "r.json"
+    with _cookie_server('csrf_token="a\\015\\012X-Evil: 1"', seen) as url:
+        main(["run", "--flow", "canonical", "--url", url, "-n", "2", "-w", "1", "-o", str(out)])
+    cohort = json.loads(out.read_text())["cohorts"]["canonical"]
+    assert cohort["outcomes"] == {"protocol_error": 2}, cohort
+    assert not any(b"X-Evil" in h for h in seen)
 
 
 def test_requests_ask_for_the_stream_uncompressed(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import resource
+import stat
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
@@ -90,35 +91,75 @@ def check_token(value: str, what: str) -> str:
 def parse_headers(
     values: tuple[str, ...] | dict[str, str], bearer_env: str | None, bearer_file: str | None
 ) -> tuple[tuple[str, str], ...]:
+    """Headers as given, checked: a header's text is never echoed in an error (it may be a token:
+    ``-H 'Authorization Bearer abc'``), only its number; values must be Latin-1 text without control
+    characters, as HTTP/1.1 sends them (a refusal now, not a run of failed sessions)."""
     headers: list[tuple[str, str]] = []
-    items = values.items() if isinstance(values, dict) else [_split_header(v) for v in values]
-    for k, v in items:
-        name, value = check_token(str(k).strip(), "header name"), str(v).strip()
-        if _BAD_VALUE.search(value):
-            raise UsageProblem(f"header {name}: the value holds a line break or control character")
+    items = values.items() if isinstance(values, dict) else [_split_header(i, v) for i, v in enumerate(values, 1)]
+    for i, (k, v) in enumerate(items, 1):
+        name, value = str(k).strip(), str(v).strip()
+        if not _TOKEN.fullmatch(name):
+            raise UsageProblem(
+                f"header {i}: its name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~); not shown: "
+                "it may hold a secret"
+            )
+        _check_value(value, f"header {name}")
         headers.append((name, value))
     token = None
     if bearer_env:
         token = os.environ.get(bearer_env)
-        if not token:
+        if not token or not token.strip():
             raise UsageProblem(f"bearer token: environment variable {bearer_env} is not set or empty")
     if bearer_file:
         try:
-            token = Path(bearer_file).read_text().strip()
+            token = read_small_text(bearer_file, 64 * 1024, "bearer token").strip()
         except OSError as exc:
             raise UsageProblem(f"bearer token: cannot read {bearer_file}: {exc.strerror}") from None
+        if not token:
+            raise UsageProblem(f"bearer token: {bearer_file} is empty")
     if token:
-        if _BAD_VALUE.search(token):
-            raise UsageProblem("bearer token: holds a line break or control character")
-        headers.append(("Authorization", f"Bearer {token}"))
+        _check_value(token.strip(), "bearer token")
+        headers.append(("Authorization", f"Bearer {token.strip()}"))
     return tuple(headers)
 
 
-def _split_header(raw: str) -> tuple[str, str]:
+def _check_value(value: str, what: str) -> None:
+    if _BAD_VALUE.search(value):
+        raise UsageProblem(f"{what}: the value holds a line break or control character")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UsageProblem(f"{what}: the value is not Latin-1 text, which HTTP/1.1 headers carry") from None
+
+
+def _split_header(i: int, raw: str) -> tuple[str, str]:
     name, sep, val = raw.partition(":")
     if not sep or not name.strip():
-        raise UsageProblem(f"--header expects 'Name: value', got {name[:40]!r}...")
+        raise UsageProblem(f"--header {i} has no ':' (expected 'Name: value'; not shown: it may hold a secret)")
     return name, val
+
+
+def read_small_text(path: str | Path, limit: int, what: str) -> str:
+    """A small text file, checked before it is opened: a regular file (a FIFO or a device would block
+    or never end) of at most ``limit`` bytes. UsageProblem naming ``what`` and the file otherwise;
+    OSError when it cannot be read."""
+    p = Path(path).expanduser() if str(path).startswith("~") else Path(path)
+    try:
+        st = p.stat()
+    except RuntimeError:  # "~nouser": no such user's home
+        raise UsageProblem(f"{what}: {str(path)[:80]!r}: no such user's home folder") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageProblem(f"{what}: {str(path)[:80]} is not a regular file")
+    if st.st_size > limit:
+        raise UsageProblem(f"{what}: {str(path)[:80]} is {st.st_size:,} bytes, more than the {limit:,} it may be")
+    with p.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UsageProblem(f"{what}: {str(path)[:80]} is more than the {limit:,} bytes it may be")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageProblem(f"{what}: {str(path)[:80]} is not UTF-8 text") from None
 
 
 def public_headers(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:

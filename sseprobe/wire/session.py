@@ -141,8 +141,7 @@ class _Session:
                     csrf = resp.cookies.get("csrf_token")
                     value = csrf.value if csrf is not None else None
                 if value is not None:
-                    self.headers["X-CSRF-Token"] = value
-                    self.headers["Cookie"] = f"csrf_token={value}"
+                    _echo_csrf(self.headers, value)
             raw_body = await resp.read()
         return _created_session_id(raw_body) if step.creates_session else None
 
@@ -303,6 +302,20 @@ class _Deadline:
     def fire(self) -> None:
         self.fired = True
         self.task.cancel()
+
+
+def _echo_csrf(headers: dict[str, str], value: str) -> None:
+    """Echo the backend's CSRF cookie: ``X-CSRF-Token`` set, ``csrf_token`` added to the user's own
+    ``Cookie`` (never replacing it: a cookie-authenticated service would refuse every stream), each
+    header once whatever case the user wrote it in. A value that could split the request (CR, LF,
+    any control character, non-Latin-1) is the server's protocol fault, refused here."""
+    if not value.isprintable() or not value.isascii() or ";" in value:
+        raise ProtocolError("the server's csrf_token cookie holds characters a header cannot carry")
+    names = {k.lower(): k for k in headers}
+    headers[names.get("x-csrf-token", "X-CSRF-Token")] = value
+    cookie_name = names.get("cookie", "Cookie")
+    mine = [c for c in headers.get(cookie_name, "").split(";") if c.strip() and not c.strip().startswith("csrf_token=")]
+    headers[cookie_name] = "; ".join([*(c.strip() for c in mine), f"csrf_token={value}"])
 
 
 def _csrf_value(raw: str) -> str | None:
