@@ -46,6 +46,13 @@ from .report_docs import results_doc
 
 DEAD = "http://127.0.0.1:9"  # never contacted: every case below is refused before any load
 RUN = ["run", "--flow", "canonical", "--url", DEAD, "-w", "1"]
+COMPARE = ["compare", "--canonical", DEAD, "--legacy", DEAD, "-w", "1"]
+
+
+def _monitor(folder: Path, line: str) -> list[str]:
+    path = folder / "m.toml"
+    path.write_text(f'url = "{DEAD}"\nhistory = "{folder / "h.sqlite"}"\n{line}\n')
+    return ["monitor", "--config", str(path)]
 
 
 def _doc_file(folder: Path, name: str, edit: Callable[[dict[str, Any]], None] | None = None) -> str:
@@ -204,6 +211,17 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("empty bearer file (#24.4)", lambda t: [*RUN, "--bearer-file", _text(t, "tok", "\n")], "is empty"),
     ("bearer file a fifo (#24.4)", lambda t: [*RUN, "--bearer-file", _fifo(t)], "not a regular file"),
     ("header not Latin-1 (#24.8)", lambda t: [*RUN, "-H", "X-Token: caf\u20ac"], "Latin-1"),
+    ("traffic rate 5e-324 (#24.5)", lambda t: [*COMPARE, "--traffic-rate", "5e-324"], "--traffic-rate"),
+    ("traffic rate 1e-300 (#24.18)", lambda t: [*COMPARE, "--traffic-rate", "1e-300"], "0.001"),
+    (
+        "scenario traffic rate 5e-324 (#24.5)",
+        lambda t: [*COMPARE, "-s", _scenario(t, "[load]\ntraffic_rate = 5e-324\n")],
+        "traffic_rate",
+    ),
+    ("monitor traffic rate 5e-324 (#24.5)", lambda t: _monitor(t, "traffic_rate = 5e-324"), "traffic_rate"),
+    ("monitor sessions 1e18 (#24.13)", lambda t: _monitor(t, "sessions = 1000000000000000000"), "sessions"),
+    ("monitor max duration inf (#24.13)", lambda t: _monitor(t, "max_duration_s = inf"), "max_duration_s"),
+    ("monitor look_every 1e12 (#24.13)", lambda t: _monitor(t, "look_every = 1000000000000"), "look_every"),
     ("target p 5xx 7", lambda t: ["target", "--port", "0", "--canonical-p-5xx", "7"], "p_5xx"),
 ]
 
@@ -339,6 +357,47 @@ def test_results_survive_an_output_that_fails_at_the_end(
     finally:
         spare.unlink()
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["run", "--flow", "legacy", "-n", "4", "-w", "1"], "judge_completion"),
+        (["compare", "-n", "3", "-w", "1"], "time_to_decide"),
+        (["compare", "-w", "1", "--until-decided", "--look-every", "3", "--max-sessions", "6"], "_merge"),
+    ],
+    ids=["run: judging fails", "compare: time to decide fails", "until-decided: merging fails"],
+)
+def test_a_failure_after_measuring_still_writes_the_document(
+    target: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    argv: list[str],
+    name: str,
+) -> None:
+    """#24.5: whatever fails after the sessions ran, what they measured is written (no verdict) and
+    said where, in one line, exit 3."""
+    monkeypatch.setattr(sseprobe._api, name, lambda *_a, **_k: 1 / 0)
+    urls = ["--url", target] if argv[0] == "run" else ["--canonical", target, "--legacy", target]
+    out = tmp_path / "r.json"
+    code = main([*argv, *urls, "-o", str(out)])
+    err = capfd.readouterr().err.strip()
+    assert code == 3 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "failed after measuring: ZeroDivisionError" in err and str(out) in err, err
+    doc = json.loads(out.read_text())
+    assert doc["failure"].startswith("ZeroDivisionError") and "verdict" not in doc
+    assert all(c["sessions"] > 0 for c in doc["cohorts"].values()), doc["cohorts"]
+
+
+def test_a_summary_that_fails_to_render_loses_nothing(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sseprobe._api.Result, "text", lambda *_a, **_k: 1 / 0)
+    out = tmp_path / "r.json"
+    assert main(["run", "--flow", "legacy", "--url", target, "-n", "2", "-w", "1", "-o", str(out)]) == 3
+    assert "ZeroDivisionError" in capfd.readouterr().err
+    assert json.loads(out.read_text())["cohorts"]["legacy"]["sessions"] == 2  # written before the text
 
 
 def test_json_still_prints_when_nothing_can_be_written(

@@ -81,7 +81,7 @@ def _offline(
         )
         saved = True
         if as_json or out:
-            saved = emit(doc, out, "compare", as_json, text)[1]
+            saved = emit(doc, out, "compare", as_json, lambda: text)[1]
         else:
             click.echo(text)
         attach_html(doc, "compare", html, as_json)
@@ -151,7 +151,7 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     say_notes(plan)
     result = compare_live(plan)
     color = sys.stdout.isatty() and not plan.as_json
-    path, saved = emit(result.document, plan.out, "compare", plan.as_json, result.text(color))
+    path, saved = emit(result.document, plan.out, "compare", plan.as_json, lambda: result.text(color))
     attach_html(result.document, str(path), plan.html, plan.as_json)
     if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
         click.echo(f"sseprobe: error: {result.problem}", err=True)

@@ -36,7 +36,7 @@ from .._config import FlowName, FlowOptions
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
 from ..plan.resolve import UsageProblem
-from ..plan.scenario import Scenario, ScenarioError, load_scenario
+from ..plan.scenario import BOUNDS, Scenario, ScenarioError, load_scenario, out_of_bounds
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import CohortRow, History, HistoryError, PassRow
 from ..report.prom import PassMetrics, push, write_textfile
@@ -128,6 +128,8 @@ _PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prome
 _STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
 _INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
 _SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
+# the bounds scenario files and options have (plan.scenario.BOUNDS), by the option each key stands for
+_BOUND_OF = {"check_timeout_s": "connect_timeout", "max_duration_s": "max_duration", "traffic_rate": "traffic_rate"}
 _KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | _SECONDS_KEYS | {"check", "ignore_checks", "until_decided"}
 
 
@@ -146,8 +148,8 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
                 raise fail(key, "a non-empty string")
             values[key] = Path(os.path.normpath(p.parent / v)) if key in _PATH_KEYS else v
         elif key in _INT_KEYS:
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise fail(key, "a whole number >= 1")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or out_of_bounds(_BOUND_OF.get(key, key), v):
+                raise fail(key, f"a whole number >= 1 and <= {BOUNDS[_BOUND_OF.get(key, key)][1]:g}")
             values[key] = v
         elif key in ("check", "until_decided"):
             if not isinstance(v, bool):
@@ -158,8 +160,8 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
                 raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
             values[key] = tuple(v)
         elif key in _SECONDS_KEYS:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise fail(key, "sessions per second > 0" if key == "traffic_rate" else "seconds > 0")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (why := out_of_bounds(_BOUND_OF[key], v)):
+                raise fail(key, f"{'sessions per second' if key == 'traffic_rate' else 'seconds'}: {why or 'a number'}")
             values[key] = float(v)
     url = values.pop("url", None)
     if url and ("canonical_url" in values or "legacy_url" in values):
