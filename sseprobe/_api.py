@@ -81,7 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "workers": None,
     "cluster": None,
     "workers_per_node": None,
-    "on_node_loss": "abort",
+    "on_node_loss": None,  # abort, with --cluster
     "abort_on_trigger": None,
     "connect_timeout": 10.0,
     "idle_timeout": 60.0,

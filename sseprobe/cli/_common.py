@@ -198,10 +198,9 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--on-node-loss",
                 type=click.Choice(NODE_LOSS),
-                default="abort",
-                show_default=True,
-                help="With --cluster: when an actor or node is lost, stop the rest (the run is interrupted) "
-                "or continue (the load is flagged as below target).",
+                default=None,
+                help="With --cluster: when an actor or node is lost, stop the rest (abort, the default: the "
+                "run is interrupted) or continue (the load is flagged as below target).",
             ),
             click.option(
                 "--abort-on-trigger",

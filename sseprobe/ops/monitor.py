@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -189,8 +190,15 @@ def pass_lock(path: Path) -> Iterator[None]:
     The file stays in place (deleting it would race with a waiting pass); the kernel drops the
     lock when the process ends, however it ends.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_NONBLOCK: a FIFO put there opens at once (and is refused below) instead of blocking the pass
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise MonitorError(f"lock {path}: cannot open: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MonitorError(f"lock {path}: not a regular file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -167,16 +167,16 @@ def public_headers(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return {k: ("REDACTED" if k.lower() in SECRET_HEADERS else v) for k, v in headers}
 
 
-def build_tls(o: Mapping[str, Any], notes: list[str] | None = None) -> TLSOptions:
+def build_tls(o: Mapping[str, Any], notes: list[str] | None = None, url: str | None = None) -> TLSOptions:
     """The TLS options, with their files read once now (a bad file is bad input, not a run of
-    connect errors); --insecure is announced on stderr."""
+    connect errors); --insecure is announced once (and not for an ``http://`` URL, which it cannot touch)."""
     tls = _value_object(
         lambda: TLSOptions(
             ca_file=o.get("ca_file"), insecure=bool(o.get("insecure")), cert=o.get("cert"), key=o.get("key")
         )
     )
     _value_object(lambda: tls_context(tls))
-    if tls.insecure:
+    if tls.insecure and (url is None or url.lower().startswith("https://")):
         _say(notes, "WARNING: --insecure: https certificates and host names are NOT verified")
     return tls
 
@@ -461,7 +461,11 @@ def prepare_run(
 def warn_over_calibration(load: Load, workers: int, notes: list[str] | None) -> None:
     """Before any load, one line when each worker is asked for more than this machine's stored
     calibration (``sseprobe calibrate``) sustained; a calibration of another machine is ignored."""
-    doc, unusable = load_calibration(calibration_path())
+    try:
+        where = calibration_path()
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+    doc, unusable = load_calibration(where)
     if unusable:
         _say(notes, f"note: {unusable}")
     elif doc is not None and (warning := over_calibration(doc, load, workers)):
@@ -471,14 +475,18 @@ def warn_over_calibration(load: Load, workers: int, notes: list[str] | None) -> 
 def build_cluster(o: Mapping[str, Any]) -> ClusterOptions | None:
     """--cluster and its companions; Ray is imported here so a missing extra fails before any load."""
     address, per_node, on_loss = o.get("cluster"), o.get("workers_per_node"), o.get("on_node_loss") or "abort"
+    if on_loss not in NODE_LOSS:
+        raise UsageProblem(f"on_node_loss: expected one of {', '.join(NODE_LOSS)}, got {str(on_loss)[:40]!r}")
     if address is None:
         if per_node is not None:
             raise UsageProblem("--workers-per-node needs --cluster")
+        if o.get("on_node_loss") is not None:
+            raise UsageProblem("--on-node-loss needs --cluster (it says what a lost cluster node does)")
         return None
     if per_node is not None and per_node < 1:
         raise UsageProblem("--workers-per-node must be >= 1")
-    if on_loss not in NODE_LOSS:
-        raise UsageProblem(f"on_node_loss: expected one of {', '.join(NODE_LOSS)}, got {on_loss!r}")
+    if o.get("workers") is not None:
+        raise UsageProblem("--workers counts this machine's processes: with --cluster give --workers-per-node")
     _value_object(lambda: parse_cluster(address))
     import_ray()
     return ClusterOptions(address, per_node, on_loss)
@@ -562,7 +570,7 @@ def flow_from(
             if any(name.lower() == "authorization" for name, _ in headers):
                 raise UsageProblem(f"{what}: credentials in the URL and an Authorization header: give one")
             headers = (*headers, auth)
-    tls = build_tls(params, notes)
+    tls = build_tls(params, notes, target)
     return build_flow(flow, target, what, headers=headers, body=body, method=method, tls=tls, **v)
 
 
@@ -570,5 +578,5 @@ def _say(notes: list[str] | None, text: str) -> None:
     """A warning or note for the caller to show; without a list to collect it, stderr (as the CLI did)."""
     if notes is None:
         print(f"sseprobe: {text}", file=sys.stderr)
-    else:
+    elif text not in notes:  # one warning per plan, however many cohorts share its cause
         notes.append(text)
