@@ -186,6 +186,8 @@ class Result:
         summary = render_run(
             self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator
         )
+        if self.problem:  # one answer: nothing measured is no verdict on the service (exit 3), never RED
+            return summary + f"\n\nUNKNOWN: {self.problem}: no verdict on the service"
         if self.verdict is None:
             return summary
         verdict = render_verdict(self.verdict, "legacy", "canonical", color=color)
@@ -477,12 +479,18 @@ def _document(
     decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     info = measured.info
+    judged = None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons, **(decision or {})}
+    problem = unreachable(measured.cohorts)
+    if problem:  # the document says what the exit code says: could not tell (3), not RED
+        extra = {**extra, "unreachable": problem}
+        if judged is not None:
+            judged = {**judged, "overall": "UNKNOWN", "reasons": [problem, *verdict.reasons]}  # type: ignore[union-attr]
     return build_document(
         started=info.started,
         duration_s=info.duration_s,
         config=plan.config,
         cohorts=measured.cohorts,
-        verdict=None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons, **(decision or {})},
+        verdict=judged,
         interrupted=info.interrupted,
         extra={**extra, **_results_extra(measured)},
     )
@@ -582,7 +590,9 @@ def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
     """Why nothing could be measured, when every attempt failed to connect at all."""
     for name, stats in cohorts.items():
         if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
-            return f"cannot reach {stats.url} ({name}): every session failed to connect"
+            first = next((r for r, _ in stats.reasons.most_common(1)), "").removeprefix("connect_error: ")
+            why = f" ({first})" if first else ""
+            return f"cannot reach {stats.url} ({name}): every session failed to connect{why}"
     return None
 
 

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -826,6 +827,63 @@ def test_a_csrf_cookie_with_a_line_break_is_a_protocol_error(tmp_path: Path) -> 
     cohort = json.loads(out.read_text())["cohorts"]["canonical"]
     assert cohort["outcomes"] == {"protocol_error": 2}, cohort
     assert not any(b"X-Evil" in h for h in seen)
+
+
+def _refused_url() -> str:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_nothing_reachable_is_one_answer_unknown_never_red(
+    target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """#24.10, #24.19: canonical unreachable: stdout, stderr, the document and the exit code all say
+    UNKNOWN (could not tell), with why it could not connect; no "roll back", no saturated generator."""
+    out = tmp_path / "c.json"
+    refused = _refused_url()
+    code = main(["compare", "--canonical", refused, "--legacy", target, "-n", "4", "-w", "1", "-o", str(out)])
+    captured = capfd.readouterr()
+    assert code == 3
+    doc = json.loads(out.read_text())
+    assert doc["verdict"]["overall"] == "UNKNOWN" and doc["unreachable"].startswith(f"cannot reach {refused}")
+    assert "ConnectionRefused" in doc["unreachable"] or "refused" in doc["unreachable"].lower(), doc["unreachable"]
+    (reason,) = doc["cohorts"]["canonical"]["failure_reasons"]
+    assert reason.startswith("connect_error: ")
+    assert "why failed" in captured.out and "UNKNOWN: cannot reach" in captured.out
+    assert "roll back" not in captured.out.lower()
+    assert "cannot reach" in captured.err and len(captured.err.strip().splitlines()) == 1, captured.err
+
+
+def test_no_generator_saturated_when_nothing_connected() -> None:
+    """#24.19: a generator's lag while every session waits on a connect is no verdict to doubt."""
+    from sseprobe.report.summary import render_run
+    from sseprobe.verdict.stats import CohortStats
+
+    generator = {"saturated": True, "note": "generator loop lag p99 900 ms"}
+    nothing = CohortStats(flow="canonical", sessions=5, outcomes=Counter({"connect_error": 5}))
+    assert "GENERATOR SATURATED" not in render_run({"canonical": nothing}, [], 1.0, False, generator)
+    some = CohortStats(flow="canonical", sessions=5, connected=1, outcomes=Counter({"connect_error": 4, "ok": 1}))
+    assert "GENERATOR SATURATED" in render_run({"canonical": some}, [], 1.0, False, generator)
+
+
+def test_a_run_where_nothing_connects_stops_early(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """#24.19: after NOTHING_CONNECTS_AFTER attempts that all failed to connect the run stops, exit 3."""
+    from sseprobe.load.runner import NOTHING_CONNECTS_AFTER
+
+    out = tmp_path / "r.json"
+    code = main(
+        ["run", "--flow", "generic", "--url", _refused_url(), "--rate", "100", "-d", "60", "-w", "1"]
+        + [
+            "-o",
+            str(out),
+        ]
+    )
+    doc = json.loads(out.read_text())
+    assert code == 3 and "cannot reach" in capfd.readouterr().err
+    assert doc["stop_reason"].startswith("stopped early: none of the first"), doc["stop_reason"]
+    assert NOTHING_CONNECTS_AFTER <= doc["cohorts"]["generic"]["sessions"] < 6000
+    assert doc["duration_s"] < 60
 
 
 def test_requests_ask_for_the_stream_uncompressed(tmp_path: Path) -> None:
