@@ -442,7 +442,12 @@ def _say_look(
         return
     n = min(s.attempts for s in merged.cohorts.values())
     undecided = [m.name for m in verdict.metrics if m.critical and m.level == "INCONCLUSIVE"]
-    state = "decided" if decided(verdict) else f"undecided: {', '.join(undecided)}"
+    if not decided(verdict):
+        state = f"undecided: {', '.join(undecided)}"
+    elif verdict.overall == "INCONCLUSIVE":  # stopped: the generator's own lag is what hides the answer
+        state = "stopping: the generator is saturated, more sessions cannot decide"
+    else:
+        state = "decided"
     print(f"sseprobe: look {look}: {n:,} sessions per cohort, {verdict.overall} ({state})", file=out, flush=True)
 
 
