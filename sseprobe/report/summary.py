@@ -88,11 +88,16 @@ def render_run(
     # the lag is sessions waiting on connect timeouts, not the prober's verdict to doubt
     if generator and generator.get("saturated") and any(s.connected for s in cohorts.values()):
         lines.append(f"GENERATOR SATURATED: {generator['note']}; latency verdicts and triggers allow for it")
-    real = [t for t in triggers if not t.get("generator_bound")]
+    # a comparison's baseline (cohort "baseline") is the reference, not what rolls back: its triggers are noted
+    noted = [t for t in triggers if t.get("cohort") == "baseline" and not t.get("generator_bound")]
+    real = [t for t in triggers if not t.get("generator_bound") and t.get("cohort") != "baseline"]
     bound = [t for t in triggers if t.get("generator_bound")]
     if real:
         lines.append("ROLLBACK TRIGGERS FIRED:")
         lines += [f"  - {t.get('reason') or t.get('name')}" for t in real]
+    if noted:
+        lines.append("TRIGGERS ON THE BASELINE (noted: the baseline is the reference, not rolled back):")
+        lines += [f"  - {t.get('reason') or t.get('name')}" for t in noted]
     if bound:
         lines.append("GENERATOR-BOUND TRIGGERS (the prober's own lag, not counted against the service):")
         lines += [f"  - {t.get('reason') or t.get('name')}" for t in bound]
