@@ -38,3 +38,25 @@ def test_a_cohort_named_as_its_flow_is_named_once() -> None:
     assert "canonical (canonical)" not in text and "canonical http://x" in text
     text = render_run({"canary": CohortStats(flow="canonical", url="http://x")}, [], 1.0, False)
     assert "canary (canonical) http://x" in text
+
+
+def test_rollout_5pct_names_its_poisson_arrivals_and_runs_long_enough() -> None:
+    """#24.22: the progress names the phase "poisson" (the scenario sets it), and the step runs 20 min."""
+    from sseprobe import plan_from
+
+    plan = plan_from(
+        "scenarios/rollout-5pct.toml", {"canonical_url": "http://127.0.0.1:9", "legacy_url": "http://127.0.0.1:9"}
+    )
+    schedule = plan.load.schedule
+    assert schedule is not None and schedule.poisson
+    assert [p.name for p in schedule.phases] == ["poisson"] and schedule.phases[0].duration == 1200
+
+
+def test_smoke_is_a_check_that_can_pass() -> None:
+    """#24.22: smoke is run per flow (a check that passes when no trigger fires), not a comparison."""
+    from sseprobe import plan_from
+
+    plan = plan_from("scenarios/smoke.toml", {"url": "http://127.0.0.1:9", "flow": "canonical"}, "run")
+    assert [c.name for c in plan.cohorts] == ["canonical"] and plan.load.sessions == 30
+    with open("scenarios/smoke.toml") as f:
+        assert "sseprobe run --scenario scenarios/smoke.toml --flow canonical" in f.read()

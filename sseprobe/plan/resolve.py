@@ -269,7 +269,11 @@ def build_load(o: Mapping[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
             raise UsageProblem("--rate needs --duration or --sessions to know when to stop")
         span = duration if duration is not None else sessions / rate
         schedule = _value_object(
-            lambda: Schedule((Phase(span, rate, rate, "constant"),), bool(o.get("poisson")), o.get("seed") or 0)
+            lambda: Schedule(
+                (Phase(span, rate, rate, "poisson" if o.get("poisson") else "constant"),),
+                bool(o.get("poisson")),
+                o.get("seed") or 0,
+            )
         )
     elif sessions is None and duration is None:
         sessions = 100
