@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,24 @@ def test_smoke_is_a_check_that_can_pass() -> None:
     assert [c.name for c in plan.cohorts] == ["canonical"] and plan.load.sessions == 30
     with open("scenarios/smoke.toml") as f:
         assert "sseprobe run --scenario scenarios/smoke.toml --flow canonical" in f.read()
+
+
+def test_report_of_base_and_candidate_compares_them(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """#24.24: ``report base.json cand.json`` judges the candidate against the base, not only each alone."""
+    from sseprobe.report.document import dumps
+    from sseprobe.verdict.compare import compare
+    from sseprobe.verdict.policy import DEFAULT_POLICY
+
+    from .report_docs import results_doc
+
+    base, cand = tmp_path / "base.json", tmp_path / "cand.json"
+    base.write_bytes(dumps(results_doc(seed=1)))
+    cand.write_bytes(dumps(results_doc(ttfe_ms=80.0, seed=2)))
+    out = tmp_path / "r.html"
+    code, stdout, _ = in_process(capfd, "report", str(base), str(cand), "--html", str(out))
+    first = CohortStats.from_dict(results_doc(seed=1)["cohorts"]["canonical"])
+    second = CohortStats.from_dict(results_doc(ttfe_ms=80.0, seed=2)["cohorts"]["canonical"])
+    expected = compare(first, second, DEFAULT_POLICY).overall
+    assert code == 0 and f"comparison: {cand} (canonical) against {base} (canonical): {expected}" in stdout
+    html = out.read_text()
+    assert "cand.json against base.json" in html and "baseline:canonical" in html and "candidate:canonical" in html
