@@ -82,3 +82,13 @@ def test_report_of_base_and_candidate_compares_them(tmp_path: Path, capfd: pytes
     assert code == 0 and f"comparison: {cand} (canonical) against {base} (canonical): {expected}" in stdout
     html = out.read_text()
     assert "cand.json against base.json" in html and "baseline:canonical" in html and "candidate:canonical" in html
+
+
+def test_a_red_monitor_report_says_which_part_is_red() -> None:
+    """#24.24: a report titled RED above a GREEN comparison names the part that is RED."""
+    from types import SimpleNamespace
+
+    from sseprobe.ops.monitor import Part, monitor_title
+
+    done = SimpleNamespace(overall="RED", parts=[Part("check", "RED", "x"), Part("canonical vs legacy", "GREEN", "")])
+    assert monitor_title(done) == "sseprobe monitor RED (check RED, canonical vs legacy GREEN)"  # type: ignore[arg-type]
