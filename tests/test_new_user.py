@@ -92,3 +92,15 @@ def test_a_red_monitor_report_says_which_part_is_red() -> None:
 
     done = SimpleNamespace(overall="RED", parts=[Part("check", "RED", "x"), Part("canonical vs legacy", "GREEN", "")])
     assert monitor_title(done) == "sseprobe monitor RED (check RED, canonical vs legacy GREEN)"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", ["", "run", "compare", "check", "monitor", "report", "calibrate", "target"])
+def test_help_speaks_plainly(capfd: pytest.CaptureFixture[str], command: str) -> None:
+    """#24.25: help says time to first *answer* (TTFE), no RST double backticks, and compare's -n
+    agrees with "load options count per cohort"."""
+    code, out, _ = in_process(capfd, *([command] if command else []), "--help")
+    assert code == 0 and "``" not in out
+    assert "first event (TTFE)" not in out
+    if command == "compare":
+        assert "Load options count per cohort" in out and "Sessions to run in all" not in out
+        assert "(compare: per cohort on average" in " ".join(out.split())

@@ -53,7 +53,8 @@ def cli() -> None:
 
     Opens many concurrent SSE sessions against the canonical (POST /run_sse) and legacy
     (POST then GET .../run) streaming endpoints, measures connect success, time to first
-    event (TTFE) and completion, and judges canonical against legacy GREEN / YELLOW / RED.
+    answer (TTFE: the first event with answer content) and completion, and judges canonical
+    against legacy GREEN / YELLOW / RED.
 
     Exit codes: 0 GREEN/OK, 1 YELLOW, 2 RED/rollback trigger, 3 UNKNOWN (bad input, could not run).
     """

@@ -118,12 +118,12 @@ def _offline(
 def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) -> int:
     """Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).
 
-    Live: ``compare --canonical URL --legacy URL``: runs both cohorts at once, interleaved.
+    Live: 'compare --canonical URL --legacy URL': runs both cohorts at once, interleaved.
     Load options count per cohort: --sessions 2000 runs 2,000 sessions per cohort on average
-    (4,000 in all), shared by --split. Offline: ``compare BASELINE.json CANDIDATE.json`` (first
-    cohort of each unless named) or ``compare RESULTS.json`` (legacy vs canonical within it).
+    (4,000 in all), shared by --split. Offline: 'compare BASELINE.json CANDIDATE.json' (first
+    cohort of each unless named) or 'compare RESULTS.json' (legacy vs canonical within it).
     Each metric needs statistical evidence before it is worse than GREEN; a cohort too small
-    to tell is INCONCLUSIVE with the sessions needed. ``--until-decided`` samples in batches
+    to tell is INCONCLUSIVE with the sessions needed. '--until-decided' samples in batches
     and stops at the first decided verdict (the false-alarm level holds however often it looks),
     then says how many sessions it took and when each metric was decided.
     Exit 0 GREEN, 1 YELLOW, 2 RED, 3 INCONCLUSIVE.

@@ -38,7 +38,7 @@ def report_cmd(files: tuple[str, ...], html_path: str | None, hgrm_dir: str | No
     """Render saved results documents: an HTML report and/or .hgrm histogram files.
 
     Two documents are also judged against each other: the second's first cohort (candidate) against
-    the first's (baseline), under the default policy, as ``compare A.json B.json`` does.
+    the first's (baseline), under the default policy, as 'compare A.json B.json' does.
 
     The HTML holds the verdict table, the percentile distribution of TTFE and completion time of
     every cohort (HdrHistogram's log-percentile plot), TTFE and outcomes over time when the run
