@@ -126,3 +126,15 @@ def test_each_flow_times_its_first_answer_from_the_request_that_carries_the_mess
         c = doc["cohorts"][name]
         assert c["outcomes"] == {"ok": 6}, (name, c["outcomes"], err)
         assert c["ttfe_ms"]["p50"] >= 300  # never before the target's delay, counted from the message
+
+
+def test_insecure_is_warned_once_and_only_for_https() -> None:
+    """#24.18: two https cohorts share one warning; an http:// URL, which TLS never touches, none."""
+    from sseprobe import plan_from
+
+    def warnings(url: str) -> int:
+        plan = plan_from(None, {"canonical_url": url, "legacy_url": url, "insecure": True}, "compare")
+        return sum("--insecure" in note for note in plan.notes)
+
+    assert warnings("https://127.0.0.1:9") == 1
+    assert warnings("http://127.0.0.1:9") == 0
