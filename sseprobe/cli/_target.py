@@ -125,6 +125,13 @@ def target_cmd(host: str, port: int, access_log: str | None, **knobs: Any) -> in
             open(access_log, "ab").close()  # noqa: SIM115 - only whether it can be written, before listening
         except OSError as exc:
             raise UsageProblem(f"--access-log {access_log}: cannot write there: {exc.strerror or exc}") from None
+    if config.profile == "vana-real" and config.legacy_model_limit:  # the limiter shapes every legacy timing
+        click.echo(
+            f"sseprobe target: vana-real: the legacy model limiter admits {config.legacy_model_limit} runs per "
+            f"{config.legacy_model_window_s:g} s; a legacy run beyond waits up to {config.legacy_model_wait_s:g} s "
+            "(a compare then spends its end 'finishing' those), then fails 'Rate limiter timeout'",
+            err=True,
+        )
     try:
         serve(
             config,
