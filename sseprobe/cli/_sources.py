@@ -148,14 +148,17 @@ def _prometheus(params: dict[str, Any], policy: Policy) -> Judged:
 def _emit(judged: Judged, params: dict[str, Any]) -> int:
     as_json, out, html = params["as_json"], params["out"], params["html_path"]
     color = sys.stdout.isatty() and not as_json
-    text = render_verdict(
-        judged.verdict, f"baseline ({judged.baseline})", f"candidate ({judged.candidate})", color=color
-    )
+
+    def text() -> str:
+        return render_verdict(
+            judged.verdict, f"baseline ({judged.baseline})", f"candidate ({judged.candidate})", color=color
+        )
+
     if as_json or out:
         if not emit(judged.document, out, "compare", as_json, text)[1]:
             return EXIT_UNKNOWN
     else:
-        click.echo(text)
+        click.echo(text())
     attach_html(judged.document, "compare", html, as_json)
     return judged.verdict.exit_code
 
