@@ -245,7 +245,11 @@ class _Folder:
         if name is None:
             self.read.other += 1
             return
-        t = self._time(obj)
+        t = self.time(obj)
+        if t is not None:
+            if t is _WRONG:
+                raise LineError("timestamp: its path runs through a value that is not an object")
+            t = parse_time(t)
         w = self.window
         if w.bounded:
             if t is None:
@@ -253,7 +257,9 @@ class _Folder:
             if (w.since is not None and t < w.since) or (w.until is not None and t >= w.until):
                 self.read.outside += 1
                 return
-        status = self._status(obj)
+        status = self.status(obj)
+        if status is not None and (type(status) is not int or not 100 <= status <= 599):
+            raise LineError(f"status {str(status)[:40]!r} is not an HTTP status (a whole number 100-599)")
         outcome = self._outcome(obj, status)
         connected = self._connected(obj, status, outcome)
         values = []
@@ -282,7 +288,12 @@ class _Folder:
             if len(waiting) >= _BATCH:
                 self._flush(name, h)
         if t is not None:
-            self.read.spans[name].add(t)
+            span = self.read.spans[name]
+            span.stamped += 1
+            if t < span.first:
+                span.first = t
+            if t > span.last:
+                span.last = t
 
     def _flush(self, name: str, h: str) -> None:
         waiting = self.pending[name][h]
@@ -294,22 +305,6 @@ class _Folder:
         for name, by_hist in self.pending.items():
             for h in by_hist:
                 self._flush(name, h)
-
-    def _time(self, obj: dict[str, Any]) -> float | None:
-        v = self.time(obj)
-        if v is None:
-            return None
-        if v is _WRONG:
-            raise LineError("timestamp: its path runs through a value that is not an object")
-        return parse_time(v)
-
-    def _status(self, obj: dict[str, Any]) -> int | None:
-        v = self.status(obj)
-        if v is None:
-            return None
-        if type(v) is not int or not 100 <= v <= 599:
-            raise LineError(f"status {str(v)[:40]!r} is not an HTTP status (a whole number 100-599)")
-        return v
 
     def _outcome(self, obj: dict[str, Any], status: int | None) -> str:
         """The rule of LogMap's docstring, in its order."""
@@ -353,7 +348,7 @@ def _number(v: Any) -> float | None:
 
 
 def _ms(v: Any) -> float | None:
-    return _number(v)
+    return float(v) if type(v) is float or type(v) is int else None
 
 
 def _s(v: Any) -> float | None:
