@@ -109,6 +109,9 @@ def test_fine_buckets_unchanged_is_green(tmp_path: Path, capfd: pytest.CaptureFi
     assert doc["cohorts"]["canonical"]["completion_rate"] is None and doc["cohorts"]["canonical"]["sessions"] == 20_000
     assert any("both edges of their buckets" in r for r in doc["verdict"]["reasons"])
     assert all(m["method"].startswith("bucket-edges") for m in doc["verdict"]["metrics"])
+    # offline, its upper edges would pass for exact values: refused
+    code, _out, err = in_process(capfd, "compare", str(tmp_path / "prom.json"))
+    assert code == 3 and "holds Prometheus buckets" in err, err
 
 
 def test_fine_buckets_slower_canary_is_red(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -32,7 +32,7 @@ from ._common import (
 )
 from ._report import attach_html
 from ._run import emit, said_interrupted, say_notes
-from ._sources import compare_source, source_options, wants_source
+from ._sources import compare_source, refuse_bucketed, source_options, wants_source
 
 __all__ = ["compare_cmd", "verdict_section"]
 
@@ -56,6 +56,7 @@ def _offline(
 ) -> int:
     try:
         docs = read_documents(files)
+        refuse_bucketed(docs, files)  # Prometheus documents hold bucket edges: cli/_sources.py
         if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
             b_name, base = cohort_from_document(docs[0], base_cohort or "legacy", files[0])
             c_name, cand = cohort_from_document(docs[0], cand_cohort or "canonical", files[0])

@@ -130,6 +130,17 @@ def compare_source(files: tuple[str, ...], params: dict[str, Any], policy: Polic
     return _emit(judged, params)
 
 
+def refuse_bucketed(docs: list[dict[str, Any]], files: tuple[str, ...]) -> None:
+    """Offline compare of a document from --from-prometheus would judge its buckets' upper edges as exact
+    values, and rates it never measured: refused, one line."""
+    for doc, path in zip(docs, files, strict=False):
+        source = doc.get("source")
+        if isinstance(source, dict) and source.get("kind") == "prometheus":
+            raise UsageProblem(
+                f"{path} holds Prometheus buckets (edges, no outcomes): judge them with compare --from-prometheus"
+            )
+
+
 def _prometheus(params: dict[str, Any], policy: Policy) -> Judged:
     from ..sources.prometheus import judge_prometheus  # urllib only when asked for
 
