@@ -280,6 +280,20 @@ def test_baseline_collect_over_a_window_feeds_offline_compare(
     assert code == 2 and "ttfe_p95_ms" in out, out + err
 
 
+def test_a_collected_baseline_reads_as_the_monitor_reads_one(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The monitor loads its baseline with read_document and judges same-named cohorts (ops.monitor)."""
+    from sseprobe.ops.monitor import baseline_parts
+    from sseprobe.report.document import read_document
+    from sseprobe.verdict.policy import DEFAULT_POLICY
+
+    base, today = tmp_path / "base.json", tmp_path / "today.json"
+    for log, out in ((_log(tmp_path, 600, [], "a.jsonl"), base), (_log(tmp_path, 600, [], "b.jsonl"), today)):
+        assert in_process(capfd, "baseline", "collect", "--from-log", str(log), "--to", str(out))[0] == 0
+    parts = baseline_parts(read_document(today), read_document(base), DEFAULT_POLICY)
+    assert sorted(p.name for p in parts) == ["canonical vs baseline", "legacy vs baseline"], parts
+    assert all(p.level == "GREEN" for p in parts), parts  # the same traffic
+
+
 def _canary_doc(tmp_path: Path, log: Path) -> Path:
     out = tmp_path / "canary.json"
     code = in_process_main("baseline", "collect", "--from-log", str(log), "--to", str(out))
