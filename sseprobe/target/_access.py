@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ import orjson
 
 from ._parts import Reject
 
-__all__ = ["AccessLog", "Entry", "answered", "completed", "failed", "finish"]
+__all__ = ["AccessLog", "Entry", "answered", "completed", "failed"]
 
 LOG_NAME = "projects/sseprobe-target/logs/sse_stream"
 FLUSH_S = 1.0
@@ -67,7 +67,7 @@ class AccessLog:
     @contextmanager
     def stream(self, mode: str, method: str, url: str, t0: float, handed_off: bool = False) -> Iterator[Entry]:
         """The entry of the stream this block starts; written at the block's end unless ``handed_off``
-        (a legacy run: its producer writes it with ``finish``), and always when the block raises."""
+        (a legacy run: written when its producer task ends, ``written_by_task``), and always when the block raises."""
         loop_now = asyncio.get_running_loop().time()
         entry = Entry(self, mode, method, url, t0, time.time() - (loop_now - t0))
         token = _CURRENT.set(entry)
@@ -113,6 +113,10 @@ class AccessLog:
             self.file.flush()
             self.flushed = now
 
+    def written_by_task(self, entry: Entry) -> Callable[[asyncio.Task[None]], None]:
+        """A done callback writing a handed-off entry (a legacy run's) when its producer task ends."""
+        return lambda _task: self.write(entry)
+
     async def on_cleanup(self, _app: object) -> None:
         self.close()
 
@@ -138,10 +142,3 @@ def failed(error: str) -> None:
     entry = _CURRENT.get()
     if entry is not None:
         entry.error = error[:200]
-
-
-def finish() -> None:
-    """A handed-off stream (legacy) ends: its line is written now."""
-    entry = _CURRENT.get()
-    if entry is not None:
-        entry.log.write(entry)

@@ -344,13 +344,15 @@ class _Vana:
             raise Reject(400, {"detail": "Research query is required"})
         knobs, counters = self.config.legacy, self.stats.legacy
         counters.started += 1
-        with self._logged("legacy", request, t0, handed_off=True):  # the producer writes the entry
+        with self._logged("legacy", request, t0, handed_off=True) as entry:  # written when the producer ends
             self._refusal(knobs, counters)
             run = self.runs.get(sid) or self._new_run(sid)
             if run.producer is not None:
                 run.producer.cancel()  # a new run of the session replaces the old task, as the backend does
             run.closed = False
             run.producer = asyncio.create_task(self._produce(sid, run, knobs, t0))
+            if entry is not None:  # a done callback: runs even for a task cancelled before it started
+                run.producer.add_done_callback(entry.log.written_by_task(entry))
         return json_response(
             200,
             {
@@ -397,7 +399,6 @@ class _Vana:
             self.stats.legacy.completed += 1
             _access.completed()
         finally:
-            _access.finish()
             if not run.subscribers:
                 asyncio.get_running_loop().call_later(RUN_LINGER_S, self._release, sid, run)
 
