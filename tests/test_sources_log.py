@@ -323,7 +323,7 @@ def test_batched_recording_equals_one_by_one() -> None:
 
 
 def test_stdin_and_several_files_add_up(tmp_path: Path) -> None:
-    """``-`` reads stdin (a process of its own: stdin is the point); lines of every file count."""
+    """``-`` reads stdin (a process of its own: stdin is the point), gzip too; lines of every file count."""
     import subprocess
 
     from .conftest import CLI
@@ -332,7 +332,7 @@ def test_stdin_and_several_files_add_up(tmp_path: Path) -> None:
     out = tmp_path / "both.json"
     r = subprocess.run(
         [*CLI, "compare", "--from-log", str(a), "--from-log", "-", "--out", str(out)],
-        input=b.read_bytes(), capture_output=True, timeout=120,
+        input=gzip.compress(b.read_bytes()), capture_output=True, timeout=120,
     )  # fmt: skip
     assert r.returncode in (0, 3) and b"Traceback" not in r.stderr, r.stderr
     src = json.loads(out.read_text())["source"]

@@ -5,9 +5,9 @@ The rules, and why:
   the memory of one CohortStats per cohort (the HDR histograms, ~100 KiB each), whatever the file's size.
 * A line longer than ``MAX_LINE_BYTES`` (1 MiB; a stream's log entry is ~0.5 KiB) is unparseable: its
   bytes are skipped in 64 KiB reads, never held.
-* gzip is read transparently (by its magic bytes, not the name). Inflating past
-  ``max(INFLATE_FLOOR, INFLATE_RATIO x the compressed size)`` (256 MiB, 200x: JSON logs compress
-  10-30x) is a gzip bomb, refused: SourceError, exit 3.
+* gzip is read transparently (by its magic bytes, not the name; stdin too). Inflating past
+  ``max(INFLATE_FLOOR, INFLATE_RATIO x the compressed bytes read so far)`` (256 MiB, 200x: JSON logs
+  compress 10-30x) is a gzip bomb, refused: SourceError, exit 3.
 * A line that is not a JSON object, or whose mapped fields have the wrong type (a latency that is not
   a number >= 0, a status that is not a whole number 100-599, an unknown outcome, a timestamp that is
   not ISO 8601 or epoch seconds) is *unparseable*: counted, the first ``EXAMPLES`` kept with their
@@ -24,7 +24,6 @@ from __future__ import annotations
 import gzip
 import io
 import math
-import os
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -410,23 +409,43 @@ def _getter(path: tuple[str, ...] | None) -> Callable[[dict[str, Any]], Any]:
 def _lines(path: str) -> Iterator[tuple[int, bytes | None]]:
     """(line number, line) of a file or stdin, gzip inflated; None for a line over MAX_LINE_BYTES."""
     if path == "-":
-        yield from _capped(sys.stdin.buffer, path, None)
+        yield from _maybe_gzip(sys.stdin.buffer, path)
         return
     with open(path, "rb") as raw:
-        size = os.fstat(raw.fileno()).st_size
-        head = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
-        if head == b"\x1f\x8b":
-            with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                yield from _capped(gz, path, max(INFLATE_FLOOR, INFLATE_RATIO * size))
-        else:
-            yield from _capped(raw, path, None)
+        yield from _maybe_gzip(raw, path)
+
+
+def _maybe_gzip(raw: Any, path: str) -> Iterator[tuple[int, bytes | None]]:
+    head = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
+    if head != b"\x1f\x8b":
+        yield from _capped(raw, path, None)
+        return
+    counted = _Counted(raw)
+    with gzip.GzipFile(fileobj=counted, mode="rb") as gz:
+        yield from _capped(gz, path, counted)
+
+
+class _Counted:
+    """The compressed side of a gzip stream, counting the bytes read: the cap follows what was inflated
+    from how much, so a bomb stops early and a large honest file (or stdin, of unknown size) reads on."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.count = raw, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.raw.read(n)
+        self.count += len(data)
+        return data
+
+    def seek(self, n: int, /) -> object:  # gzip seeks only to rewind, which reading forward never asks
+        return self.raw.seek(n)
 
 
 class _Readable(Protocol):
     def readline(self, size: int = ..., /) -> bytes: ...
 
 
-def _capped(f: _Readable, path: str, inflate_cap: int | None) -> Iterator[tuple[int, bytes | None]]:
+def _capped(f: _Readable, path: str, packed: _Counted | None) -> Iterator[tuple[int, bytes | None]]:
     readline = f.readline
     total = 0
     lineno = 0
@@ -439,16 +458,19 @@ def _capped(f: _Readable, path: str, inflate_cap: int | None) -> Iterator[tuple[
         if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
             while (rest := readline(_SKIP)) and not rest.endswith(b"\n"):  # skip the rest, a chunk at a time
                 total += len(rest)
-                _inflated(total, inflate_cap, path)
+                if packed is not None:
+                    _inflated(total, packed, path)
             total += len(rest)
             yield lineno, None
         else:
             yield lineno, line
-        _inflated(total, inflate_cap, path)
+        if packed is not None:
+            _inflated(total, packed, path)
 
 
-def _inflated(total: int, cap: int | None, path: str) -> None:
-    if cap is not None and total > cap:
+def _inflated(total: int, packed: _Counted, path: str) -> None:
+    if total > INFLATE_FLOOR and total > INFLATE_RATIO * packed.count:
         raise SourceError(
-            f"{path}: inflates past {cap:,} bytes ({INFLATE_RATIO}x its compressed size): refused as a gzip bomb"
+            f"{path}: inflates to over {INFLATE_RATIO}x its compressed size ({total:,} bytes from "
+            f"{packed.count:,}): refused as a gzip bomb"
         )
