@@ -185,10 +185,10 @@ def read_logs(paths: list[str], log_map: LogMap, window: Window = Window()) -> L
                     fold.line(line)
                 except LineError as why:
                     read.bad(path, lineno, str(why))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # BadGzipFile is an OSError: caught first
+            raise SourceError(f"{path}: not a readable gzip file ({exc or type(exc).__name__})") from None
         except OSError as exc:
             raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise SourceError(f"{path}: not a readable gzip file ({exc or type(exc).__name__})") from None
     fold.close()
     _check(read)
     return read
