@@ -60,6 +60,7 @@ UNPARSEABLE_SHARE = 0.01
 EXAMPLES = 5
 _SKIP = 1 << 16
 _BATCH = 1 << 16
+_BLANK = b" \t\r\n"
 _WRONG: Any = object()  # a path through something that is not an object
 _NOT_CONNECTED = frozenset({Outcome.CONNECT_ERROR, Outcome.HTTP_ERROR, Outcome.BAD_CONTENT_TYPE})
 _HIST = {
@@ -178,7 +179,7 @@ def read_logs(paths: list[str], log_map: LogMap, window: Window = Window()) -> L
                     read.lines += 1
                     read.bad(path, lineno, f"longer than {MAX_LINE_BYTES:,} bytes")
                     continue
-                if not line.strip():
+                if line[0] in _BLANK and not line.strip():  # a blank line is no record (most start with "{")
                     continue
                 read.lines += 1
                 try:
