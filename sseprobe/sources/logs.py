@@ -62,7 +62,12 @@ _SKIP = 1 << 16
 _BATCH = 1 << 16
 _BLANK = b" \t\r\n"
 _WRONG: Any = object()  # a path through something that is not an object
-_NOT_CONNECTED = frozenset({Outcome.CONNECT_ERROR, Outcome.HTTP_ERROR, Outcome.BAD_CONTENT_TYPE})
+_NOT_CONNECTED = frozenset({Outcome.CONNECT_ERROR.value, Outcome.HTTP_ERROR.value, Outcome.BAD_CONTENT_TYPE.value})
+# outcome names as plain strings: dictionary keys hashed and compared in C (an enum member costs ~3x)
+_OK, _HTTP_ERROR, _TIMEOUT, _STREAM_ERROR, _PREMATURE_CLOSE = (
+    o.value for o in (Outcome.OK, Outcome.HTTP_ERROR, Outcome.TIMEOUT, Outcome.STREAM_ERROR, Outcome.PREMATURE_CLOSE)
+)
+_SCALARS = ("cohort", "timestamp", "outcome", "status", "connected", "error", "completed")  # _extractor's order
 _HIST = {
     "ttfe_ms": "ttfe_us",
     "first_event_ms": "first_event_us",
@@ -209,21 +214,21 @@ def _check(read: LogRead) -> None:
 
 
 class _Folder:
-    """One line into its cohort's statistics; the mapping's paths compiled to getters once, not per line."""
+    """One line into its cohort's statistics; the mapping's paths compiled once into one extractor."""
 
     def __init__(self, read: LogRead) -> None:
         m = read.log_map
         self.read = read
         self.by_value = m.cohort_of()
-        names = ("cohort", "timestamp", "outcome", "status", "connected", "error", "completed")
-        g = {k: _getter(m.paths.get(k)) for k in names}
-        self.cohort, self.time, self.outcome_of, self.status = g["cohort"], g["timestamp"], g["outcome"], g["status"]
-        self.connected, self.error, self.done = g["connected"], g["error"], g["completed"]
-        self.lat = [(k, _getter(m.paths[k]), _UNIT[m.units[k]], _HIST[k]) for k in LATENCIES if k in m.paths]
+        lat = [k for k in LATENCIES if k in m.paths]
+        self.extract = _extractor([m.paths.get(k) for k in _SCALARS] + [m.paths[k] for k in lat])
+        self.lat = [(k, _UNIT[m.units[k]], _HIST[k]) for k in lat]
+        self.has_outcome, self.has_done = "outcome" in m.paths, "completed" in m.paths
         self.completed = m.completed_values
         self.timeouts = frozenset(m.timeout_errors)
         self.ok_lo, self.ok_hi = m.ok_status
         self.window = read.window
+        self.bounded = read.window.bounded
         self.status_text: dict[int, str] = {}
         # latencies wait in lists and go into the histograms _BATCH at a time (record_many_ms: ~20x cheaper a value)
         self.pending: dict[str, dict[str, list[float]]] = {n: {h: [] for *_, h in self.lat} for n in read.cohorts}
@@ -235,7 +240,7 @@ class _Folder:
             raise LineError("not JSON") from None
         if type(obj) is not dict:
             raise LineError("not a JSON object")
-        mark = self.cohort(obj)
+        mark, t, outcome_v, status, connected_v, err, done, *lats = self.extract(obj)
         if mark is _WRONG:
             raise LineError("the cohort's path runs through a value that is not an object")
         try:
@@ -245,32 +250,29 @@ class _Folder:
         if name is None:
             self.read.other += 1
             return
-        t = self.time(obj)
         if t is not None:
             if t is _WRONG:
                 raise LineError("timestamp: its path runs through a value that is not an object")
             t = parse_time(t)
-        w = self.window
-        if w.bounded:
+        if self.bounded:
+            w = self.window
             if t is None:
                 raise LineError("no timestamp to place it in the window")
             if (w.since is not None and t < w.since) or (w.until is not None and t >= w.until):
                 self.read.outside += 1
                 return
-        status = self.status(obj)
         if status is not None and (type(status) is not int or not 100 <= status <= 599):
             raise LineError(f"status {str(status)[:40]!r} is not an HTTP status (a whole number 100-599)")
-        outcome = self._outcome(obj, status)
-        connected = self._connected(obj, status, outcome)
+        outcome = self._outcome(outcome_v, status, err, done)
+        connected = self._connected(connected_v, status, outcome)
         values = []
-        for key, get, unit, h in self.lat:
-            v = get(obj)
+        for (key, unit, h), v in zip(self.lat, lats, strict=True):
             if v is None:
                 continue
             ms = None if v is _WRONG else unit(v)
             if ms is None or not (ms >= 0.0 and ms < math.inf):
                 raise LineError(f"{key} {str(v)[:40]!r} is not a latency >= 0 in the mapping's unit")
-            if h != "completion_us" or outcome == "ok":  # completion: only a success's
+            if h != "completion_us" or outcome == _OK:  # completion: only a success's
                 values.append((h, ms))
         stats = self.read.cohorts[name]
         stats.sessions += 1
@@ -306,34 +308,31 @@ class _Folder:
             for h in by_hist:
                 self._flush(name, h)
 
-    def _outcome(self, obj: dict[str, Any], status: int | None) -> str:
+    def _outcome(self, v: Any, status: int | None, err: Any, done: Any) -> str:
         """The rule of LogMap's docstring, in its order."""
-        v = self.outcome_of(obj)
         if v is not None:
             known = known_outcome(v)
             if known is None:
                 raise LineError(f"outcome {str(v)[:40]!r} is not one of sseprobe's outcomes")
-            return str(known)
+            return known.value
         if status is not None and not self.ok_lo <= status <= self.ok_hi:
-            return Outcome.HTTP_ERROR
-        err = self.error(obj)
+            return _HTTP_ERROR
         if err is _WRONG:
             raise LineError("error: its path runs through a value that is not an object")
         if err is not None and err != "" and err is not False:
             try:
-                return Outcome.TIMEOUT if err in self.timeouts else Outcome.STREAM_ERROR
+                return _TIMEOUT if err in self.timeouts else _STREAM_ERROR
             except TypeError:  # an object or list as the error: an error all the same
-                return Outcome.STREAM_ERROR
-        if self.done is not _absent:
+                return _STREAM_ERROR
+        if self.has_done:
             try:
-                return Outcome.OK if self.done(obj) in self.completed else Outcome.PREMATURE_CLOSE
+                return _OK if done in self.completed else _PREMATURE_CLOSE
             except TypeError:
                 raise LineError("completed: an object or list, not a marker value") from None
-        return Outcome.OK
+        return _OK
 
-    def _connected(self, obj: dict[str, Any], status: int | None, outcome: str) -> bool:
+    def _connected(self, v: Any, status: int | None, outcome: str) -> bool:
         """The mapped ``connected`` (true/false) when present; else a success status; else what the outcome says."""
-        v = self.connected(obj)
         if v is not None:
             if type(v) is not bool:
                 raise LineError(f"connected {str(v)[:40]!r} is not true or false")
@@ -369,39 +368,39 @@ def _duration(v: Any) -> float | None:
 _UNIT = {"ms": _ms, "s": _s, "duration": _duration}
 
 
-def _absent(_obj: dict[str, Any]) -> Any:
-    return None
+def _extractor(paths: list[tuple[str, ...] | None]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """One function returning the value at each dotted path (None when absent or null, _WRONG through a
+    value that is not an object; an unmapped path: None). Each parent object is looked up once for all
+    the fields under it (a Cloud Logging line: 2 lookups, not 7): ~2.5x faster than a getter per field.
+    Built from source whose only inputs are ``repr()`` of the mapping's keys, so no key can inject code."""
+    lines: list[str] = []
+    out: list[str] = []
+    names: dict[tuple[str, ...], str] = {(): "o"}
+
+    def parent(prefix: tuple[str, ...]) -> str:
+        if prefix not in names:
+            up = parent(prefix[:-1])
+            v = names[prefix] = f"v{len(names)}"
+            lines.append(f"    {v} = {_child(up, prefix[-1], prefix[:-1] == ())}")
+        return names[prefix]
+
+    for path in paths:
+        if path is None:
+            out.append("None")
+            continue
+        up = parent(path[:-1])
+        out.append(_child(up, path[-1], path[:-1] == ()))
+    source = "def extract(o):\n" + "\n".join(lines) + ("\n" if lines else "") + f"    return ({', '.join(out)},)\n"
+    scope: dict[str, Any] = {"W": _WRONG, "dict": dict}
+    exec(compile(source, "<log map>", "exec"), scope)  # noqa: S102 - see the docstring
+    return scope["extract"]  # type: ignore[no-any-return]
 
 
-def _getter(path: tuple[str, ...] | None) -> Callable[[dict[str, Any]], Any]:
-    """The value at a dotted path, None when absent or null, _WRONG through a value that is not an object.
-    Paths of one and two keys (most logs) get their own getter: ~3x faster than a loop."""
-    if path is None:
-        return _absent
-    if len(path) == 1:
-        (key,) = path
-        return lambda obj: obj.get(key)
-    if len(path) == 2:
-        a, b = path
-
-        def two(obj: dict[str, Any]) -> Any:
-            inner = obj.get(a)
-            if type(inner) is dict:
-                return inner.get(b)
-            return None if inner is None else _WRONG
-
-        return two
-
-    def walk(obj: Any) -> Any:
-        for key in path:
-            if obj is None:
-                return None
-            if type(obj) is not dict:
-                return _WRONG
-            obj = obj.get(key)
-        return obj
-
-    return walk
+def _child(up: str, key: str, top: bool) -> str:
+    """The expression for ``up[key]`` in _extractor's terms (``o`` itself is always an object)."""
+    if top:
+        return f"o.get({key!r})"
+    return f"({up}.get({key!r}) if type({up}) is dict else (None if {up} is None else W))"
 
 
 # --- reading, bounded -----------------------------------------------------------------------------
