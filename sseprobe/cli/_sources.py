@@ -16,7 +16,7 @@ import click
 from ..ops.monitor import MonitorError, load_monitor_config
 from ..report.document import dumps, write_atomic
 from ..report.verdict_text import render_verdict
-from ..sources import SourceError, judge_logs, read_log_map, read_logs, window_from
+from ..sources import LogRead, SourceError, judge_logs, read_log_map, read_logs, window_from
 from ..sources.baseline import baseline_document
 from ..sources.judge import Judged
 from ..verdict.policy import Policy
@@ -99,7 +99,7 @@ def wants_source(params: dict[str, Any]) -> bool:
     return bool(params.get("from_log") or params.get("from_prometheus"))
 
 
-def read_source_logs(params: dict[str, Any]) -> Any:
+def read_source_logs(params: dict[str, Any]) -> LogRead:
     """The logs of --from-log, read with --log-map in the window; SourceError as a usage problem."""
     try:
         window = window_from(params["since"], params["until"], params["window"])
