@@ -338,3 +338,14 @@ def test_stdin_and_several_files_add_up(tmp_path: Path) -> None:
     src = json.loads(out.read_text())["source"]
     assert src["files"] == [str(a), "-"] and src["lines"] == 501 and src["unparseable"] == 1
     assert src["records"] == {"canonical": 250, "legacy": 250}
+
+
+def test_access_log_refusals_before_listening(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = in_process(
+        capfd, "target", "--port", "0", "--profile", "vana-real", "--access-log", str(tmp_path / "a")
+    )
+    assert code == 3 and "the default profile only" in err, err
+    code, _out, err = in_process(
+        capfd, "target", "--port", "0", "--access-log", str(tmp_path / "no" / "such" / "a.jsonl")
+    )
+    assert code == 3 and "cannot write there" in err, err
