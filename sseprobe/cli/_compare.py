@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from .._api import compare as compare_live
-from .._api import plan_from
+from .._api import plan_from, serving
 from ..report.document import ResultsError, build_document, cohort_from_document, read_documents
 from ..report.verdict_text import render_verdict
 from ..verdict.compare import Verdict, compare, generator_band
@@ -149,14 +149,15 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     given, defaults = overrides(ctx, params)
     plan = plan_from(scenario, given, "compare", defaults)
     say_notes(plan)
-    result = compare_live(plan)
-    color = sys.stdout.isatty() and not plan.as_json
-    path, saved = emit(result.document, plan.out, "compare", plan.as_json, result.text(color))
-    attach_html(result.document, str(path), plan.html, plan.as_json)
-    if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
-        click.echo(f"sseprobe: error: {result.problem}", err=True)
-        return EXIT_UNKNOWN
-    if not saved:
-        return EXIT_UNKNOWN
-    said_interrupted(result.measured.info)
-    return result.exit_code
+    with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
+        result = compare_live(plan)
+        color = sys.stdout.isatty() and not plan.as_json
+        path, saved = emit(result.document, plan.out, "compare", plan.as_json, result.text(color))
+        attach_html(result.document, str(path), plan.html, plan.as_json)
+        if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
+            click.echo(f"sseprobe: error: {result.problem}", err=True)
+            return EXIT_UNKNOWN
+        if not saved:
+            return EXIT_UNKNOWN
+        said_interrupted(result.measured.info)
+        return result.exit_code
