@@ -283,7 +283,7 @@ def serving(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
         return
     with contextlib.ExitStack() as stack:
         try:
-            live, url = stack.enter_context(serve(endpoint))
+            live, url = stack.enter_context(serve(endpoint, {c.name: c.options.flow for c in plan.cohorts}))
         except OSError as exc:
             where = f"{endpoint.host}:{endpoint.port}"
             raise UsageProblem(f"--metrics-port: cannot listen on {where}: {exc.strerror or exc}") from None

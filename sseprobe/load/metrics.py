@@ -24,7 +24,15 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from prometheus_client import CollectorRegistry, start_http_server
 
-from ..report.live_metrics import LiveSnapshot, LiveView, SnapshotCollector, cohort_snapshot, merge_snapshots
+from ..report.live_metrics import (
+    LiveCohort,
+    LiveHistogram,
+    LiveSnapshot,
+    LiveView,
+    SnapshotCollector,
+    cohort_snapshot,
+    merge_snapshots,
+)
 from ..verdict.stats import CohortStats
 
 if TYPE_CHECKING:
@@ -111,9 +119,11 @@ class LiveProbe:
 class LiveMetrics:
     """The serving side: the latest snapshot of each part, batches already done, the live verdict."""
 
-    def __init__(self) -> None:
+    def __init__(self, flows: Mapping[str, str] | None = None) -> None:
+        """``flows``: cohort -> flow, served at zero from the start, so rate() and increase() see the first sessions."""
         self._lock = threading.Lock()
-        self._done = LiveSnapshot()
+        zero = {name: LiveCohort(flow, {}, 0, LiveHistogram(), LiveHistogram()) for name, flow in (flows or {}).items()}
+        self._done = LiveSnapshot(zero)
         self._parts: dict[int, LiveSnapshot] = {}
         self._gauges = LiveSnapshot()  # the last live gauges, kept once a batch is done
         self._verdict: dict[str, str] = {}
@@ -154,11 +164,11 @@ class LiveMetrics:
 
 
 @contextmanager
-def serve(endpoint: Endpoint) -> Iterator[tuple[LiveMetrics, str]]:
+def serve(endpoint: Endpoint, flows: Mapping[str, str] | None = None) -> Iterator[tuple[LiveMetrics, str]]:
     """Serve the live metrics at ``endpoint`` (OSError when it cannot bind: before any load); yields the
     sink and the URL. On leaving: the run is over (``sseprobe_running`` 0), the endpoint lingers, then stops.
     A Ctrl-C during the linger ends it at once; the run's results are already out."""
-    live = LiveMetrics()
+    live = LiveMetrics(flows)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(live.view))
     server, thread = start_http_server(endpoint.port, endpoint.host, registry)

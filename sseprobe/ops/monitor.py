@@ -111,6 +111,9 @@ class MonitorConfig:
     max_sessions: int | None = None
     max_duration_s: float | None = None
     traffic_rate: float | None = None
+    metrics_port: int | None = None  # live metrics while the probe runs (docs/metrics.md)
+    metrics_host: str | None = None
+    metrics_linger_s: float | None = None
 
     def public(self) -> dict[str, Any]:
         """For outputs: paths, redacted URLs, the *names* of secret sources, never their values."""
@@ -128,7 +131,18 @@ _PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prome
 _STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
 _INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
 _SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
-_KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | _SECONDS_KEYS | {"check", "ignore_checks", "until_decided"}
+_METRICS_KEYS = {
+    "metrics_port": (65_535, "a TCP port 0-65535 (0: any free port)"),
+    "metrics_linger_s": (86_400, "seconds >= 0"),
+}
+_KEYS = (
+    _PATH_KEYS
+    | _STR_KEYS
+    | _INT_KEYS
+    | _SECONDS_KEYS
+    | set(_METRICS_KEYS)
+    | {"metrics_host", "check", "ignore_checks", "until_decided"}
+)
 
 
 def load_monitor_config(path: str | Path) -> MonitorConfig:
@@ -141,7 +155,7 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
     reader.known("", data, _KEYS)
     values: dict[str, Any] = {}
     for key, v in data.items():
-        if key in _PATH_KEYS or key in _STR_KEYS:
+        if key in _PATH_KEYS or key in _STR_KEYS or key == "metrics_host":
             if not isinstance(v, str) or not v:
                 raise fail(key, "a non-empty string")
             values[key] = Path(os.path.normpath(p.parent / v)) if key in _PATH_KEYS else v
@@ -157,6 +171,12 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                 raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
             values[key] = tuple(v)
+        elif key in _METRICS_KEYS:  # 0 is a value here: any free port, no linger
+            highest, expected = _METRICS_KEYS[key]
+            kind = int if key == "metrics_port" else (int, float)
+            if isinstance(v, bool) or not isinstance(v, kind) or not 0 <= v <= highest:
+                raise fail(key, expected)
+            values[key] = v
         elif key in _SECONDS_KEYS:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise fail(key, "sessions per second > 0" if key == "traffic_rate" else "seconds > 0")
@@ -311,6 +331,12 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
         "traffic_rate": cfg.traffic_rate,
     }
     given.update({k: v for k, v in optional.items() if v})
+    metrics = {
+        "metrics_port": cfg.metrics_port,
+        "metrics_host": cfg.metrics_host,
+        "metrics_linger": cfg.metrics_linger_s,
+    }
+    given.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
     try:
         result = compare_live(plan_from(scenario, given, "compare"), progress=None)
     except UsageProblem as exc:
