@@ -234,3 +234,26 @@ def test_monitor_config_reads_the_metrics_keys(tmp_path: Path) -> None:
     cfg.write_text('url = "http://127.0.0.1:9"\nmetrics_port = 99999\n')
     with pytest.raises(MonitorError, match="metrics_port"):
         load_monitor_config(cfg)
+
+
+def test_cluster_driver_serves_one_merged_endpoint(
+    flaky_target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Two Ray actors, one endpoint on the driver: the actors' snapshots travel in the progress it polls."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
+    port = free_port()
+    doc_path = tmp_path / "doc.json"
+    with scraping(port) as bodies:
+        code, _, err = in_process(
+            capfd, "run", "--flow", "canonical", "--url", flaky_target, "--sessions", "200", "-c", "4",
+            "--cluster", "local:2", "--metrics-port", str(port), "--metrics-linger", "1", "-o", str(doc_path), "-q",
+        )  # fmt: skip
+    assert code in (0, 2, 3), err
+    doc = json.loads(doc_path.read_text())
+    assert doc["generator"]["cluster"]["actors"] == 2
+    scrapes = [parse(b) for b in bodies]
+    lingering = [s for s in scrapes if s["sseprobe_running"][0][1] == 0.0]
+    assert lingering, err
+    assert outcomes_of(lingering[-1]) == {"canonical": doc["cohorts"]["canonical"]["outcomes"]}
+    live = [outcomes_of(s) for s in scrapes if s["sseprobe_running"][0][1] == 1.0]
+    assert any(0 < sum(o.get("canonical", {}).values()) < 200 for o in live), "no merged snapshot while it ran"
