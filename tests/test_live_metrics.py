@@ -257,3 +257,14 @@ def test_cluster_driver_serves_one_merged_endpoint(
     assert outcomes_of(lingering[-1]) == {"canonical": doc["cohorts"]["canonical"]["outcomes"]}
     live = [outcomes_of(s) for s in scrapes if s["sseprobe_running"][0][1] == 1.0]
     assert any(0 < sum(o.get("canonical", {}).values()) < 200 for o in live), "no merged snapshot while it ran"
+
+
+def test_scenario_keys_set_the_endpoint(tmp_path: Path) -> None:
+    from sseprobe import _api
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[load]\nsessions = 10\nmetrics_port = 9464\nmetrics_host = "0.0.0.0"\nmetrics_linger_s = 3\n')
+    plan = _api.plan_from(scenario, {}, "run", {"flow": "canonical", "url": "http://127.0.0.1:9"})
+    assert plan.metrics == Endpoint(9464, "0.0.0.0", 3.0)
+    flag = _api.plan_from(scenario, {"metrics_port": 0}, "run", {"flow": "canonical", "url": "http://127.0.0.1:9"})
+    assert flag.metrics == Endpoint(0, "0.0.0.0", 3.0)  # the flag over the scenario, the rest from it
