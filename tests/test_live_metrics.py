@@ -31,6 +31,11 @@ from sseprobe.verdict.stats import CohortStats, new_histogram
 from .conftest import in_process, sseprobe, target_process
 
 
+def target_stats(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"{url}/_target/stats", timeout=10) as r:
+        return dict(json.loads(r.read()))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -135,14 +140,23 @@ def test_a_port_in_use_is_refused_in_one_line_before_any_load(
         busy.listen()
         port = busy.getsockname()[1]
         doc_path = tmp_path / "doc.json"
+        before = target_stats(target)
         code, out, err = in_process(
             capfd, "run", "--flow", "canonical", "--url", target, "--sessions", "5", "--workers", "1",
             "--metrics-port", str(port), "-o", str(doc_path),
         )  # fmt: skip
+        assert target_stats(target) == before  # not one session reached the target
     assert code == 3
     assert err.strip().count("\n") == 0 and f"cannot listen on 127.0.0.1:{port}" in err, err
     assert "Traceback" not in err and out == ""
     assert not doc_path.exists()  # nothing ran: no results document
+
+
+def test_offline_compare_refuses_metrics(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "doc.json"
+    doc.write_text("{}")
+    code, _, err = in_process(capfd, "compare", str(doc), "--metrics-port", "0")
+    assert code == 3 and "--metrics-port serves a live run" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,8 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             raise UsageProblem("give either results files or --canonical/--legacy URLs, not both")
         if params["until_decided"]:
             raise UsageProblem("--until-decided measures live: give --canonical/--legacy URLs, not results files")
+        if params["metrics_port"] is not None:
+            raise UsageProblem("--metrics-port serves a live run: give --canonical/--legacy URLs, not results files")
         return _offline(
             files,
             params["baseline_cohort"],
