@@ -282,3 +282,41 @@ def test_scenario_keys_set_the_endpoint(tmp_path: Path) -> None:
     assert plan.metrics == Endpoint(9464, "0.0.0.0", 3.0)
     flag = _api.plan_from(scenario, {"metrics_port": 0}, "run", {"flow": "canonical", "url": "http://127.0.0.1:9"})
     assert flag.metrics == Endpoint(0, "0.0.0.0", 3.0)  # the flag over the scenario, the rest from it
+
+
+def _monitor_config(tmp_path: Path, url: str, extra: str = "") -> Path:
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text(
+        f'url = "{url}"\nsessions = 30\nconcurrency = 3\nhistory = "h.sqlite"\nresults_dir = "res"\n'
+        f'lock = "m.lock"\n{extra}'
+    )
+    return cfg
+
+
+def test_monitor_serves_its_probe(target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    cfg = _monitor_config(tmp_path, target, "metrics_linger_s = 1\n")
+    with scraping(port) as bodies:
+        code, _, err = in_process(capfd, "monitor", "--config", str(cfg), "--metrics-port", str(port))
+    assert code in (0, 1, 2, 3) and "Traceback" not in err, err  # 3: 30 sessions may not decide
+    (doc_path,) = (tmp_path / "res").glob("monitor-*.json")
+    doc = json.loads(doc_path.read_text())
+    lingering = [parse(b) for b in bodies if "sseprobe_running 0.0" in b]
+    assert lingering, err
+    assert outcomes_of(lingering[-1]) == {name: c["outcomes"] for name, c in doc["cohorts"].items()}
+    verdict = {lab["metric"]: v for lab, v in lingering[-1]["sseprobe_verdict"]}
+    assert "overall" in verdict
+
+
+def test_monitor_refuses_a_busy_port_before_the_pass(
+    target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = _monitor_config(tmp_path, target, f"metrics_port = {port}\n")
+        code, out, err = in_process(capfd, "monitor", "--config", str(cfg))
+    assert code == 3 and f"cannot listen on 127.0.0.1:{port}" in err, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert not (tmp_path / "h.sqlite").exists() and not (tmp_path / "res").exists()  # nothing recorded

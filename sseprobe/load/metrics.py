@@ -13,6 +13,7 @@ use is refused up front. Labels carry cohort, flow, outcome and metric names onl
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -38,7 +39,7 @@ from ..verdict.stats import CohortStats
 if TYPE_CHECKING:
     from .drivers import RunControl
 
-__all__ = ["DEFAULT_LINGER_S", "Endpoint", "FORWARD", "LiveMetrics", "LiveProbe", "MetricsSink", "serve"]
+__all__ = ["DEFAULT_LINGER_S", "Endpoint", "FORWARD", "LiveMetrics", "LiveProbe", "MetricsSink", "cannot_bind", "serve"]
 
 # A little over one scrape interval (Prometheus' default is 15 s): the last values are scraped once at least
 DEFAULT_LINGER_S = 16.0
@@ -161,6 +162,18 @@ class LiveMetrics:
         else:  # between batches and after the end: nothing offered, the last lag seen
             snap = LiveSnapshot(done.cohorts, 0.0, gauges.generator_lag_s, gauges.saturated)
         return LiveView(snap, verdict, running)
+
+
+def cannot_bind(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on now, else None: for a caller that serves later (the monitor
+    serves inside its probe) and must refuse before anything else happens."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 @contextmanager
