@@ -76,7 +76,7 @@ def monitor_cmd(
 ) -> int:
     """One synthetic-monitor pass for cron: check, probe both cohorts, judge, record.
 
-    Health and flag state (as ``check``), a short probe of each cohort (as ``compare``, from the
+    Health and flag state (as 'check'), a short probe of each cohort (as 'compare', from the
     config's scenario), then canonical vs legacy, each cohort vs the stored baseline, and the
     checklist's absolute targets (missed: YELLOW) and rollback triggers (RED). One line per part
     says why. Appends to the history database, writes the Prometheus textfile, pushes to a
