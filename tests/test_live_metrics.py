@@ -320,3 +320,38 @@ def test_monitor_refuses_a_busy_port_before_the_pass(
     assert code == 3 and f"cannot listen on 127.0.0.1:{port}" in err, err
     assert err.strip().count("\n") == 0 and "Traceback" not in err
     assert not (tmp_path / "h.sqlite").exists() and not (tmp_path / "res").exists()  # nothing recorded
+
+
+def test_dashboard_reads_only_exported_series_through_its_datasource_variable() -> None:
+    """deploy/grafana/sseprobe.json: a datasource variable every panel uses, and only series the endpoint
+    serves (a renamed metric would leave a panel empty; tests/test_prometheus.py runs the queries)."""
+    import re
+
+    board = json.loads((Path(__file__).resolve().parent.parent / "deploy/grafana/sseprobe.json").read_text())
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    s = CohortStats(flow="canonical")
+    s.outcomes["ok"] += 1
+    live = LiveMetrics({"canonical": "canonical"})
+    live.publish(0, LiveSnapshot({"canonical": cohort_snapshot(s, 1)}, 1.0, 0.001, False))
+    live.set_verdict({"overall": "GREEN"})
+    exported = set(parse(_render(live)))
+    used: set[str] = set()
+    for panel in board["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            used |= set(re.findall(r"\bsseprobe_[a-z_]+", target["expr"]))
+    assert used and used <= exported, used - exported
+    for name in ("sseprobe_ttfe_seconds_bucket", "sseprobe_completion_seconds_bucket", "sseprobe_verdict"):
+        assert name in used  # the panels the issue asks for
+
+
+def _render(live: LiveMetrics) -> str:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from sseprobe.report.live_metrics import SnapshotCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(live.view))
+    return generate_latest(registry).decode()
