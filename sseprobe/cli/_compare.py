@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from .._api import compare as compare_live
-from .._api import plan_from
+from .._api import plan_from, serving
 from ..report.document import ResultsError, build_document, cohort_from_document, read_documents
 from ..report.verdict_text import render_verdict
 from ..verdict.compare import Verdict, compare, generator_band
@@ -143,6 +143,8 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             raise UsageProblem("give either results files or --canonical/--legacy URLs, not both")
         if params["until_decided"]:
             raise UsageProblem("--until-decided measures live: give --canonical/--legacy URLs, not results files")
+        if params["metrics_port"] is not None:
+            raise UsageProblem("--metrics-port serves a live run: give --canonical/--legacy URLs, not results files")
         return _offline(
             files,
             params["baseline_cohort"],
@@ -155,14 +157,15 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     given, defaults = overrides(ctx, params)
     plan = plan_from(scenario, given, "compare", defaults)
     say_notes(plan)
-    result = compare_live(plan)
-    color = sys.stdout.isatty() and not plan.as_json
-    path, saved = emit(result.document, plan.out, "compare", plan.as_json, lambda: result.text(color))
-    attach_html(result.document, str(path), plan.html, plan.as_json)
-    if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
-        click.echo(f"sseprobe: error: {result.problem}", err=True)
-        return EXIT_UNKNOWN
-    if not saved:
-        return EXIT_UNKNOWN
-    said_interrupted(result.measured.info)
-    return result.exit_code
+    with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
+        result = compare_live(plan)
+        color = sys.stdout.isatty() and not plan.as_json
+        path, saved = emit(result.document, plan.out, "compare", plan.as_json, lambda: result.text(color))
+        attach_html(result.document, str(path), plan.html, plan.as_json)
+        if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
+            click.echo(f"sseprobe: error: {result.problem}", err=True)
+            return EXIT_UNKNOWN
+        if not saved:
+            return EXIT_UNKNOWN
+        said_interrupted(result.measured.info)
+        return result.exit_code

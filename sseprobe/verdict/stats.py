@@ -36,6 +36,7 @@ HISTOGRAMS: dict[str, str] = {
     "lag_us": "lag_ms",
 }
 MAX_REASONS = 5  # distinct failure reasons kept per cohort
+MAX_ADDRESSES = 64  # distinct addresses counted per cohort (a name rarely has more A records)
 REASON_CHARS = 160  # of each reason (record errors are short already)
 SUMMARY_KEYS = {name: name[:-3] + "_ms" for name in HISTOGRAMS}  # ttfe_us -> ttfe_ms
 
@@ -161,6 +162,9 @@ class CohortStats:
     # why sessions failed, "outcome: reason" -> sessions: the first MAX_REASONS distinct ones (a run that
     # fails one way fails in a handful of words; a bound keeps a server's varied messages from growing it)
     reasons: Counter[str] = field(default_factory=Counter)
+    # new connections per address they went to (the first MAX_ADDRESSES), and TLS handshakes that resumed
+    addresses: Counter[str] = field(default_factory=Counter)
+    tls_resumed: int = 0
 
     # --- folding -----------------------------------------------------------------------
     def add(self, rec: SessionRecord) -> None:
@@ -173,6 +177,9 @@ class CohortStats:
         self.outcomes[str(rec.outcome)] += 1
         if rec.status is not None:
             self.http_status[str(rec.status)] += 1
+        if rec.address is not None and (rec.address in self.addresses or len(self.addresses) < MAX_ADDRESSES):
+            self.addresses[rec.address] += 1
+        self.tls_resumed += rec.tls_resumed
         if rec.error and rec.outcome != Outcome.OK:
             self._reason(f"{rec.outcome}: {rec.error[:REASON_CHARS]}", 1)
         for name, h in self.histograms.items():
@@ -190,6 +197,10 @@ class CohortStats:
         self.answer_chars += other.answer_chars
         self.outcomes.update(other.outcomes)
         self.http_status.update(other.http_status)
+        for address, n in other.addresses.items():
+            if address in self.addresses or len(self.addresses) < MAX_ADDRESSES:
+                self.addresses[address] += n
+        self.tls_resumed += other.tls_resumed
         for reason, n in other.reasons.items():
             self._reason(reason, n)
         for name, h in other.histograms.items():
@@ -263,6 +274,8 @@ class CohortStats:
             "rate_429": self._rate(self.status_429),
             "timeout_rate": self.timeout_rate,
             "failure_reasons": dict(self.reasons.most_common()),
+            "addresses": dict(sorted(self.addresses.items())),
+            "tls_resumed": self.tls_resumed,
         }
         for name, h in self.histograms.items():
             d[SUMMARY_KEYS[name]] = summarize_ms(h)
@@ -298,6 +311,8 @@ class CohortStats:
             answer_chars=_count(d, "answer_chars"),
             outcomes=Counter(outcomes),
             http_status=Counter(http_status),
+            addresses=Counter(dict(list(_counts(d, "addresses").items())[:MAX_ADDRESSES])),
+            tls_resumed=_count(d, "tls_resumed"),
             reasons=Counter(
                 {k[: REASON_CHARS + 30]: v for k, v in list(_counts(d, "failure_reasons").items())[:MAX_REASONS]}
             ),
