@@ -1,7 +1,7 @@
 """compare --from-prometheus: histogram buckets from Prometheus' HTTP API, judged on the buckets' edges.
 
-A small server on 127.0.0.1 answers the real query API's shape with fixed buckets; when the Debian
-``prometheus`` binary is installed, one test scrapes a real exporter with a real Prometheus.
+A small server on 127.0.0.1 answers the real query API's shape with fixed buckets; and the Debian
+``prometheus`` binary (in CI; skipped elsewhere when missing) scrapes a live compare's own metrics.
 """
 
 from __future__ import annotations
