@@ -26,6 +26,8 @@ import asyncio
 import logging
 import math
 import os
+import signal
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -315,14 +317,15 @@ def _built_in_target() -> Iterator[_Target]:
 
     from ..target import TargetConfig, serve
 
-    def serve_here(config: TargetConfig, ready: Any) -> None:
+    def serve_here(config: TargetConfig, ready: Any, parent: int) -> None:
+        _die_with(parent)
         # streams cut at a step's end are expected here: aiohttp's traceback for each is noise on stderr
         logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
         serve(config, port=0, ready=ready.send)
 
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=serve_here, args=(TargetConfig(), send), daemon=True)
+    proc = ctx.Process(target=serve_here, args=(TargetConfig(), send, os.getpid()), daemon=True)
     proc.start()
     try:
         if not receive.poll(_START_S):
@@ -334,6 +337,21 @@ def _built_in_target() -> Iterator[_Target]:
         if proc.is_alive():
             proc.kill()
             proc.join(5)
+
+
+def _die_with(parent: int) -> None:
+    """This (forked) process is killed when ``parent`` dies, even by SIGKILL, which runs no cleanup:
+    Linux's PR_SET_PDEATHSIG. Elsewhere only the parent's own cleanup stops it."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call: nobody would ever stop this one
+        os._exit(0)
 
 
 class _Stepper:

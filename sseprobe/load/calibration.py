@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import platform
 import socket
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .runner import default_workers
 
 __all__ = [
     "CALIBRATION_ENV",
+    "MAX_CALIBRATION_BYTES",
     "SCHEMA",
     "calibration_path",
     "load_calibration",
@@ -29,6 +31,7 @@ __all__ = [
 
 SCHEMA = "sseprobe.calibration/1"
 CALIBRATION_ENV = "SSEPROBE_CALIBRATION"  # a file to use instead of the default; "off" (or empty): none
+MAX_CALIBRATION_BYTES = 1 << 20  # a calibration is about 2 KB
 
 
 def machine_identity() -> dict[str, Any]:
@@ -54,7 +57,12 @@ def calibration_path(env: Mapping[str, str] | None = None) -> Path | None:
     env = os.environ if env is None else env
     if CALIBRATION_ENV in env:
         chosen = env[CALIBRATION_ENV].strip()
-        return None if chosen.lower() in ("", "off", "none", "0") else Path(chosen).expanduser()
+        if chosen.lower() in ("", "off", "none", "0"):
+            return None
+        try:
+            return Path(chosen).expanduser()
+        except RuntimeError:  # "~nouser/x": no such user
+            raise ValueError(f"{CALIBRATION_ENV}={chosen[:80]!r}: no such user's home folder") from None
     cache = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
     return Path(cache) / "sseprobe" / "calibration.json"
 
@@ -68,16 +76,25 @@ def load_calibration(path: Path | None) -> tuple[dict[str, Any] | None, str | No
     """(the calibration for this machine, or None; why a file that is there was not used, or None).
 
     Missing: (None, None). Another machine or core count (stale): (None, None), silently ignored.
-    Unreadable or not a calibration: (None, one line saying so)."""
-    if path is None or not path.exists():
+    Unreadable or not a calibration: (None, one line saying so). Only a regular file of at most
+    :data:`MAX_CALIBRATION_BYTES` is opened (a FIFO would block the run's start, /dev/zero never end)."""
+    if path is None:
         return None, None
     try:
-        doc = orjson.loads(path.read_bytes())
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"calibration {path} ignored: not a regular file"
+        if st.st_size > MAX_CALIBRATION_BYTES:
+            return None, f"calibration {path} ignored: larger than {MAX_CALIBRATION_BYTES:,} bytes"
+        with path.open("rb") as f:
+            doc = orjson.loads(f.read(MAX_CALIBRATION_BYTES + 1))
         limits = doc["limits"]
         rate, in_flight = float(limits["rate_per_worker"]), float(limits["in_flight_per_worker"])
         machine = doc["machine"]
-        if doc.get("schema") != SCHEMA or not (rate > 0 and in_flight >= 1):
+        if doc.get("schema") != SCHEMA or not (rate > 0 and in_flight >= 1) or not isinstance(machine, dict):
             raise ValueError("not a calibration")
+    except FileNotFoundError:
+        return None, None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else "not a calibration sseprobe wrote"
         return None, f"calibration {path} ignored: {why}"

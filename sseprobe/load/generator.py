@@ -16,6 +16,7 @@ from hdrh.histogram import HdrHistogram
 
 from ..verdict.stats import CohortStats, new_histogram, summarize_ms
 from .engine import RunControl
+from .metrics import LiveProbe
 
 __all__ = [
     "SATURATED_LAG_MS",
@@ -28,6 +29,7 @@ __all__ = [
     "cpu_used",
     "merged_generator",
     "RangeWatch",
+    "live_probe",
     "load_bound",
     "worth_lowering",
     "measured_generator",
@@ -243,3 +245,17 @@ class RangeWatch:
         self.lag.reset()
         self._cpu, self._wall = sched_ns(), time.perf_counter_ns()
         return block if worth_lowering(block, self.last_error_ms) else None
+
+
+def live_probe(loop_lag: HdrHistogram) -> LiveProbe:
+    """The live-metrics probe, judging saturation per interval by generator_block's rule."""
+    before, wall = sched_ns(), time.perf_counter_ns()
+
+    def judge(loop_p99_ms: float, start_p99_ms: float) -> bool:
+        nonlocal before, wall
+        now = time.perf_counter_ns()
+        cpu = cpu_used(before, now - wall)
+        before, wall = sched_ns(), now
+        return bool(generator_block({"p99": loop_p99_ms}, {"p99": start_p99_ms}, cpu)["saturated"])
+
+    return LiveProbe(loop_lag, judge)

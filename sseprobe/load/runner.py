@@ -22,17 +22,20 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 from hdrh.histogram import HdrHistogram
 
 from .._config import Limits, Timeouts
+from .._outcomes import Outcome
 from .._record import SessionRecord
 from .._redact import redact_url
 from ..verdict.intervals import IntervalLog, merge_intervals
 from ..verdict.policy import DEFAULT_POLICY, Policy, check_triggers
 from ..verdict.stats import CohortStats, new_histogram
 from .engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
-from .generator import RangeWatch, cpu_used, measured_generator, sched_ns, watch_loop_lag
+from .generator import RangeWatch, cpu_used, live_probe, measured_generator, sched_ns, watch_loop_lag
+from .metrics import FORWARD
 from .progress import LiveWindow, Progress, SustainedTrigger, merge_progress, progress_line
 
 if TYPE_CHECKING:
     from .cluster import ClusterOptions
+    from .metrics import MetricsSink
 
 __all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share"]
 
@@ -55,6 +58,8 @@ class RunOptions:
     # self-ranging: stop early when a lower load would time truly (the caller lowers it); the value is the
     # error (ms) that caused the last lowering (None: none yet). NO_RANGING: keep the load.
     self_ranging: float | None | Literal[False] = False
+    metrics: MetricsSink | None = None  # live metrics: each tick's snapshot goes here (load/metrics.py)
+    window: bool = True  # keep the live window when progress is reported (False: metrics alone need none)
 
 
 @dataclass
@@ -114,7 +119,8 @@ async def _measure(
     loop_lag = new_histogram()
     cpu_before, wall_before = sched_ns(), time.perf_counter_ns()
     # the live window costs a few ms a second of loop time: only kept when someone looks at it
-    live = report is not None or opts.abort_on_trigger is not None
+    live = (report is not None and opts.window) or opts.abort_on_trigger is not None
+    probe = live_probe(loop_lag) if opts.metrics is not None else None
     t0 = time.perf_counter()
     watch = RangeWatch(opts.self_ranging) if opts.self_ranging is not False else None
     ranged: list[dict[str, Any]] = []
@@ -139,15 +145,21 @@ async def _measure(
             if watch is not None and control.stop_reason is None and (late := watch.check()):
                 ranged.append(late)
                 control.stop(_RANGED)
-            if not live:
+            if (why := nothing_connects(stats)) is not None:
+                control.stop(why)
+            snap = probe.take(stats, control, achieved) if probe is not None else None
+            if snap is not None and opts.metrics is not None:
+                opts.metrics.publish(load.part, snap)
+            if not live and snap is None:
                 continue
-            current = window.stats(now)
+            current = window.stats(now) if live else {}
             fired, held = _judge_window(current, opts.policy, sustained, now)
             held = held if opts.abort_on_trigger and opts.judge else []
             if held:
                 control.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
             if report:
                 progress = _progress(load, control, stats, intervals.last_closed(now), now, achieved, fired)
+                progress.metrics = snap
                 if opts.abort_on_trigger is not None and not opts.judge:  # the parent judges the merged windows
                     progress = replace(progress, window={name: s.to_dict() for name, s in current.items()})
                 report(progress)
@@ -328,6 +340,7 @@ def _worker(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     judged = opts.abort_on_trigger is not None
+    watched = bool(opts.progress) or judged  # else only metrics need reports, and no live window
     try:
 
         def report(progress: Progress) -> None:
@@ -341,9 +354,10 @@ def _worker(
             load,
             timeouts,
             limits,
-            replace(opts, judge=False),  # the parent judges abort-on-trigger on the merged windows
+            # the parent judges abort-on-trigger on the merged windows, and serves the merged metrics
+            replace(opts, judge=False, window=watched, metrics=FORWARD if opts.metrics else None),
             signals,
-            report if opts.progress or judged else None,
+            report if watched or opts.metrics else None,
             on_ready=lambda: out.put(("ready", part, None)),
         )
         out.put(("result", part, payload))
@@ -395,6 +409,21 @@ class _MergedWindow:
             for name, d in window.items():
                 merged.setdefault(name, CohortStats.light(())).merge(CohortStats.from_dict(d))
         return _judge_window(merged, self.opts.policy, self.sustained, progress.elapsed)[1]
+
+
+NOTHING_CONNECTS_AFTER = 50  # attempts (per worker process) that all failed to connect: the run stops
+
+
+def nothing_connects(stats: dict[str, CohortStats]) -> str | None:
+    """Why to stop early: every one of at least NOTHING_CONNECTS_AFTER attempts, in every cohort,
+    failed to connect at all (DNS, refused, TLS): more sessions would measure nothing but timeouts."""
+    attempts = sum(s.attempts for s in stats.values())
+    failed = sum(s.outcomes.get(Outcome.CONNECT_ERROR, 0) for s in stats.values())
+    if attempts < NOTHING_CONNECTS_AFTER or failed < attempts:
+        return None
+    reasons = [r for s in stats.values() for r, _ in s.reasons.most_common(1)]
+    first = f": {reasons[0].removeprefix('connect_error: ')}" if reasons else ""
+    return f"stopped early: none of the first {attempts} attempts connected{first}"[:300]
 
 
 def _judge_window(
@@ -451,6 +480,8 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
             elif kind == "ready":
                 workers.now_ready(part)
             else:
+                if opts.metrics is not None and payload.metrics is not None:
+                    opts.metrics.publish(part, payload.metrics)
                 if judge is not None and not workers.stops and (held := judge.held(part, payload)):
                     workers.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
                 if show:

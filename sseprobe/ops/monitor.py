@@ -45,7 +45,7 @@ from ..verdict.policy import (
 from ..verdict.stats import CohortStats
 from .check import run_checks
 from .monitor_config import EXIT, MonitorConfig, MonitorError, Part, PassResult, load_monitor_config, pass_lock, worst
-from .monitor_writers import FinishedPass, save_baseline, writers_for
+from .monitor_writers import FinishedPass, monitor_title, save_baseline, writers_for
 
 __all__ = [
     "EXIT",
@@ -54,6 +54,7 @@ __all__ = [
     "Part",
     "PassResult",
     "load_monitor_config",
+    "monitor_title",
     "pass_lock",
     "run_pass",
     "save_baseline",
@@ -179,6 +180,12 @@ def probe_options(cfg: MonitorConfig, out: Path, policy_path: Path | None, secre
     if not secrets:
         optional.update(bearer_env=None, bearer_file=None)
     given.update({k: v for k, v in optional.items() if v})
+    metrics = {
+        "metrics_port": cfg.metrics_port,
+        "metrics_host": cfg.metrics_host,
+        "metrics_linger": cfg.metrics_linger_s,
+    }
+    given.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
     return given
 
 

@@ -266,6 +266,13 @@ class ResultsWriter:
             done.notes.append(f"results: WARN cannot rewrite {done.results_path}: {exc.strerror or exc}")
 
 
+def monitor_title(done: FinishedPass) -> str:
+    """The report's title: the pass's level and every part's, so that a RED pass whose comparison
+    inside is GREEN says which part is RED (the check, the baseline) right where the GREEN shows."""
+    parts = ", ".join(f"{p.name} {p.level}" for p in done.parts)
+    return f"sseprobe monitor {done.overall}" + (f" ({parts})" if parts else "")
+
+
 @dataclass(frozen=True)
 class ReportWriter:
     path: Path
@@ -276,7 +283,7 @@ class ReportWriter:
         from ..report.html import write_report
 
         try:
-            write_report([(str(done.results_path), done.doc)], self.path, title=f"sseprobe monitor {done.overall}")
+            write_report([(str(done.results_path), done.doc)], self.path, title=monitor_title(done))
             done.notes.append(f"report: {self.path}")
         except OSError as exc:
             done.notes.append(f"report: WARN cannot write {self.path}: {exc.strerror or exc}")
