@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the names below load when first asked for (see __getattr__)
     from ._api import DEFAULTS, Result, RunPlan, compare, plan_from, run
     from ._config import FlowOptions, Limits, Timeouts, TLSOptions
+    from ._errors import SseprobeError
     from ._outcomes import Outcome
     from ._record import SessionRecord
     from .load.engine import CohortSpec, Load
@@ -50,6 +51,7 @@ _LAZY = {
     "run": "._api",
     "compare": "._api",
     "DEFAULTS": "._api",
+    "SseprobeError": "._errors",
     "UsageProblem": ".plan.resolve",
     # value objects
     "FlowOptions": "._config",
@@ -114,6 +116,7 @@ __all__ = [
     "ScenarioError",
     "Schedule",
     "SessionRecord",
+    "SseprobeError",
     "TLSOptions",
     "Timeouts",
     "UsageProblem",

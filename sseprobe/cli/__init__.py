@@ -28,9 +28,10 @@ from collections.abc import Iterator  # noqa: E402
 
 import click  # noqa: E402
 
+from .._errors import SseprobeError  # noqa: E402
 from ._calibrate import calibrate_cmd  # noqa: E402
 from ._check import check_cmd  # noqa: E402
-from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem  # noqa: E402
+from ._common import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
 from ._compare import compare_cmd  # noqa: E402
 from ._demo import demo_cmd  # noqa: E402
 from ._monitor import baseline_group, history_cmd, monitor_cmd  # noqa: E402
@@ -85,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         except click.exceptions.Abort:
             click.echo("sseprobe: interrupted", err=True)
             return EXIT_UNKNOWN
-        except (click.ClickException, UsageProblem) as exc:
+        except click.ClickException as exc:  # click's own: a bad flag, a missing argument
             click.echo(f"sseprobe: error: {_one_line(exc.format_message())}", err=True)
             return EXIT_UNKNOWN
+        except SseprobeError as exc:  # every error of ours a user can see: one line, its exit code
+            click.echo(f"sseprobe: error: {_one_line(str(exc))}", err=True)
+            return exc.exit_code
         except KeyboardInterrupt:
             click.echo("sseprobe: interrupted", err=True)
             return EXIT_UNKNOWN

@@ -15,7 +15,7 @@ import click
 
 from .._api import compare as compare_live
 from .._api import plan_from
-from ..report.document import ResultsError, build_document, cohort_from_document, read_documents
+from ..report.document import build_document, cohort_from_document, read_documents
 from ..report.verdict_text import render_verdict
 from ..verdict.compare import Verdict, compare, generator_band
 from ..verdict.policy import Policy
@@ -53,16 +53,13 @@ def _offline(
     as_json: bool,
     html: str | None = None,
 ) -> int:
-    try:
-        docs = read_documents(files)
-        if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
-            b_name, base = cohort_from_document(docs[0], base_cohort or "legacy", files[0])
-            c_name, cand = cohort_from_document(docs[0], cand_cohort or "canonical", files[0])
-        else:
-            b_name, base = cohort_from_document(docs[0], base_cohort, files[0])
-            c_name, cand = cohort_from_document(docs[1], cand_cohort, files[1])
-    except ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
+    docs = read_documents(files)
+    if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
+        b_name, base = cohort_from_document(docs[0], base_cohort or "legacy", files[0])
+        c_name, cand = cohort_from_document(docs[0], cand_cohort or "canonical", files[0])
+    else:
+        b_name, base = cohort_from_document(docs[0], base_cohort, files[0])
+        c_name, cand = cohort_from_document(docs[1], cand_cohort, files[1])
     band = max(generator_band(doc.get("generator")) for doc in docs)  # either side's late clock blurs the change
     verdict = compare(base, cand, policy, generator_error_ms=band)
     text = _print_verdict(verdict, f"baseline ({b_name})", f"candidate ({c_name})", as_json)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..report.document import ResultsError, read_document
+from ..report.document import read_document
 from ..report.hgrm import export_hgrm
 from ..report.html import write_report
 from ._common import EXIT_OK, UsageProblem
@@ -42,10 +42,7 @@ def report_cmd(files: tuple[str, ...], html_path: str | None, hgrm_dir: str | No
     """
     if not html_path and not hgrm_dir:
         raise UsageProblem("nothing to write: give --html FILE and/or --hgrm DIR")
-    try:
-        docs = [(f, read_document(f)) for f in files]
-    except ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
+    docs = [(f, read_document(f)) for f in files]
     try:
         if html_path:
             click.echo(f"report: {write_report(docs, html_path, title)}")

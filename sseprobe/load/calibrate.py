@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from .._config import FlowOptions, Limits, Timeouts
+from .._errors import SseprobeError
 from ..report.document import write_atomic
 from ..verdict.stats import new_histogram, summarize_ms
 from ..wire.session import FirstEvent, observe_first_events
@@ -91,7 +92,7 @@ HOLD_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0}  # held streams: their length
 HOLD_GAP_S = 0.5  # the most a held stream stays silent
 
 
-class CalibrationFailed(RuntimeError):
+class CalibrationFailed(SseprobeError, RuntimeError):
     """Calibration could not give a figure (the target would not start, even the lowest step failed)."""
 
 

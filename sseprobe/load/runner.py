@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from hdrh.histogram import HdrHistogram
 
 from .._config import Limits, Timeouts
+from .._errors import SseprobeError
 from .._record import SessionRecord
 from .._redact import redact_url
 from ..verdict.intervals import IntervalLog, merge_intervals
@@ -630,7 +631,7 @@ def _worker_failure(errors: list[str]) -> str | None:
     return f"{errors[0][:160]}{more}"
 
 
-class RunFailure(RuntimeError):
+class RunFailure(SseprobeError, RuntimeError):
     """The run itself could not happen (every worker failed): a failure of sseprobe, exit 3."""
 
 

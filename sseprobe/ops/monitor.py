@@ -33,6 +33,7 @@ import orjson
 from .._api import compare as compare_live
 from .._api import plan_from
 from .._config import FlowName, FlowOptions
+from .._errors import SseprobeError
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
 from ..plan.resolve import UsageProblem
@@ -78,7 +79,7 @@ TARGETS = (
 )
 
 
-class MonitorError(ValueError):
+class MonitorError(SseprobeError, ValueError):
     """The pass cannot run (bad config, lock held, no baseline to save): one line, exit 3."""
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
+from .._errors import SseprobeError
 from .._redact import SECRET_HEADERS, redact_url
 from ..load.calibrate import calibration_path, load_calibration, over_calibration
 from ..load.cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
@@ -27,7 +28,6 @@ from ..load.engine import Load
 from ..load.pacer import Phase, Schedule
 from ..load.runner import RunOptions, default_workers, useful_workers
 from ..report.document import ResultsError, check_output, default_out_path
-from ..verdict.levels import EXIT_UNKNOWN
 from ..verdict.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ..verdict.sequential import UntilDecided
 from ..wire.http import tls_context
@@ -36,13 +36,8 @@ from .scenario import Scenario, ScenarioError, load_scenario
 _T = TypeVar("_T")
 
 
-class UsageProblem(ValueError):
+class UsageProblem(SseprobeError, ValueError):
     """Bad input: one line, exit 3 (the command line prints it as ``sseprobe: error: ...``)."""
-
-    exit_code = EXIT_UNKNOWN
-
-    def format_message(self) -> str:
-        return str(self)
 
 
 # --- plain parsing ------------------------------------------------------------------------------

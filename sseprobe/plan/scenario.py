@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
+from .._errors import SseprobeError
 from .._redact import SECRET_HEADERS
 from .._toml import StrictReader, read_toml
 from ..load.pacer import Phase
@@ -21,7 +22,7 @@ from ..load.pacer import Phase
 __all__ = ["BOUNDS", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(SseprobeError, ValueError):
     """One line: file, key, what was expected."""
 
 

@@ -1,0 +1,31 @@
+"""The one error family: every error a user can see is a :class:`SseprobeError`, and carries its exit code.
+
+The library raises these and never prints or exits; the command line maps any of them to one line on
+stderr and the error's exit code, at one place (``sseprobe.cli.main``). The family, by where it is raised:
+
+- ``plan.resolve.UsageProblem``: bad input (flags, overrides, values out of bounds);
+- ``plan.scenario.ScenarioError``, ``verdict.policy.PolicyError``, ``ops.monitor.MonitorError``:
+  a scenario, policy or monitor file that is unreadable or wrong;
+- ``report.document.ResultsError``, ``report.history.HistoryError``: a results document or the history
+  database that cannot be read or written;
+- ``load.runner.RunFailure``, ``load.cluster.ClusterError``, ``load.calibrate.CalibrationFailed``:
+  the measurement could not happen (no worker ran, the Ray cluster is unusable, nothing calibrated).
+
+Each keeps the built-in base it had (``ValueError`` for bad input and files, ``RuntimeError`` for a run
+that could not happen), so ``except ValueError`` in a caller's code still catches them.
+"""
+
+from __future__ import annotations
+
+from .verdict.levels import EXIT_UNKNOWN
+
+__all__ = ["SseprobeError"]
+
+
+class SseprobeError(Exception):
+    """An error a user sees: one line (the message), and the exit code the command line ends with.
+
+    ``exit_code`` is 3 (UNKNOWN: bad input, could not run) for the whole family: 1 and 2 are verdicts
+    (YELLOW, RED) and never mean that sseprobe failed."""
+
+    exit_code: int = EXIT_UNKNOWN
