@@ -13,20 +13,22 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+import warnings
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from ._config import FlowOptions, Limits, Timeouts
+from ._errors import UsageProblem
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
 from .load.pacer import Phase
 from .load.runner import Measured, RunOptions, measure, merged_generator
+from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
 from .plan.resolve import (
-    UsageProblem,
     build_limits,
     build_load,
     build_timeouts,
@@ -53,9 +55,11 @@ from .verdict.stats import CohortStats
 
 __all__ = [
     "DEFAULTS",
+    "Options",
     "RunPlan",
     "Result",
     "plan_from",
+    "make_plan",
     "run",
     "compare",
     "flow_config",
@@ -66,64 +70,8 @@ __all__ = [
 
 Command = Literal["run", "compare"]
 
-# The built-in defaults of every option a plan reads; the command line declares the same (a test keeps them equal).
-DEFAULTS: dict[str, Any] = {
-    "scenario": None,
-    "sessions": None,
-    "duration": None,
-    "concurrency": 10,
-    "think": 0.0,
-    "rate": None,
-    "poisson": None,
-    "seed": None,
-    "max_in_flight": 15_000,
-    "workers": None,
-    "cluster": None,
-    "workers_per_node": None,
-    "on_node_loss": "abort",
-    "abort_on_trigger": None,
-    "connect_timeout": 10.0,
-    "idle_timeout": 60.0,
-    "session_timeout": 330.0,
-    "grace": 30.0,
-    "connections": 0,
-    "max_line": 1 << 20,
-    "policy_file": None,
-    "out": None,
-    "as_json": False,
-    "quiet": False,
-    "app": "vana",
-    "user_prefix": "sseprobe",
-    "messages": ("test",),
-    "session_create": "auto",
-    "legacy_stream": "run",
-    "headers": (),
-    "bearer_env": None,
-    "bearer_file": None,
-    "ca_file": None,
-    "insecure": False,
-    "cert": None,
-    "key": None,
-    "html_path": None,
-    # compare
-    "canonical_url": None,
-    "legacy_url": None,
-    "split": None,
-    "until_decided": False,
-    "look_every": 100,
-    "max_sessions": 20_000,
-    "max_duration": None,
-    "traffic_rate": None,
-    # run
-    "flow": None,
-    "url": None,
-    "method": "GET",
-    "body": None,
-    "body_file": None,
-    "complete_on": None,
-    "first_answer_event": None,
-    "first_answer_field": None,
-}
+# The built-in defaults of every option a plan reads, as a dict (a Python caller's view of OPTIONS).
+DEFAULTS: dict[str, Any] = {f.name: getattr(OPTIONS, f.name) for f in fields(Options)}
 
 
 @dataclass(frozen=True)
@@ -197,34 +145,56 @@ def plan_from(
     command: Command = "compare",
     defaults: Mapping[str, Any] | None = None,
 ) -> RunPlan:
-    """The plan: built-in default < ``defaults`` < scenario < ``overrides``. Bad input raises UsageProblem."""
-    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
-        overrides = {"scenario": str(scenario), **overrides}
-        scenario = read_scenario(str(scenario))
-    unknown = set(overrides) - DEFAULTS.keys()
-    if unknown:
+    """The plan: built-in default < scenario < ``overrides`` (each key counts as given explicitly).
+    Bad input raises UsageProblem. ``defaults`` (deprecated: build an :class:`Options` and call
+    :func:`make_plan`) lays values under the scenario as if they were built-in defaults."""
+    if defaults is not None:
+        warnings.warn(
+            "plan_from(defaults=...) is deprecated: make_plan(scenario, Options(...), given)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    base = options_from(defaults or {})
+    return make_plan(scenario, options_from(overrides, base), frozenset(overrides), command)
+
+
+def make_plan(
+    scenario: Scenario | str | Path | None,
+    options: Options = OPTIONS,
+    given: Collection[str] = (),
+    command: Command = "compare",
+) -> RunPlan:
+    """The plan: built-in default < scenario < the ``options`` named in ``given`` (set explicitly: a flag
+    on the command line, a key in a caller's overrides). Bad input raises UsageProblem."""
+    given = frozenset(given)
+    if unknown := given - OPTION_NAMES:
         raise UsageProblem(f"unknown option(s): {', '.join(sorted(unknown))}")
-    params = {**DEFAULTS, **(defaults or {}), **overrides}
-    given = set(overrides)
+    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
+        options, given = replace(options, scenario=str(scenario)), given | {"scenario"}
+        scenario = read_scenario(str(scenario))
     notes: list[str] = []
-    o = resolve(params, given, scenario)
-    policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
-    until = until_decided_from(o, given, command, bool(scenario and scenario.phases), notes)
+    resolved = resolve(options, given, scenario)
+    policy = read_policy(options.policy_file or (scenario.policy if scenario else None))
+    phases = scenario.phases if scenario else ()
+    until, o = until_decided_from(resolved.options, given, resolved.chosen, command, bool(phases), notes)
     if until is not None:
-        o["sessions"] = until.look_every  # one batch's worth per cohort: the plan's load is a batch
+        o = replace(o, sessions=until.look_every)  # one batch's worth per cohort: the plan's load is a batch
+    split = parse_split(options.split) if command == "compare" else (1.0, 1.0)
     if command == "compare":
-        split = parse_split(params["split"])
-        cohorts = _compare_cohorts(params, given, scenario, split, notes)
+        cohorts = _compare_cohorts(options, given, scenario, split, notes)
         n = len(cohorts)  # load options are per cohort
-        for key in ("sessions", "concurrency", "rate"):
-            if o.get(key) is not None:
-                o[key] = o[key] * n
-        load = build_load(o, tuple(_scaled(p, n) for p in scenario.phases) if scenario else ())
+        o = replace(
+            o,
+            sessions=None if o.sessions is None else o.sessions * n,
+            concurrency=o.concurrency * n,
+            rate=None if o.rate is None else o.rate * n,
+        )
+        phases = tuple(_scaled(p, n) for p in phases)
     else:
-        cohorts = (_run_cohort(params, given, scenario, notes),)
-        load = build_load(o, scenario.phases if scenario else ())
+        cohorts = (_run_cohort(options, given, scenario, notes),)
+    load = build_load(o, phases, resolved.closed_model)
     timeouts, limits = build_timeouts(o), build_limits(o)
-    run_opts, load, out = prepare_run(o, policy, load, limits, command, params["html_path"], notes)
+    run_opts, load, out = prepare_run(o, policy, load, limits, command, options.html_path, notes, resolved.chosen)
     config: dict[str, Any] = {"command": command}
     if command == "compare":
         config["split"] = list(split)
@@ -232,8 +202,8 @@ def plan_from(
     config["load"] = load_config(o, load, timeouts, run_opts.workers)
     if until is not None:
         config["until_decided"] = vars(until).copy()
-    if o.get("traffic_rate") is not None:
-        config["traffic_rate"] = o["traffic_rate"]
+    if o.traffic_rate is not None:
+        config["traffic_rate"] = o.traffic_rate
     return RunPlan(
         command=command,
         cohorts=cohorts,
@@ -243,12 +213,12 @@ def plan_from(
         policy=policy,
         options=run_opts,
         out=out,
-        html=params["html_path"],
-        as_json=bool(o["as_json"]),
+        html=options.html_path,
+        as_json=bool(o.as_json),
         config=config,
         notes=tuple(notes),
         until_decided=until,
-        traffic_rate=o.get("traffic_rate"),
+        traffic_rate=o.traffic_rate,
     )
 
 
@@ -439,8 +409,8 @@ def _results_extra(m: Measured) -> dict[str, Any]:
 
 
 def _compare_cohorts(
-    params: Mapping[str, Any],
-    given: set[str],
+    params: Options,
+    given: Collection[str],
     scenario: Scenario | None,
     split: tuple[float, float],
     notes: list[str],
@@ -450,23 +420,23 @@ def _compare_cohorts(
     for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
         c = sc.get(name)
         values = c.values if c else {}
-        weight = share if params["split"] is not None or c is None else c.weight
+        weight = share if params.split is not None or c is None else c.weight
         flow = values.get("flow", name)
-        opts = flow_from(params, given, values, flow, params[url_opt], f"--{name}", notes)
+        opts = flow_from(params, given, values, flow, getattr(params, url_opt), f"--{name}", notes)
         specs.append(CohortSpec(name, opts, weight))
     return tuple(specs)
 
 
-def _run_cohort(params: Mapping[str, Any], given: set[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
-    flow, sc_values = _scenario_cohort(scenario, params["flow"])
+def _run_cohort(params: Options, given: Collection[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
+    flow, sc_values = _scenario_cohort(scenario, params.flow)
     if flow is None:
         raise UsageProblem("--flow is required (canonical, legacy or generic)")
-    if params["body_file"] is not None:
+    if params.body_file is not None:
         try:
-            params = {**params, "body": Path(params["body_file"]).read_text()}
+            params = replace(params, body=Path(params.body_file).read_text())
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"--body-file: cannot read {params['body_file']}: {exc}") from None
-    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params["url"], notes=notes))
+            raise UsageProblem(f"--body-file: cannot read {params.body_file}: {exc}") from None
+    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params.url, notes=notes))
 
 
 def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:

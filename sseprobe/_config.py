@@ -5,11 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Timeouts", "Limits", "TLSOptions", "FlowOptions", "FLOWS", "SESSION_CREATE", "LEGACY_STREAMS"]
+__all__ = [
+    "Timeouts",
+    "Limits",
+    "TLSOptions",
+    "FlowOptions",
+    "FLOWS",
+    "SESSION_CREATE",
+    "LEGACY_STREAMS",
+    "MAX_IN_FLIGHT",
+    "LOOK_EVERY",
+    "MAX_SESSIONS",
+]
 
 FLOWS = ("canonical", "legacy", "generic")
 SESSION_CREATE = ("auto", "adk", "backend", "none")
 LEGACY_STREAMS = ("run", "agent_network_sse")
+
+# Defaults shared by the stages that hold them (the plan's options, the engine's Load, the sequential
+# mode's UntilDecided), each written once here.
+MAX_IN_FLIGHT = 15_000  # open model: the cap on sessions in flight (held-back arrivals show as lag)
+LOOK_EVERY = 100  # --until-decided: sessions per cohort between looks
+MAX_SESSIONS = 20_000  # --until-decided: sessions per cohort before it stops undecided
 
 
 @dataclass(frozen=True)

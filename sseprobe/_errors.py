@@ -3,7 +3,7 @@
 The library raises these and never prints or exits; the command line maps any of them to one line on
 stderr and the error's exit code, at one place (``sseprobe.cli.main``). The family, by where it is raised:
 
-- ``plan.resolve.UsageProblem``: bad input (flags, overrides, values out of bounds);
+- :class:`UsageProblem`: bad input (flags, overrides, values out of bounds);
 - ``plan.scenario.ScenarioError``, ``verdict.policy.PolicyError``, ``ops.monitor.MonitorError``:
   a scenario, policy or monitor file that is unreadable or wrong;
 - ``report.document.ResultsError``, ``report.history.HistoryError``: a results document or the history
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .verdict.levels import EXIT_UNKNOWN
 
-__all__ = ["SseprobeError"]
+__all__ = ["SseprobeError", "UsageProblem"]
 
 
 class SseprobeError(Exception):
@@ -29,3 +29,8 @@ class SseprobeError(Exception):
     (YELLOW, RED) and never mean that sseprobe failed."""
 
     exit_code: int = EXIT_UNKNOWN
+
+
+class UsageProblem(SseprobeError, ValueError):
+    """Bad input (a flag, an override, a value out of bounds): one line, exit 3; the command line prints
+    it as ``sseprobe: error: ...``. Importable from ``sseprobe`` and ``sseprobe.plan.resolve`` too."""

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 from bench.power import DISTRIBUTIONS, grow
-from sseprobe import plan_from
-from sseprobe.plan.resolve import UsageProblem
+from sseprobe import UsageProblem, plan_from
 from sseprobe.report.verdict_text import render_sequential
 from sseprobe.verdict.compare import SequentialPlan, compare_sequential, decided
 from sseprobe.verdict.policy import DEFAULT_POLICY

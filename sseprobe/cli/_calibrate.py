@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .._errors import UsageProblem
 from ..load.calibrate import (
     DEFAULT_BUDGET_S,
     IN_FLIGHT_CAP,
@@ -18,7 +19,7 @@ from ..load.calibrate import (
     calibration_path,
     store_calibration,
 )
-from ..plan.resolve import UsageProblem, check_outputs, open_file_room
+from ..plan.resolve import check_outputs, open_file_room
 from ..report.document import dumps
 from ..verdict.levels import EXIT_OK, EXIT_UNKNOWN
 

@@ -69,7 +69,7 @@ def check_cmd(
     """
     wanted = tuple(f.strip() for f in flows.split(",") if f.strip())
     hdrs = parse_headers(headers, bearer_env, bearer_file)
-    tls = build_tls(tls_flags)
+    tls = build_tls(**tls_flags)
     codes = []
     for url in urls:
         opts = build_flow(

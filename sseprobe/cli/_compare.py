@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from .._api import compare as compare_live
-from .._api import plan_from
+from .._api import make_plan
 from ..report.document import build_document, cohort_from_document, read_documents
 from ..report.verdict_text import render_verdict
 from ..verdict.compare import Verdict, compare, generator_band
@@ -25,7 +25,7 @@ from ._common import (
     check_outputs,
     flow_options,
     load_options,
-    overrides,
+    planned,
     read_policy,
     read_scenario,
     sequential_options,
@@ -143,8 +143,8 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             params["as_json"],
             params["html_path"],
         )
-    given, defaults = overrides(ctx, params)
-    plan = plan_from(scenario, given, "compare", defaults)
+    options, given = planned(ctx, params)
+    plan = make_plan(scenario, options, given, "compare")
     say_notes(plan)
     result = compare_live(plan)
     color = sys.stdout.isatty() and not plan.as_json

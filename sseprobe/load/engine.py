@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .._config import Limits, Timeouts
+from .._config import MAX_IN_FLIGHT, Limits, Timeouts
 from .._record import SessionRecord
 from ..wire.http import LeanClient
 from .drivers import ClosedDriver, CohortSpec, Driver, OpenDriver, RunControl, Sessions, interleave
@@ -51,7 +51,7 @@ class Load:
     concurrency: int = 10
     think: float = 0.0
     schedule: Schedule | None = None
-    max_in_flight: int = 15_000
+    max_in_flight: int = MAX_IN_FLIGHT
     grace: float = 30.0
     part: int = 0
     parts: int = 1

@@ -33,10 +33,9 @@ import orjson
 from .._api import compare as compare_live
 from .._api import plan_from
 from .._config import FlowName, FlowOptions
-from .._errors import SseprobeError
+from .._errors import SseprobeError, UsageProblem
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
-from ..plan.resolve import UsageProblem
 from ..plan.scenario import Scenario, ScenarioError, load_scenario
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import CohortRow, History, HistoryError, PassRow
