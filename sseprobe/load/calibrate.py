@@ -48,6 +48,7 @@ from ..wire.session import FirstEvent, observe_first_events
 from ..wire.sse import Event
 from .engine import CohortSpec, Load, RunControl
 from .engine import run as run_loop
+from .files import raised_open_files
 from .pacer import Phase, Schedule
 from .runner import RunOptions, _loop_lag, default_workers, run_share
 
@@ -516,7 +517,7 @@ def calibrate(
     stop_observing = observe_first_events(truth)
     try:
         floors = _floors()
-        with _built_in_target() as target:
+        with raised_open_files(), _built_in_target() as target:  # the forked target holds every stream too
             stepper = _Stepper(target, truth)
             rate = _measure_rate(stepper, began + 0.45 * budget_s, say)
             in_flight = _measure_in_flight(stepper, rate, began + budget_s, say, in_flight_cap)

@@ -11,7 +11,6 @@ import base64
 import math
 import os
 import re
-import resource
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from .._redact import SECRET_HEADERS, redact_url
 from ..load.calibrate import calibration_path, load_calibration, over_calibration
 from ..load.cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
 from ..load.engine import Load
+from ..load.files import open_file_room
 from ..load.pacer import Phase, Schedule
 from ..load.runner import RunOptions, default_workers, useful_workers
 from ..report.document import ResultsError, check_output, default_out_path
@@ -354,22 +354,6 @@ def worker_count(asked: int | None, load: Load | None) -> int:
         if load.schedule is None:
             caps.append(load.concurrency)
     return max(1, min(caps))
-
-
-_FD_SPARE = 64  # files a process holds besides its connections (interpreter, pipes, log, results)
-
-
-def open_file_room() -> int:
-    """Connections one process can hold: the soft open-file limit, raised to the hard one first."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return max(0, (soft if soft != resource.RLIM_INFINITY else 1 << 20) - _FD_SPARE)
 
 
 def fit_open_files(load: Load, limits: Limits, workers: int, given_max_in_flight: bool) -> tuple[Load, str | None]:
