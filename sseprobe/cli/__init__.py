@@ -23,29 +23,90 @@ except ValueError:  # imported from a thread other than the main one: signals ar
     _BEFORE = {}
 
 import contextlib  # noqa: E402
+import importlib  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import click  # noqa: E402
 
 from .._errors import SseprobeError  # noqa: E402
-from ._calibrate import calibrate_cmd  # noqa: E402
-from ._check import check_cmd  # noqa: E402
-from ._common import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
-from ._compare import compare_cmd  # noqa: E402
-from ._demo import demo_cmd  # noqa: E402
-from ._monitor import baseline_group, history_cmd, monitor_cmd  # noqa: E402
-from ._report import report_cmd  # noqa: E402
-from ._run import run_cmd  # noqa: E402
-from ._target import target_cmd  # noqa: E402
+from ..verdict.levels import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
 
 for _sig, _handler in _BEFORE.items():
     signal.signal(_sig, _handler)
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "COMMANDS"]
+
+# name -> (module, object, one-line summary). Each command's module is imported only when that command
+# runs or shows its own help, so `--version` and `--help` load none of them (no numpy, no aiohttp) and
+# `run` never loads the built-in target. The summary is the first paragraph of the command's docstring
+# (a test keeps the two equal).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "baseline": (
+        "._monitor",
+        "baseline_group",
+        "The monitor's stored baseline: a results document kept with its histograms.",
+    ),
+    "calibrate": (
+        "._calibrate",
+        "calibrate_cmd",
+        "Find how much load one worker process of this machine generates and still times truly.",
+    ),
+    "check": (
+        "._check",
+        "check_cmd",
+        "Pre-deploy validation of each URL: /health answers 'healthy' with every dependency true, the canonical "
+        "flag as far as it shows from outside, and one end-to-end session per flow.",
+    ),
+    "compare": (
+        "._compare",
+        "compare_cmd",
+        "Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).",
+    ),
+    "demo": ("._demo", "demo_cmd", "Compare canonical with legacy on the built-in target, no external service needed."),
+    "history": (
+        "._monitor",
+        "history_cmd",
+        "Recent monitor passes (time, verdict, key metrics per cohort) and the trend of each metric.",
+    ),
+    "monitor": (
+        "._monitor",
+        "monitor_cmd",
+        "One synthetic-monitor pass for cron: check, probe both cohorts, judge, record.",
+    ),
+    "report": (
+        "._report",
+        "report_cmd",
+        "Render saved results documents: an HTML report and/or .hgrm histogram files.",
+    ),
+    "run": ("._run", "run_cmd", "Measure one flow against one URL."),
+    "target": ("._target", "target_cmd", "Run the built-in reference service (PROTOCOLS.md) until Ctrl-C."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """The subcommands, each imported when first asked for (see COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name, _summary = COMMANDS[cmd_name]
+        cmd = getattr(importlib.import_module(module, __name__), name)
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click lists them, from the summaries: listing the commands imports none of them."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, click.utils.make_default_short_help(COMMANDS[name][2], limit)) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="sseprobe")
 def cli() -> None:
     """sseprobe: SSE streaming health prober and load generator.
@@ -56,18 +117,6 @@ def cli() -> None:
 
     Exit codes: 0 GREEN/OK, 1 YELLOW, 2 RED/rollback trigger, 3 UNKNOWN (bad input, could not run).
     """
-
-
-cli.add_command(target_cmd)
-cli.add_command(run_cmd)
-cli.add_command(check_cmd)
-cli.add_command(compare_cmd)
-cli.add_command(demo_cmd)
-cli.add_command(monitor_cmd)
-cli.add_command(baseline_group)
-cli.add_command(history_cmd)
-cli.add_command(report_cmd)
-cli.add_command(calibrate_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
