@@ -28,7 +28,6 @@ import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import click  # noqa: E402
-from click.utils import make_default_short_help  # noqa: E402
 
 from .._errors import SseprobeError  # noqa: E402
 from ..verdict.levels import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
@@ -102,7 +101,7 @@ class _Commands(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """As click lists them, from the summaries: listing the commands imports none of them."""
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
-        rows = [(name, make_default_short_help(COMMANDS[name][2], limit)) for name in sorted(COMMANDS)]
+        rows = [(name, click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)) for name in COMMANDS]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
