@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
@@ -96,7 +96,6 @@ class FlowOptions:
     complete_on: str | None = None  # generic: named event that means success
     first_answer_event: str | None = None  # generic: named event that carries answer content (TTFE)
     first_answer_field: str | None = None  # generic: dotted JSON path whose non-empty value is answer content
-    extra: dict[str, str] = field(default_factory=dict)
     tls: TLSOptions = TLSOptions()  # https:// only
 
     def __post_init__(self) -> None:

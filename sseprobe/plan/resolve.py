@@ -518,7 +518,7 @@ def flow_from(
 
 
 def _say(notes: list[str] | None, text: str) -> None:
-    """A warning or note for the caller to show; without a list to collect it, stderr (as the CLI did)."""
+    """A warning or note for the caller to show; without a list to collect it, one line on stderr."""
     if notes is None:
         print(f"sseprobe: {text}", file=sys.stderr)
     else:
