@@ -447,6 +447,7 @@ def main() -> int:
                 indent=1,
                 default=str,
             )
+            f.write("\n")  # a text file ends with a newline (.ci/leftovers.py)
     return 1 if failed else 0
 
 

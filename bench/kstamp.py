@@ -52,7 +52,7 @@ def _install_loop_transport() -> None:
             conn.tcp_ms = (self._clock() - t0) * 1000.0
             return conn
 
-    _http.LeanClient._open = open_conn  # type: ignore[method-assign]
+    _http.LeanClient._open = open_conn
 
 
 def _note_receive_lags() -> None:
@@ -72,8 +72,8 @@ def _note_receive_lags() -> None:
             _receive_lags.append(clients[0].receive_lag * 1000.0)
         received(self, data)
 
-    _http._SocketIO.__init__ = socket_io  # type: ignore[method-assign]
-    _http._Conn.data_received = data_received  # type: ignore[method-assign]
+    _http._SocketIO.__init__ = socket_io
+    _http._Conn.data_received = data_received
 
 
 def worker(mode: str, url: str, n: int, delay_ms: float, rate: float, warm: float, window: float) -> dict[str, Any]:

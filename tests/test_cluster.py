@@ -130,7 +130,8 @@ def test_local_2_gives_the_totals_and_percentiles_of_workers_2(
 def test_a_late_actor_refuses_to_run(ray_address: str, target: str) -> None:
     import ray
 
-    actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0, max_concurrency=4)(ShareActor).remote()
+    options = {"num_cpus": 1, "max_restarts": 0, "max_task_retries": 0, "max_concurrency": 4}
+    actor = ray.remote(**options)(ShareActor).remote()  # type: ignore[call-overload]
     try:
         cohorts = [CohortSpec("canonical", FlowOptions(flow="canonical", url=target))]
         late_start = time.time() - 2.0

@@ -329,7 +329,8 @@ def test_higher_is_better_quantile_regresses_downwards() -> None:
     only = replace(DEFAULT_POLICY, metrics=(rule,), triggers=())
     rng = np.random.default_rng(18)
     v = compare(cohort(rng, 3000), cohort(rng, 3000, scale=0.8), only)
-    assert v.metrics[0].level == "RED" and v.metrics[0].change < -0.15 and v.overall == "RED"
+    change = v.metrics[0].change
+    assert v.metrics[0].level == "RED" and change is not None and change < -0.15 and v.overall == "RED"
     assert compare(cohort(rng, 3000), cohort(rng, 3000, scale=1.25), only).overall == "GREEN"
 
 
@@ -346,7 +347,7 @@ def test_small_rate_changes_are_not_x_percent_worse() -> None:
     assert compare(_rates(1000, 1), _rates(1000, 2), only).metrics[0].level in ("GREEN", "INCONCLUSIVE")
     assert compare(_rates(1000, 1), _rates(1000, 2), only).overall != "RED"
     m = compare(_rates(10**6, 1000), _rates(10**6, 2000), only).metrics[0]
-    assert m.level == "GREEN" and m.ci[1] < 0  # significant, yet within GREEN
+    assert m.level == "GREEN" and m.ci[1] is not None and m.ci[1] < 0  # significant, yet within GREEN
     # +1.5 pp at 5,000 sessions is real and past +1 pp: YELLOW; +3 pp: RED
     assert compare(_rates(5000, 25), _rates(5000, 100), only).metrics[0].level == "YELLOW"
     assert compare(_rates(5000, 25), _rates(5000, 175), only).metrics[0].level == "RED"

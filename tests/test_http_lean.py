@@ -13,7 +13,7 @@ import json
 import queue
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -115,7 +115,7 @@ def test_chunked_content_length_and_interim_responses_survive_any_split() -> Non
                         assert resp.content_type == "text/event-stream"
                     else:
                         assert resp.cookies["csrf_token"].value == "tok"
-                        assert "csrf_token=tok" in resp.headers.get("set-cookie")
+                        assert "csrf_token=tok" in (resp.headers.get("set-cookie") or "")
                     resp.release()
             assert len(conns) == 1  # every request reused the one keep-alive connection
 
@@ -135,7 +135,7 @@ def test_one_chunk_per_read_and_the_last_chunk_marker_with_it() -> None:
                 for _ in range(2):
                     resp = await http.request("GET", url)
                     seen: list[bytes] = []
-                    assert await resp.consume(lambda b, seen=seen: bool(seen.append(b))) is False
+                    assert await resp.consume(_collect(seen)) is False
                     assert seen == events  # one piece per chunk, nothing of the framing
                     resp.release()
             assert len(conns) == 1
@@ -205,11 +205,11 @@ def test_consume_pushes_pieces_and_stops_when_the_sink_is_done() -> None:
             async with LeanClient(5, 5) as http:
                 seen: list[bytes] = []
                 resp = await http.request("GET", url)
-                assert await resp.consume(lambda b: seen.append(b) or len(b"".join(seen)) >= 30) is True
+                assert await resp.consume(_collect(seen, until=30)) is True
                 resp.release()
                 resp = await http.request("GET", url)
                 seen.clear()
-                assert await resp.consume(lambda b, seen=seen: bool(seen.append(b))) is False
+                assert await resp.consume(_collect(seen)) is False
                 assert b"".join(seen) == b"abcdefghij" * 10
 
                 def boom(_b: bytes) -> bool:
@@ -305,7 +305,17 @@ def test_client_certificate_for_mtls(tmp_path: object) -> None:
         asyncio.run(go(client_tls()))
 
 
-def _answer_once(data: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]:
+def _collect(seen: list[bytes], until: int | None = None) -> Callable[[bytes], bool]:
+    """A consume callback: keeps every piece; True (stop) once ``until`` bytes came, if given."""
+
+    def keep(piece: bytes) -> bool:
+        seen.append(piece)
+        return until is not None and len(b"".join(seen)) >= until
+
+    return keep
+
+
+def _answer_once(data: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await reader.readuntil(b"\r\n\r\n")

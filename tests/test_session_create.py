@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -49,7 +49,7 @@ def outcomes(records: list[SessionRecord]) -> list[str]:
 
 @pytest.mark.parametrize("profile", ["default", "vana-real"])
 @pytest.mark.parametrize("style", ["backend", "auto", "adk"])
-def test_every_style_completes_against_the_target(profile: str, style: str) -> None:
+def test_every_style_completes_against_the_target(profile: str, style: Literal["backend", "auto", "adk"]) -> None:
     async def main() -> None:
         cfg = TargetConfig(canonical=FAST, legacy=FAST, profile=profile)
         async with running_target(cfg) as target:

@@ -7,10 +7,13 @@ Exit codes follow the monitoring-plugin convention: 0 GREEN/OK, 1 YELLOW/WARNING
 from __future__ import annotations
 
 import signal
+import sys
 
-# A Ctrl-C or SIGTERM while the modules below load (half a second on a busy machine) is remembered and
-# answered by main() in one line, not a KeyboardInterrupt traceback from inside an import.
+# A Ctrl-C or SIGTERM while a module loads is remembered and answered by main() in one line, never
+# raised inside the import: raised there it can end the process by SIGINT (exit -2, not 3) even when
+# main() catches it (seen with signals landing while a command's modules load), or be a traceback.
 _PENDING: list[int] = []
+_STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _remember(signum: int, _frame: object) -> None:
@@ -18,9 +21,13 @@ def _remember(signum: int, _frame: object) -> None:
 
 
 try:
-    _BEFORE = {sig: signal.signal(sig, _remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _BEFORE = {sig: signal.signal(sig, _remember) for sig in _STOPS}
 except ValueError:  # imported from a thread other than the main one: signals are not ours to catch
     _BEFORE = {}
+# Started as `python -m sseprobe.cli` (sys.argv[0] is "-m" while this package loads): the handlers stay
+# until main() takes them over, so a signal between this import and main() is remembered too. Imported
+# as a library, the process's own handlers are back when this import ends.
+_HELD = dict(_BEFORE) if sys.argv[:1] == ["-m"] else {}
 
 import contextlib  # noqa: E402
 import importlib  # noqa: E402
@@ -32,8 +39,9 @@ import click  # noqa: E402
 from .._errors import SseprobeError  # noqa: E402
 from ..verdict.levels import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
 
-for _sig, _handler in _BEFORE.items():
-    signal.signal(_sig, _handler)
+if not _HELD:
+    for _sig, _handler in _BEFORE.items():
+        signal.signal(_sig, _handler)
 
 __all__ = ["main", "cli", "COMMANDS"]
 
@@ -94,7 +102,8 @@ class _Commands(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module, name, _summary = COMMANDS[cmd_name]
-        cmd = getattr(importlib.import_module(module, __name__), name)
+        with _imports_uninterrupted():
+            cmd = getattr(importlib.import_module(module, __name__), name)
         assert isinstance(cmd, click.Command)
         return cmd
 
@@ -123,11 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every error is one line on stderr; bad usage exits 3, never 2.
 
     A failure of sseprobe itself is exit 3 too (never 1, which reads as YELLOW), and never a traceback."""
-    if _PENDING:  # interrupted while starting: nothing was measured, nothing written
-        _PENDING.clear()
-        click.echo("sseprobe: interrupted", err=True)
-        return EXIT_UNKNOWN
     with _sigterm_interrupts():
+        if _HELD.get(signal.SIGINT) is not None:  # handed over: Ctrl-C is the process's own again
+            signal.signal(signal.SIGINT, _HELD.pop(signal.SIGINT))
+        if _PENDING:  # interrupted while starting: nothing was measured, nothing written
+            _PENDING.clear()
+            click.echo("sseprobe: interrupted", err=True)
+            return EXIT_UNKNOWN
         try:
             rv = cli.main(argv, prog_name="sseprobe", standalone_mode=False)
         except click.exceptions.Exit as exc:
@@ -167,7 +178,26 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = _HELD.pop(signal.SIGTERM, previous)  # held since the import (see _HELD): the process's own
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _imports_uninterrupted() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while a command's modules load (a second or more on a busy machine),
+    then end the command as Ctrl-C does (see _PENDING for why not inside the import)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, _remember) for sig in _STOPS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    if _PENDING:
+        _PENDING.clear()
+        raise KeyboardInterrupt
