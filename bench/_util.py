@@ -164,17 +164,3 @@ def event_loop_run(main: Any) -> Any:
     from sseprobe.load.engine import run
 
     return run(main)
-
-
-@contextmanager
-def cpu_hogs(count: int, settle_s: float = 0.0) -> Iterator[None]:
-    """``count`` CPU-bound processes beside the block (the busy CI runner); killed however it ends."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        time.sleep(settle_s)
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()

@@ -23,7 +23,6 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.power import DISTRIBUTIONS, Fixed, fixed_trials, sequential_trials
 from sseprobe.report.verdict_text import render_verdict
 from sseprobe.verdict.compare import (
     EXIT_CODES,
@@ -43,6 +42,7 @@ from sseprobe.verdict.compare import (
 )
 from sseprobe.verdict.policy import DEFAULT_POLICY, MetricRule, Policy
 from sseprobe.verdict.stats import CohortStats, histogram_arrays, new_histogram
+from testsupport.power import DISTRIBUTIONS, Fixed, fixed_trials, sequential_trials
 
 ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
 
@@ -395,7 +395,7 @@ def test_comparison_modules_are_pure() -> None:
 
 # --- calibration: the bars, by simulation ------------------------------------------------------
 #
-# bench/power.py simulates the four TTFE shapes (lognormal sigma 0.3 / 0.6, bimodal with 5 % of
+# testsupport/power.py simulates the four TTFE shapes (lognormal sigma 0.3 / 0.6, bimodal with 5 % of
 # sessions 4x slower, lognormal 0.3 on a 10 ms clock) into real HdrHistograms; every trial goes
 # through compare() / compare_sequential(). Seeds are fixed, so each proportion below is
 # deterministic; trial counts are sized so that a bar could not be met by luck where the
@@ -431,7 +431,7 @@ def test_a_a_false_alarms_stay_within_the_family_wise_level(dist: str) -> None:
     2 %, so each cell is checked where the count means something: at confidence 0.90 (10 %),
     80 runs at each of 500 / 2,000 / 8,000 must show <= 10 % (a 2x miscalibration would show ~16
     in 80). The default level is then a matter of the same construction with a smaller alpha;
-    bench/power.py measures it at 400 runs a cell (README table)."""
+    testsupport/power.py measures it at 400 runs a cell (README table)."""
     for n in (500, 2000, 8000):
         r = fixed(dist, n, 80, 31 + n, policy=LOOSE)
         assert alarms(r.overall) <= 8, (n, r.overall)

@@ -62,7 +62,7 @@ Sequential
 at the first ``decided`` verdict: SequentialPlan spends the false-alarm budget evenly over every
 look and the power budget over a sparse ladder of GREEN looks, so neither guarantee depends on
 how often it looked. Measured by simulation: README "How compare decides", tests/test_compare.py,
-bench/power.py.
+testsupport/power.py (``python -m bench.power``).
 """
 
 from __future__ import annotations
