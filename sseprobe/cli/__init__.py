@@ -36,7 +36,7 @@ from collections.abc import Iterator  # noqa: E402
 
 import click  # noqa: E402
 
-from .._errors import SseprobeError  # noqa: E402
+from .._errors import MeasuredButFailed, SseprobeError  # noqa: E402
 from ..verdict.levels import EXIT_OK, EXIT_UNKNOWN  # noqa: E402
 
 if not _HELD:
@@ -122,7 +122,8 @@ def cli() -> None:
 
     Opens many concurrent SSE sessions against the canonical (POST /run_sse) and legacy
     (POST then GET .../run) streaming endpoints, measures connect success, time to first
-    event (TTFE) and completion, and judges canonical against legacy GREEN / YELLOW / RED.
+    answer (TTFE: the first event with answer content) and completion, and judges canonical
+    against legacy GREEN / YELLOW / RED.
 
     Exit codes: 0 GREEN/OK, 1 YELLOW, 2 RED/rollback trigger, 3 UNKNOWN (bad input, could not run).
     """
@@ -149,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         except click.ClickException as exc:  # click's own: a bad flag, a missing argument
             click.echo(f"sseprobe: error: {_one_line(exc.format_message())}", err=True)
             return EXIT_UNKNOWN
+        except MeasuredButFailed as exc:  # measured, then a fault of ours: the measurement is kept
+            click.echo(
+                f"sseprobe: error: sseprobe failed after measuring: {_one_line(str(exc))}; {_keep(exc)}", err=True
+            )
+            return exc.exit_code
         except SseprobeError as exc:  # every error of ours a user can see: one line, its exit code
             click.echo(f"sseprobe: error: {_one_line(str(exc))}", err=True)
             return exc.exit_code
@@ -159,6 +165,17 @@ def main(argv: list[str] | None = None) -> int:
             click.echo(f"sseprobe: error: sseprobe failed: {_one_line(f'{type(exc).__name__}: {exc}')}", err=True)
             return EXIT_UNKNOWN
     return rv if isinstance(rv, int) else EXIT_OK
+
+
+def _keep(exc: MeasuredButFailed) -> str:
+    """Write what was measured (where asked, else the temporary folder) and say where."""
+    from ..report.document import default_out_path, dumps, write_with_fallback  # the failure path alone pays
+
+    try:
+        path, _ = write_with_fallback(exc.out or default_out_path("run"), dumps(exc.document))
+    except OSError as err:
+        return f"the results could not be written anywhere: {err.strerror or err}"
+    return f"the measured results (no verdict) are saved in {path}"
 
 
 def _one_line(text: str, limit: int = 400) -> str:

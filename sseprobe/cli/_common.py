@@ -125,7 +125,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=int,
                 callback=_bounded,
                 default=None,
-                help="Sessions to run in all (default 100 when no --duration or --rate).",
+                help="Sessions to run (compare: per cohort on average; default 100 when no --duration or --rate).",
             ),
             click.option(
                 "--duration",
@@ -142,7 +142,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 callback=_bounded,
                 default=OPTIONS.concurrency,
                 show_default=True,
-                help="Closed model: sessions in flight at once (users).",
+                help="Closed model: sessions in flight at once (users; compare: per cohort).",
             ),
             click.option(
                 "--think",
@@ -158,8 +158,8 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=float,
                 callback=_bounded,
                 default=None,
-                help="Open model: new sessions per second, arriving whether or not earlier "
-                "ones finished (needs --duration or --sessions).",
+                help="Open model: new sessions per second (compare: per cohort on average), arriving whether "
+                "or not earlier ones finished (needs --duration or --sessions).",
             ),
             click.option(
                 "--poisson",
@@ -200,9 +200,8 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--on-node-loss",
                 type=click.Choice(NODE_LOSS),
                 default=OPTIONS.on_node_loss,
-                show_default=True,
-                help="With --cluster: when an actor or node is lost, stop the rest (the run is interrupted) "
-                "or continue (the load is flagged as below target).",
+                help="With --cluster: when an actor or node is lost, stop the rest (abort, the default: the "
+                "run is interrupted) or continue (the load is flagged as below target).",
             ),
             click.option(
                 "--abort-on-trigger",

@@ -148,5 +148,5 @@ def progress_line(p: Progress) -> str:
     head = "  ".join(x for x in parts if x)
     tail = [c for c in _cohorts(p) if c]
     if p.fired:
-        tail.append("TRIGGER: " + "; ".join(p.fired))
+        tail.append("TRIGGER (recent sessions): " + "; ".join(p.fired))
     return " | ".join([head, *tail])

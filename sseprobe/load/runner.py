@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 from .._config import Limits, Timeouts
 from .._errors import SseprobeError
+from .._outcomes import Outcome
 from .._record import SessionRecord
 from .._redact import redact_url
 from ..verdict.intervals import IntervalLog, merge_intervals
@@ -195,6 +196,8 @@ async def _measure(
             last_started = control.started
             if checkpoint:
                 checkpoint(now, stats)
+            if (why := nothing_connects(stats)) is not None:
+                control.stop(why)
             if not live:
                 continue
             current = window.stats(now)
@@ -543,6 +546,21 @@ class _MergedWindow:
             for name, d in window.items():
                 merged.setdefault(name, CohortStats.light(())).merge(CohortStats.from_dict(d))
         return _judge_window(merged, self.opts.policy, self.sustained, progress.elapsed)[1]
+
+
+NOTHING_CONNECTS_AFTER = 50  # attempts (per worker process) that all failed to connect: the run stops
+
+
+def nothing_connects(stats: dict[str, CohortStats]) -> str | None:
+    """Why to stop early: every one of at least NOTHING_CONNECTS_AFTER attempts, in every cohort,
+    failed to connect at all (DNS, refused, TLS): more sessions would measure nothing but timeouts."""
+    attempts = sum(s.attempts for s in stats.values())
+    failed = sum(s.outcomes.get(Outcome.CONNECT_ERROR, 0) for s in stats.values())
+    if attempts < NOTHING_CONNECTS_AFTER or failed < attempts:
+        return None
+    reasons = [r for s in stats.values() for r, _ in s.reasons.most_common(1)]
+    first = f": {reasons[0].removeprefix('connect_error: ')}" if reasons else ""
+    return f"stopped early: none of the first {attempts} attempts connected{first}"[:300]
 
 
 def _judge_window(

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +37,7 @@ from .._config import FlowName, FlowOptions
 from .._errors import SseprobeError, UsageProblem
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
-from ..plan.scenario import Scenario, ScenarioError, load_scenario
+from ..plan.scenario import BOUNDS, Scenario, ScenarioError, load_scenario, out_of_bounds
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import CohortRow, History, HistoryError, PassRow
 from ..report.prom import PassMetrics, push, write_textfile
@@ -128,6 +129,8 @@ _PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prome
 _STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
 _INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
 _SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
+# the bounds scenario files and options have (plan.scenario.BOUNDS), by the option each key stands for
+_BOUND_OF = {"check_timeout_s": "connect_timeout", "max_duration_s": "max_duration", "traffic_rate": "traffic_rate"}
 _KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | _SECONDS_KEYS | {"check", "ignore_checks", "until_decided"}
 
 
@@ -146,8 +149,8 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
                 raise fail(key, "a non-empty string")
             values[key] = Path(os.path.normpath(p.parent / v)) if key in _PATH_KEYS else v
         elif key in _INT_KEYS:
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise fail(key, "a whole number >= 1")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or out_of_bounds(_BOUND_OF.get(key, key), v):
+                raise fail(key, f"a whole number >= 1 and <= {BOUNDS[_BOUND_OF.get(key, key)][1]:g}")
             values[key] = v
         elif key in ("check", "until_decided"):
             if not isinstance(v, bool):
@@ -158,8 +161,8 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
                 raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
             values[key] = tuple(v)
         elif key in _SECONDS_KEYS:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise fail(key, "sessions per second > 0" if key == "traffic_rate" else "seconds > 0")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (why := out_of_bounds(_BOUND_OF[key], v)):
+                raise fail(key, f"{'sessions per second' if key == 'traffic_rate' else 'seconds'}: {why or 'a number'}")
             values[key] = float(v)
     url = values.pop("url", None)
     if url and ("canonical_url" in values or "legacy_url" in values):
@@ -187,8 +190,15 @@ def pass_lock(path: Path) -> Iterator[None]:
     The file stays in place (deleting it would race with a waiting pass); the kernel drops the
     lock when the process ends, however it ends.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_NONBLOCK: a FIFO put there opens at once (and is refused below) instead of blocking the pass
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise MonitorError(f"lock {path}: cannot open: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MonitorError(f"lock {path}: not a regular file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -710,6 +720,13 @@ class ResultsWriter:
             done.notes.append(f"results: WARN cannot rewrite {done.results_path}: {exc.strerror or exc}")
 
 
+def monitor_title(done: FinishedPass) -> str:
+    """The report's title: the pass's level and every part's, so that a RED pass whose comparison
+    inside is GREEN says which part is RED (the check, the baseline) right where the GREEN shows."""
+    parts = ", ".join(f"{p.name} {p.level}" for p in done.parts)
+    return f"sseprobe monitor {done.overall}" + (f" ({parts})" if parts else "")
+
+
 @dataclass(frozen=True)
 class ReportWriter:
     path: Path
@@ -720,7 +737,7 @@ class ReportWriter:
         from ..report.html import write_report
 
         try:
-            write_report([(str(done.results_path), done.doc)], self.path, title=f"sseprobe monitor {done.overall}")
+            write_report([(str(done.results_path), done.doc)], self.path, title=monitor_title(done))
             done.notes.append(f"report: {self.path}")
         except OSError as exc:
             done.notes.append(f"report: WARN cannot write {self.path}: {exc.strerror or exc}")

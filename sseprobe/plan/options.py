@@ -37,7 +37,7 @@ class Options:
     workers: int | None = None  # None: one per CPU
     cluster: str | None = None
     workers_per_node: int | None = None
-    on_node_loss: str = "abort"
+    on_node_loss: str | None = None  # with --cluster: abort
     abort_on_trigger: float | None = None
     # timeouts and limits
     connect_timeout: float = 10.0

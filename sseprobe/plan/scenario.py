@@ -63,7 +63,7 @@ _LOAD_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "look_every": ((int,), "a whole number >= 1 (sessions per cohort between looks)"),
     "max_sessions": ((int,), "a whole number >= 1 (sessions per cohort)"),
     "max_duration_s": ((int, float), "seconds > 0"),
-    "traffic_rate": ((int, float), "sessions per second > 0"),
+    "traffic_rate": ((int, float), "sessions per second >= 0.001"),
 }
 _TIMEOUT_KEYS = {"connect_s": "connect_timeout", "idle_s": "idle_timeout", "session_s": "session_timeout"}
 _OPTION_OF = {
@@ -94,7 +94,8 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "look_every": (1, 1e9, True),
     "max_sessions": (1, 1e9, True),
     "max_duration": (0, 1e7, False),
-    "traffic_rate": (0, 1e9, False),
+    # a rate below 1e-3/s (86 a day) projects a decision decades away, and 5e-324 divides by zero
+    "traffic_rate": (1e-3, 1e9, True),
 }
 
 

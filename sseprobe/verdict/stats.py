@@ -35,6 +35,8 @@ HISTOGRAMS: dict[str, str] = {
     "max_gap_us": "max_gap_ms",
     "lag_us": "lag_ms",
 }
+MAX_REASONS = 5  # distinct failure reasons kept per cohort
+REASON_CHARS = 160  # of each reason (record errors are short already)
 SUMMARY_KEYS = {name: name[:-3] + "_ms" for name in HISTOGRAMS}  # ttfe_us -> ttfe_ms
 
 
@@ -134,6 +136,9 @@ class CohortStats:
     outcomes: Counter[str] = field(default_factory=Counter)
     http_status: Counter[str] = field(default_factory=Counter)
     histograms: dict[str, HdrHistogram] = field(default_factory=lambda: {name: new_histogram() for name in HISTOGRAMS})
+    # why sessions failed, "outcome: reason" -> sessions: the first MAX_REASONS distinct ones (a run that
+    # fails one way fails in a handful of words; a bound keeps a server's varied messages from growing it)
+    reasons: Counter[str] = field(default_factory=Counter)
 
     # --- folding -----------------------------------------------------------------------
     def add(self, rec: SessionRecord) -> None:
@@ -146,6 +151,8 @@ class CohortStats:
         self.outcomes[str(rec.outcome)] += 1
         if rec.status is not None:
             self.http_status[str(rec.status)] += 1
+        if rec.error and rec.outcome != Outcome.OK:
+            self._reason(f"{rec.outcome}: {rec.error[:REASON_CHARS]}", 1)
         for name, h in self.histograms.items():
             ms = getattr(rec, HISTOGRAMS[name])
             if ms is not None:
@@ -161,11 +168,17 @@ class CohortStats:
         self.answer_chars += other.answer_chars
         self.outcomes.update(other.outcomes)
         self.http_status.update(other.http_status)
+        for reason, n in other.reasons.items():
+            self._reason(reason, n)
         for name, h in other.histograms.items():
             mine = self.histograms.get(name)
             if mine is None:
                 mine = self.histograms[name] = new_histogram()
             mine.add(h)
+
+    def _reason(self, reason: str, n: int) -> None:
+        if reason in self.reasons or len(self.reasons) < MAX_REASONS:
+            self.reasons[reason] += n
 
     # --- derived rates (fractions of attempts; a cancelled session is no attempt) --------
     @property
@@ -227,6 +240,7 @@ class CohortStats:
             "error_rate_5xx": self.error_rate_5xx,
             "rate_429": self._rate(self.status_429),
             "timeout_rate": self.timeout_rate,
+            "failure_reasons": dict(self.reasons.most_common()),
         }
         for name, h in self.histograms.items():
             d[SUMMARY_KEYS[name]] = summarize_ms(h)
@@ -262,6 +276,9 @@ class CohortStats:
             answer_chars=_count(d, "answer_chars"),
             outcomes=Counter(outcomes),
             http_status=Counter(http_status),
+            reasons=Counter(
+                {k[: REASON_CHARS + 30]: v for k, v in list(_counts(d, "failure_reasons").items())[:MAX_REASONS]}
+            ),
         )
         if sum(outcomes.values()) != sessions:
             raise ValueError(f"outcomes add up to {sum(outcomes.values())}, not to its {sessions} sessions")
