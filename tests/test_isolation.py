@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import resource
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,7 @@ def _plan(url: str, tmp_path: Path, name: str, sessions: int) -> sseprobe.RunPla
 
 def test_two_plans_in_one_process_share_nothing(tmp_path: Path) -> None:
     limit_before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    handlers = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     seen: list[sseprobe.FirstEvent] = []
     with server_in_thread() as server:
         stop = sseprobe.observe_first_events(seen.append)
@@ -73,6 +75,7 @@ def test_two_plans_in_one_process_share_nothing(tmp_path: Path) -> None:
         assert len(seen) == 3  # the observer stopped with the first run
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == limit_before
         assert gc.get_freeze_count() == 0
+        assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers  # the run's own went
 
 
 def test_making_a_plan_changes_nothing_in_the_process(tmp_path: Path) -> None:
