@@ -24,7 +24,7 @@ from sseprobe._outcomes import ConnectError, IdleTimeout, PrematureClose, Protoc
 from sseprobe.wire.h1 import Head, ResponseFramer
 from sseprobe.wire.http import HeadTimeout, LeanClient, tls_context
 
-from .conftest import sseprobe
+from .conftest import in_process, sseprobe
 from .servers import client_tls, misbehaving_server, refused_url, server_tls, tls_ca
 
 
@@ -503,13 +503,10 @@ def test_cli_trusts_a_ca_file_and_marks_insecure_runs(tmp_path: Path) -> None:
     assert "connect_error 3" in untrusted.stdout  # the system CAs do not know the test CA
 
 
-def test_cli_refuses_unreadable_tls_files_with_one_line(tmp_path: Path) -> None:
-    r = sseprobe(
-        "run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "--ca-file", str(tmp_path / "none.pem"), "-n", "1"
-    )
-    assert r.returncode == 3 and "Traceback" not in r.stderr
-    assert r.stderr.count("\n") == 1 and "--ca-file" in r.stderr and "none.pem: No such file" in r.stderr
-    r = sseprobe(
-        "run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "--key", str(tmp_path / "k.pem"), "-n", "1"
-    )
-    assert r.returncode == 3 and "--key needs --cert" in r.stderr
+def test_cli_refuses_unreadable_tls_files_with_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    run = ("run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "-n", "1")
+    code, _out, err = in_process(capfd, *run, "--ca-file", str(tmp_path / "none.pem"))
+    assert code == 3 and "Traceback" not in err
+    assert err.count("\n") == 1 and "--ca-file" in err and "none.pem: No such file" in err
+    code, _out, err = in_process(capfd, *run, "--key", str(tmp_path / "k.pem"))
+    assert code == 3 and "--key needs --cert" in err
