@@ -33,7 +33,7 @@ from ..verdict.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ..verdict.sequential import UntilDecided
 from ..wire.http import tls_context
 from .options import Options, options_from
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import LoadValue, Scenario, ScenarioError, load_scenario
 
 _T = TypeVar("_T")
 
@@ -226,7 +226,7 @@ class Resolved:
 
 def resolve(params: Options, given: Collection[str], scenario: Scenario | None) -> Resolved:
     """The scenario's load values laid under the options ``given`` explicitly."""
-    laid: dict[str, Any] = {}
+    laid: dict[str, LoadValue] = {}
     closed = {name for name in ("concurrency", "think") if name in given}
     if scenario is not None:
         for key, value in scenario.load.items():
