@@ -25,6 +25,7 @@ from ._errors import MeasuredButFailed, UsageProblem
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
+from .load.metrics import Endpoint, LiveMetrics, serve
 from .load.pacer import Phase
 from .load.runner import Measured, RunOptions, measure, merged_generator
 from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
@@ -67,6 +68,7 @@ __all__ = [
     "judge_completion",
     "unreachable",
     "parse_split",
+    "serving",
 ]
 
 Command = Literal["run", "compare"]
@@ -93,6 +95,7 @@ class RunPlan:
     notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
     until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
     traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
+    metrics: Endpoint | None = None  # serve live Prometheus metrics here while the run lasts
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,53 @@ def make_plan(
         notes=tuple(notes),
         until_decided=until,
         traffic_rate=o.traffic_rate,
+        metrics=_endpoint(o, resolved.chosen),
     )
+
+
+def _endpoint(o: Options, chosen: Collection[str]) -> Endpoint | None:
+    """The live-metrics endpoint asked for (``--metrics-port``), or None; its companions set (``chosen``)
+    without it are refused."""
+    if o.metrics_port is None:
+        if {"metrics_host", "metrics_linger"} & set(chosen):
+            raise UsageProblem("--metrics-host and --metrics-linger need --metrics-port")
+        return None
+    host = str(o.metrics_host).strip()
+    if not host:
+        raise UsageProblem("--metrics-host: give an address to listen on, e.g. 127.0.0.1")
+    return Endpoint(int(o.metrics_port), host, float(o.metrics_linger))
+
+
+@contextlib.contextmanager
+def serving(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Iterator[RunPlan]:
+    """Serve the plan's live metrics around what the block does (run, render, write), then linger: yields
+    the plan with the endpoint's sink in its options. No endpoint asked for, or one already served: the plan
+    as it is. A port that cannot be bound is a UsageProblem, raised before any load."""
+    endpoint = plan.metrics
+    if endpoint is None or plan.options.metrics is not None:
+        yield plan
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            live, url = stack.enter_context(serve(endpoint, {c.name: c.options.flow for c in plan.cohorts}))
+        except OSError as exc:
+            where = f"{endpoint.host}:{endpoint.port}"
+            raise UsageProblem(f"--metrics-port: cannot listen on {where}: {exc.strerror or exc}") from None
+        out = plan.options.progress if progress == "plan" else progress
+        if out is not None:
+            linger = f", and {endpoint.linger:g} s after the run" if endpoint.linger else ""
+            print(f"sseprobe: metrics on {url} while the run lasts{linger}", file=out, flush=True)
+        yield replace(plan, options=replace(plan.options, metrics=live))
+
+
+def _live(plan: RunPlan) -> LiveMetrics | None:
+    return plan.options.metrics if isinstance(plan.options.metrics, LiveMetrics) else None
+
+
+def _show_verdict(plan: RunPlan, verdict: Verdict) -> None:
+    """The live verdict on the metrics endpoint: each metric's level and the overall one."""
+    if (live := _live(plan)) is not None:
+        live.set_verdict({**{m.name: m.level for m in verdict.metrics}, "overall": verdict.overall})
 
 
 def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
@@ -230,6 +279,11 @@ def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Re
     ``progress``: where live progress goes ("plan": stderr unless the plan is quiet; None: nowhere)."""
     if plan.command != "run" or len(plan.cohorts) != 1:
         raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
+    with serving(plan, progress) as plan:
+        return _run(plan, progress)
+
+
+def _run(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     measured = _measure(plan, progress)
     with _kept(plan, lambda: measured):
         stats = measured.cohorts[plan.cohorts[0].name]
@@ -243,12 +297,18 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
     """Measure canonical and legacy in the same window, interleaved, and judge canonical against legacy."""
     if plan.command != "compare":
         raise UsageProblem("compare() takes a plan for two cohorts (plan_from(..., command='compare'))")
+    with serving(plan, progress) as plan:
+        return _compare(plan, progress)
+
+
+def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
     measured = _measure(plan, progress)
     with _kept(plan, lambda: measured):
         band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
         verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
+        _show_verdict(plan, verdict)
         extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
         doc = _document(plan, measured, {}, verdict, extra)
         return Result(plan, measured, doc, verdict.triggers, verdict, extra)
@@ -321,6 +381,7 @@ def _looks(
             verdict = looks.look(
                 merged.cohorts["legacy"], merged.cohorts["canonical"], generator_band(merged.generator)
             )
+            _show_verdict(plan, verdict)
             _say_look(plan, progress, look, merged, verdict)
             if merged.info.interrupted or asked:
                 stopped = "interrupted"
@@ -433,7 +494,10 @@ def _stop_requests() -> Iterator[list[str]]:
 
 def _measure(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
     opts = plan.options if progress == "plan" else replace(plan.options, progress=progress)
-    return measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+    measured = measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+    if (live := _live(plan)) is not None:  # the exact final counts replace the last live snapshots
+        live.batch_done(measured.cohorts)
+    return measured
 
 
 def _document(

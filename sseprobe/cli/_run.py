@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .._api import RunPlan, make_plan, run
+from .._api import RunPlan, make_plan, run, serving
 from .._config import FLOWS
 from ..load.engine import RunInfo
 from ..plan.options import OPTIONS
@@ -118,19 +118,20 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
     options, given = planned(ctx, params)
     plan = make_plan(options.scenario, options, given, "run")
     say_notes(plan)
-    result = run(plan)
-    path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text)
-    attach_html(result.document, str(path), plan.html, plan.as_json)
-    if result.problem:
-        click.echo(f"sseprobe: error: {result.problem}", err=True)
-        return EXIT_UNKNOWN
-    if not saved:
-        return EXIT_UNKNOWN
-    said_interrupted(result.measured.info)
-    real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
-    bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
-    if real:
-        click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
-    elif bound:
-        click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
-    return result.exit_code
+    with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
+        result = run(plan)
+        path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text)
+        attach_html(result.document, str(path), plan.html, plan.as_json)
+        if result.problem:
+            click.echo(f"sseprobe: error: {result.problem}", err=True)
+            return EXIT_UNKNOWN
+        if not saved:
+            return EXIT_UNKNOWN
+        said_interrupted(result.measured.info)
+        real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
+        bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
+        if real:
+            click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
+        elif bound:
+            click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
+        return result.exit_code

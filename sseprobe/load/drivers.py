@@ -37,6 +37,7 @@ class RunControl:
 
     started: int = 0
     finished: int = 0
+    started_by: dict[str, int] = field(default_factory=dict)  # cohort -> sessions started (live metrics)
     stop_reason: str | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _abort: asyncio.Event = field(default_factory=asyncio.Event)
@@ -128,6 +129,7 @@ class Sessions:
     async def _session(self, scheduled: float) -> None:
         i = next(self._order) if len(self.cohorts) > 1 else 0
         cohort = self.cohorts[i]
+        self.control.started_by[cohort.name] = self.control.started_by.get(cohort.name, 0) + 1
         rec = SessionRecord(cohort.name, self._seqs[i] * self.parts + self.part, scheduled=scheduled)
         self._seqs[i] += 1
         try:

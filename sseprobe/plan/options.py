@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
-from .._config import LOOK_EVERY, MAX_IN_FLIGHT, MAX_SESSIONS
+from .._config import LOOK_EVERY, MAX_IN_FLIGHT, MAX_SESSIONS, METRICS_LINGER_S
 from .._errors import UsageProblem
 
 __all__ = ["Options", "OPTIONS", "OPTION_NAMES", "options_from"]
@@ -74,6 +74,10 @@ class Options:
     max_sessions: int = MAX_SESSIONS
     max_duration: float | str | None = None  # seconds, or a span such as "30m"
     traffic_rate: float | None = None
+    # live metrics (run and compare)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_linger: float = METRICS_LINGER_S
     # run
     flow: str | None = None
     url: str | None = None
