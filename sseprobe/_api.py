@@ -24,6 +24,7 @@ from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
 from .load.pacer import Phase
+from .load.ray_session import hold_ray
 from .load.runner import Measured, RunOptions, measure, merged_generator
 from .plan.resolve import (
     UsageProblem,
@@ -170,14 +171,18 @@ class Result:
     def exit_code(self) -> int:
         """The command line's exit code for this result (0 GREEN/OK, 1 YELLOW, 2 RED, 3 could not tell)."""
         info = self.measured.info
+        # a share lost (--on-node-loss continue) measured less load than asked for: like an interrupted
+        # run it cannot read GREEN or YELLOW (3), while a RED or a real trigger stands (2): the service
+        # failed even under the lighter load
+        partial = info.interrupted or bool(self.measured.worker_errors)
         if self.problem:
             return EXIT_UNKNOWN
         if self.verdict is not None:
-            return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
+            return EXIT_UNKNOWN if partial and self.verdict.overall != "RED" else self.verdict.exit_code
         if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
             return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
-        return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
+        return EXIT_UNKNOWN if partial or not attempts else EXIT_OK
 
     def text(self, color: bool = False) -> str:
         """The human summary the command line prints."""
@@ -289,7 +294,7 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
     verdict: Verdict | None = None
     stopped: Stopped = "max_sessions"
     started = time.monotonic()
-    with _stop_requests() as asked:
+    with _stop_requests() as asked, hold_ray() if plan.options.cluster else contextlib.nullcontext():  # one Ray
         for look in range(1, settings.plan.looks + 1):
             left = _time_left(settings, started)
             if asked or left == 0.0:

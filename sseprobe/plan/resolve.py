@@ -434,6 +434,11 @@ def build_cluster(o: Mapping[str, Any]) -> ClusterOptions | None:
         if per_node is not None:
             raise UsageProblem("--workers-per-node needs --cluster")
         return None
+    if o.get("workers") is not None:
+        raise UsageProblem(
+            "--workers and --cluster exclude each other: on a cluster each node's CPUs run the actors"
+            " (--workers-per-node to change)"
+        )
     if per_node is not None and per_node < 1:
         raise UsageProblem("--workers-per-node must be >= 1")
     if on_loss not in NODE_LOSS:

@@ -74,6 +74,8 @@ def render_run(
     for name, stats in cohorts.items():
         lines += ["", *render_cohort(name, stats)]
     lines.append("")
+    if generator and generator.get("below_target"):  # a lost share (--cluster): never silent
+        lines.append(f"LOAD BELOW TARGET: {generator['below_target']}; see worker_errors in the results")
     if generator and generator.get("saturated"):
         lines.append(f"GENERATOR SATURATED: {generator['note']}; latency verdicts and triggers allow for it")
     real = [t for t in triggers if not t.get("generator_bound")]
