@@ -364,7 +364,10 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
     last = parts[-1].info
     info = RunInfo(parts[0].info.started, round(elapsed, 3), last.interrupted, last.stop_reason)
     errors = [e for p in parts for e in p.worker_errors]
-    return Measured(info, cohorts, intervals, merged_generator(cohorts, [p.generator for p in parts]), errors)
+    generator = merged_generator(cohorts, [p.generator for p in parts])
+    if lost := [p.generator["below_target"] for p in parts if p.generator.get("below_target")]:
+        generator["below_target"] = lost[-1]  # a batch that ran below its target (a lost actor) says so
+    return Measured(info, cohorts, intervals, generator, errors)
 
 
 def _now_iso() -> str:

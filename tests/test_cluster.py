@@ -257,6 +257,36 @@ def test_a_late_actor_refuses_to_run_and_says_how_late(ray_address: str, target:
         ray.kill(actor)
 
 
+def test_an_actor_whose_lease_lapses_aborts_its_load(ray_address: str) -> None:
+    """The lease alone (Ray may or may not reap an orphaned actor: here it is this test's, alive): renewed
+    for 3 s the load runs; unrenewed, it stops within LEASE_S (3 s) plus the abort, and says why."""
+    import ray
+
+    actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0, max_concurrency=8)(ShareActor).remote()
+    try:
+        with target_process("--canonical-ttfe-ms", "50", "--canonical-gap-ms", "20") as url:
+            cohorts = [CohortSpec("canonical", FlowOptions(flow="canonical", url=url))]
+            load = Load(duration=60, concurrency=2)
+            ref = actor.run.remote(time.time() + 0.5, 0, 1, cohorts, load, Timeouts(), Limits(), RunOptions(), False)
+            for _ in range(4):
+                time.sleep(1)
+                ray.get(actor.renew.remote(), timeout=30)
+            renewed = time.monotonic()
+            assert _started(url) > 0
+            last, last_change = _started(url), renewed
+            while time.monotonic() - last_change < 3 and time.monotonic() - renewed < 30:
+                time.sleep(0.25)
+                if (now := _started(url)) != last:
+                    last, last_change = now, time.monotonic()
+            payload = ray.get(ref, timeout=60)
+    finally:
+        ray.kill(actor)
+    stopped_after = last_change - renewed
+    print(f"an unrenewed lease stopped the load {stopped_after:.1f} s after the last renewal")
+    assert stopped_after < 8, stopped_after  # LEASE_S 3 s, then the abort; slack for a busy machine
+    assert payload["info"].stop_reason.startswith("driver lost: its lease lapsed"), payload["info"]
+
+
 # --- on Ray: the command line as a process (signals, kills) ---------------------------------------
 
 
@@ -302,20 +332,21 @@ def _started(url: str) -> int:
 
 
 def test_sigterm_stops_the_run_keeps_the_document_and_no_secret_reaches_ray(ray_address: str, tmp_path: Path) -> None:
-    """SIGTERM while Ray connects and SIGTERM mid-run: exit 3, the document on stdout (and nothing
-    else), interrupted; the job table holds the drivers' command lines without the token."""
+    """SIGINT or SIGTERM while Ray connects, SIGTERM mid-run: exit 3, the document on stdout (and
+    nothing else), interrupted; the job table holds the drivers' command lines without the token."""
     import ray
 
     header = ["-H", f"Authorization: Bearer {SECRET}"]
     with target_process("--canonical-ttfe-ms", "50", "--canonical-gap-ms", "20") as url:
         secret_url = url.replace("http://", f"http://probe:{SECRET}@")
-        early = _driver(ray_address, secret_url, tmp_path / "early.json", "--duration", "60", "-c", "2")
-        assert early.stderr is not None
-        assert "joining Ray" in early.stderr.readline()  # said before the 1-20 s it takes
-        early.send_signal(signal.SIGTERM)
-        out, err = early.communicate(timeout=120)
-        assert early.returncode == 3 and "Traceback" not in err, err
-        assert json.loads(out)["interrupted"] is True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            early = _driver(ray_address, secret_url, tmp_path / "early.json", "--duration", "60", "-c", "2")
+            assert early.stderr is not None
+            assert "joining Ray" in early.stderr.readline()  # said before the 1-20 s it takes
+            early.send_signal(sig)
+            out, err = early.communicate(timeout=120)
+            assert early.returncode == 3 and "Traceback" not in err, err
+            assert json.loads(out)["interrupted"] is True, out
 
         before = _actor_pids()
         late = _driver(ray_address, url, tmp_path / "late.json", "--duration", "60", "-c", "4", *header)
