@@ -410,6 +410,7 @@ def test_a_lost_actor_is_said_everywhere_and_its_checkpoint_kept(ray_address: st
     assert proc.returncode == 3 and "Traceback" not in stderr, stderr
     assert "lost (ActorDiedError" in stderr and "actors lost: the load ran below its target" in stderr
     assert "LOAD BELOW TARGET: 1 of 2 actors lost" in stdout  # the summary
+    assert "(raylet)" not in stdout and "ActorDiedError" not in stdout  # Ray's lines (and ours) went to stderr
     doc = _doc(out)
     assert doc["interrupted"] is False and "1 of 2 actors lost" in doc["generator"]["below_target"]
     (error,) = doc["worker_errors"]
