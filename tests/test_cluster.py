@@ -116,6 +116,26 @@ def test_command_lines_lose_their_secrets_before_anyone_records_them() -> None:
     assert kept[:4] == ["sseprobe", "run", "-H", "Authorization: REDACTED"] and kept[-2:] == ["--cluster", "auto"]
 
 
+def test_an_actor_that_refused_late_counts_in_the_start_spread(target: str) -> None:
+    """The driver's merge (no Ray needed): one share ran (0.5 ms late), one refused 2.55 s late."""
+    from sseprobe.load.cluster import ClusterOptions, _Follow, _merge, _Share
+    from sseprobe.load.ray_session import Joined
+    from sseprobe.load.runner import run_share
+
+    cohorts = [CohortSpec("canonical", FlowOptions(flow="canonical", url=target))]
+    load = Load(sessions=10, concurrency=2)
+    payload = run_share(0, 2, cohorts, load, Timeouts(), Limits(), RunOptions(), ((), ()), None)
+    ran = _Share(0, None, "a" * 16, "10.0.0.1:40001", share_load(load, 0, 2), result={**payload, "cpu_s": 0.1})
+    ran.skew_ms = 0.5
+    late = _Share(1, None, "b" * 16, "10.0.0.1:40002", share_load(load, 1, 2), skew_ms=2550.0)
+    late.lost = "failed (LateStart: reached the common start 2.55 s late: refused, out of step with the others)"
+    follow = _Follow(shares=[ran, late], losses=[late])
+    m = _merge(cohorts, follow, ClusterOptions("auto", None, "continue"), Joined("auto", "10.0.0.1:6379", False))
+    assert m.generator["cluster"]["start_spread_ms"] == pytest.approx(2549.5)
+    assert [n["node"] for n in m.generator["nodes"]] == ["10.0.0.1:40001", "10.0.0.1:40002"]
+    assert "1 of 2 actors lost" in m.generator["below_target"] and "LateStart" in m.worker_errors[0]
+
+
 # --- the RayJob manifest, as KubeRay runs it -------------------------------------------------------
 
 
