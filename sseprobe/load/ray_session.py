@@ -106,12 +106,9 @@ def ray_connected(address: str, say: TextIO | None) -> Iterator[Joined | None]:
 def _connect(ray: Any, address: str, say: TextIO | None) -> Joined | None:
     local = address.startswith("local:")
     if say is not None:
-        what = (
-            f"starting Ray here with {address.removeprefix('local:')} CPUs"
-            if local
-            else f"joining Ray at {redact_url(address)}"
-        )
-        print(f"sseprobe: {what} (15-25 s on a small, busy machine)...", file=say, flush=True)
+        n = address.removeprefix("local:")
+        what = f"starting Ray here with {n} CPUs (15-25 s" if local else f"joining Ray at {redact_url(address)} (5-10 s"
+        print(f"sseprobe: {what} on a small, busy machine)...", file=say, flush=True)
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
     if local:
         kwargs |= {
