@@ -13,7 +13,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from ._config import FlowOptions, Limits, Timeouts
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
+from .load.metrics import DEFAULT_LINGER_S, Endpoint, LiveMetrics, serve
 from .load.pacer import Phase
 from .load.ray_session import hold_ray
 from .load.runner import Measured, RunOptions, measure, merged_generator
@@ -42,7 +43,7 @@ from .plan.resolve import (
     until_decided_from,
 )
 from .plan.scenario import Scenario
-from .report.document import build_document
+from .report.document import SCHEMA, build_document
 from .report.summary import render_run
 from .report.verdict_text import render_sequential, render_verdict
 from .verdict.compare import Verdict, decided, generator_band
@@ -53,6 +54,7 @@ from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
 from .verdict.stats import CohortStats
 
 __all__ = [
+    "MeasuredButFailed",
     "DEFAULTS",
     "RunPlan",
     "Result",
@@ -63,6 +65,7 @@ __all__ = [
     "judge_completion",
     "unreachable",
     "parse_split",
+    "serving",
 ]
 
 Command = Literal["run", "compare"]
@@ -81,7 +84,7 @@ DEFAULTS: dict[str, Any] = {
     "workers": None,
     "cluster": None,
     "workers_per_node": None,
-    "on_node_loss": "abort",
+    "on_node_loss": None,  # abort, with --cluster
     "abort_on_trigger": None,
     "connect_timeout": 10.0,
     "idle_timeout": 60.0,
@@ -115,6 +118,10 @@ DEFAULTS: dict[str, Any] = {
     "max_sessions": 20_000,
     "max_duration": None,
     "traffic_rate": None,
+    # live metrics (run and compare)
+    "metrics_port": None,
+    "metrics_host": "127.0.0.1",
+    "metrics_linger": DEFAULT_LINGER_S,
     # run
     "flow": None,
     "url": None,
@@ -145,6 +152,7 @@ class RunPlan:
     notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
     until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
     traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
+    metrics: Endpoint | None = None  # serve live Prometheus metrics here while the run lasts
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,8 @@ class Result:
         summary = render_run(
             self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator
         )
+        if self.problem:  # one answer: nothing measured is no verdict on the service (exit 3), never RED
+            return summary + f"\n\nUNKNOWN: {self.problem}: no verdict on the service"
         if self.verdict is None:
             return summary
         verdict = render_verdict(self.verdict, "legacy", "canonical", color=color)
@@ -254,7 +264,52 @@ def plan_from(
         notes=tuple(notes),
         until_decided=until,
         traffic_rate=o.get("traffic_rate"),
+        metrics=_endpoint(o),
     )
+
+
+def _endpoint(o: Mapping[str, Any]) -> Endpoint | None:
+    """The live-metrics endpoint asked for (``--metrics-port``), or None."""
+    if o.get("metrics_port") is None:
+        if o.get("metrics_host") != DEFAULTS["metrics_host"] or o.get("metrics_linger") != DEFAULTS["metrics_linger"]:
+            raise UsageProblem("--metrics-host and --metrics-linger need --metrics-port")
+        return None
+    host = str(o["metrics_host"]).strip()
+    if not host:
+        raise UsageProblem("--metrics-host: give an address to listen on, e.g. 127.0.0.1")
+    return Endpoint(int(o["metrics_port"]), host, float(o["metrics_linger"]))
+
+
+@contextlib.contextmanager
+def serving(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Iterator[RunPlan]:
+    """Serve the plan's live metrics around what the block does (run, render, write), then linger: yields
+    the plan with the endpoint's sink in its options. No endpoint asked for, or one already served: the plan
+    as it is. A port that cannot be bound is a UsageProblem, raised before any load."""
+    endpoint = plan.metrics
+    if endpoint is None or plan.options.metrics is not None:
+        yield plan
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            live, url = stack.enter_context(serve(endpoint, {c.name: c.options.flow for c in plan.cohorts}))
+        except OSError as exc:
+            where = f"{endpoint.host}:{endpoint.port}"
+            raise UsageProblem(f"--metrics-port: cannot listen on {where}: {exc.strerror or exc}") from None
+        out = plan.options.progress if progress == "plan" else progress
+        if out is not None:
+            linger = f", and {endpoint.linger:g} s after the run" if endpoint.linger else ""
+            print(f"sseprobe: metrics on {url} while the run lasts{linger}", file=out, flush=True)
+        yield replace(plan, options=replace(plan.options, metrics=live))
+
+
+def _live(plan: RunPlan) -> LiveMetrics | None:
+    return plan.options.metrics if isinstance(plan.options.metrics, LiveMetrics) else None
+
+
+def _show_verdict(plan: RunPlan, verdict: Verdict) -> None:
+    """The live verdict on the metrics endpoint: each metric's level and the overall one."""
+    if (live := _live(plan)) is not None:
+        live.set_verdict({**{m.name: m.level for m in verdict.metrics}, "overall": verdict.overall})
 
 
 def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
@@ -262,26 +317,73 @@ def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Re
     ``progress``: where live progress goes ("plan": stderr unless the plan is quiet; None: nowhere)."""
     if plan.command != "run" or len(plan.cohorts) != 1:
         raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
+    with serving(plan, progress) as plan:
+        return _run(plan, progress)
+
+
+def _run(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     measured = _measure(plan, progress)
-    stats = measured.cohorts[plan.cohorts[0].name]
-    fired = judge_completion(stats, check_triggers(stats, plan.policy))
-    triggers = mark_generator_bound(fired, generator_band(measured.generator))
-    doc = _document(plan, measured, {"triggers": triggers})
-    return Result(plan, measured, doc, triggers)
+    with _kept(plan, lambda: measured):
+        stats = measured.cohorts[plan.cohorts[0].name]
+        fired = judge_completion(stats, check_triggers(stats, plan.policy))
+        triggers = mark_generator_bound(fired, generator_band(measured.generator))
+        doc = _document(plan, measured, {"triggers": triggers})
+        return Result(plan, measured, doc, triggers)
 
 
 def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
     """Measure canonical and legacy in the same window, interleaved, and judge canonical against legacy."""
     if plan.command != "compare":
         raise UsageProblem("compare() takes a plan for two cohorts (plan_from(..., command='compare'))")
+    with serving(plan, progress) as plan:
+        return _compare(plan, progress)
+
+
+def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
     measured = _measure(plan, progress)
-    band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
-    verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
-    extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
-    doc = _document(plan, measured, {}, verdict, extra)
-    return Result(plan, measured, doc, verdict.triggers, verdict, extra)
+    with _kept(plan, lambda: measured):
+        band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
+        verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
+        _show_verdict(plan, verdict)
+        extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
+        doc = _document(plan, measured, {}, verdict, extra)
+        return Result(plan, measured, doc, verdict.triggers, verdict, extra)
+
+
+class MeasuredButFailed(Exception):
+    """Judging or documenting what was measured failed (a fault of ours): ``document`` holds every
+    cohort as measured, without a verdict, for the caller to write, and ``out`` where it was asked for.
+    Measured results are never lost to a failure that comes after them."""
+
+    def __init__(self, document: dict[str, Any], out: str | None, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.document, self.out = document, out
+
+
+@contextlib.contextmanager
+def _kept(plan: RunPlan, measured: Callable[[], Measured | None]) -> Iterator[None]:
+    """Any Exception inside (after measuring) becomes MeasuredButFailed carrying the bare document."""
+    try:
+        yield
+    except Exception as exc:
+        m = measured()
+        if m is None:
+            raise
+        failure = f"{type(exc).__name__}: {exc}"[:300]
+        try:
+            doc = _document(plan, m, {"failure": failure})
+        except Exception:  # noqa: BLE001 - the bare counts, at least
+            doc = {"schema": SCHEMA, "failure": failure, "cohorts": {n: _bare(c) for n, c in m.cohorts.items()}}
+        raise MeasuredButFailed(doc, plan.out, exc) from exc
+
+
+def _bare(stats: CohortStats) -> dict[str, Any]:
+    try:
+        return stats.to_dict()
+    except Exception:  # noqa: BLE001
+        return {"sessions": stats.sessions, "outcomes": dict(stats.outcomes)}
 
 
 def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | None | Literal["plan"]) -> Result:
@@ -290,10 +392,32 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
     between batches (Ctrl-C, SIGTERM) ends the loop; everything measured is kept."""
     looks = Looks(settings, plan.policy)
     parts: list[Measured] = []
+    started = time.monotonic()
+    with _kept(plan, lambda: _merged_or_last(plan, parts, started)):
+        return _looks(plan, settings, progress, looks, parts, started)
+
+
+def _merged_or_last(plan: RunPlan, parts: list[Measured], started: float) -> Measured | None:
+    """For a failure between batches: every batch merged, else (merging is what failed) the last one."""
+    if not parts:
+        return None
+    try:
+        return _merge(plan, parts, time.monotonic() - started)
+    except Exception:  # noqa: BLE001 - a batch measured is still worth keeping
+        return parts[-1]
+
+
+def _looks(
+    plan: RunPlan,
+    settings: UntilDecided,
+    progress: TextIO | None | Literal["plan"],
+    looks: Looks,
+    parts: list[Measured],
+    started: float,
+) -> Result:
     merged: Measured | None = None
     verdict: Verdict | None = None
     stopped: Stopped = "max_sessions"
-    started = time.monotonic()
     with _stop_requests() as asked, hold_ray() if plan.options.cluster else contextlib.nullcontext():  # one Ray
         for look in range(1, settings.plan.looks + 1):
             left = _time_left(settings, started)
@@ -305,6 +429,7 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
             verdict = looks.look(
                 merged.cohorts["legacy"], merged.cohorts["canonical"], generator_band(merged.generator)
             )
+            _show_verdict(plan, verdict)
             _say_look(plan, progress, look, merged, verdict)
             if merged.info.interrupted or asked:
                 stopped = "interrupted"
@@ -389,7 +514,12 @@ def _say_look(
         return
     n = min(s.attempts for s in merged.cohorts.values())
     undecided = [m.name for m in verdict.metrics if m.critical and m.level == "INCONCLUSIVE"]
-    state = "decided" if decided(verdict) else f"undecided: {', '.join(undecided)}"
+    if not decided(verdict):
+        state = f"undecided: {', '.join(undecided)}"
+    elif verdict.overall == "INCONCLUSIVE":  # stopped: the generator's own lag is what hides the answer
+        state = "stopping: the generator is saturated, more sessions cannot decide"
+    else:
+        state = "decided"
     print(f"sseprobe: look {look}: {n:,} sessions per cohort, {verdict.overall} ({state})", file=out, flush=True)
 
 
@@ -415,7 +545,10 @@ def _stop_requests() -> Iterator[list[str]]:
 
 def _measure(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
     opts = plan.options if progress == "plan" else replace(plan.options, progress=progress)
-    return measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+    measured = measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+    if (live := _live(plan)) is not None:  # the exact final counts replace the last live snapshots
+        live.batch_done(measured.cohorts)
+    return measured
 
 
 def _document(
@@ -426,12 +559,18 @@ def _document(
     decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     info = measured.info
+    judged = None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons, **(decision or {})}
+    problem = unreachable(measured.cohorts)
+    if problem:  # the document says what the exit code says: could not tell (3), not RED
+        extra = {**extra, "unreachable": problem}
+        if judged is not None:
+            judged = {**judged, "overall": "UNKNOWN", "reasons": [problem, *verdict.reasons]}  # type: ignore[union-attr]
     return build_document(
         started=info.started,
         duration_s=info.duration_s,
         config=plan.config,
         cohorts=measured.cohorts,
-        verdict=None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons, **(decision or {})},
+        verdict=judged,
         interrupted=info.interrupted,
         extra={**extra, **_results_extra(measured)},
     )
@@ -531,7 +670,9 @@ def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
     """Why nothing could be measured, when every attempt failed to connect at all."""
     for name, stats in cohorts.items():
         if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
-            return f"cannot reach {stats.url} ({name}): every session failed to connect"
+            first = next((r for r, _ in stats.reasons.most_common(1)), "").removeprefix("connect_error: ")
+            why = f" ({first})" if first else ""
+            return f"cannot reach {stats.url} ({name}): every session failed to connect{why}"
     return None
 
 

@@ -318,3 +318,22 @@ def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
     bad.write_text(f'url = "{url}"\nuntil_decided = "yes"\n')
     with pytest.raises(ValueError, match="until_decided"):
         load_monitor_config(bad)
+
+
+def test_a_look_stopped_by_the_generator_does_not_say_decided() -> None:
+    """#24.20: INCONCLUSIVE left so by a saturated generator is no "(decided)"."""
+    import io
+    from types import SimpleNamespace
+
+    from sseprobe._api import _say_look
+
+    out = io.StringIO()
+    metric = SimpleNamespace(name="ttfe_p50", critical=True, level="INCONCLUSIVE", generator_bound=True)
+    verdict = SimpleNamespace(overall="INCONCLUSIVE", metrics=[metric])
+    merged = SimpleNamespace(
+        cohorts={"legacy": SimpleNamespace(attempts=500), "canonical": SimpleNamespace(attempts=500)}
+    )
+    _say_look(SimpleNamespace(options=SimpleNamespace(progress=out)), "plan", 5, merged, verdict)  # type: ignore[arg-type]
+    line = out.getvalue().strip()
+    assert line.startswith("sseprobe: look 5: 500 sessions per cohort, INCONCLUSIVE") and "(decided)" not in line
+    assert "generator is saturated" in line

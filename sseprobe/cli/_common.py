@@ -124,7 +124,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=int,
                 callback=_bounded,
                 default=None,
-                help="Sessions to run in all (default 100 when no --duration or --rate).",
+                help="Sessions to run (compare: per cohort on average; default 100 when no --duration or --rate).",
             ),
             click.option(
                 "--duration",
@@ -141,7 +141,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 callback=_bounded,
                 default=10,
                 show_default=True,
-                help="Closed model: sessions in flight at once (users).",
+                help="Closed model: sessions in flight at once (users; compare: per cohort).",
             ),
             click.option(
                 "--think",
@@ -157,8 +157,8 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=float,
                 callback=_bounded,
                 default=None,
-                help="Open model: new sessions per second, arriving whether or not earlier "
-                "ones finished (needs --duration or --sessions).",
+                help="Open model: new sessions per second (compare: per cohort on average), arriving whether "
+                "or not earlier ones finished (needs --duration or --sessions).",
             ),
             click.option(
                 "--poisson",
@@ -198,10 +198,9 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--on-node-loss",
                 type=click.Choice(NODE_LOSS),
-                default="abort",
-                show_default=True,
-                help="With --cluster: when an actor or node is lost, stop the rest (the run is interrupted) "
-                "or continue (the load is flagged as below target).",
+                default=None,
+                help="With --cluster: when an actor or node is lost, stop the rest (abort, the default: the "
+                "run is interrupted) or continue (the load is flagged as below target).",
             ),
             click.option(
                 "--abort-on-trigger",
@@ -282,6 +281,30 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "-q",
                 is_flag=True,
                 help="No progress on stderr (by default a live line on a terminal, else a plain line every 10 s).",
+            ),
+            click.option(
+                "--metrics-port",
+                type=int,
+                callback=_bounded,
+                default=None,
+                metavar="PORT",
+                help="Serve live Prometheus metrics on this port while the run lasts (0: any free port; "
+                "docs/metrics.md).",
+            ),
+            click.option(
+                "--metrics-host",
+                default="127.0.0.1",
+                show_default=True,
+                help="With --metrics-port: the address to listen on (loopback unless told otherwise).",
+            ),
+            click.option(
+                "--metrics-linger",
+                type=float,
+                callback=_bounded,
+                default=16.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="With --metrics-port: how long the endpoint stays up after the run (the last scrape).",
             ),
         ],
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .._api import RunPlan, plan_from, run
+from .._api import RunPlan, plan_from, run, serving
 from .._config import FLOWS
 from ..load.engine import RunInfo
 from ..report.document import default_out_path, dumps, write_with_fallback
@@ -21,7 +21,7 @@ from ._report import attach_html
 __all__ = ["run_cmd", "emit", "said_interrupted", "say_notes", "held_signals"]
 
 
-def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: str) -> tuple[Path, bool]:
+def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: Callable[[], str]) -> tuple[Path, bool]:
     """Write the document atomically; print it (``--json``) or the human summary. Returns where it
     is and whether that is where it was asked for (else it went to the temporary folder, said on stderr).
     Signals wait until the document is written and printed: an interrupt never loses it."""
@@ -38,7 +38,7 @@ def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: s
         if as_json:
             click.echo(data.decode(), nl=False)
         else:
-            click.echo(text)
+            click.echo(text())  # rendered after the document is safe: a fault here loses nothing
             click.echo(f"\nresults: {path}")
     return path, failed is None
 
@@ -120,19 +120,20 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
     given, defaults = overrides(ctx, params)
     plan = plan_from(params["scenario"], given, "run", defaults)
     say_notes(plan)
-    result = run(plan)
-    path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text())
-    attach_html(result.document, str(path), plan.html, plan.as_json)
-    if result.problem:
-        click.echo(f"sseprobe: error: {result.problem}", err=True)
-        return EXIT_UNKNOWN
-    if not saved:
-        return EXIT_UNKNOWN
-    said_interrupted(result.measured.info, result.measured.generator)
-    real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
-    bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
-    if real:
-        click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
-    elif bound:
-        click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
-    return result.exit_code
+    with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
+        result = run(plan)
+        path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text)
+        attach_html(result.document, str(path), plan.html, plan.as_json)
+        if result.problem:
+            click.echo(f"sseprobe: error: {result.problem}", err=True)
+            return EXIT_UNKNOWN
+        if not saved:
+            return EXIT_UNKNOWN
+        said_interrupted(result.measured.info, result.measured.generator)
+        real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
+        bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
+        if real:
+            click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
+        elif bound:
+            click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
+        return result.exit_code

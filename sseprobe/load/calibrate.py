@@ -28,7 +28,10 @@ import logging
 import math
 import os
 import platform
+import signal
 import socket
+import stat
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -69,6 +72,7 @@ __all__ = [
 
 SCHEMA = "sseprobe.calibration/1"
 CALIBRATION_ENV = "SSEPROBE_CALIBRATION"  # a file to use instead of the default; "off" (or empty): none
+MAX_CALIBRATION_BYTES = 1 << 20  # a calibration is about 2 KB
 TTFE_ERROR_LIMIT_MS = 2.0  # the bar: TTFE reported within 2 ms of the truth at p99
 HEADROOM = 0.8  # the recommendation is this share of the highest step that passed: a margin for noise
 USABLE_SHARE = 0.7  # of the cores, what the recommended workers (and the service beside them) may use
@@ -196,7 +200,12 @@ def calibration_path(env: Mapping[str, str] | None = None) -> Path | None:
     env = os.environ if env is None else env
     if CALIBRATION_ENV in env:
         chosen = env[CALIBRATION_ENV].strip()
-        return None if chosen.lower() in ("", "off", "none", "0") else Path(chosen).expanduser()
+        if chosen.lower() in ("", "off", "none", "0"):
+            return None
+        try:
+            return Path(chosen).expanduser()
+        except RuntimeError:  # "~nouser/x": no such user
+            raise ValueError(f"{CALIBRATION_ENV}={chosen[:80]!r}: no such user's home folder") from None
     cache = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
     return Path(cache) / "sseprobe" / "calibration.json"
 
@@ -210,16 +219,25 @@ def load_calibration(path: Path | None) -> tuple[dict[str, Any] | None, str | No
     """(the calibration for this machine, or None; why a file that is there was not used, or None).
 
     Missing: (None, None). Another machine or core count (stale): (None, None), silently ignored.
-    Unreadable or not a calibration: (None, one line saying so)."""
-    if path is None or not path.exists():
+    Unreadable or not a calibration: (None, one line saying so). Only a regular file of at most
+    :data:`MAX_CALIBRATION_BYTES` is opened (a FIFO would block the run's start, /dev/zero never end)."""
+    if path is None:
         return None, None
     try:
-        doc = orjson.loads(path.read_bytes())
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"calibration {path} ignored: not a regular file"
+        if st.st_size > MAX_CALIBRATION_BYTES:
+            return None, f"calibration {path} ignored: larger than {MAX_CALIBRATION_BYTES:,} bytes"
+        with path.open("rb") as f:
+            doc = orjson.loads(f.read(MAX_CALIBRATION_BYTES + 1))
         limits = doc["limits"]
         rate, in_flight = float(limits["rate_per_worker"]), float(limits["in_flight_per_worker"])
         machine = doc["machine"]
-        if doc.get("schema") != SCHEMA or not (rate > 0 and in_flight >= 1):
+        if doc.get("schema") != SCHEMA or not (rate > 0 and in_flight >= 1) or not isinstance(machine, dict):
             raise ValueError("not a calibration")
+    except FileNotFoundError:
+        return None, None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else "not a calibration sseprobe wrote"
         return None, f"calibration {path} ignored: {why}"
@@ -369,14 +387,15 @@ def _built_in_target() -> Iterator[_Target]:
 
     from ..target import TargetConfig, serve
 
-    def serve_here(config: TargetConfig, ready: Any) -> None:
+    def serve_here(config: TargetConfig, ready: Any, parent: int) -> None:
+        _die_with(parent)
         # streams cut at a step's end are expected here: aiohttp's traceback for each is noise on stderr
         logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
         serve(config, port=0, ready=ready.send)
 
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=serve_here, args=(TargetConfig(), send), daemon=True)
+    proc = ctx.Process(target=serve_here, args=(TargetConfig(), send, os.getpid()), daemon=True)
     proc.start()
     try:
         if not receive.poll(_START_S):
@@ -388,6 +407,21 @@ def _built_in_target() -> Iterator[_Target]:
         if proc.is_alive():
             proc.kill()
             proc.join(5)
+
+
+def _die_with(parent: int) -> None:
+    """This (forked) process is killed when ``parent`` dies, even by SIGKILL, which runs no cleanup:
+    Linux's PR_SET_PDEATHSIG. Elsewhere only the parent's own cleanup stops it."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call: nobody would ever stop this one
+        os._exit(0)
 
 
 class _Stepper:

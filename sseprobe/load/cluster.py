@@ -28,6 +28,7 @@ from ..verdict.stats import new_histogram
 from .actor import LEASE_RENEW_S, LateStart, ShareActor
 from .engine import CohortSpec, Load, RunInfo
 from .merge import Measured, merge_results, share_load
+from .metrics import FORWARD
 from .progress import MergedWindow, merge_progress, print_progress
 from .ray_session import INSTALL_HINT, ClusterError, Joined, first_line, hold_ray, import_ray, ray_connected
 from .runner import RunOptions, merged_generator, nothing_measured, useful_workers
@@ -291,6 +292,9 @@ def _follow(ray: Any, follow: _Follow, opts: RunOptions, on_node_loss: str) -> N
                 if held := judge.held(share.part, share.progress):
                     _stop_rest(follow, f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
         snaps = [s.progress for s in follow.shares if s.progress and s.lost is None]  # the lost count no more
+        for s in follow.shares:  # live metrics: the driver serves the merged view of the live shares
+            if opts.metrics is not None and s.live and s.progress is not None and s.progress.metrics is not None:
+                opts.metrics.publish(s.part, s.progress.metrics)
         if show and snaps:
             show(merge_progress(snaps))
     if opts.progress and opts.progress_every is None:
@@ -429,8 +433,12 @@ def _run_on(
             return nothing_measured(cohorts, follow.stop_reason or "interrupted while starting")
         start_at = time.time() + START_LEAD_S + max(s.rtt_s for s in follow.shares)
         # each actor runs its share; the driver alone judges the triggers, on the merged windows
-        ship = replace(opts, progress=None, cluster=None, workers=len(follow.shares), judge=False)
-        report = opts.progress is not None or opts.abort_on_trigger is not None
+        watched = opts.progress is not None or opts.abort_on_trigger is not None
+        metrics = FORWARD if opts.metrics is not None else None  # the driver serves the merged view
+        ship = replace(
+            opts, progress=None, cluster=None, workers=len(follow.shares), judge=False, window=watched, metrics=metrics
+        )
+        report = watched or metrics is not None
         n = len(follow.shares)
         lease.start()
         for s in follow.shares:

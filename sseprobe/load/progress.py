@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .._record import SessionRecord
+from ..report.live_metrics import LiveSnapshot
 from ..verdict.intervals import merge_intervals
 from ..verdict.policy import Policy, check_triggers
 from ..verdict.stats import CohortStats
@@ -92,6 +93,7 @@ class Progress:
     # a worker's live window (cohort -> CohortStats.to_dict()), sent only when the parent judges
     # abort-on-trigger on all workers' windows merged
     window: dict[str, dict[str, Any]] | None = None
+    metrics: LiveSnapshot | None = None  # live metrics (load/metrics.py), when served: the parent merges them
 
 
 def merge_progress(parts: list[Progress]) -> Progress:
@@ -161,7 +163,7 @@ def progress_line(p: Progress) -> str:
     head = "  ".join(x for x in parts if x)
     tail = [c for c in _cohorts(p) if c]
     if p.fired:
-        tail.append("TRIGGER: " + "; ".join(p.fired))
+        tail.append("TRIGGER (recent sessions): " + "; ".join(p.fired))
     return " | ".join([head, *tail])
 
 

@@ -16,7 +16,10 @@ import orjson
 from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
 from .._outcomes import Outcome, SessionError
 from .._record import SessionRecord
+from .._redact import redact_url
 from ..load.engine import make_client
+from ..plan.resolve import split_credentials
+from ..wire.body import MAX_STREAM_BODY
 from ..wire.flows import Step
 from ..wire.http import Transport
 from ..wire.session import prepared_stream, run_session
@@ -165,7 +168,9 @@ async def _unknown_session_status(
 async def _stream_end(http: Transport, step: Step, headers: dict[str, str], tls: TLSOptions) -> tuple[int, str]:
     """(status, how one canonical stream ended: "done", "error: ..." or "closed"), read to its end."""
     request_headers = {**headers, "Accept": "text/event-stream", "Content-Type": "application/json"}
-    async with await http.request("POST", step.url, data=step.json_bytes(), headers=request_headers, tls=tls) as resp:
+    async with await http.request(
+        "POST", step.url, data=step.json_bytes(), headers=request_headers, tls=tls, max_body=MAX_STREAM_BODY
+    ) as resp:
         if resp.status != 200:
             return resp.status, "closed"
         decoder = SSEDecoder()
@@ -226,6 +231,9 @@ async def _one_session(http: Transport, opts: FlowOptions, timeout: float) -> Ch
 async def run_checks(
     opts: FlowOptions, flows: tuple[str, ...], timeout: float = 10.0, optional: frozenset[str] = frozenset()
 ) -> list[CheckResult]:
+    url, auth = split_credentials(opts.url)  # credentials travel as the header they stand for, never in text
+    if auth is not None:
+        opts = replace(opts, url=url, headers=(*opts.headers, auth))
     base = opts.url.rstrip("/")
     headers = dict(opts.headers)
     timeouts = Timeouts(connect=timeout, idle=timeout, session=timeout)
@@ -236,7 +244,7 @@ async def run_checks(
                 results += await _get_health(http, base, headers, optional, opts.tls)
         except (SessionError, OSError, TimeoutError) as exc:
             why = str(exc) if isinstance(exc, SessionError) else type(exc).__name__  # ours name no secret
-            return [CheckResult("health", "UNKNOWN", f"cannot reach {base}/health: {why}")]
+            return [CheckResult("health", "UNKNOWN", f"cannot reach {redact_url(base)}/health: {why}")]
         flag_off = False
         if "canonical" in flows:
             try:

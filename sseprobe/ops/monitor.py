@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +37,7 @@ from .._config import FlowName, FlowOptions
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
 from ..plan.resolve import UsageProblem
-from ..plan.scenario import Scenario, ScenarioError, load_scenario
+from ..plan.scenario import BOUNDS, Scenario, ScenarioError, load_scenario, out_of_bounds
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import CohortRow, History, HistoryError, PassRow
 from ..report.prom import PassMetrics, push, write_textfile
@@ -111,6 +112,9 @@ class MonitorConfig:
     max_sessions: int | None = None
     max_duration_s: float | None = None
     traffic_rate: float | None = None
+    metrics_port: int | None = None  # live metrics while the probe runs (docs/metrics.md)
+    metrics_host: str | None = None
+    metrics_linger_s: float | None = None
 
     def public(self) -> dict[str, Any]:
         """For outputs: paths, redacted URLs, the *names* of secret sources, never their values."""
@@ -128,7 +132,17 @@ _PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prome
 _STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
 _INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
 _SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
-_KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | _SECONDS_KEYS | {"check", "ignore_checks", "until_decided"}
+# the bounds scenario files and options have (plan.scenario.BOUNDS), by the option each key stands for
+_BOUND_OF = {"check_timeout_s": "connect_timeout", "max_duration_s": "max_duration", "traffic_rate": "traffic_rate"}
+_METRICS_KEYS = {"metrics_port": "metrics_port", "metrics_linger_s": "metrics_linger"}  # 0 is a value: any port
+_KEYS = (
+    _PATH_KEYS
+    | _STR_KEYS
+    | _INT_KEYS
+    | _SECONDS_KEYS
+    | set(_METRICS_KEYS)
+    | {"metrics_host", "check", "ignore_checks", "until_decided"}
+)
 
 
 def load_monitor_config(path: str | Path) -> MonitorConfig:
@@ -141,13 +155,13 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
     reader.known("", data, _KEYS)
     values: dict[str, Any] = {}
     for key, v in data.items():
-        if key in _PATH_KEYS or key in _STR_KEYS:
+        if key in _PATH_KEYS or key in _STR_KEYS or key == "metrics_host":
             if not isinstance(v, str) or not v:
                 raise fail(key, "a non-empty string")
             values[key] = Path(os.path.normpath(p.parent / v)) if key in _PATH_KEYS else v
         elif key in _INT_KEYS:
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise fail(key, "a whole number >= 1")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or out_of_bounds(_BOUND_OF.get(key, key), v):
+                raise fail(key, f"a whole number >= 1 and <= {BOUNDS[_BOUND_OF.get(key, key)][1]:g}")
             values[key] = v
         elif key in ("check", "until_decided"):
             if not isinstance(v, bool):
@@ -157,9 +171,14 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                 raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
             values[key] = tuple(v)
+        elif key in _METRICS_KEYS:
+            kind = int if key == "metrics_port" else (int, float)
+            if isinstance(v, bool) or not isinstance(v, kind) or (why := out_of_bounds(_METRICS_KEYS[key], v)):
+                raise fail(key, why or ("a TCP port" if key == "metrics_port" else "seconds"))
+            values[key] = v
         elif key in _SECONDS_KEYS:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise fail(key, "sessions per second > 0" if key == "traffic_rate" else "seconds > 0")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (why := out_of_bounds(_BOUND_OF[key], v)):
+                raise fail(key, f"{'sessions per second' if key == 'traffic_rate' else 'seconds'}: {why or 'a number'}")
             values[key] = float(v)
     url = values.pop("url", None)
     if url and ("canonical_url" in values or "legacy_url" in values):
@@ -187,8 +206,15 @@ def pass_lock(path: Path) -> Iterator[None]:
     The file stays in place (deleting it would race with a waiting pass); the kernel drops the
     lock when the process ends, however it ends.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_NONBLOCK: a FIFO put there opens at once (and is refused below) instead of blocking the pass
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise MonitorError(f"lock {path}: cannot open: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MonitorError(f"lock {path}: not a regular file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -311,6 +337,12 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
         "traffic_rate": cfg.traffic_rate,
     }
     given.update({k: v for k, v in optional.items() if v})
+    metrics = {
+        "metrics_port": cfg.metrics_port,
+        "metrics_host": cfg.metrics_host,
+        "metrics_linger": cfg.metrics_linger_s,
+    }
+    given.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
     try:
         result = compare_live(plan_from(scenario, given, "compare"), progress=None)
     except UsageProblem as exc:
@@ -710,6 +742,13 @@ class ResultsWriter:
             done.notes.append(f"results: WARN cannot rewrite {done.results_path}: {exc.strerror or exc}")
 
 
+def monitor_title(done: FinishedPass) -> str:
+    """The report's title: the pass's level and every part's, so that a RED pass whose comparison
+    inside is GREEN says which part is RED (the check, the baseline) right where the GREEN shows."""
+    parts = ", ".join(f"{p.name} {p.level}" for p in done.parts)
+    return f"sseprobe monitor {done.overall}" + (f" ({parts})" if parts else "")
+
+
 @dataclass(frozen=True)
 class ReportWriter:
     path: Path
@@ -720,7 +759,7 @@ class ReportWriter:
         from ..report.html import write_report
 
         try:
-            write_report([(str(done.results_path), done.doc)], self.path, title=f"sseprobe monitor {done.overall}")
+            write_report([(str(done.results_path), done.doc)], self.path, title=monitor_title(done))
             done.notes.append(f"report: {self.path}")
         except OSError as exc:
             done.notes.append(f"report: WARN cannot write {self.path}: {exc.strerror or exc}")

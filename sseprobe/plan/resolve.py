@@ -12,6 +12,7 @@ import math
 import os
 import re
 import resource
+import stat
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
@@ -90,35 +91,75 @@ def check_token(value: str, what: str) -> str:
 def parse_headers(
     values: tuple[str, ...] | dict[str, str], bearer_env: str | None, bearer_file: str | None
 ) -> tuple[tuple[str, str], ...]:
+    """Headers as given, checked: a header's text is never echoed in an error (it may be a token:
+    ``-H 'Authorization Bearer abc'``), only its number; values must be Latin-1 text without control
+    characters, as HTTP/1.1 sends them (a refusal now, not a run of failed sessions)."""
     headers: list[tuple[str, str]] = []
-    items = values.items() if isinstance(values, dict) else [_split_header(v) for v in values]
-    for k, v in items:
-        name, value = check_token(str(k).strip(), "header name"), str(v).strip()
-        if _BAD_VALUE.search(value):
-            raise UsageProblem(f"header {name}: the value holds a line break or control character")
+    items = values.items() if isinstance(values, dict) else [_split_header(i, v) for i, v in enumerate(values, 1)]
+    for i, (k, v) in enumerate(items, 1):
+        name, value = str(k).strip(), str(v).strip()
+        if not _TOKEN.fullmatch(name):
+            raise UsageProblem(
+                f"header {i}: its name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~); not shown: "
+                "it may hold a secret"
+            )
+        _check_value(value, f"header {name}")
         headers.append((name, value))
     token = None
     if bearer_env:
         token = os.environ.get(bearer_env)
-        if not token:
+        if not token or not token.strip():
             raise UsageProblem(f"bearer token: environment variable {bearer_env} is not set or empty")
     if bearer_file:
         try:
-            token = Path(bearer_file).read_text().strip()
+            token = read_small_text(bearer_file, 64 * 1024, "bearer token").strip()
         except OSError as exc:
             raise UsageProblem(f"bearer token: cannot read {bearer_file}: {exc.strerror}") from None
+        if not token:
+            raise UsageProblem(f"bearer token: {bearer_file} is empty")
     if token:
-        if _BAD_VALUE.search(token):
-            raise UsageProblem("bearer token: holds a line break or control character")
-        headers.append(("Authorization", f"Bearer {token}"))
+        _check_value(token.strip(), "bearer token")
+        headers.append(("Authorization", f"Bearer {token.strip()}"))
     return tuple(headers)
 
 
-def _split_header(raw: str) -> tuple[str, str]:
+def _check_value(value: str, what: str) -> None:
+    if _BAD_VALUE.search(value):
+        raise UsageProblem(f"{what}: the value holds a line break or control character")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise UsageProblem(f"{what}: the value is not Latin-1 text, which HTTP/1.1 headers carry") from None
+
+
+def _split_header(i: int, raw: str) -> tuple[str, str]:
     name, sep, val = raw.partition(":")
     if not sep or not name.strip():
-        raise UsageProblem(f"--header expects 'Name: value', got {name[:40]!r}...")
+        raise UsageProblem(f"--header {i} has no ':' (expected 'Name: value'; not shown: it may hold a secret)")
     return name, val
+
+
+def read_small_text(path: str | Path, limit: int, what: str) -> str:
+    """A small text file, checked before it is opened: a regular file (a FIFO or a device would block
+    or never end) of at most ``limit`` bytes. UsageProblem naming ``what`` and the file otherwise;
+    OSError when it cannot be read."""
+    p = Path(path).expanduser() if str(path).startswith("~") else Path(path)
+    try:
+        st = p.stat()
+    except RuntimeError:  # "~nouser": no such user's home
+        raise UsageProblem(f"{what}: {str(path)[:80]!r}: no such user's home folder") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageProblem(f"{what}: {str(path)[:80]} is not a regular file")
+    if st.st_size > limit:
+        raise UsageProblem(f"{what}: {str(path)[:80]} is {st.st_size:,} bytes, more than the {limit:,} it may be")
+    with p.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise UsageProblem(f"{what}: {str(path)[:80]} is more than the {limit:,} bytes it may be")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageProblem(f"{what}: {str(path)[:80]} is not UTF-8 text") from None
 
 
 def public_headers(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -126,16 +167,16 @@ def public_headers(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return {k: ("REDACTED" if k.lower() in SECRET_HEADERS else v) for k, v in headers}
 
 
-def build_tls(o: Mapping[str, Any], notes: list[str] | None = None) -> TLSOptions:
+def build_tls(o: Mapping[str, Any], notes: list[str] | None = None, url: str | None = None) -> TLSOptions:
     """The TLS options, with their files read once now (a bad file is bad input, not a run of
-    connect errors); --insecure is announced on stderr."""
+    connect errors); --insecure is announced once (and not for an ``http://`` URL, which it cannot touch)."""
     tls = _value_object(
         lambda: TLSOptions(
             ca_file=o.get("ca_file"), insecure=bool(o.get("insecure")), cert=o.get("cert"), key=o.get("key")
         )
     )
     _value_object(lambda: tls_context(tls))
-    if tls.insecure:
+    if tls.insecure and (url is None or url.lower().startswith("https://")):
         _say(notes, "WARNING: --insecure: https certificates and host names are NOT verified")
     return tls
 
@@ -163,6 +204,7 @@ _SCENARIO_NAMES = {
     "grace_s": "grace",
     "abort_on_trigger_s": "abort_on_trigger",
     "max_duration_s": "max_duration",
+    "metrics_linger_s": "metrics_linger",
 }
 
 
@@ -228,7 +270,11 @@ def build_load(o: Mapping[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
             raise UsageProblem("--rate needs --duration or --sessions to know when to stop")
         span = duration if duration is not None else sessions / rate
         schedule = _value_object(
-            lambda: Schedule((Phase(span, rate, rate, "constant"),), bool(o.get("poisson")), o.get("seed") or 0)
+            lambda: Schedule(
+                (Phase(span, rate, rate, "poisson" if o.get("poisson") else "constant"),),
+                bool(o.get("poisson")),
+                o.get("seed") or 0,
+            )
         )
     elif sessions is None and duration is None:
         sessions = 100
@@ -420,7 +466,11 @@ def prepare_run(
 def warn_over_calibration(load: Load, workers: int, notes: list[str] | None) -> None:
     """Before any load, one line when each worker is asked for more than this machine's stored
     calibration (``sseprobe calibrate``) sustained; a calibration of another machine is ignored."""
-    doc, unusable = load_calibration(calibration_path())
+    try:
+        where = calibration_path()
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+    doc, unusable = load_calibration(where)
     if unusable:
         _say(notes, f"note: {unusable}")
     elif doc is not None and (warning := over_calibration(doc, load, workers)):
@@ -430,9 +480,13 @@ def warn_over_calibration(load: Load, workers: int, notes: list[str] | None) -> 
 def build_cluster(o: Mapping[str, Any]) -> ClusterOptions | None:
     """--cluster and its companions; Ray is imported here so a missing extra fails before any load."""
     address, per_node, on_loss = o.get("cluster"), o.get("workers_per_node"), o.get("on_node_loss") or "abort"
+    if on_loss not in NODE_LOSS:
+        raise UsageProblem(f"on_node_loss: expected one of {', '.join(NODE_LOSS)}, got {str(on_loss)[:40]!r}")
     if address is None:
         if per_node is not None:
             raise UsageProblem("--workers-per-node needs --cluster")
+        if o.get("on_node_loss") is not None:
+            raise UsageProblem("--on-node-loss needs --cluster (it says what a lost cluster node does)")
         return None
     if o.get("workers") is not None:
         raise UsageProblem(
@@ -441,8 +495,8 @@ def build_cluster(o: Mapping[str, Any]) -> ClusterOptions | None:
         )
     if per_node is not None and per_node < 1:
         raise UsageProblem("--workers-per-node must be >= 1")
-    if on_loss not in NODE_LOSS:
-        raise UsageProblem(f"on_node_loss: expected one of {', '.join(NODE_LOSS)}, got {on_loss!r}")
+    if o.get("workers") is not None:
+        raise UsageProblem("--workers counts this machine's processes: with --cluster give --workers-per-node")
     _value_object(lambda: parse_cluster(address))
     import_ray()
     return ClusterOptions(address, per_node, on_loss)
@@ -526,7 +580,7 @@ def flow_from(
             if any(name.lower() == "authorization" for name, _ in headers):
                 raise UsageProblem(f"{what}: credentials in the URL and an Authorization header: give one")
             headers = (*headers, auth)
-    tls = build_tls(params, notes)
+    tls = build_tls(params, notes, target)
     return build_flow(flow, target, what, headers=headers, body=body, method=method, tls=tls, **v)
 
 
@@ -534,5 +588,5 @@ def _say(notes: list[str] | None, text: str) -> None:
     """A warning or note for the caller to show; without a list to collect it, stderr (as the CLI did)."""
     if notes is None:
         print(f"sseprobe: {text}", file=sys.stderr)
-    else:
+    elif text not in notes:  # one warning per plan, however many cohorts share its cause
         notes.append(text)

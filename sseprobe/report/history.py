@@ -193,6 +193,7 @@ class History:
         db = self.db
         db.execute("PRAGMA foreign_keys=ON")
         version = db.execute("PRAGMA user_version").fetchone()[0]  # reads page 1: fails on a non-database
+        self._refuse_foreign(version)  # before the first write: WAL mode changes the file
         if version > SCHEMA_VERSION:
             raise HistoryError(
                 f"history {self.path}: schema version {version} is newer than this "
@@ -226,6 +227,13 @@ class History:
                 raise
         self._add_columns()
         self._added = self._present_added()
+
+    def _refuse_foreign(self, version: int) -> None:
+        """Only an empty file or one with sseprobe's ``passes`` table is ours to write: another
+        program's SQLite file (whatever its ``user_version``) is refused before anything changes it."""
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+        if (version == 0 and tables) or (version > 0 and "passes" not in tables):
+            raise HistoryError(f"history {self.path}: a SQLite file that is not an sseprobe history database")
 
     def _present_added(self) -> set[str]:
         """Which of the later columns this file has (a file from before them is read with NULLs)."""

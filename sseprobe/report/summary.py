@@ -33,12 +33,22 @@ def _connection_rows(stats: CohortStats) -> list[str]:
     return rows
 
 
+def _reason_rows(stats: CohortStats, n: int = 3) -> list[str]:
+    """Why sessions failed, in the server's or the network's words: the most common few reasons."""
+    rows = [
+        f"  {'why failed' if i == 0 else '':<16} {k}  ({v})" for i, (k, v) in enumerate(stats.reasons.most_common(n))
+    ]
+    return rows
+
+
 def render_cohort(name: str, stats: CohortStats) -> list[str]:
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items(), key=lambda kv: -kv[1]))
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.http_status.items()))
+    title = name if stats.flow in ("", name) else f"{name} ({stats.flow})"
     lines = [
-        f"{name} ({stats.flow}) {stats.url}",
+        f"{title} {stats.url}",
         f"  sessions         {stats.sessions}  ({outcomes or 'none'})",
+        *_reason_rows(stats),
         f"  HTTP status      {statuses or 'none'}",
         f"  connect success  {_pct(stats.connect_success_rate)}",
         f"  completion       {_pct(stats.completion_rate)}",
@@ -76,13 +86,20 @@ def render_run(
     lines.append("")
     if generator and generator.get("below_target"):  # a lost share (--cluster): never silent
         lines.append(f"LOAD BELOW TARGET: {generator['below_target']}; see worker_errors in the results")
-    if generator and generator.get("saturated"):
+    # a generator that fell behind matters only if something was measured: with nothing connected,
+    # the lag is sessions waiting on connect timeouts, not the prober's verdict to doubt
+    if generator and generator.get("saturated") and any(s.connected for s in cohorts.values()):
         lines.append(f"GENERATOR SATURATED: {generator['note']}; latency verdicts and triggers allow for it")
-    real = [t for t in triggers if not t.get("generator_bound")]
+    # a comparison's baseline (cohort "baseline") is the reference, not what rolls back: its triggers are noted
+    noted = [t for t in triggers if t.get("cohort") == "baseline" and not t.get("generator_bound")]
+    real = [t for t in triggers if not t.get("generator_bound") and t.get("cohort") != "baseline"]
     bound = [t for t in triggers if t.get("generator_bound")]
     if real:
         lines.append("ROLLBACK TRIGGERS FIRED:")
         lines += [f"  - {t.get('reason') or t.get('name')}" for t in real]
+    if noted:
+        lines.append("TRIGGERS ON THE BASELINE (noted: the baseline is the reference, not rolled back):")
+        lines += [f"  - {t.get('reason') or t.get('name')}" for t in noted]
     if bound:
         lines.append("GENERATOR-BOUND TRIGGERS (the prober's own lag, not counted against the service):")
         lines += [f"  - {t.get('reason') or t.get('name')}" for t in bound]

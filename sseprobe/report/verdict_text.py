@@ -161,4 +161,6 @@ def _span(seconds: float) -> str:
         return f"{seconds / 60:.0f} min"
     if seconds < 48 * 3600:
         return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+    if seconds < 366 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return "more than a year"

@@ -109,8 +109,8 @@ def time_to_decide(
     None when there is nothing to project (no sessions needed known, no rate)."""
     sessions = min(verdict.n_baseline, verdict.n_candidate) if is_decided else _still_needed(verdict)
     rate = traffic_rate if traffic_rate is not None else own_rate
-    if not sessions or not rate or not math.isfinite(rate) or rate <= 0:
-        return None
+    if not sessions or not rate or not math.isfinite(rate) or rate < 1e-9:
+        return None  # no rate to project with (a subnormal one would divide by zero)
     return {
         "sessions_per_cohort": sessions,
         "basis": "decided" if is_decided else "sessions_needed",

@@ -4,19 +4,20 @@ Why: the status line, headers, Content-Length and chunked framing are llhttp's (
 strict parser in C that de-chunks without a Python call per framing line; what llhttp leaves to its
 caller is kept here, small and testable byte by byte: interim (1xx) responses are skipped, a body
 delimited by the connection's close ends at :meth:`ResponseFramer.eof` (httptools has no finish call),
-an oversized head is refused, ``Content-Encoding: gzip|deflate`` bodies are inflated with zlib, and
+an oversized head is refused, ``Content-Encoding: gzip|deflate`` bodies are inflated piece by piece and
+every body is capped (:mod:`.body`: ``body_cap`` decoded bytes per response), and
 every malformed response is raised as sseprobe's own :class:`~._outcomes.ProtocolError` naming what
 was wrong, so the transport above needs no error mapping of its own.
 """
 
 from __future__ import annotations
 
-import zlib
 from typing import Protocol
 
 import httptools
 
 from .._outcomes import PrematureClose, ProtocolError
+from .body import MAX_STREAM_BODY, Inflater, inflater, too_long
 
 __all__ = ["FrameEvents", "ResponseFramer", "Head", "MAX_HEAD"]
 
@@ -75,6 +76,8 @@ class ResponseFramer:
         "_started",
         "_inflate",
         "_first",
+        "body_cap",
+        "_body_bytes",
     )
 
     def __init__(self, events: FrameEvents) -> None:
@@ -86,8 +89,10 @@ class ResponseFramer:
         self._interim = False  # the response being parsed is a 1xx: the real one follows
         self._until_close = False  # the body has no length: the connection's close ends it
         self._started = False  # a response has begun and not ended
-        self._inflate: zlib._Decompress | None = None
+        self._inflate: Inflater | None = None
         self._first = b""  # the first bytes of the response, to name an HTTP/2 answer
+        self.body_cap = MAX_STREAM_BODY  # decoded body bytes a response may carry (its owner sets it per request)
+        self._body_bytes = 0
 
     # --- the owner's side -----------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -144,6 +149,7 @@ class ResponseFramer:
         self._in_head = True
         self._interim = False
         self._head_bytes = 0
+        self._body_bytes = 0
         self._fields = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -164,18 +170,20 @@ class ResponseFramer:
             raise ProtocolError(f"response head longer than {MAX_HEAD // 1024} KiB")
         framed = any(k == "content-length" or k == "transfer-encoding" for k, _ in fields)
         self._until_close = not framed and status not in (204, 304)
-        self._inflate = _inflater(fields)
+        self._inflate = inflater(fields)
         self._events.got_head(Head(status, int(parser.get_http_version()[2:]), fields))
 
     def on_body(self, data: bytes) -> None:
-        inflate = self._inflate
-        if inflate is not None:
-            try:
-                data = inflate.decompress(data)
-            except zlib.error as exc:
-                raise ProtocolError(f"compressed body does not inflate: {exc}") from None
-            if not data:
-                return
+        if self._inflate is not None:
+            self._inflate.feed(data, self._piece)
+        else:
+            self._piece(data)
+
+    def _piece(self, data: bytes) -> None:
+        """One piece of the decoded body, counted against ``body_cap`` before anyone holds it."""
+        self._body_bytes += len(data)
+        if self._body_bytes > self.body_cap:
+            raise too_long(self.body_cap)
         self._events.got_body(data)
 
     def on_message_complete(self) -> None:
@@ -191,20 +199,4 @@ class ResponseFramer:
     def _finish_body(self) -> None:
         inflate, self._inflate = self._inflate, None
         if inflate is not None:
-            tail = inflate.flush()
-            if tail:
-                self._events.got_body(tail)
-
-
-def _inflater(fields: list[tuple[str, str]]) -> zlib._Decompress | None:
-    """A zlib inflater for a gzip or deflate body, None for an identity one; other codings are refused
-    (sseprobe asks for ``identity``, so a server sending them ignored the request)."""
-    codings = [v.strip().lower() for k, value in fields if k == "content-encoding" for v in value.split(",")]
-    codings = [c for c in codings if c and c != "identity"]
-    if not codings:
-        return None
-    if codings == ["gzip"] or codings == ["x-gzip"]:
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if codings == ["deflate"]:
-        return zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib-wrapped, as the standard says
-    raise ProtocolError(f"unsupported Content-Encoding {', '.join(codings)!r} (sseprobe asked for identity)")
+            inflate.flush(self._piece)

@@ -29,6 +29,7 @@ from .._outcomes import (
     StreamError,
 )
 from .._record import SessionRecord
+from .body import MAX_READ_BODY, MAX_STREAM_BODY
 from .flows import FlowPlan, Step, ended_partial, learned_adk_only, plan_session
 from .http import Response, Transport
 from .sse import Event, SSEDecoder
@@ -87,7 +88,7 @@ class _Session:
     def ms_since_base(self, t: float) -> float:
         return (t - self.base) * 1000.0
 
-    async def request(self, step: Step, accept: str) -> Response:
+    async def request(self, step: Step, accept: str, max_body: int = MAX_READ_BODY) -> Response:
         """Send one request; headers must come within the connect timeout."""
         headers = {**self.headers, "Accept": accept}
         if step.json is not None:  # serialised here with orjson
@@ -100,11 +101,18 @@ class _Session:
             self.base = self.rec.scheduled + (self.clock() - self.rec.started)
         # the head deadline is kept on the connection's own timer
         resp = await self.http.request(
-            step.method, step.url, data=body, headers=headers, head_timeout=self.timeouts.connect, tls=self.opts.tls
+            step.method,
+            step.url,
+            data=body,
+            headers=headers,
+            head_timeout=self.timeouts.connect,
+            tls=self.opts.tls,
+            max_body=max_body,
         )
         self.rec.status = resp.status
         if resp.tcp_ms is not None:  # this request opened the session's connection
             self.rec.tcp_ms, self.rec.tls_ms = resp.tcp_ms, resp.tls_ms
+            self.rec.address, self.rec.tls_resumed = resp.address, resp.tls_resumed
         return resp
 
     async def setup(self, plan: FlowPlan) -> FlowPlan:
@@ -134,14 +142,13 @@ class _Session:
                     csrf = resp.cookies.get("csrf_token")
                     value = csrf.value if csrf is not None else None
                 if value is not None:
-                    self.headers["X-CSRF-Token"] = value
-                    self.headers["Cookie"] = f"csrf_token={value}"
+                    _echo_csrf(self.headers, value)
             raw_body = await resp.read()
         return _created_session_id(raw_body) if step.creates_session else None
 
     async def stream(self, plan: FlowPlan) -> None:
         rec, clock = self.rec, self.clock
-        resp = await self.request(plan.stream, _SSE)
+        resp = await self.request(plan.stream, _SSE, MAX_STREAM_BODY)
         try:  # the head, like the body, stamped when it reached the socket, however late the loop
             now = clock() - (max(time.time() - resp.head_arrival, 0.0) if resp.head_arrival else 0.0)
             rec.headers_ms = self.ms_since_base(now)
@@ -296,6 +303,20 @@ class _Deadline:
     def fire(self) -> None:
         self.fired = True
         self.task.cancel()
+
+
+def _echo_csrf(headers: dict[str, str], value: str) -> None:
+    """Echo the backend's CSRF cookie: ``X-CSRF-Token`` set, ``csrf_token`` added to the user's own
+    ``Cookie`` (never replacing it: a cookie-authenticated service would refuse every stream), each
+    header once whatever case the user wrote it in. A value that could split the request (CR, LF,
+    any control character, non-Latin-1) is the server's protocol fault, refused here."""
+    if not value.isprintable() or not value.isascii() or ";" in value:
+        raise ProtocolError("the server's csrf_token cookie holds characters a header cannot carry")
+    names = {k.lower(): k for k in headers}
+    headers[names.get("x-csrf-token", "X-CSRF-Token")] = value
+    cookie_name = names.get("cookie", "Cookie")
+    mine = [c for c in headers.get(cookie_name, "").split(";") if c.strip() and not c.strip().startswith("csrf_token=")]
+    headers[cookie_name] = "; ".join([*(c.strip() for c in mine), f"csrf_token={value}"])
 
 
 def _csrf_value(raw: str) -> str | None:
