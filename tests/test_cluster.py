@@ -98,7 +98,7 @@ def test_bad_cluster_values_are_refused(value: str) -> None:
 def test_contradictory_or_bad_cluster_flags_are_one_line_exit_3(capfd: pytest.CaptureFixture[str]) -> None:
     base = ["run", "--flow", "canonical", "--url", "http://127.0.0.1:9", "-n", "1"]
     code, out, err = in_process(capfd, *base, "--cluster", "local:2", "--workers", "3")
-    assert (code, out, err.count("\n")) == (3, "", 1) and "--workers and --cluster" in err, err
+    assert (code, out, err.count("\n")) == (3, "", 1) and "--workers-per-node" in err, err
     code, out, err = in_process(capfd, *base, "--cluster", "kube")
     assert (code, out, err.count("\n")) == (3, "", 1) and "--cluster" in err, err
 

@@ -488,11 +488,6 @@ def build_cluster(o: Mapping[str, Any]) -> ClusterOptions | None:
         if o.get("on_node_loss") is not None:
             raise UsageProblem("--on-node-loss needs --cluster (it says what a lost cluster node does)")
         return None
-    if o.get("workers") is not None:
-        raise UsageProblem(
-            "--workers and --cluster exclude each other: on a cluster each node's CPUs run the actors"
-            " (--workers-per-node to change)"
-        )
     if per_node is not None and per_node < 1:
         raise UsageProblem("--workers-per-node must be >= 1")
     if o.get("workers") is not None:
