@@ -29,7 +29,7 @@ from .actor import LEASE_RENEW_S, LateStart, ShareActor
 from .engine import CohortSpec, Load, RunInfo
 from .merge import Measured, merge_results, share_load
 from .metrics import FORWARD
-from .progress import MergedWindow, merge_progress, print_progress
+from .progress import MergedWindow, Progress, merge_progress, print_progress
 from .ray_session import INSTALL_HINT, ClusterError, Joined, first_line, hold_ray, import_ray, ray_connected
 from .runner import RunOptions, merged_generator, nothing_measured, useful_workers
 
@@ -291,7 +291,7 @@ def _follow(ray: Any, follow: _Follow, opts: RunOptions, on_node_loss: str) -> N
             if judge is not None and follow.stop_reason is None and share.progress is not None:
                 if held := judge.held(share.part, share.progress):
                     _stop_rest(follow, f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
-        snaps = [s.progress for s in follow.shares if s.progress and s.lost is None]  # the lost count no more
+        snaps = [_shown(s) for s in follow.shares if s.progress]
         for s in follow.shares:  # live metrics: the driver serves the merged view of the live shares
             if opts.metrics is not None and s.live and s.progress is not None and s.progress.metrics is not None:
                 opts.metrics.publish(s.part, s.progress.metrics)
@@ -299,6 +299,15 @@ def _follow(ray: Any, follow: _Follow, opts: RunOptions, on_node_loss: str) -> N
             show(merge_progress(snaps))
     if opts.progress and opts.progress_every is None:
         opts.progress.write("\n")
+
+
+def _shown(share: _Share) -> Progress:
+    """A share's part of the live line: a lost one keeps the sessions it finished, but adds no rate,
+    nothing in flight and no interval any more (its last snapshot is not what runs now)."""
+    p: Progress = share.progress
+    if share.lost is None:
+        return p
+    return replace(p, achieved_rate=0.0, in_flight=0, interval=None, fired=[], seconds_left=None, sessions_left=None)
 
 
 def _checkpoint_payload(share: _Share) -> dict[str, Any]:
