@@ -27,6 +27,7 @@ from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
 from .load.metrics import Endpoint, LiveMetrics, serve
 from .load.pacer import Phase
+from .load.ray_session import hold_ray
 from .load.runner import Measured, RunOptions, measure, merged_generator
 from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
 from .plan.resolve import (
@@ -122,14 +123,18 @@ class Result:
     def exit_code(self) -> int:
         """The command line's exit code for this result (0 GREEN/OK, 1 YELLOW, 2 RED, 3 could not tell)."""
         info = self.measured.info
+        # a share lost (--on-node-loss continue) measured less load than asked for: like an interrupted
+        # run it cannot read GREEN or YELLOW (3), while a RED or a real trigger stands (2): the service
+        # failed even under the lighter load
+        partial = info.interrupted or bool(self.measured.worker_errors)
         if self.problem:
             return EXIT_UNKNOWN
         if self.verdict is not None:
-            return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
+            return EXIT_UNKNOWN if partial and self.verdict.overall != "RED" else self.verdict.exit_code
         if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
             return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
-        return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
+        return EXIT_UNKNOWN if partial or not attempts else EXIT_OK
 
     def text(self, color: bool = False) -> str:
         """The human summary the command line prints."""
@@ -370,7 +375,7 @@ def _looks(
     merged: Measured | None = None
     verdict: Verdict | None = None
     stopped: Stopped = "max_sessions"
-    with _stop_requests() as asked:
+    with _stop_requests() as asked, hold_ray() if plan.options.cluster else contextlib.nullcontext():  # one Ray
         for look in range(1, settings.plan.looks + 1):
             left = _time_left(settings, started)
             if asked or left == 0.0:
@@ -441,7 +446,10 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
     last = parts[-1].info
     info = RunInfo(parts[0].info.started, round(elapsed, 3), last.interrupted, last.stop_reason)
     errors = [e for p in parts for e in p.worker_errors]
-    return Measured(info, cohorts, intervals, merged_generator(cohorts, [p.generator for p in parts]), errors)
+    generator = merged_generator(cohorts, [p.generator for p in parts])
+    if lost := [p.generator["below_target"] for p in parts if p.generator.get("below_target")]:
+        generator["below_target"] = lost[-1]  # a batch that ran below its target (a lost actor) says so
+    return Measured(info, cohorts, intervals, generator, errors)
 
 
 def _now_iso() -> str:
