@@ -14,23 +14,26 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from ._config import FlowOptions, Limits, Timeouts
+from ._errors import MeasuredButFailed, UsageProblem
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
 from .load.generator import merged_generator, worth_lowering
-from .load.metrics import DEFAULT_LINGER_S, Endpoint, LiveMetrics, serve
+from .load.metrics import Endpoint, LiveMetrics, serve
 from .load.pacer import Phase
 from .load.ranging import RangeChange, lowered, offered
+from .load.ray_session import hold_ray
 from .load.runner import Measured, RunOptions, measure
+from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
 from .plan.resolve import (
-    UsageProblem,
     build_limits,
     build_load,
     build_timeouts,
@@ -58,9 +61,11 @@ from .verdict.stats import CohortStats
 __all__ = [
     "MeasuredButFailed",
     "DEFAULTS",
+    "Options",
     "RunPlan",
     "Result",
     "plan_from",
+    "make_plan",
     "run",
     "compare",
     "flow_config",
@@ -72,68 +77,8 @@ __all__ = [
 
 Command = Literal["run", "compare"]
 
-# The built-in defaults of every option a plan reads; the command line declares the same (a test keeps them equal).
-DEFAULTS: dict[str, Any] = {
-    "scenario": None,
-    "sessions": None,
-    "duration": None,
-    "concurrency": 10,
-    "think": 0.0,
-    "rate": None,
-    "poisson": None,
-    "seed": None,
-    "max_in_flight": 15_000,
-    "workers": None,
-    "cluster": None,
-    "workers_per_node": None,
-    "on_node_loss": None,  # abort, with --cluster
-    "abort_on_trigger": None,
-    "connect_timeout": 10.0,
-    "idle_timeout": 60.0,
-    "session_timeout": 330.0,
-    "grace": 30.0,
-    "connections": 0,
-    "max_line": 1 << 20,
-    "policy_file": None,
-    "out": None,
-    "as_json": False,
-    "quiet": False,
-    "app": "vana",
-    "user_prefix": "sseprobe",
-    "messages": ("test",),
-    "session_create": "auto",
-    "legacy_stream": "run",
-    "headers": (),
-    "bearer_env": None,
-    "bearer_file": None,
-    "ca_file": None,
-    "insecure": False,
-    "cert": None,
-    "key": None,
-    "html_path": None,
-    # compare
-    "canonical_url": None,
-    "legacy_url": None,
-    "split": None,
-    "until_decided": False,
-    "look_every": 100,
-    "max_sessions": 20_000,
-    "max_duration": None,
-    "traffic_rate": None,
-    # live metrics (run and compare)
-    "metrics_port": None,
-    "metrics_host": "127.0.0.1",
-    "metrics_linger": DEFAULT_LINGER_S,
-    # run
-    "flow": None,
-    "url": None,
-    "method": "GET",
-    "body": None,
-    "body_file": None,
-    "complete_on": None,
-    "first_answer_event": None,
-    "first_answer_field": None,
-}
+# The built-in defaults of every option a plan reads, as a dict (a Python caller's view of OPTIONS).
+DEFAULTS: dict[str, Any] = {f.name: getattr(OPTIONS, f.name) for f in fields(Options)}
 
 
 @dataclass(frozen=True)
@@ -183,14 +128,18 @@ class Result:
     def exit_code(self) -> int:
         """The command line's exit code for this result (0 GREEN/OK, 1 YELLOW, 2 RED, 3 could not tell)."""
         info = self.measured.info
+        # a share lost (--on-node-loss continue) measured less load than asked for: like an interrupted
+        # run it cannot read GREEN or YELLOW (3), while a RED or a real trigger stands (2): the service
+        # failed even under the lighter load
+        partial = info.interrupted or bool(self.measured.worker_errors)
         if self.problem:
             return EXIT_UNKNOWN
         if self.verdict is not None:
-            return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
+            return EXIT_UNKNOWN if partial and self.verdict.overall != "RED" else self.verdict.exit_code
         if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
             return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
-        return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
+        return EXIT_UNKNOWN if partial or not attempts else EXIT_OK
 
     def text(self, color: bool = False) -> str:
         """The human summary the command line prints."""
@@ -213,34 +162,56 @@ def plan_from(
     command: Command = "compare",
     defaults: Mapping[str, Any] | None = None,
 ) -> RunPlan:
-    """The plan: built-in default < ``defaults`` < scenario < ``overrides``. Bad input raises UsageProblem."""
-    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
-        overrides = {"scenario": str(scenario), **overrides}
-        scenario = read_scenario(str(scenario))
-    unknown = set(overrides) - DEFAULTS.keys()
-    if unknown:
+    """The plan: built-in default < scenario < ``overrides`` (each key counts as given explicitly).
+    Bad input raises UsageProblem. ``defaults`` (deprecated: build an :class:`Options` and call
+    :func:`make_plan`) lays values under the scenario as if they were built-in defaults."""
+    if defaults is not None:
+        warnings.warn(
+            "plan_from(defaults=...) is deprecated: make_plan(scenario, Options(...), given)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    base = options_from(defaults or {})
+    return make_plan(scenario, options_from(overrides, base), frozenset(overrides), command)
+
+
+def make_plan(
+    scenario: Scenario | str | Path | None,
+    options: Options = OPTIONS,
+    given: Collection[str] = (),
+    command: Command = "compare",
+) -> RunPlan:
+    """The plan: built-in default < scenario < the ``options`` named in ``given`` (set explicitly: a flag
+    on the command line, a key in a caller's overrides). Bad input raises UsageProblem."""
+    given = frozenset(given)
+    if unknown := given - OPTION_NAMES:
         raise UsageProblem(f"unknown option(s): {', '.join(sorted(unknown))}")
-    params = {**DEFAULTS, **(defaults or {}), **overrides}
-    given = set(overrides)
+    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
+        options, given = replace(options, scenario=str(scenario)), given | {"scenario"}
+        scenario = read_scenario(str(scenario))
     notes: list[str] = []
-    o = resolve(params, given, scenario)
-    policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
-    until = until_decided_from(o, given, command, bool(scenario and scenario.phases), notes)
+    resolved = resolve(options, given, scenario)
+    policy = read_policy(options.policy_file or (scenario.policy if scenario else None))
+    phases = scenario.phases if scenario else ()
+    until, o = until_decided_from(resolved.options, given, resolved.chosen, command, bool(phases), notes)
     if until is not None:
-        o["sessions"] = until.look_every  # one batch's worth per cohort: the plan's load is a batch
+        o = replace(o, sessions=until.look_every)  # one batch's worth per cohort: the plan's load is a batch
+    split = parse_split(options.split) if command == "compare" else (1.0, 1.0)
     if command == "compare":
-        split = parse_split(params["split"])
-        cohorts = _compare_cohorts(params, given, scenario, split, notes)
+        cohorts = _compare_cohorts(options, given, scenario, split, notes)
         n = len(cohorts)  # load options are per cohort
-        for key in ("sessions", "concurrency", "rate"):
-            if o.get(key) is not None:
-                o[key] = o[key] * n
-        load = build_load(o, tuple(_scaled(p, n) for p in scenario.phases) if scenario else ())
+        o = replace(
+            o,
+            sessions=None if o.sessions is None else o.sessions * n,
+            concurrency=o.concurrency * n,
+            rate=None if o.rate is None else o.rate * n,
+        )
+        phases = tuple(_scaled(p, n) for p in phases)
     else:
-        cohorts = (_run_cohort(params, given, scenario, notes),)
-        load = build_load(o, scenario.phases if scenario else ())
+        cohorts = (_run_cohort(options, given, scenario, notes),)
+    load = build_load(o, phases, resolved.closed_model)
     timeouts, limits = build_timeouts(o), build_limits(o)
-    run_opts, load, out = prepare_run(o, policy, load, limits, command, params["html_path"], notes)
+    run_opts, load, out = prepare_run(o, policy, load, limits, command, options.html_path, notes, resolved.chosen)
     config: dict[str, Any] = {"command": command}
     if command == "compare":
         config["split"] = list(split)
@@ -248,8 +219,8 @@ def plan_from(
     config["load"] = load_config(o, load, timeouts, run_opts.workers)
     if until is not None:
         config["until_decided"] = vars(until).copy()
-    if o.get("traffic_rate") is not None:
-        config["traffic_rate"] = o["traffic_rate"]
+    if o.traffic_rate is not None:
+        config["traffic_rate"] = o.traffic_rate
     ranging = command == "compare" and not (scenario and scenario.phases)
     return RunPlan(
         command=command,
@@ -260,27 +231,28 @@ def plan_from(
         policy=policy,
         options=run_opts,
         out=out,
-        html=params["html_path"],
-        as_json=bool(o["as_json"]),
+        html=options.html_path,
+        as_json=bool(o.as_json),
         config=config,
         notes=tuple(notes),
         until_decided=until,
-        traffic_rate=o.get("traffic_rate"),
+        traffic_rate=o.traffic_rate,
         self_ranging=ranging,
-        metrics=_endpoint(o),
+        metrics=_endpoint(o, resolved.chosen),
     )
 
 
-def _endpoint(o: Mapping[str, Any]) -> Endpoint | None:
-    """The live-metrics endpoint asked for (``--metrics-port``), or None."""
-    if o.get("metrics_port") is None:
-        if o.get("metrics_host") != DEFAULTS["metrics_host"] or o.get("metrics_linger") != DEFAULTS["metrics_linger"]:
+def _endpoint(o: Options, chosen: Collection[str]) -> Endpoint | None:
+    """The live-metrics endpoint asked for (``--metrics-port``), or None; its companions set (``chosen``)
+    without it are refused."""
+    if o.metrics_port is None:
+        if {"metrics_host", "metrics_linger"} & set(chosen):
             raise UsageProblem("--metrics-host and --metrics-linger need --metrics-port")
         return None
-    host = str(o["metrics_host"]).strip()
+    host = str(o.metrics_host).strip()
     if not host:
         raise UsageProblem("--metrics-host: give an address to listen on, e.g. 127.0.0.1")
-    return Endpoint(int(o["metrics_port"]), host, float(o["metrics_linger"]))
+    return Endpoint(int(o.metrics_port), host, float(o.metrics_linger))
 
 
 @contextlib.contextmanager
@@ -355,16 +327,6 @@ def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result
         return Result(plan, measured, doc, verdict.triggers, verdict, extra)
 
 
-class MeasuredButFailed(Exception):
-    """Judging or documenting what was measured failed (a fault of ours): ``document`` holds every
-    cohort as measured, without a verdict, for the caller to write, and ``out`` where it was asked for.
-    Measured results are never lost to a failure that comes after them."""
-
-    def __init__(self, document: dict[str, Any], out: str | None, cause: BaseException) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.document, self.out = document, out
-
-
 @contextlib.contextmanager
 def _kept(plan: RunPlan, measured: Callable[[], Measured | None]) -> Iterator[None]:
     """Any Exception inside (after measuring) becomes MeasuredButFailed carrying the bare document."""
@@ -423,7 +385,7 @@ def _looks(
     stopped: Stopped = "max_sessions"
     ranges: list[RangeChange] = []
     look = 1
-    with _stop_requests() as asked:
+    with _stop_requests() as asked, hold_ray() if plan.options.cluster else contextlib.nullcontext():  # one Ray
         while look <= settings.plan.looks:
             left = _time_left(settings, started)
             if asked or left == 0.0:
@@ -548,6 +510,8 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float, ranges: Sequenc
         intervals += [{**i, "t": round(i["t"] + offset, 3)} for i in part.intervals]
         offset += math.ceil(part.info.duration_s)
     generator = merged_generator(cohorts, [p.generator for p in parts])
+    if lost := [p.generator["below_target"] for p in parts if p.generator.get("below_target")]:
+        generator["below_target"] = lost[-1]  # a batch that ran below its target (a lost actor) says so
     if ranges:
         generator["ranges"] = [r.to_dict() for r in ranges]
     if not parts:
@@ -650,8 +614,8 @@ def _results_extra(m: Measured) -> dict[str, Any]:
 
 
 def _compare_cohorts(
-    params: Mapping[str, Any],
-    given: set[str],
+    params: Options,
+    given: Collection[str],
     scenario: Scenario | None,
     split: tuple[float, float],
     notes: list[str],
@@ -661,23 +625,23 @@ def _compare_cohorts(
     for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
         c = sc.get(name)
         values = c.values if c else {}
-        weight = share if params["split"] is not None or c is None else c.weight
+        weight = share if params.split is not None or c is None else c.weight
         flow = values.get("flow", name)
-        opts = flow_from(params, given, values, flow, params[url_opt], f"--{name}", notes)
+        opts = flow_from(params, given, values, flow, getattr(params, url_opt), f"--{name}", notes)
         specs.append(CohortSpec(name, opts, weight))
     return tuple(specs)
 
 
-def _run_cohort(params: Mapping[str, Any], given: set[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
-    flow, sc_values = _scenario_cohort(scenario, params["flow"])
+def _run_cohort(params: Options, given: Collection[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
+    flow, sc_values = _scenario_cohort(scenario, params.flow)
     if flow is None:
         raise UsageProblem("--flow is required (canonical, legacy or generic)")
-    if params["body_file"] is not None:
+    if params.body_file is not None:
         try:
-            params = {**params, "body": Path(params["body_file"]).read_text()}
+            params = replace(params, body=Path(params.body_file).read_text())
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"--body-file: cannot read {params['body_file']}: {exc}") from None
-    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params["url"], notes=notes))
+            raise UsageProblem(f"--body-file: cannot read {params.body_file}: {exc}") from None
+    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params.url, notes=notes))
 
 
 def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:

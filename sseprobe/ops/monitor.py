@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from .._api import RunPlan, make_plan
 from .._api import compare as compare_live
-from .._api import plan_from
 from .._config import FlowName, FlowOptions
-from ..plan.resolve import UsageProblem
+from .._errors import UsageProblem
+from ..plan.options import Options, options_from
 from ..plan.scenario import Scenario, ScenarioError, load_scenario
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import History
@@ -141,7 +142,7 @@ class Probe:
 def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path: Path | None) -> Probe:
     """Run the comparison through the library (one worker, no progress) and write its results document."""
     try:
-        result = compare_live(plan_from(scenario, probe_options(cfg, out, policy_path), "compare"), progress=None)
+        result = compare_live(monitor_plan(cfg, out, scenario, policy_path), progress=None)
     except UsageProblem as exc:
         return Probe(3, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash
@@ -152,41 +153,43 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
     return Probe(result.exit_code, result.document, result.problem or "", reachable=not result.problem)
 
 
-def probe_options(cfg: MonitorConfig, out: Path, policy_path: Path | None, secrets: bool = True) -> dict[str, Any]:
-    """The pass's comparison as ``plan_from`` overrides (``secrets=False``: without the bearer token's
-    source, for a plan that is only looked at, such as the shape ``baseline save`` checks)."""
-    given: dict[str, Any] = {
-        "canonical_url": cfg.canonical_url,
-        "legacy_url": cfg.legacy_url,
-        "quiet": True,
-        "out": str(out),
-        "workers": 1,
-        "user_prefix": "sseprobe-monitor",
-    }
-    optional = {
+def monitor_plan(
+    cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path: Path | None, secrets: bool = True
+) -> RunPlan:
+    """The pass's comparison as a plan (``secrets=False``: without the bearer token's source, for a plan
+    that is only looked at, such as the shape ``baseline save`` checks)."""
+    always = Options(
+        canonical_url=cfg.canonical_url,
+        legacy_url=cfg.legacy_url,
+        quiet=True,
+        out=str(out),
+        workers=1,
+        user_prefix="sseprobe-monitor",
+    )
+    optional: dict[str, object] = {
         "scenario": str(cfg.scenario) if cfg.scenario else None,
         "sessions": cfg.sessions,
         "concurrency": cfg.concurrency,
         "policy_file": str(policy_path) if policy_path else None,
         "app": cfg.app,
-        "bearer_env": cfg.bearer_env,
-        "bearer_file": str(cfg.bearer_file) if cfg.bearer_file else None,
+        "bearer_env": cfg.bearer_env if secrets else None,
+        "bearer_file": str(cfg.bearer_file) if cfg.bearer_file and secrets else None,
         "until_decided": cfg.until_decided,
         "look_every": cfg.look_every,
         "max_sessions": cfg.max_sessions,
         "max_duration": cfg.max_duration_s,
         "traffic_rate": cfg.traffic_rate,
     }
-    if not secrets:
-        optional.update(bearer_env=None, bearer_file=None)
-    given.update({k: v for k, v in optional.items() if v})
+    configured = {k: v for k, v in optional.items() if v}  # what the config sets; the rest: defaults
     metrics = {
         "metrics_port": cfg.metrics_port,
         "metrics_host": cfg.metrics_host,
         "metrics_linger": cfg.metrics_linger_s,
     }
-    given.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
-    return given
+    if secrets:  # a plan only looked at serves no metrics
+        configured.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
+    given = frozenset({"canonical_url", "legacy_url", "quiet", "out", "workers", "user_prefix", *configured})
+    return make_plan(scenario, options_from(configured, always), given, "compare")
 
 
 def expected_shape(cfg: MonitorConfig) -> dict[str, Any]:
@@ -194,7 +197,7 @@ def expected_shape(cfg: MonitorConfig) -> dict[str, Any]:
     ``baseline save`` to hold a document against. Raises MonitorError when the config cannot plan."""
     try:
         scenario = load_scenario(cfg.scenario) if cfg.scenario else None
-        return plan_from(scenario, probe_options(cfg, cfg.results_dir / "x.json", cfg.policy, False), "compare").config
+        return monitor_plan(cfg, cfg.results_dir / "x.json", scenario, cfg.policy, secrets=False).config
     except (ScenarioError, UsageProblem) as exc:
         raise MonitorError(str(exc)) from None
 

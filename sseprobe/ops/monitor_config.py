@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._errors import SseprobeError
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
 from ..plan.scenario import BOUNDS, out_of_bounds
@@ -26,7 +27,7 @@ EXIT = exit_codes("GREEN", "YELLOW", "RED", "UNKNOWN")
 _RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}  # UNKNOWN only wins over GREEN
 
 
-class MonitorError(ValueError):
+class MonitorError(SseprobeError, ValueError):
     """The pass cannot run (bad config, lock held, no baseline to save): one line, exit 3."""
 
 

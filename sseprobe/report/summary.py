@@ -87,6 +87,8 @@ def render_run(
     for name, stats in cohorts.items():
         lines += ["", *render_cohort(name, stats)]
     lines.append("")
+    if generator and generator.get("below_target"):  # a lost share (--cluster): never silent
+        lines.append(f"LOAD BELOW TARGET: {generator['below_target']}; see worker_errors in the results")
     # a comparison's baseline (cohort "baseline") is the reference, not what rolls back: its triggers are noted
     noted = [t for t in triggers if t.get("cohort") == "baseline" and not t.get("generator_bound")]
     real = [t for t in triggers if not t.get("generator_bound") and t.get("cohort") != "baseline"]
