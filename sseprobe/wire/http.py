@@ -145,11 +145,13 @@ def _check_file(flag: str, path: str) -> None:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise ValueError(f"{flag} {path}: {exc.strerror}") from None
+        raise ValueError(f"TLS setup failed: {flag} {path}: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{flag} {path}: not a regular file")
+        raise ValueError(f"TLS setup failed: {flag} {path}: not a regular file")
     if st.st_size > _MAX_TLS_FILE:
-        raise ValueError(f"{flag} {path}: {st.st_size:,} bytes, more than a certificate file holds (16 MiB)")
+        raise ValueError(f"TLS setup failed: {flag} {path}: {st.st_size:,} bytes, more than a certificate file (16 MiB)")
+            f"TLS setup failed: {flag} {path}: {st.st_size:,} bytes, more than a certificate file holds (16 MiB)"
+        )
 
 
 class LeanResponse:
