@@ -149,9 +149,7 @@ def _check_file(flag: str, path: str) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"TLS setup failed: {flag} {path}: not a regular file")
     if st.st_size > _MAX_TLS_FILE:
-        raise ValueError(f"TLS setup failed: {flag} {path}: {st.st_size:,} bytes, more than a certificate file (16 MiB)")
-            f"TLS setup failed: {flag} {path}: {st.st_size:,} bytes, more than a certificate file holds (16 MiB)"
-        )
+        raise ValueError(f"TLS setup failed: {flag} {path}: {st.st_size:,} bytes, more than a TLS file may be")
 
 
 class LeanResponse:
