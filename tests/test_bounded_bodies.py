@@ -106,7 +106,10 @@ def _peak_growth(action: Callable[[], None]) -> float:
         line = next(x for x in status.read_text().splitlines() if x.startswith(name + ":"))
         return int(line.split()[1]) / 1024
 
-    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from now
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from now
+    except OSError:
+        pytest.skip("cannot reset the peak RSS here (/proc/self/clear_refs)")
     before = field("VmRSS")
     action()
     return field("VmHWM") - before

@@ -31,8 +31,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .._api import MeasuredButFailed, plan_from
 from .._api import compare as compare_live
-from .._api import plan_from
 from .._config import FlowName, FlowOptions
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
@@ -325,6 +325,9 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
         result = compare_live(plan_from(scenario, given, "compare"), progress=None)
     except UsageProblem as exc:
         return Probe(3, None, str(exc))
+    except MeasuredButFailed as exc:  # measured, then judging failed: the measurement is kept all the same
+        path, _ = write_with_fallback(out, dumps(exc.document))
+        return Probe(3, None, f"probe failed after measuring: {exc}; the measured results are saved in {path}"[:400])
     except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash
         return Probe(3, None, f"probe failed: {type(exc).__name__}: {exc}"[:300])
     path, failed = write_with_fallback(out, dumps(result.document))
