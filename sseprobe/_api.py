@@ -19,25 +19,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._config import FlowOptions, Limits, Timeouts
+from ._config import Limits, Timeouts
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
-from .load.pacer import Phase
 from .load.runner import Measured, RunOptions, measure, merged_generator
+from .plan.cohorts import compare_cohorts, flow_config, parse_split, run_cohort, scaled
 from .plan.resolve import (
     UsageProblem,
     build_limits,
     build_load,
     build_timeouts,
-    flow_from,
     load_config,
     prepare_run,
-    public_headers,
     read_policy,
     read_scenario,
     resolve,
-    tls_config,
     until_decided_from,
 )
 from .plan.scenario import Scenario
@@ -217,14 +214,14 @@ def plan_from(
         o["sessions"] = until.look_every  # one batch's worth per cohort: the plan's load is a batch
     if command == "compare":
         split = parse_split(params["split"])
-        cohorts = _compare_cohorts(params, given, scenario, split, notes)
+        cohorts = compare_cohorts(params, given, scenario, split, notes)
         n = len(cohorts)  # load options are per cohort
         for key in ("sessions", "concurrency", "rate"):
             if o.get(key) is not None:
                 o[key] = o[key] * n
-        load = build_load(o, tuple(_scaled(p, n) for p in scenario.phases) if scenario else ())
+        load = build_load(o, tuple(scaled(p, n) for p in scenario.phases) if scenario else ())
     else:
-        cohorts = (_run_cohort(params, given, scenario, notes),)
+        cohorts = (run_cohort(params, given, scenario, notes),)
         load = build_load(o, scenario.phases if scenario else ())
     timeouts, limits = build_timeouts(o), build_limits(o)
     run_opts, load, out = prepare_run(o, policy, load, limits, command, params["html_path"], notes)
@@ -508,87 +505,6 @@ def _results_extra(m: Measured) -> dict[str, Any]:
         "worker_errors": m.worker_errors,
         "intervals": m.intervals,
     }
-
-
-def _compare_cohorts(
-    params: Mapping[str, Any],
-    given: set[str],
-    scenario: Scenario | None,
-    split: tuple[float, float],
-    notes: list[str],
-) -> tuple[CohortSpec, ...]:
-    sc = {c.name: c for c in scenario.cohorts} if scenario else {}
-    specs = []
-    for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
-        c = sc.get(name)
-        values = c.values if c else {}
-        weight = share if params["split"] is not None or c is None else c.weight
-        flow = values.get("flow", name)
-        opts = flow_from(params, given, values, flow, params[url_opt], f"--{name}", notes)
-        specs.append(CohortSpec(name, opts, weight))
-    return tuple(specs)
-
-
-def _run_cohort(params: Mapping[str, Any], given: set[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
-    flow, sc_values = _scenario_cohort(scenario, params["flow"])
-    if flow is None:
-        raise UsageProblem("--flow is required (canonical, legacy or generic)")
-    if params["body_file"] is not None:
-        try:
-            params = {**params, "body": Path(params["body_file"]).read_text()}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"--body-file: cannot read {params['body_file']}: {exc}") from None
-    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params["url"], notes=notes))
-
-
-def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:
-    if scenario is None or not scenario.cohorts:
-        return flow, {}
-    for c in scenario.cohorts:
-        if flow is None or c.values.get("flow") == flow or c.name == flow:
-            return c.values.get("flow", flow), c.values
-    return flow, {}
-
-
-def _scaled(phase: Phase, n: int) -> Phase:
-    return replace(phase, start_rate=phase.start_rate * n, end_rate=phase.end_rate * n)
-
-
-def parse_split(text: str | None) -> tuple[float, float]:
-    """``5/95`` -> canonical 5, legacy 95 (shares of the sessions)."""
-    if text is None:
-        return 1.0, 1.0
-    try:
-        a, b = (float(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageProblem(f"--split expects CANONICAL/LEGACY shares such as 5/95, got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise UsageProblem("--split shares must both be > 0")
-    return a, b
-
-
-def flow_config(opts: FlowOptions) -> dict[str, Any]:
-    """A cohort's configuration for the results document: no secrets."""
-    cfg: dict[str, Any] = {
-        "flow": opts.flow,
-        "url": redact_url(opts.url),
-        "app": opts.app,
-        "messages": list(opts.messages),
-        "session_create": opts.session_create,
-        "headers": public_headers(opts.headers),
-    }
-    if opts.flow == "legacy":
-        cfg["legacy_stream"] = opts.legacy_stream
-    if opts.flow == "generic":
-        cfg.update(
-            method=opts.method,
-            complete_on=opts.complete_on,
-            first_answer_event=opts.first_answer_event,
-            first_answer_field=opts.first_answer_field,
-        )
-    if (tls := tls_config(opts)) is not None:
-        cfg["tls"] = tls
-    return cfg
 
 
 def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
