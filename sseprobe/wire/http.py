@@ -214,6 +214,9 @@ class LeanResponse:
                 return data
             if conn.error is not None:
                 raise conn.error
+            if conn.framer.pending:
+                conn.pump_held()
+                continue
             if conn.done or conn.lost:
                 return b""
             await conn.wait()
@@ -245,6 +248,8 @@ class LeanResponse:
         try:
             if conn.pieces:
                 self._push_held(conn, sink)
+            if conn.framer.pending and not conn.finished:
+                conn.schedule_pump()
             while True:
                 if conn.finished and conn.error is None:
                     return True
