@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from ._config import Limits, Timeouts
-from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
+from .load.metrics import DEFAULT_LINGER_S, Endpoint, LiveMetrics, serve
 from .load.runner import Measured, RunOptions, measure, merged_generator
 from .plan.cohorts import compare_cohorts, flow_config, parse_split, run_cohort, scaled
 from .plan.resolve import (
@@ -44,7 +44,7 @@ from .report.verdict_text import render_sequential, render_verdict
 from .verdict.compare import Verdict, decided, generator_band
 from .verdict.compare import compare as judge
 from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
-from .verdict.policy import Policy, check_triggers, mark_generator_bound
+from .verdict.policy import Policy, check_triggers, judge_completion, mark_generator_bound, unreachable
 from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
 from .verdict.stats import CohortStats
 
@@ -60,6 +60,7 @@ __all__ = [
     "judge_completion",
     "unreachable",
     "parse_split",
+    "serving",
 ]
 
 Command = Literal["run", "compare"]
@@ -112,6 +113,10 @@ DEFAULTS: dict[str, Any] = {
     "max_sessions": 20_000,
     "max_duration": None,
     "traffic_rate": None,
+    # live metrics (run and compare)
+    "metrics_port": None,
+    "metrics_host": "127.0.0.1",
+    "metrics_linger": DEFAULT_LINGER_S,
     # run
     "flow": None,
     "url": None,
@@ -142,6 +147,7 @@ class RunPlan:
     notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
     until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
     traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
+    metrics: Endpoint | None = None  # serve live Prometheus metrics here while the run lasts
 
 
 @dataclass(frozen=True)
@@ -249,7 +255,52 @@ def plan_from(
         notes=tuple(notes),
         until_decided=until,
         traffic_rate=o.get("traffic_rate"),
+        metrics=_endpoint(o),
     )
+
+
+def _endpoint(o: Mapping[str, Any]) -> Endpoint | None:
+    """The live-metrics endpoint asked for (``--metrics-port``), or None."""
+    if o.get("metrics_port") is None:
+        if o.get("metrics_host") != DEFAULTS["metrics_host"] or o.get("metrics_linger") != DEFAULTS["metrics_linger"]:
+            raise UsageProblem("--metrics-host and --metrics-linger need --metrics-port")
+        return None
+    host = str(o["metrics_host"]).strip()
+    if not host:
+        raise UsageProblem("--metrics-host: give an address to listen on, e.g. 127.0.0.1")
+    return Endpoint(int(o["metrics_port"]), host, float(o["metrics_linger"]))
+
+
+@contextlib.contextmanager
+def serving(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Iterator[RunPlan]:
+    """Serve the plan's live metrics around what the block does (run, render, write), then linger: yields
+    the plan with the endpoint's sink in its options. No endpoint asked for, or one already served: the plan
+    as it is. A port that cannot be bound is a UsageProblem, raised before any load."""
+    endpoint = plan.metrics
+    if endpoint is None or plan.options.metrics is not None:
+        yield plan
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            live, url = stack.enter_context(serve(endpoint, {c.name: c.options.flow for c in plan.cohorts}))
+        except OSError as exc:
+            where = f"{endpoint.host}:{endpoint.port}"
+            raise UsageProblem(f"--metrics-port: cannot listen on {where}: {exc.strerror or exc}") from None
+        out = plan.options.progress if progress == "plan" else progress
+        if out is not None:
+            linger = f", and {endpoint.linger:g} s after the run" if endpoint.linger else ""
+            print(f"sseprobe: metrics on {url} while the run lasts{linger}", file=out, flush=True)
+        yield replace(plan, options=replace(plan.options, metrics=live))
+
+
+def _live(plan: RunPlan) -> LiveMetrics | None:
+    return plan.options.metrics if isinstance(plan.options.metrics, LiveMetrics) else None
+
+
+def _show_verdict(plan: RunPlan, verdict: Verdict) -> None:
+    """The live verdict on the metrics endpoint: each metric's level and the overall one."""
+    if (live := _live(plan)) is not None:
+        live.set_verdict({**{m.name: m.level for m in verdict.metrics}, "overall": verdict.overall})
 
 
 def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
@@ -257,6 +308,11 @@ def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Re
     ``progress``: where live progress goes ("plan": stderr unless the plan is quiet; None: nowhere)."""
     if plan.command != "run" or len(plan.cohorts) != 1:
         raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
+    with serving(plan, progress) as plan:
+        return _run(plan, progress)
+
+
+def _run(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     measured = _measure(plan, progress)
     with _kept(plan, lambda: measured):
         stats = measured.cohorts[plan.cohorts[0].name]
@@ -270,12 +326,18 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
     """Measure canonical and legacy in the same window, interleaved, and judge canonical against legacy."""
     if plan.command != "compare":
         raise UsageProblem("compare() takes a plan for two cohorts (plan_from(..., command='compare'))")
+    with serving(plan, progress) as plan:
+        return _compare(plan, progress)
+
+
+def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
     measured = _measure(plan, progress)
     with _kept(plan, lambda: measured):
         band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
         verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
+        _show_verdict(plan, verdict)
         extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
         doc = _document(plan, measured, {}, verdict, extra)
         return Result(plan, measured, doc, verdict.triggers, verdict, extra)
@@ -358,6 +420,7 @@ def _looks(
             verdict = looks.look(
                 merged.cohorts["legacy"], merged.cohorts["canonical"], generator_band(merged.generator)
             )
+            _show_verdict(plan, verdict)
             _say_look(plan, progress, look, merged, verdict)
             if merged.info.interrupted or asked:
                 stopped = "interrupted"
@@ -470,7 +533,10 @@ def _stop_requests() -> Iterator[list[str]]:
 
 def _measure(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
     opts = plan.options if progress == "plan" else replace(plan.options, progress=progress)
-    return measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+    measured = measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+    if (live := _live(plan)) is not None:  # the exact final counts replace the last live snapshots
+        live.batch_done(measured.cohorts)
+    return measured
 
 
 def _document(
@@ -505,34 +571,3 @@ def _results_extra(m: Measured) -> dict[str, Any]:
         "worker_errors": m.worker_errors,
         "intervals": m.intervals,
     }
-
-
-def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
-    """Why nothing could be measured, when every attempt failed to connect at all."""
-    for name, stats in cohorts.items():
-        if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
-            first = next((r for r, _ in stats.reasons.most_common(1)), "").removeprefix("connect_error: ")
-            why = f" ({first})" if first else ""
-            return f"cannot reach {stats.url} ({name}): every session failed to connect{why}"
-    return None
-
-
-def judge_completion(stats: CohortStats, fired: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The policy's triggers, plus one that no policy can switch off: a run where no session
-    completed with an answer is RED, whatever the policy file says (all stream errors, all
-    premature closes, all empty...)."""
-    if stats.attempts and not stats.ok and not any(t["metric"] == "completion_rate" for t in fired):
-        top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
-        reason = f"no session of {stats.attempts} completed with an answer ({top})"
-        fired = [
-            *fired,
-            {
-                "name": "no_completion",
-                "metric": "completion_rate",
-                "op": "==",
-                "threshold": 0.0,
-                "value": 0.0,
-                "reason": reason,
-            },
-        ]
-    return fired

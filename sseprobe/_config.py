@@ -29,9 +29,12 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Limits:
-    """``connections`` 0 = unlimited (one stream holds one connection); line/event bounds in bytes."""
+    """``connections`` 0 = unlimited (one stream holds one connection); line/event bounds in bytes;
+    ``pin_address``: every new connection to the first resolved address (default: the addresses of a name
+    take turns, so a service behind several A records gets its load spread as its clients would)."""
 
     connections: int = 0
+    pin_address: bool = False
     max_line: int = 1 << 20
     max_event: int = 1 << 20
 
@@ -45,12 +48,15 @@ class Limits:
 @dataclass(frozen=True)
 class TLSOptions:
     """How an ``https://`` target is trusted: the system's CAs unless ``ca_file``; ``insecure`` verifies
-    nothing (marked as such wherever results show); ``cert``/``key``: a client certificate (mTLS)."""
+    nothing (marked as such wherever results show); ``cert``/``key``: a client certificate (mTLS);
+    ``resume``: a new connection resumes the TLS session of an earlier one to the same host, as browsers
+    do (an abbreviated handshake); False gives a full handshake each time."""
 
     ca_file: str | None = None
     insecure: bool = False
     cert: str | None = None
     key: str | None = None
+    resume: bool = True
 
     def __post_init__(self) -> None:
         if self.key is not None and self.cert is None:

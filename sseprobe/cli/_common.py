@@ -282,6 +282,30 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 is_flag=True,
                 help="No progress on stderr (by default a live line on a terminal, else a plain line every 10 s).",
             ),
+            click.option(
+                "--metrics-port",
+                type=int,
+                callback=_bounded,
+                default=None,
+                metavar="PORT",
+                help="Serve live Prometheus metrics on this port while the run lasts (0: any free port; "
+                "docs/metrics.md).",
+            ),
+            click.option(
+                "--metrics-host",
+                default="127.0.0.1",
+                show_default=True,
+                help="With --metrics-port: the address to listen on (loopback unless told otherwise).",
+            ),
+            click.option(
+                "--metrics-linger",
+                type=float,
+                callback=_bounded,
+                default=16.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="With --metrics-port: how long the endpoint stays up after the run (the last scrape).",
+            ),
         ],
     )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
+from ..load.metrics import cannot_bind
 from ..ops.monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
 from ..report.document import ResultsError, read_document
 from ..report.history import History, HistoryError, PassRow, deciding_reason
@@ -48,7 +50,30 @@ _TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "err
     default=None,
     help="Also write the pass's HTML report here (overrides the config's html).",
 )
-def monitor_cmd(config_path: str, update_baseline: bool, force: bool, html: str | None) -> int:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65_535),
+    default=None,
+    metavar="PORT",
+    help="Serve live Prometheus metrics while the probe runs (overrides the config's metrics_port).",
+)
+@click.option("--metrics-host", default=None, help="With --metrics-port: the address to listen on (default 127.0.0.1).")
+@click.option(
+    "--metrics-linger",
+    type=click.FloatRange(0, 86_400),
+    default=None,
+    metavar="SECONDS",
+    help="With --metrics-port: seconds the endpoint stays up after the probe (default 16).",
+)
+def monitor_cmd(
+    config_path: str,
+    update_baseline: bool,
+    force: bool,
+    html: str | None,
+    metrics_port: int | None,
+    metrics_host: str | None,
+    metrics_linger: float | None,
+) -> int:
     """One synthetic-monitor pass for cron: check, probe both cohorts, judge, record.
 
     Health and flag state (as 'check'), a short probe of each cohort (as 'compare', from the
@@ -62,6 +87,16 @@ def monitor_cmd(config_path: str, update_baseline: bool, force: bool, html: str 
         cfg = load_monitor_config(config_path)
     except MonitorError as exc:
         raise UsageProblem(str(exc)) from None
+    cfg = replace(  # the flags over the config's keys
+        cfg,
+        metrics_port=cfg.metrics_port if metrics_port is None else metrics_port,
+        metrics_host=metrics_host or cfg.metrics_host,
+        metrics_linger_s=cfg.metrics_linger_s if metrics_linger is None else metrics_linger,
+    )
+    if cfg.metrics_port is None and (cfg.metrics_host is not None or cfg.metrics_linger_s is not None):
+        raise UsageProblem("metrics_host and metrics_linger_s (--metrics-host, --metrics-linger) need a metrics port")
+    if cfg.metrics_port is not None and (why := cannot_bind(cfg.metrics_host or "127.0.0.1", cfg.metrics_port)):
+        raise UsageProblem(f"--metrics-port: {why}")  # before the pass: nothing checked, probed or recorded
     check_outputs(
         ("history", cfg.history),
         ("prometheus", cfg.prometheus),

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .._api import RunPlan, plan_from, run
+from .._api import RunPlan, plan_from, run, serving
 from .._config import FLOWS
 from ..load.engine import RunInfo
 from ..report.document import default_out_path, dumps, write_with_fallback
@@ -117,19 +117,20 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
     given, defaults = overrides(ctx, params)
     plan = plan_from(params["scenario"], given, "run", defaults)
     say_notes(plan)
-    result = run(plan)
-    path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text)
-    attach_html(result.document, str(path), plan.html, plan.as_json)
-    if result.problem:
-        click.echo(f"sseprobe: error: {result.problem}", err=True)
-        return EXIT_UNKNOWN
-    if not saved:
-        return EXIT_UNKNOWN
-    said_interrupted(result.measured.info)
-    real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
-    bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
-    if real:
-        click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
-    elif bound:
-        click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
-    return result.exit_code
+    with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
+        result = run(plan)
+        path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text)
+        attach_html(result.document, str(path), plan.html, plan.as_json)
+        if result.problem:
+            click.echo(f"sseprobe: error: {result.problem}", err=True)
+            return EXIT_UNKNOWN
+        if not saved:
+            return EXIT_UNKNOWN
+        said_interrupted(result.measured.info)
+        real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
+        bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
+        if real:
+            click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
+        elif bound:
+            click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
+        return result.exit_code

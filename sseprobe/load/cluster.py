@@ -28,6 +28,7 @@ from .._config import Limits, Timeouts
 from .._redact import redact_url
 from ..verdict.stats import CohortStats, new_histogram
 from .engine import CohortSpec, Load, RunControl, RunInfo
+from .metrics import FORWARD
 from .progress import Progress, merge_progress
 from .runner import Measured, RunOptions, _merge_results, _print_progress, run_share
 
@@ -421,6 +422,9 @@ def _follow(ray: Any, follow: _Follow, opts: RunOptions, on_node_loss: str) -> N
         _collect(ray, follow, done, on_node_loss)
         _poll(ray, follow, timeout=opts.interval)
         snaps = [s.progress for s in follow.shares if s.progress]
+        for s in follow.shares:
+            if opts.metrics is not None and s.progress is not None and s.progress.metrics is not None:
+                opts.metrics.publish(s.part, s.progress.metrics)
         if show and snaps:
             show(merge_progress(snaps))
     if opts.progress and opts.progress_every is None:
@@ -526,7 +530,9 @@ def measure_cluster(
         if follow.stops:  # interrupted while starting, placing or preparing: nothing has run, nothing to keep
             raise click.exceptions.Abort()
         start_at = time.time() + START_LEAD_S + max(s.rtt_s for s in follow.shares)
-        ship = replace(opts, progress=None, cluster=None, workers=len(follow.shares))
+        watched = bool(opts.progress) or opts.abort_on_trigger is not None
+        metrics = FORWARD if opts.metrics is not None else None  # the driver serves the merged view
+        ship = replace(opts, progress=None, cluster=None, workers=len(follow.shares), window=watched, metrics=metrics)
         for s in follow.shares:
             s.ref = s.actor.run.remote(
                 start_at + s.offset_s,
@@ -537,7 +543,7 @@ def measure_cluster(
                 timeouts,
                 limits,
                 ship,
-                bool(opts.progress),
+                bool(opts.progress) or metrics is not None,
             )
         _follow(ray, follow, opts, copts.on_node_loss)
         return _merge(cohorts, follow, copts)

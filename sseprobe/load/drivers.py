@@ -37,6 +37,7 @@ class RunControl:
 
     started: int = 0
     finished: int = 0
+    started_by: dict[str, int] = field(default_factory=dict)  # cohort -> sessions started (live metrics)
     stop_reason: str | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _abort: asyncio.Event = field(default_factory=asyncio.Event)
@@ -97,6 +98,14 @@ class Sessions:
         self.stopping = False
         self._order = interleave([c.weight for c in cohorts])
         self._seqs = [0] * len(cohorts)
+        self._slot: asyncio.Future[None] | None = None
+
+    def slot_freed(self) -> asyncio.Future[None]:
+        """A future that completes when the next session in flight ends: O(1) per held arrival, where
+        waiting on every task in flight costs O(in flight) (17-32 ms a wait at 5,000-15,000 in flight)."""
+        if self._slot is None or self._slot.done():
+            self._slot = self.http.loop.create_future()
+        return self._slot
 
     def more(self, t: float) -> bool:
         return not (
@@ -118,12 +127,15 @@ class Sessions:
     async def _session(self, scheduled: float) -> None:
         i = next(self._order) if len(self.cohorts) > 1 else 0
         cohort = self.cohorts[i]
+        self.control.started_by[cohort.name] = self.control.started_by.get(cohort.name, 0) + 1
         rec = SessionRecord(cohort.name, self._seqs[i] * self.parts + self.part, scheduled=scheduled)
         self._seqs[i] += 1
         try:
             await run_session(self.http, cohort.options, self.timeouts, self.limits, rec, self.clock)
         finally:
             self.control.finished += 1
+            if self._slot is not None and not self._slot.done():
+                self._slot.set_result(None)
             self.sink(rec)
 
 
@@ -161,7 +173,7 @@ class OpenDriver:
     parts: int = 1
 
     async def drive(self, sessions: Sessions) -> None:
-        control, tasks = sessions.control, sessions.tasks
+        control = sessions.control
         for t in self.schedule.arrivals(part=self.part, parts=self.parts):
             if not sessions.more(t):
                 return
@@ -169,5 +181,5 @@ class OpenDriver:
             if delay > 0:
                 await asyncio.sleep(delay)
             while control.in_flight >= self.max_in_flight:  # held back: shows as lag
-                await asyncio.wait(list(tasks), return_when=asyncio.FIRST_COMPLETED)
+                await sessions.slot_freed()
             sessions.spawn(t)

@@ -155,7 +155,7 @@ def driver_for(load: Load) -> Driver:
 
 def make_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> LeanClient:
     """The sessions' HTTP client, for http:// and https:// alike (one transport, one pool)."""
-    return LeanClient(timeouts.connect, timeouts.idle, limits.connections, clock=clock)
+    return LeanClient(timeouts.connect, timeouts.idle, limits.connections, clock=clock, pin_address=limits.pin_address)
 
 
 async def run_load(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._record import SessionRecord
+from ..report.live_metrics import LiveSnapshot
 from ..verdict.intervals import merge_intervals
 from ..verdict.stats import CohortStats
 
@@ -79,6 +80,7 @@ class Progress:
     # a worker's live window (cohort -> CohortStats.to_dict()), sent only when the parent judges
     # abort-on-trigger on all workers' windows merged
     window: dict[str, dict[str, Any]] | None = None
+    metrics: LiveSnapshot | None = None  # live metrics (load/metrics.py), when served: the parent merges them
 
 
 def merge_progress(parts: list[Progress]) -> Progress:

@@ -29,10 +29,12 @@ from ..verdict.intervals import IntervalLog, merge_intervals
 from ..verdict.policy import DEFAULT_POLICY, Policy, check_triggers
 from ..verdict.stats import CohortStats, new_histogram, summarize_ms
 from .engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
+from .metrics import FORWARD, LiveProbe
 from .progress import LiveWindow, Progress, SustainedTrigger, merge_progress, progress_line
 
 if TYPE_CHECKING:
     from .cluster import ClusterOptions
+    from .metrics import MetricsSink
 
 __all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share", "merged_generator"]
 
@@ -66,6 +68,8 @@ class RunOptions:
     interval: float = 1.0
     judge: bool = True  # this process judges abort-on-trigger (False in workers: the parent judges the merge)
     cluster: ClusterOptions | None = None  # run the shares as Ray actors instead of forked workers
+    metrics: MetricsSink | None = None  # live metrics: each tick's snapshot goes here (load/metrics.py)
+    window: bool = True  # keep the live window when progress is reported (False: metrics alone need none)
 
 
 @dataclass
@@ -166,7 +170,8 @@ async def _measure(
     loop_lag = new_histogram()
     cpu_before, wall_before = _sched_ns(), time.perf_counter_ns()
     # the live window costs a few ms a second of loop time: only kept when someone looks at it
-    live = report is not None or opts.abort_on_trigger is not None
+    live = (report is not None and opts.window) or opts.abort_on_trigger is not None
+    probe = _live_probe(loop_lag) if opts.metrics is not None else None
     t0 = time.perf_counter()
 
     def sink(rec: SessionRecord) -> None:
@@ -188,15 +193,19 @@ async def _measure(
                 checkpoint(now, stats)
             if (why := nothing_connects(stats)) is not None:
                 control.stop(why)
-            if not live:
+            snap = probe.take(stats, control, achieved) if probe is not None else None
+            if snap is not None and opts.metrics is not None:
+                opts.metrics.publish(load.part, snap)
+            if not live and snap is None:
                 continue
-            current = window.stats(now)
+            current = window.stats(now) if live else {}
             fired, held = _judge_window(current, opts.policy, sustained, now)
             held = held if opts.abort_on_trigger and opts.judge else []
             if held:
                 control.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
             if report:
                 progress = _progress(load, control, stats, intervals.last_closed(now), now, achieved, fired)
+                progress.metrics = snap
                 if opts.abort_on_trigger is not None and not opts.judge:  # the parent judges the merged windows
                     progress = replace(progress, window={name: s.to_dict() for name, s in current.items()})
                 report(progress)
@@ -222,6 +231,20 @@ async def _measure(
     ivals = intervals.finish(time.perf_counter() - t0)
     cpu = _cpu_used(cpu_before, time.perf_counter_ns() - wall_before)
     return Measured(info, stats, ivals, _generator(stats, loop_lag, [cpu]))
+
+
+def _live_probe(loop_lag: HdrHistogram) -> LiveProbe:
+    """The live-metrics probe, judging saturation per interval by this module's rule (generator_block)."""
+    before, wall = _sched_ns(), time.perf_counter_ns()
+
+    def judge(loop_p99_ms: float, start_p99_ms: float) -> bool:
+        nonlocal before, wall
+        now = time.perf_counter_ns()
+        cpu = _cpu_used(before, now - wall)
+        before, wall = _sched_ns(), now
+        return bool(generator_block({"p99": loop_p99_ms}, {"p99": start_p99_ms}, cpu)["saturated"])
+
+    return LiveProbe(loop_lag, judge)
 
 
 def _progress(
@@ -449,6 +472,7 @@ def _worker(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     judged = opts.abort_on_trigger is not None
+    watched = bool(opts.progress) or judged  # else only metrics need reports, and no live window
     try:
 
         def report(progress: Progress) -> None:
@@ -462,9 +486,10 @@ def _worker(
             load,
             timeouts,
             limits,
-            replace(opts, judge=False),  # the parent judges abort-on-trigger on the merged windows
+            # the parent judges abort-on-trigger on the merged windows, and serves the merged metrics
+            replace(opts, judge=False, window=watched, metrics=FORWARD if opts.metrics else None),
             signals,
-            report if opts.progress or judged else None,
+            report if watched or opts.metrics else None,
             on_ready=lambda: out.put(("ready", part, None)),
         )
         out.put(("result", part, payload))
@@ -587,6 +612,8 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
             elif kind == "ready":
                 workers.now_ready(part)
             else:
+                if opts.metrics is not None and payload.metrics is not None:
+                    opts.metrics.publish(part, payload.metrics)
                 if judge is not None and not workers.stops and (held := judge.held(part, payload)):
                     workers.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
                 if show:

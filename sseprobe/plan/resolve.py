@@ -204,6 +204,7 @@ _SCENARIO_NAMES = {
     "grace_s": "grace",
     "abort_on_trigger_s": "abort_on_trigger",
     "max_duration_s": "max_duration",
+    "metrics_linger_s": "metrics_linger",
 }
 
 

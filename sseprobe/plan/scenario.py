@@ -63,6 +63,9 @@ _LOAD_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "max_sessions": ((int,), "a whole number >= 1 (sessions per cohort)"),
     "max_duration_s": ((int, float), "seconds > 0"),
     "traffic_rate": ((int, float), "sessions per second >= 0.001"),
+    "metrics_port": ((int,), "a TCP port 0-65535 (0: any free port)"),
+    "metrics_host": ((str,), "an address to listen on, e.g. 127.0.0.1"),
+    "metrics_linger_s": ((int, float), "seconds >= 0"),
 }
 _TIMEOUT_KEYS = {"connect_s": "connect_timeout", "idle_s": "idle_timeout", "session_s": "session_timeout"}
 _OPTION_OF = {
@@ -71,6 +74,7 @@ _OPTION_OF = {
     "grace_s": "grace",
     "abort_on_trigger_s": "abort_on_trigger",
     "max_duration_s": "max_duration",
+    "metrics_linger_s": "metrics_linger",
 }
 
 # option -> (lowest, highest, lowest allowed itself): every count, rate and time is finite and sane
@@ -95,6 +99,8 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "max_duration": (0, 1e7, False),
     # a rate below 1e-3/s (86 a day) projects a decision decades away, and 5e-324 divides by zero
     "traffic_rate": (1e-3, 1e9, True),
+    "metrics_port": (0, 65_535, True),
+    "metrics_linger": (0, 86_400, True),
 }
 
 

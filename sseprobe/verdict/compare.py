@@ -108,6 +108,7 @@ __all__ = [
     "SequentialPlan",
     "decided",
     "generator_band",
+    "overall_of",
 ]
 
 Level = Literal["GREEN", "YELLOW", "RED", "INCONCLUSIVE"]
@@ -1061,3 +1062,6 @@ def _overall(
     for t in fired_b:
         reasons.append(f"note: the baseline fires {t['name']} too ({t['reason']})")
     return overall, reasons
+
+
+overall_of = _overall  # the overall level and reasons of judged rows: for sources that judge rows their own way

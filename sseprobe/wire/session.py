@@ -112,6 +112,7 @@ class _Session:
         self.rec.status = resp.status
         if resp.tcp_ms is not None:  # this request opened the session's connection
             self.rec.tcp_ms, self.rec.tls_ms = resp.tcp_ms, resp.tls_ms
+            self.rec.address, self.rec.tls_resumed = resp.address, resp.tls_resumed
         return resp
 
     async def setup(self, plan: FlowPlan) -> FlowPlan:
