@@ -449,6 +449,7 @@ def main() -> int:
                 indent=1,
                 default=str,
             )
+            f.write("\n")  # a text file ends with a newline (.ci/leftovers.py)
     return 1 if failed else 0
 
 

@@ -13,20 +13,22 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from ._config import Limits, Timeouts
+from ._errors import MeasuredButFailed, UsageProblem
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
-from .load.metrics import DEFAULT_LINGER_S, Endpoint, LiveMetrics, serve
+from .load.metrics import Endpoint, LiveMetrics, serve
 from .load.runner import Measured, RunOptions, measure, merged_generator
 from .plan.cohorts import compare_cohorts, flow_config, parse_split, run_cohort, scaled
+from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
 from .plan.resolve import (
-    UsageProblem,
     build_limits,
     build_load,
     build_timeouts,
@@ -51,9 +53,11 @@ from .verdict.stats import CohortStats
 __all__ = [
     "MeasuredButFailed",
     "DEFAULTS",
+    "Options",
     "RunPlan",
     "Result",
     "plan_from",
+    "make_plan",
     "run",
     "compare",
     "flow_config",
@@ -65,68 +69,8 @@ __all__ = [
 
 Command = Literal["run", "compare"]
 
-# The built-in defaults of every option a plan reads; the command line declares the same (a test keeps them equal).
-DEFAULTS: dict[str, Any] = {
-    "scenario": None,
-    "sessions": None,
-    "duration": None,
-    "concurrency": 10,
-    "think": 0.0,
-    "rate": None,
-    "poisson": None,
-    "seed": None,
-    "max_in_flight": 15_000,
-    "workers": None,
-    "cluster": None,
-    "workers_per_node": None,
-    "on_node_loss": None,  # abort, with --cluster
-    "abort_on_trigger": None,
-    "connect_timeout": 10.0,
-    "idle_timeout": 60.0,
-    "session_timeout": 330.0,
-    "grace": 30.0,
-    "connections": 0,
-    "max_line": 1 << 20,
-    "policy_file": None,
-    "out": None,
-    "as_json": False,
-    "quiet": False,
-    "app": "vana",
-    "user_prefix": "sseprobe",
-    "messages": ("test",),
-    "session_create": "auto",
-    "legacy_stream": "run",
-    "headers": (),
-    "bearer_env": None,
-    "bearer_file": None,
-    "ca_file": None,
-    "insecure": False,
-    "cert": None,
-    "key": None,
-    "html_path": None,
-    # compare
-    "canonical_url": None,
-    "legacy_url": None,
-    "split": None,
-    "until_decided": False,
-    "look_every": 100,
-    "max_sessions": 20_000,
-    "max_duration": None,
-    "traffic_rate": None,
-    # live metrics (run and compare)
-    "metrics_port": None,
-    "metrics_host": "127.0.0.1",
-    "metrics_linger": DEFAULT_LINGER_S,
-    # run
-    "flow": None,
-    "url": None,
-    "method": "GET",
-    "body": None,
-    "body_file": None,
-    "complete_on": None,
-    "first_answer_event": None,
-    "first_answer_field": None,
-}
+# The built-in defaults of every option a plan reads, as a dict (a Python caller's view of OPTIONS).
+DEFAULTS: dict[str, Any] = {f.name: getattr(OPTIONS, f.name) for f in fields(Options)}
 
 
 @dataclass(frozen=True)
@@ -203,34 +147,56 @@ def plan_from(
     command: Command = "compare",
     defaults: Mapping[str, Any] | None = None,
 ) -> RunPlan:
-    """The plan: built-in default < ``defaults`` < scenario < ``overrides``. Bad input raises UsageProblem."""
-    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
-        overrides = {"scenario": str(scenario), **overrides}
-        scenario = read_scenario(str(scenario))
-    unknown = set(overrides) - DEFAULTS.keys()
-    if unknown:
+    """The plan: built-in default < scenario < ``overrides`` (each key counts as given explicitly).
+    Bad input raises UsageProblem. ``defaults`` (deprecated: build an :class:`Options` and call
+    :func:`make_plan`) lays values under the scenario as if they were built-in defaults."""
+    if defaults is not None:
+        warnings.warn(
+            "plan_from(defaults=...) is deprecated: make_plan(scenario, Options(...), given)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    base = options_from(defaults or {})
+    return make_plan(scenario, options_from(overrides, base), frozenset(overrides), command)
+
+
+def make_plan(
+    scenario: Scenario | str | Path | None,
+    options: Options = OPTIONS,
+    given: Collection[str] = (),
+    command: Command = "compare",
+) -> RunPlan:
+    """The plan: built-in default < scenario < the ``options`` named in ``given`` (set explicitly: a flag
+    on the command line, a key in a caller's overrides). Bad input raises UsageProblem."""
+    given = frozenset(given)
+    if unknown := given - OPTION_NAMES:
         raise UsageProblem(f"unknown option(s): {', '.join(sorted(unknown))}")
-    params = {**DEFAULTS, **(defaults or {}), **overrides}
-    given = set(overrides)
+    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
+        options, given = replace(options, scenario=str(scenario)), given | {"scenario"}
+        scenario = read_scenario(str(scenario))
     notes: list[str] = []
-    o = resolve(params, given, scenario)
-    policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
-    until = until_decided_from(o, given, command, bool(scenario and scenario.phases), notes)
+    resolved = resolve(options, given, scenario)
+    policy = read_policy(options.policy_file or (scenario.policy if scenario else None))
+    phases = scenario.phases if scenario else ()
+    until, o = until_decided_from(resolved.options, given, resolved.chosen, command, bool(phases), notes)
     if until is not None:
-        o["sessions"] = until.look_every  # one batch's worth per cohort: the plan's load is a batch
+        o = replace(o, sessions=until.look_every)  # one batch's worth per cohort: the plan's load is a batch
+    split = parse_split(options.split) if command == "compare" else (1.0, 1.0)
     if command == "compare":
-        split = parse_split(params["split"])
-        cohorts = compare_cohorts(params, given, scenario, split, notes)
+        cohorts = compare_cohorts(options, given, scenario, split, notes)
         n = len(cohorts)  # load options are per cohort
-        for key in ("sessions", "concurrency", "rate"):
-            if o.get(key) is not None:
-                o[key] = o[key] * n
-        load = build_load(o, tuple(scaled(p, n) for p in scenario.phases) if scenario else ())
+        o = replace(
+            o,
+            sessions=None if o.sessions is None else o.sessions * n,
+            concurrency=o.concurrency * n,
+            rate=None if o.rate is None else o.rate * n,
+        )
+        phases = tuple(scaled(p, n) for p in phases)
     else:
-        cohorts = (run_cohort(params, given, scenario, notes),)
-        load = build_load(o, scenario.phases if scenario else ())
+        cohorts = (run_cohort(options, given, scenario, notes),)
+    load = build_load(o, phases, resolved.closed_model)
     timeouts, limits = build_timeouts(o), build_limits(o)
-    run_opts, load, out = prepare_run(o, policy, load, limits, command, params["html_path"], notes)
+    run_opts, load, out = prepare_run(o, policy, load, limits, command, options.html_path, notes, resolved.chosen)
     config: dict[str, Any] = {"command": command}
     if command == "compare":
         config["split"] = list(split)
@@ -238,8 +204,8 @@ def plan_from(
     config["load"] = load_config(o, load, timeouts, run_opts.workers)
     if until is not None:
         config["until_decided"] = vars(until).copy()
-    if o.get("traffic_rate") is not None:
-        config["traffic_rate"] = o["traffic_rate"]
+    if o.traffic_rate is not None:
+        config["traffic_rate"] = o.traffic_rate
     return RunPlan(
         command=command,
         cohorts=cohorts,
@@ -249,26 +215,27 @@ def plan_from(
         policy=policy,
         options=run_opts,
         out=out,
-        html=params["html_path"],
-        as_json=bool(o["as_json"]),
+        html=options.html_path,
+        as_json=bool(o.as_json),
         config=config,
         notes=tuple(notes),
         until_decided=until,
-        traffic_rate=o.get("traffic_rate"),
-        metrics=_endpoint(o),
+        traffic_rate=o.traffic_rate,
+        metrics=_endpoint(o, resolved.chosen),
     )
 
 
-def _endpoint(o: Mapping[str, Any]) -> Endpoint | None:
-    """The live-metrics endpoint asked for (``--metrics-port``), or None."""
-    if o.get("metrics_port") is None:
-        if o.get("metrics_host") != DEFAULTS["metrics_host"] or o.get("metrics_linger") != DEFAULTS["metrics_linger"]:
+def _endpoint(o: Options, chosen: Collection[str]) -> Endpoint | None:
+    """The live-metrics endpoint asked for (``--metrics-port``), or None; its companions set (``chosen``)
+    without it are refused."""
+    if o.metrics_port is None:
+        if {"metrics_host", "metrics_linger"} & set(chosen):
             raise UsageProblem("--metrics-host and --metrics-linger need --metrics-port")
         return None
-    host = str(o["metrics_host"]).strip()
+    host = str(o.metrics_host).strip()
     if not host:
         raise UsageProblem("--metrics-host: give an address to listen on, e.g. 127.0.0.1")
-    return Endpoint(int(o["metrics_port"]), host, float(o["metrics_linger"]))
+    return Endpoint(int(o.metrics_port), host, float(o.metrics_linger))
 
 
 @contextlib.contextmanager
@@ -341,16 +308,6 @@ def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result
         extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
         doc = _document(plan, measured, {}, verdict, extra)
         return Result(plan, measured, doc, verdict.triggers, verdict, extra)
-
-
-class MeasuredButFailed(Exception):
-    """Judging or documenting what was measured failed (a fault of ours): ``document`` holds every
-    cohort as measured, without a verdict, for the caller to write, and ``out`` where it was asked for.
-    Measured results are never lost to a failure that comes after them."""
-
-    def __init__(self, document: dict[str, Any], out: str | None, cause: BaseException) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.document, self.out = document, out
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from sseprobe.load.cluster import INSTALL_HINT, LateStart, ShareActor, best_prob
 from sseprobe.load.engine import CohortSpec, Load
 from sseprobe.load.runner import RunOptions
 
-from .conftest import CLI, sseprobe, target_process
+from .conftest import CLI, in_process, sseprobe, target_process
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +81,11 @@ def test_bad_cluster_values_are_refused(value: str) -> None:
     assert "secret" not in str(exc.value)
 
 
-def test_bad_cluster_flag_is_one_line_exit_3() -> None:
-    r = sseprobe("run", "--flow", "canonical", "--url", "http://127.0.0.1:9", "--cluster", "kube")
-    assert r.returncode == 3 and r.stderr.count("\n") == 1 and "--cluster" in r.stderr
+def test_bad_cluster_flag_is_one_line_exit_3(capfd: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = in_process(
+        capfd, "run", "--flow", "canonical", "--url", "http://127.0.0.1:9", "--cluster", "kube"
+    )
+    assert code == 3 and err.count("\n") == 1 and "--cluster" in err
 
 
 def test_without_ray_cluster_says_how_to_install(tmp_path: Path) -> None:
@@ -130,7 +132,8 @@ def test_local_2_gives_the_totals_and_percentiles_of_workers_2(
 def test_a_late_actor_refuses_to_run(ray_address: str, target: str) -> None:
     import ray
 
-    actor = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0, max_concurrency=4)(ShareActor).remote()
+    options = {"num_cpus": 1, "max_restarts": 0, "max_task_retries": 0, "max_concurrency": 4}
+    actor = ray.remote(**options)(ShareActor).remote()  # type: ignore[call-overload]
     try:
         cohorts = [CohortSpec("canonical", FlowOptions(flow="canonical", url=target))]
         late_start = time.time() - 2.0

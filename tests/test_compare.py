@@ -23,7 +23,6 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.power import DISTRIBUTIONS, Fixed, fixed_trials, sequential_trials
 from sseprobe.report.verdict_text import render_verdict
 from sseprobe.verdict.compare import (
     EXIT_CODES,
@@ -43,6 +42,7 @@ from sseprobe.verdict.compare import (
 )
 from sseprobe.verdict.policy import DEFAULT_POLICY, MetricRule, Policy
 from sseprobe.verdict.stats import CohortStats, histogram_arrays, new_histogram
+from testsupport.power import DISTRIBUTIONS, Fixed, fixed_trials, sequential_trials
 
 ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
 
@@ -329,7 +329,8 @@ def test_higher_is_better_quantile_regresses_downwards() -> None:
     only = replace(DEFAULT_POLICY, metrics=(rule,), triggers=())
     rng = np.random.default_rng(18)
     v = compare(cohort(rng, 3000), cohort(rng, 3000, scale=0.8), only)
-    assert v.metrics[0].level == "RED" and v.metrics[0].change < -0.15 and v.overall == "RED"
+    change = v.metrics[0].change
+    assert v.metrics[0].level == "RED" and change is not None and change < -0.15 and v.overall == "RED"
     assert compare(cohort(rng, 3000), cohort(rng, 3000, scale=1.25), only).overall == "GREEN"
 
 
@@ -346,7 +347,7 @@ def test_small_rate_changes_are_not_x_percent_worse() -> None:
     assert compare(_rates(1000, 1), _rates(1000, 2), only).metrics[0].level in ("GREEN", "INCONCLUSIVE")
     assert compare(_rates(1000, 1), _rates(1000, 2), only).overall != "RED"
     m = compare(_rates(10**6, 1000), _rates(10**6, 2000), only).metrics[0]
-    assert m.level == "GREEN" and m.ci[1] < 0  # significant, yet within GREEN
+    assert m.level == "GREEN" and m.ci[1] is not None and m.ci[1] < 0  # significant, yet within GREEN
     # +1.5 pp at 5,000 sessions is real and past +1 pp: YELLOW; +3 pp: RED
     assert compare(_rates(5000, 25), _rates(5000, 100), only).metrics[0].level == "YELLOW"
     assert compare(_rates(5000, 25), _rates(5000, 175), only).metrics[0].level == "RED"
@@ -394,7 +395,7 @@ def test_comparison_modules_are_pure() -> None:
 
 # --- calibration: the bars, by simulation ------------------------------------------------------
 #
-# bench/power.py simulates the four TTFE shapes (lognormal sigma 0.3 / 0.6, bimodal with 5 % of
+# testsupport/power.py simulates the four TTFE shapes (lognormal sigma 0.3 / 0.6, bimodal with 5 % of
 # sessions 4x slower, lognormal 0.3 on a 10 ms clock) into real HdrHistograms; every trial goes
 # through compare() / compare_sequential(). Seeds are fixed, so each proportion below is
 # deterministic; trial counts are sized so that a bar could not be met by luck where the
@@ -430,7 +431,7 @@ def test_a_a_false_alarms_stay_within_the_family_wise_level(dist: str) -> None:
     2 %, so each cell is checked where the count means something: at confidence 0.90 (10 %),
     80 runs at each of 500 / 2,000 / 8,000 must show <= 10 % (a 2x miscalibration would show ~16
     in 80). The default level is then a matter of the same construction with a smaller alpha;
-    bench/power.py measures it at 400 runs a cell (README table)."""
+    testsupport/power.py measures it at 400 runs a cell (README table)."""
     for n in (500, 2000, 8000):
         r = fixed(dist, n, 80, 31 + n, policy=LOOSE)
         assert alarms(r.overall) <= 8, (n, r.overall)

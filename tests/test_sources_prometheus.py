@@ -33,7 +33,7 @@ COARSE = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.in
 
 def _cumulative(edges: tuple[float, ...], n: int, median_s: float, sigma: float = 0.25) -> list[tuple[float, float]]:
     """n requests of a lognormal latency, as a histogram's cumulative bucket counts."""
-    out = []
+    out: list[tuple[float, float]] = []
     for e in edges:
         cdf = 1.0 if math.isinf(e) else 0.5 * (1 + math.erf(math.log(e / median_s) / (sigma * math.sqrt(2))))
         out.append((e, round(n * cdf)))

@@ -2,7 +2,7 @@
 against the built-in target, plus its input checks and its bookkeeping.
 
 The statistics themselves (false alarms over 200 looks, sessions a regression takes) are simulated
-in tests/test_compare.py through the same ``Looks`` the command uses (bench/power.py).
+in tests/test_compare.py through the same ``Looks`` the command uses (testsupport/power.py).
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.power import DISTRIBUTIONS, grow
-from sseprobe import plan_from
-from sseprobe.plan.resolve import UsageProblem
+from sseprobe import UsageProblem, plan_from
 from sseprobe.report.verdict_text import render_sequential
-from sseprobe.verdict.compare import SequentialPlan, compare_sequential, decided
+from sseprobe.verdict.compare import Level, SequentialPlan, compare_sequential, decided
 from sseprobe.verdict.policy import DEFAULT_POLICY
 from sseprobe.verdict.sequential import Looks, UntilDecided, time_to_decide
 from sseprobe.verdict.stats import CohortStats
+from testsupport.power import DISTRIBUTIONS, grow
 
 from .conftest import AB_KNOBS as KNOBS
 from .conftest import BASE_MS, CLI, in_process, sseprobe, target_process
@@ -201,7 +200,7 @@ def test_scenario_keys_and_an_explicit_flag_over_a_scenarios_end(tmp_path: Path)
         plan_from(None, {"flow": "canonical", "url": urls["legacy_url"], "until_decided": True}, "run")
 
 
-def _raw_sequential(seed: int, dist: str, scale: float, plan: SequentialPlan) -> tuple[int, str, list[str]]:
+def _raw_sequential(seed: int, dist: str, scale: float, plan: SequentialPlan) -> tuple[int, Level, list[Level]]:
     """compare_sequential looked at directly, batch after batch: (sessions, level, levels per look)."""
     rng = np.random.default_rng(seed)
     b, c = CohortStats(flow="sim"), CohortStats(flow="sim")

@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from .._api import compare as compare_live
-from .._api import plan_from, serving
-from ..report.document import ResultsError, build_document, cohort_from_document, read_documents
+from .._api import make_plan, serving
+from ..report.document import build_document, cohort_from_document, read_documents
 from ..report.verdict_text import render_verdict
 from ..verdict.compare import Verdict, compare, generator_band
 from ..verdict.policy import Policy
@@ -25,7 +25,7 @@ from ._common import (
     check_outputs,
     flow_options,
     load_options,
-    overrides,
+    planned,
     read_policy,
     read_scenario,
     sequential_options,
@@ -54,17 +54,14 @@ def _offline(
     as_json: bool,
     html: str | None = None,
 ) -> int:
-    try:
-        docs = read_documents(files)
-        refuse_bucketed(docs, files)  # Prometheus documents hold bucket edges: cli/_sources.py
-        if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
-            b_name, base = cohort_from_document(docs[0], base_cohort or "legacy", files[0])
-            c_name, cand = cohort_from_document(docs[0], cand_cohort or "canonical", files[0])
-        else:
-            b_name, base = cohort_from_document(docs[0], base_cohort, files[0])
-            c_name, cand = cohort_from_document(docs[1], cand_cohort, files[1])
-    except ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
+    docs = read_documents(files)
+    refuse_bucketed(docs, files)  # Prometheus documents hold bucket edges: cli/_sources.py
+    if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
+        b_name, base = cohort_from_document(docs[0], base_cohort or "legacy", files[0])
+        c_name, cand = cohort_from_document(docs[0], cand_cohort or "canonical", files[0])
+    else:
+        b_name, base = cohort_from_document(docs[0], base_cohort, files[0])
+        c_name, cand = cohort_from_document(docs[1], cand_cohort, files[1])
     band = max(generator_band(doc.get("generator")) for doc in docs)  # either side's late clock blurs the change
     verdict = compare(base, cand, policy, generator_error_ms=band)
     text = _print_verdict(verdict, f"baseline ({b_name})", f"candidate ({c_name})", as_json)
@@ -154,8 +151,8 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             params["as_json"],
             params["html_path"],
         )
-    given, defaults = overrides(ctx, params)
-    plan = plan_from(scenario, given, "compare", defaults)
+    options, given = planned(ctx, params)
+    plan = make_plan(scenario, options, given, "compare")
     say_notes(plan)
     with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
         result = compare_live(plan)

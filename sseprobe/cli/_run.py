@@ -10,12 +10,13 @@ from typing import Any
 
 import click
 
-from .._api import RunPlan, plan_from, run, serving
+from .._api import RunPlan, make_plan, run, serving
 from .._config import FLOWS
 from ..load.engine import RunInfo
+from ..plan.options import OPTIONS
 from ..report.document import default_out_path, dumps, write_with_fallback
 from ..verdict.compare import GENERATOR_ADVICE
-from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, overrides
+from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, planned
 from ._report import attach_html
 
 __all__ = ["run_cmd", "emit", "said_interrupted", "say_notes", "held_signals"]
@@ -85,7 +86,7 @@ _STOPS = (signal.SIGINT, signal.SIGTERM)
 )
 @click.option("--url", default=None, help="Base URL of the service (canonical, legacy) or the full SSE URL (generic).")
 @flow_options
-@click.option("--method", default="GET", show_default=True, help="Generic flow: HTTP method.")
+@click.option("--method", default=OPTIONS.method, show_default=True, help="Generic flow: HTTP method.")
 @click.option("--body", default=None, help="Generic flow: request body (text).")
 @click.option(
     "--body-file", type=click.Path(dir_okay=False), default=None, help="Generic flow: request body read from a file."
@@ -114,8 +115,8 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
     trigger fires, 3 when nothing could be measured, the run was interrupted, or the only
     triggers are generator-bound (latency a saturated generator's own lag could explain), else 0.
     """
-    given, defaults = overrides(ctx, params)
-    plan = plan_from(params["scenario"], given, "run", defaults)
+    options, given = planned(ctx, params)
+    plan = make_plan(options.scenario, options, given, "run")
     say_notes(plan)
     with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
         result = run(plan)

@@ -48,7 +48,7 @@ GLOBAL_HELP = {
     "legacy_model_window_s": "(vana-real) the model limiter's window (s)",
     "legacy_model_wait_s": "(vana-real) how long a run beyond the limit waits before 'Rate limiter timeout' (s)",
 }
-_TYPES: dict[str, Any] = {"profile": click.Choice(PROFILES), "model_delay_ms": float}
+_TYPES: dict[str, click.ParamType[Any] | type] = {"profile": click.Choice(PROFILES), "model_delay_ms": float}
 COHORTS = ("canonical", "legacy")
 
 

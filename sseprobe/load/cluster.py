@@ -22,9 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
-
 from .._config import Limits, Timeouts
+from .._errors import SseprobeError
 from .._redact import redact_url
 from ..verdict.stats import CohortStats, new_histogram
 from .engine import CohortSpec, Load, RunControl, RunInfo
@@ -53,10 +52,8 @@ CLOCK_PROBES = 5
 NODE_LOSS = ("abort", "continue")
 
 
-class ClusterError(click.ClickException):
+class ClusterError(SseprobeError, RuntimeError):
     """The cluster could not be used (not installed, not reachable, too small): one line, exit 3."""
-
-    exit_code = 3
 
 
 class LateStart(RuntimeError):
@@ -528,7 +525,7 @@ def measure_cluster(
         follow.shares = _start_actors(ray, _placement(ray, copts.workers_per_node))
         _prepare(ray, follow.shares, cohorts)
         if follow.stops:  # interrupted while starting, placing or preparing: nothing has run, nothing to keep
-            raise click.exceptions.Abort()
+            raise KeyboardInterrupt  # as a Ctrl-C anywhere else: nothing measured, exit 3
         start_at = time.time() + START_LEAD_S + max(s.rtt_s for s in follow.shares)
         watched = bool(opts.progress) or opts.abort_on_trigger is not None
         metrics = FORWARD if opts.metrics is not None else None  # the driver serves the merged view

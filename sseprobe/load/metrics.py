@@ -25,6 +25,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from prometheus_client import CollectorRegistry, start_http_server
 
+from .._config import METRICS_LINGER_S
 from ..report.live_metrics import (
     LiveCohort,
     LiveHistogram,
@@ -41,8 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_LINGER_S", "Endpoint", "FORWARD", "LiveMetrics", "LiveProbe", "MetricsSink", "cannot_bind", "serve"]
 
-# A little over one scrape interval (Prometheus' default is 15 s): the last values are scraped once at least
-DEFAULT_LINGER_S = 16.0
+DEFAULT_LINGER_S = METRICS_LINGER_S  # see sseprobe/_config.py
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from hdrh.histogram import HdrHistogram
 
 from .._config import Limits, Timeouts
+from .._errors import SseprobeError
 from .._outcomes import Outcome
 from .._record import SessionRecord
 from .._redact import redact_url
@@ -36,7 +37,16 @@ if TYPE_CHECKING:
     from .cluster import ClusterOptions
     from .metrics import MetricsSink
 
-__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share", "merged_generator"]
+__all__ = [
+    "Measured",
+    "RunOptions",
+    "RunFailure",
+    "measure",
+    "default_workers",
+    "run_share",
+    "measure_share",
+    "merged_generator",
+]
 
 # Loop lag p99 above this while sessions are in flight: the generator's own timing is late. Measured on a
 # 2-core machine against the built-in target on the same cores: the demo and the shipped scenarios 2.8-10.6 ms
@@ -433,7 +443,33 @@ def run_share(
     checkpoint: Callable[[float, dict[str, CohortStats]], None] | None = None,
 ) -> dict[str, Any]:
     """One share of the load, run to its end: the payload a forked worker or a Ray actor ships back."""
-    m = run(
+    m = measure_share(
+        part, parts, cohorts, load, timeouts, limits, opts, signals, report, on_ready, control, checkpoint
+    )
+    return {
+        "info": m.info,
+        "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
+        "intervals": m.intervals,
+        "generator": m.generator,
+    }
+
+
+def measure_share(
+    part: int,
+    parts: int,
+    cohorts: Sequence[CohortSpec],
+    load: Load,
+    timeouts: Timeouts,
+    limits: Limits,
+    opts: RunOptions,
+    signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
+    report: Callable[[Progress], None] | None,
+    on_ready: Callable[[], None] | None = None,
+    control: RunControl | None = None,
+    checkpoint: Callable[[float, dict[str, CohortStats]], None] | None = None,
+) -> Measured:
+    """One share of the load, run to its end in this process (no progress of its own)."""
+    return run(
         _measure(
             cohorts,
             _worker_load(load, part, parts),
@@ -447,12 +483,6 @@ def run_share(
             checkpoint,
         )
     )
-    return {
-        "info": m.info,
-        "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
-        "intervals": m.intervals,
-        "generator": m.generator,
-    }
 
 
 def _worker(
@@ -675,7 +705,7 @@ def _worker_failure(errors: list[str]) -> str | None:
     return f"{errors[0][:160]}{more}"
 
 
-class RunFailure(RuntimeError):
+class RunFailure(SseprobeError, RuntimeError):
     """The run itself could not happen (every worker failed): a failure of sseprobe, exit 3."""
 
 

@@ -31,12 +31,13 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .._api import MeasuredButFailed, plan_from
 from .._api import compare as compare_live
+from .._api import make_plan
 from .._config import FlowName, FlowOptions
+from .._errors import MeasuredButFailed, SseprobeError, UsageProblem
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
-from ..plan.resolve import UsageProblem
+from ..plan.options import Options, options_from
 from ..plan.scenario import BOUNDS, Scenario, ScenarioError, load_scenario, out_of_bounds
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import CohortRow, History, HistoryError, PassRow
@@ -79,7 +80,7 @@ TARGETS = (
 )
 
 
-class MonitorError(ValueError):
+class MonitorError(SseprobeError, ValueError):
     """The pass cannot run (bad config, lock held, no baseline to save): one line, exit 3."""
 
 
@@ -314,15 +315,15 @@ class Probe:
 
 def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path: Path | None) -> Probe:
     """Run the comparison through the library (one worker, no progress) and write its results document."""
-    given: dict[str, Any] = {
-        "canonical_url": cfg.canonical_url,
-        "legacy_url": cfg.legacy_url,
-        "quiet": True,
-        "out": str(out),
-        "workers": 1,
-        "user_prefix": "sseprobe-monitor",
-    }
-    optional = {
+    always = Options(
+        canonical_url=cfg.canonical_url,
+        legacy_url=cfg.legacy_url,
+        quiet=True,
+        out=str(out),
+        workers=1,
+        user_prefix="sseprobe-monitor",
+    )
+    optional: dict[str, object] = {
         "scenario": str(cfg.scenario) if cfg.scenario else None,
         "sessions": cfg.sessions,
         "concurrency": cfg.concurrency,
@@ -336,15 +337,16 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
         "max_duration": cfg.max_duration_s,
         "traffic_rate": cfg.traffic_rate,
     }
-    given.update({k: v for k, v in optional.items() if v})
+    configured = {k: v for k, v in optional.items() if v}  # what the config sets; the rest: defaults
     metrics = {
         "metrics_port": cfg.metrics_port,
         "metrics_host": cfg.metrics_host,
         "metrics_linger": cfg.metrics_linger_s,
     }
-    given.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
+    configured.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
+    given = frozenset({"canonical_url", "legacy_url", "quiet", "out", "workers", "user_prefix", *configured})
     try:
-        result = compare_live(plan_from(scenario, given, "compare"), progress=None)
+        result = compare_live(make_plan(scenario, options_from(configured, always), given, "compare"), progress=None)
     except UsageProblem as exc:
         return Probe(3, None, str(exc))
     except MeasuredButFailed as exc:  # measured, then judging failed: the measurement is kept all the same

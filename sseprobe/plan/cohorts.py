@@ -3,15 +3,17 @@ document may say (never a secret)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
 from .._config import FlowOptions
+from .._errors import UsageProblem
 from .._redact import redact_url
 from ..load.engine import CohortSpec
 from ..load.pacer import Phase
-from .resolve import UsageProblem, flow_from, public_headers, read_small_text, tls_config
+from .options import Options
+from .resolve import flow_from, public_headers, read_small_text, tls_config
 from .scenario import Scenario
 
 __all__ = ["compare_cohorts", "run_cohort", "scenario_cohort", "scaled", "parse_split", "flow_config"]
@@ -20,8 +22,8 @@ MAX_BODY_FILE = 16 << 20  # a request body for the generic flow
 
 
 def compare_cohorts(
-    params: Mapping[str, Any],
-    given: set[str],
+    params: Options,
+    given: Collection[str],
     scenario: Scenario | None,
     split: tuple[float, float],
     notes: list[str],
@@ -31,23 +33,23 @@ def compare_cohorts(
     for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
         c = sc.get(name)
         values = c.values if c else {}
-        weight = share if params["split"] is not None or c is None else c.weight
+        weight = share if params.split is not None or c is None else c.weight
         flow = values.get("flow", name)
-        opts = flow_from(params, given, values, flow, params[url_opt], f"--{name}", notes)
+        opts = flow_from(params, given, values, flow, getattr(params, url_opt), f"--{name}", notes)
         specs.append(CohortSpec(name, opts, weight))
     return tuple(specs)
 
 
-def run_cohort(params: Mapping[str, Any], given: set[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
-    flow, sc_values = scenario_cohort(scenario, params["flow"])
+def run_cohort(params: Options, given: Collection[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
+    flow, sc_values = scenario_cohort(scenario, params.flow)
     if flow is None:
         raise UsageProblem("--flow is required (canonical, legacy or generic)")
-    if params["body_file"] is not None:
+    if params.body_file is not None:
         try:
-            params = {**params, "body": read_small_text(params["body_file"], MAX_BODY_FILE, "--body-file")}
+            params = replace(params, body=read_small_text(params.body_file, MAX_BODY_FILE, "--body-file"))
         except OSError as exc:
-            raise UsageProblem(f"--body-file: cannot read {params['body_file']}: {exc.strerror or exc}") from None
-    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params["url"], notes=notes))
+            raise UsageProblem(f"--body-file: cannot read {params.body_file}: {exc.strerror or exc}") from None
+    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params.url, notes=notes))
 
 
 def scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:

@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from .._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
+from .._errors import SseprobeError
 from .._redact import SECRET_HEADERS
 from .._toml import StrictReader, read_toml
 from ..load.pacer import Phase
 
-__all__ = ["BOUNDS", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
+__all__ = ["BOUNDS", "LoadValue", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(SseprobeError, ValueError):
     """One line: file, key, what was expected."""
+
+
+LoadValue = int | float | bool | str  # a [load] or [timeouts] value: a TOML scalar, checked and bounded
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class ScenarioCohort:
 class Scenario:
     path: str
     description: str = ""
-    load: dict[str, Any] = field(default_factory=dict)  # option name -> value (sessions, rate, ...)
+    load: dict[str, LoadValue] = field(default_factory=dict)  # option name -> value (sessions, rate, ...)
     phases: tuple[Phase, ...] = ()
     cohorts: tuple[ScenarioCohort, ...] = ()
     policy: str | None = None  # path of a policy TOML file, relative to the scenario's folder

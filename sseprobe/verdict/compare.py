@@ -8,8 +8,8 @@ What decides (regression scale: positive = worse; y, r = the policy's YELLOW / R
   and the estimate past r. YELLOW: the same with the estimate past y.
 * GREEN: no alarm, and the upper bound at the policy's ``power`` (one-sided 80 %) at or
   below r: a regression exactly at the RED limit is called GREEN at most 1 - power of the
-  time. (It used to be "the expected interval is narrow enough", which at lognormal sigma 0.6
-  needed ~5,000 sessions per cohort to call an unchanged service GREEN.)
+  time. (Not "the expected interval is narrow enough": at lognormal sigma 0.6 that needs ~5,000
+  sessions per cohort to call an unchanged service GREEN.)
 * INCONCLUSIVE otherwise, with sessions_needed: the per-cohort size at which an unchanged
   service would be called GREEN about nine times in ten, from the observed spread.
 
@@ -62,7 +62,7 @@ Sequential
 at the first ``decided`` verdict: SequentialPlan spends the false-alarm budget evenly over every
 look and the power budget over a sparse ladder of GREEN looks, so neither guarantee depends on
 how often it looked. Measured by simulation: README "How compare decides", tests/test_compare.py,
-bench/power.py.
+testsupport/power.py (``python -m bench.power``).
 """
 
 from __future__ import annotations
@@ -883,16 +883,14 @@ def compare(
     candidate: CohortStats,
     policy: Policy = DEFAULT_POLICY,
     *,
-    rng_seed: int = 0,
     generator_error_ms: float = 0.0,
 ) -> Verdict:
     """Judge candidate against baseline. Never raises on empty or odd cohorts: INCONCLUSIVE instead.
+    Deterministic: the same cohorts and policy give the same verdict (no resampling, no seed).
 
     ``generator_error_ms``: how late the generator itself may have stamped any latency
-    (``generator_band``); 0 judges the latencies as measured. ``rng_seed`` is accepted for API
-    stability; the method uses no randomness.
+    (``generator_band``); 0 judges the latencies as measured.
     """
-    del rng_seed
     ctx = replace(_context(policy), band_ms=_checked_band(generator_error_ms))
     return _judge_all(baseline, candidate, policy, ctx)
 

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._errors import SseprobeError
 from .._toml import StrictReader, read_toml
 from .stats import HISTOGRAMS, CohortStats, histogram_arrays
 
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-class PolicyError(ValueError):
+class PolicyError(SseprobeError, ValueError):
     """A policy file is unreadable or wrong; the message names the file, the key and what was expected."""
 
 
