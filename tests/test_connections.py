@@ -96,3 +96,15 @@ def test_new_connections_take_turns_over_the_addresses_of_a_name() -> None:
     port, pinned, hits = asyncio.run(go(pin=True))
     assert hits == {"127.0.0.1": 6}
     assert {a for a, _ in pinned} == {f"127.0.0.1:{port}"}
+
+
+def test_the_plan_carries_the_connection_knobs_into_the_client_and_the_document() -> None:
+    import sseprobe
+
+    base = {"flow": "canonical", "url": "https://127.0.0.1:9/", "ca_file": client_tls().ca_file, "quiet": True}
+    warm = sseprobe.plan_from(None, base, "run")
+    assert warm.cohorts[0].options.tls.resume is True and warm.limits.pin_address is False
+    assert warm.config["cohorts"]["canonical"]["tls"]["resume"] is True
+    cold = sseprobe.plan_from(None, {**base, "tls_resume": False, "pin_address": True}, "run")
+    assert cold.cohorts[0].options.tls.resume is False and cold.limits.pin_address is True
+    assert cold.config["cohorts"]["canonical"]["tls"]["resume"] is False

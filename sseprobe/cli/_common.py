@@ -253,6 +253,13 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 help="Cap on open connections (0: unlimited; one stream holds one).",
             ),
             click.option(
+                "--pin-address",
+                is_flag=True,
+                default=OPTIONS.pin_address,
+                help="Every new connection to the first address a host name resolves to (default: its "
+                "addresses take turns, as several A records spread a service's clients).",
+            ),
+            click.option(
                 "--max-line",
                 type=int,
                 callback=_bounded,
@@ -442,6 +449,12 @@ _TLS_OPTIONS = [
     ),
     click.option(
         "--key", type=click.Path(dir_okay=False), default=None, help="https: its private key, if not in --cert."
+    ),
+    click.option(
+        "--tls-resume/--no-tls-resume",
+        default=OPTIONS.tls_resume,
+        help="https: a new connection resumes the TLS session of an earlier one to the same host, as browsers "
+        "do (default); --no-tls-resume: a full handshake every time.",
     ),
 ]
 

@@ -45,6 +45,7 @@ class Options:
     session_timeout: float = 330.0
     grace: float = 30.0
     connections: int = 0  # 0: unlimited
+    pin_address: bool = False  # every new connection to a name's first address (default: they take turns)
     max_line: int = 1 << 20
     # judging and output
     policy_file: str | None = None
@@ -65,6 +66,7 @@ class Options:
     insecure: bool = False
     cert: str | None = None
     key: str | None = None
+    tls_resume: bool = True  # a new connection resumes the origin's TLS session, as browsers do
     # compare
     canonical_url: str | None = None
     legacy_url: str | None = None

@@ -166,10 +166,13 @@ def build_tls(
     key: str | None = None,
     notes: list[str] | None = None,
     url: str | None = None,
+    tls_resume: bool = True,
 ) -> TLSOptions:
     """The TLS options, with their files read once now (a bad file is bad input, not a run of
     connect errors); --insecure is announced once (and not for an ``http://`` URL, which it cannot touch)."""
-    tls = _value_object(lambda: TLSOptions(ca_file=ca_file, insecure=bool(insecure), cert=cert, key=key))
+    tls = _value_object(
+        lambda: TLSOptions(ca_file=ca_file, insecure=bool(insecure), cert=cert, key=key, resume=bool(tls_resume))
+    )
     _value_object(lambda: tls_context(tls))
     if tls.insecure and (url is None or url.lower().startswith("https://")):
         _say(notes, "WARNING: --insecure: https certificates and host names are NOT verified")
@@ -185,6 +188,7 @@ def tls_config(opts: FlowOptions) -> dict[str, Any] | None:
         "verified": not tls.insecure,
         "trust": "none (--insecure)" if tls.insecure else "--ca-file" if tls.ca_file else "system CAs",
         "client_certificate": tls.cert is not None,
+        "resume": tls.resume,
     }
     if tls.insecure:
         out["warning"] = "INSECURE: certificates and host names were not verified"
@@ -254,7 +258,9 @@ def build_timeouts(o: Options) -> Timeouts:
 
 
 def build_limits(o: Options) -> Limits:
-    return _value_object(lambda: Limits(connections=o.connections, max_line=o.max_line, max_event=o.max_line))
+    return _value_object(
+        lambda: Limits(connections=o.connections, max_line=o.max_line, max_event=o.max_line, pin_address=o.pin_address)
+    )
 
 
 def build_load(o: Options, phases: tuple[Phase, ...] = (), closed_model: Collection[str] = ()) -> Load:
@@ -570,7 +576,7 @@ def flow_from(
             if any(name.lower() == "authorization" for name, _ in headers):
                 raise UsageProblem(f"{what}: credentials in the URL and an Authorization header: give one")
             headers = (*headers, auth)
-    tls = build_tls(params.ca_file, params.insecure, params.cert, params.key, notes, target)
+    tls = build_tls(params.ca_file, params.insecure, params.cert, params.key, notes, target, params.tls_resume)
     return build_flow(flow, target, what, headers=headers, body=body, method=method, tls=tls, **v)
 
 
