@@ -1,7 +1,8 @@
-"""The library under the command line: a :class:`RunPlan` built by :func:`plan_from`, and two calls.
+"""The library under the command line: a :class:`RunPlan` built by :func:`make_plan`, and two calls.
 
-``plan_from(scenario, overrides)`` lays what is given explicitly over a scenario over the built-in defaults
-(no click here: the command line's flags arrive as ``overrides``); :func:`run` and :func:`compare` measure
+``make_plan(scenario, options, given)`` lays the options given explicitly over a scenario over the built-in
+defaults (no click here: the command line's flags arrive as an ``Options`` and the names it was given);
+``plan_from(scenario, overrides)`` is the same for a dict. :func:`run` and :func:`compare` measure
 and return the stats, the verdict and the results document. Rendering and exit codes stay with the caller:
 the command line prints and exits, ``monitor`` records a pass, a Python caller does what it likes.
 """
