@@ -1,7 +1,8 @@
-"""The library under the command line: a :class:`RunPlan` built by :func:`plan_from`, and two calls.
+"""The library under the command line: a :class:`RunPlan` built by :func:`make_plan`, and two calls.
 
-``plan_from(scenario, overrides)`` lays what is given explicitly over a scenario over the built-in defaults
-(no click here: the command line's flags arrive as ``overrides``); :func:`run` and :func:`compare` measure
+``make_plan(scenario, options, given)`` lays the options given explicitly over a scenario over the built-in
+defaults (no click here: the command line's flags arrive as an ``Options`` and the names it was given);
+``plan_from(scenario, overrides)`` is the same for a dict. :func:`run` and :func:`compare` measure
 and return the stats, the verdict and the results document. Rendering and exit codes stay with the caller:
 the command line prints and exits, ``monitor`` records a pass, a Python caller does what it likes.
 """
@@ -25,6 +26,7 @@ from ._errors import MeasuredButFailed, UsageProblem
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
 from .load.metrics import Endpoint, LiveMetrics, serve
+from .load.ray_session import hold_ray
 from .load.runner import Measured, RunOptions, measure, merged_generator
 from .plan.cohorts import compare_cohorts, flow_config, parse_split, run_cohort, scaled
 from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
@@ -118,14 +120,18 @@ class Result:
     def exit_code(self) -> int:
         """The command line's exit code for this result (0 GREEN/OK, 1 YELLOW, 2 RED, 3 could not tell)."""
         info = self.measured.info
+        # a share lost (--on-node-loss continue) measured less load than asked for: like an interrupted
+        # run it cannot read GREEN or YELLOW (3), while a RED or a real trigger stands (2): the service
+        # failed even under the lighter load
+        partial = info.interrupted or bool(self.measured.worker_errors)
         if self.problem:
             return EXIT_UNKNOWN
         if self.verdict is not None:
-            return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
+            return EXIT_UNKNOWN if partial and self.verdict.overall != "RED" else self.verdict.exit_code
         if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
             return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
-        return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
+        return EXIT_UNKNOWN if partial or not attempts else EXIT_OK
 
     def text(self, color: bool = False) -> str:
         """The human summary the command line prints."""
@@ -366,7 +372,7 @@ def _looks(
     merged: Measured | None = None
     verdict: Verdict | None = None
     stopped: Stopped = "max_sessions"
-    with _stop_requests() as asked:
+    with _stop_requests() as asked, hold_ray() if plan.options.cluster else contextlib.nullcontext():  # one Ray
         for look in range(1, settings.plan.looks + 1):
             left = _time_left(settings, started)
             if asked or left == 0.0:
@@ -437,7 +443,10 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
     last = parts[-1].info
     info = RunInfo(parts[0].info.started, round(elapsed, 3), last.interrupted, last.stop_reason)
     errors = [e for p in parts for e in p.worker_errors]
-    return Measured(info, cohorts, intervals, merged_generator(cohorts, [p.generator for p in parts]), errors)
+    generator = merged_generator(cohorts, [p.generator for p in parts])
+    if lost := [p.generator["below_target"] for p in parts if p.generator.get("below_target")]:
+        generator["below_target"] = lost[-1]  # a batch that ran below its target (a lost actor) says so
+    return Measured(info, cohorts, intervals, generator, errors)
 
 
 def _now_iso() -> str:

@@ -164,5 +164,5 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             return EXIT_UNKNOWN
         if not saved:
             return EXIT_UNKNOWN
-        said_interrupted(result.measured.info)
+        said_interrupted(result.measured.info, result.measured.generator)
         return result.exit_code

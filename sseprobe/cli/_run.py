@@ -50,10 +50,13 @@ def say_notes(plan: RunPlan) -> None:
         click.echo(f"sseprobe: {note}", err=True)
 
 
-def said_interrupted(info: RunInfo) -> None:
-    """An interrupted run is said on stderr in one line (its document holds what was measured)."""
+def said_interrupted(info: RunInfo, generator: dict[str, Any] | None = None) -> None:
+    """An interrupted run is said on stderr in one line (its document holds what was measured), and
+    so is a load that ran below its target (a share lost on a cluster)."""
     if info.interrupted:
         click.echo(f"sseprobe: run stopped early: {info.stop_reason or 'interrupted'}", err=True)
+    if generator and generator.get("below_target"):
+        click.echo(f"sseprobe: {generator['below_target']} (exit 3 unless RED)", err=True)
 
 
 @contextlib.contextmanager
@@ -127,7 +130,7 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
             return EXIT_UNKNOWN
         if not saved:
             return EXIT_UNKNOWN
-        said_interrupted(result.measured.info)
+        said_interrupted(result.measured.info, result.measured.generator)
         real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
         bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
         if real:
