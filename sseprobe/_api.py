@@ -1,7 +1,8 @@
-"""The library under the command line: a :class:`RunPlan` built by :func:`plan_from`, and two calls.
+"""The library under the command line: a :class:`RunPlan` built by :func:`make_plan`, and two calls.
 
-``plan_from(scenario, overrides)`` lays what is given explicitly over a scenario over the built-in defaults
-(no click here: the command line's flags arrive as ``overrides``); :func:`run` and :func:`compare` measure
+``make_plan(scenario, options, given)`` lays the options given explicitly over a scenario over the built-in
+defaults (no click here: the command line's flags arrive as an ``Options`` and the names it was given);
+``plan_from(scenario, overrides)`` is the same for a dict. :func:`run` and :func:`compare` measure
 and return the stats, the verdict and the results document. Rendering and exit codes stay with the caller:
 the command line prints and exits, ``monitor`` records a pass, a Python caller does what it likes.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -21,30 +21,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._config import FlowOptions, Limits, Timeouts
+from ._config import Limits, Timeouts
 from ._errors import MeasuredButFailed, UsageProblem
-from ._outcomes import Outcome
+from ._ranging import band as error_band
+from ._ranging import range_change, ranged, watched
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
-from .load.generator import SATURATED_LAG_MS, merged_generator, worth_lowering
+from .load.generator import merged_generator
 from .load.metrics import Endpoint, LiveMetrics, serve
-from .load.pacer import Phase
-from .load.ranging import RangeChange, lowered, offered
+from .load.ranging import RangeChange
 from .load.ray_session import hold_ray
 from .load.runner import Measured, RunOptions, measure
+from .plan.cohorts import compare_cohorts, flow_config, parse_split, run_cohort, scaled
 from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
 from .plan.resolve import (
     build_limits,
     build_load,
     build_timeouts,
-    flow_from,
     load_config,
     prepare_run,
-    public_headers,
     read_policy,
     read_scenario,
     resolve,
-    tls_config,
     until_decided_from,
 )
 from .plan.scenario import Scenario
@@ -54,7 +52,7 @@ from .report.verdict_text import render_sequential, render_verdict
 from .verdict.compare import Verdict, decided, generator_band
 from .verdict.compare import compare as judge
 from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
-from .verdict.policy import Policy, check_triggers, judge_completion, mark_generator_bound
+from .verdict.policy import Policy, check_triggers, judge_completion, mark_generator_bound, unreachable
 from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
 from .verdict.stats import CohortStats
 
@@ -198,7 +196,7 @@ def make_plan(
         o = replace(o, sessions=until.look_every)  # one batch's worth per cohort: the plan's load is a batch
     split = parse_split(options.split) if command == "compare" else (1.0, 1.0)
     if command == "compare":
-        cohorts = _compare_cohorts(options, given, scenario, split, notes)
+        cohorts = compare_cohorts(options, given, scenario, split, notes)
         n = len(cohorts)  # load options are per cohort
         o = replace(
             o,
@@ -206,9 +204,9 @@ def make_plan(
             concurrency=o.concurrency * n,
             rate=None if o.rate is None else o.rate * n,
         )
-        phases = tuple(_scaled(p, n) for p in phases)
+        phases = tuple(scaled(p, n) for p in phases)
     else:
-        cohorts = (_run_cohort(options, given, scenario, notes),)
+        cohorts = (run_cohort(options, given, scenario, notes),)
     load = build_load(o, phases, resolved.closed_model)
     timeouts, limits = build_timeouts(o), build_limits(o)
     run_opts, load, out = prepare_run(o, policy, load, limits, command, options.html_path, notes, resolved.chosen)
@@ -317,9 +315,9 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
 def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
-    measured = _ranged(plan, progress)
+    measured = ranged(plan, progress, _measure)
     with _kept(plan, lambda: measured):
-        band = _band(plan, measured)  # a saturated generator's lag widens every latency interval
+        band = error_band(plan, measured)  # a saturated generator's lag widens every latency interval
         verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
         _show_verdict(plan, verdict)
         extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
@@ -391,13 +389,13 @@ def _looks(
             if asked or left == 0.0:
                 stopped = "interrupted" if asked else "max_duration"
                 break
-            part = _measure(_watched(replace(plan, load=_batch_load(plan, settings, look, left)), ranges), progress)
-            if not asked and (lower := _range_change(plan, part, parts, ranges, progress)) is not None:
+            part = _measure(watched(replace(plan, load=_batch_load(plan, settings, look, left)), ranges), progress)
+            if not asked and (lower := range_change(plan, part, parts, ranges, progress)) is not None:
                 plan = lower  # the look schedule goes on at the lower load; this batch is left out
                 continue
             parts.append(part)
             merged = _merge(plan, parts, time.monotonic() - started, ranges)
-            verdict = looks.look(merged.cohorts["legacy"], merged.cohorts["canonical"], _band(plan, merged))
+            verdict = looks.look(merged.cohorts["legacy"], merged.cohorts["canonical"], error_band(plan, merged))
             _show_verdict(plan, verdict)
             _say_look(plan, progress, look, merged, verdict)
             look += 1
@@ -412,7 +410,7 @@ def _looks(
                 break
     if merged is None or verdict is None:  # stopped before the first batch: a document that says so
         merged = _merge(plan, parts, time.monotonic() - started, ranges)
-        band = _band(plan, merged)
+        band = error_band(plan, merged)
         verdict = judge(merged.cohorts["legacy"], merged.cohorts["canonical"], plan.policy, generator_error_ms=band)
     if stopped == "interrupted" and not merged.info.interrupted:
         merged.info = replace(merged.info, interrupted=True, stop_reason=merged.info.stop_reason or "interrupted")
@@ -425,18 +423,6 @@ def _looks(
     }
     doc = _document(plan, merged, {}, verdict, extra)
     return Result(plan, merged, doc, verdict.triggers, verdict, extra)
-
-
-def _band(plan: RunPlan, measured: Measured) -> float:
-    """The error band (ms) latency intervals widen by: the saturated generator's, plus, for a service
-    that shares this machine's CPUs (the demo's built-in target), how late that service itself ran its
-    timings (p99) when that is over SATURATED_LAG_MS, recorded as ``generator.service_late_ms``: beside CPU
-    hogs it is part of the instrument."""
-    late = plan.service_late() if plan.service_late is not None else 0.0
-    if late <= SATURATED_LAG_MS:  # as for the generator: a few ms, common to both cohorts, is in the samples
-        return generator_band(measured.generator)
-    measured.generator["service_late_ms"] = round(late, 3)
-    return generator_band(measured.generator) + late
 
 
 def _time_left(settings: UntilDecided, started: float) -> float | None:
@@ -452,52 +438,6 @@ def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, left: float | 
     if load.schedule is not None and load.schedule.poisson:  # each batch its own arrivals, not the first's again
         load = replace(load, schedule=replace(load.schedule, seed=load.schedule.seed + 7_919 * (look - 1)))
     return load if left is None else replace(load, duration=left)
-
-
-def _ranged(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
-    """One measurement of the plan's load; where a lower load would time truly (self-ranging plans
-    only), the load is halved and all of it measured again, while halving helps. The measurement at
-    the old load is left out of the verdict (late timings in both cohorts shrink a change)."""
-    ranges: list[RangeChange] = []
-    while True:
-        measured = _measure(_watched(plan, ranges), progress)
-        change = _range_change(plan, measured, [], ranges, progress)
-        if change is None:
-            break
-        plan = change
-    if ranges:
-        measured.generator["ranges"] = [r.to_dict() for r in ranges]
-    return measured
-
-
-def _watched(plan: RunPlan, ranges: list[RangeChange]) -> RunPlan:
-    """The plan with its runner told to stop early for a lower load, when it is self-ranging and can go lower."""
-    if not plan.self_ranging or lowered(plan.load, len(plan.cohorts)) is None:
-        return plan
-    return replace(plan, options=replace(plan.options, self_ranging=ranges[-1].error_ms if ranges else None))
-
-
-def _range_change(
-    plan: RunPlan,
-    part: Measured,
-    kept: list[Measured],
-    ranges: list[RangeChange],
-    progress: TextIO | None | Literal["plan"],
-) -> RunPlan | None:
-    """The plan at half the load (the change appended to ``ranges``) when ``part`` says a lower load
-    would time truly and the load can go lower; else None."""
-    lower = lowered(plan.load, len(plan.cohorts)) if plan.self_ranging and not part.info.interrupted else None
-    block = part.ranged or part.generator
-    if lower is None or not worth_lowering(block, ranges[-1].error_ms if ranges else None):
-        return None
-    n = len(plan.cohorts)
-    at = min((sum(p.cohorts[c.name].sessions for p in kept) for c in plan.cohorts), default=0)
-    discarded = min(s.sessions for s in part.cohorts.values())
-    change = RangeChange(at, offered(plan.load, n), offered(lower, n), str(block.get("note")), discarded)
-    ranges.append(replace(change, error_ms=float(block.get("error_ms") or 0.0)))
-    if progress is not None:
-        print(change.line(), file=(plan.options.progress if progress == "plan" else progress) or sys.stderr, flush=True)
-    return replace(plan, load=lower)
 
 
 def _merge(plan: RunPlan, parts: list[Measured], elapsed: float, ranges: Sequence[RangeChange] = ()) -> Measured:
@@ -613,94 +553,3 @@ def _results_extra(m: Measured) -> dict[str, Any]:
         "worker_errors": m.worker_errors,
         "intervals": m.intervals,
     }
-
-
-def _compare_cohorts(
-    params: Options,
-    given: Collection[str],
-    scenario: Scenario | None,
-    split: tuple[float, float],
-    notes: list[str],
-) -> tuple[CohortSpec, ...]:
-    sc = {c.name: c for c in scenario.cohorts} if scenario else {}
-    specs = []
-    for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
-        c = sc.get(name)
-        values = c.values if c else {}
-        weight = share if params.split is not None or c is None else c.weight
-        flow = values.get("flow", name)
-        opts = flow_from(params, given, values, flow, getattr(params, url_opt), f"--{name}", notes)
-        specs.append(CohortSpec(name, opts, weight))
-    return tuple(specs)
-
-
-def _run_cohort(params: Options, given: Collection[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
-    flow, sc_values = _scenario_cohort(scenario, params.flow)
-    if flow is None:
-        raise UsageProblem("--flow is required (canonical, legacy or generic)")
-    if params.body_file is not None:
-        try:
-            params = replace(params, body=Path(params.body_file).read_text())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"--body-file: cannot read {params.body_file}: {exc}") from None
-    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params.url, notes=notes))
-
-
-def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:
-    if scenario is None or not scenario.cohorts:
-        return flow, {}
-    for c in scenario.cohorts:
-        if flow is None or c.values.get("flow") == flow or c.name == flow:
-            return c.values.get("flow", flow), c.values
-    return flow, {}
-
-
-def _scaled(phase: Phase, n: int) -> Phase:
-    return replace(phase, start_rate=phase.start_rate * n, end_rate=phase.end_rate * n)
-
-
-def parse_split(text: str | None) -> tuple[float, float]:
-    """``5/95`` -> canonical 5, legacy 95 (shares of the sessions)."""
-    if text is None:
-        return 1.0, 1.0
-    try:
-        a, b = (float(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageProblem(f"--split expects CANONICAL/LEGACY shares such as 5/95, got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise UsageProblem("--split shares must both be > 0")
-    return a, b
-
-
-def flow_config(opts: FlowOptions) -> dict[str, Any]:
-    """A cohort's configuration for the results document: no secrets."""
-    cfg: dict[str, Any] = {
-        "flow": opts.flow,
-        "url": redact_url(opts.url),
-        "app": opts.app,
-        "messages": list(opts.messages),
-        "session_create": opts.session_create,
-        "headers": public_headers(opts.headers),
-    }
-    if opts.flow == "legacy":
-        cfg["legacy_stream"] = opts.legacy_stream
-    if opts.flow == "generic":
-        cfg.update(
-            method=opts.method,
-            complete_on=opts.complete_on,
-            first_answer_event=opts.first_answer_event,
-            first_answer_field=opts.first_answer_field,
-        )
-    if (tls := tls_config(opts)) is not None:
-        cfg["tls"] = tls
-    return cfg
-
-
-def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
-    """Why nothing could be measured, when every attempt failed to connect at all."""
-    for name, stats in cohorts.items():
-        if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
-            first = next((r for r, _ in stats.reasons.most_common(1)), "").removeprefix("connect_error: ")
-            why = f" ({first})" if first else ""
-            return f"cannot reach {stats.url} ({name}): every session failed to connect{why}"
-    return None

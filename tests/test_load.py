@@ -22,7 +22,7 @@ from sseprobe._record import SessionRecord
 from sseprobe.plan.scenario import load_scenario
 from sseprobe.verdict.stats import CohortStats, summarize_ms
 
-from .conftest import CLI, sseprobe, target_process
+from .conftest import CLI, in_process, sseprobe, target_process
 
 
 def _doc(path: Path) -> dict:
@@ -228,13 +228,15 @@ def test_smoke_scenario_runs_green(target: str, tmp_path: Path) -> None:
         assert c["sessions"] == 30 and c["completion_rate"] == 1.0
 
 
-def test_scenario_mistake_names_file_key_and_expectation(tmp_path: Path) -> None:
+def test_scenario_mistake_names_file_key_and_expectation(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[load]\nsessions = "many"\n')
-    r = sseprobe("run", "--scenario", str(bad), "--flow", "canonical", "--url", "http://127.0.0.1:9")
-    assert r.returncode == 3
-    assert r.stderr.count("\n") == 1 and str(bad) in r.stderr and "load.sessions" in r.stderr
-    assert "whole number" in r.stderr
+    code, _out, err = in_process(
+        capfd, "run", "--scenario", str(bad), "--flow", "canonical", "--url", "http://127.0.0.1:9"
+    )
+    assert code == 3
+    assert err.count("\n") == 1 and str(bad) in err and "load.sessions" in err
+    assert "whole number" in err
 
 
 def test_open_model_holds_arrivals_at_max_in_flight(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any, cast
 from .._api import RunPlan, make_plan
 from .._api import compare as compare_live
 from .._config import FlowName, FlowOptions
-from .._errors import UsageProblem
+from .._errors import MeasuredButFailed, UsageProblem
 from ..plan.options import Options, options_from
 from ..plan.scenario import Scenario, ScenarioError, load_scenario
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
@@ -145,6 +145,9 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
         result = compare_live(monitor_plan(cfg, out, scenario, policy_path), progress=None)
     except UsageProblem as exc:
         return Probe(3, None, str(exc))
+    except MeasuredButFailed as exc:  # measured, then judging failed: the measurement is kept all the same
+        path, _ = write_with_fallback(out, dumps(exc.document))
+        return Probe(3, None, f"probe failed after measuring: {exc}; the measured results are saved in {path}"[:400])
     except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash
         return Probe(3, None, f"probe failed: {type(exc).__name__}: {exc}"[:300])
     path, failed = write_with_fallback(out, dumps(result.document))

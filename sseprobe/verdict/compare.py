@@ -76,6 +76,7 @@ from typing import Any, Literal, TypeGuard
 
 import numpy as np
 
+from .._config import LOOK_EVERY, MAX_SESSIONS
 from .levels import exit_codes
 from .policy import (
     DEFAULT_POLICY,
@@ -817,8 +818,8 @@ class SequentialPlan:
     number, so a RED-size regression is still called GREEN at most 1 - power of the time.
     """
 
-    look_every: int = 100
-    max_sessions: int = 20_000
+    look_every: int = LOOK_EVERY
+    max_sessions: int = MAX_SESSIONS
     first_green: int = 500
     green_growth: float = 1.4
 

@@ -33,7 +33,7 @@ built-in critical error.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +45,8 @@ from .._toml import StrictReader, read_toml
 from .stats import HISTOGRAMS, CohortStats, histogram_arrays
 
 __all__ = [
+    "unreachable",
+    "judge_completion",
     "PolicyError",
     "MetricRule",
     "Trigger",
@@ -473,6 +475,16 @@ def _metric_from_table(
         return MetricRule(**vals)
     except ValueError as e:
         raise PolicyError(f"{L.path}: {key}: {e}") from None
+
+
+def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
+    """Why nothing could be measured, when every attempt failed to connect at all."""
+    for name, stats in cohorts.items():
+        if stats.attempts and stats.outcomes.get("connect_error", 0) == stats.attempts:
+            first = next((r for r, _ in stats.reasons.most_common(1)), "").removeprefix("connect_error: ")
+            why = f" ({first})" if first else ""
+            return f"cannot reach {stats.url} ({name}): every session failed to connect{why}"
+    return None
 
 
 def judge_completion(stats: CohortStats, fired: list[dict[str, Any]]) -> list[dict[str, Any]]:
