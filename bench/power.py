@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from sseprobe._compare import SequentialPlan, clopper_pearson, compare, decided
+from sseprobe._bounds import clopper_pearson
+from sseprobe._compare import SequentialPlan, decided, judge
 from sseprobe._policy import DEFAULT_POLICY, Policy
 from sseprobe._sequential import Looks, UntilDecided
 from sseprobe._stats import CohortStats
@@ -102,7 +103,7 @@ def fixed_trials(
     rng = np.random.default_rng(seed)
     out = Fixed(Counter(), Counter(), [])
     for _ in range(trials):
-        v = compare(cohort(rng, dist, n), cohort(rng, dist, n, scale), policy)
+        v = judge(cohort(rng, dist, n), cohort(rng, dist, n, scale), policy)
         out.overall[v.overall] += 1
         m = next(m for m in v.metrics if m.name == "ttfe_p95_ms")
         out.p95[m.level] += 1

@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below load when first asked for (see __getattr__)
     from ._api import DEFAULTS, Result, RunPlan, compare, plan_from, run
-    from ._compare import Verdict
-    from ._compare import compare as judge
+    from ._compare import Verdict, decided, judge, judge_sequential
     from ._config import FlowOptions, Limits, Timeouts, TLSOptions
     from ._engine import CohortSpec, Load
     from ._outcomes import Outcome
     from ._pacer import Phase, Schedule
     from ._plan import UsageProblem
-    from ._policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
+    from ._policy import DEFAULT_POLICY, FiredTrigger, Policy, PolicyError, check_triggers, load_policy
     from ._record import SessionRecord
     from ._report_html import render_report, write_report
     from ._results import (
@@ -37,6 +36,8 @@ if TYPE_CHECKING:  # the names below load when first asked for (see __getattr__)
     )
     from ._runner import Measured, RunOptions, measure
     from ._scenario import Scenario, ScenarioError, load_scenario
+    from ._sequential import Looks, UntilDecided
+    from ._spending import SequentialPlan
     from ._session import FirstEvent, observe_first_events
     from ._stats import CohortStats
 
@@ -73,6 +74,14 @@ _LAZY = {
     "CohortStats": "._stats",
     "Verdict": "._compare",
     "judge": "._compare",
+    "FiredTrigger": "._policy",
+    "check_triggers": "._policy",
+    # the sequential machinery `compare --until-decided` looks and decides with (pure)
+    "judge_sequential": "._compare",
+    "decided": "._compare",
+    "SequentialPlan": "._spending",
+    "Looks": "._sequential",
+    "UntilDecided": "._sequential",
     # the results document and its reports
     "ResultsError": "._results",
     "build_document": "._results",
@@ -90,17 +99,18 @@ _LAZY = {
     "FirstEvent": "._session",
     "observe_first_events": "._session",
 }
-_RENAMED = {"judge": "compare"}  # public name -> the module's own
 
 __all__ = [
     "CohortSpec",
     "CohortStats",
     "DEFAULTS",
     "DEFAULT_POLICY",
+    "FiredTrigger",
     "FirstEvent",
     "FlowOptions",
     "Limits",
     "Load",
+    "Looks",
     "Measured",
     "Outcome",
     "Phase",
@@ -113,16 +123,21 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Schedule",
+    "SequentialPlan",
     "SessionRecord",
     "TLSOptions",
     "Timeouts",
+    "UntilDecided",
     "UsageProblem",
     "Verdict",
     "build_document",
+    "check_triggers",
     "cohort_from_document",
     "compare",
+    "decided",
     "dumps",
     "judge",
+    "judge_sequential",
     "load_policy",
     "load_scenario",
     "measure",
@@ -143,7 +158,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     from importlib import import_module
 
-    return getattr(import_module(_LAZY[name], __name__), _RENAMED.get(name, name))
+    return getattr(import_module(_LAZY[name], __name__), name)
 
 
 def __dir__() -> list[str]:

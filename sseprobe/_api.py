@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._compare import Verdict, decided, generator_band
-from ._compare import compare as judge
+from ._compare import Verdict, decided, generator_band, judge
 from ._config import FlowOptions, Limits, Timeouts
 from ._engine import CohortSpec, Load, RunInfo
 from ._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
@@ -41,7 +40,7 @@ from ._plan import (
     tls_config,
     until_decided_from,
 )
-from ._policy import Policy, check_triggers, mark_generator_bound
+from ._policy import FiredTrigger, Policy, check_triggers, mark_generator_bound
 from ._redact import redact_url
 from ._results import build_document
 from ._runner import Measured, RunOptions, measure, merged_generator
@@ -153,7 +152,7 @@ class Result:
     plan: RunPlan
     measured: Measured
     document: dict[str, Any]
-    triggers: list[dict[str, Any]]
+    triggers: list[FiredTrigger]
     verdict: Verdict | None = None  # compare only
     decision: dict[str, Any] = field(default_factory=dict)  # compare: the verdict's sequential and time_to_decide
 
@@ -175,7 +174,7 @@ class Result:
         if self.verdict is not None:
             return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
         if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
-            return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
+            return EXIT_CRITICAL if any(not t.generator_bound for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
         return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
 
@@ -261,7 +260,7 @@ def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Re
     stats = measured.cohorts[plan.cohorts[0].name]
     fired = judge_completion(stats, check_triggers(stats, plan.policy))
     triggers = mark_generator_bound(fired, generator_band(measured.generator))
-    doc = _document(plan, measured, {"triggers": triggers})
+    doc = _document(plan, measured, {"triggers": [t.to_dict() for t in triggers]})
     return Result(plan, measured, doc, triggers)
 
 
@@ -527,22 +526,12 @@ def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
     return None
 
 
-def judge_completion(stats: CohortStats, fired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def judge_completion(stats: CohortStats, fired: list[FiredTrigger]) -> list[FiredTrigger]:
     """The policy's triggers, plus one that no policy can switch off: a run where no session
     completed with an answer is RED, whatever the policy file says (all stream errors, all
     premature closes, all empty...)."""
-    if stats.attempts and not stats.ok and not any(t["metric"] == "completion_rate" for t in fired):
+    if stats.attempts and not stats.ok and not any(t.metric == "completion_rate" for t in fired):
         top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
         reason = f"no session of {stats.attempts} completed with an answer ({top})"
-        fired = [
-            *fired,
-            {
-                "name": "no_completion",
-                "metric": "completion_rate",
-                "op": "==",
-                "threshold": 0.0,
-                "value": 0.0,
-                "reason": reason,
-            },
-        ]
+        fired = [*fired, FiredTrigger("no_completion", "completion_rate", "==", 0.0, 0.0, reason)]
     return fired

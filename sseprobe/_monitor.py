@@ -33,7 +33,7 @@ import orjson
 from ._api import compare as compare_live
 from ._api import plan_from
 from ._check import run_checks
-from ._compare import GENERATOR_ADVICE, compare, generator_band
+from ._compare import GENERATOR_ADVICE, generator_band, judge
 from ._config import FlowName, FlowOptions
 from ._history import CohortRow, History, HistoryError, PassRow
 from ._levels import exit_codes
@@ -347,7 +347,7 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
             )
             continue
         try:
-            v = compare(
+            v = judge(
                 CohortStats.from_dict(baseline["cohorts"][name]),
                 CohortStats.from_dict(data),
                 policy,
@@ -368,9 +368,9 @@ def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
     for name, data in doc["cohorts"].items():
         stats = CohortStats.from_dict(data)
         fired = mark_generator_bound(check_triggers(stats, policy), band)
-        real = [f"{t['name']} ({t['reason']})" for t in fired if not t.get("generator_bound")]
+        real = [f"{t.name} ({t.reason})" for t in fired if not t.generator_bound]
         misses, bound = _target_misses(stats, band)
-        bound += [f"{t['name']} ({t['reason']})" for t in fired if t.get("generator_bound")]
+        bound += [f"{t.name} ({t.reason})" for t in fired if t.generator_bound]
         if real:
             parts.append(Part(f"{name} targets", "RED", "rollback trigger: " + "; ".join(real)))
         elif misses:

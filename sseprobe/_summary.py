@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._policy import FiredTrigger
 from ._stats import CohortStats, summarize_ms
 
 __all__ = ["render_run"]
@@ -62,7 +63,7 @@ def render_cohort(name: str, stats: CohortStats) -> list[str]:
 
 def render_run(
     cohorts: Mapping[str, CohortStats],
-    triggers: Sequence[Mapping[str, Any]],
+    triggers: Sequence[FiredTrigger],
     duration_s: float,
     interrupted: bool,
     generator: Mapping[str, Any] | None = None,
@@ -76,14 +77,14 @@ def render_run(
     lines.append("")
     if generator and generator.get("saturated"):
         lines.append(f"GENERATOR SATURATED: {generator['note']}; latency verdicts and triggers allow for it")
-    real = [t for t in triggers if not t.get("generator_bound")]
-    bound = [t for t in triggers if t.get("generator_bound")]
+    real = [t for t in triggers if not t.generator_bound]
+    bound = [t for t in triggers if t.generator_bound]
     if real:
         lines.append("ROLLBACK TRIGGERS FIRED:")
-        lines += [f"  - {t.get('reason') or t.get('name')}" for t in real]
+        lines += [f"  - {t.reason or t.name}" for t in real]
     if bound:
         lines.append("GENERATOR-BOUND TRIGGERS (the prober's own lag, not counted against the service):")
-        lines += [f"  - {t.get('reason') or t.get('name')}" for t in bound]
+        lines += [f"  - {t.reason or t.name}" for t in bound]
     if not triggers:
         lines.append("rollback triggers: none fired")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ import click
 
 from .._api import compare as compare_live
 from .._api import plan_from
-from .._compare import Verdict, compare, generator_band
+from .._compare import Verdict, generator_band, judge
 from .._policy import Policy
 from .._results import ResultsError, build_document, cohort_from_document, read_documents
 from .._verdict_text import render_verdict
@@ -64,7 +64,7 @@ def _offline(
     except ResultsError as exc:
         raise UsageProblem(str(exc)) from None
     band = max(generator_band(doc.get("generator")) for doc in docs)  # either side's late clock blurs the change
-    verdict = compare(base, cand, policy, generator_error_ms=band)
+    verdict = judge(base, cand, policy, generator_error_ms=band)
     text = _print_verdict(verdict, f"baseline ({b_name})", f"candidate ({c_name})", as_json)
     check_outputs(("--out", out), ("--html", html))
     if as_json or out or html:
