@@ -9,9 +9,9 @@ GREEN). The per-look level handed to the exact intervals is then 1 - Phi(c).
 
 Why this and not the budget split evenly over the looks (Bonferroni): successive looks share
 most of their sessions (look k+1 holds all of look k's), so their statistics are strongly
-correlated (sqrt(n_k / n_(k+1)) = 0.82 at growth 1.5), and the crossing probability of the
-whole sequence is computed rather than bounded: for the default 13 alarm looks at alpha 0.18 %
-the boundary is z = 3.57 where Bonferroni over the 200 looks every 100 sessions needed
+correlated (sqrt(n_k / n_(k+1)) = 0.71 at growth 2), and the crossing probability of the
+whole sequence is computed rather than bounded: for the default 9 alarm looks at alpha 0.18 %
+the boundary is z = 3.50 where Bonferroni over the 200 looks every 100 sessions needed
 z = 4.29 (and a single fixed-size look z = 2.91). The crossing probability is that of a Brownian motion observed at the looks
 (the Bahadur representation of a quantile and the binomial count of a rate are sums of
 independent sessions), computed by recursive numerical integration on a grid
@@ -79,16 +79,17 @@ class SequentialPlan:
     """Where a sequential comparison looks, and what each look may decide.
 
     Looks come at ``sizes`` sessions per cohort: multiples of ``look_every`` growing by
-    ``growth`` (100, 200, 300, 500, 800, 1,200, 1,800, 2,700, 4,100, 6,200, 9,300, 14,000,
-    20,000 by default: 13 looks where one every 100 sessions made 200). Alarms (YELLOW / RED,
-    triggers) may fire at every look; GREEN from ``first_green`` on (a p95 cannot rule out
-    +5 % from fewer sessions at any usual spread, and a look that cannot decide only costs budget).
+    ``growth`` (100, 200, 400, 800, 1,600, 3,200, 6,400, 12,800, 20,000 by default: 9 looks
+    where one every 100 sessions made 200). Alarms (YELLOW / RED, triggers) may fire at every
+    look; GREEN from ``first_green`` on (1,600, 3,200, ...: at lognormal sigma 0.6 a p95 cannot
+    rule out +5 % from fewer sessions, and a look that cannot decide only costs budget; with
+    growth 1.5 and GREEN from 500 the median A/A run took 9,300 sessions per cohort, with these 3,200).
     """
 
     look_every: int = 100
     max_sessions: int = 20_000
-    growth: float = 1.5
-    first_green: int = 500
+    growth: float = 2.0
+    first_green: int = 1000
 
     def __post_init__(self) -> None:
         if self.look_every < 1 or self.max_sessions < self.look_every:
