@@ -96,9 +96,11 @@ CENSORED = frozenset({"ttfe_us", "first_event_us"})
 
 
 def censored_count(stats: CohortStats, source: str) -> int:
-    """Attempts with no value in a CENSORED histogram (0 for the others): counted at +inf."""
+    """Attempts with no value in a CENSORED histogram (0 for the others): counted at +inf. An
+    empty histogram censors nothing: a source that does not measure it (or a cohort where nothing
+    answered, which the rates and triggers judge) is no latency evidence."""
     h = stats.histograms.get(source)
-    if source not in CENSORED or h is None:
+    if source not in CENSORED or h is None or not h.get_total_count():
         return 0
     return max(int(stats.attempts) - int(h.get_total_count()), 0)
 
