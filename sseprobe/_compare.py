@@ -110,7 +110,6 @@ class _Ctx:
     alpha_trigger: float  # the same for one trigger
     beta: float  # one-sided level of the upper bound that calls GREEN (1 - power), at this look
     policy: Policy
-    green: bool = True  # whether this look may call a metric GREEN
     band_ms: float = 0.0  # the generator's error band latency intervals are widened by (generator_band)
 
     def alpha(self, rule: MetricRule) -> float:
@@ -200,7 +199,7 @@ def _quantile_metric(
         y, r = math.log1p(rule.yellow), math.log1p(rule.red)
     _, lo_b, hi_b, _, _ = _log_ratio((*base, xb), (*cand, xc), q, ctx.beta, interpolate=True)
     ev = _log_evidence(d, (lo_a, hi_a), (lo_b, hi_b), sign)
-    green = ctx.green and math.isfinite(hi_a - lo_a)  # a tail too thin to bound at the alarm level is never GREEN
+    green = math.isfinite(hi_a - lo_a)  # a tail too thin to bound at the alarm level is never GREEN
     level, code = level_from(ev.est, ev.lo, ev.hi if green else math.inf, y, r)
     if ctx.band_ms > 0 and math.isfinite(eb) and eb > 0:
         k = ctx.band_ms * 1000.0 / eb  # the band as a share of the baseline quantile (both in µs)
@@ -261,7 +260,7 @@ def _rate_metric(rule: MetricRule, b: CohortStats, c: CohortStats, ctx: _Ctx) ->
     res.ci = (min(sign * lo, sign * hi), max(sign * lo, sign * hi))
     scale = max(fb, rule.rate_floor)
     y, r = rule.yellow * scale, rule.red * scale
-    level, code = level_from(d, lo, hi_power if ctx.green else math.inf, y, r)
+    level, code = level_from(d, lo, hi_power, y, r)
     res.level = level
     if level == "INCONCLUSIVE":
         res.sessions_needed = _needed(_rate_needed((xb + xc) / (nb + nc), rule, ctx), nb, nc, ctx)
@@ -327,11 +326,11 @@ def _context(policy: Policy, plan: SequentialPlan | None = None, look: int = 1) 
     share = NON_CRITICAL_SHARE if critical and other else (1.0 if other else 0.0)
     alpha = 1.0 - policy.confidence
     levels = [alpha * (1.0 - share) / max(critical, 1), alpha * share / max(other, 1), trigger_alpha(policy)]
-    beta, green = 1.0 - policy.power, True
+    beta = 1.0 - policy.power
     if plan is not None:
-        levels = [plan.alarm_level(x) for x in levels]
-        beta, green = plan.green_level(beta), plan.green_look(look)
-    return _Ctx(levels[0], levels[1], levels[2], beta, policy, green)
+        levels = [plan.level(x, look) for x in levels]
+        beta = plan.level(beta, look)
+    return _Ctx(levels[0], levels[1], levels[2], beta, policy)
 
 
 # Time to the first event of two different flows times each flow's own bookkeeping (legacy's

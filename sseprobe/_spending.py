@@ -27,7 +27,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["SequentialPlan", "crossing_probability", "pocock_level"]
+__all__ = ["SequentialPlan", "crossing_probability", "look_levels"]
 
 _N = NormalDist()
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
@@ -39,63 +39,82 @@ def _sf(x: np.ndarray) -> np.ndarray:
     return np.asarray(0.5 * _ERFC(x / math.sqrt(2.0)), dtype=np.float64)
 
 
-def crossing_probability(c: float, sizes: tuple[int, ...]) -> float:
-    """P(Z_k > c at some look k) for Z_k = W(n_k) / sqrt(n_k), W a standard Brownian motion.
+@lru_cache(maxsize=32)
+def _steps(sizes: tuple[int, ...]) -> tuple[np.ndarray, tuple[tuple[float, float, np.ndarray], ...]]:
+    """The grid, and for each step between looks (r, s, transition kernel on the grid)."""
+    z = np.arange(-8.0, 8.5, _GRID)
+    out = []
+    for k in range(1, len(sizes)):
+        r = math.sqrt(sizes[k - 1] / sizes[k])
+        s = math.sqrt(max(1.0 - r * r, 1e-12))
+        kernel = np.exp(-0.5 * ((z[:, None] - r * z[None, :]) / s) ** 2) / (s * math.sqrt(2.0 * math.pi))
+        out.append((r, s, kernel))
+    return z, tuple(out)
 
-    The density of Z_k on the continuation region (z <= c) is carried from look to look:
+
+def crossing_probability(bounds: tuple[float, ...], sizes: tuple[int, ...]) -> float:
+    """P(Z_k > bounds[k] at some look k) for Z_k = W(n_k) / sqrt(n_k), W a standard Brownian motion.
+
+    The density of Z_k on the continuation region (z <= bounds[k]) is carried from look to look:
     Z_(k+1) = r z + sqrt(1 - r^2) e with r = sqrt(n_k / n_(k+1)), e standard normal.
     """
-    z = np.arange(-8.0, c + _GRID / 2, _GRID)
-    dens = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    total = float(_sf(np.array([c]))[0])
-    for prev, nxt in zip(sizes, sizes[1:]):
-        r = math.sqrt(prev / nxt)
-        s = math.sqrt(max(1.0 - r * r, 1e-12))
+    z, steps = _steps(sizes)
+    dens = np.where(z <= bounds[0], np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi), 0.0)
+    total = float(_sf(np.array([bounds[0]]))[0])
+    for c, (r, s, kernel) in zip(bounds[1:], steps):
         w = dens * _GRID  # mass of each grid cell still running
         total += float(w @ _sf((c - r * z) / s))
-        kernel = np.exp(-0.5 * ((z[:, None] - r * z[None, :]) / s) ** 2) / (s * math.sqrt(2.0 * math.pi))
-        dens = kernel @ w
+        dens = np.where(z <= c, kernel @ w, 0.0)
     return total
 
 
 @lru_cache(maxsize=256)
-def pocock_level(alpha: float, sizes: tuple[int, ...]) -> float:
-    """The per-look one-sided level 1 - Phi(c) whose constant boundary c is crossed at some look
-    with probability ``alpha`` (bisection on c, to 1e-4 in z)."""
-    if len(sizes) == 1:
-        return alpha
-    lo, hi = _N.inv_cdf(1.0 - alpha), _N.inv_cdf(1.0 - alpha / len(sizes))  # one look ... Bonferroni
+def look_levels(budget: float, sizes: tuple[int, ...], early: int = 0, early_share: float = 0.0) -> tuple[float, ...]:
+    """Per-look one-sided levels that spend ``budget`` over the looks at ``sizes``.
+
+    The first ``early`` looks get ``early_share`` of the budget, evenly (their own levels); the
+    rest share one constant boundary c (Pocock's), found by bisection (to 1e-4 in z) so that the
+    whole sequence is crossed with probability ``budget``. Early looks are where only a gross
+    change can be decided: a small fixed share keeps them useful for that without raising the
+    boundary of the looks that decide most runs."""
+    early = min(early, len(sizes) - 1) if early_share > 0 else 0
+    head = tuple(_N.inv_cdf(1.0 - budget * early_share / early) for _ in range(early)) if early else ()
+    rest = len(sizes) - early
+    if rest == 1 and not early:
+        return (budget,)
+    lo, hi = _N.inv_cdf(1.0 - budget), _N.inv_cdf(1.0 - budget * (1.0 - early_share) / rest)  # one look ... Bonferroni
     while hi - lo > 1e-4:
         mid = 0.5 * (lo + hi)
-        if crossing_probability(mid, sizes) > alpha:
+        if crossing_probability(head + (mid,) * rest, sizes) > budget:
             lo = mid
         else:
             hi = mid
-    return 1.0 - _N.cdf(hi)
+    return tuple(1.0 - _N.cdf(c) for c in head + (hi,) * rest)
 
 
 @dataclass(frozen=True)
 class SequentialPlan:
-    """Where a sequential comparison looks, and what each look may decide.
+    """Where a sequential comparison looks, and what each look may spend.
 
     Looks come at ``sizes`` sessions per cohort: multiples of ``look_every`` growing by
     ``growth`` (100, 200, 400, 800, 1,600, 3,200, 6,400, 12,800, 20,000 by default: 9 looks
-    where one every 100 sessions made 200). Alarms (YELLOW / RED, triggers) may fire at every
-    look; GREEN from ``first_green`` on (1,600, 3,200, ...: at lognormal sigma 0.6 a p95 cannot
-    rule out +5 % from fewer sessions, and a look that cannot decide only costs budget; with
-    growth 1.5 and GREEN from 500 the median A/A run took 9,300 sessions per cohort, with these 3,200).
+    where one every 100 sessions made 200). Every look may decide anything. The looks before
+    ``full_from`` sessions share ``early_share`` (10 %) of each budget: at lognormal sigma 0.6 a
+    p95 can rule out +5 % only from ~1,600 sessions on, so they decide only gross regressions
+    and narrow distributions, and the looks that decide most runs keep a low boundary.
     """
 
     look_every: int = 100
     max_sessions: int = 20_000
     growth: float = 2.0
-    first_green: int = 1000
+    full_from: int = 1000
+    early_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.look_every < 1 or self.max_sessions < self.look_every:
             raise ValueError(f"need 1 <= look_every <= max_sessions, got {self.look_every}, {self.max_sessions}")
-        if not self.growth > 1.0 or self.first_green < 1:
-            raise ValueError("need growth > 1 and first_green >= 1")
+        if not self.growth > 1.0 or self.full_from < 1 or not 0.0 <= self.early_share < 1.0:
+            raise ValueError("need growth > 1, full_from >= 1 and 0 <= early_share < 1")
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -110,19 +129,13 @@ class SequentialPlan:
     def looks(self) -> int:
         return len(self.sizes)
 
-    @property
-    def green_sizes(self) -> tuple[int, ...]:
-        """The looks that may call GREEN: from first_green on (always at least the last)."""
+    def levels(self, budget: float) -> tuple[float, ...]:
+        """Each look's one-sided level for a statement whose whole-run budget is ``budget``: an
+        alarm's alpha, or GREEN's 1 - power."""
         sizes = self.sizes
-        return tuple(n for n in sizes if n >= self.first_green) or sizes[-1:]
+        early = sum(n < self.full_from for n in sizes)
+        return look_levels(budget, sizes, early, self.early_share)
 
-    def green_look(self, look: int) -> bool:
-        return self.sizes[look - 1] in self.green_sizes
-
-    def alarm_level(self, alpha: float) -> float:
-        """Per-look level of an alarm whose whole-run budget is ``alpha``."""
-        return pocock_level(alpha, self.sizes)
-
-    def green_level(self, beta: float) -> float:
-        """Per-look level of the bound that calls GREEN, whole-run budget ``beta`` (1 - power)."""
-        return pocock_level(beta, self.green_sizes)
+    def level(self, budget: float, look: int) -> float:
+        """Look number ``look``'s (1-based) level of ``levels(budget)``."""
+        return self.levels(budget)[look - 1]
