@@ -170,6 +170,8 @@ def _log_ratio(
         eb, lb, ub, nb = quantile_bounds(bv, bc, q, alpha / 2, interpolate=interpolate, censored=xb)
         ec, lc, uc, nc = quantile_bounds(cv, cc, q, alpha / 2, interpolate=interpolate, censored=xc)
     d, lo, hi = quantile_log_ratio_ci((eb, lb, ub), (ec, lc, uc))
+    if all(math.isfinite(v) and v > 0 for v in (lb, ub, lc, uc)):  # centred on each interval's midpoint
+        _, lo, hi = quantile_log_ratio_ci((math.sqrt(lb * ub), lb, ub), (math.sqrt(lc * uc), lc, uc))
     return d, lo, hi, (eb, lb, nb), (ec, lc, nc)
 
 
