@@ -419,9 +419,10 @@ def test_harmless_shape_changes_never_roll_back(case: str, n: int) -> None:
 
 
 def test_a_change_at_the_yellow_limit_is_rarely_red_and_rarely_green() -> None:
-    """+5 % (every session): RED at most 1 % (0 of 150 here), GREEN at most 20 %."""
+    """+5 % (every session): RED at most 1 % (by design 0.45 %: the p95's share of the budget; 3
+    or more of 150 would be unlikely below 1 %), GREEN at most 20 %."""
     c = cell(SIGMA_06, "+5 %", 2000, 150, 21)
-    assert c["RED"] == 0, c
+    assert c["RED"] <= 2, c
     assert c["GREEN"] <= 0.2 * 150, c
 
 
