@@ -11,7 +11,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from sseprobe._compare import compare
+from sseprobe._compare import judge
 from sseprobe._hgrm import percentile_distribution
 from sseprobe._policy import DEFAULT_POLICY
 from sseprobe._prom import PassMetrics, write_textfile
@@ -112,7 +112,7 @@ def test_offline_compare_writes_html(tmp_path: Path) -> None:
     code = main(["compare", str(a), str(b), "--html", str(out)])
     first = CohortStats.from_dict(results_doc(seed=1)["cohorts"]["canonical"])
     second = CohortStats.from_dict(results_doc(seed=2)["cohorts"]["canonical"])
-    assert code == compare(first, second, DEFAULT_POLICY).exit_code  # the verdict's own code
+    assert code == judge(first, second, DEFAULT_POLICY).exit_code  # the verdict's own code
     html = out.read_text()
     assert "baseline:canonical" in html and "candidate:canonical" in html
     assert html.count('<span class="badge"') >= 2  # the verdict and its metric rows
