@@ -37,8 +37,8 @@ if TYPE_CHECKING:  # the names below load when first asked for (see __getattr__)
     from ._runner import Measured, RunOptions, measure
     from ._scenario import Scenario, ScenarioError, load_scenario
     from ._sequential import Looks, UntilDecided
-    from ._spending import SequentialPlan
     from ._session import FirstEvent, observe_first_events
+    from ._spending import SequentialPlan
     from ._stats import CohortStats
 
 __version__ = "0.1.0"

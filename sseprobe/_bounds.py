@@ -326,4 +326,3 @@ def quantile_unit_variance(values: np.ndarray, counts: np.ndarray, q: float, alp
     q16, q84 = hist_quantile(values, counts, 15.87), hist_quantile(values, counts, 84.13)
     sigma = (math.log(q84) - math.log(q16)) / 2.0 if q16 and q84 and q84 > q16 else 1.0
     return q * (1.0 - q) * sigma * sigma / f**2
-

@@ -24,8 +24,9 @@ Family-wise control
 -------------------
 The policy's 1 - confidence is split: critical metrics (the only ones that can make the verdict
 RED) share all of it but NON_CRITICAL_SHARE; the non-critical ones share that slice and can make
-the verdict YELLOW. Weighted Bonferroni within each group (a quantile QUANTILE_WEIGHT, a rate 1), one-sided: when no metric got more than its
-YELLOW limit worse, any YELLOW or RED is at most 1 - confidence likely. GREEN needs every
+the verdict YELLOW. Weighted Bonferroni within each group (a quantile QUANTILE_WEIGHT, a rate
+1), one-sided: when no metric got more than its YELLOW limit worse, any YELLOW or RED is at most
+1 - confidence likely. GREEN needs every
 critical metric GREEN, so a single metric +5 % worse makes it GREEN at most 1 - power of the time.
 Triggers are their own family (``trigger_alpha``): each fires on its own bound.
 
@@ -54,8 +55,15 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from ._bounds import pooled, quantile_bounds, quantile_log_ratio_ci, quantile_unit_variance, rate_diff_ci, z_of
-from ._bounds import wilson_interval
+from ._bounds import (
+    pooled,
+    quantile_bounds,
+    quantile_log_ratio_ci,
+    quantile_unit_variance,
+    rate_diff_ci,
+    wilson_interval,
+    z_of,
+)
 from ._policy import (
     DEFAULT_POLICY,
     FiredTrigger,

@@ -22,7 +22,8 @@ How "x % worse" is measured
 Triggers
 --------
 Absolute, on one cohort: the checklist calls them "immediate rollback". Each fires only when
-its own exact confidence bound is past the limit (``check_triggers``), not on the raw value. 5xx uses the table's > 5 %, not the alert line's "5xx > 1 %": 1 % is
+its own exact confidence bound is past the limit (``check_triggers``), not on the raw value.
+5xx uses the table's > 5 %, not the alert line's "5xx > 1 %": 1 % is
 the table's *target*, the policy's rollback trigger is 5 %, and at 1 % a 40-session canary would be
 RED on a single 5xx (1/40 = 2.5 %). A policy file can set 0.01. "Chat failures > 10/hour"
 needs a run duration, which CohortStats does not hold, so it is not a trigger here. A cohort
@@ -37,8 +38,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
-
-import numpy as np
 
 from ._bounds import clopper_pearson, hist_quantile, quantile_bounds
 from ._stats import HISTOGRAMS, CohortStats, histogram_arrays

@@ -12,7 +12,8 @@ most of their sessions (look k+1 holds all of look k's), so their statistics are
 correlated (sqrt(n_k / n_(k+1)) = 0.71 at growth 2), and the crossing probability of the
 whole sequence is computed rather than bounded: for the default 9 alarm looks at alpha 0.18 %
 the boundary is z = 3.50 where Bonferroni over the 200 looks every 100 sessions needed
-z = 4.29 (and a single fixed-size look z = 2.91). The crossing probability is that of a Brownian motion observed at the looks
+z = 4.29 (and a single fixed-size look z = 2.91). The crossing probability is that of a
+Brownian motion observed at the looks
 (the Bahadur representation of a quantile and the binomial count of a rate are sums of
 independent sessions), computed by recursive numerical integration on a grid
 (Armitage, McPherson and Rowe 1969).
@@ -61,7 +62,7 @@ def crossing_probability(bounds: tuple[float, ...], sizes: tuple[int, ...]) -> f
     z, steps = _steps(sizes)
     dens = np.where(z <= bounds[0], np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi), 0.0)
     total = float(_sf(np.array([bounds[0]]))[0])
-    for c, (r, s, kernel) in zip(bounds[1:], steps):
+    for c, (r, s, kernel) in zip(bounds[1:], steps, strict=True):
         w = dens * _GRID  # mass of each grid cell still running
         total += float(w @ _sf((c - r * z) / s))
         dens = np.where(z <= c, kernel @ w, 0.0)

@@ -124,5 +124,3 @@ class Verdict:
         if self.generator_error_ms > 0:
             d["generator_error_ms"] = round(self.generator_error_ms, 3)
         return d
-
-

@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from bench import contract
 from sseprobe._bounds import clopper_pearson, order_stat_ranks, quantile_bounds, quantile_log_ratio_ci, rate_diff_ci
-from sseprobe._compare import EXIT_CODES, SequentialPlan, Verdict, decided, judge, judge_sequential
-from sseprobe._verdict import level_from
-from sseprobe._policy import DEFAULT_POLICY, MetricRule, Policy
+from sseprobe._compare import EXIT_CODES, SequentialPlan, Verdict, judge, judge_sequential
+from sseprobe._policy import DEFAULT_POLICY, MetricRule
 from sseprobe._stats import CohortStats, histogram_arrays, new_histogram
+from sseprobe._verdict import level_from
 from sseprobe._verdict_text import render_verdict
 
 ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
