@@ -161,7 +161,7 @@ def emit(result: dict[str, Any]) -> None:
 
 def event_loop_run(main: Any) -> Any:
     """Run a coroutine on the loop sseprobe itself would use (uvloop when installed)."""
-    from sseprobe._engine import run
+    from sseprobe.load.engine import run
 
     return run(main)
 

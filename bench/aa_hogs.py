@@ -27,8 +27,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from sseprobe._compare import generator_band, judge
-from sseprobe._stats import CohortStats
+from sseprobe.verdict.compare import generator_band, judge
+from sseprobe.verdict.stats import CohortStats
 
 from ._util import PY, ROOT, cpu_hogs, target
 

@@ -18,8 +18,8 @@ import time
 from dataclasses import replace
 
 from sseprobe._config import FlowOptions
-from sseprobe._engine import CohortSpec, Load
-from sseprobe._runner import RunOptions, measure
+from sseprobe.load.engine import CohortSpec, Load
+from sseprobe.load.runner import RunOptions, measure
 
 from ._util import machine, median, spread, target
 

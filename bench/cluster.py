@@ -33,7 +33,7 @@ def _cpu_self_and_children() -> float:
 
 def _cohorts(url: str) -> list[Any]:
     from sseprobe._config import FlowOptions
-    from sseprobe._engine import CohortSpec
+    from sseprobe.load.engine import CohortSpec
 
     return [CohortSpec("canonical", FlowOptions(flow="canonical", url=url))]
 
@@ -44,8 +44,8 @@ def _figures(m: Any, sessions: int, cpu_s: float) -> dict[str, Any]:
 
 
 def worker_fork(url: str, sessions: int, concurrency: int, workers: int) -> dict[str, Any]:
-    from sseprobe._engine import Load
-    from sseprobe._runner import RunOptions, measure
+    from sseprobe.load.engine import Load
+    from sseprobe.load.runner import RunOptions, measure
 
     measure(_cohorts(url), Load(sessions=50, concurrency=concurrency), opts=RunOptions(workers=1))  # warm-up
     cpu0 = _cpu_self_and_children()
@@ -56,9 +56,9 @@ def worker_fork(url: str, sessions: int, concurrency: int, workers: int) -> dict
 def worker_ray(url: str, sessions: int, concurrency: int) -> dict[str, Any]:
     import ray
 
-    from sseprobe._cluster import ClusterOptions
-    from sseprobe._engine import Load
-    from sseprobe._runner import RunOptions, measure
+    from sseprobe.load.cluster import ClusterOptions
+    from sseprobe.load.engine import Load
+    from sseprobe.load.runner import RunOptions, measure
 
     ray.init(
         address="local",

@@ -42,8 +42,8 @@ async def _wait_open(url: str, stalls: int, n: int, started: float) -> float:
 
 async def _sseprobe(url: str, n: int, rate: float) -> dict[str, Any]:
     from sseprobe._config import FlowOptions, Limits, Timeouts
-    from sseprobe._engine import CohortSpec, Load, RunControl, run_load
-    from sseprobe._pacer import Phase, Schedule
+    from sseprobe.load.engine import CohortSpec, Load, RunControl, run_load
+    from sseprobe.load.pacer import Phase, Schedule
 
     timeouts = Timeouts(connect=30, idle=900, session=1200)
     opts = FlowOptions(flow="canonical", url=url)

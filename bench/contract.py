@@ -32,10 +32,10 @@ from collections.abc import Callable
 import numpy as np
 
 from bench.power import FAIL, fill
-from sseprobe._compare import decided, judge
-from sseprobe._policy import DEFAULT_POLICY
-from sseprobe._sequential import Looks, UntilDecided
-from sseprobe._stats import CohortStats
+from sseprobe.verdict.compare import decided, judge
+from sseprobe.verdict.policy import DEFAULT_POLICY
+from sseprobe.verdict.sequential import Looks, UntilDecided
+from sseprobe.verdict.stats import CohortStats
 
 MEDIAN_MS = 180.0
 SQRT2 = math.sqrt(2.0)
@@ -278,7 +278,7 @@ def trigger_table(trials: int, n: int = 2000) -> list[str]:
 
 
 def _triggers(s: CohortStats) -> list:  # type: ignore[type-arg]
-    from sseprobe._policy import check_triggers
+    from sseprobe.verdict.policy import check_triggers
 
     return check_triggers(s, DEFAULT_POLICY)
 

@@ -27,9 +27,9 @@ CLIENTS = ("sseprobe", "aiohttp-lines", "httpx-sse")
 
 async def _sseprobe(url: str) -> tuple[int, str]:
     from sseprobe._config import FlowOptions, Limits, Timeouts
-    from sseprobe._engine import make_client
     from sseprobe._record import SessionRecord
-    from sseprobe._session import run_session
+    from sseprobe.load.engine import make_client
+    from sseprobe.wire.session import run_session
 
     timeouts, limits = Timeouts(connect=10, idle=60, session=600), Limits()
     opts = FlowOptions(flow="generic", url=url, method="GET")
@@ -79,8 +79,8 @@ def worker(client: str, url: str, events: int) -> dict[str, Any]:
 
 def decoder_only(shape: str, events: int) -> dict[str, Any]:
     """SSEDecoder.feed + StreamRules.scan over the bulk payload in 64 KiB pieces, no socket."""
-    from sseprobe._flows import StreamRules
-    from sseprobe._sse import SSEDecoder
+    from sseprobe.wire.flows import StreamRules
+    from sseprobe.wire.sse import SSEDecoder
 
     from .bulk_server import payload
 

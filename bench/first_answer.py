@@ -20,8 +20,8 @@ import argparse
 import statistics
 import time
 
-from sseprobe._flows import CANONICAL_RULES, LEGACY_RULES, StreamRules
-from sseprobe._sse import SSEDecoder
+from sseprobe.wire.flows import CANONICAL_RULES, LEGACY_RULES, StreamRules
+from sseprobe.wire.sse import SSEDecoder
 
 from .bulk_server import payload
 

@@ -38,7 +38,8 @@ _receive_lags: list[float] = []  # ms, every read (kernel mode)
 
 def _install_loop_transport() -> None:
     """sseprobe's connections on the event loop's own transport, as before kernel stamps."""
-    from sseprobe import _http
+    from sseprobe.wire import conn as _conn
+    from sseprobe.wire import http as _http
 
     async def open_conn(self: Any, key: Any) -> Any:
         loop = self.loop
@@ -48,7 +49,7 @@ def _install_loop_transport() -> None:
         async with asyncio.timeout(self._connect_timeout):
             t0 = self._clock()
             sock = await self._tcp(loop, host, port)
-            _, conn = await loop.create_connection(lambda: _http._Conn(loop), sock=sock)
+            _, conn = await loop.create_connection(lambda: _conn.Conn(loop), sock=sock)
             conn.tcp_ms = (self._clock() - t0) * 1000.0
             return conn
 
@@ -57,10 +58,11 @@ def _install_loop_transport() -> None:
 
 def _note_receive_lags() -> None:
     """Every read's receive lag, as the client saw it (kernel mode)."""
-    from sseprobe import _http
+    from sseprobe.wire import conn as _conn
+    from sseprobe.wire import sockio as _sockio
 
     clients: list[Any] = []
-    init, received = _http._SocketIO.__init__, _http._Conn.data_received
+    init, received = _sockio.SocketIO.__init__, _conn.Conn.data_received
 
     def socket_io(self: Any, client: Any, sock: Any, conn: Any) -> None:
         if not clients:
@@ -72,8 +74,8 @@ def _note_receive_lags() -> None:
             _receive_lags.append(clients[0].receive_lag * 1000.0)
         received(self, data)
 
-    _http._SocketIO.__init__ = socket_io  # type: ignore[method-assign]
-    _http._Conn.data_received = data_received  # type: ignore[method-assign]
+    _sockio.SocketIO.__init__ = socket_io  # type: ignore[method-assign]
+    _conn.Conn.data_received = data_received  # type: ignore[method-assign]
 
 
 def worker(mode: str, url: str, n: int, delay_ms: float, rate: float, warm: float, window: float) -> dict[str, Any]:

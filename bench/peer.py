@@ -27,8 +27,8 @@ from ._util import PY, ROOT, emit, pct, proc_cpu
 
 def sseprobe_worker(url: str, concurrency: int, seconds: float, delay_ms: float) -> dict[str, Any]:
     from sseprobe._config import FlowOptions, Limits, Timeouts
-    from sseprobe._engine import CohortSpec, Load
-    from sseprobe._runner import RunOptions, measure
+    from sseprobe.load.engine import CohortSpec, Load
+    from sseprobe.load.runner import RunOptions, measure
 
     from . import truth
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from sseprobe._bounds import clopper_pearson
-from sseprobe._compare import SequentialPlan, decided, judge
-from sseprobe._policy import DEFAULT_POLICY, Policy
-from sseprobe._sequential import Looks, UntilDecided
-from sseprobe._stats import CohortStats
+from sseprobe.verdict.bounds import clopper_pearson
+from sseprobe.verdict.compare import SequentialPlan, decided, judge
+from sseprobe.verdict.policy import DEFAULT_POLICY, Policy
+from sseprobe.verdict.sequential import Looks, UntilDecided
+from sseprobe.verdict.stats import CohortStats
 
 MEDIAN_MS = 180.0
 FAIL = (0.001, 0.003, 0.003, 0.003)  # connect_error, 5xx, timeout, stream_error

@@ -22,8 +22,8 @@ from ._util import PY, ROOT, event_loop_run, target
 
 async def _load(url: str, sessions: int, concurrency: int) -> int:
     from sseprobe._config import FlowOptions
-    from sseprobe._engine import CohortSpec, Load, run_load
-    from sseprobe._stats import CohortStats
+    from sseprobe.load.engine import CohortSpec, Load, run_load
+    from sseprobe.verdict.stats import CohortStats
 
     stats = CohortStats()
     await run_load(

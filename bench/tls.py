@@ -194,7 +194,7 @@ async def _session_loop(transport: Any, url: str, ca_file: str, concurrency: int
     from sseprobe._config import FlowOptions, Limits, Timeouts, TLSOptions
     from sseprobe._outcomes import Outcome
     from sseprobe._record import SessionRecord
-    from sseprobe._session import run_session
+    from sseprobe.wire.session import run_session
 
     timeouts, limits = Timeouts(connect=10, idle=30, session=60), Limits()
     opts = FlowOptions(flow="generic", url=url + "/sse", complete_on="done", tls=TLSOptions(ca_file=ca_file))
@@ -209,7 +209,7 @@ async def _session_loop(transport: Any, url: str, ca_file: str, concurrency: int
 
 async def _sseprobe(url: str, concurrency: int, sessions: int, ca_file: str) -> tuple[int, float]:
     from sseprobe._config import Limits, Timeouts
-    from sseprobe._engine import make_client
+    from sseprobe.load.engine import make_client
 
     async with make_client(Timeouts(connect=10, idle=30, session=60), Limits(), time.perf_counter) as http:
         return await _session_loop(http, url, ca_file, concurrency, sessions)
@@ -264,9 +264,9 @@ def session_worker(tool: str, url: str, concurrency: int, sessions: int, ca_file
 def stream_worker(url: str, events: int, ca_file: str) -> dict[str, Any]:
     """One sseprobe session over the whole /bulk stream: events per CPU second."""
     from sseprobe._config import FlowOptions, Limits, Timeouts, TLSOptions
-    from sseprobe._engine import make_client
     from sseprobe._record import SessionRecord
-    from sseprobe._session import run_session
+    from sseprobe.load.engine import make_client
+    from sseprobe.wire.session import run_session
 
     async def go() -> tuple[int, float]:
         timeouts, limits = Timeouts(connect=10, idle=60, session=600), Limits()

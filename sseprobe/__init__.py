@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below load when first asked for (see __getattr__)
     from ._api import DEFAULTS, Result, RunPlan, compare, plan_from, run
-    from ._compare import Verdict, decided, judge, judge_sequential
     from ._config import FlowOptions, Limits, Timeouts, TLSOptions
-    from ._engine import CohortSpec, Load
     from ._outcomes import Outcome
-    from ._pacer import Phase, Schedule
-    from ._plan import UsageProblem
-    from ._policy import DEFAULT_POLICY, FiredTrigger, Policy, PolicyError, check_triggers, load_policy
     from ._record import SessionRecord
-    from ._report_html import render_report, write_report
-    from ._results import (
+    from .load.engine import CohortSpec, Load
+    from .load.pacer import Phase, Schedule
+    from .load.runner import Measured, RunOptions, measure
+    from .plan.resolve import UsageProblem
+    from .plan.scenario import Scenario, ScenarioError, load_scenario
+    from .report.document import (
         ResultsError,
         build_document,
         cohort_from_document,
@@ -34,12 +33,13 @@ if TYPE_CHECKING:  # the names below load when first asked for (see __getattr__)
         read_documents,
         write_atomic,
     )
-    from ._runner import Measured, RunOptions, measure
-    from ._scenario import Scenario, ScenarioError, load_scenario
-    from ._sequential import Looks, UntilDecided
-    from ._session import FirstEvent, observe_first_events
-    from ._spending import SequentialPlan
-    from ._stats import CohortStats
+    from .report.html import render_report, write_report
+    from .verdict.compare import Verdict, decided, judge, judge_sequential
+    from .verdict.policy import DEFAULT_POLICY, FiredTrigger, Policy, PolicyError, check_triggers, load_policy
+    from .verdict.sequential import Looks, UntilDecided
+    from .verdict.spending import SequentialPlan
+    from .verdict.stats import CohortStats
+    from .wire.session import FirstEvent, observe_first_events
 
 __version__ = "0.1.0"
 
@@ -51,53 +51,53 @@ _LAZY = {
     "run": "._api",
     "compare": "._api",
     "DEFAULTS": "._api",
-    "UsageProblem": "._plan",
+    "UsageProblem": ".plan.resolve",
     # value objects
     "FlowOptions": "._config",
     "Timeouts": "._config",
     "Limits": "._config",
     "TLSOptions": "._config",
-    "Load": "._engine",
-    "CohortSpec": "._engine",
-    "Phase": "._pacer",
-    "Schedule": "._pacer",
-    "Policy": "._policy",
-    "DEFAULT_POLICY": "._policy",
-    "PolicyError": "._policy",
-    "load_policy": "._policy",
-    "Scenario": "._scenario",
-    "ScenarioError": "._scenario",
-    "load_scenario": "._scenario",
+    "Load": ".load.engine",
+    "CohortSpec": ".load.engine",
+    "Phase": ".load.pacer",
+    "Schedule": ".load.pacer",
+    "Policy": ".verdict.policy",
+    "DEFAULT_POLICY": ".verdict.policy",
+    "PolicyError": ".verdict.policy",
+    "load_policy": ".verdict.policy",
+    "Scenario": ".plan.scenario",
+    "ScenarioError": ".plan.scenario",
+    "load_scenario": ".plan.scenario",
     # measured and judged
     "Outcome": "._outcomes",
     "SessionRecord": "._record",
-    "CohortStats": "._stats",
-    "Verdict": "._compare",
-    "judge": "._compare",
-    "FiredTrigger": "._policy",
-    "check_triggers": "._policy",
+    "CohortStats": ".verdict.stats",
+    "Verdict": ".verdict.compare",
+    "judge": ".verdict.compare",
+    "FiredTrigger": ".verdict.policy",
+    "check_triggers": ".verdict.policy",
     # the sequential machinery `compare --until-decided` looks and decides with (pure)
-    "judge_sequential": "._compare",
-    "decided": "._compare",
-    "SequentialPlan": "._spending",
-    "Looks": "._sequential",
-    "UntilDecided": "._sequential",
+    "judge_sequential": ".verdict.compare",
+    "decided": ".verdict.compare",
+    "SequentialPlan": ".verdict.spending",
+    "Looks": ".verdict.sequential",
+    "UntilDecided": ".verdict.sequential",
     # the results document and its reports
-    "ResultsError": "._results",
-    "build_document": "._results",
-    "cohort_from_document": "._results",
-    "dumps": "._results",
-    "read_document": "._results",
-    "read_documents": "._results",
-    "write_atomic": "._results",
-    "render_report": "._report_html",
-    "write_report": "._report_html",
+    "ResultsError": ".report.document",
+    "build_document": ".report.document",
+    "cohort_from_document": ".report.document",
+    "dumps": ".report.document",
+    "read_document": ".report.document",
+    "read_documents": ".report.document",
+    "write_atomic": ".report.document",
+    "render_report": ".report.html",
+    "write_report": ".report.html",
     # the engine, one level down
-    "measure": "._runner",
-    "Measured": "._runner",
-    "RunOptions": "._runner",
-    "FirstEvent": "._session",
-    "observe_first_events": "._session",
+    "measure": ".load.runner",
+    "Measured": ".load.runner",
+    "RunOptions": ".load.runner",
+    "FirstEvent": ".wire.session",
+    "observe_first_events": ".wire.session",
 }
 
 __all__ = [

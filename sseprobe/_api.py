@@ -13,19 +13,19 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._compare import Verdict, decided, generator_band, judge
 from ._config import FlowOptions, Limits, Timeouts
-from ._engine import CohortSpec, Load, RunInfo
-from ._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
 from ._outcomes import Outcome
-from ._pacer import Phase
-from ._plan import (
+from ._redact import redact_url
+from .load.engine import CohortSpec, Load, RunInfo
+from .load.pacer import Phase
+from .load.runner import Measured, RunOptions, measure, merged_generator
+from .plan.resolve import (
     UsageProblem,
     build_limits,
     build_load,
@@ -40,17 +40,18 @@ from ._plan import (
     tls_config,
     until_decided_from,
 )
-from ._policy import FiredTrigger, Policy, check_triggers, mark_generator_bound
-from ._redact import redact_url
-from ._results import build_document
-from ._runner import Measured, RunOptions, measure, merged_generator
-from ._scenario import Scenario
-from ._sequential import Looks, Stopped, UntilDecided, time_to_decide
-from ._stats import CohortStats
-from ._summary import render_run
-from ._verdict_text import render_sequential, render_verdict
+from .plan.scenario import Scenario
+from .report.document import SCHEMA, build_document
+from .report.summary import render_run
+from .report.verdict_text import render_sequential, render_verdict
+from .verdict.compare import Verdict, decided, generator_band, judge
+from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
+from .verdict.policy import FiredTrigger, Policy, check_triggers, mark_generator_bound
+from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
+from .verdict.stats import CohortStats
 
 __all__ = [
+    "MeasuredButFailed",
     "DEFAULTS",
     "RunPlan",
     "Result",
@@ -79,7 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "workers": None,
     "cluster": None,
     "workers_per_node": None,
-    "on_node_loss": "abort",
+    "on_node_loss": None,  # abort, with --cluster
     "abort_on_trigger": None,
     "connect_timeout": 10.0,
     "idle_timeout": 60.0,
@@ -184,6 +185,8 @@ class Result:
         summary = render_run(
             self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator
         )
+        if self.problem:  # one answer: nothing measured is no verdict on the service (exit 3), never RED
+            return summary + f"\n\nUNKNOWN: {self.problem}: no verdict on the service"
         if self.verdict is None:
             return summary
         verdict = render_verdict(self.verdict, "legacy", "canonical", color=color)
@@ -257,11 +260,12 @@ def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Re
     if plan.command != "run" or len(plan.cohorts) != 1:
         raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
     measured = _measure(plan, progress)
-    stats = measured.cohorts[plan.cohorts[0].name]
-    fired = judge_completion(stats, check_triggers(stats, plan.policy))
-    triggers = mark_generator_bound(fired, generator_band(measured.generator))
-    doc = _document(plan, measured, {"triggers": [t.to_dict() for t in triggers]})
-    return Result(plan, measured, doc, triggers)
+    with _kept(plan, lambda: measured):
+        stats = measured.cohorts[plan.cohorts[0].name]
+        fired = judge_completion(stats, check_triggers(stats, plan.policy))
+        triggers = mark_generator_bound(fired, generator_band(measured.generator))
+        doc = _document(plan, measured, {"triggers": [t.to_dict() for t in triggers]})
+        return Result(plan, measured, doc, triggers)
 
 
 def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
@@ -271,11 +275,46 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
     measured = _measure(plan, progress)
-    band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
-    verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
-    extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
-    doc = _document(plan, measured, {}, verdict, extra)
-    return Result(plan, measured, doc, verdict.triggers, verdict, extra)
+    with _kept(plan, lambda: measured):
+        band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
+        verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
+        extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
+        doc = _document(plan, measured, {}, verdict, extra)
+        return Result(plan, measured, doc, verdict.triggers, verdict, extra)
+
+
+class MeasuredButFailed(Exception):
+    """Judging or documenting what was measured failed (a fault of ours): ``document`` holds every
+    cohort as measured, without a verdict, for the caller to write, and ``out`` where it was asked for.
+    Measured results are never lost to a failure that comes after them."""
+
+    def __init__(self, document: dict[str, Any], out: str | None, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.document, self.out = document, out
+
+
+@contextlib.contextmanager
+def _kept(plan: RunPlan, measured: Callable[[], Measured | None]) -> Iterator[None]:
+    """Any Exception inside (after measuring) becomes MeasuredButFailed carrying the bare document."""
+    try:
+        yield
+    except Exception as exc:
+        m = measured()
+        if m is None:
+            raise
+        failure = f"{type(exc).__name__}: {exc}"[:300]
+        try:
+            doc = _document(plan, m, {"failure": failure})
+        except Exception:  # noqa: BLE001 - the bare counts, at least
+            doc = {"schema": SCHEMA, "failure": failure, "cohorts": {n: _bare(c) for n, c in m.cohorts.items()}}
+        raise MeasuredButFailed(doc, plan.out, exc) from exc
+
+
+def _bare(stats: CohortStats) -> dict[str, Any]:
+    try:
+        return stats.to_dict()
+    except Exception:  # noqa: BLE001
+        return {"sessions": stats.sessions, "outcomes": dict(stats.outcomes)}
 
 
 def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | None | Literal["plan"]) -> Result:
@@ -284,10 +323,32 @@ def _until_decided(plan: RunPlan, settings: UntilDecided, progress: TextIO | Non
     between batches (Ctrl-C, SIGTERM) ends the loop; everything measured is kept."""
     looks = Looks(settings, plan.policy)
     parts: list[Measured] = []
+    started = time.monotonic()
+    with _kept(plan, lambda: _merged_or_last(plan, parts, started)):
+        return _looks(plan, settings, progress, looks, parts, started)
+
+
+def _merged_or_last(plan: RunPlan, parts: list[Measured], started: float) -> Measured | None:
+    """For a failure between batches: every batch merged, else (merging is what failed) the last one."""
+    if not parts:
+        return None
+    try:
+        return _merge(plan, parts, time.monotonic() - started)
+    except Exception:  # noqa: BLE001 - a batch measured is still worth keeping
+        return parts[-1]
+
+
+def _looks(
+    plan: RunPlan,
+    settings: UntilDecided,
+    progress: TextIO | None | Literal["plan"],
+    looks: Looks,
+    parts: list[Measured],
+    started: float,
+) -> Result:
     merged: Measured | None = None
     verdict: Verdict | None = None
     stopped: Stopped = "max_sessions"
-    started = time.monotonic()
     with _stop_requests() as asked:
         for look in range(1, settings.plan.looks + 1):
             left = _time_left(settings, started)
@@ -380,7 +441,12 @@ def _say_look(
         return
     n = min(s.attempts for s in merged.cohorts.values())
     undecided = [m.name for m in verdict.metrics if m.critical and m.level == "INCONCLUSIVE"]
-    state = "decided" if decided(verdict) else f"undecided: {', '.join(undecided)}"
+    if not decided(verdict):
+        state = f"undecided: {', '.join(undecided)}"
+    elif verdict.overall == "INCONCLUSIVE":  # stopped: the generator's own lag is what hides the answer
+        state = "stopping: the generator is saturated, more sessions cannot decide"
+    else:
+        state = "decided"
     print(f"sseprobe: look {look}: {n:,} sessions per cohort, {verdict.overall} ({state})", file=out, flush=True)
 
 
@@ -417,12 +483,18 @@ def _document(
     decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     info = measured.info
+    judged = None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons, **(decision or {})}
+    problem = unreachable(measured.cohorts)
+    if problem:  # the document says what the exit code says: could not tell (3), not RED
+        extra = {**extra, "unreachable": problem}
+        if judged is not None:
+            judged = {**judged, "overall": "UNKNOWN", "reasons": [problem, *verdict.reasons]}  # type: ignore[union-attr]
     return build_document(
         started=info.started,
         duration_s=info.duration_s,
         config=plan.config,
         cohorts=measured.cohorts,
-        verdict=None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons, **(decision or {})},
+        verdict=judged,
         interrupted=info.interrupted,
         extra={**extra, **_results_extra(measured)},
     )
@@ -522,7 +594,9 @@ def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
     """Why nothing could be measured, when every attempt failed to connect at all."""
     for name, stats in cohorts.items():
         if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
-            return f"cannot reach {stats.url} ({name}): every session failed to connect"
+            first = next((r for r, _ in stats.reasons.most_common(1)), "").removeprefix("connect_error: ")
+            why = f" ({first})" if first else ""
+            return f"cannot reach {stats.url} ({name}): every session failed to connect{why}"
     return None
 
 

@@ -4,6 +4,8 @@ known, every value typed, and each error one line naming the file, the key and w
 from __future__ import annotations
 
 import math
+import os
+import stat
 import tomllib
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -14,15 +16,29 @@ __all__ = ["read_toml", "StrictReader"]
 Error = Callable[[str], Exception]
 
 
+MAX_TOML_BYTES = 1 << 20  # a scenario, policy or monitor file is a few KB
+
+
 def read_toml(path: str | Path, error: Error, kind: str | None = None) -> dict[str, Any]:
     """The file's tables; one that cannot be read or parsed is one ``error`` naming it (and the ``kind`` of
-    file it should have been). A BOM is fine."""
+    file it should have been). A BOM is fine. Only a regular file of at most 1 MiB is opened (a FIFO
+    would block, /dev/zero never end); nesting deep enough to exhaust the parser's stack is refused."""
+    what = f" {kind} file" if kind else ""
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: cannot read{what}: not a regular file")
+        if st.st_size > MAX_TOML_BYTES:
+            raise error(f"{path}: cannot read{what}: {st.st_size:,} bytes, more than {MAX_TOML_BYTES:,}")
+        with open(path, "rb") as f:
+            data = f.read(MAX_TOML_BYTES + 1)
+        return tomllib.loads(data.decode("utf-8-sig"))
     except OSError as exc:
-        raise error(f"{path}: cannot read{f' {kind} file' if kind else ''}: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read{what}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{path}: {f'not a {kind} file: invalid' if kind else 'not valid'} TOML: {exc}") from None
+    except RecursionError:
+        raise error(f"{path}: {f'not a {kind} file: ' if kind else ''}tables or arrays nested too deeply") from None
 
 
 class StrictReader:
@@ -33,12 +49,13 @@ class StrictReader:
 
     def fail(self, key: str, expected: str, got: Any = None) -> Exception:
         shown = "" if got is None else f", got {got!r}"[:80]
+        key = key if len(key) <= 80 else key[:77] + "..."  # a key can be megabytes long
         return self.error(f"{self.path}: {key}: expected {expected}{shown}")
 
     def known(self, prefix: str, d: dict[str, Any], allowed: Collection[str]) -> None:
         for k in d:
             if k not in allowed:
-                raise self.fail(f"{prefix}{k}", f"a known key ({', '.join(sorted(allowed))})")
+                raise self.fail(f"{prefix}{k[:80]}", f"a known key ({', '.join(sorted(allowed))})")
 
     def table(self, key: str, v: Any) -> dict[str, Any]:
         if not isinstance(v, dict):

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from sseprobe._intervals import IntervalLog
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
-from sseprobe._results import build_document
-from sseprobe._stats import CohortStats
+from sseprobe.report.document import build_document
+from sseprobe.verdict.intervals import IntervalLog
+from sseprobe.verdict.stats import CohortStats
 
 
 def results_doc(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._calibrate import (
+from sseprobe.load.calibrate import (
     CALIBRATION_ENV,
     RESOLUTION,
     SCHEMA,
@@ -31,8 +31,8 @@ from sseprobe._calibrate import (
     recommend_workers,
     store_calibration,
 )
-from sseprobe._engine import Load
-from sseprobe._pacer import Phase, Schedule
+from sseprobe.load.engine import Load
+from sseprobe.load.pacer import Phase, Schedule
 
 from .conftest import CLI, in_process, sseprobe
 
@@ -296,3 +296,40 @@ def test_ctrl_c_stops_calibration_in_one_line_and_stores_nothing(tmp_path: Path)
     assert proc.returncode == 3
     assert err.strip().splitlines()[-1] == "sseprobe: interrupted" and "Traceback" not in err
     assert out == "" and not path.exists()
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux /proc")
+def test_sigkill_of_calibrate_takes_its_target_with_it(tmp_path: Path) -> None:
+    """#24.15: SIGKILL runs no cleanup; the forked target dies with its parent all the same."""
+    import time
+
+    proc = subprocess.Popen(
+        [*CLI, "calibrate", "--budget", "60", "--no-store"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("sseprobe calibrate: rate")  # the target is up and serving
+        targets = _children(proc.pid)
+        assert targets
+        proc.kill()
+        proc.wait(30)
+        deadline = time.monotonic() + 30  # the kernel's signal, not a timing: it comes at once or never
+        while any(Path(f"/proc/{t}").exists() and "Z" not in _state(t) for t in targets):
+            assert time.monotonic() < deadline, f"the target {targets} outlived calibrate"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "Z"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sseprobe._check import CheckResult, health_findings, run_checks
 from sseprobe._config import FlowOptions
+from sseprobe.ops.check import CheckResult, health_findings, run_checks
 from sseprobe.target import CohortKnobs, TargetConfig, running_target
 
 from .conftest import sseprobe, target_process

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._cluster import INSTALL_HINT, LateStart, ShareActor, best_probe, clock_offset, parse_cluster
 from sseprobe._config import FlowOptions, Limits, Timeouts
-from sseprobe._engine import CohortSpec, Load
-from sseprobe._runner import RunOptions
 from sseprobe.cli import main
+from sseprobe.load.cluster import INSTALL_HINT, LateStart, ShareActor, best_probe, clock_offset, parse_cluster
+from sseprobe.load.engine import CohortSpec, Load
+from sseprobe.load.runner import RunOptions
 
 from .conftest import CLI, sseprobe, target_process
 

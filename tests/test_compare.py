@@ -24,12 +24,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench import contract
-from sseprobe._bounds import clopper_pearson, order_stat_ranks, quantile_bounds, quantile_log_ratio_ci, rate_diff_ci
-from sseprobe._compare import EXIT_CODES, SequentialPlan, Verdict, judge, judge_sequential
-from sseprobe._policy import DEFAULT_POLICY, MetricRule
-from sseprobe._stats import CohortStats, histogram_arrays, new_histogram
-from sseprobe._verdict import level_from
-from sseprobe._verdict_text import render_verdict
+from sseprobe.report.verdict_text import render_verdict
+from sseprobe.verdict.bounds import (
+    clopper_pearson,
+    order_stat_ranks,
+    quantile_bounds,
+    quantile_log_ratio_ci,
+    rate_diff_ci,
+)
+from sseprobe.verdict.compare import EXIT_CODES, SequentialPlan, Verdict, judge, judge_sequential
+from sseprobe.verdict.policy import DEFAULT_POLICY, MetricRule
+from sseprobe.verdict.stats import CohortStats, histogram_arrays, new_histogram
+from sseprobe.verdict.verdict import level_from
 
 ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
 
@@ -374,7 +380,7 @@ def test_render_verdict() -> None:
 
 def test_comparison_modules_are_pure() -> None:
     code = (
-        "import sys; import sseprobe._compare, sseprobe._policy, sseprobe._verdict_text;"
+        "import sys; import sseprobe.verdict.compare, sseprobe.verdict.policy, sseprobe.report.verdict_text;"
         "bad = [m for m in ('socket', 'ssl', 'asyncio', 'aiohttp', 'anyio', 'http.client', 'urllib.request')"
         " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )

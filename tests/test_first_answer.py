@@ -20,15 +20,15 @@ import orjson
 import pytest
 from aiohttp import web
 
-from sseprobe._compare import judge
 from sseprobe._config import FlowOptions, Limits, Timeouts
-from sseprobe._engine import make_client
-from sseprobe._flows import CANONICAL_RULES, LEGACY_RULES, StreamRules
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
-from sseprobe._session import run_session
-from sseprobe._sse import Event, SSEDecoder
-from sseprobe._stats import CohortStats
+from sseprobe.load.engine import make_client
+from sseprobe.verdict.compare import judge
+from sseprobe.verdict.stats import CohortStats
+from sseprobe.wire.flows import CANONICAL_RULES, LEGACY_RULES, StreamRules
+from sseprobe.wire.session import run_session
+from sseprobe.wire.sse import Event, SSEDecoder
 
 FAST = Timeouts(connect=2.0, idle=2.0, session=10.0)
 

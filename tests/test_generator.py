@@ -17,11 +17,18 @@ import time
 from pathlib import Path
 
 from sseprobe._config import FlowOptions, Limits, Timeouts
-from sseprobe._engine import make_client, run
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
-from sseprobe._runner import SATURATED_LAG_MS, SATURATED_START_MS, SATURATED_WAIT_MS, _sum_cpu, generator_block, lag_us
-from sseprobe._session import run_session
+from sseprobe.load.engine import make_client, run
+from sseprobe.load.runner import (
+    SATURATED_LAG_MS,
+    SATURATED_START_MS,
+    SATURATED_WAIT_MS,
+    _sum_cpu,
+    generator_block,
+    lag_us,
+)
+from sseprobe.wire.session import run_session
 
 from .conftest import cpu_hogs, sseprobe
 

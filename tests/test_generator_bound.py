@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sseprobe._compare import MetricResult, Verdict, decided, generator_band, judge
-from sseprobe._history import History, PassRow
-from sseprobe._monitor import target_parts
-from sseprobe._policy import DEFAULT_POLICY, FiredTrigger, mark_generator_bound
-from sseprobe._prom import PassMetrics, render
-from sseprobe._results import build_document, dumps
-from sseprobe._stats import CohortStats
-from sseprobe._summary import render_run
-from sseprobe._verdict_text import render_verdict
+from sseprobe.ops.monitor import target_parts
+from sseprobe.report.document import build_document, dumps
+from sseprobe.report.history import History, PassRow
+from sseprobe.report.prom import PassMetrics, render
+from sseprobe.report.summary import render_run
+from sseprobe.report.verdict_text import render_verdict
+from sseprobe.verdict.compare import MetricResult, Verdict, decided, generator_band, judge
+from sseprobe.verdict.policy import DEFAULT_POLICY, FiredTrigger, mark_generator_bound
+from sseprobe.verdict.stats import CohortStats
 
 from .conftest import cpu_hogs, in_process, sseprobe, target_process
 from .test_compare import cohort

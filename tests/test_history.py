@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from sseprobe._history import SCHEMA_VERSION, CohortRow, History, HistoryError, PassRow
 from sseprobe.cli import main
+from sseprobe.report.history import SCHEMA_VERSION, CohortRow, History, HistoryError, PassRow
 
 from .report_docs import results_doc
 
@@ -85,14 +85,23 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         History(db)
 
 
-def test_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("user_version", [0, 1, 7])
+def test_foreign_sqlite_file_is_refused_unchanged(tmp_path: Path, user_version: int) -> None:
+    """#24.6: another program's file is refused before any write: not even switched to WAL."""
     db = tmp_path / "other.sqlite"
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE mine (x)")
+    con.execute(f"PRAGMA user_version={user_version}")
     con.commit()
     con.close()
+    before = db.read_bytes()
     with pytest.raises(HistoryError, match="not an sseprobe history database"):
         History(db)
+    assert db.read_bytes() == before
+    assert not (tmp_path / "other.sqlite-wal").exists()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    con.close()
 
 
 def test_locked_writer_gives_clear_error_and_loses_no_row(tmp_path: Path) -> None:

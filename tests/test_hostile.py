@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,22 +31,29 @@ from typing import Any
 import pytest
 
 import sseprobe._api
-import sseprobe._results
 import sseprobe.cli._compare
 import sseprobe.cli._monitor
 import sseprobe.cli._report
 import sseprobe.cli._run
-from sseprobe._http import LeanClient
+import sseprobe.report.document
 from sseprobe._outcomes import ProtocolError
-from sseprobe._results import dumps
 from sseprobe.cli import main
 from sseprobe.cli._run import held_signals
+from sseprobe.report.document import dumps
+from sseprobe.wire.http import LeanClient
 
 from .conftest import CLI, target_process
 from .report_docs import results_doc
 
 DEAD = "http://127.0.0.1:9"  # never contacted: every case below is refused before any load
 RUN = ["run", "--flow", "canonical", "--url", DEAD, "-w", "1"]
+COMPARE = ["compare", "--canonical", DEAD, "--legacy", DEAD, "-w", "1"]
+
+
+def _monitor(folder: Path, line: str) -> list[str]:
+    path = folder / "m.toml"
+    path.write_text(f'url = "{DEAD}"\nhistory = "{folder / "h.sqlite"}"\n{line}\n')
+    return ["monitor", "--config", str(path)]
 
 
 def _doc_file(folder: Path, name: str, edit: Callable[[dict[str, Any]], None] | None = None) -> str:
@@ -194,8 +202,78 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
         "corrupt",
     ),
     ("target port -1", lambda t: ["target", "--port", "-1"], "--port"),
+    # issue 24
+    (
+        "header without colon (#24.2)",
+        lambda t: [*RUN, "-H", "Authorization Bearer S3CRET-T0KEN"],
+        "header 1 has no ':'",
+    ),
+    ("header name with spaces (#24.2)", lambda t: [*RUN, "-H", "Authorization Bearer S3CRET: x"], "header 1"),
+    ("empty bearer file (#24.4)", lambda t: [*RUN, "--bearer-file", _text(t, "tok", "\n")], "is empty"),
+    ("bearer file a fifo (#24.4)", lambda t: [*RUN, "--bearer-file", _fifo(t)], "not a regular file"),
+    ("header not Latin-1 (#24.8)", lambda t: [*RUN, "-H", "X-Token: caf\u20ac"], "Latin-1"),
+    ("traffic rate 5e-324 (#24.5)", lambda t: [*COMPARE, "--traffic-rate", "5e-324"], "--traffic-rate"),
+    ("traffic rate 1e-300 (#24.18)", lambda t: [*COMPARE, "--traffic-rate", "1e-300"], "0.001"),
+    (
+        "scenario traffic rate 5e-324 (#24.5)",
+        lambda t: [*COMPARE, "-s", _scenario(t, "[load]\ntraffic_rate = 5e-324\n")],
+        "traffic_rate",
+    ),
+    ("monitor traffic rate 5e-324 (#24.5)", lambda t: _monitor(t, "traffic_rate = 5e-324"), "traffic_rate"),
+    ("monitor sessions 1e18 (#24.13)", lambda t: _monitor(t, "sessions = 1000000000000000000"), "sessions"),
+    ("monitor max duration inf (#24.13)", lambda t: _monitor(t, "max_duration_s = inf"), "max_duration_s"),
+    ("monitor look_every 1e12 (#24.13)", lambda t: _monitor(t, "look_every = 1000000000000"), "look_every"),
+    ("ca-file missing (#24.18)", lambda t: [*RUN, "--ca-file", str(t / "none.pem")], "none.pem"),
+    ("ca-file a fifo (#24.12)", lambda t: [*RUN, "--ca-file", _fifo(t)], "not a regular file"),
+    ("key encrypted (#24.12)", lambda t: [*RUN, *_encrypted_key(t)], "encrypted"),
+    ("monitor lock a folder (#24.16)", lambda t: _monitor(t, f'lock = "{t}"'), "lock"),
+    ("monitor lock a fifo (#24.16)", lambda t: _monitor(t, f'lock = "{_fifo(t)}"'), "not a regular file"),
+    ("scenario nested deeply (#24.16)", lambda t: [*RUN, "-s", _scenario(t, "a = " + "[" * 50_000)], "nested"),
+    ("scenario a fifo (#24.16)", lambda t: [*RUN, "-s", _fifo(t)], "not a regular file"),
+    ("scenario 20 MB key (#24.18)", lambda t: [*RUN, "-s", _scenario(t, "k" * 20_000_000 + " = 1\n")], "more than"),
+    ("scenario 500 KB key (#24.18)", lambda t: [*RUN, "-s", _scenario(t, "k" * 500_000 + " = 1\n")], "known key"),
+    ("on-node-loss without cluster (#24.17)", lambda t: [*RUN, "--on-node-loss", "continue"], "--cluster"),
+    (
+        "scenario on_node_loss explode (#24.17)",
+        lambda t: [*RUN, "-s", _scenario(t, '[load]\non_node_loss = "explode"\n')],
+        "on_node_loss",
+    ),
+    (
+        "cluster with --workers (#24.25)",
+        lambda t: ["run", "--flow", "canonical", "--url", DEAD, "--cluster", "local:2", "--workers", "3"],
+        "--workers-per-node",
+    ),
+    ("calibrate --file empty (#24.18)", lambda t: ["calibrate", "--file", ""], "--file"),
     ("target p 5xx 7", lambda t: ["target", "--port", "0", "--canonical-p-5xx", "7"], "p_5xx"),
 ]
+
+
+def _encrypted_key(folder: Path) -> list[str]:
+    """--cert and --key, the key encrypted with a pass phrase (OpenSSL would prompt for it)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from .servers import tls_ca
+
+    leaf = tls_ca().issue_cert("127.0.0.1")
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), None)
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pass phrase"),
+        )
+    )
+    leaf.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    return ["--cert", str(folder / "cert.pem"), "--key", str(folder / "key.pem")]
+
+
+def _text(folder: Path, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+SECRETS = ("S3CRET", "s3cr3t")
 
 
 def _binary(folder: Path) -> str:
@@ -223,8 +301,9 @@ def test_hostile_input_is_one_line_and_exit_3(
     assert main(args) == 3
     err = capfd.readouterr().err
     assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 1000, err[:2000]
     assert says.lower() in err.lower(), err
+    assert not any(secret in err for secret in SECRETS), err  # a secret given is never echoed
     assert _listing(tmp_path) == before  # nothing created, nothing replaced
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and os.stat("/dev/null").st_ino == dev_null.st_ino
 
@@ -304,7 +383,7 @@ def test_results_survive_an_output_that_fails_at_the_end(
     def full_disk(*_a: Any, **_k: Any) -> Any:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sseprobe._results, "write_atomic", full_disk)
+    monkeypatch.setattr(sseprobe.report.document, "write_atomic", full_disk)
     out = tmp_path / "r.json"
     code = main(["run", "--flow", "legacy", "--url", target, "-n", "6", "-c", "2", "-w", "1", "-o", str(out), "--json"])
     captured = capfd.readouterr()
@@ -321,14 +400,104 @@ def test_results_survive_an_output_that_fails_at_the_end(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["run", "--flow", "legacy", "-n", "4", "-w", "1"], "judge_completion"),
+        (["compare", "-n", "3", "-w", "1"], "time_to_decide"),
+        (["compare", "-w", "1", "--until-decided", "--look-every", "3", "--max-sessions", "6"], "_merge"),
+    ],
+    ids=["run: judging fails", "compare: time to decide fails", "until-decided: merging fails"],
+)
+def test_a_failure_after_measuring_still_writes_the_document(
+    target: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    argv: list[str],
+    name: str,
+) -> None:
+    """#24.5: whatever fails after the sessions ran, what they measured is written (no verdict) and
+    said where, in one line, exit 3."""
+    monkeypatch.setattr(sseprobe._api, name, lambda *_a, **_k: 1 / 0)
+    urls = ["--url", target] if argv[0] == "run" else ["--canonical", target, "--legacy", target]
+    out = tmp_path / "r.json"
+    code = main([*argv, *urls, "-o", str(out)])
+    err = capfd.readouterr().err.strip()
+    assert code == 3 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert "failed after measuring: ZeroDivisionError" in err and str(out) in err, err
+    doc = json.loads(out.read_text())
+    assert doc["failure"].startswith("ZeroDivisionError") and "verdict" not in doc
+    assert all(c["sessions"] > 0 for c in doc["cohorts"].values()), doc["cohorts"]
+
+
+def test_a_summary_that_fails_to_render_loses_nothing(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sseprobe._api.Result, "text", lambda *_a, **_k: 1 / 0)
+    out = tmp_path / "r.json"
+    assert main(["run", "--flow", "legacy", "--url", target, "-n", "2", "-w", "1", "-o", str(out)]) == 3
+    assert "ZeroDivisionError" in capfd.readouterr().err
+    assert json.loads(out.read_text())["cohorts"]["legacy"]["sessions"] == 2  # written before the text
+
+
+def _calibration(folder: Path, machine: Any) -> str:
+    path = folder / "cal.json"
+    limits = {"rate_per_worker": 100.0, "in_flight_per_worker": 100.0}
+    path.write_text(json.dumps({"schema": "sseprobe.calibration/1", "limits": limits, "machine": machine}))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda t: _fifo(t),
+        lambda t: "/dev/zero",
+        lambda t: str(t),
+        lambda t: _calibration(t, ["a", "list"]),
+        lambda t: _calibration(t, "a string"),
+        lambda t: _calibration(t, None),
+    ],
+    ids=["a fifo", "/dev/zero", "a folder", "machine a list", "machine a string", "machine null"],
+)
+def test_an_unusable_calibration_is_a_note_and_the_run_goes_on(
+    target: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    where: Callable[[Path], str],
+) -> None:
+    """#24.11, #24.12: never a hang, never a crash: one note naming the file, then the run."""
+    path = where(tmp_path)
+    monkeypatch.setenv("SSEPROBE_CALIBRATION", path)
+    out = tmp_path / "r.json"
+    code = main(["run", "--flow", "legacy", "--url", target, "-n", "2", "-w", "1", "-o", str(out)])
+    err = capfd.readouterr().err.strip()
+    assert code == 0, err
+    assert (
+        err == f"sseprobe: note: calibration {path} ignored: " + err.rsplit(": ", 1)[-1] and len(err.splitlines()) == 1
+    )
+    assert json.loads(out.read_text())["cohorts"]["legacy"]["outcomes"] == {"ok": 2}
+
+
+def test_a_calibration_path_of_no_users_home_is_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SSEPROBE_CALIBRATION", "~sseprobe-no-such-user/cal.json")
+    assert main([*RUN, "-n", "1", "-o", str(tmp_path / "r.json")]) == 3
+    err = capfd.readouterr().err.strip()
+    assert "no such user" in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_json_still_prints_when_nothing_can_be_written(
     target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     def read_only(*_a: Any, **_k: Any) -> Any:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(sseprobe._results, "write_atomic", read_only)
-    monkeypatch.setattr(sseprobe._results.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(sseprobe.report.document, "write_atomic", read_only)
+    monkeypatch.setattr(sseprobe.report.document.tempfile, "mkstemp", read_only)
     code = main(
         ["run", "--flow", "legacy", "--url", target, "-n", "3", "-w", "1", "-o", str(tmp_path / "r.json"), "--json"]
     )
@@ -571,6 +740,150 @@ def test_only_an_unreachable_server_is_a_connect_error(tmp_path: Path, capfd: py
     )
     assert code == 3 and "cannot reach" in capfd.readouterr().err
     assert json.loads(out.read_text())["cohorts"]["generic"]["outcomes"] == {"connect_error": 2}
+
+
+def test_check_and_monitor_never_show_url_passwords(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """#24.1: ``check`` and ``monitor`` (its output, its history, ``history``) say the URL without
+    its credentials; ``check`` sends them as the Basic header they stand for, as ``run`` does."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://someone:s3cr3t-pw@127.0.0.1:{port}"
+    assert main(["check", url]) == 3
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text(f'url = "{url}"\nhistory = "{tmp_path / "h.sqlite"}"\n')
+    assert main(["monitor", "--config", str(cfg)]) == 3
+    assert main(["history", "--config", str(cfg)]) == 0
+    out, err = capfd.readouterr()
+    assert "cannot reach" in out + err
+    for text in (out, err, (tmp_path / "h.sqlite").read_bytes().decode("latin-1")):
+        assert "s3cr3t" not in text and "someone" not in text, text
+
+
+def _cookie_server(set_cookie: str, seen: list[bytes]) -> Any:
+    """Creates sessions with ``set_cookie``; keeps every request head it is sent."""
+
+    def answer(sock: socket.socket, head: bytes) -> None:
+        seen.append(head)
+        if b"/run_sse" in head.split(b"\r\n", 1)[0]:
+            sock.sendall(_sse(b'data: {"content": {"parts": [{"text": "hi"}]}}\n\n', "identity"))
+            return
+        body = b'{"success": true, "session_id": "session_0123456789abcdef"}'
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Set-Cookie: {set_cookie}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+    return _head_server(answer)
+
+
+@contextmanager
+def _head_server(answer: Callable[[socket.socket, bytes], None]) -> Iterator[str]:
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = self.request.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            answer(self.request, data.split(b"\r\n\r\n", 1)[0])
+
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+
+
+def _header_lines(head: bytes, name: bytes) -> list[bytes]:
+    return [line for line in head.split(b"\r\n")[1:] if line.lower().startswith(name.lower() + b":")]
+
+
+@pytest.mark.parametrize("given", ["Cookie: auth=user-1", "cookie: auth=user-1"])
+def test_the_csrf_echo_keeps_the_users_cookie(tmp_path: Path, given: str) -> None:
+    """#24.3: the server's CSRF cookie is added to the user's own Cookie, never replaces it; whatever
+    the case the user wrote it in, one Cookie and one X-CSRF-Token go out."""
+    seen: list[bytes] = []
+    out = tmp_path / "r.json"
+    with _cookie_server("csrf_token=abc123; Path=/", seen) as url:
+        code = main(["run", "--flow", "canonical", "--url", url, "-n", "1", "-w", "1", "-H", given, "-o", str(out)])
+    assert code == 0, json.loads(out.read_text())["cohorts"]
+    stream = next(h for h in seen if b"/run_sse" in h.split(b"\r\n", 1)[0])
+    assert _header_lines(stream, b"x-csrf-token") == [b"X-CSRF-Token: abc123"]
+    (cookie,) = _header_lines(stream, b"cookie")
+    assert cookie.split(b":", 1)[1].strip() == b"auth=user-1; csrf_token=abc123"
+
+
+def test_a_csrf_cookie_with_a_line_break_is_a_protocol_error(tmp_path: Path) -> None:
+    """#24.14: a quoted cookie can carry CR LF (octal escapes); echoing it would split the request."""
+    seen: list[bytes] = []
+    out = tmp_path / "r.json"
+    with _cookie_server('csrf_token="a\\015\\012X-Evil: 1"', seen) as url:
+        main(["run", "--flow", "canonical", "--url", url, "-n", "2", "-w", "1", "-o", str(out)])
+    cohort = json.loads(out.read_text())["cohorts"]["canonical"]
+    assert cohort["outcomes"] == {"protocol_error": 2}, cohort
+    assert not any(b"X-Evil" in h for h in seen)
+
+
+def _refused_url() -> str:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_nothing_reachable_is_one_answer_unknown_never_red(
+    target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """#24.10, #24.19: canonical unreachable: stdout, stderr, the document and the exit code all say
+    UNKNOWN (could not tell), with why it could not connect; no "roll back", no saturated generator."""
+    out = tmp_path / "c.json"
+    refused = _refused_url()
+    code = main(["compare", "--canonical", refused, "--legacy", target, "-n", "4", "-w", "1", "-o", str(out)])
+    captured = capfd.readouterr()
+    assert code == 3
+    doc = json.loads(out.read_text())
+    assert doc["verdict"]["overall"] == "UNKNOWN" and doc["unreachable"].startswith(f"cannot reach {refused}")
+    assert "ConnectionRefused" in doc["unreachable"] or "refused" in doc["unreachable"].lower(), doc["unreachable"]
+    (reason,) = doc["cohorts"]["canonical"]["failure_reasons"]
+    assert reason.startswith("connect_error: ")
+    assert "why failed" in captured.out and "UNKNOWN: cannot reach" in captured.out
+    assert "roll back" not in captured.out.lower()
+    assert "cannot reach" in captured.err and len(captured.err.strip().splitlines()) == 1, captured.err
+
+
+def test_no_generator_saturated_when_nothing_connected() -> None:
+    """#24.19: a generator's lag while every session waits on a connect is no verdict to doubt."""
+    from sseprobe.report.summary import render_run
+    from sseprobe.verdict.stats import CohortStats
+
+    generator = {"saturated": True, "note": "generator loop lag p99 900 ms"}
+    nothing = CohortStats(flow="canonical", sessions=5, outcomes=Counter({"connect_error": 5}))
+    assert "GENERATOR SATURATED" not in render_run({"canonical": nothing}, [], 1.0, False, generator)
+    some = CohortStats(flow="canonical", sessions=5, connected=1, outcomes=Counter({"connect_error": 4, "ok": 1}))
+    assert "GENERATOR SATURATED" in render_run({"canonical": some}, [], 1.0, False, generator)
+
+
+def test_a_run_where_nothing_connects_stops_early(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """#24.19: after NOTHING_CONNECTS_AFTER attempts that all failed to connect the run stops, exit 3."""
+    from sseprobe.load.runner import NOTHING_CONNECTS_AFTER
+
+    out = tmp_path / "r.json"
+    code = main(
+        ["run", "--flow", "generic", "--url", _refused_url(), "--rate", "100", "-d", "60", "-w", "1"]
+        + [
+            "-o",
+            str(out),
+        ]
+    )
+    doc = json.loads(out.read_text())
+    assert code == 3 and "cannot reach" in capfd.readouterr().err
+    assert doc["stop_reason"].startswith("stopped early: none of the first"), doc["stop_reason"]
+    assert NOTHING_CONNECTS_AFTER <= doc["cohorts"]["generic"]["sessions"] < 6000
+    assert doc["duration_s"] < 60
 
 
 def test_requests_ask_for_the_stream_uncompressed(tmp_path: Path) -> None:

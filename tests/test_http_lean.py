@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from sseprobe._config import TLSOptions
-from sseprobe._h1 import Head, ResponseFramer
-from sseprobe._http import HeadTimeout, LeanClient, tls_context
 from sseprobe._outcomes import ConnectError, IdleTimeout, PrematureClose, ProtocolError, SessionError
+from sseprobe.wire.h1 import Head, ResponseFramer
+from sseprobe.wire.http import HeadTimeout, LeanClient, tls_context
 
 from .conftest import sseprobe
 from .servers import client_tls, misbehaving_server, refused_url, server_tls, tls_ca

@@ -17,8 +17,8 @@ import pytest
 
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
-from sseprobe._scenario import load_scenario
-from sseprobe._stats import CohortStats, summarize_ms
+from sseprobe.plan.scenario import load_scenario
+from sseprobe.verdict.stats import CohortStats, summarize_ms
 
 from .conftest import CLI, sseprobe, target_process
 
@@ -224,3 +224,62 @@ def test_scenario_mistake_names_file_key_and_expectation(tmp_path: Path) -> None
     assert r.returncode == 3
     assert r.stderr.count("\n") == 1 and str(bad) in r.stderr and "load.sessions" in r.stderr
     assert "whole number" in r.stderr
+
+
+def test_open_model_holds_arrivals_at_max_in_flight(tmp_path: Path) -> None:
+    """Arrivals far faster than streams end wait for a free slot (one future per wake-up, not a wait on every
+    task in flight): the server never sees more than --max-in-flight streams, and every session still runs."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    import sseprobe
+
+    peak = [0, 0]  # open now, most at once
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        peak[0] += 1
+        peak[1] = max(peak)
+        try:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await asyncio.sleep(0.05)
+            await resp.write(b"data: hi\n\n")
+            return resp
+        finally:
+            peak[0] -= 1
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_get("/s", stream)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        plan = sseprobe.plan_from(
+            None,
+            {
+                "flow": "generic",
+                "url": f"http://127.0.0.1:{port}/s",
+                "method": "GET",
+                "rate": 400.0,
+                "sessions": 40,
+                "max_in_flight": 3,
+                "workers": 1,
+                "quiet": True,
+                "out": str(tmp_path / "r.json"),
+            },
+            "run",
+        )
+        result = sseprobe.run(plan, progress=None)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    cohort = result.document["cohorts"]["generic"]
+    assert cohort["outcomes"] == {"ok": 40}
+    assert 1 <= peak[1] <= 3

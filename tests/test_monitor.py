@@ -25,8 +25,8 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from sseprobe._history import CohortRow, History, PassRow
-from sseprobe._monitor import load_monitor_config, pass_lock
+from sseprobe.ops.monitor import load_monitor_config, pass_lock
+from sseprobe.report.history import CohortRow, History, PassRow
 
 from .conftest import CLI
 from .conftest import target_process as target
@@ -386,7 +386,7 @@ def test_baseline_save_keeps_histograms_and_refuses_percentiles_only(tmp_path: P
 
 
 def test_push_to_a_pushgateway(tmp_path: Path) -> None:
-    from sseprobe._prom import PassMetrics, push
+    from sseprobe.report.prom import PassMetrics, push
 
     got: list[tuple[str, str, str]] = []
 

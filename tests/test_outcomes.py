@@ -9,10 +9,10 @@ import time
 import pytest
 
 from sseprobe._config import FlowOptions, Limits, Timeouts
-from sseprobe._engine import CohortSpec, Load, RunControl, make_client, run_load
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
-from sseprobe._session import run_session
+from sseprobe.load.engine import CohortSpec, Load, RunControl, make_client, run_load
+from sseprobe.wire.session import run_session
 
 from .servers import client_tls, misbehaving_server, raw_server, refused_url, silent_server
 

@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 
-from sseprobe._engine import interleave
-from sseprobe._pacer import Phase, Schedule, constant, ramp, steps
+from sseprobe.load.engine import interleave
+from sseprobe.load.pacer import Phase, Schedule, constant, ramp, steps
 
 
 def test_constant_rate_spaces_arrivals_evenly() -> None:

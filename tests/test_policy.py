@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._policy import (
+from sseprobe.verdict.policy import (
     DEFAULT_POLICY,
     FiredTrigger,
     MetricRule,
@@ -21,7 +21,7 @@ from sseprobe._policy import (
     parse_quantile_name,
     trigger_alpha,
 )
-from sseprobe._stats import CohortStats
+from sseprobe.verdict.stats import CohortStats
 
 ROOT = Path(__file__).resolve().parent.parent
 

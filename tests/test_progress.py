@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._intervals import IntervalLog
-from sseprobe._live import Progress, merge_progress, progress_line
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
+from sseprobe.load.progress import Progress, merge_progress, progress_line
+from sseprobe.verdict.intervals import IntervalLog
 
 from .conftest import CLI, sseprobe, target_process
 
@@ -70,7 +70,8 @@ def _progress(**kw: object) -> Progress:
 def test_progress_line_says_rate_in_flight_outcomes_and_triggers() -> None:
     line = progress_line(_progress(fired=["canonical: timeout_rate 0.2 > 0.1"]))
     assert "12.0s" in line and "hold" in line and "48.5/50 /s" in line and "in flight 96" in line
-    assert "ok 510" in line and "stream_error 3" in line and "TRIGGER: canonical: timeout_rate" in line
+    assert "ok 510" in line and "stream_error 3" in line
+    assert "TRIGGER (recent sessions): canonical: timeout_rate" in line
 
 
 def test_progress_line_says_what_is_left_per_cohort_counts_and_ttfe_of_the_last_interval() -> None:

@@ -11,14 +11,14 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from sseprobe._compare import judge
-from sseprobe._hgrm import percentile_distribution
-from sseprobe._policy import DEFAULT_POLICY
-from sseprobe._prom import PassMetrics, write_textfile
-from sseprobe._report_html import render_report, scrub
-from sseprobe._results import dumps
-from sseprobe._stats import CohortStats
 from sseprobe.cli import main
+from sseprobe.report.document import dumps
+from sseprobe.report.hgrm import percentile_distribution
+from sseprobe.report.html import render_report, scrub
+from sseprobe.report.prom import PassMetrics, write_textfile
+from sseprobe.verdict.compare import judge
+from sseprobe.verdict.policy import DEFAULT_POLICY
+from sseprobe.verdict.stats import CohortStats
 
 from .report_docs import results_doc
 

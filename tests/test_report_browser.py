@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from sseprobe._report_html import PALETTE, render_report, write_report
+from sseprobe.report.html import PALETTE, render_report, write_report
 
 from .report_docs import results_doc
 

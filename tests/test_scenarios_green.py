@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sseprobe._scenario import load_scenario
+from sseprobe.plan.scenario import load_scenario
 
 from .conftest import sseprobe
 

@@ -20,11 +20,11 @@ import pytest
 from aiohttp import web
 
 from sseprobe._config import FlowOptions, Limits, Timeouts
-from sseprobe._engine import make_client
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
-from sseprobe._session import run_session
+from sseprobe.load.engine import make_client
 from sseprobe.target import CohortKnobs, TargetConfig, running_target
+from sseprobe.wire.session import run_session
 
 from .conftest import sseprobe, target_process
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sseprobe._outcomes import Outcome, ProtocolError
-from sseprobe._sse import Event, SSEDecoder
+from sseprobe.wire.sse import Event, SSEDecoder
 
 BOM = b"\xef\xbb\xbf"
 

@@ -11,12 +11,12 @@ import aiohttp
 import pytest
 
 from sseprobe._config import FlowOptions, Limits, Timeouts
-from sseprobe._engine import make_client
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
-from sseprobe._session import run_session
+from sseprobe.load.engine import make_client
 from sseprobe.target import Target, TargetConfig
 from sseprobe.target._real import MODEL_503, RATE_LIMITER_TIMEOUT, VanaReal
+from sseprobe.wire.session import run_session
 
 from .test_target import (
     RUN,

@@ -19,12 +19,12 @@ import pytest
 
 from bench.power import DISTRIBUTIONS, grow
 from sseprobe import plan_from
-from sseprobe._compare import SequentialPlan, decided, judge_sequential
-from sseprobe._plan import UsageProblem
-from sseprobe._policy import DEFAULT_POLICY
-from sseprobe._sequential import Looks, UntilDecided, time_to_decide
-from sseprobe._stats import CohortStats
-from sseprobe._verdict_text import render_sequential
+from sseprobe.plan.resolve import UsageProblem
+from sseprobe.report.verdict_text import render_sequential
+from sseprobe.verdict.compare import SequentialPlan, decided, judge_sequential
+from sseprobe.verdict.policy import DEFAULT_POLICY
+from sseprobe.verdict.sequential import Looks, UntilDecided, time_to_decide
+from sseprobe.verdict.stats import CohortStats
 
 from .conftest import AB_KNOBS as KNOBS
 from .conftest import BASE_MS, CLI, in_process, sseprobe, target_process
@@ -305,7 +305,7 @@ def test_time_to_decide_at_each_rollout_step() -> None:
 
 def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
     """The monitor's keys go through plan_from like the flags: one probe, batches of 20 up to 40."""
-    from sseprobe._monitor import load_monitor_config, probe
+    from sseprobe.ops.monitor import load_monitor_config, probe
 
     with target_process("--canonical-ttfe-ms", "40", "--legacy-ttfe-ms", "40") as url:
         cfg_path = tmp_path / "monitor.toml"
@@ -324,3 +324,22 @@ def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
     bad.write_text(f'url = "{url}"\nuntil_decided = "yes"\n')
     with pytest.raises(ValueError, match="until_decided"):
         load_monitor_config(bad)
+
+
+def test_a_look_stopped_by_the_generator_does_not_say_decided() -> None:
+    """#24.20: INCONCLUSIVE left so by a saturated generator is no "(decided)"."""
+    import io
+    from types import SimpleNamespace
+
+    from sseprobe._api import _say_look
+
+    out = io.StringIO()
+    metric = SimpleNamespace(name="ttfe_p50", critical=True, level="INCONCLUSIVE", generator_bound=True)
+    verdict = SimpleNamespace(overall="INCONCLUSIVE", metrics=[metric])
+    merged = SimpleNamespace(
+        cohorts={"legacy": SimpleNamespace(attempts=500), "canonical": SimpleNamespace(attempts=500)}
+    )
+    _say_look(SimpleNamespace(options=SimpleNamespace(progress=out)), "plan", 5, merged, verdict)  # type: ignore[arg-type]
+    line = out.getvalue().strip()
+    assert line.startswith("sseprobe: look 5: 500 sessions per cohort, INCONCLUSIVE") and "(decided)" not in line
+    assert "generator is saturated" in line

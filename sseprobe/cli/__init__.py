@@ -28,6 +28,8 @@ from collections.abc import Iterator  # noqa: E402
 
 import click  # noqa: E402
 
+from .._api import MeasuredButFailed  # noqa: E402
+from ..report.document import default_out_path, dumps, write_with_fallback  # noqa: E402
 from ._calibrate import calibrate_cmd  # noqa: E402
 from ._check import check_cmd  # noqa: E402
 from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem  # noqa: E402
@@ -51,7 +53,8 @@ def cli() -> None:
 
     Opens many concurrent SSE sessions against the canonical (POST /run_sse) and legacy
     (POST then GET .../run) streaming endpoints, measures connect success, time to first
-    event (TTFE) and completion, and judges canonical against legacy GREEN / YELLOW / RED.
+    answer (TTFE: the first event with answer content) and completion, and judges canonical
+    against legacy GREEN / YELLOW / RED.
 
     Exit codes: 0 GREEN/OK, 1 YELLOW, 2 RED/rollback trigger, 3 UNKNOWN (bad input, could not run).
     """
@@ -91,10 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             click.echo("sseprobe: interrupted", err=True)
             return EXIT_UNKNOWN
+        except MeasuredButFailed as exc:  # measured, then a fault of ours: the measurement is kept
+            click.echo(
+                f"sseprobe: error: sseprobe failed after measuring: {_one_line(str(exc))}; {_keep(exc)}", err=True
+            )
+            return EXIT_UNKNOWN
         except Exception as exc:  # noqa: BLE001 - the contract: one line and exit 3, whatever broke
             click.echo(f"sseprobe: error: sseprobe failed: {_one_line(f'{type(exc).__name__}: {exc}')}", err=True)
             return EXIT_UNKNOWN
     return rv if isinstance(rv, int) else EXIT_OK
+
+
+def _keep(exc: MeasuredButFailed) -> str:
+    """Write what was measured (where asked, else the temporary folder) and say where."""
+    try:
+        path, _ = write_with_fallback(exc.out or default_out_path("run"), dumps(exc.document))
+    except OSError as err:
+        return f"the results could not be written anywhere: {err.strerror or err}"
+    return f"the measured results (no verdict) are saved in {path}"
 
 
 def _one_line(text: str, limit: int = 400) -> str:

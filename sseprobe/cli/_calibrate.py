@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .._calibrate import (
+from ..load.calibrate import (
     DEFAULT_BUDGET_S,
     IN_FLIGHT_CAP,
     CalibrationFailed,
@@ -18,9 +18,9 @@ from .._calibrate import (
     calibration_path,
     store_calibration,
 )
-from .._levels import EXIT_OK, EXIT_UNKNOWN
-from .._plan import UsageProblem, check_outputs, open_file_room
-from .._results import dumps
+from ..plan.resolve import UsageProblem, check_outputs, open_file_room
+from ..report.document import dumps
+from ..verdict.levels import EXIT_OK, EXIT_UNKNOWN
 
 __all__ = ["calibrate_cmd"]
 
@@ -59,7 +59,12 @@ def calibrate_cmd(budget: float, path: str | None, no_store: bool, as_json: bool
     """
     if not _BUDGET_RANGE[0] <= budget <= _BUDGET_RANGE[1]:
         raise UsageProblem(f"--budget must be between {_BUDGET_RANGE[0]:g} and {_BUDGET_RANGE[1]:g} seconds")
-    store = None if no_store else (Path(path) if path else calibration_path())
+    if path is not None and not path.strip():
+        raise UsageProblem("--file: an empty path (leave --file out for the default place)")
+    try:
+        store = None if no_store else (Path(path) if path else calibration_path())
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
     if store is not None:
         check_outputs(("--file", store))  # refused now, not after a minute of measuring
     say = None if quiet else (lambda line: click.echo(f"sseprobe calibrate: {line}", err=True))

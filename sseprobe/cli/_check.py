@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .._check import run_checks
 from .._redact import redact_url
+from ..ops.check import run_checks
 from ._common import (
     EXIT_CRITICAL,
     EXIT_OK,

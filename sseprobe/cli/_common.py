@@ -14,10 +14,9 @@ import click
 from click.core import ParameterSource
 
 from .._api import DEFAULTS
-from .._cluster import NODE_LOSS
 from .._config import LEGACY_STREAMS, SESSION_CREATE
-from .._levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
-from .._plan import (
+from ..load.cluster import NODE_LOSS
+from ..plan.resolve import (
     UsageProblem,
     build_flow,
     build_limits,
@@ -40,7 +39,8 @@ from .._plan import (
     tls_config,
     worker_count,
 )
-from .._scenario import out_of_bounds
+from ..plan.scenario import out_of_bounds
+from ..verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN, EXIT_WARNING
 
 __all__ = [
     "EXIT_OK",
@@ -124,7 +124,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=int,
                 callback=_bounded,
                 default=None,
-                help="Sessions to run in all (default 100 when no --duration or --rate).",
+                help="Sessions to run (compare: per cohort on average; default 100 when no --duration or --rate).",
             ),
             click.option(
                 "--duration",
@@ -141,7 +141,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 callback=_bounded,
                 default=10,
                 show_default=True,
-                help="Closed model: sessions in flight at once (users).",
+                help="Closed model: sessions in flight at once (users; compare: per cohort).",
             ),
             click.option(
                 "--think",
@@ -157,8 +157,8 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=float,
                 callback=_bounded,
                 default=None,
-                help="Open model: new sessions per second, arriving whether or not earlier "
-                "ones finished (needs --duration or --sessions).",
+                help="Open model: new sessions per second (compare: per cohort on average), arriving whether "
+                "or not earlier ones finished (needs --duration or --sessions).",
             ),
             click.option(
                 "--poisson",
@@ -198,10 +198,9 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--on-node-loss",
                 type=click.Choice(NODE_LOSS),
-                default="abort",
-                show_default=True,
-                help="With --cluster: when an actor or node is lost, stop the rest (the run is interrupted) "
-                "or continue (the load is flagged as below target).",
+                default=None,
+                help="With --cluster: when an actor or node is lost, stop the rest (abort, the default: the "
+                "run is interrupted) or continue (the load is flagged as below target).",
             ),
             click.option(
                 "--abort-on-trigger",

@@ -15,10 +15,10 @@ import click
 
 from .._api import compare as compare_live
 from .._api import plan_from
-from .._compare import Verdict, generator_band, judge
-from .._policy import Policy
-from .._results import ResultsError, build_document, cohort_from_document, read_documents
-from .._verdict_text import render_verdict
+from ..report.document import ResultsError, build_document, cohort_from_document, read_documents
+from ..report.verdict_text import render_verdict
+from ..verdict.compare import Verdict, generator_band, judge
+from ..verdict.policy import Policy
 from ._common import (
     EXIT_UNKNOWN,
     UsageProblem,
@@ -81,7 +81,7 @@ def _offline(
         )
         saved = True
         if as_json or out:
-            saved = emit(doc, out, "compare", as_json, text)[1]
+            saved = emit(doc, out, "compare", as_json, lambda: text)[1]
         else:
             click.echo(text)
         attach_html(doc, "compare", html, as_json)
@@ -118,12 +118,12 @@ def _offline(
 def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) -> int:
     """Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).
 
-    Live: ``compare --canonical URL --legacy URL``: runs both cohorts at once, interleaved.
+    Live: 'compare --canonical URL --legacy URL': runs both cohorts at once, interleaved.
     Load options count per cohort: --sessions 2000 runs 2,000 sessions per cohort on average
-    (4,000 in all), shared by --split. Offline: ``compare BASELINE.json CANDIDATE.json`` (first
-    cohort of each unless named) or ``compare RESULTS.json`` (legacy vs canonical within it).
+    (4,000 in all), shared by --split. Offline: 'compare BASELINE.json CANDIDATE.json' (first
+    cohort of each unless named) or 'compare RESULTS.json' (legacy vs canonical within it).
     Each metric needs statistical evidence before it is worse than GREEN; a cohort too small
-    to tell is INCONCLUSIVE with the sessions needed. ``--until-decided`` samples in batches
+    to tell is INCONCLUSIVE with the sessions needed. '--until-decided' samples in batches
     and stops at the first decided verdict (the false-alarm level holds however often it looks),
     then says how many sessions it took and when each metric was decided.
     Exit 0 GREEN, 1 YELLOW, 2 RED, 3 INCONCLUSIVE.
@@ -151,7 +151,7 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     say_notes(plan)
     result = compare_live(plan)
     color = sys.stdout.isatty() and not plan.as_json
-    path, saved = emit(result.document, plan.out, "compare", plan.as_json, result.text(color))
+    path, saved = emit(result.document, plan.out, "compare", plan.as_json, lambda: result.text(color))
     attach_html(result.document, str(path), plan.html, plan.as_json)
     if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
         click.echo(f"sseprobe: error: {result.problem}", err=True)

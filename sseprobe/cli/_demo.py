@@ -16,10 +16,10 @@ from pathlib import Path
 import click
 
 from .._api import compare, plan_from
-from .._levels import EXIT_UNKNOWN
-from .._plan import UsageProblem
-from .._results import dumps, write_with_fallback
+from ..plan.resolve import UsageProblem
+from ..report.document import dumps, write_with_fallback
 from ..target import CohortKnobs, TargetConfig, serve
+from ..verdict.levels import EXIT_UNKNOWN
 
 __all__ = ["demo_cmd"]
 

@@ -9,10 +9,10 @@ from typing import Any
 import click
 import orjson
 
-from .._history import History, HistoryError, PassRow, deciding_reason
-from .._monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
-from .._policy import format_metric
-from .._results import ResultsError, read_document
+from ..ops.monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
+from ..report.document import ResultsError, read_document
+from ..report.history import History, HistoryError, PassRow, deciding_reason
+from ..verdict.policy import format_metric
 from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
 
 __all__ = ["monitor_cmd", "baseline_group", "history_cmd"]
@@ -51,7 +51,7 @@ _TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "err
 def monitor_cmd(config_path: str, update_baseline: bool, force: bool, html: str | None) -> int:
     """One synthetic-monitor pass for cron: check, probe both cohorts, judge, record.
 
-    Health and flag state (as ``check``), a short probe of each cohort (as ``compare``, from the
+    Health and flag state (as 'check'), a short probe of each cohort (as 'compare', from the
     config's scenario), then canonical vs legacy, each cohort vs the stored baseline, and the
     checklist's absolute targets (missed: YELLOW) and rollback triggers (RED). One line per part
     says why. Appends to the history database, writes the Prometheus textfile, pushes to a

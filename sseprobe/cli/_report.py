@@ -7,9 +7,11 @@ from typing import Any
 
 import click
 
-from .._hgrm import export_hgrm
-from .._report_html import write_report
-from .._results import ResultsError, read_document
+from ..report.document import ResultsError, build_document, cohort_from_document, read_document
+from ..report.hgrm import export_hgrm
+from ..report.html import write_report
+from ..verdict.compare import generator_band, judge
+from ..verdict.policy import DEFAULT_POLICY
 from ._common import EXIT_OK, UsageProblem
 
 __all__ = ["report_cmd"]
@@ -35,6 +37,9 @@ __all__ = ["report_cmd"]
 def report_cmd(files: tuple[str, ...], html_path: str | None, hgrm_dir: str | None, title: str) -> int:
     """Render saved results documents: an HTML report and/or .hgrm histogram files.
 
+    Two documents are also judged against each other: the second's first cohort (candidate) against
+    the first's (baseline), under the default policy, as 'compare A.json B.json' does.
+
     The HTML holds the verdict table, the percentile distribution of TTFE and completion time of
     every cohort (HdrHistogram's log-percentile plot), TTFE and outcomes over time when the run
     recorded intervals, the outcome breakdown and the run configuration (no secrets), as inline
@@ -44,11 +49,13 @@ def report_cmd(files: tuple[str, ...], html_path: str | None, hgrm_dir: str | No
         raise UsageProblem("nothing to write: give --html FILE and/or --hgrm DIR")
     try:
         docs = [(f, read_document(f)) for f in files]
+        # base and candidate: judged against each other, as compare A.json B.json does
+        judged = [_comparison(docs[0], docs[1])] if len(docs) == 2 else []
     except ResultsError as exc:
         raise UsageProblem(str(exc)) from None
     try:
         if html_path:
-            click.echo(f"report: {write_report(docs, html_path, title)}")
+            click.echo(f"report: {write_report(docs + judged, html_path, title)}")
         if hgrm_dir:
             written = export_hgrm(docs, Path(hgrm_dir))
             click.echo(f"hgrm: {len(written)} files in {hgrm_dir}")
@@ -59,6 +66,28 @@ def report_cmd(files: tuple[str, ...], html_path: str | None, hgrm_dir: str | No
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageProblem(f"malformed results document: {exc}") from None
     return EXIT_OK
+
+
+def _comparison(base: tuple[str, dict[str, Any]], cand: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The candidate (second file, its first cohort) judged against the baseline (first file, its first
+    cohort) under the default policy: a section of its own after each document's own verdict."""
+    b_name, b_stats = cohort_from_document(base[1], None, base[0])
+    c_name, c_stats = cohort_from_document(cand[1], None, cand[0])
+    band = max(generator_band(d.get("generator")) for _, d in (base, cand))
+    verdict = judge(b_stats, c_stats, DEFAULT_POLICY, generator_error_ms=band)
+    click.echo(f"comparison: {cand[0]} ({c_name}) against {base[0]} ({b_name}): {verdict.overall}")
+    doc = build_document(
+        started=str(cand[1].get("started", "")),
+        duration_s=0.0,
+        config={
+            "command": "compare",
+            "baseline": {"file": base[0], "cohort": b_name},
+            "candidate": {"file": cand[0], "cohort": c_name},
+        },
+        cohorts={f"baseline:{b_name}": b_stats, f"candidate:{c_name}": c_stats},
+        verdict={**verdict.to_dict(), "reasons": verdict.reasons},
+    )
+    return f"{Path(cand[0]).name} against {Path(base[0]).name}", doc
 
 
 def attach_html(doc: dict[str, Any], source: str, path: str | None, quiet: bool) -> None:

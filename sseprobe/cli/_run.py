@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .._api import RunPlan, plan_from, run
-from .._compare import GENERATOR_ADVICE
 from .._config import FLOWS
-from .._engine import RunInfo
-from .._results import default_out_path, dumps, write_with_fallback
+from ..load.engine import RunInfo
+from ..report.document import default_out_path, dumps, write_with_fallback
+from ..verdict.compare import GENERATOR_ADVICE
 from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, overrides
 from ._report import attach_html
 
 __all__ = ["run_cmd", "emit", "said_interrupted", "say_notes", "held_signals"]
 
 
-def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: str) -> tuple[Path, bool]:
+def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: Callable[[], str]) -> tuple[Path, bool]:
     """Write the document atomically; print it (``--json``) or the human summary. Returns where it
     is and whether that is where it was asked for (else it went to the temporary folder, said on stderr).
     Signals wait until the document is written and printed: an interrupt never loses it."""
@@ -38,7 +38,7 @@ def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: s
         if as_json:
             click.echo(data.decode(), nl=False)
         else:
-            click.echo(text)
+            click.echo(text())  # rendered after the document is safe: a fault here loses nothing
             click.echo(f"\nresults: {path}")
     return path, failed is None
 
@@ -118,7 +118,7 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
     plan = plan_from(params["scenario"], given, "run", defaults)
     say_notes(plan)
     result = run(plan)
-    path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text())
+    path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text)
     attach_html(result.document, str(path), plan.html, plan.as_json)
     if result.problem:
         click.echo(f"sseprobe: error: {result.problem}", err=True)

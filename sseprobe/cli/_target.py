@@ -111,6 +111,13 @@ def target_cmd(host: str, port: int, **knobs: Any) -> int:
     beyond its specification. Runtime changes: PATCH /_target/config.
     """
     config = config_from_options(knobs)
+    if config.profile == "vana-real" and config.legacy_model_limit:  # the limiter shapes every legacy timing
+        click.echo(
+            f"sseprobe target: vana-real: the legacy model limiter admits {config.legacy_model_limit} runs per "
+            f"{config.legacy_model_window_s:g} s; a legacy run beyond waits up to {config.legacy_model_wait_s:g} s "
+            "(a compare then spends its end 'finishing' those), then fails 'Rate limiter timeout'",
+            err=True,
+        )
     try:
         serve(
             config, host=host, port=port, ready=lambda url: click.echo(f"sseprobe target listening on {url}", err=True)

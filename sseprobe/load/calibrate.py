@@ -1,0 +1,661 @@
+"""``sseprobe calibrate``: how much load one worker process of this machine can generate and still time
+it truly, measured against the built-in target running in its own process.
+
+Two searches, each a geometric ramp then a bisection over short steps (each step a real load run
+through :func:`~._runner.run_share`, as one worker of ``run`` does):
+
+- **rate**: open-model arrivals of short canonical sessions (five events); how many sessions a second
+  one worker starts and times truly;
+- **in flight**: sessions at the recommended rate whose streams stay open (an event at least every half
+  second) long enough that N are open at once; how many one worker holds and still times truly.
+
+A step passes when the generator is not saturated (the results document's ``generator.saturated``)
+and the TTFE error p99 stays under :data:`TTFE_ERROR_LIMIT_MS`. The TTFE error is sseprobe's reported
+TTFE minus the truth: the target stamps each canonical event with ``time.time()`` right before its
+write, and :func:`~._session.observe_first_events` gives each session's TTFE, its origin and the run
+clock's offset to the wall clock. Both processes read the same clock, so no clock sync enters.
+
+The decisions (does a step pass, which value next, what to recommend) are pure functions of measured
+figures; the measuring around them is :func:`calibrate`. The stored calibration is what lets ``run`` and
+``compare`` warn, before any load, when asked for more per worker than this machine sustained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import math
+import os
+import platform
+import signal
+import socket
+import stat
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .._config import FlowOptions, Limits, Timeouts
+from ..report.document import write_atomic
+from ..verdict.stats import new_histogram, summarize_ms
+from ..wire.session import FirstEvent, observe_first_events
+from ..wire.sse import Event
+from .engine import CohortSpec, Load, RunControl
+from .engine import run as run_loop
+from .pacer import Phase, Schedule
+from .runner import RunOptions, _loop_lag, default_workers, run_share
+
+__all__ = [
+    "CALIBRATION_ENV",
+    "Calibration",
+    "CalibrationFailed",
+    "Search",
+    "StepFigures",
+    "calibrate",
+    "calibration_path",
+    "judge_step",
+    "load_calibration",
+    "machine_identity",
+    "next_value",
+    "over_calibration",
+    "recommend_workers",
+    "store_calibration",
+]
+
+SCHEMA = "sseprobe.calibration/1"
+CALIBRATION_ENV = "SSEPROBE_CALIBRATION"  # a file to use instead of the default; "off" (or empty): none
+MAX_CALIBRATION_BYTES = 1 << 20  # a calibration is about 2 KB
+TTFE_ERROR_LIMIT_MS = 2.0  # the bar: TTFE reported within 2 ms of the truth at p99
+HEADROOM = 0.8  # the recommendation is this share of the highest step that passed: a margin for noise
+USABLE_SHARE = 0.7  # of the cores, what the recommended workers (and the service beside them) may use
+MIN_JUDGED = 30  # sessions with a truth stamp a step needs before its p99 means anything
+MAX_FAILED_SHARE = 0.01  # more failed sessions than this: the step did not measure what it meant to
+
+RATE_START, RATE_FLOOR, RATE_CAP = 200.0, 10.0, 20_000.0
+RATE_STEP_S = 2.0
+IN_FLIGHT_START, IN_FLIGHT_FLOOR, IN_FLIGHT_CAP = 500.0, 10.0, 16_000.0
+PROBE_S = 1.5  # the in-flight step's judged window, once its streams are open
+SETTLE_S = 0.5  # after the last arrival, for its first event to come before open streams are cut
+GROWTH = 2.0  # the ramp's factor; the bisection stops when the bracket is narrower than RESOLUTION
+RESOLUTION = 1.25
+STEP_GRACE_S = 0.5
+DEFAULT_BUDGET_S = 50.0
+
+# the sessions each search runs (the target's canonical knobs): short ones to rate, held ones to hold
+RATE_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0, "events": 5, "gap_ms": 10.0}
+HOLD_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0}  # held streams: their length is set per step
+HOLD_GAP_S = 0.5  # the most a held stream stays silent
+
+
+class CalibrationFailed(RuntimeError):
+    """Calibration could not give a figure (the target would not start, even the lowest step failed)."""
+
+
+# --- pure decisions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    """What one step measured, all a pass or fail rests on."""
+
+    value: float  # sessions/s (rate) or streams open (in flight)
+    sessions: int
+    failed: int  # sessions that did not end ok (cancelled at the step's end not counted)
+    judged: int  # sessions with a truth stamp
+    ttfe_error_p99_ms: float | None
+    generator_error_ms: float
+    saturated: bool
+    cpu_share: float = 0.0  # this process's CPU seconds per second of the step
+    target_cpu_share: float | None = None  # the target's, when the system says (Linux /proc)
+
+
+def judge_step(f: StepFigures) -> str | None:
+    """Why the step fails, or None when it passes."""
+    if f.saturated:
+        return f"generator saturated (lag p99 {f.generator_error_ms:.1f} ms)"
+    if f.sessions and f.failed > MAX_FAILED_SHARE * f.sessions:
+        return f"{f.failed} of {f.sessions} sessions failed"
+    if f.judged < MIN_JUDGED or f.ttfe_error_p99_ms is None:
+        return f"only {f.judged} sessions with a truth stamp"
+    if f.ttfe_error_p99_ms >= TTFE_ERROR_LIMIT_MS:
+        return f"TTFE error p99 {f.ttfe_error_p99_ms:.2f} ms >= {TTFE_ERROR_LIMIT_MS:g} ms"
+    return None
+
+
+def next_value(tried: Sequence[tuple[float, bool]], start: float, floor: float, cap: float) -> float | None:
+    """The next value to try from (value, passed) so far, or None when the search is done.
+
+    Up by GROWTH from ``start`` until a step fails (or ``cap``), down by GROWTH while even the lowest
+    fails (to ``floor``), then bisect (geometric middle) between the highest pass below the lowest
+    fail and that fail, until they are within RESOLUTION. Values are whole numbers."""
+    failed = [v for v, ok in tried if not ok]
+    high = min(failed, default=None)
+    low = max((v for v, ok in tried if ok and (high is None or v < high)), default=None)
+    if high is None:
+        if low is None:
+            return start
+        return None if low >= cap else _new(min(low * GROWTH, cap), tried)
+    if low is None:
+        down = math.floor(high / GROWTH)
+        return None if down < floor else _new(down, tried)
+    if high / low <= RESOLUTION:
+        return None
+    return _new(round(math.sqrt(low * high)), tried)
+
+
+def _new(value: float, tried: Sequence[tuple[float, bool]]) -> float | None:
+    value = float(round(value))
+    return None if any(v == value for v, _ in tried) else value
+
+
+def highest_pass(tried: Sequence[tuple[float, bool]]) -> float:
+    """The search's figure: the highest value that passed below the lowest that failed (0: none passed)."""
+    high = min((v for v, ok in tried if not ok), default=math.inf)
+    return max((v for v, ok in tried if ok and v < high), default=0.0)
+
+
+def recommend_workers(cores: int, generator_share: float, target_share: float | None) -> int:
+    """Worker processes that fit this machine at the recommended rate each.
+
+    Each worker needs ``generator_share`` of a core for itself and, while the service runs on this
+    machine as the target did during calibration, its sessions cost the service ``target_share`` more
+    (the target's own CPU per second at that rate; unknown: taken as the generator's). Only
+    USABLE_SHARE of the cores is handed out: a loop on a fully busy machine wakes late."""
+    per_worker = HEADROOM * (generator_share + (generator_share if target_share is None else target_share))
+    fits = math.floor(USABLE_SHARE * cores / per_worker) if per_worker > 0 else cores
+    return max(1, min(cores, fits))
+
+
+# --- the stored calibration -------------------------------------------------------------------------
+
+
+def machine_identity() -> dict[str, Any]:
+    """What a calibration is valid for: another host or core count makes it stale."""
+    return {
+        "hostname": socket.gethostname(),
+        "cores": default_workers(),
+        "python": platform.python_version(),
+        "sseprobe": _version(),
+    }
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sseprobe")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def calibration_path(env: Mapping[str, str] | None = None) -> Path | None:
+    """Where the calibration lives: ``$SSEPROBE_CALIBRATION`` (``off`` or empty: nowhere), else
+    ``$XDG_CACHE_HOME/sseprobe/calibration.json`` (default ``~/.cache``)."""
+    env = os.environ if env is None else env
+    if CALIBRATION_ENV in env:
+        chosen = env[CALIBRATION_ENV].strip()
+        if chosen.lower() in ("", "off", "none", "0"):
+            return None
+        try:
+            return Path(chosen).expanduser()
+        except RuntimeError:  # "~nouser/x": no such user
+            raise ValueError(f"{CALIBRATION_ENV}={chosen[:80]!r}: no such user's home folder") from None
+    cache = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    return Path(cache) / "sseprobe" / "calibration.json"
+
+
+def store_calibration(doc: Mapping[str, Any], path: Path) -> Path:
+    """Atomically (never half a file), replacing only a regular file (OSError otherwise)."""
+    return write_atomic(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def load_calibration(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the calibration for this machine, or None; why a file that is there was not used, or None).
+
+    Missing: (None, None). Another machine or core count (stale): (None, None), silently ignored.
+    Unreadable or not a calibration: (None, one line saying so). Only a regular file of at most
+    :data:`MAX_CALIBRATION_BYTES` is opened (a FIFO would block the run's start, /dev/zero never end)."""
+    if path is None:
+        return None, None
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"calibration {path} ignored: not a regular file"
+        if st.st_size > MAX_CALIBRATION_BYTES:
+            return None, f"calibration {path} ignored: larger than {MAX_CALIBRATION_BYTES:,} bytes"
+        with path.open("rb") as f:
+            doc = orjson.loads(f.read(MAX_CALIBRATION_BYTES + 1))
+        limits = doc["limits"]
+        rate, in_flight = float(limits["rate_per_worker"]), float(limits["in_flight_per_worker"])
+        machine = doc["machine"]
+        if doc.get("schema") != SCHEMA or not (rate > 0 and in_flight >= 1) or not isinstance(machine, dict):
+            raise ValueError("not a calibration")
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not a calibration sseprobe wrote"
+        return None, f"calibration {path} ignored: {why}"
+    here = machine_identity()
+    if machine.get("hostname") != here["hostname"] or machine.get("cores") != here["cores"]:
+        return None, None
+    return doc, None
+
+
+def over_calibration(doc: Mapping[str, Any], load: Load, workers: int) -> str | None:
+    """One line when ``load`` asks each worker for more than the calibration found, else None."""
+    limits, when = doc["limits"], str(doc.get("date", ""))[:10]
+    workers = max(1, workers)
+    if load.schedule is not None:
+        peak = max(max(p.start_rate, p.end_rate) for p in load.schedule.phases) / workers
+        found, what, unit = float(limits["rate_per_worker"]), "sessions/s", "rate"
+    else:
+        peak = load.concurrency / workers
+        found, what, unit = float(limits["in_flight_per_worker"]), "sessions in flight", "in-flight count"
+    if peak <= found:
+        return None
+    return (
+        f"WARNING: {peak:,.0f} {what} per worker is above the {found:,.0f} this machine sustained unsaturated "
+        f"(sseprobe calibrate, {when}): expect a saturated generator; add --workers or lower the {unit}"
+    )
+
+
+# --- measuring ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Search:
+    """One search's steps and figure."""
+
+    name: str
+    tried: list[tuple[float, bool]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by: str = "search"  # "search": bracketed; "time": the budget ran out; "cap": never failed
+
+    def measured(self, figures: StepFigures) -> str | None:
+        """Keep one step's figures; returns why it failed (None: it passed)."""
+        why = judge_step(figures)
+        self.steps.append({**asdict(figures), "passed": why is None, "reason": why})
+        return why
+
+    @property
+    def found(self) -> float:
+        return highest_pass(self.tried)
+
+    def figures_at(self, value: float) -> dict[str, Any] | None:
+        return next((s for s in reversed(self.steps) if s["value"] == value and s["passed"]), None)
+
+
+@dataclass
+class Calibration:
+    """The result: printed, stored, and read back by ``run`` and ``compare``."""
+
+    doc: dict[str, Any]
+
+    def text(self) -> str:
+        d, r, lim = self.doc, self.doc["recommended"], self.doc["limits"]
+        timer, lag = d["floors"]["timer_ms"], d["floors"]["loop_lag_ms"]
+        lines = [
+            f"calibrated in {d['elapsed_s']:.0f} s on {d['machine']['hostname']} "
+            f"({d['machine']['cores']} cores, load average {d['load_average'][0]:.2f} before)",
+            f"  rate per worker:      {lim['rate_per_worker']:,.0f} sessions/s unsaturated ({_bound(d['rate'])})",
+            f"  in flight per worker: {lim['in_flight_per_worker']:,.0f} open streams unsaturated "
+            f"({_bound(d['in_flight'])})",
+            f"  timer floor:          p50 {timer['p50']:.3f} ms, p99 {timer['p99']:.3f} ms (asyncio.sleep, idle loop)",
+            f"  loop-lag floor:       p50 {lag['p50']:.3f} ms, p99 {lag['p99']:.3f} ms (the run's probe, idle)",
+            f"recommended: --workers {r['workers']}, up to {r['rate_per_worker']:,} sessions/s and "
+            f"{r['in_flight_per_worker']:,} in flight per worker",
+            f"  {r['why']}",
+        ]
+        return "\n".join(lines)
+
+
+def _bound(search: Mapping[str, Any]) -> str:
+    steps = search["steps"]
+    fails = [s for s in steps if not s["passed"] and s["value"] > search["found"]]  # a retry that passed: none
+    how = {"search": "bracketed", "time": "search cut short by the time budget", "cap": "never failed: at least"}
+    first_fail = min(reversed(fails), key=lambda s: s["value"], default=None)  # its last attempt
+    above = f"; {first_fail['value']:,.0f} failed: {first_fail['reason']}" if first_fail else ""
+    return f"{how[search['stopped_by']]}, {len(steps)} step{'s' if len(steps) != 1 else ''}{above}"
+
+
+class _Truth:
+    """Each session's TTFE error, from the first-event observer: (scheduled, reported - true, ms)."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[float, float]] = []
+
+    def __call__(self, seen: FirstEvent) -> None:
+        stamp = _stamp(seen.events)
+        if stamp is not None and seen.ttfe_ms is not None:
+            self.errors.append((seen.scheduled, (seen.base + seen.ttfe_ms / 1000.0 + seen.wall_offset - stamp) * 1e3))
+
+    def p99_since(self, t: float) -> tuple[int, float | None]:
+        judged = sorted(e for s, e in self.errors if s >= t)
+        if not judged:
+            return 0, None
+        return len(judged), judged[min(len(judged) - 1, math.ceil(0.99 * len(judged)) - 1)]
+
+
+def _stamp(events: list[Event]) -> float | None:
+    """The ``timestamp`` the target put in the first event that has one (the truth of when it was sent)."""
+    for ev in events:
+        if ev.data.startswith("{"):
+            try:
+                stamp = orjson.loads(ev.data).get("timestamp")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(stamp, float):
+                return stamp
+    return None
+
+
+class _Target:
+    """The built-in target in a forked process, its canonical knobs set per search, its CPU readable."""
+
+    def __init__(self, url: str, pid: int) -> None:
+        self.url, self.pid = url, pid
+
+    def shape(self, knobs: Mapping[str, float]) -> None:
+        body = orjson.dumps({"canonical": dict(knobs)})
+        req = urllib.request.Request(f"{self.url}/_target/config", data=body, method="PATCH")
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - our own target on loopback
+            resp.read()
+
+    def cpu_s(self) -> float | None:
+        """The target's CPU seconds so far (Linux); None where the system does not say."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+_START_S = 30.0
+
+
+@contextmanager
+def _built_in_target() -> Iterator[_Target]:
+    """Fork the target (as ``sseprobe demo`` does); stopped however the calibration ends."""
+    import multiprocessing
+
+    from ..target import TargetConfig, serve
+
+    def serve_here(config: TargetConfig, ready: Any, parent: int) -> None:
+        _die_with(parent)
+        # streams cut at a step's end are expected here: aiohttp's traceback for each is noise on stderr
+        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+        serve(config, port=0, ready=ready.send)
+
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=serve_here, args=(TargetConfig(), send, os.getpid()), daemon=True)
+    proc.start()
+    try:
+        if not receive.poll(_START_S):
+            raise CalibrationFailed(f"the built-in target did not start within {_START_S:g} s")
+        yield _Target(str(receive.recv()), proc.pid or 0)
+    finally:
+        proc.terminate()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
+def _die_with(parent: int) -> None:
+    """This (forked) process is killed when ``parent`` dies, even by SIGKILL, which runs no cleanup:
+    Linux's PR_SET_PDEATHSIG. Elsewhere only the parent's own cleanup stops it."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the call: nobody would ever stop this one
+        os._exit(0)
+
+
+class _Stepper:
+    """Runs steps against the target, with the truth observer and the CPU clocks around each."""
+
+    def __init__(self, target: _Target, truth: _Truth) -> None:
+        self.target, self.truth = target, truth
+        self.cohort = (CohortSpec("canonical", FlowOptions(flow="canonical", url=target.url)),)
+
+    def step(self, value: float, load: Load, judged_from: float, end_s: float) -> StepFigures:
+        """One load run, ended (in-flight sessions cancelled) ``end_s`` after it starts."""
+        self.truth.errors.clear()
+        control = RunControl()
+
+        def end_later() -> None:
+            asyncio.get_running_loop().call_later(end_s, control.abort, _STEP_OVER)
+
+        wall, cpu, target_cpu = time.perf_counter(), time.process_time(), self.target.cpu_s()
+        # no signal handlers of the run's own: a Ctrl-C raises KeyboardInterrupt here and ends calibration
+        shipped = run_share(
+            0, 1, self.cohort, load, _TIMEOUTS, Limits(), RunOptions(), ((), ()), None, end_later, control
+        )
+        spent = max(time.perf_counter() - wall, 1e-6)
+        target_after = self.target.cpu_s()
+        cohort, generator = shipped["cohorts"]["canonical"], shipped["generator"]
+        failed = sum(n for outcome, n in cohort["outcomes"].items() if outcome not in ("ok", "cancelled"))
+        judged, p99 = self.truth.p99_since(judged_from)
+        return StepFigures(
+            value=value,
+            sessions=int(cohort["sessions"]),
+            failed=failed,
+            judged=judged,
+            ttfe_error_p99_ms=None if p99 is None else round(p99, 3),
+            generator_error_ms=float(generator.get("error_ms") or 0.0),
+            saturated=bool(generator.get("saturated")),
+            cpu_share=round((time.process_time() - cpu) / spent, 3),
+            target_cpu_share=None
+            if target_cpu is None or target_after is None
+            else round((target_after - target_cpu) / spent, 3),
+        )
+
+
+_STEP_OVER = "calibration step over"
+_TIMEOUTS = Timeouts(connect=5, idle=10, session=60)
+
+
+def rate_step_s(rate: float) -> float:
+    """A rate step's length: RATE_STEP_S, longer at low rates so that enough sessions are judged."""
+    return min(2 * RATE_STEP_S, max(RATE_STEP_S, 2 * MIN_JUDGED / rate))
+
+
+def rate_load(rate: float) -> Load:
+    """Open-model arrivals at ``rate`` for one step; sessions end on their own (short ones)."""
+    step_s = rate_step_s(rate)
+    schedule = Schedule((Phase(step_s, rate, rate),))
+    return Load(schedule=schedule, duration=step_s, grace=STEP_GRACE_S, max_in_flight=100_000)
+
+
+def hold_load(streams: float, rate: float) -> tuple[Load, dict[str, float], float]:
+    """Sessions at ``rate`` whose streams last ``streams / rate`` s: once that long has passed, ``streams``
+    are open at once while new ones keep arriving at the rate. Returns the load, the target's knobs for
+    such streams (an event at least every 0.5 s) and when the judged window (steady state) starts."""
+    hold_s = streams / rate
+    events = max(2, math.ceil(hold_s / HOLD_GAP_S) + 1)
+    knobs = {**HOLD_SHAPE, "events": events, "gap_ms": hold_s * 1000.0 / (events - 1)}
+    schedule = Schedule((Phase(hold_s + PROBE_S, rate, rate),))
+    return Load(schedule=schedule, duration=hold_s + PROBE_S, grace=0.0, max_in_flight=100_000), knobs, hold_s
+
+
+def _floors(seconds: float = 1.0) -> dict[str, dict[str, float | int | None]]:
+    """How late ``asyncio.sleep`` wakes on an idle loop, and what the run's loop-lag probe reads idle."""
+
+    async def sample() -> tuple[Any, Any]:
+        timer, lag = new_histogram(), new_histogram()
+        always = RunControl(started=1)  # the probe counts only while something is in flight: here, always
+        probe = asyncio.ensure_future(_loop_lag(lag, always))
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            timer.record_value(max(1, int((time.perf_counter() - t - 0.001) * 1e6)))
+        probe.cancel()
+        return timer, lag
+
+    timer, lag = run_loop(sample())
+    return {"timer_ms": summarize_ms(timer), "loop_lag_ms": summarize_ms(lag)}
+
+
+def _search(
+    search: Search,
+    run_step: Callable[[float], StepFigures],
+    bounds: tuple[float, float, float],
+    step_s: Callable[[float], float],
+    deadline: float,
+    say: Callable[[str], None],
+) -> None:
+    """Run the steps :func:`next_value` asks for while each still fits before ``deadline``. A step that
+    fails is run once more: it counts as failed only when it fails twice."""
+    start, floor, cap = bounds
+    while (value := next_value(search.tried, start, floor, cap)) is not None:
+        if time.monotonic() + step_s(value) > deadline:
+            search.stopped_by = "time"
+            return
+        why = search.measured(run_step(value))
+        if why is not None and time.monotonic() + step_s(value) <= deadline:
+            # once more: one burst from a neighbour is not this machine's limit; failing twice is
+            say(f"{search.name} {value:,.0f}: {why}; once more")
+            why = search.measured(run_step(value))
+        search.tried.append((value, why is None))
+        say(f"{search.name} {value:,.0f}: {why or 'ok'}")
+    if not any(not ok for _, ok in search.tried):
+        search.stopped_by = "cap"
+
+
+def calibrate(
+    budget_s: float = DEFAULT_BUDGET_S, say: Callable[[str], None] | None = None, in_flight_cap: float = IN_FLIGHT_CAP
+) -> Calibration:
+    """Measure this machine (see the module's doc); ``say`` hears one line per step. Bounded by
+    ``budget_s`` seconds of searching (plus the target's start and stop). KeyboardInterrupt on Ctrl-C.
+    ``in_flight_cap``: the most streams a step opens (the open-file limit's room, for one)."""
+    say = say or (lambda _line: None)
+    began, started = time.monotonic(), datetime.now(UTC)
+    load_average = list(os.getloadavg())
+    truth = _Truth()
+    stop_observing = observe_first_events(truth)
+    try:
+        floors = _floors()
+        with _built_in_target() as target:
+            stepper = _Stepper(target, truth)
+            rate = _measure_rate(stepper, began + 0.45 * budget_s, say)
+            in_flight = _measure_in_flight(stepper, rate, began + budget_s, say, in_flight_cap)
+    finally:
+        stop_observing()
+    return Calibration(_document(rate, in_flight, floors, started, time.monotonic() - began, load_average, budget_s))
+
+
+def _measure_rate(stepper: _Stepper, deadline: float, say: Callable[[str], None]) -> Search:
+    stepper.target.shape(RATE_SHAPE)
+    search = Search("rate")
+    bounds = (RATE_START, RATE_FLOOR, RATE_CAP)
+    _search(
+        search,
+        lambda r: stepper.step(r, rate_load(r), 0.0, rate_step_s(r) + STEP_GRACE_S),
+        bounds,
+        lambda r: rate_step_s(r) + 1.0,
+        deadline,
+        say,
+    )
+    if search.found <= 0:
+        raise CalibrationFailed(_none_passed(search, "sessions/s"))
+    return search
+
+
+def _measure_in_flight(
+    stepper: _Stepper, rate: Search, deadline: float, say: Callable[[str], None], cap: float
+) -> Search:
+    fill_rate = max(HEADROOM * rate.found, RATE_FLOOR)
+    search = Search("in flight")
+
+    def run_step(streams: float) -> StepFigures:
+        load, knobs, judged_from = hold_load(streams, fill_rate)
+        stepper.target.shape(knobs)
+        return stepper.step(streams, load, judged_from, judged_from + PROBE_S + SETTLE_S)
+
+    # the first step opens at most a second's worth of streams: a slow machine still gets a figure in time
+    bounds = (min(IN_FLIGHT_START, max(IN_FLIGHT_FLOOR, round(fill_rate)), cap), IN_FLIGHT_FLOOR, cap)
+    _search(search, run_step, bounds, lambda n: n / fill_rate + PROBE_S + SETTLE_S + 1.0, deadline, say)
+    if search.found <= 0:
+        raise CalibrationFailed(_none_passed(search, "streams open"))
+    return search
+
+
+def _none_passed(search: Search, unit: str) -> str:
+    if not search.steps:
+        return f"the time budget left no room for a {search.name} step: give more (--budget)"
+    low = min(search.steps, key=lambda s: s["value"])
+    return (
+        f"even {low['value']:,.0f} {unit} failed ({low['reason']}): this machine is too busy to calibrate now; "
+        "try again when it is quieter"
+    )
+
+
+def _document(
+    rate: Search,
+    in_flight: Search,
+    floors: dict[str, Any],
+    started: datetime,
+    elapsed: float,
+    load_average: list[float],
+    budget_s: float,
+) -> dict[str, Any]:
+    machine = machine_identity()
+    at_rate = rate.figures_at(rate.found) or {}
+    generator_share = float(at_rate.get("cpu_share") or 1.0)
+    target_share = at_rate.get("target_cpu_share")
+    workers = recommend_workers(machine["cores"], generator_share, target_share)
+    target_said = "unknown, taken as the generator's" if target_share is None else f"{target_share:.2f}"
+    return {
+        "schema": SCHEMA,
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine,
+        "load_average": [round(x, 2) for x in load_average],
+        "budget_s": budget_s,
+        "elapsed_s": round(elapsed, 1),
+        "limits": {"rate_per_worker": rate.found, "in_flight_per_worker": in_flight.found},
+        "recommended": {
+            "workers": workers,
+            "rate_per_worker": math.floor(HEADROOM * rate.found),
+            "in_flight_per_worker": math.floor(HEADROOM * in_flight.found),
+            "headroom": HEADROOM,
+            "why": (
+                f"at {rate.found:,.0f} sessions/s one worker used {generator_share:.2f} of a core and the target, "
+                f"on this machine beside it, {target_said}; {HEADROOM:.0%} of that per worker fits "
+                f"{workers} worker(s) in {USABLE_SHARE:.0%} of {machine['cores']} cores "
+                "(a service on another machine leaves more room)"
+            ),
+        },
+        "floors": floors,
+        "rate": _search_doc(rate, "open model, canonical sessions of 5 events 10 ms apart", RATE_SHAPE),
+        "in_flight": _search_doc(
+            in_flight,
+            f"sessions at {HEADROOM:.0%} of the rate found whose streams (an event every 0.5 s at most) last "
+            f"N / rate s, judged over {PROBE_S:g} s once N are open",
+            HOLD_SHAPE,
+        ),
+        "criteria": {"generator_saturated": False, "ttfe_error_p99_ms_below": TTFE_ERROR_LIMIT_MS},
+    }
+
+
+def _search_doc(search: Search, how: str, shape: Mapping[str, float]) -> dict[str, Any]:
+    return {
+        "found": search.found,
+        "stopped_by": search.stopped_by,
+        "how": how,
+        "target": dict(shape),
+        "steps": search.steps,
+    }

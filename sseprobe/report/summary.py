@@ -1,0 +1,107 @@
+"""Terminal summary of one run: a pure function from stats to text (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..verdict.policy import FiredTrigger
+from ..verdict.stats import CohortStats, summarize_ms
+
+__all__ = ["render_run"]
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.2f} %"
+
+
+def _ms(x: float | int | None) -> str:
+    return "-" if x is None else f"{x:,.1f}"
+
+
+def _latency_row(label: str, s: Mapping[str, Any]) -> str:
+    cols = [_ms(s.get(k)) for k in ("p50", "p95", "p99", "max")]
+    return f"  {label:<16}" + "".join(f"{c:>11}" for c in cols) + f"   (n={s.get('count', 0)})"
+
+
+def _connection_rows(stats: CohortStats) -> list[str]:
+    """TCP connect and TLS handshake of the streams that opened a new connection (none when all reused)."""
+    rows = []
+    for hist, label in (("tcp_us", "tcp connect"), ("tls_us", "tls handshake")):
+        h = stats.histograms.get(hist)
+        if h is not None and h.get_total_count():
+            rows.append(_latency_row(label, summarize_ms(h)))
+    return rows
+
+
+def _reason_rows(stats: CohortStats, n: int = 3) -> list[str]:
+    """Why sessions failed, in the server's or the network's words: the most common few reasons."""
+    rows = [
+        f"  {'why failed' if i == 0 else '':<16} {k}  ({v})" for i, (k, v) in enumerate(stats.reasons.most_common(n))
+    ]
+    return rows
+
+
+def render_cohort(name: str, stats: CohortStats) -> list[str]:
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items(), key=lambda kv: -kv[1]))
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.http_status.items()))
+    title = name if stats.flow in ("", name) else f"{name} ({stats.flow})"
+    lines = [
+        f"{title} {stats.url}",
+        f"  sessions         {stats.sessions}  ({outcomes or 'none'})",
+        *_reason_rows(stats),
+        f"  HTTP status      {statuses or 'none'}",
+        f"  connect success  {_pct(stats.connect_success_rate)}",
+        f"  completion       {_pct(stats.completion_rate)}",
+        f"  5xx rate         {_pct(stats.error_rate_5xx)}    timeout rate {_pct(stats.timeout_rate)}",
+        f"  events           {stats.events:,}   bytes {stats.bytes:,}",
+        f"  answers          {stats.answer_events:,} events, {stats.answer_chars:,} chars"
+        f"   (empty: {stats.outcomes.get('empty', 0)} sessions)",
+        f"  {'ms':<16}" + "".join(f"{c:>11}" for c in ("p50", "p95", "p99", "max")),
+    ]
+    for hist, label in (
+        ("ttfe_us", "TTFE (answer)"),
+        ("first_event_us", "first event"),
+        ("completion_us", "completion"),
+        ("headers_us", "headers"),
+        ("lag_us", "start lag"),
+    ):
+        lines.append(_latency_row(label, summarize_ms(stats.histograms[hist])))
+    lines += _connection_rows(stats)
+    return lines
+
+
+def render_run(
+    cohorts: Mapping[str, CohortStats],
+    triggers: Sequence[FiredTrigger],
+    duration_s: float,
+    interrupted: bool,
+    generator: Mapping[str, Any] | None = None,
+) -> str:
+    lines = [
+        f"sseprobe: {sum(s.sessions for s in cohorts.values())} sessions in {duration_s:.1f} s"
+        + ("  (INTERRUPTED: partial results)" if interrupted else "")
+    ]
+    for name, stats in cohorts.items():
+        lines += ["", *render_cohort(name, stats)]
+    lines.append("")
+    # a generator that fell behind matters only if something was measured: with nothing connected,
+    # the lag is sessions waiting on connect timeouts, not the prober's verdict to doubt
+    if generator and generator.get("saturated") and any(s.connected for s in cohorts.values()):
+        lines.append(f"GENERATOR SATURATED: {generator['note']}; latency verdicts and triggers allow for it")
+    # a comparison's baseline (cohort "baseline") is the reference, not what rolls back: its triggers are noted
+    noted = [t for t in triggers if t.cohort == "baseline" and not t.generator_bound]
+    real = [t for t in triggers if not t.generator_bound and t.cohort != "baseline"]
+    bound = [t for t in triggers if t.generator_bound]
+    if real:
+        lines.append("ROLLBACK TRIGGERS FIRED:")
+        lines += [f"  - {t.reason or t.name}" for t in real]
+    if noted:
+        lines.append("TRIGGERS ON THE BASELINE (noted: the baseline is the reference, not rolled back):")
+        lines += [f"  - {t.reason or t.name}" for t in noted]
+    if bound:
+        lines.append("GENERATOR-BOUND TRIGGERS (the prober's own lag, not counted against the service):")
+        lines += [f"  - {t.reason or t.name}" for t in bound]
+    if not triggers:
+        lines.append("rollback triggers: none fired")
+    return "\n".join(lines)
