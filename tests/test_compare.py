@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench import contract
+from bench.power import fixed_trials
 from sseprobe.report.verdict_text import render_verdict
 from sseprobe.verdict.bounds import (
     clopper_pearson,
@@ -395,6 +396,7 @@ def test_comparison_modules_are_pure() -> None:
 # fixed, so each count is deterministic; each bar sits where a broken rule would miss it by far.
 
 SIGMA_06 = "lognormal 0.6"
+SIGMA_06_POWER = "lognormal sigma 0.6"  # the same shape in bench.power
 LOOSE = replace(DEFAULT_POLICY, confidence=0.90)  # family-wise 10 %: false alarms frequent enough to count
 
 
@@ -519,3 +521,13 @@ def test_small_real_regression_is_green_with_enough_sessions() -> None:
     """+2 % at sigma 0.3 and 8,000 per cohort: +5 % ruled out nearly always."""
     overall, p95, _ = trials(60, 8000, 8000, seed=14, scale=1.02)
     assert share(p95, "GREEN") >= 0.9, p95
+
+
+def test_sessions_needed_decides_most_of_the_time() -> None:
+    """Undecided A/A runs at 500 advise a size; A/A at that size decides ttfe_p95 most of the time."""
+    needed = fixed_trials(SIGMA_06_POWER, 500, 40, 61).needed
+    assert len(needed) >= 10
+    n = int(np.median(needed))
+    at = fixed_trials(SIGMA_06_POWER, n, 60, 62)
+    assert share(at.p95, "GREEN", "YELLOW", "RED") >= 0.8, (n, at.p95)
+    assert alarms(at.overall) == 0, at.overall
