@@ -277,6 +277,23 @@ def trigger_table(trials: int, n: int = 2000) -> list[str]:
     return rows
 
 
+def power_table(trials: int) -> list[str]:
+    """How many sessions a +15 % regression needs at lognormal sigma 0.6 (the p95's own information)."""
+    rows = [
+        f"Power at lognormal sigma 0.6 ({trials} trials a cell): P(RED)",
+        "",
+        "| change | 2,000 | 4,000 | 6,000 | 8,000 | 12,000 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for j, case in enumerate(("+15 %", "p95 tail +15 %")):
+        cells = [
+            wilson(fixed("lognormal 0.6", case, n, trials, 90_000 + 10 * j + k)["RED"], trials)
+            for k, n in enumerate((2000, 4000, 6000, 8000, 12000))
+        ]
+        rows.append(f"| {case} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def _triggers(s: CohortStats) -> list:  # type: ignore[type-arg]
     from sseprobe.verdict.policy import check_triggers
 
@@ -286,7 +303,7 @@ def _triggers(s: CohortStats) -> list:  # type: ignore[type-arg]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.contract", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100 fixed / 40 sequential trials a cell")
-    ap.add_argument("--part", choices=("fixed", "sequential", "triggers", "all"), default="all")
+    ap.add_argument("--part", choices=("fixed", "sequential", "triggers", "power", "all"), default="all")
     args = ap.parse_args(argv)
     trials, seq = (100, 40) if args.quick else (400, 100)
     out: list[str] = []
@@ -295,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("sequential", "all"):
         out += sequential_table(seq) + [""]
     if args.part in ("triggers", "all"):
-        out += trigger_table(trials)
+        out += trigger_table(trials) + [""]
+    if args.part in ("power", "all"):
+        out += power_table(trials // 2)
     print("\n".join(out), flush=True)
     return 0
 
