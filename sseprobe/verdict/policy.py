@@ -33,6 +33,7 @@ built-in critical error.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -294,16 +295,21 @@ class FiredTrigger:
             "metric": self.metric,
             "op": self.op,
             "threshold": self.threshold,
-            "value": self.value,
+            "value": _finite(self.value),
             "reason": self.reason,
         }
         if self.bound is not None:
-            d["bound"] = round(self.bound, 6) if self.bound == self.bound else None
+            d["bound"] = _finite(self.bound)
         if self.cohort:
             d["cohort"] = self.cohort
         if self.generator_bound:
             d["generator_bound"] = True
         return d
+
+
+def _finite(x: float) -> float | None:
+    """A number for the document: "never" (+inf, a p95 among sessions that never answered) is null."""
+    return round(x, 6) if math.isfinite(x) else None
 
 
 def _critical_error(stats: CohortStats) -> FiredTrigger | None:
@@ -405,7 +411,7 @@ def format_metric(metric: str, v: float | None) -> str:
     if v is None:
         return "-"
     if metric.endswith("_ms"):
-        return f"{v:,.1f} ms"
+        return "never" if v == math.inf else f"{v:,.1f} ms"  # a quantile among sessions that never answered
     return f"{v * 100:.2f} %"
 
 
