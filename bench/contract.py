@@ -219,6 +219,7 @@ def fixed_table(trials: int, sizes: tuple[int, ...]) -> list[str]:
             for k, n in enumerate(sizes):
                 c = fixed(dist, case, n, trials, 10_000 + 100 * i + 10 * j + k)
                 rows.append(f"| {dist} | {case} | {n:,} | " + " | ".join(_cells(c)) + " |")
+                print(rows[-1], flush=True)
     return rows
 
 
@@ -236,6 +237,7 @@ def sequential_table(trials: int) -> list[str]:
             med, p90 = np.percentile(used, [50, 90])
             undecided = wilson(c["INCONCLUSIVE"], trials)
             rows.append(f"| {dist} | {case} | " + " | ".join(_cells(c)) + f" | {undecided} | {med:,.0f} ({p90:,.0f}) |")
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -315,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         out += trigger_table(trials) + [""]
     if args.part in ("power", "all"):
         out += power_table(trials // 2)
-    print("\n".join(out), flush=True)
+    print("\n" + "\n".join(out), flush=True)  # the rows again, as one table
     return 0
 
 
