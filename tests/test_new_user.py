@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sseprobe.report.summary import render_run
+from sseprobe.verdict.policy import FiredTrigger
 from sseprobe.verdict.stats import CohortStats
 
 from .conftest import in_process
@@ -17,9 +19,11 @@ from .conftest import in_process
 def test_baseline_triggers_are_noted_not_rollback(capfd: pytest.CaptureFixture[str]) -> None:
     """#24.21: a trigger on the baseline cohort is the reference's, not a rollback of the candidate."""
     cohorts = {"legacy": CohortStats(flow="legacy", sessions=3), "canonical": CohortStats(flow="canonical", sessions=3)}
-    text = render_run(cohorts, [{"cohort": "baseline", "reason": "legacy: completion_rate 50 %"}], 1.0, False)
+    fired = FiredTrigger("completion_rate", "completion_rate", "<", 0.95, 0.5, "legacy: completion_rate 50 %")
+    text = render_run(cohorts, [replace(fired, cohort="baseline")], 1.0, False)
     assert "ROLLBACK TRIGGERS FIRED" not in text and "BASELINE (noted" in text and "completion_rate 50 %" in text
-    text = render_run(cohorts, [{"cohort": "candidate", "reason": "canonical: completion_rate 50 %"}], 1.0, False)
+    fired = replace(fired, cohort="candidate", reason="canonical: completion_rate 50 %")
+    text = render_run(cohorts, [fired], 1.0, False)
     assert "ROLLBACK TRIGGERS FIRED" in text and "BASELINE" not in text
 
 
