@@ -33,9 +33,9 @@ from sseprobe.verdict.bounds import (
     quantile_log_ratio_ci,
     rate_diff_ci,
 )
-from sseprobe.verdict.compare import EXIT_CODES, SequentialPlan, Verdict, judge, judge_sequential
+from sseprobe.verdict.compare import EXIT_CODES, SequentialPlan, Verdict, decided, judge, judge_sequential
 from sseprobe.verdict.policy import DEFAULT_POLICY, MetricRule
-from sseprobe.verdict.stats import CohortStats, histogram_arrays, new_histogram
+from sseprobe.verdict.stats import CohortStats, clock_step_us, histogram_arrays, new_histogram
 from sseprobe.verdict.verdict import level_from
 
 ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
@@ -531,3 +531,23 @@ def test_sessions_needed_decides_most_of_the_time() -> None:
     at = fixed_trials(SIGMA_06_POWER, n, 60, 62)
     assert share(at.p95, "GREEN", "YELLOW", "RED") >= 0.8, (n, at.p95)
     assert alarms(at.overall) == 0, at.overall
+
+
+def test_a_coarse_clock_widens_by_half_a_tick_and_can_leave_it_undecided() -> None:
+    """Values on a 10 ms clock: a +5 % change at 180 ms reads +5.6 % when rounded, and no longer
+    alarms; on a 100 ms clock a 500 ms p95 cannot rule out +5 % however many sessions: clock-bound."""
+    ten = cell("0.6, 10 ms clock", "+5 %", 8000, 40, 11)
+    assert alarms(ten) == 0, ten
+    rng = np.random.default_rng(12)
+    b, c = contract.CohortStats(flow="sim"), contract.CohortStats(flow="sim")
+    same = contract._shape("A/A", "0.6, 100 ms clock")
+    contract.grow(b, rng, "0.6, 100 ms clock", 8000, same, False)
+    contract.grow(c, rng, "0.6, 100 ms clock", 8000, same, False)
+    assert clock_step_us(b.histograms["ttfe_us"]) == 100_000
+    v = judge(b, c)
+    p95 = next(m for m in v.metrics if m.name == "ttfe_p95_ms")
+    assert p95.level == "INCONCLUSIVE" and p95.clock_bound and p95.sessions_needed is None, p95
+    assert "clock-bound" in p95.reason and p95.to_dict()["clock_bound"] is True
+    assert v.overall == "INCONCLUSIVE" and decided(v)  # more sessions cannot help: a sequential run stops
+    fine = cohort(rng, 2000)
+    assert clock_step_us(fine.histograms["ttfe_us"]) == 0

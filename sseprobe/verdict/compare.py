@@ -75,7 +75,7 @@ from .policy import (
     trigger_alpha,
 )
 from .spending import SequentialPlan
-from .stats import CohortStats, histogram_arrays
+from .stats import CohortStats, clock_step_us, histogram_arrays
 from .verdict import EXIT_CODES, Level, MetricResult, Verdict, level_from
 
 __all__ = [
@@ -174,6 +174,7 @@ def _log_ratio(
     q: float,
     alpha: float,
     interpolate: bool = False,
+    ticks: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[float, float, float, tuple[float, float, int], tuple[float, float, int]]:
     """(d, lower, upper) of log(candidate / baseline) of the q-quantile at one-sided ``alpha``,
     and each cohort's (estimate, lower-bound, n). Where a bound or estimate is infinite the
@@ -183,13 +184,19 @@ def _log_ratio(
     wider of the two is kept: each fails where the other holds. Centred on the sample p95 it made
     +5 % RED in 0.5 % of runs where the p95 sits at a gap between two modes (the sample p95 jumps
     across it); centred on the midpoint it alarmed in 5 % of A/A runs on a 100 ms clock (ties put
-    the estimate at one end of its interval). In smooth distributions the two nearly agree."""
+    the estimate at one end of its interval). In smooth distributions the two nearly agree.
+
+    ``ticks``: half the tick of each cohort's clock (µs, ``clock_step_us`` / 2): a value rounded to
+    a tick is within half of one of the true value, so each cohort's bounds widen by it."""
     (bv, bc, xb), (cv, cc, xc) = base, cand
     eb, lb, ub, nb = quantile_bounds(bv, bc, q, alpha, interpolate=interpolate, censored=xb)
     ec, lc, uc, nc = quantile_bounds(cv, cc, q, alpha, interpolate=interpolate, censored=xc)
     if not all(math.isfinite(v) and v > 0 for v in (eb, lb, ub, ec, lc, uc)):
         eb, lb, ub, nb = quantile_bounds(bv, bc, q, alpha / 2, interpolate=interpolate, censored=xb)
         ec, lc, uc, nc = quantile_bounds(cv, cc, q, alpha / 2, interpolate=interpolate, censored=xc)
+    (tb, tc) = ticks
+    lb, ub = (lb - tb if lb > tb else 0.0), ub + tb
+    lc, uc = (lc - tc if lc > tc else 0.0), uc + tc
     d, lo, hi = quantile_log_ratio_ci((eb, lb, ub), (ec, lc, uc))
     if all(math.isfinite(v) and v > 0 for v in (lb, ub, lc, uc)):  # and centred on each interval's midpoint
         _, lo_m, hi_m = quantile_log_ratio_ci((math.sqrt(lb * ub), lb, ub), (math.sqrt(lc * uc), lc, uc))
@@ -207,8 +214,9 @@ def _quantile_metric(
         res.reason = f"no {rule.source} histogram"
         return res
     xb, xc = censored_count(b, rule.source), censored_count(c, rule.source)
+    ticks = (clock_step_us(b.histograms[rule.source]) / 2.0, clock_step_us(c.histograms[rule.source]) / 2.0)
     a = ctx.alpha(rule)
-    d, lo_a, hi_a, (eb, _, nb), (ec, _, nc) = _log_ratio((*base, xb), (*cand, xc), q, a)
+    d, lo_a, hi_a, (eb, _, nb), (ec, _, nc) = _log_ratio((*base, xb), (*cand, xc), q, a, ticks=ticks)
     res.n_baseline, res.n_candidate = nb, nc
     res.baseline = eb / 1000.0 if nb else None
     res.candidate = ec / 1000.0 if nc else None
@@ -221,7 +229,7 @@ def _quantile_metric(
         y, r = -math.log1p(-rule.yellow), -math.log1p(-rule.red)
     else:
         y, r = math.log1p(rule.yellow), math.log1p(rule.red)
-    _, lo_b, hi_b, _, _ = _log_ratio((*base, xb), (*cand, xc), q, ctx.beta, interpolate=True)
+    _, lo_b, hi_b, _, _ = _log_ratio((*base, xb), (*cand, xc), q, ctx.beta, interpolate=True, ticks=ticks)
     ev = _log_evidence(d, (lo_a, hi_a), (lo_b, hi_b), sign)
     green = math.isfinite(hi_a - lo_a)  # a tail too thin to bound at the alarm level is never GREEN
     level, code = level_from(ev.est, ev.lo, ev.hi if green else math.inf, y, r)
@@ -236,7 +244,9 @@ def _quantile_metric(
     res.level = level
     res.change = ev.change
     res.ci = (ev.ci[0], ev.ci[1] if math.isfinite(ev.ci[1]) else None)
-    if level == "INCONCLUSIVE" and not res.generator_bound:  # more sessions cannot undo the generator's lag
+    if level == "INCONCLUSIVE" and _clock_floor(ticks, eb, ec) >= y:  # nor a clock this coarse
+        res.clock_bound, code = True, "clock"
+    if level == "INCONCLUSIVE" and not (res.generator_bound or res.clock_bound):  # more sessions cannot undo the lag
         (bv, bc), (cv, cc) = base, cand
         unit = quantile_unit_variance(*pooled(bv, bc, cv, cc), q, a)
         if math.isfinite(hi_a - lo_a):  # the exact interval's own width: wider where the density dips
@@ -246,6 +256,14 @@ def _quantile_metric(
         res.sessions_needed = _needed(max(need, ranks), nb, nc, ctx)
     res.reason = _reason(code, rule, res, _pct, rule.yellow, rule.red, ctx)
     return res
+
+
+def _clock_floor(ticks: tuple[float, float], eb: float, ec: float) -> float:
+    """How wide the clock alone keeps the interval's upper arm, however many sessions: MOVER of
+    half a tick on each cohort's quantile (0 on a fine clock)."""
+    if not (ticks[0] or ticks[1]) or not (eb > 0 and ec > 0 and math.isfinite(eb + ec)):
+        return 0.0
+    return math.hypot(math.log1p(ticks[0] / eb), math.log1p(ticks[1] / ec))
 
 
 def _widened(ev: _Evidence, k: float, sign: float) -> _Evidence:
@@ -326,6 +344,8 @@ def _reason(code: str, rule: MetricRule, res: MetricResult, fmt: Any, y: float, 
         return f"{seen}: {ylim} or worse is ruled out with {power} confidence"
     if code == "no_estimate":
         return "no estimate"
+    if code == "clock":
+        return f"{seen}: clock-bound: the clock's tick could hide a {ylim} change, however many sessions"
     if code.startswith("generator_"):
         lag = f"the generator's own lag (p99 {_band(ctx.band_ms)})"
         could = "could explain this change" if code == "generator_alarm" else f"could hide a {ylim} change"
@@ -408,9 +428,9 @@ def judge_sequential(
 
 def decided(verdict: Verdict) -> bool:
     """Whether a sequential comparison can stop: RED, or every critical metric decided or left
-    undecided by the generator's own lag (more sessions from a saturated generator cannot help)."""
+    undecided by the generator's own lag or the clock's tick (more sessions cannot help)."""
     return verdict.overall == "RED" or all(
-        m.level != "INCONCLUSIVE" or m.generator_bound for m in verdict.metrics if m.critical
+        m.level != "INCONCLUSIVE" or m.generator_bound or m.clock_bound for m in verdict.metrics if m.critical
     )
 
 

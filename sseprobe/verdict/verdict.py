@@ -71,6 +71,7 @@ class MetricResult:
     n_candidate: int = 0
     method: str = ""  # which interval decided: shift-scale, order-statistic or exact-binomial
     generator_bound: bool = False  # undecided because the generator's own lag could explain the change
+    clock_bound: bool = False  # undecided because the clock's tick could hide a YELLOW-size change
 
     def to_dict(self) -> dict[str, Any]:
         nd = 3 if self.kind == "quantile" else 6
@@ -88,6 +89,8 @@ class MetricResult:
             d["sessions_needed"] = self.sessions_needed
         if self.generator_bound:
             d["generator_bound"] = True
+        if self.clock_bound:
+            d["clock_bound"] = True
         return d
 
 
