@@ -8,8 +8,10 @@ The intervals
 -------------
 * Latency quantiles: per cohort the exact distribution-free order-statistic interval of the
   quantile itself (ranks from Binomial(n, q)), combined on the log scale by MOVER (centred on
-  the sample quantiles and on the intervals' midpoints, the wider kept: see _log_ratio).
-  Nothing else
+  the sample quantiles and on the intervals' midpoints, the wider kept: see _log_ratio). Values
+  on a coarse clock (``clock_step_us``: every one on a 1 ms ... 1 s tick) widen each cohort's
+  bounds by half a tick; a metric the tick alone keeps from GREEN is INCONCLUSIVE and
+  ``clock_bound`` (a 100 ms clock cannot see +5 % of a 500 ms p95). Nothing else
   decides: an estimate from the whole distribution (shift and stretch of log latency) was
   ~0.73 as wide at lognormal sigma 0.6, but it moved +26 % where fast paths got 3x faster and the
   p95 moved 0.3 %, and no shape check at these sample sizes caught that reliably. The price:
