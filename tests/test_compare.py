@@ -548,6 +548,6 @@ def test_a_coarse_clock_widens_by_half_a_tick_and_can_leave_it_undecided() -> No
     p95 = next(m for m in v.metrics if m.name == "ttfe_p95_ms")
     assert p95.level == "INCONCLUSIVE" and p95.clock_bound and p95.sessions_needed is None, p95
     assert "clock-bound" in p95.reason and p95.to_dict()["clock_bound"] is True
-    assert v.overall == "INCONCLUSIVE" and decided(v)  # more sessions cannot help: a sequential run stops
+    assert v.overall == "INCONCLUSIVE" and not decided(v)  # never GREEN, but more sessions could still show RED
     fine = cohort(rng, 2000)
     assert clock_step_us(fine.histograms["ttfe_us"]) == 0

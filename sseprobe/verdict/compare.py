@@ -347,7 +347,7 @@ def _reason(code: str, rule: MetricRule, res: MetricResult, fmt: Any, y: float, 
     if code == "no_estimate":
         return "no estimate"
     if code == "clock":
-        return f"{seen}: clock-bound: the clock's tick could hide a {ylim} change, however many sessions"
+        return f"{seen}: clock-bound: the clock's tick could hide a {ylim} change (never GREEN on this clock)"
     if code.startswith("generator_"):
         lag = f"the generator's own lag (p99 {_band(ctx.band_ms)})"
         could = "could explain this change" if code == "generator_alarm" else f"could hide a {ylim} change"
@@ -430,9 +430,10 @@ def judge_sequential(
 
 def decided(verdict: Verdict) -> bool:
     """Whether a sequential comparison can stop: RED, or every critical metric decided or left
-    undecided by the generator's own lag or the clock's tick (more sessions cannot help)."""
+    undecided by the generator's own lag (more sessions cannot help). A clock-bound metric is not
+    decided: its tick rules out GREEN, yet more sessions can still show a regression past it."""
     return verdict.overall == "RED" or all(
-        m.level != "INCONCLUSIVE" or m.generator_bound or m.clock_bound for m in verdict.metrics if m.critical
+        m.level != "INCONCLUSIVE" or m.generator_bound for m in verdict.metrics if m.critical
     )
 
 
