@@ -1,14 +1,11 @@
-"""``python -m bench.power``: how often ``compare`` decides, and how right it is, by simulation.
+"""Simulated cohorts for the statistics' tests: four TTFE shapes and realistic failures, written
+straight into real HdrHistograms (``grow``, ``cohort``), and fixed-size / sequential trial loops
+through ``judge`` and ``Looks``.
 
-  python -m bench.power                  # the README's table (seeded; ~3 CPU minutes)
-  python -m bench.power --trials 100     # a quicker, noisier table
-  python -m bench.power --sequential-only --seq-trials 400 [--dist "lognormal sigma 0.6"]   # --until-decided's
+  python -m bench.power --trials 100     # its old table (A/A and +15 % at 500 / 2,000 / 8,000)
 
-Simulated cohorts go through ``compare`` / ``compare_sequential`` themselves: TTFE in four
-shapes (lognormal sigma 0.3 and 0.6; bimodal, 5 % of sessions 4x slower; lognormal 0.3 rounded
-to 10 ms), completion time lognormal, and failures at realistic rates. "A true 15 % regression"
-makes every TTFE 15 % slower. Every rate is printed with its 95 % Clopper-Pearson interval.
-Also imported by tests/test_compare.py, so the tests and the table simulate the same thing.
+The verdict's contract (every shape, shape changes, triggers, --until-decided) is measured by
+``python -m bench.contract`` (docs/statistics.md), which imports ``fill`` from here.
 """
 
 from __future__ import annotations
