@@ -6,7 +6,7 @@
   python -m bench --only decode,peer --json out.json
 
 Benchmarks: decode (2), concurrent (3), truth (4), peer (5), tls (6), cluster (7, needs the ray extra),
-adk (8, needs google-adk), kstamp (9), held (10); see bench/README.md for methods.
+adk (8, needs google-adk), kstamp (9), held (10), logs (11); see bench/README.md for methods.
 Never part of the test suite's pass/fail: the exit code is 0 unless a benchmark could not run.
 """
 
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import adk, cluster, held, kstamp, peer, tls
+from . import adk, cluster, held, kstamp, logs, peer, tls
 from ._util import PY, ROOT, machine, median, other_cpu_busy, raise_nofile, run_worker, spread, target, target_stats
 
 Row = dict[str, Any]
@@ -379,6 +379,7 @@ BENCHES: dict[str, Callable[[int, bool], list[Row]]] = {
     "adk": adk.bench_adk,
     "kstamp": lambda repeats, quick: kstamp.bench_kstamp(repeats, quick, run_worker, target),
     "held": lambda repeats, quick: held.bench_rows(repeats, quick),
+    "logs": lambda repeats, quick: logs.bench_logs(repeats, quick),
 }
 
 
@@ -448,6 +449,7 @@ def main() -> int:
                 indent=1,
                 default=str,
             )
+            f.write("\n")  # a text file ends with a newline (.ci/leftovers.py)
     return 1 if failed else 0
 
 

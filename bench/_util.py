@@ -134,7 +134,7 @@ def target(*knobs: str, nofile: bool = False) -> Iterator[tuple[str, int]]:
 
 def target_stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/_target/stats", timeout=10) as r:
-        return json.loads(r.read())  # type: ignore[no-any-return]
+        return json.loads(r.read())
 
 
 def run_worker(module: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def run_worker(module: str, *args: str, timeout: float = 300, env: dict[str, str
     if r.returncode != 0:
         raise RuntimeError(f"bench.{module} {' '.join(args)} failed ({r.returncode}): {r.stderr[-3000:]}")
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+    return json.loads(lines[-1])
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -164,17 +164,3 @@ def event_loop_run(main: Any) -> Any:
     from sseprobe.load.engine import run
 
     return run(main)
-
-
-@contextmanager
-def cpu_hogs(count: int, settle_s: float = 0.0) -> Iterator[None]:
-    """``count`` CPU-bound processes beside the block (the busy CI runner); killed however it ends."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        time.sleep(settle_s)
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()

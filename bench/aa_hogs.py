@@ -29,8 +29,9 @@ from typing import Any
 
 from sseprobe.verdict.compare import generator_band, judge
 from sseprobe.verdict.stats import CohortStats
+from testsupport.hogs import cpu_hogs
 
-from ._util import PY, ROOT, cpu_hogs, target
+from ._util import PY, ROOT, target
 
 SAME_FLOW = '[cohorts.canonical]\nflow = "canonical"\n[cohorts.legacy]\nflow = "canonical"\n'
 

@@ -3,9 +3,9 @@
 Each round runs ``sseprobe run --flow canonical -n N -c 1`` as a user would (default worker count)
 and then N sessions of a blocking raw-socket client sending the same two requests (ADK-style
 session create, then ``POST /run_sse``) and stamping ``perf_counter()`` around ``sendall``/``recv``
-(tests/adk_server.py). The figure is the median over rounds of each round's TTFE p50; the spread
+(testsupport/adk_server.py). The figure is the median over rounds of each round's TTFE p50; the spread
 is min-max over rounds. The real server is ``adk api_server`` (google-adk) with its default
-session storage (SQLite) serving the scripted agent of tests/adk_agents (no model: it sleeps
+session storage (SQLite) serving the scripted agent of testsupport/adk_agents (no model: it sleeps
 ``delay`` ms and sends text events); the built-in target injects the same delay with no spread.
 
   python -m bench --only adk --repeats 3
@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from tests.adk_server import APP, adk_api_server, raw_session
+from testsupport.adk_server import APP, adk_api_server, raw_session
 
 from ._util import PY, ROOT, median, spread, target
 

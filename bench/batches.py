@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
     with target(*KNOBS) as (url, _pid):
-        cohorts = [CohortSpec(name, FlowOptions(flow=name, url=url)) for name in ("canonical", "legacy")]  # type: ignore[arg-type]
+        cohorts = [CohortSpec(name, FlowOptions(flow=name, url=url)) for name in ("canonical", "legacy")]
         load = Load(sessions=2 * args.batches * args.look_every, concurrency=2 * USERS, grace=30.0)
         opts = RunOptions(workers=args.workers)
         one, batched = [], []

@@ -16,6 +16,7 @@ Workers: python -m bench.cluster fork URL N C K | python -m bench.cluster ray UR
 
 from __future__ import annotations
 
+import logging
 import resource
 import sys
 from collections.abc import Callable
@@ -65,7 +66,7 @@ def worker_ray(url: str, sessions: int, concurrency: int) -> dict[str, Any]:
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
-        logging_level="ERROR",
+        logging_level=logging.ERROR,
         _node_ip_address="127.0.0.1",
         object_store_memory=100 * 1024 * 1024,
     )

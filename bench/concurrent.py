@@ -152,7 +152,7 @@ def worker(client: str, url: str, n: int, rate: float) -> dict[str, Any]:
     fn = {"sseprobe": _sseprobe, "aiohttp": _aiohttp}[client]
     out = event_loop_run(fn(url, n, rate))
     out.update(client=client, n=n, nofile=limit, kib_per_session=(out["after_kib"] - out["before_kib"]) / n)
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def _measure(in_flight: int, held: int, old: bool) -> float:
     async def main() -> float:
         fin = loop.create_task(finisher())
         if old:
-            await _old_drive(schedule, in_flight, sessions)  # type: ignore[arg-type]
+            await _old_drive(schedule, in_flight, sessions)
         else:
             await OpenDriver(schedule, in_flight).drive(sessions)  # type: ignore[arg-type]
         spent = time.process_time() - filled[0]

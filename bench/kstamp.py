@@ -30,7 +30,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ._util import cpu_hogs, emit, median, pct, raise_nofile, spread
+from testsupport.hogs import cpu_hogs
+
+from ._util import emit, median, pct, raise_nofile, spread
 from .truth import open_run
 
 _receive_lags: list[float] = []  # ms, every read (kernel mode)

@@ -15,14 +15,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below load when first asked for (see __getattr__)
-    from ._api import DEFAULTS, Result, RunPlan, compare, plan_from, run
+    from ._api import DEFAULTS, Result, RunPlan, compare, make_plan, plan_from, run
     from ._config import FlowOptions, Limits, Timeouts, TLSOptions
+    from ._errors import SseprobeError, UsageProblem
     from ._outcomes import Outcome
     from ._record import SessionRecord
     from .load.engine import CohortSpec, Load
     from .load.pacer import Phase, Schedule
     from .load.runner import Measured, RunOptions, measure
-    from .plan.resolve import UsageProblem
+    from .plan.options import Options
     from .plan.scenario import Scenario, ScenarioError, load_scenario
     from .report.document import (
         ResultsError,
@@ -48,10 +49,13 @@ _LAZY = {
     "RunPlan": "._api",
     "Result": "._api",
     "plan_from": "._api",
+    "make_plan": "._api",
+    "Options": ".plan.options",
     "run": "._api",
     "compare": "._api",
     "DEFAULTS": "._api",
-    "UsageProblem": ".plan.resolve",
+    "SseprobeError": "._errors",
+    "UsageProblem": "._errors",
     # value objects
     "FlowOptions": "._config",
     "Timeouts": "._config",
@@ -112,6 +116,7 @@ __all__ = [
     "Load",
     "Looks",
     "Measured",
+    "Options",
     "Outcome",
     "Phase",
     "Policy",
@@ -125,6 +130,7 @@ __all__ = [
     "Schedule",
     "SequentialPlan",
     "SessionRecord",
+    "SseprobeError",
     "TLSOptions",
     "Timeouts",
     "UntilDecided",
@@ -141,6 +147,7 @@ __all__ = [
     "load_policy",
     "load_scenario",
     "measure",
+    "make_plan",
     "observe_first_events",
     "plan_from",
     "read_document",

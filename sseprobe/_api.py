@@ -13,20 +13,24 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from ._config import FlowOptions, Limits, Timeouts
+from ._errors import MeasuredButFailed, UsageProblem
 from ._outcomes import Outcome
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
+from .load.metrics import Endpoint, LiveMetrics, serve
 from .load.pacer import Phase
+from .load.ray_session import hold_ray
 from .load.runner import Measured, RunOptions, measure, merged_generator
+from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
 from .plan.resolve import (
-    UsageProblem,
     build_limits,
     build_load,
     build_timeouts,
@@ -53,77 +57,24 @@ from .verdict.stats import CohortStats
 __all__ = [
     "MeasuredButFailed",
     "DEFAULTS",
+    "Options",
     "RunPlan",
     "Result",
     "plan_from",
+    "make_plan",
     "run",
     "compare",
     "flow_config",
     "judge_completion",
     "unreachable",
     "parse_split",
+    "serving",
 ]
 
 Command = Literal["run", "compare"]
 
-# The built-in defaults of every option a plan reads; the command line declares the same (a test keeps them equal).
-DEFAULTS: dict[str, Any] = {
-    "scenario": None,
-    "sessions": None,
-    "duration": None,
-    "concurrency": 10,
-    "think": 0.0,
-    "rate": None,
-    "poisson": None,
-    "seed": None,
-    "max_in_flight": 15_000,
-    "workers": None,
-    "cluster": None,
-    "workers_per_node": None,
-    "on_node_loss": None,  # abort, with --cluster
-    "abort_on_trigger": None,
-    "connect_timeout": 10.0,
-    "idle_timeout": 60.0,
-    "session_timeout": 330.0,
-    "grace": 30.0,
-    "connections": 0,
-    "max_line": 1 << 20,
-    "policy_file": None,
-    "out": None,
-    "as_json": False,
-    "quiet": False,
-    "app": "vana",
-    "user_prefix": "sseprobe",
-    "messages": ("test",),
-    "session_create": "auto",
-    "legacy_stream": "run",
-    "headers": (),
-    "bearer_env": None,
-    "bearer_file": None,
-    "ca_file": None,
-    "insecure": False,
-    "cert": None,
-    "key": None,
-    "html_path": None,
-    # compare
-    "canonical_url": None,
-    "legacy_url": None,
-    "split": None,
-    "until_decided": False,
-    "look_every": 100,
-    "max_sessions": 20_000,
-    "max_duration": None,
-    "traffic_rate": None,
-    # run
-    "flow": None,
-    "url": None,
-    "method": "GET",
-    "body": None,
-    "body_file": None,
-    "complete_on": None,
-    "first_answer_event": None,
-    "first_answer_field": None,
-}
+# The built-in defaults of every option a plan reads, as a dict (a Python caller's view of OPTIONS).
+DEFAULTS: dict[str, Any] = {f.name: getattr(OPTIONS, f.name) for f in fields(Options)}
 
 
 @dataclass(frozen=True)
@@ -144,6 +95,7 @@ class RunPlan:
     notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
     until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
     traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
+    metrics: Endpoint | None = None  # serve live Prometheus metrics here while the run lasts
 
 
 @dataclass(frozen=True)
@@ -170,14 +122,18 @@ class Result:
     def exit_code(self) -> int:
         """The command line's exit code for this result (0 GREEN/OK, 1 YELLOW, 2 RED, 3 could not tell)."""
         info = self.measured.info
+        # a share lost (--on-node-loss continue) measured less load than asked for: like an interrupted
+        # run it cannot read GREEN or YELLOW (3), while a RED or a real trigger stands (2): the service
+        # failed even under the lighter load
+        partial = info.interrupted or bool(self.measured.worker_errors)
         if self.problem:
             return EXIT_UNKNOWN
         if self.verdict is not None:
-            return EXIT_UNKNOWN if info.interrupted and self.verdict.overall != "RED" else self.verdict.exit_code
+            return EXIT_UNKNOWN if partial and self.verdict.overall != "RED" else self.verdict.exit_code
         if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
             return EXIT_CRITICAL if any(not t.generator_bound for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
-        return EXIT_UNKNOWN if info.interrupted or not attempts else EXIT_OK
+        return EXIT_UNKNOWN if partial or not attempts else EXIT_OK
 
     def text(self, color: bool = False) -> str:
         """The human summary the command line prints."""
@@ -199,34 +155,56 @@ def plan_from(
     command: Command = "compare",
     defaults: Mapping[str, Any] | None = None,
 ) -> RunPlan:
-    """The plan: built-in default < ``defaults`` < scenario < ``overrides``. Bad input raises UsageProblem."""
-    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
-        overrides = {"scenario": str(scenario), **overrides}
-        scenario = read_scenario(str(scenario))
-    unknown = set(overrides) - DEFAULTS.keys()
-    if unknown:
+    """The plan: built-in default < scenario < ``overrides`` (each key counts as given explicitly).
+    Bad input raises UsageProblem. ``defaults`` (deprecated: build an :class:`Options` and call
+    :func:`make_plan`) lays values under the scenario as if they were built-in defaults."""
+    if defaults is not None:
+        warnings.warn(
+            "plan_from(defaults=...) is deprecated: make_plan(scenario, Options(...), given)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    base = options_from(defaults or {})
+    return make_plan(scenario, options_from(overrides, base), frozenset(overrides), command)
+
+
+def make_plan(
+    scenario: Scenario | str | Path | None,
+    options: Options = OPTIONS,
+    given: Collection[str] = (),
+    command: Command = "compare",
+) -> RunPlan:
+    """The plan: built-in default < scenario < the ``options`` named in ``given`` (set explicitly: a flag
+    on the command line, a key in a caller's overrides). Bad input raises UsageProblem."""
+    given = frozenset(given)
+    if unknown := given - OPTION_NAMES:
         raise UsageProblem(f"unknown option(s): {', '.join(sorted(unknown))}")
-    params = {**DEFAULTS, **(defaults or {}), **overrides}
-    given = set(overrides)
+    if isinstance(scenario, str | Path):  # a path: read here, and named in the document's config
+        options, given = replace(options, scenario=str(scenario)), given | {"scenario"}
+        scenario = read_scenario(str(scenario))
     notes: list[str] = []
-    o = resolve(params, given, scenario)
-    policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
-    until = until_decided_from(o, given, command, bool(scenario and scenario.phases), notes)
+    resolved = resolve(options, given, scenario)
+    policy = read_policy(options.policy_file or (scenario.policy if scenario else None))
+    phases = scenario.phases if scenario else ()
+    until, o = until_decided_from(resolved.options, given, resolved.chosen, command, bool(phases), notes)
     if until is not None:
-        o["sessions"] = until.look_every  # one batch's worth per cohort: the plan's load is a batch
+        o = replace(o, sessions=until.look_every)  # one batch's worth per cohort: the plan's load is a batch
+    split = parse_split(options.split) if command == "compare" else (1.0, 1.0)
     if command == "compare":
-        split = parse_split(params["split"])
-        cohorts = _compare_cohorts(params, given, scenario, split, notes)
+        cohorts = _compare_cohorts(options, given, scenario, split, notes)
         n = len(cohorts)  # load options are per cohort
-        for key in ("sessions", "concurrency", "rate"):
-            if o.get(key) is not None:
-                o[key] = o[key] * n
-        load = build_load(o, tuple(_scaled(p, n) for p in scenario.phases) if scenario else ())
+        o = replace(
+            o,
+            sessions=None if o.sessions is None else o.sessions * n,
+            concurrency=o.concurrency * n,
+            rate=None if o.rate is None else o.rate * n,
+        )
+        phases = tuple(_scaled(p, n) for p in phases)
     else:
-        cohorts = (_run_cohort(params, given, scenario, notes),)
-        load = build_load(o, scenario.phases if scenario else ())
+        cohorts = (_run_cohort(options, given, scenario, notes),)
+    load = build_load(o, phases, resolved.closed_model)
     timeouts, limits = build_timeouts(o), build_limits(o)
-    run_opts, load, out = prepare_run(o, policy, load, limits, command, params["html_path"], notes)
+    run_opts, load, out = prepare_run(o, policy, load, limits, command, options.html_path, notes, resolved.chosen)
     config: dict[str, Any] = {"command": command}
     if command == "compare":
         config["split"] = list(split)
@@ -234,8 +212,8 @@ def plan_from(
     config["load"] = load_config(o, load, timeouts, run_opts.workers)
     if until is not None:
         config["until_decided"] = vars(until).copy()
-    if o.get("traffic_rate") is not None:
-        config["traffic_rate"] = o["traffic_rate"]
+    if o.traffic_rate is not None:
+        config["traffic_rate"] = o.traffic_rate
     return RunPlan(
         command=command,
         cohorts=cohorts,
@@ -245,13 +223,59 @@ def plan_from(
         policy=policy,
         options=run_opts,
         out=out,
-        html=params["html_path"],
-        as_json=bool(o["as_json"]),
+        html=options.html_path,
+        as_json=bool(o.as_json),
         config=config,
         notes=tuple(notes),
         until_decided=until,
-        traffic_rate=o.get("traffic_rate"),
+        traffic_rate=o.traffic_rate,
+        metrics=_endpoint(o, resolved.chosen),
     )
+
+
+def _endpoint(o: Options, chosen: Collection[str]) -> Endpoint | None:
+    """The live-metrics endpoint asked for (``--metrics-port``), or None; its companions set (``chosen``)
+    without it are refused."""
+    if o.metrics_port is None:
+        if {"metrics_host", "metrics_linger"} & set(chosen):
+            raise UsageProblem("--metrics-host and --metrics-linger need --metrics-port")
+        return None
+    host = str(o.metrics_host).strip()
+    if not host:
+        raise UsageProblem("--metrics-host: give an address to listen on, e.g. 127.0.0.1")
+    return Endpoint(int(o.metrics_port), host, float(o.metrics_linger))
+
+
+@contextlib.contextmanager
+def serving(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Iterator[RunPlan]:
+    """Serve the plan's live metrics around what the block does (run, render, write), then linger: yields
+    the plan with the endpoint's sink in its options. No endpoint asked for, or one already served: the plan
+    as it is. A port that cannot be bound is a UsageProblem, raised before any load."""
+    endpoint = plan.metrics
+    if endpoint is None or plan.options.metrics is not None:
+        yield plan
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            live, url = stack.enter_context(serve(endpoint, {c.name: c.options.flow for c in plan.cohorts}))
+        except OSError as exc:
+            where = f"{endpoint.host}:{endpoint.port}"
+            raise UsageProblem(f"--metrics-port: cannot listen on {where}: {exc.strerror or exc}") from None
+        out = plan.options.progress if progress == "plan" else progress
+        if out is not None:
+            linger = f", and {endpoint.linger:g} s after the run" if endpoint.linger else ""
+            print(f"sseprobe: metrics on {url} while the run lasts{linger}", file=out, flush=True)
+        yield replace(plan, options=replace(plan.options, metrics=live))
+
+
+def _live(plan: RunPlan) -> LiveMetrics | None:
+    return plan.options.metrics if isinstance(plan.options.metrics, LiveMetrics) else None
+
+
+def _show_verdict(plan: RunPlan, verdict: Verdict) -> None:
+    """The live verdict on the metrics endpoint: each metric's level and the overall one."""
+    if (live := _live(plan)) is not None:
+        live.set_verdict({**{m.name: m.level for m in verdict.metrics}, "overall": verdict.overall})
 
 
 def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Result:
@@ -259,6 +283,11 @@ def run(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -> Re
     ``progress``: where live progress goes ("plan": stderr unless the plan is quiet; None: nowhere)."""
     if plan.command != "run" or len(plan.cohorts) != 1:
         raise UsageProblem("run() takes a plan for one cohort (plan_from(..., command='run'))")
+    with serving(plan, progress) as plan:
+        return _run(plan, progress)
+
+
+def _run(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     measured = _measure(plan, progress)
     with _kept(plan, lambda: measured):
         stats = measured.cohorts[plan.cohorts[0].name]
@@ -272,25 +301,21 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
     """Measure canonical and legacy in the same window, interleaved, and judge canonical against legacy."""
     if plan.command != "compare":
         raise UsageProblem("compare() takes a plan for two cohorts (plan_from(..., command='compare'))")
+    with serving(plan, progress) as plan:
+        return _compare(plan, progress)
+
+
+def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
     measured = _measure(plan, progress)
     with _kept(plan, lambda: measured):
         band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
         verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
+        _show_verdict(plan, verdict)
         extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
         doc = _document(plan, measured, {}, verdict, extra)
         return Result(plan, measured, doc, verdict.triggers, verdict, extra)
-
-
-class MeasuredButFailed(Exception):
-    """Judging or documenting what was measured failed (a fault of ours): ``document`` holds every
-    cohort as measured, without a verdict, for the caller to write, and ``out`` where it was asked for.
-    Measured results are never lost to a failure that comes after them."""
-
-    def __init__(self, document: dict[str, Any], out: str | None, cause: BaseException) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.document, self.out = document, out
 
 
 @contextlib.contextmanager
@@ -349,7 +374,7 @@ def _looks(
     merged: Measured | None = None
     verdict: Verdict | None = None
     stopped: Stopped = "max_sessions"
-    with _stop_requests() as asked:
+    with _stop_requests() as asked, hold_ray() if plan.options.cluster else contextlib.nullcontext():  # one Ray
         for look in range(1, settings.plan.looks + 1):
             left = _time_left(settings, started)
             if asked or left == 0.0:
@@ -360,6 +385,7 @@ def _looks(
             verdict = looks.look(
                 merged.cohorts["legacy"], merged.cohorts["canonical"], generator_band(merged.generator)
             )
+            _show_verdict(plan, verdict)
             _say_look(plan, progress, look, merged, verdict)
             if merged.info.interrupted or asked:
                 stopped = "interrupted"
@@ -419,7 +445,10 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
     last = parts[-1].info
     info = RunInfo(parts[0].info.started, round(elapsed, 3), last.interrupted, last.stop_reason)
     errors = [e for p in parts for e in p.worker_errors]
-    return Measured(info, cohorts, intervals, merged_generator(cohorts, [p.generator for p in parts]), errors)
+    generator = merged_generator(cohorts, [p.generator for p in parts])
+    if lost := [p.generator["below_target"] for p in parts if p.generator.get("below_target")]:
+        generator["below_target"] = lost[-1]  # a batch that ran below its target (a lost actor) says so
+    return Measured(info, cohorts, intervals, generator, errors)
 
 
 def _now_iso() -> str:
@@ -472,7 +501,10 @@ def _stop_requests() -> Iterator[list[str]]:
 
 def _measure(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measured:
     opts = plan.options if progress == "plan" else replace(plan.options, progress=progress)
-    return measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+    measured = measure(list(plan.cohorts), plan.load, plan.timeouts, plan.limits, opts)
+    if (live := _live(plan)) is not None:  # the exact final counts replace the last live snapshots
+        live.batch_done(measured.cohorts)
+    return measured
 
 
 def _document(
@@ -510,8 +542,8 @@ def _results_extra(m: Measured) -> dict[str, Any]:
 
 
 def _compare_cohorts(
-    params: Mapping[str, Any],
-    given: set[str],
+    params: Options,
+    given: Collection[str],
     scenario: Scenario | None,
     split: tuple[float, float],
     notes: list[str],
@@ -521,23 +553,23 @@ def _compare_cohorts(
     for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
         c = sc.get(name)
         values = c.values if c else {}
-        weight = share if params["split"] is not None or c is None else c.weight
+        weight = share if params.split is not None or c is None else c.weight
         flow = values.get("flow", name)
-        opts = flow_from(params, given, values, flow, params[url_opt], f"--{name}", notes)
+        opts = flow_from(params, given, values, flow, getattr(params, url_opt), f"--{name}", notes)
         specs.append(CohortSpec(name, opts, weight))
     return tuple(specs)
 
 
-def _run_cohort(params: Mapping[str, Any], given: set[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
-    flow, sc_values = _scenario_cohort(scenario, params["flow"])
+def _run_cohort(params: Options, given: Collection[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
+    flow, sc_values = _scenario_cohort(scenario, params.flow)
     if flow is None:
         raise UsageProblem("--flow is required (canonical, legacy or generic)")
-    if params["body_file"] is not None:
+    if params.body_file is not None:
         try:
-            params = {**params, "body": Path(params["body_file"]).read_text()}
+            params = replace(params, body=Path(params.body_file).read_text())
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"--body-file: cannot read {params['body_file']}: {exc}") from None
-    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params["url"], notes=notes))
+            raise UsageProblem(f"--body-file: cannot read {params.body_file}: {exc}") from None
+    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params.url, notes=notes))
 
 
 def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:

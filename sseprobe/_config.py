@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Timeouts", "Limits", "TLSOptions", "FlowOptions", "FLOWS", "SESSION_CREATE", "LEGACY_STREAMS"]
+__all__ = [
+    "Timeouts",
+    "Limits",
+    "TLSOptions",
+    "FlowOptions",
+    "FLOWS",
+    "SESSION_CREATE",
+    "LEGACY_STREAMS",
+    "MAX_IN_FLIGHT",
+    "LOOK_EVERY",
+    "MAX_SESSIONS",
+    "METRICS_LINGER_S",
+]
 
 FLOWS = ("canonical", "legacy", "generic")
 SESSION_CREATE = ("auto", "adk", "backend", "none")
 LEGACY_STREAMS = ("run", "agent_network_sse")
+
+# Defaults shared by the stages that hold them (the plan's options, the engine's Load, the sequential
+# mode's UntilDecided), each written once here.
+MAX_IN_FLIGHT = 15_000  # open model: the cap on sessions in flight (held-back arrivals show as lag)
+LOOK_EVERY = 100  # --until-decided: sessions per cohort between looks
+MAX_SESSIONS = 20_000  # --until-decided: sessions per cohort before it stops undecided
+# --metrics-linger: a little over one scrape interval (Prometheus' default is 15 s): the last values are
+# scraped once at least
+METRICS_LINGER_S = 16.0
 
 
 @dataclass(frozen=True)
@@ -29,9 +50,12 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Limits:
-    """``connections`` 0 = unlimited (one stream holds one connection); line/event bounds in bytes."""
+    """``connections`` 0 = unlimited (one stream holds one connection); line/event bounds in bytes;
+    ``pin_address``: every new connection to the first resolved address (default: the addresses of a name
+    take turns, so a service behind several A records gets its load spread as its clients would)."""
 
     connections: int = 0
+    pin_address: bool = False
     max_line: int = 1 << 20
     max_event: int = 1 << 20
 
@@ -45,12 +69,15 @@ class Limits:
 @dataclass(frozen=True)
 class TLSOptions:
     """How an ``https://`` target is trusted: the system's CAs unless ``ca_file``; ``insecure`` verifies
-    nothing (marked as such wherever results show); ``cert``/``key``: a client certificate (mTLS)."""
+    nothing (marked as such wherever results show); ``cert``/``key``: a client certificate (mTLS);
+    ``resume``: a new connection resumes the TLS session of an earlier one to the same host, as browsers
+    do (an abbreviated handshake); False gives a full handshake each time."""
 
     ca_file: str | None = None
     insecure: bool = False
     cert: str | None = None
     key: str | None = None
+    resume: bool = True
 
     def __post_init__(self) -> None:
         if self.key is not None and self.cert is None:
@@ -79,7 +106,6 @@ class FlowOptions:
     complete_on: str | None = None  # generic: named event that means success
     first_answer_event: str | None = None  # generic: named event that carries answer content (TTFE)
     first_answer_field: str | None = None  # generic: dotted JSON path whose non-empty value is answer content
-    extra: dict[str, str] = field(default_factory=dict)
     tls: TLSOptions = TLSOptions()  # https:// only
 
     def __post_init__(self) -> None:

@@ -31,6 +31,8 @@ class SessionRecord:
     connect_ms: float | None = None  # scheduled message send -> stream connection ready
     tcp_ms: float | None = None  # TCP connect, when the session opened a new connection (not reused)
     tls_ms: float | None = None  # TLS handshake of that connection (https only)
+    address: str | None = None  # the address that connection went to (several A records take turns)
+    tls_resumed: bool = False  # that handshake resumed an earlier TLS session (an abbreviated handshake)
     headers_ms: float | None = None  # scheduled message send -> stream response headers
     first_event_ms: float | None = None  # scheduled message send -> first progress event (even bookkeeping)
     ttfe_ms: float | None = None  # scheduled message send -> first event with answer content (TTFE)

@@ -75,25 +75,12 @@ def target() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def adk_server() -> Iterator[str]:
-    """A real ``adk api_server`` serving the scripted agent (tests/adk_agents), one for the whole
+    """A real ``adk api_server`` serving the scripted agent (testsupport/adk_agents), one for the whole
     test session (it takes seconds to start); stopped when the session ends."""
-    from tests.adk_server import adk_api_server  # late: only the tests that use it pay for it
+    from testsupport.adk_server import adk_api_server  # late: only the tests that use it pay for it
 
     with adk_api_server() as url:
         yield url
-
-
-@contextmanager
-def cpu_hogs(n: int = 3) -> Iterator[None]:
-    """n processes spinning beside the block (the busy CI runner); always killed."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-    try:
-        yield
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait(10)
 
 
 # Both cohorts at BASE_MS with a narrow spread and short streams: large enough that what a busy machine

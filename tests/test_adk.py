@@ -1,4 +1,4 @@
-"""sseprobe against a real Google ADK ``adk api_server`` (the scripted agent in tests/adk_agents).
+"""sseprobe against a real Google ADK ``adk api_server`` (the scripted agent in testsupport/adk_agents).
 
 Every other test talks to servers written here; these check that what sseprobe sees of the real
 canonical endpoint (session create, ``/run_sse``, ADK's own in-stream error) is right, and that its
@@ -12,8 +12,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from tests.adk_server import APP, raw_session
 from tests.conftest import sseprobe
+from testsupport.adk_server import APP, raw_session
 
 FAST = "delay=20 events=3 gap=5"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 
 import sseprobe
@@ -71,7 +72,9 @@ def test_bad_input_is_a_usage_problem_not_a_traceback(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["run", "compare"])
 def test_the_command_line_and_the_api_share_their_defaults(command: str) -> None:
-    with cli.commands[command].make_context(command, []) as ctx:  # what click hands the command, no flag given
+    cmd = cli.get_command(click.Context(cli), command)
+    assert cmd is not None
+    with cmd.make_context(command, []) as ctx:  # what click hands the command, no flag given
         params = {name: value for name, value in ctx.params.items() if name in sseprobe.DEFAULTS}
     assert len(params) > 30
     for name, value in params.items():

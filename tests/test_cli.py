@@ -66,7 +66,10 @@ def test_unreachable_host_is_exit_3_with_reason(tmp_path: Path) -> None:
 
 def _commands() -> list[tuple[str, click.Command]]:
     out = []
-    for name, cmd in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None, name
         out.append((name, cmd))
         if isinstance(cmd, click.Group):
             out += [(f"{name} {sub}", c) for sub, c in cmd.commands.items()]

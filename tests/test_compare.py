@@ -23,8 +23,6 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import contract
-from bench.power import fixed_trials
 from sseprobe.report.verdict_text import render_verdict
 from sseprobe.verdict.bounds import (
     clopper_pearson,
@@ -37,6 +35,8 @@ from sseprobe.verdict.compare import EXIT_CODES, SequentialPlan, Verdict, decide
 from sseprobe.verdict.policy import DEFAULT_POLICY, MetricRule
 from sseprobe.verdict.stats import CohortStats, clock_step_us, histogram_arrays, new_histogram
 from sseprobe.verdict.verdict import level_from
+from testsupport import contract
+from testsupport.power import fixed_trials
 
 ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
 
@@ -325,7 +325,8 @@ def test_higher_is_better_quantile_regresses_downwards() -> None:
     only = replace(DEFAULT_POLICY, metrics=(rule,), triggers=())
     rng = np.random.default_rng(18)
     v = judge(cohort(rng, 3000), cohort(rng, 3000, scale=0.8), only)
-    assert v.metrics[0].level == "RED" and v.metrics[0].change < -0.15 and v.overall == "RED"
+    change = v.metrics[0].change
+    assert v.metrics[0].level == "RED" and change is not None and change < -0.15 and v.overall == "RED"
     assert judge(cohort(rng, 3000), cohort(rng, 3000, scale=1.25), only).overall == "GREEN"
 
 
@@ -342,7 +343,7 @@ def test_small_rate_changes_are_not_x_percent_worse() -> None:
     assert judge(_rates(1000, 1), _rates(1000, 2), only).metrics[0].level in ("GREEN", "INCONCLUSIVE")
     assert judge(_rates(1000, 1), _rates(1000, 2), only).overall != "RED"
     m = judge(_rates(10**6, 1000), _rates(10**6, 2000), only).metrics[0]
-    assert m.level == "GREEN" and m.ci[1] < 0  # significant, yet within GREEN
+    assert m.level == "GREEN" and m.ci[1] is not None and m.ci[1] < 0  # significant, yet within GREEN
     # +1.7 pp at 20,000 sessions is shown past +1 pp: YELLOW; +1.5 pp at 5,000 is not: undecided
     assert judge(_rates(20000, 100), _rates(20000, 440), only).metrics[0].level == "YELLOW"
     assert judge(_rates(5000, 25), _rates(5000, 100), only).metrics[0].level == "INCONCLUSIVE"
@@ -440,7 +441,7 @@ def test_no_false_rollback_at_a_loose_level_stays_within_it() -> None:
     rng = np.random.default_rng(22)
     red = 0
     for _ in range(150):
-        b, c = contract.CohortStats(flow="sim"), contract.CohortStats(flow="sim")
+        b, c = CohortStats(flow="sim"), CohortStats(flow="sim")
         contract.grow(b, rng, SIGMA_06, 2000, contract._shape("A/A", SIGMA_06), False)
         contract.grow(c, rng, SIGMA_06, 2000, contract._shape("+5 %", SIGMA_06), False)
         red += judge(b, c, LOOSE).overall == "RED"
@@ -539,7 +540,7 @@ def test_a_coarse_clock_widens_by_half_a_tick_and_can_leave_it_undecided() -> No
     ten = cell("0.6, 10 ms clock", "+5 %", 8000, 40, 11)
     assert alarms(ten) == 0, ten
     rng = np.random.default_rng(12)
-    b, c = contract.CohortStats(flow="sim"), contract.CohortStats(flow="sim")
+    b, c = CohortStats(flow="sim"), CohortStats(flow="sim")
     same = contract._shape("A/A", "0.6, 100 ms clock")
     contract.grow(b, rng, "0.6, 100 ms clock", 8000, same, False)
     contract.grow(c, rng, "0.6, 100 ms clock", 8000, same, False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import AB_KNOBS, BASE_MS, sseprobe, target_process
+from .conftest import AB_KNOBS, BASE_MS, in_process, sseprobe, target_process
 
 
 def _compare(tmp_path: Path, *knobs: str, sessions: int = 1500) -> tuple[int, dict]:
@@ -95,7 +95,7 @@ def test_small_canary_is_inconclusive_not_red(tmp_path: Path) -> None:
     assert not any(m.get("generator_bound") for m in inconclusive) or doc["generator"]["saturated"]
 
 
-def test_offline_compare_of_saved_runs(tmp_path: Path) -> None:
+def test_offline_compare_of_saved_runs(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     with target_process("--canonical-ttfe-ms", "40") as url:
         for out in (a, b):
@@ -104,5 +104,5 @@ def test_offline_compare_of_saved_runs(tmp_path: Path) -> None:
     r = sseprobe("compare", str(a), str(b))
     assert r.returncode in (0, 3), r.stdout + r.stderr  # same service: never YELLOW or RED
     assert "verdict" in r.stdout.lower()
-    bad = sseprobe("compare", str(a), str(tmp_path / "missing.json"))
-    assert bad.returncode == 3 and bad.stderr.count("\n") == 1 and "missing.json" in bad.stderr
+    code, _out, err = in_process(capfd, "compare", str(a), str(tmp_path / "missing.json"))
+    assert code == 3 and err.count("\n") == 1 and "missing.json" in err

@@ -29,8 +29,9 @@ from sseprobe.load.runner import (
     lag_us,
 )
 from sseprobe.wire.session import run_session
+from testsupport.hogs import cpu_hogs
 
-from .conftest import cpu_hogs, sseprobe
+from .conftest import sseprobe
 
 
 def _ms(p99: float | None) -> dict[str, float | int | None]:

@@ -24,8 +24,9 @@ from sseprobe.report.verdict_text import render_verdict
 from sseprobe.verdict.compare import MetricResult, Verdict, decided, generator_band, judge
 from sseprobe.verdict.policy import DEFAULT_POLICY, FiredTrigger, mark_generator_bound
 from sseprobe.verdict.stats import CohortStats
+from testsupport.hogs import cpu_hogs
 
-from .conftest import cpu_hogs, in_process, sseprobe, target_process
+from .conftest import in_process, sseprobe, target_process
 from .test_compare import cohort
 
 LATENCY = ("ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms", "first_event_p95_ms", "completion_p95_ms")

@@ -13,7 +13,7 @@ import json
 import queue
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from sseprobe._outcomes import ConnectError, IdleTimeout, PrematureClose, Protoc
 from sseprobe.wire.h1 import Head, ResponseFramer
 from sseprobe.wire.http import HeadTimeout, LeanClient, tls_context
 
-from .conftest import sseprobe
+from .conftest import in_process, sseprobe
 from .servers import client_tls, misbehaving_server, refused_url, server_tls, tls_ca
 
 
@@ -115,7 +115,7 @@ def test_chunked_content_length_and_interim_responses_survive_any_split() -> Non
                         assert resp.content_type == "text/event-stream"
                     else:
                         assert resp.cookies["csrf_token"].value == "tok"
-                        assert "csrf_token=tok" in resp.headers.get("set-cookie")
+                        assert "csrf_token=tok" in (resp.headers.get("set-cookie") or "")
                     resp.release()
             assert len(conns) == 1  # every request reused the one keep-alive connection
 
@@ -135,7 +135,7 @@ def test_one_chunk_per_read_and_the_last_chunk_marker_with_it() -> None:
                 for _ in range(2):
                     resp = await http.request("GET", url)
                     seen: list[bytes] = []
-                    assert await resp.consume(lambda b, seen=seen: bool(seen.append(b))) is False
+                    assert await resp.consume(_collect(seen)) is False
                     assert seen == events  # one piece per chunk, nothing of the framing
                     resp.release()
             assert len(conns) == 1
@@ -205,11 +205,11 @@ def test_consume_pushes_pieces_and_stops_when_the_sink_is_done() -> None:
             async with LeanClient(5, 5) as http:
                 seen: list[bytes] = []
                 resp = await http.request("GET", url)
-                assert await resp.consume(lambda b: seen.append(b) or len(b"".join(seen)) >= 30) is True
+                assert await resp.consume(_collect(seen, until=30)) is True
                 resp.release()
                 resp = await http.request("GET", url)
                 seen.clear()
-                assert await resp.consume(lambda b, seen=seen: bool(seen.append(b))) is False
+                assert await resp.consume(_collect(seen)) is False
                 assert b"".join(seen) == b"abcdefghij" * 10
 
                 def boom(_b: bytes) -> bool:
@@ -305,7 +305,17 @@ def test_client_certificate_for_mtls(tmp_path: object) -> None:
         asyncio.run(go(client_tls()))
 
 
-def _answer_once(data: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]:
+def _collect(seen: list[bytes], until: int | None = None) -> Callable[[bytes], bool]:
+    """A consume callback: keeps every piece; True (stop) once ``until`` bytes came, if given."""
+
+    def keep(piece: bytes) -> bool:
+        seen.append(piece)
+        return until is not None and len(b"".join(seen)) >= until
+
+    return keep
+
+
+def _answer_once(data: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await reader.readuntil(b"\r\n\r\n")
@@ -320,7 +330,7 @@ def _answer_once(data: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamW
 
 
 def test_unreadable_tls_files_are_refused_with_the_reason(tmp_path: object) -> None:
-    with pytest.raises(ValueError, match="TLS setup failed"):
+    with pytest.raises(ValueError, match="--ca-file .*missing.pem: No such file"):
         tls_context(TLSOptions(ca_file=f"{tmp_path}/missing.pem"))
     assert tls_context(TLSOptions(insecure=True)).verify_mode.name == "CERT_NONE"
 
@@ -493,12 +503,10 @@ def test_cli_trusts_a_ca_file_and_marks_insecure_runs(tmp_path: Path) -> None:
     assert "connect_error 3" in untrusted.stdout  # the system CAs do not know the test CA
 
 
-def test_cli_refuses_unreadable_tls_files_with_one_line(tmp_path: Path) -> None:
-    r = sseprobe(
-        "run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "--ca-file", str(tmp_path / "none.pem"), "-n", "1"
-    )
-    assert r.returncode == 3 and "TLS setup failed" in r.stderr and "Traceback" not in r.stderr
-    r = sseprobe(
-        "run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "--key", str(tmp_path / "k.pem"), "-n", "1"
-    )
-    assert r.returncode == 3 and "--key needs --cert" in r.stderr
+def test_cli_refuses_unreadable_tls_files_with_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    run = ("run", "--flow", "canonical", "--url", "https://127.0.0.1:1", "-n", "1")
+    code, _out, err = in_process(capfd, *run, "--ca-file", str(tmp_path / "none.pem"))
+    assert code == 3 and "Traceback" not in err
+    assert err.count("\n") == 1 and "--ca-file" in err and "none.pem: No such file" in err
+    code, _out, err = in_process(capfd, *run, "--key", str(tmp_path / "k.pem"))
+    assert code == 3 and "--key needs --cert" in err

@@ -48,7 +48,7 @@ def test_ok_and_comment_is_not_first_event(tls: bool) -> None:
     assert rec.outcome == Outcome.OK, rec.error
     assert rec.connected and rec.status == 200
     assert rec.events == 2  # the comment is not an event
-    assert rec.ttfe_ms is not None and rec.completion_ms is not None
+    assert rec.ttfe_ms is not None and rec.completion_ms is not None and rec.headers_ms is not None
     assert 0 <= rec.headers_ms <= rec.ttfe_ms <= rec.completion_ms
 
 

@@ -33,8 +33,9 @@ def shortened(path: Path, into: Path) -> Path:
     out = into / path.name
     out.write_text(text)
     short = load_scenario(out)  # the cut must really be short, whatever the shipped file holds
-    assert short.load.get("sessions", 0) <= MAX_SESSIONS
-    assert short.load.get("duration_s", 0) + sum(p.duration for p in short.phases) <= MAX_SECONDS
+    sessions, duration = short.load.get("sessions", 0), short.load.get("duration_s", 0)
+    assert isinstance(sessions, int) and sessions <= MAX_SESSIONS
+    assert isinstance(duration, int | float) and duration + sum(p.duration for p in short.phases) <= MAX_SECONDS
     return out
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -24,7 +24,7 @@ from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe.load.engine import make_client
 from sseprobe.target import CohortKnobs, TargetConfig, running_target
-from sseprobe.wire.session import run_session
+from sseprobe.wire.session import RunState, run_session
 
 from .conftest import sseprobe, target_process
 
@@ -34,10 +34,11 @@ TIMEOUTS = Timeouts(connect=10, idle=10, session=20)
 
 async def run_sessions(opts: FlowOptions, n: int) -> list[SessionRecord]:
     records = []
+    shared = RunState()  # the n sessions are one run: what one learns, the next knows
     async with make_client(TIMEOUTS, Limits(), time.perf_counter) as http:
         for i in range(n):
             rec = SessionRecord(opts.flow, i, scheduled=time.perf_counter())
-            await run_session(http, opts, TIMEOUTS, Limits(), rec)
+            await run_session(http, opts, TIMEOUTS, Limits(), rec, shared=shared)
             records.append(rec)
     return records
 
@@ -48,7 +49,7 @@ def outcomes(records: list[SessionRecord]) -> list[str]:
 
 @pytest.mark.parametrize("profile", ["default", "vana-real"])
 @pytest.mark.parametrize("style", ["backend", "auto", "adk"])
-def test_every_style_completes_against_the_target(profile: str, style: str) -> None:
+def test_every_style_completes_against_the_target(profile: str, style: Literal["backend", "auto", "adk"]) -> None:
     async def main() -> None:
         cfg = TargetConfig(canonical=FAST, legacy=FAST, profile=profile)
         async with running_target(cfg) as target:

@@ -280,8 +280,8 @@ def test_start_faults_5xx_and_429() -> None:
             async with s.post(t.url + RUN.format("s1"), json={"query": "q"}) as r:
                 assert r.status == status
         st = await stats(t, s)
-        for cohort in ("canonical", "legacy"):
-            assert (st[cohort]["started"], st[cohort]["http_5xx"], st[cohort]["http_429"]) == (2, 1, 1)
+        for name in ("canonical", "legacy"):
+            assert (st[name]["started"], st[name]["http_5xx"], st[name]["http_429"]) == (2, 1, 1)
 
     with_target(config(), body)
 

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.power import DISTRIBUTIONS, grow
-from sseprobe import plan_from
-from sseprobe.plan.resolve import UsageProblem
+from sseprobe import UsageProblem, plan_from
 from sseprobe.report.verdict_text import render_sequential
 from sseprobe.verdict.compare import SequentialPlan, decided, judge_sequential
 from sseprobe.verdict.policy import DEFAULT_POLICY
 from sseprobe.verdict.sequential import Looks, UntilDecided, time_to_decide
 from sseprobe.verdict.stats import CohortStats
+from sseprobe.verdict.verdict import Level
+from testsupport.power import DISTRIBUTIONS, grow
 
 from .conftest import AB_KNOBS as KNOBS
 from .conftest import BASE_MS, CLI, in_process, sseprobe, target_process
@@ -207,7 +207,7 @@ def test_scenario_keys_and_an_explicit_flag_over_a_scenarios_end(tmp_path: Path)
         plan_from(None, {"flow": "canonical", "url": urls["legacy_url"], "until_decided": True}, "run")
 
 
-def _raw_sequential(seed: int, dist: str, scale: float, plan: SequentialPlan) -> tuple[int, str, list[str]]:
+def _raw_sequential(seed: int, dist: str, scale: float, plan: SequentialPlan) -> tuple[int, Level, list[Level]]:
     """judge_sequential looked at directly, batch after batch: (sessions, level, levels per look)."""
     rng = np.random.default_rng(seed)
     b, c = CohortStats(flow="sim"), CohortStats(flow="sim")

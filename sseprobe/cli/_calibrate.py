@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .._errors import UsageProblem
 from ..load.calibrate import (
     DEFAULT_BUDGET_S,
     IN_FLIGHT_CAP,
@@ -18,7 +19,8 @@ from ..load.calibrate import (
     calibration_path,
     store_calibration,
 )
-from ..plan.resolve import UsageProblem, check_outputs, open_file_room
+from ..load.files import open_file_room
+from ..plan.resolve import check_outputs
 from ..report.document import dumps
 from ..verdict.levels import EXIT_OK, EXIT_UNKNOWN
 
@@ -69,7 +71,7 @@ def calibrate_cmd(budget: float, path: str | None, no_store: bool, as_json: bool
         check_outputs(("--file", store))  # refused now, not after a minute of measuring
     say = None if quiet else (lambda line: click.echo(f"sseprobe calibrate: {line}", err=True))
     try:
-        # the target (forked) and this process each hold every stream: both get the raised open-file limit
+        # the target (forked) and this process each hold every stream: each within the raised open-file limit
         result = calibrate(budget, say, in_flight_cap=min(IN_FLIGHT_CAP, open_file_room()))
     except CalibrationFailed as exc:
         click.echo(f"sseprobe: error: calibration failed: {exc}", err=True)

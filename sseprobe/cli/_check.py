@@ -60,16 +60,18 @@ def check_cmd(
     bearer_file: str | None,
     **tls_flags: Any,
 ) -> int:
-    """Pre-deploy validation of each URL: /health answers 'healthy' with every dependency true
-    (each differing field named; values that are not true/false shown), the canonical flag as far
-    as it shows from outside (OFF: 501; ON: a stream ending with the backend's event: done; else
-    not-visible, with why), and one end-to-end session per flow within --timeout with events flowing.
+    """Pre-deploy validation of each URL: /health answers 'healthy' with every dependency true, the canonical
+    flag as far as it shows from outside, and one end-to-end session per flow.
+
+    /health: each differing field is named, values that are not true/false shown. The flag: OFF is a
+    501; ON a stream ending with the backend's event: done; else not-visible, with why. The session
+    must finish within --timeout with events flowing.
 
     Exit 0 all OK, 1 a warning, 2 a check failed, 3 the service could not be reached.
     """
     wanted = tuple(f.strip() for f in flows.split(",") if f.strip())
     hdrs = parse_headers(headers, bearer_env, bearer_file)
-    tls = build_tls(tls_flags)
+    tls = build_tls(**tls_flags)
     codes = []
     for url in urls:
         opts = build_flow(

@@ -8,14 +8,15 @@ not click's are re-exported from there, so each command imports its helpers from
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from .._api import DEFAULTS
 from .._config import LEGACY_STREAMS, SESSION_CREATE
 from ..load.cluster import NODE_LOSS
+from ..plan.options import OPTION_NAMES, OPTIONS, Options
 from ..plan.resolve import (
     UsageProblem,
     build_flow,
@@ -69,7 +70,7 @@ __all__ = [
     "read_policy",
     "load_config",
     "given",
-    "overrides",
+    "planned",
     "build_tls",
     "tls_config",
     "sequential_options",
@@ -80,12 +81,12 @@ def given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
-def overrides(ctx: click.Context, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the flags given on the command line, the defaults of the rest): what the plan lays over a scenario.
-    Only the options a plan reads: the others (offline compare's files and cohorts) stay with the command."""
-    planned = {k: v for k, v in params.items() if k in DEFAULTS}
-    explicit = {k: v for k, v in planned.items() if given(ctx, k)}
-    return explicit, {k: v for k, v in planned.items() if k not in explicit}
+def planned(ctx: click.Context, params: dict[str, Any]) -> tuple[Options, frozenset[str]]:
+    """The options a plan reads (a flag not given holds its default, read from OPTIONS), and the names
+    of those given on the command line: what the plan lays over a scenario. The command's other
+    parameters (offline compare's files and cohorts) stay with the command."""
+    values = {k: v for k, v in params.items() if k in OPTION_NAMES}
+    return replace(OPTIONS, **values), frozenset(k for k in values if given(ctx, k))
 
 
 # --- option groups ------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "-c",
                 type=int,
                 callback=_bounded,
-                default=10,
+                default=OPTIONS.concurrency,
                 show_default=True,
                 help="Closed model: sessions in flight at once (users; compare: per cohort).",
             ),
@@ -147,7 +148,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--think",
                 type=float,
                 callback=_bounded,
-                default=0.0,
+                default=OPTIONS.think,
                 show_default=True,
                 help="Closed model: seconds a user waits between sessions.",
             ),
@@ -170,7 +171,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--max-in-flight",
                 type=int,
                 callback=_bounded,
-                default=15_000,
+                default=OPTIONS.max_in_flight,
                 show_default=True,
                 help="Open model: cap on sessions in flight; held-back arrivals show as lag.",
             ),
@@ -198,7 +199,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--on-node-loss",
                 type=click.Choice(NODE_LOSS),
-                default=None,
+                default=OPTIONS.on_node_loss,
                 help="With --cluster: when an actor or node is lost, stop the rest (abort, the default: the "
                 "run is interrupted) or continue (the load is flagged as below target).",
             ),
@@ -214,7 +215,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--connect-timeout",
                 type=float,
                 callback=_bounded,
-                default=10.0,
+                default=OPTIONS.connect_timeout,
                 show_default=True,
                 help="Seconds for the TCP connect and for response headers.",
             ),
@@ -222,7 +223,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--idle-timeout",
                 type=float,
                 callback=_bounded,
-                default=60.0,
+                default=OPTIONS.idle_timeout,
                 show_default=True,
                 help="Seconds an open stream may stay silent (idle_timeout outcome).",
             ),
@@ -231,7 +232,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "session_timeout",
                 type=float,
                 callback=_bounded,
-                default=330.0,
+                default=OPTIONS.session_timeout,
                 show_default=True,
                 help="Seconds for a whole session, all requests included (timeout outcome).",
             ),
@@ -239,7 +240,7 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--grace",
                 type=float,
                 callback=_bounded,
-                default=30.0,
+                default=OPTIONS.grace,
                 show_default=True,
                 help="On stop (duration over, Ctrl-C): seconds in-flight sessions may finish.",
             ),
@@ -247,15 +248,22 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--connections",
                 type=int,
                 callback=_bounded,
-                default=0,
+                default=OPTIONS.connections,
                 show_default=True,
                 help="Cap on open connections (0: unlimited; one stream holds one).",
+            ),
+            click.option(
+                "--pin-address",
+                is_flag=True,
+                default=OPTIONS.pin_address,
+                help="Every new connection to the first address a host name resolves to (default: its "
+                "addresses take turns, as several A records spread a service's clients).",
             ),
             click.option(
                 "--max-line",
                 type=int,
                 callback=_bounded,
-                default=1 << 20,
+                default=OPTIONS.max_line,
                 show_default=True,
                 help="Longest SSE line or event in bytes before protocol_error.",
             ),
@@ -281,6 +289,30 @@ def load_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "-q",
                 is_flag=True,
                 help="No progress on stderr (by default a live line on a terminal, else a plain line every 10 s).",
+            ),
+            click.option(
+                "--metrics-port",
+                type=int,
+                callback=_bounded,
+                default=None,
+                metavar="PORT",
+                help="Serve live Prometheus metrics on this port while the run lasts (0: any free port; "
+                "docs/metrics.md).",
+            ),
+            click.option(
+                "--metrics-host",
+                default=OPTIONS.metrics_host,
+                show_default=True,
+                help="With --metrics-port: the address to listen on (loopback unless told otherwise).",
+            ),
+            click.option(
+                "--metrics-linger",
+                type=float,
+                callback=_bounded,
+                default=OPTIONS.metrics_linger,
+                show_default=True,
+                metavar="SECONDS",
+                help="With --metrics-port: how long the endpoint stays up after the run (the last scrape).",
             ),
         ],
     )
@@ -311,7 +343,7 @@ def sequential_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--look-every",
                 type=int,
                 callback=_bounded,
-                default=100,
+                default=OPTIONS.look_every,
                 show_default=True,
                 help="With --until-decided: sessions per cohort between looks.",
             ),
@@ -319,7 +351,7 @@ def sequential_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--max-sessions",
                 type=int,
                 callback=_bounded,
-                default=20_000,
+                default=OPTIONS.max_sessions,
                 show_default=True,
                 help="With --until-decided: stop undecided after this many sessions per cohort.",
             ),
@@ -349,10 +381,10 @@ def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return _apply(
         f,
         [
-            click.option("--app", default="vana", show_default=True, help="ADK app name."),
+            click.option("--app", default=OPTIONS.app, show_default=True, help="ADK app name."),
             click.option(
                 "--user-prefix",
-                default="sseprobe",
+                default=OPTIONS.user_prefix,
                 show_default=True,
                 help="Prefix of the per-session user id (a uuid follows).",
             ),
@@ -360,14 +392,14 @@ def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--message",
                 "messages",
                 multiple=True,
-                default=("test",),
+                default=OPTIONS.messages,
                 show_default=True,
                 help="User message text (repeatable: one is picked per session).",
             ),
             click.option(
                 "--session-create",
                 type=click.Choice(SESSION_CREATE),
-                default="auto",
+                default=OPTIONS.session_create,
                 show_default=True,
                 help="Canonical: create the session backend-style (POST .../sessions; the id the server "
                 "returns is used), ADK-style (POST .../sessions/{id} with our id), auto (backend style, "
@@ -376,7 +408,7 @@ def flow_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--legacy-stream",
                 type=click.Choice(LEGACY_STREAMS),
-                default="run",
+                default=OPTIONS.legacy_stream,
                 show_default=True,
                 help="Legacy: stream from GET .../run, or from the older GET /agent_network_sse/{session}.",
             ),
@@ -417,6 +449,12 @@ _TLS_OPTIONS = [
     ),
     click.option(
         "--key", type=click.Path(dir_okay=False), default=None, help="https: its private key, if not in --cert."
+    ),
+    click.option(
+        "--tls-resume/--no-tls-resume",
+        default=OPTIONS.tls_resume,
+        help="https: a new connection resumes the TLS session of an earlier one to the same host, as browsers "
+        "do (default); --no-tls-resume: a full handshake every time.",
     ),
 ]
 

@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from .._api import compare as compare_live
-from .._api import plan_from
-from ..report.document import ResultsError, build_document, cohort_from_document, read_documents
+from .._api import make_plan, serving
+from ..report.document import build_document, cohort_from_document, read_documents
 from ..report.verdict_text import render_verdict
 from ..verdict.compare import Verdict, generator_band, judge
 from ..verdict.policy import Policy
@@ -25,13 +25,14 @@ from ._common import (
     check_outputs,
     flow_options,
     load_options,
-    overrides,
+    planned,
     read_policy,
     read_scenario,
     sequential_options,
 )
 from ._report import attach_html
 from ._run import emit, said_interrupted, say_notes
+from ._sources import compare_source, refuse_bucketed, source_options, wants_source
 
 __all__ = ["compare_cmd", "verdict_section"]
 
@@ -53,16 +54,14 @@ def _offline(
     as_json: bool,
     html: str | None = None,
 ) -> int:
-    try:
-        docs = read_documents(files)
-        if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
-            b_name, base = cohort_from_document(docs[0], base_cohort or "legacy", files[0])
-            c_name, cand = cohort_from_document(docs[0], cand_cohort or "canonical", files[0])
-        else:
-            b_name, base = cohort_from_document(docs[0], base_cohort, files[0])
-            c_name, cand = cohort_from_document(docs[1], cand_cohort, files[1])
-    except ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
+    docs = read_documents(files)
+    refuse_bucketed(docs, files)  # Prometheus documents hold bucket edges: cli/_sources.py
+    if len(files) == 1:  # one document: legacy is the baseline, canonical the candidate
+        b_name, base = cohort_from_document(docs[0], base_cohort or "legacy", files[0])
+        c_name, cand = cohort_from_document(docs[0], cand_cohort or "canonical", files[0])
+    else:
+        b_name, base = cohort_from_document(docs[0], base_cohort, files[0])
+        c_name, cand = cohort_from_document(docs[1], cand_cohort, files[1])
     band = max(generator_band(doc.get("generator")) for doc in docs)  # either side's late clock blurs the change
     verdict = judge(base, cand, policy, generator_error_ms=band)
     text = _print_verdict(verdict, f"baseline ({b_name})", f"candidate ({c_name})", as_json)
@@ -114,6 +113,7 @@ def _offline(
 @flow_options
 @load_options
 @sequential_options
+@source_options
 @click.pass_context
 def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) -> int:
     """Is canonical as good as legacy? GREEN, YELLOW (5-10 % worse), RED (worse, or a rollback trigger).
@@ -125,11 +125,14 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     Each metric needs statistical evidence before it is worse than GREEN; a cohort too small
     to tell is INCONCLUSIVE with the sessions needed. '--until-decided' samples in batches
     and stops at the first decided verdict (the false-alarm level holds however often it looks),
-    then says how many sessions it took and when each metric was decided.
+    then says how many sessions it took and when each metric was decided. Real traffic:
+    ``compare --from-log FILE`` or ``--from-prometheus URL`` (docs/real-traffic.md).
     Exit 0 GREEN, 1 YELLOW, 2 RED, 3 INCONCLUSIVE.
     """
     scenario = read_scenario(params["scenario"])
     policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
+    if wants_source(params):  # real traffic from a log or Prometheus: cli/_sources.py
+        return compare_source(files, params, policy)
     if files:
         if len(files) > 2:
             raise UsageProblem("compare takes at most two results files (baseline, candidate)")
@@ -137,6 +140,8 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             raise UsageProblem("give either results files or --canonical/--legacy URLs, not both")
         if params["until_decided"]:
             raise UsageProblem("--until-decided measures live: give --canonical/--legacy URLs, not results files")
+        if params["metrics_port"] is not None:
+            raise UsageProblem("--metrics-port serves a live run: give --canonical/--legacy URLs, not results files")
         return _offline(
             files,
             params["baseline_cohort"],
@@ -146,17 +151,18 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             params["as_json"],
             params["html_path"],
         )
-    given, defaults = overrides(ctx, params)
-    plan = plan_from(scenario, given, "compare", defaults)
+    options, given = planned(ctx, params)
+    plan = make_plan(scenario, options, given, "compare")
     say_notes(plan)
-    result = compare_live(plan)
-    color = sys.stdout.isatty() and not plan.as_json
-    path, saved = emit(result.document, plan.out, "compare", plan.as_json, lambda: result.text(color))
-    attach_html(result.document, str(path), plan.html, plan.as_json)
-    if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
-        click.echo(f"sseprobe: error: {result.problem}", err=True)
-        return EXIT_UNKNOWN
-    if not saved:
-        return EXIT_UNKNOWN
-    said_interrupted(result.measured.info)
-    return result.exit_code
+    with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
+        result = compare_live(plan)
+        color = sys.stdout.isatty() and not plan.as_json
+        path, saved = emit(result.document, plan.out, "compare", plan.as_json, lambda: result.text(color))
+        attach_html(result.document, str(path), plan.html, plan.as_json)
+        if result.problem:  # a typo in a URL must not read as a rollback: nothing was measured
+            click.echo(f"sseprobe: error: {result.problem}", err=True)
+            return EXIT_UNKNOWN
+        if not saved:
+            return EXIT_UNKNOWN
+        said_interrupted(result.measured.info, result.measured.generator)
+        return result.exit_code

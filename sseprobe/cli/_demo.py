@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from .._api import compare, plan_from
-from ..plan.resolve import UsageProblem
+from .._errors import UsageProblem
 from ..report.document import dumps, write_with_fallback
 from ..target import CohortKnobs, TargetConfig, serve
 from ..verdict.levels import EXIT_UNKNOWN

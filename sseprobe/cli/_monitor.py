@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
+from ..load.metrics import cannot_bind
 from ..ops.monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
-from ..report.document import ResultsError, read_document
+from ..report.document import read_document
 from ..report.history import History, HistoryError, PassRow, deciding_reason
 from ..verdict.policy import format_metric
 from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
@@ -48,7 +50,30 @@ _TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "err
     default=None,
     help="Also write the pass's HTML report here (overrides the config's html).",
 )
-def monitor_cmd(config_path: str, update_baseline: bool, force: bool, html: str | None) -> int:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65_535),
+    default=None,
+    metavar="PORT",
+    help="Serve live Prometheus metrics while the probe runs (overrides the config's metrics_port).",
+)
+@click.option("--metrics-host", default=None, help="With --metrics-port: the address to listen on (default 127.0.0.1).")
+@click.option(
+    "--metrics-linger",
+    type=click.FloatRange(0, 86_400),
+    default=None,
+    metavar="SECONDS",
+    help="With --metrics-port: seconds the endpoint stays up after the probe (default 16).",
+)
+def monitor_cmd(
+    config_path: str,
+    update_baseline: bool,
+    force: bool,
+    html: str | None,
+    metrics_port: int | None,
+    metrics_host: str | None,
+    metrics_linger: float | None,
+) -> int:
     """One synthetic-monitor pass for cron: check, probe both cohorts, judge, record.
 
     Health and flag state (as 'check'), a short probe of each cohort (as 'compare', from the
@@ -58,10 +83,17 @@ def monitor_cmd(config_path: str, update_baseline: bool, force: bool, html: str 
     Pushgateway and posts a webhook on RED when configured. A lock stops two passes overlapping.
     Exit 0 GREEN, 1 YELLOW, 2 RED, 3 UNKNOWN (cannot reach the service, lock held, bad history).
     """
-    try:
-        cfg = load_monitor_config(config_path)
-    except MonitorError as exc:
-        raise UsageProblem(str(exc)) from None
+    cfg = load_monitor_config(config_path)
+    cfg = replace(  # the flags over the config's keys
+        cfg,
+        metrics_port=cfg.metrics_port if metrics_port is None else metrics_port,
+        metrics_host=metrics_host or cfg.metrics_host,
+        metrics_linger_s=cfg.metrics_linger_s if metrics_linger is None else metrics_linger,
+    )
+    if cfg.metrics_port is None and (cfg.metrics_host is not None or cfg.metrics_linger_s is not None):
+        raise UsageProblem("metrics_host and metrics_linger_s (--metrics-host, --metrics-linger) need a metrics port")
+    if cfg.metrics_port is not None and (why := cannot_bind(cfg.metrics_host or "127.0.0.1", cfg.metrics_port)):
+        raise UsageProblem(f"--metrics-port: {why}")  # before the pass: nothing checked, probed or recorded
     check_outputs(
         ("history", cfg.history),
         ("prometheus", cfg.prometheus),
@@ -115,20 +147,15 @@ def baseline_save_cmd(results_file: str, config_path: str | None, dest: str | No
     if (config_path is None) == (dest is None):
         raise UsageProblem("give exactly one of --config FILE (its baseline path) or --to PATH")
     if config_path is not None:
-        try:
-            cfg = load_monitor_config(config_path)
-        except MonitorError as exc:
-            raise UsageProblem(str(exc)) from None
+        cfg = load_monitor_config(config_path)
         if cfg.baseline is None:
             raise UsageProblem(f"{config_path}: no 'baseline' path in the config")
         target = cfg.baseline
     else:
         target = Path(dest)  # type: ignore[arg-type]
+    doc = read_document(results_file)
     try:
-        doc = read_document(results_file)
         path = save_baseline(doc, results_file, target)
-    except (ResultsError, MonitorError) as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise UsageProblem(f"cannot write {target}: {exc.strerror or exc}") from None
     cohorts = ", ".join(f"{n} ({c.get('sessions', 0):,} sessions)" for n, c in doc["cohorts"].items())
@@ -226,16 +253,10 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
         raise UsageProblem("give --config or --db, not both")
     path = Path(db) if db else DEFAULT_HISTORY
     if config_path:
-        try:
-            path = load_monitor_config(config_path).history
-        except MonitorError as exc:
-            raise UsageProblem(str(exc)) from None
-    try:
-        with History(path, readonly=True) as h:
-            passes = h.recent(limit)
-            total = h.count()
-    except HistoryError as exc:
-        raise UsageProblem(str(exc)) from None
+        path = load_monitor_config(config_path).history
+    with History(path, readonly=True) as h:
+        passes = h.recent(limit)
+        total = h.count()
     names = list(cohorts) or sorted({c.cohort for p in passes for c in p.cohorts})
     if as_json:
         click.echo(orjson.dumps([_row_dict(p) for p in passes], option=orjson.OPT_INDENT_2).decode())
@@ -264,3 +285,8 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
         for line in trend:
             click.echo(line)
     return EXIT_OK
+
+
+from ._sources import baseline_collect_cmd  # noqa: E402 - it builds on this module's neighbours
+
+baseline_group.add_command(baseline_collect_cmd)  # baseline collect: real traffic (cli/_sources.py)

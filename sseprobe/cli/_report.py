@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..report.document import ResultsError, build_document, cohort_from_document, read_document
+from ..report.document import build_document, cohort_from_document, read_document
 from ..report.hgrm import export_hgrm
 from ..report.html import write_report
 from ..verdict.compare import generator_band, judge
@@ -47,12 +47,9 @@ def report_cmd(files: tuple[str, ...], html_path: str | None, hgrm_dir: str | No
     """
     if not html_path and not hgrm_dir:
         raise UsageProblem("nothing to write: give --html FILE and/or --hgrm DIR")
-    try:
-        docs = [(f, read_document(f)) for f in files]
-        # base and candidate: judged against each other, as compare A.json B.json does
-        judged = [_comparison(docs[0], docs[1])] if len(docs) == 2 else []
-    except ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
+    docs = [(f, read_document(f)) for f in files]
+    # base and candidate: judged against each other, as compare A.json B.json does
+    judged = [_comparison(docs[0], docs[1])] if len(docs) == 2 else []
     try:
         if html_path:
             click.echo(f"report: {write_report(docs + judged, html_path, title)}")

@@ -10,12 +10,13 @@ from typing import Any
 
 import click
 
-from .._api import RunPlan, plan_from, run
+from .._api import RunPlan, make_plan, run, serving
 from .._config import FLOWS
 from ..load.engine import RunInfo
+from ..plan.options import OPTIONS
 from ..report.document import default_out_path, dumps, write_with_fallback
 from ..verdict.compare import GENERATOR_ADVICE
-from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, overrides
+from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, planned
 from ._report import attach_html
 
 __all__ = ["run_cmd", "emit", "said_interrupted", "say_notes", "held_signals"]
@@ -49,10 +50,13 @@ def say_notes(plan: RunPlan) -> None:
         click.echo(f"sseprobe: {note}", err=True)
 
 
-def said_interrupted(info: RunInfo) -> None:
-    """An interrupted run is said on stderr in one line (its document holds what was measured)."""
+def said_interrupted(info: RunInfo, generator: dict[str, Any] | None = None) -> None:
+    """An interrupted run is said on stderr in one line (its document holds what was measured), and
+    so is a load that ran below its target (a share lost on a cluster)."""
     if info.interrupted:
         click.echo(f"sseprobe: run stopped early: {info.stop_reason or 'interrupted'}", err=True)
+    if generator and generator.get("below_target"):
+        click.echo(f"sseprobe: {generator['below_target']} (exit 3 unless RED)", err=True)
 
 
 @contextlib.contextmanager
@@ -85,7 +89,7 @@ _STOPS = (signal.SIGINT, signal.SIGTERM)
 )
 @click.option("--url", default=None, help="Base URL of the service (canonical, legacy) or the full SSE URL (generic).")
 @flow_options
-@click.option("--method", default="GET", show_default=True, help="Generic flow: HTTP method.")
+@click.option("--method", default=OPTIONS.method, show_default=True, help="Generic flow: HTTP method.")
 @click.option("--body", default=None, help="Generic flow: request body (text).")
 @click.option(
     "--body-file", type=click.Path(dir_okay=False), default=None, help="Generic flow: request body read from a file."
@@ -114,22 +118,23 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
     trigger fires, 3 when nothing could be measured, the run was interrupted, or the only
     triggers are generator-bound (latency a saturated generator's own lag could explain), else 0.
     """
-    given, defaults = overrides(ctx, params)
-    plan = plan_from(params["scenario"], given, "run", defaults)
+    options, given = planned(ctx, params)
+    plan = make_plan(options.scenario, options, given, "run")
     say_notes(plan)
-    result = run(plan)
-    path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text)
-    attach_html(result.document, str(path), plan.html, plan.as_json)
-    if result.problem:
-        click.echo(f"sseprobe: error: {result.problem}", err=True)
-        return EXIT_UNKNOWN
-    if not saved:
-        return EXIT_UNKNOWN
-    said_interrupted(result.measured.info)
-    real = [t.reason for t in result.triggers if not t.generator_bound]
-    bound = [t.reason for t in result.triggers if t.generator_bound]
-    if real:
-        click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
-    elif bound:
-        click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
-    return result.exit_code
+    with serving(plan) as plan:  # lingers after the results are out, so the last values are scraped
+        result = run(plan)
+        path, saved = emit(result.document, plan.out, "run", plan.as_json, result.text)
+        attach_html(result.document, str(path), plan.html, plan.as_json)
+        if result.problem:
+            click.echo(f"sseprobe: error: {result.problem}", err=True)
+            return EXIT_UNKNOWN
+        if not saved:
+            return EXIT_UNKNOWN
+        said_interrupted(result.measured.info, result.measured.generator)
+        real = [t.reason for t in result.triggers if not t.generator_bound]
+        bound = [t.reason for t in result.triggers if t.generator_bound]
+        if real:
+            click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
+        elif bound:
+            click.echo(f"sseprobe: UNKNOWN: {'; '.join(bound)}; {GENERATOR_ADVICE}", err=True)
+        return result.exit_code

@@ -48,7 +48,7 @@ GLOBAL_HELP = {
     "legacy_model_window_s": "(vana-real) the model limiter's window (s)",
     "legacy_model_wait_s": "(vana-real) how long a run beyond the limit waits before 'Rate limiter timeout' (s)",
 }
-_TYPES: dict[str, Any] = {"profile": click.Choice(PROFILES), "model_delay_ms": float}
+_TYPES: dict[str, click.ParamType[Any] | type] = {"profile": click.Choice(PROFILES), "model_delay_ms": float}
 COHORTS = ("canonical", "legacy")
 
 
@@ -101,8 +101,15 @@ def config_from_options(values: dict[str, Any]) -> TargetConfig:
 @click.option(
     "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind (0: any free)."
 )
+@click.option(
+    "--access-log",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append one JSON line per stream to this file, in Cloud Logging's shape (compare --from-log FILE "
+    "--log-map cloud-logging reads it; docs/real-traffic.md).",
+)
 @knob_options
-def target_cmd(host: str, port: int, **knobs: Any) -> int:
+def target_cmd(host: str, port: int, access_log: str | None, **knobs: Any) -> int:
     """Run the built-in reference service (PROTOCOLS.md) until Ctrl-C.
 
     Emulates /health, the canonical POST /run_sse (with session creation, 501 when the flag
@@ -111,6 +118,13 @@ def target_cmd(host: str, port: int, **knobs: Any) -> int:
     beyond its specification. Runtime changes: PATCH /_target/config.
     """
     config = config_from_options(knobs)
+    if access_log and config.profile != "default":
+        raise UsageProblem("--access-log: the default profile only (vana-real's streams are not logged)")
+    if access_log:
+        try:
+            open(access_log, "ab").close()  # noqa: SIM115 - only whether it can be written, before listening
+        except OSError as exc:
+            raise UsageProblem(f"--access-log {access_log}: cannot write there: {exc.strerror or exc}") from None
     if config.profile == "vana-real" and config.legacy_model_limit:  # the limiter shapes every legacy timing
         click.echo(
             f"sseprobe target: vana-real: the legacy model limiter admits {config.legacy_model_limit} runs per "
@@ -120,7 +134,11 @@ def target_cmd(host: str, port: int, **knobs: Any) -> int:
         )
     try:
         serve(
-            config, host=host, port=port, ready=lambda url: click.echo(f"sseprobe target listening on {url}", err=True)
+            config,
+            host=host,
+            port=port,
+            ready=lambda url: click.echo(f"sseprobe target listening on {url}", err=True),
+            access_log=access_log,
         )
     except OSError as exc:
         raise UsageProblem(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

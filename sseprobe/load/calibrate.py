@@ -2,7 +2,7 @@
 it truly, measured against the built-in target running in its own process.
 
 Two searches, each a geometric ramp then a bisection over short steps (each step a real load run
-through :func:`~._runner.run_share`, as one worker of ``run`` does):
+through :func:`~.runner.measure_share`, as one worker of ``run`` does):
 
 - **rate**: open-model arrivals of short canonical sessions (five events); how many sessions a second
   one worker starts and times truly;
@@ -44,14 +44,16 @@ from typing import Any
 import orjson
 
 from .._config import FlowOptions, Limits, Timeouts
+from .._errors import SseprobeError
 from ..report.document import write_atomic
 from ..verdict.stats import new_histogram, summarize_ms
 from ..wire.session import FirstEvent, observe_first_events
 from ..wire.sse import Event
 from .engine import CohortSpec, Load, RunControl
 from .engine import run as run_loop
+from .files import raised_open_files
 from .pacer import Phase, Schedule
-from .runner import RunOptions, _loop_lag, default_workers, run_share
+from .runner import RunOptions, _loop_lag, default_workers, measure_share
 
 __all__ = [
     "CALIBRATION_ENV",
@@ -95,7 +97,7 @@ HOLD_SHAPE = {"ttfe_ms": 20.0, "ttfe_spread": 0.0}  # held streams: their length
 HOLD_GAP_S = 0.5  # the most a held stream stays silent
 
 
-class CalibrationFailed(RuntimeError):
+class CalibrationFailed(SseprobeError, RuntimeError):
     """Calibration could not give a figure (the target would not start, even the lowest step failed)."""
 
 
@@ -441,17 +443,17 @@ class _Stepper:
 
         wall, cpu, target_cpu = time.perf_counter(), time.process_time(), self.target.cpu_s()
         # no signal handlers of the run's own: a Ctrl-C raises KeyboardInterrupt here and ends calibration
-        shipped = run_share(
+        measured = measure_share(
             0, 1, self.cohort, load, _TIMEOUTS, Limits(), RunOptions(), ((), ()), None, end_later, control
         )
         spent = max(time.perf_counter() - wall, 1e-6)
         target_after = self.target.cpu_s()
-        cohort, generator = shipped["cohorts"]["canonical"], shipped["generator"]
-        failed = sum(n for outcome, n in cohort["outcomes"].items() if outcome not in ("ok", "cancelled"))
+        cohort, generator = measured.cohorts["canonical"], measured.generator
+        failed = sum(n for outcome, n in cohort.outcomes.items() if outcome not in ("ok", "cancelled"))
         judged, p99 = self.truth.p99_since(judged_from)
         return StepFigures(
             value=value,
-            sessions=int(cohort["sessions"]),
+            sessions=cohort.sessions,
             failed=failed,
             judged=judged,
             ttfe_error_p99_ms=None if p99 is None else round(p99, 3),
@@ -549,7 +551,7 @@ def calibrate(
     stop_observing = observe_first_events(truth)
     try:
         floors = _floors()
-        with _built_in_target() as target:
+        with raised_open_files(), _built_in_target() as target:  # the forked target holds every stream too
             stepper = _Stepper(target, truth)
             rate = _measure_rate(stepper, began + 0.45 * budget_s, say)
             in_flight = _measure_in_flight(stepper, rate, began + budget_s, say, in_flight_cap)

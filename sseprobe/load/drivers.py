@@ -17,7 +17,7 @@ from typing import Protocol
 from .._config import FlowOptions, Limits, Timeouts
 from .._record import SessionRecord
 from ..wire.http import LeanClient
-from ..wire.session import run_session
+from ..wire.session import RunState, run_session
 from .pacer import Schedule
 
 __all__ = ["CohortSpec", "RunControl", "interleave", "Sessions", "Driver", "ClosedDriver", "OpenDriver"]
@@ -37,6 +37,7 @@ class RunControl:
 
     started: int = 0
     finished: int = 0
+    started_by: dict[str, int] = field(default_factory=dict)  # cohort -> sessions started (live metrics)
     stop_reason: str | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _abort: asyncio.Event = field(default_factory=asyncio.Event)
@@ -84,6 +85,7 @@ class Sessions:
         control: RunControl,
         sink: Callable[[SessionRecord], None],
         on_start: Callable[[float], None] | None,
+        shared: RunState | None = None,
     ) -> None:
         self.http = http
         self.cohorts = cohorts
@@ -93,6 +95,7 @@ class Sessions:
         self.control = control
         self.sink = sink
         self.on_start = on_start
+        self.shared = shared or RunState()  # what this run's sessions learn, and who hears their first event
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
         self._order = interleave([c.weight for c in cohorts])
@@ -126,10 +129,11 @@ class Sessions:
     async def _session(self, scheduled: float) -> None:
         i = next(self._order) if len(self.cohorts) > 1 else 0
         cohort = self.cohorts[i]
+        self.control.started_by[cohort.name] = self.control.started_by.get(cohort.name, 0) + 1
         rec = SessionRecord(cohort.name, self._seqs[i] * self.parts + self.part, scheduled=scheduled)
         self._seqs[i] += 1
         try:
-            await run_session(self.http, cohort.options, self.timeouts, self.limits, rec, self.clock)
+            await run_session(self.http, cohort.options, self.timeouts, self.limits, rec, self.clock, self.shared)
         finally:
             self.control.finished += 1
             if self._slot is not None and not self._slot.done():

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .._config import Limits, Timeouts
+from .._config import MAX_IN_FLIGHT, Limits, Timeouts
 from .._record import SessionRecord
 from ..wire.http import LeanClient
+from ..wire.session import RunState
 from .drivers import ClosedDriver, CohortSpec, Driver, OpenDriver, RunControl, Sessions, interleave
+from .files import raised_open_files
 from .pacer import Schedule
 
 T = TypeVar("T")
@@ -51,7 +53,7 @@ class Load:
     concurrency: int = 10
     think: float = 0.0
     schedule: Schedule | None = None
-    max_in_flight: int = 15_000
+    max_in_flight: int = MAX_IN_FLIGHT
     grace: float = 30.0
     part: int = 0
     parts: int = 1
@@ -155,7 +157,7 @@ def driver_for(load: Load) -> Driver:
 
 def make_client(timeouts: Timeouts, limits: Limits, clock: Callable[[], float]) -> LeanClient:
     """The sessions' HTTP client, for http:// and https:// alike (one transport, one pool)."""
-    return LeanClient(timeouts.connect, timeouts.idle, limits.connections, clock=clock)
+    return LeanClient(timeouts.connect, timeouts.idle, limits.connections, clock=clock, pin_address=limits.pin_address)
 
 
 async def run_load(
@@ -166,49 +168,53 @@ async def run_load(
     limits: Limits = Limits(),
     control: RunControl | None = None,
     on_start: Callable[[float], None] | None = None,
+    shared: RunState | None = None,
 ) -> RunInfo:
     """Run sessions until the load says stop; every session, even a cancelled one, reaches ``sink``.
-    ``on_start`` hears the run-clock time of each session's start (for per-interval counts)."""
-    control = control or RunControl()
-    wall_start = datetime.now(UTC)
-    t0 = time.perf_counter()
+    ``on_start`` hears the run-clock time of each session's start (for per-interval counts).
+    ``shared``: what the run's sessions learn and who hears them (None: a fresh one for this run)."""
+    with raised_open_files():  # each stream holds a file: raised for this run only, put back after
+        control = control or RunControl()
+        wall_start = datetime.now(UTC)
+        t0 = time.perf_counter()
 
-    def clock() -> float:
-        return time.perf_counter() - t0
+        def clock() -> float:
+            return time.perf_counter() - t0
 
-    async with make_client(timeouts, limits, clock) as http:
-        sessions = Sessions(
-            http,
-            cohorts,
-            (timeouts, limits, clock),
-            (load.sessions, load.duration),
-            (load.part, load.parts),
-            control,
-            sink,
-            on_start,
+        async with make_client(timeouts, limits, clock) as http:
+            sessions = Sessions(
+                http,
+                cohorts,
+                (timeouts, limits, clock),
+                (load.sessions, load.duration),
+                (load.part, load.parts),
+                control,
+                sink,
+                on_start,
+                shared or RunState(),
+            )
+            tasks = sessions.tasks
+            driver = asyncio.ensure_future(driver_for(load).drive(sessions))
+            stop_wait = asyncio.ensure_future(control._stop.wait())
+            abort_wait = asyncio.ensure_future(control._abort.wait())
+            steward = asyncio.ensure_future(_gc_steward())
+            try:
+                # arrivals run until the load is spent, a stop is asked for, or the duration passes
+                await asyncio.wait([driver, stop_wait], timeout=load.duration, return_when=asyncio.FIRST_COMPLETED)
+                if driver.done() and tasks:
+                    # the load is spent: in-flight sessions run to their own end, unless stopped
+                    await _first(asyncio.wait(list(tasks)), stop_wait)
+                sessions.stopping = True
+                driver.cancel()
+                if tasks:  # stopped: in-flight sessions finish within the grace, then are cancelled
+                    await _first(asyncio.wait(list(tasks)), abort_wait, timeout=load.grace)
+            finally:
+                for t in (*tasks, driver, stop_wait, abort_wait, steward):
+                    t.cancel()
+                await asyncio.gather(*tasks, driver, steward, return_exceptions=True)
+        return RunInfo(
+            started=wall_start.isoformat(timespec="milliseconds"),
+            duration_s=round(clock(), 3),
+            interrupted=control.stop_reason is not None,
+            stop_reason=control.stop_reason,
         )
-        tasks = sessions.tasks
-        driver = asyncio.ensure_future(driver_for(load).drive(sessions))
-        stop_wait = asyncio.ensure_future(control._stop.wait())
-        abort_wait = asyncio.ensure_future(control._abort.wait())
-        steward = asyncio.ensure_future(_gc_steward())
-        try:
-            # arrivals run until the load is spent, a stop is asked for, or the duration passes
-            await asyncio.wait([driver, stop_wait], timeout=load.duration, return_when=asyncio.FIRST_COMPLETED)
-            if driver.done() and tasks:
-                # the load is spent: in-flight sessions run to their own end, unless stopped
-                await _first(asyncio.wait(list(tasks)), stop_wait)
-            sessions.stopping = True
-            driver.cancel()
-            if tasks:  # stopped: in-flight sessions finish within the grace, then are cancelled
-                await _first(asyncio.wait(list(tasks)), abort_wait, timeout=load.grace)
-        finally:
-            for t in (*tasks, driver, stop_wait, abort_wait, steward):
-                t.cancel()
-            await asyncio.gather(*tasks, driver, steward, return_exceptions=True)
-    return RunInfo(
-        started=wall_start.isoformat(timespec="milliseconds"),
-        duration_s=round(clock(), 3),
-        interrupted=control.stop_reason is not None,
-        stop_reason=control.stop_reason,
-    )

@@ -1,19 +1,33 @@
-"""What is happening *now*: a rolling window of per-second stats, and the one-line progress text.
+"""What is happening *now*: a rolling window of per-second stats, its rollback triggers, and the
+one-line progress text (printed in place on a terminal, or as a plain line every few seconds).
 
-Pure bookkeeping and formatting; the runner owns the clock and the terminal.
+Bookkeeping, judging and formatting shared by the fork runner and the Ray cluster; they own the clock.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from .._record import SessionRecord
+from ..report.live_metrics import LiveSnapshot
 from ..verdict.intervals import merge_intervals
+from ..verdict.policy import Policy, check_triggers
 from ..verdict.stats import CohortStats
 
-__all__ = ["LiveWindow", "Progress", "SustainedTrigger", "merge_progress", "progress_line"]
+__all__ = [
+    "LiveWindow",
+    "MergedWindow",
+    "Progress",
+    "SustainedTrigger",
+    "judge_window",
+    "merge_progress",
+    "print_progress",
+    "progress_line",
+]
 
 
 @dataclass
@@ -79,6 +93,7 @@ class Progress:
     # a worker's live window (cohort -> CohortStats.to_dict()), sent only when the parent judges
     # abort-on-trigger on all workers' windows merged
     window: dict[str, dict[str, Any]] | None = None
+    metrics: LiveSnapshot | None = None  # live metrics (load/metrics.py), when served: the parent merges them
 
 
 def merge_progress(parts: list[Progress]) -> Progress:
@@ -150,3 +165,68 @@ def progress_line(p: Progress) -> str:
     if p.fired:
         tail.append("TRIGGER (recent sessions): " + "; ".join(p.fired))
     return " | ".join([head, *tail])
+
+
+def print_progress(out: TextIO, every: float | None) -> Callable[[Progress], None]:
+    """A terminal gets one line redrawn in place; anything else (a log, a pipe) a plain line every ``every`` s,
+    so a long run under cron or CI says how it goes without flooding the log."""
+    next_at = every or 0.0
+
+    def show(p: Progress) -> None:
+        nonlocal next_at
+        if every is None:  # cut to the terminal's width: a wrapped line could not be redrawn in place
+            out.write("\r\x1b[2K" + progress_line(p)[: _columns(out) - 1])
+        elif p.elapsed >= next_at:
+            next_at = p.elapsed + every
+            out.write("sseprobe progress: " + progress_line(p) + "\n")
+        out.flush()
+
+    return show
+
+
+def _columns(out: TextIO, fallback: int = 200) -> int:
+    """The terminal's width; a terminal that does not say (0 columns) or no terminal: ``fallback``."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns or fallback
+    except (OSError, ValueError, AttributeError):
+        return fallback
+
+
+def judge_window(
+    window: dict[str, CohortStats], policy: Policy, sustained: SustainedTrigger, now: float
+) -> tuple[list[str], list[str]]:
+    """(triggers firing now, those held long enough), as "cohort: reason". A trigger holds by its
+    name, not its value: the value moves every second, and a trigger at 31 % then 33 % held all along."""
+    reasons = {
+        f"{name}: {t.name}": f"{name}: {t.reason}"
+        for name, s in window.items()
+        if s.attempts >= 20
+        for t in check_triggers(s, policy)
+    }
+    held = sustained.update(list(reasons), now)
+    return list(reasons.values()), [reasons[k] for k in held]
+
+
+class MergedWindow:
+    """Abort-on-trigger over several shares (forked workers, Ray actors): each sends its live window,
+    and the one judge (the parent, the driver) judges their merge, so a trigger holds on the whole
+    load exactly as it would in one process. A share that is gone (``forget``) no longer counts."""
+
+    def __init__(self, policy: Policy, seconds: float | None) -> None:
+        self.policy = policy
+        self.windows: dict[int, dict[str, Any]] = {}
+        self.sustained = SustainedTrigger(seconds or 0.0)
+
+    def held(self, part: int, progress: Progress) -> list[str]:
+        self.windows[part] = progress.window or {}
+        return self.judge(progress.elapsed)
+
+    def forget(self, part: int) -> None:
+        self.windows.pop(part, None)
+
+    def judge(self, now: float) -> list[str]:
+        merged: dict[str, CohortStats] = {}
+        for window in self.windows.values():
+            for name, d in window.items():
+                merged.setdefault(name, CohortStats.light(())).merge(CohortStats.from_dict(d))
+        return judge_window(merged, self.policy, self.sustained, now)[1]

@@ -15,8 +15,7 @@ import queue
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from hdrh.histogram import HdrHistogram
@@ -24,17 +23,29 @@ from hdrh.histogram import HdrHistogram
 from .._config import Limits, Timeouts
 from .._outcomes import Outcome
 from .._record import SessionRecord
-from .._redact import redact_url
-from ..verdict.intervals import IntervalLog, merge_intervals
-from ..verdict.policy import DEFAULT_POLICY, Policy, check_triggers
+from ..verdict.intervals import IntervalLog
+from ..verdict.policy import DEFAULT_POLICY, Policy
 from ..verdict.stats import CohortStats, new_histogram, summarize_ms
 from .engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
-from .progress import LiveWindow, Progress, SustainedTrigger, merge_progress, progress_line
+from .merge import Measured, RunFailure, empty_stats, merge_results, now_iso, share_load
+from .metrics import FORWARD, LiveProbe
+from .progress import LiveWindow, MergedWindow, Progress, SustainedTrigger, judge_window, merge_progress, print_progress
 
 if TYPE_CHECKING:
     from .cluster import ClusterOptions
+    from .metrics import MetricsSink
 
-__all__ = ["Measured", "RunOptions", "RunFailure", "measure", "default_workers", "run_share", "merged_generator"]
+__all__ = [
+    "Measured",
+    "RunOptions",
+    "RunFailure",
+    "measure",
+    "nothing_measured",
+    "default_workers",
+    "run_share",
+    "measure_share",
+    "merged_generator",
+]
 
 # Loop lag p99 above this while sessions are in flight: the generator's own timing is late. Measured on a
 # 2-core machine against the built-in target on the same cores: the demo and the shipped scenarios 2.8-10.6 ms
@@ -54,6 +65,10 @@ PROBE_PERIOD_S = 0.01  # the loop-lag probe: 100 samples a second, enough for a 
 _OWN_WORK = 0.5  # a late loop that ran less than this share of the run was kept off the CPUs, not overworked
 
 
+# (run-clock seconds, the cohorts' cumulative stats, the intervals closed so far): a share's checkpoint
+Checkpoint = Callable[[float, dict[str, CohortStats], list[dict[str, Any]]], None]
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to drive the run, beyond the load itself."""
@@ -66,15 +81,8 @@ class RunOptions:
     interval: float = 1.0
     judge: bool = True  # this process judges abort-on-trigger (False in workers: the parent judges the merge)
     cluster: ClusterOptions | None = None  # run the shares as Ray actors instead of forked workers
-
-
-@dataclass
-class Measured:
-    info: RunInfo
-    cohorts: dict[str, CohortStats]
-    intervals: list[dict[str, Any]] = field(default_factory=list)
-    generator: dict[str, Any] = field(default_factory=dict)
-    worker_errors: list[str] = field(default_factory=list)
+    metrics: MetricsSink | None = None  # live metrics: each tick's snapshot goes here (load/metrics.py)
+    window: bool = True  # keep the live window when progress is reported (False: metrics alone need none)
 
 
 # --- one process ----------------------------------------------------------------------------
@@ -156,17 +164,18 @@ async def _measure(
     report: Callable[[Progress], None] | None,
     on_ready: Callable[[], None] | None = None,
     control: RunControl | None = None,
-    checkpoint: Callable[[float, dict[str, CohortStats]], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Measured:
     control = control or RunControl()
-    stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
+    stats = empty_stats(cohorts)
     intervals = IntervalLog(opts.interval)
     window = LiveWindow(opts.abort_on_trigger or 10.0)
     sustained = SustainedTrigger(opts.abort_on_trigger or 0.0)
     loop_lag = new_histogram()
     cpu_before, wall_before = _sched_ns(), time.perf_counter_ns()
     # the live window costs a few ms a second of loop time: only kept when someone looks at it
-    live = report is not None or opts.abort_on_trigger is not None
+    live = (report is not None and opts.window) or opts.abort_on_trigger is not None
+    probe = _live_probe(loop_lag) if opts.metrics is not None else None
     t0 = time.perf_counter()
 
     def sink(rec: SessionRecord) -> None:
@@ -184,19 +193,24 @@ async def _measure(
             now = time.perf_counter() - t0
             achieved = (control.started - last_started) / opts.interval
             last_started = control.started
-            if checkpoint:
-                checkpoint(now, stats)
+            if checkpoint:  # the intervals closed so far go with it: a lost share keeps its time series
+                intervals.last_closed(now)
+                checkpoint(now, stats, intervals.closed)
             if (why := nothing_connects(stats)) is not None:
                 control.stop(why)
-            if not live:
+            snap = probe.take(stats, control, achieved) if probe is not None else None
+            if snap is not None and opts.metrics is not None:
+                opts.metrics.publish(load.part, snap)
+            if not live and snap is None:
                 continue
-            current = window.stats(now)
-            fired, held = _judge_window(current, opts.policy, sustained, now)
+            current = window.stats(now) if live else {}
+            fired, held = judge_window(current, opts.policy, sustained, now)
             held = held if opts.abort_on_trigger and opts.judge else []
             if held:
                 control.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
             if report:
                 progress = _progress(load, control, stats, intervals.last_closed(now), now, achieved, fired)
+                progress.metrics = snap
                 if opts.abort_on_trigger is not None and not opts.judge:  # the parent judges the merged windows
                     progress = replace(progress, window={name: s.to_dict() for name, s in current.items()})
                 report(progress)
@@ -222,6 +236,20 @@ async def _measure(
     ivals = intervals.finish(time.perf_counter() - t0)
     cpu = _cpu_used(cpu_before, time.perf_counter_ns() - wall_before)
     return Measured(info, stats, ivals, _generator(stats, loop_lag, [cpu]))
+
+
+def _live_probe(loop_lag: HdrHistogram) -> LiveProbe:
+    """The live-metrics probe, judging saturation per interval by this module's rule (generator_block)."""
+    before, wall = _sched_ns(), time.perf_counter_ns()
+
+    def judge(loop_p99_ms: float, start_p99_ms: float) -> bool:
+        nonlocal before, wall
+        now = time.perf_counter_ns()
+        cpu = _cpu_used(before, now - wall)
+        before, wall = _sched_ns(), now
+        return bool(generator_block({"p99": loop_p99_ms}, {"p99": start_p99_ms}, cpu)["saturated"])
+
+    return LiveProbe(loop_lag, judge)
 
 
 def _progress(
@@ -333,35 +361,10 @@ def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float], 
     return note + "; run with fewer sessions in flight or more workers"
 
 
-def _print_progress(out: TextIO, every: float | None) -> Callable[[Progress], None]:
-    """A terminal gets one line redrawn in place; anything else (a log, a pipe) a plain line every ``every`` s,
-    so a long run under cron or CI says how it goes without flooding the log."""
-    next_at = every or 0.0
-
-    def show(p: Progress) -> None:
-        nonlocal next_at
-        if every is None:  # cut to the terminal's width: a wrapped line could not be redrawn in place
-            out.write("\r\x1b[2K" + progress_line(p)[: _columns(out) - 1])
-        elif p.elapsed >= next_at:
-            next_at = p.elapsed + every
-            out.write("sseprobe progress: " + progress_line(p) + "\n")
-        out.flush()
-
-    return show
-
-
-def _columns(out: TextIO, fallback: int = 200) -> int:
-    """The terminal's width; a terminal that does not say (0 columns) or no terminal: ``fallback``."""
-    try:
-        return os.get_terminal_size(out.fileno()).columns or fallback
-    except (OSError, ValueError, AttributeError):
-        return fallback
-
-
 def _single(
     cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits, opts: RunOptions
 ) -> Measured:
-    report = _print_progress(opts.progress, opts.progress_every) if opts.progress else None
+    report = print_progress(opts.progress, opts.progress_every) if opts.progress else None
     signals = ((signal.SIGINT, signal.SIGTERM), ())
     before = {s: signal.getsignal(s) for s in signals[0]}
     try:
@@ -378,23 +381,6 @@ def _single(
 # --- several processes ----------------------------------------------------------------------
 
 
-def _share(total: int | None, part: int, parts: int) -> int | None:
-    if total is None:
-        return None
-    return total // parts + (1 if part < total % parts else 0)
-
-
-def _worker_load(load: Load, part: int, parts: int) -> Load:
-    return replace(
-        load,
-        part=part,
-        parts=parts,
-        sessions=_share(load.sessions, part, parts),
-        concurrency=max(1, _share(load.concurrency, part, parts) or 1),
-        max_in_flight=max(1, load.max_in_flight // parts),
-    )
-
-
 def run_share(
     part: int,
     parts: int,
@@ -407,13 +393,39 @@ def run_share(
     report: Callable[[Progress], None] | None,
     on_ready: Callable[[], None] | None = None,
     control: RunControl | None = None,
-    checkpoint: Callable[[float, dict[str, CohortStats]], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, Any]:
     """One share of the load, run to its end: the payload a forked worker or a Ray actor ships back."""
-    m = run(
+    m = measure_share(
+        part, parts, cohorts, load, timeouts, limits, opts, signals, report, on_ready, control, checkpoint
+    )
+    return {
+        "info": m.info,
+        "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
+        "intervals": m.intervals,
+        "generator": m.generator,
+    }
+
+
+def measure_share(
+    part: int,
+    parts: int,
+    cohorts: Sequence[CohortSpec],
+    load: Load,
+    timeouts: Timeouts,
+    limits: Limits,
+    opts: RunOptions,
+    signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
+    report: Callable[[Progress], None] | None,
+    on_ready: Callable[[], None] | None = None,
+    control: RunControl | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> Measured:
+    """One share of the load, run to its end in this process (no progress of its own)."""
+    return run(
         _measure(
             cohorts,
-            _worker_load(load, part, parts),
+            share_load(load, part, parts),
             timeouts,
             limits,
             replace(opts, progress=None),
@@ -424,12 +436,6 @@ def run_share(
             checkpoint,
         )
     )
-    return {
-        "info": m.info,
-        "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
-        "intervals": m.intervals,
-        "generator": m.generator,
-    }
 
 
 def _worker(
@@ -449,6 +455,7 @@ def _worker(
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     judged = opts.abort_on_trigger is not None
+    watched = bool(opts.progress) or judged  # else only metrics need reports, and no live window
     try:
 
         def report(progress: Progress) -> None:
@@ -462,9 +469,10 @@ def _worker(
             load,
             timeouts,
             limits,
-            replace(opts, judge=False),  # the parent judges abort-on-trigger on the merged windows
+            # the parent judges abort-on-trigger on the merged windows, and serves the merged metrics
+            replace(opts, judge=False, window=watched, metrics=FORWARD if opts.metrics else None),
             signals,
-            report if opts.progress or judged else None,
+            report if watched or opts.metrics else None,
             on_ready=lambda: out.put(("ready", part, None)),
         )
         out.put(("result", part, payload))
@@ -501,23 +509,6 @@ class _Workers:
             os.kill(p.pid, signal.SIGTERM if self.stops == 1 else signal.SIGUSR1)
 
 
-class _MergedWindow:
-    """Abort-on-trigger with several workers: each sends its live window, the parent judges their merge."""
-
-    def __init__(self, opts: RunOptions) -> None:
-        self.opts = opts
-        self.windows: dict[int, dict[str, Any]] = {}
-        self.sustained = SustainedTrigger(opts.abort_on_trigger or 0.0)
-
-    def held(self, part: int, progress: Progress) -> list[str]:
-        self.windows[part] = progress.window or {}
-        merged: dict[str, CohortStats] = {}
-        for window in self.windows.values():
-            for name, d in window.items():
-                merged.setdefault(name, CohortStats.light(())).merge(CohortStats.from_dict(d))
-        return _judge_window(merged, self.opts.policy, self.sustained, progress.elapsed)[1]
-
-
 NOTHING_CONNECTS_AFTER = 50  # attempts (per worker process) that all failed to connect: the run stops
 
 
@@ -533,21 +524,6 @@ def nothing_connects(stats: dict[str, CohortStats]) -> str | None:
     return f"stopped early: none of the first {attempts} attempts connected{first}"[:300]
 
 
-def _judge_window(
-    window: dict[str, CohortStats], policy: Policy, sustained: SustainedTrigger, now: float
-) -> tuple[list[str], list[str]]:
-    """(triggers firing now, those held long enough), as "cohort: reason". A trigger holds by its
-    name, not its value: the value moves every second, and a trigger at 31 % then 33 % held all along."""
-    reasons = {
-        f"{name}: {t.name}": f"{name}: {t.reason}"
-        for name, s in window.items()
-        if s.attempts >= 20
-        for t in check_triggers(s, policy)
-    }
-    held = sustained.update(list(reasons), now)
-    return list(reasons.values()), [reasons[k] for k in held]
-
-
 def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits: Limits, opts: RunOptions) -> Measured:
     ctx = mp.get_context("fork")
     out = ctx.Queue()
@@ -556,7 +532,7 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
         for i in range(opts.workers)
     ]
     workers = _Workers(procs, opts.progress if opts.progress_every is None else None)
-    judge = _MergedWindow(opts) if opts.abort_on_trigger is not None else None
+    judge = MergedWindow(opts.policy, opts.abort_on_trigger) if opts.abort_on_trigger is not None else None
 
     def on_signal(signum: int, _frame: Any) -> None:
         workers.stop(f"interrupted by {signal.Signals(signum).name}", abort=workers.stops > 0)
@@ -566,7 +542,7 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
     errors: list[str] = []
     failed: set[int] = set()
     progress: dict[int, Progress] = {}
-    show = _print_progress(opts.progress, opts.progress_every) if opts.progress else None
+    show = print_progress(opts.progress, opts.progress_every) if opts.progress else None
     try:
         for p in procs:
             p.start()
@@ -587,6 +563,8 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
             elif kind == "ready":
                 workers.now_ready(part)
             else:
+                if opts.metrics is not None and payload.metrics is not None:
+                    opts.metrics.publish(part, payload.metrics)
                 if judge is not None and not workers.stops and (held := judge.held(part, payload)):
                     workers.stop(f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
                 if show:
@@ -600,66 +578,16 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
             p.join(timeout=5)
     if opts.progress and opts.progress_every is None:
         opts.progress.write("\n")
-    measured = _merge_results(cohorts, results, errors, workers.reason)
+    measured = merge_results(cohorts, results, errors, merged_generator, workers.reason)
     if workers.reason:  # the workers saw the SIGTERM we forwarded; this is why it was sent
         measured.info = replace(measured.info, interrupted=True, stop_reason=workers.reason)
     return measured
 
 
-def _merge_results(
-    cohorts: Sequence[CohortSpec], results: dict[int, dict[str, Any]], errors: list[str], stopped: str | None = None
-) -> Measured:
-    stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
-    infos: list[RunInfo] = []
-    loop_lag = new_histogram()
-    cpu: list[dict[str, int]] = []
-    for part in sorted(results):
-        r = results[part]
-        infos.append(r["info"])
-        for name, d in r["cohorts"].items():
-            stats[name].merge(CohortStats.from_dict(d))
-        loop_lag.add(HdrHistogram.decode(r["generator"]["loop_lag_us"]))
-        cpu.append(r["generator"].get("cpu_ns") or {})
-    failure = _worker_failure(errors)
-    if not infos:
-        if stopped is None:
-            raise RunFailure(f"no worker could run: {failure}")
-        return Measured(RunInfo(_now_iso(), 0.0, True, stopped), stats, [], _generator(stats, loop_lag, cpu), errors)
-    info = RunInfo(
-        started=min(i.started for i in infos),
-        duration_s=max(i.duration_s for i in infos),
-        interrupted=any(i.interrupted for i in infos) or bool(errors),
-        stop_reason=next((i.stop_reason for i in infos if i.stop_reason), None) or failure,
-    )
-    return Measured(
-        info,
-        stats,
-        merge_intervals([r["intervals"] for r in results.values()]),
-        _generator(stats, loop_lag, cpu),
-        errors,
-    )
-
-
-def _worker_failure(errors: list[str]) -> str | None:
-    """One short line for the stop reason, however many workers failed (the full list is worker_errors)."""
-    if not errors:
-        return None
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{errors[0][:160]}{more}"
-
-
-class RunFailure(RuntimeError):
-    """The run itself could not happen (every worker failed): a failure of sseprobe, exit 3."""
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _nothing_measured(cohorts: Sequence[CohortSpec], reason: str) -> Measured:
+def nothing_measured(cohorts: Sequence[CohortSpec], reason: str) -> Measured:
     """Stopped before any session ran: still a document, interrupted, with what there is (nothing)."""
-    stats = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
-    return Measured(RunInfo(_now_iso(), 0.0, True, reason), stats, [], _generator(stats, new_histogram(), []))
+    stats = empty_stats(cohorts)
+    return Measured(RunInfo(now_iso(), 0.0, True, reason), stats, [], _generator(stats, new_histogram(), []))
 
 
 def measure(
@@ -683,7 +611,7 @@ def measure(
             return _multi(cohorts, load, timeouts, limits, replace(opts, workers=workers))
         return _single(cohorts, load, timeouts, limits, opts)
     except KeyboardInterrupt:
-        return _nothing_measured(cohorts, "interrupted while starting")
+        return nothing_measured(cohorts, "interrupted while starting")
 
 
 def useful_workers(load: Load, workers: int) -> int:

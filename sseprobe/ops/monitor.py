@@ -32,11 +32,12 @@ from urllib.parse import urlsplit
 import orjson
 
 from .._api import compare as compare_live
-from .._api import plan_from
+from .._api import make_plan
 from .._config import FlowName, FlowOptions
+from .._errors import SseprobeError, UsageProblem
 from .._redact import redact_url
 from .._toml import StrictReader, read_toml
-from ..plan.resolve import UsageProblem
+from ..plan.options import Options, options_from
 from ..plan.scenario import BOUNDS, Scenario, ScenarioError, load_scenario, out_of_bounds
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import CohortRow, History, HistoryError, PassRow
@@ -79,7 +80,7 @@ TARGETS = (
 )
 
 
-class MonitorError(ValueError):
+class MonitorError(SseprobeError, ValueError):
     """The pass cannot run (bad config, lock held, no baseline to save): one line, exit 3."""
 
 
@@ -112,6 +113,9 @@ class MonitorConfig:
     max_sessions: int | None = None
     max_duration_s: float | None = None
     traffic_rate: float | None = None
+    metrics_port: int | None = None  # live metrics while the probe runs (docs/metrics.md)
+    metrics_host: str | None = None
+    metrics_linger_s: float | None = None
 
     def public(self) -> dict[str, Any]:
         """For outputs: paths, redacted URLs, the *names* of secret sources, never their values."""
@@ -131,7 +135,15 @@ _INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
 _SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
 # the bounds scenario files and options have (plan.scenario.BOUNDS), by the option each key stands for
 _BOUND_OF = {"check_timeout_s": "connect_timeout", "max_duration_s": "max_duration", "traffic_rate": "traffic_rate"}
-_KEYS = _PATH_KEYS | _STR_KEYS | _INT_KEYS | _SECONDS_KEYS | {"check", "ignore_checks", "until_decided"}
+_METRICS_KEYS = {"metrics_port": "metrics_port", "metrics_linger_s": "metrics_linger"}  # 0 is a value: any port
+_KEYS = (
+    _PATH_KEYS
+    | _STR_KEYS
+    | _INT_KEYS
+    | _SECONDS_KEYS
+    | set(_METRICS_KEYS)
+    | {"metrics_host", "check", "ignore_checks", "until_decided"}
+)
 
 
 def load_monitor_config(path: str | Path) -> MonitorConfig:
@@ -144,7 +156,7 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
     reader.known("", data, _KEYS)
     values: dict[str, Any] = {}
     for key, v in data.items():
-        if key in _PATH_KEYS or key in _STR_KEYS:
+        if key in _PATH_KEYS or key in _STR_KEYS or key == "metrics_host":
             if not isinstance(v, str) or not v:
                 raise fail(key, "a non-empty string")
             values[key] = Path(os.path.normpath(p.parent / v)) if key in _PATH_KEYS else v
@@ -160,6 +172,11 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
             if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                 raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
             values[key] = tuple(v)
+        elif key in _METRICS_KEYS:
+            kind = int if key == "metrics_port" else (int, float)
+            if isinstance(v, bool) or not isinstance(v, kind) or (why := out_of_bounds(_METRICS_KEYS[key], v)):
+                raise fail(key, why or ("a TCP port" if key == "metrics_port" else "seconds"))
+            values[key] = v
         elif key in _SECONDS_KEYS:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (why := out_of_bounds(_BOUND_OF[key], v)):
                 raise fail(key, f"{'sessions per second' if key == 'traffic_rate' else 'seconds'}: {why or 'a number'}")
@@ -298,15 +315,15 @@ class Probe:
 
 def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path: Path | None) -> Probe:
     """Run the comparison through the library (one worker, no progress) and write its results document."""
-    given: dict[str, Any] = {
-        "canonical_url": cfg.canonical_url,
-        "legacy_url": cfg.legacy_url,
-        "quiet": True,
-        "out": str(out),
-        "workers": 1,
-        "user_prefix": "sseprobe-monitor",
-    }
-    optional = {
+    always = Options(
+        canonical_url=cfg.canonical_url,
+        legacy_url=cfg.legacy_url,
+        quiet=True,
+        out=str(out),
+        workers=1,
+        user_prefix="sseprobe-monitor",
+    )
+    optional: dict[str, object] = {
         "scenario": str(cfg.scenario) if cfg.scenario else None,
         "sessions": cfg.sessions,
         "concurrency": cfg.concurrency,
@@ -320,9 +337,16 @@ def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path:
         "max_duration": cfg.max_duration_s,
         "traffic_rate": cfg.traffic_rate,
     }
-    given.update({k: v for k, v in optional.items() if v})
+    configured = {k: v for k, v in optional.items() if v}  # what the config sets; the rest: defaults
+    metrics = {
+        "metrics_port": cfg.metrics_port,
+        "metrics_host": cfg.metrics_host,
+        "metrics_linger": cfg.metrics_linger_s,
+    }
+    configured.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
+    given = frozenset({"canonical_url", "legacy_url", "quiet", "out", "workers", "user_prefix", *configured})
     try:
-        result = compare_live(plan_from(scenario, given, "compare"), progress=None)
+        result = compare_live(make_plan(scenario, options_from(configured, always), given, "compare"), progress=None)
     except UsageProblem as exc:
         return Probe(3, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash

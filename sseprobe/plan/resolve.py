@@ -11,39 +11,31 @@ import base64
 import math
 import os
 import re
-import resource
 import stat
 import sys
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
+from .._errors import UsageProblem as UsageProblem  # also importable from here (a public path)
 from .._redact import SECRET_HEADERS, redact_url
 from ..load.calibrate import calibration_path, load_calibration, over_calibration
 from ..load.cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
 from ..load.engine import Load
+from ..load.files import open_file_room
 from ..load.pacer import Phase, Schedule
 from ..load.runner import RunOptions, default_workers, useful_workers
 from ..report.document import ResultsError, check_output, default_out_path
-from ..verdict.levels import EXIT_UNKNOWN
 from ..verdict.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
 from ..verdict.sequential import UntilDecided
 from ..wire.http import tls_context
-from .scenario import Scenario, ScenarioError, load_scenario
+from .options import Options, options_from
+from .scenario import LoadValue, Scenario, ScenarioError, load_scenario
 
 _T = TypeVar("_T")
-
-
-class UsageProblem(ValueError):
-    """Bad input: one line, exit 3 (the command line prints it as ``sseprobe: error: ...``)."""
-
-    exit_code = EXIT_UNKNOWN
-
-    def format_message(self) -> str:
-        return str(self)
 
 
 # --- plain parsing ------------------------------------------------------------------------------
@@ -167,13 +159,19 @@ def public_headers(headers: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return {k: ("REDACTED" if k.lower() in SECRET_HEADERS else v) for k, v in headers}
 
 
-def build_tls(o: Mapping[str, Any], notes: list[str] | None = None, url: str | None = None) -> TLSOptions:
+def build_tls(
+    ca_file: str | None = None,
+    insecure: bool = False,
+    cert: str | None = None,
+    key: str | None = None,
+    notes: list[str] | None = None,
+    url: str | None = None,
+    tls_resume: bool = True,
+) -> TLSOptions:
     """The TLS options, with their files read once now (a bad file is bad input, not a run of
     connect errors); --insecure is announced once (and not for an ``http://`` URL, which it cannot touch)."""
     tls = _value_object(
-        lambda: TLSOptions(
-            ca_file=o.get("ca_file"), insecure=bool(o.get("insecure")), cert=o.get("cert"), key=o.get("key")
-        )
+        lambda: TLSOptions(ca_file=ca_file, insecure=bool(insecure), cert=cert, key=key, resume=bool(tls_resume))
     )
     _value_object(lambda: tls_context(tls))
     if tls.insecure and (url is None or url.lower().startswith("https://")):
@@ -190,6 +188,7 @@ def tls_config(opts: FlowOptions) -> dict[str, Any] | None:
         "verified": not tls.insecure,
         "trust": "none (--insecure)" if tls.insecure else "--ca-file" if tls.ca_file else "system CAs",
         "client_certificate": tls.cert is not None,
+        "resume": tls.resume,
     }
     if tls.insecure:
         out["warning"] = "INSECURE: certificates and host names were not verified"
@@ -204,6 +203,7 @@ _SCENARIO_NAMES = {
     "grace_s": "grace",
     "abort_on_trigger_s": "abort_on_trigger",
     "max_duration_s": "max_duration",
+    "metrics_linger_s": "metrics_linger",
 }
 
 
@@ -216,19 +216,31 @@ def read_scenario(path: str | None) -> Scenario | None:
         raise UsageProblem(str(exc)) from None
 
 
-def resolve(params: Mapping[str, Any], given: Collection[str], scenario: Scenario | None) -> dict[str, Any]:
-    """Options with the scenario's load values laid under the ones ``given`` explicitly."""
-    out = dict(params)
+@dataclass(frozen=True)
+class Resolved:
+    """The options with a scenario's load values laid under the ones given explicitly.
+
+    ``chosen``: the names set by a flag/override or by the scenario (not left at their default);
+    ``closed_model``: the closed-model options set (``concurrency``, ``think``), which a rate or phases
+    contradict (refused in :func:`build_load`)."""
+
+    options: Options
+    chosen: frozenset[str]
+    closed_model: frozenset[str]
+
+
+def resolve(params: Options, given: Collection[str], scenario: Scenario | None) -> Resolved:
+    """The scenario's load values laid under the options ``given`` explicitly."""
+    laid: dict[str, LoadValue] = {}
     closed = {name for name in ("concurrency", "think") if name in given}
     if scenario is not None:
         for key, value in scenario.load.items():
             name = _SCENARIO_NAMES.get(key, key)
             if name not in given:
-                out[name] = value
+                laid[name] = value
                 if name in ("concurrency", "think") and "rate" not in given:
                     closed.add(name)  # a --rate given here overrides the scenario's closed model
-    out["_closed_model_options"] = closed  # with a rate or phases: a mix of models, refused in build_load
-    return out
+    return Resolved(options_from(laid, params), frozenset(given) | laid.keys(), frozenset(closed))
 
 
 # --- value objects ---------------------------------------------------------------------------------
@@ -241,38 +253,40 @@ def _value_object(build: Callable[[], _T]) -> _T:
         raise UsageProblem(str(exc)) from None
 
 
-def build_timeouts(o: Mapping[str, Any]) -> Timeouts:
+def build_timeouts(o: Options) -> Timeouts:
+    return _value_object(lambda: Timeouts(connect=o.connect_timeout, idle=o.idle_timeout, session=o.session_timeout))
+
+
+def build_limits(o: Options) -> Limits:
     return _value_object(
-        lambda: Timeouts(connect=o["connect_timeout"], idle=o["idle_timeout"], session=o["session_timeout"])
+        lambda: Limits(connections=o.connections, max_line=o.max_line, max_event=o.max_line, pin_address=o.pin_address)
     )
 
 
-def build_limits(o: Mapping[str, Any]) -> Limits:
-    return _value_object(lambda: Limits(connections=o["connections"], max_line=o["max_line"], max_event=o["max_line"]))
-
-
-def build_load(o: Mapping[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
-    """Closed model unless a rate or phases are given; a rate needs an end (duration or sessions)."""
-    sessions, duration, rate = o["sessions"], o["duration"], o.get("rate")
+def build_load(o: Options, phases: tuple[Phase, ...] = (), closed_model: Collection[str] = ()) -> Load:
+    """Closed model unless a rate or phases are given; a rate needs an end (duration or sessions).
+    ``closed_model``: the closed-model options set (:attr:`Resolved.closed_model`); with a rate or
+    phases they are a mix of the two models, refused."""
+    sessions, duration, rate = o.sessions, o.duration, o.rate
     if rate is not None and phases:
         raise UsageProblem("--rate and scenario phases both given: use one")
     schedule = None
-    if (rate is not None or phases) and o.get("_closed_model_options"):
-        mixed = " and ".join(f"--{n}" for n in sorted(o["_closed_model_options"]))
+    if (rate is not None or phases) and closed_model:
+        mixed = " and ".join(f"--{n}" for n in sorted(closed_model))
         raise UsageProblem(f"{mixed} set the closed model (users), --rate or phases the open model: use one")
     if phases:
-        schedule = _value_object(lambda: Schedule(phases, bool(o.get("poisson")), o.get("seed") or 0))
+        schedule = _value_object(lambda: Schedule(phases, bool(o.poisson), o.seed or 0))
     elif rate is not None:
         if not rate > 0:
             raise UsageProblem("--rate must be > 0 sessions per second")
         if duration is None and sessions is None:
             raise UsageProblem("--rate needs --duration or --sessions to know when to stop")
-        span = duration if duration is not None else sessions / rate
+        span = duration if duration is not None else cast(int, sessions) / rate
         schedule = _value_object(
             lambda: Schedule(
-                (Phase(span, rate, rate, "poisson" if o.get("poisson") else "constant"),),
-                bool(o.get("poisson")),
-                o.get("seed") or 0,
+                (Phase(span, rate, rate, "poisson" if o.poisson else "constant"),),
+                bool(o.poisson),
+                o.seed or 0,
             )
         )
     elif sessions is None and duration is None:
@@ -281,11 +295,11 @@ def build_load(o: Mapping[str, Any], phases: tuple[Phase, ...] = ()) -> Load:
         lambda: Load(
             sessions=sessions,
             duration=duration,
-            concurrency=o["concurrency"],
-            think=o["think"],
+            concurrency=o.concurrency,
+            think=o.think,
             schedule=schedule,
-            max_in_flight=o["max_in_flight"],
-            grace=o["grace"],
+            max_in_flight=o.max_in_flight,
+            grace=o.grace,
         )
     )
 
@@ -308,35 +322,39 @@ _SEQUENTIAL_ONLY = ("look_every", "max_sessions", "max_duration")
 
 
 def until_decided_from(
-    o: dict[str, Any], given: Collection[str], command: str, phases: bool, notes: list[str] | None = None
-) -> UntilDecided | None:
-    """The sequential mode's settings, or None when not asked for. It stops by itself: an end
-    (--sessions, --duration) given with it at the same level is refused, a scenario's end under an
-    explicit --until-decided is set aside (said in a note); phases (a schedule in time) are
-    refused, and so are its caps without it."""
-    if not o.get("until_decided"):
-        caps = [k for k in _SEQUENTIAL_ONLY if o.get(k) != _SEQUENTIAL_DEFAULTS[k]]
+    o: Options,
+    given: Collection[str],
+    chosen: Collection[str],
+    command: str,
+    phases: bool,
+    notes: list[str] | None = None,
+) -> tuple[UntilDecided | None, Options]:
+    """The sequential mode's settings (None when not asked for), and the options it leaves.
+
+    It stops by itself: an end (--sessions, --duration) given with it at the same level is refused, a
+    scenario's end under an explicit --until-decided is set aside (the options returned have none; said
+    in a note); phases (a schedule in time) are refused, and so are its caps set (``chosen``) without it."""
+    if not o.until_decided:
+        caps = [k for k in _SEQUENTIAL_ONLY if k in chosen]
         if caps:
             raise UsageProblem(f"--{caps[0].replace('_', '-')} needs --until-decided")
-        return None
+        return None, o
     if command != "compare":
         raise UsageProblem("--until-decided is for compare: a run has nothing to decide")
     for end in ("sessions", "duration"):
-        if o.get(end) is None:
+        if getattr(o, end) is None:
             continue
         if end in given or "until_decided" not in given:
             raise UsageProblem(f"--until-decided stops by itself: give --max-sessions or --max-duration, not --{end}")
         _say(notes, f"note: --until-decided: the scenario's {end} is set aside (it stops when decided or at a cap)")
-        o[end] = None
+        o = replace(o, sessions=None) if end == "sessions" else replace(o, duration=None)
     if phases:
         raise UsageProblem(
             "--until-decided runs at one --rate or --concurrency: scenario phases cannot be used with it"
         )
-    span = parse_span(o.get("max_duration"))
-    return _value_object(lambda: UntilDecided(int(o["look_every"]), int(o["max_sessions"]), span))
-
-
-_SEQUENTIAL_DEFAULTS: dict[str, Any] = {"look_every": 100, "max_sessions": 20_000, "max_duration": None}
+    span = parse_span(o.max_duration)
+    settings = o
+    return _value_object(lambda: UntilDecided(int(settings.look_every), int(settings.max_sessions), span)), o
 
 
 def read_policy(path: str | None) -> Policy:
@@ -348,12 +366,12 @@ def read_policy(path: str | None) -> Policy:
         raise UsageProblem(str(exc)) from None
 
 
-def build_run_options(o: Mapping[str, Any], policy: Policy, load: Load | None = None) -> RunOptions:
-    workers = worker_count(o.get("workers"), load)
-    abort = o.get("abort_on_trigger")  # bounded where it entered (flag or scenario)
+def build_run_options(o: Options, policy: Policy, load: Load | None = None) -> RunOptions:
+    workers = worker_count(o.workers, load)
+    abort = o.abort_on_trigger  # bounded where it entered (flag or scenario)
     return RunOptions(
         workers=workers,
-        progress=None if o.get("quiet") else sys.stderr,
+        progress=None if o.quiet else sys.stderr,
         progress_every=None if sys.stderr.isatty() else progress_period(),
         abort_on_trigger=abort,
         policy=policy,
@@ -393,22 +411,6 @@ def worker_count(asked: int | None, load: Load | None) -> int:
     return max(1, min(caps))
 
 
-_FD_SPARE = 64  # files a process holds besides its connections (interpreter, pipes, log, results)
-
-
-def open_file_room() -> int:
-    """Connections one process can hold: the soft open-file limit, raised to the hard one first."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return max(0, (soft if soft != resource.RLIM_INFINITY else 1 << 20) - _FD_SPARE)
-
-
 def fit_open_files(load: Load, limits: Limits, workers: int, given_max_in_flight: bool) -> tuple[Load, str | None]:
     """Check, before any load, that the sessions in flight fit the open-file limit.
 
@@ -441,23 +443,25 @@ def check_outputs(*paths: tuple[str, str | Path | None]) -> None:
 
 
 def prepare_run(
-    o: Mapping[str, Any],
+    o: Options,
     policy: Policy,
     load: Load,
     limits: Limits,
     kind: str,
     html: str | None,
     notes: list[str] | None = None,
+    chosen: Collection[str] = (),
 ) -> tuple[RunOptions, Load, str]:
     """Everything that can be refused is refused before any load: workers, open files, output paths.
-    Returns the run options, the load (in-flight cap fitted to the open-file limit) and the results path."""
+    Returns the run options, the load (in-flight cap fitted to the open-file limit) and the results path.
+    ``chosen``: the options set explicitly or by the scenario (a lowered in-flight cap is said if it was)."""
     run_opts = build_run_options(o, policy, load)
-    load, note = fit_open_files(load, limits, run_opts.workers, given_max_in_flight=o.get("max_in_flight") != 15_000)
+    load, note = fit_open_files(load, limits, run_opts.workers, given_max_in_flight="max_in_flight" in chosen)
     if note:
         _say(notes, f"note: {note}")
     if run_opts.cluster is None:  # a cluster's workers run on other machines, calibrated or not
         warn_over_calibration(load, useful_workers(load, run_opts.workers), notes)
-    out = str(o.get("out") or default_out_path(kind))
+    out = str(o.out or default_out_path(kind))
     check_outputs(("--out", out), ("--html", html))
     return run_opts, load, out
 
@@ -476,20 +480,20 @@ def warn_over_calibration(load: Load, workers: int, notes: list[str] | None) -> 
         _say(notes, warning)
 
 
-def build_cluster(o: Mapping[str, Any]) -> ClusterOptions | None:
+def build_cluster(o: Options) -> ClusterOptions | None:
     """--cluster and its companions; Ray is imported here so a missing extra fails before any load."""
-    address, per_node, on_loss = o.get("cluster"), o.get("workers_per_node"), o.get("on_node_loss") or "abort"
+    address, per_node, on_loss = o.cluster, o.workers_per_node, o.on_node_loss or "abort"
     if on_loss not in NODE_LOSS:
         raise UsageProblem(f"on_node_loss: expected one of {', '.join(NODE_LOSS)}, got {str(on_loss)[:40]!r}")
     if address is None:
         if per_node is not None:
             raise UsageProblem("--workers-per-node needs --cluster")
-        if o.get("on_node_loss") is not None:
+        if o.on_node_loss is not None:
             raise UsageProblem("--on-node-loss needs --cluster (it says what a lost cluster node does)")
         return None
     if per_node is not None and per_node < 1:
         raise UsageProblem("--workers-per-node must be >= 1")
-    if o.get("workers") is not None:
+    if o.workers is not None:
         raise UsageProblem("--workers counts this machine's processes: with --cluster give --workers-per-node")
     _value_object(lambda: parse_cluster(address))
     import_ray()
@@ -502,7 +506,7 @@ def build_flow(flow: str, url: str | None, what: str = "--url", **kw: Any) -> Fl
     return _value_object(lambda: FlowOptions(flow=cast(FlowName, flow), url=parse_url(url, what), **kw))
 
 
-def load_config(o: Mapping[str, Any], load: Load, timeouts: Timeouts, workers: int) -> dict[str, Any]:
+def load_config(o: Options, load: Load, timeouts: Timeouts, workers: int) -> dict[str, Any]:
     """The load part of the results document's config (no secrets live here)."""
     schedule = load.schedule
     return {
@@ -511,11 +515,9 @@ def load_config(o: Mapping[str, Any], load: Load, timeouts: Timeouts, workers: i
         "concurrency": load.concurrency,
         "think": load.think,
         "grace": load.grace,
-        "workers": None
-        if o.get("cluster")
-        else useful_workers(load, workers),  # processes that ran (cluster: generator)
-        "cluster": redact_url(o["cluster"]) if o.get("cluster") else None,
-        "scenario": o.get("scenario"),
+        "workers": None if o.cluster else useful_workers(load, workers),  # processes that ran (cluster: generator)
+        "cluster": redact_url(o.cluster) if o.cluster else None,
+        "scenario": o.scenario,
         "model": "open" if schedule else "closed",
         "phases": [
             {"name": p.name, "duration_s": p.duration, "rate": [p.start_rate, p.end_rate]} for p in schedule.phases
@@ -545,7 +547,7 @@ _FLOW_KEYS = (
 
 
 def flow_from(
-    params: Mapping[str, Any],
+    params: Options,
     given: Collection[str],
     scenario_values: Mapping[str, Any],
     flow: str,
@@ -558,8 +560,8 @@ def flow_from(
     if "message" in v:
         v["messages"] = (v.pop("message"),)
     for key in _FLOW_KEYS:
-        if key in params and (key in given or key not in v):
-            v[key] = params[key]
+        if key in given or key not in v:
+            v[key] = getattr(params, key)
     headers = parse_headers(v.pop("headers", ()) or (), v.pop("bearer_env", None), v.pop("bearer_file", None))
     body = v.pop("body", None)
     if isinstance(body, str):
@@ -574,12 +576,12 @@ def flow_from(
             if any(name.lower() == "authorization" for name, _ in headers):
                 raise UsageProblem(f"{what}: credentials in the URL and an Authorization header: give one")
             headers = (*headers, auth)
-    tls = build_tls(params, notes, target)
+    tls = build_tls(params.ca_file, params.insecure, params.cert, params.key, notes, target, params.tls_resume)
     return build_flow(flow, target, what, headers=headers, body=body, method=method, tls=tls, **v)
 
 
 def _say(notes: list[str] | None, text: str) -> None:
-    """A warning or note for the caller to show; without a list to collect it, stderr (as the CLI did)."""
+    """A warning or note for the caller to show; without a list to collect it, one line on stderr."""
     if notes is None:
         print(f"sseprobe: {text}", file=sys.stderr)
     elif text not in notes:  # one warning per plan, however many cohorts share its cause

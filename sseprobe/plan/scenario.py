@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from .._config import FLOWS, LEGACY_STREAMS, SESSION_CREATE
+from .._errors import SseprobeError
 from .._redact import SECRET_HEADERS
 from .._toml import StrictReader, read_toml
 from ..load.pacer import Phase
 
-__all__ = ["BOUNDS", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
+__all__ = ["BOUNDS", "LoadValue", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(SseprobeError, ValueError):
     """One line: file, key, what was expected."""
+
+
+LoadValue = int | float | bool | str  # a [load] or [timeouts] value: a TOML scalar, checked and bounded
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class ScenarioCohort:
 class Scenario:
     path: str
     description: str = ""
-    load: dict[str, Any] = field(default_factory=dict)  # option name -> value (sessions, rate, ...)
+    load: dict[str, LoadValue] = field(default_factory=dict)  # option name -> value (sessions, rate, ...)
     phases: tuple[Phase, ...] = ()
     cohorts: tuple[ScenarioCohort, ...] = ()
     policy: str | None = None  # path of a policy TOML file, relative to the scenario's folder
@@ -63,6 +67,9 @@ _LOAD_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "max_sessions": ((int,), "a whole number >= 1 (sessions per cohort)"),
     "max_duration_s": ((int, float), "seconds > 0"),
     "traffic_rate": ((int, float), "sessions per second >= 0.001"),
+    "metrics_port": ((int,), "a TCP port 0-65535 (0: any free port)"),
+    "metrics_host": ((str,), "an address to listen on, e.g. 127.0.0.1"),
+    "metrics_linger_s": ((int, float), "seconds >= 0"),
 }
 _TIMEOUT_KEYS = {"connect_s": "connect_timeout", "idle_s": "idle_timeout", "session_s": "session_timeout"}
 _OPTION_OF = {
@@ -71,6 +78,7 @@ _OPTION_OF = {
     "grace_s": "grace",
     "abort_on_trigger_s": "abort_on_trigger",
     "max_duration_s": "max_duration",
+    "metrics_linger_s": "metrics_linger",
 }
 
 # option -> (lowest, highest, lowest allowed itself): every count, rate and time is finite and sane
@@ -95,6 +103,8 @@ BOUNDS: dict[str, tuple[float, float, bool]] = {
     "max_duration": (0, 1e7, False),
     # a rate below 1e-3/s (86 a day) projects a decision decades away, and 5e-324 divides by zero
     "traffic_rate": (1e-3, 1e9, True),
+    "metrics_port": (0, 65_535, True),
+    "metrics_linger": (0, 86_400, True),
 }
 
 

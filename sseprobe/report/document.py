@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from .._errors import SseprobeError
 from ..verdict.stats import CohortStats
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
 SCHEMA = "sseprobe.result/1"
 
 
-class ResultsError(ValueError):
+class ResultsError(SseprobeError, ValueError):
     """A results file that cannot be read or is not a results document."""
 
 

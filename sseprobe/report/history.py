@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from .._errors import SseprobeError
+
 __all__ = ["SCHEMA_VERSION", "HistoryError", "History", "PassRow", "CohortRow", "METRICS", "deciding_reason"]
 
 SCHEMA_VERSION = 1
@@ -74,7 +76,7 @@ CREATE INDEX passes_started ON passes(started);
 _ADDED = (("generator_saturated", "INTEGER"), ("generator_error_ms", "REAL"))
 
 
-class HistoryError(ValueError):
+class HistoryError(SseprobeError, ValueError):
     """The history file cannot be used: missing, corrupt, locked, or written by a newer sseprobe."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from hdrh.histogram import HdrHistogram
 
+from .._redact import secret_name
 from ..verdict.stats import CohortStats
 from .document import write_atomic
 from .hgrm import hgrm_points
@@ -51,18 +52,6 @@ LEVEL_COLORS = {
     "WARN": "#9a6700",
     "FAIL": "#cf222e",
 }
-_SECRET_WORDS = (
-    "authorization",
-    "cookie",
-    "csrf",
-    "token",
-    "secret",
-    "password",
-    "webhook",
-    "api_key",
-    "apikey",
-    "bearer",
-)
 W, H = 760, 340
 ML, MR, MT, MB = 68, 20, 20, 52
 
@@ -108,7 +97,7 @@ def _ms(x: Any) -> str:
 def scrub(value: Any, key: str = "") -> Any:
     """Configuration without secrets: values under secret-looking keys and header values are dropped."""
     k = key.lower()
-    if any(w in k for w in _SECRET_WORDS) and not k.endswith(("_env", "_file")):
+    if secret_name(k):
         return "REDACTED"
     if isinstance(value, Mapping):
         if k == "headers":

@@ -85,6 +85,8 @@ def render_run(
     for name, stats in cohorts.items():
         lines += ["", *render_cohort(name, stats)]
     lines.append("")
+    if generator and generator.get("below_target"):  # a lost share (--cluster): never silent
+        lines.append(f"LOAD BELOW TARGET: {generator['below_target']}; see worker_errors in the results")
     # a generator that fell behind matters only if something was measured: with nothing connected,
     # the lag is sessions waiting on connect timeouts, not the prober's verdict to doubt
     if generator and generator.get("saturated") and any(s.connected for s in cohorts.values()):

@@ -31,21 +31,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ._app import (
-    PROCESSING,
-    RUN_LINGER_S,
-    VANA_APP,
-    CohortCounters,
-    CohortKnobs,
-    TargetConfig,
-    _chunk,
-    _legacy_fault,
-    _publish,
-    _Run,
-    _sleep_until,
-    _unnamed,
-    _Vana,
-)
+from ._app import RUN_LINGER_S, _Vana
+from ._config import CohortCounters, CohortKnobs, TargetConfig
+from ._parts import PROCESSING, VANA_APP, Run, chunk, legacy_fault, publish, sleep_until, unnamed
 
 __all__ = ["VanaReal", "MODEL_503", "RATE_LIMITER_TIMEOUT"]
 
@@ -70,7 +58,7 @@ def _answer_templates(total: int) -> tuple[bytes, ...]:
         final = i == total - 1
         event: dict[str, Any] = {
             "content": {
-                "parts": [{"text": "".join(map(_chunk, range(total))) if final else _chunk(i)}],
+                "parts": [{"text": "".join(map(chunk, range(total))) if final else chunk(i)}],
                 "role": "model",
             },
             "partial": not final,
@@ -147,7 +135,7 @@ class VanaReal(_Vana):
                 return now - begun
             if now >= give_up:
                 return None
-            await _sleep_until(min(self.model_admitted[0] + cfg.legacy_model_window_s, give_up))
+            await sleep_until(min(self.model_admitted[0] + cfg.legacy_model_window_s, give_up))
 
     # -- canonical: bookkeeping first, then the answer -------------------------------------------
 
@@ -166,11 +154,11 @@ class VanaReal(_Vana):
         try:
             await resp.write(self._bookkeeping(invocation))
             if failed:
-                await _sleep_until(first)
-                await resp.write_eof(_unnamed({"error": MODEL_503}))
+                await sleep_until(first)
+                await resp.write_eof(unnamed({"error": MODEL_503}))
                 return resp
             for i, prefix in enumerate(answers[:1] if fault else answers):
-                await _sleep_until(first + i * gap)
+                await sleep_until(first + i * gap)
                 if fault is not None or i < len(answers) - 1:
                     await resp.write(_frame(prefix))
                 else:  # ADK closes after the final event: no `done`
@@ -196,47 +184,47 @@ class VanaReal(_Vana):
             "id": invocation.decode()[:-4] + "0000",
             "timestamp": now,
         }
-        return _unnamed(event)
+        return unnamed(event)
 
     # -- legacy: status at the POST, limiter, masked failures, repeated text ---------------------
 
-    async def _produce(self, sid: str, run: _Run, knobs: CohortKnobs, t0: float) -> None:
+    async def _produce(self, sid: str, run: Run, knobs: CohortKnobs, t0: float) -> None:
         counters = self.stats.legacy
         try:
-            _publish(run, "agent_status", PROCESSING)  # on the POST, before the model is asked
+            publish(run, "agent_status", PROCESSING)  # on the POST, before the model is asked
             waited = await self._admit()
             if waited is None:
                 counters.model_limited += 1
-                _publish(run, "error", {"error": RATE_LIMITER_TIMEOUT})
+                publish(run, "error", {"error": RATE_LIMITER_TIMEOUT})
                 return
             fault = self._stream_fault(knobs, counters)
             failed = self._model_fails(counters)
             first, gap = t0 + waited + self._model_delay_s(knobs), knobs.gap_ms / 1000
-            await _sleep_until(first)
+            await sleep_until(first)
             if failed:  # masked: a "completion" that delivered nothing
-                _publish(run, "research_complete", {"content": "Research completed.", "status": "completed"})
+                publish(run, "research_complete", {"content": "Research completed.", "status": "completed"})
                 counters.completed += 1
                 return
             content = await self._updates(run, knobs.events, first, gap, fault)
             if content is None:
                 return
-            _publish(run, "research_complete", {"content": content, "status": "completed"})
+            publish(run, "research_complete", {"content": content, "status": "completed"})
             counters.completed += 1
         finally:
             if not run.subscribers:
                 asyncio.get_running_loop().call_later(RUN_LINGER_S, self._release, sid, run)
 
-    async def _updates(self, run: _Run, total: int, first: float, gap: float, fault: str | None) -> str | None:
+    async def _updates(self, run: Run, total: int, first: float, gap: float, fault: str | None) -> str | None:
         """Cumulative ``research_update`` events, the last repeating the whole text; None after a fault."""
         content = ""
         for i in range(total):
-            await _sleep_until(first + i * gap)
-            content += _chunk(i)
+            await sleep_until(first + i * gap)
+            content += chunk(i)
             if i == total - 1:
                 content += content  # the server duplicates earlier text
-            _publish(run, "research_update", {"content": content})
+            publish(run, "research_update", {"content": content})
             if fault is not None:
-                await _sleep_until(first + gap)
-                _legacy_fault(run, fault)
+                await sleep_until(first + gap)
+                legacy_fault(run, fault)
                 return None
         return content

@@ -395,17 +395,14 @@ def judge(
     candidate: CohortStats,
     policy: Policy = DEFAULT_POLICY,
     *,
-    rng_seed: int = 0,
     generator_error_ms: float = 0.0,
 ) -> Verdict:
     """Judge candidate against baseline (one look, fixed size). Never raises on empty or odd
     cohorts: INCONCLUSIVE instead.
 
     ``generator_error_ms``: how late the generator itself may have stamped any latency
-    (``generator_band``); 0 judges the latencies as measured. ``rng_seed`` is accepted for API
-    stability; the method uses no randomness.
+    (``generator_band``); 0 judges the latencies as measured.
     """
-    del rng_seed
     ctx = replace(_context(policy), band_ms=_checked_band(generator_error_ms))
     return _judge_all(baseline, candidate, policy, ctx)
 
@@ -572,3 +569,6 @@ def _overall(
     for t in fired_b:
         reasons.append(f"note: the baseline fires {t.name} too ({t.reason})")
     return overall, reasons
+
+
+overall_of = _overall  # the overall level and reasons of judged rows: for sources that judge rows their own way

@@ -40,6 +40,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from .._errors import SseprobeError
 from .._toml import StrictReader, read_toml
 from .bounds import clopper_pearson, hist_quantile, quantile_bounds
 from .stats import HISTOGRAMS, CohortStats, histogram_arrays
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 
-class PolicyError(ValueError):
+class PolicyError(SseprobeError, ValueError):
     """A policy file is unreadable or wrong; the message names the file, the key and what was expected."""
 
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._config import LOOK_EVERY, MAX_SESSIONS
 from .compare import SequentialPlan, Verdict, decided, judge_sequential
 from .policy import Policy
 from .stats import CohortStats
@@ -31,8 +32,8 @@ class UntilDecided:
     ``look_every`` sessions per cohort, then growing by half each time, in multiples of it), at
     most ``max_sessions`` per cohort and ``max_duration`` seconds of wall clock (None: no cap)."""
 
-    look_every: int = 100
-    max_sessions: int = 20_000
+    look_every: int = LOOK_EVERY
+    max_sessions: int = MAX_SESSIONS
     max_duration: float | None = None
 
     def __post_init__(self) -> None:

@@ -53,6 +53,8 @@ class Conn(asyncio.Protocol):
         self.finished = False  # the sink said the reader has all it wants
         self.tcp_ms: float | None = None  # set by the client when it opens this connection
         self.tls_ms: float | None = None
+        self.address: str | None = None  # host:port this connection went to
+        self.tls_resumed = False
         self.used = False  # has carried a request before
         # TLS in memory (https): records are decrypted here, in the data callback, with no transport layer
         # of the loop's in between (a third less CPU per kept-alive session than the loop's SSL transport)
@@ -119,10 +121,11 @@ class Conn(asyncio.Protocol):
         self._wake()
 
     # --- TLS in memory ---------------------------------------------------------------------------
-    def start_tls(self, ctx: ssl.SSLContext, host: str) -> asyncio.Future[None]:
-        """Begin the handshake (ClientHello sent); the future is done when it completes or fails."""
+    def start_tls(self, ctx: ssl.SSLContext, host: str, session: ssl.SSLSession | None = None) -> asyncio.Future[None]:
+        """Begin the handshake (ClientHello sent, offering ``session`` to resume); the future is done when it
+        completes or fails."""
         self.tls_in, self.tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = ctx.wrap_bio(self.tls_in, self.tls_out, server_hostname=host)
+        self.tls = ctx.wrap_bio(self.tls_in, self.tls_out, server_hostname=host, session=session)
         self.handshake = self.loop.create_future()
         self._handshake_step()
         return self.handshake

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import operator
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -23,7 +24,7 @@ __all__ = [
     "Step",
     "FlowPlan",
     "plan_session",
-    "learned_adk_only",
+    "NO_ROUTE",
     "ended_partial",
     "NOT_PROGRESS",
 ]
@@ -353,39 +354,35 @@ class FlowPlan:
 
 _bits = random.getrandbits
 _ALREADY_EXISTS = frozenset({400})  # ADK's "session already exists": harmless
-_NO_ROUTE = frozenset({404, 405})  # what a server answers for a creation route it does not have
-# (base URL, app) of cohorts where `auto` found only ADK-style creation: later sessions go there at once
-_ADK_ONLY: set[tuple[str, str]] = set()
+NO_ROUTE = frozenset({404, 405})  # what a server answers for a creation route it does not have
 
 CANONICAL_RULES = StreamRules(complete_on="done", close_ok=True, answer="adk")
 LEGACY_RULES = StreamRules(complete_on="research_complete", close_ok=False, answer="legacy")
 
 
-def learned_adk_only(opts: FlowOptions) -> None:
-    """`auto` creation fell back to ADK style for this cohort: remember it, so no later session pays
-    the failed backend-style request again."""
-    _ADK_ONLY.add((opts.url, opts.app))
-
-
-def _session_setup(opts: FlowOptions, base: str, user: str, session: str) -> tuple[Step, ...]:
+def _session_setup(
+    opts: FlowOptions, base: str, user: str, session: str, adk_only: Collection[tuple[str, str]]
+) -> tuple[Step, ...]:
     """Session creation before ``/run_sse``.
 
     backend: ``POST .../sessions`` without an id; the server picks it (the backend answers
     ``session_id``, ADK's own route ``id``). adk: ``POST .../sessions/{our id}`` with ``{}``.
     auto: backend style first, since both the backend and ADK itself answer it, with ADK style as
-    the fallback for a server without that route; the fallback is remembered per cohort.
+    the fallback for a server without that route. ``adk_only``: the (URL, app) of cohorts where this
+    run's earlier sessions found only ADK style; they go there at once.
     """
     sessions = f"{base}/apps/{opts.app}/users/{user}/sessions"
     adk = Step("POST", f"{sessions}/{session}", json={}, ok_statuses=_ALREADY_EXISTS)
     backend = Step("POST", sessions, json={}, creates_session=True)
     style = opts.session_create
     if style == "auto":
-        return (adk,) if (opts.url, opts.app) in _ADK_ONLY else (replace(backend, fallback=adk),)
+        return (adk,) if (opts.url, opts.app) in adk_only else (replace(backend, fallback=adk),)
     return {"adk": (adk,), "backend": (backend,)}.get(style, ())
 
 
-def plan_session(opts: FlowOptions) -> FlowPlan:
-    """The requests of one fresh session (new uuids for user and session)."""
+def plan_session(opts: FlowOptions, adk_only: Collection[tuple[str, str]] = frozenset()) -> FlowPlan:
+    """The requests of one fresh session (new uuids for user and session); ``adk_only`` as in
+    :func:`_session_setup`."""
     base = opts.url.rstrip("/")
     message = random.choice(opts.messages)
     # random ids without uuid4's os.urandom call per id; `random` reseeds itself in forked workers
@@ -400,7 +397,7 @@ def plan_session(opts: FlowOptions) -> FlowPlan:
             "streaming": True,
         }
         stream = Step("POST", f"{base}/run_sse", json=body, is_message=True)
-        return FlowPlan(_session_setup(opts, base, user, session), None, stream, CANONICAL_RULES)
+        return FlowPlan(_session_setup(opts, base, user, session, adk_only), None, stream, CANONICAL_RULES)
     if opts.flow == "legacy":
         run_url = f"{base}/apps/{opts.app}/users/{user}/sessions/{session}/run"
         start = Step("POST", run_url, json={"query": message}, is_message=True)

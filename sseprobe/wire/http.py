@@ -56,6 +56,8 @@ class Response(Protocol):
     ready_at: float  # the client's clock when the request's connection was ready (new or reused)
     tcp_ms: float | None  # the TCP connect of a new connection; None on a reused one
     tls_ms: float | None  # its TLS handshake; None on a reused or plain connection
+    address: str | None  # the address a new connection went to; None on a reused one
+    tls_resumed: bool  # a new connection's TLS handshake resumed an earlier session
     head_arrival: float  # wall clock at which the head reached the socket; 0.0: unknown (stamp when read)
 
     @property
@@ -167,6 +169,8 @@ class LeanResponse:
         "ready_at",
         "tcp_ms",
         "tls_ms",
+        "address",
+        "tls_resumed",
         "head_arrival",
     )
 
@@ -182,6 +186,8 @@ class LeanResponse:
         fresh = not conn.used
         self.tcp_ms = conn.tcp_ms if fresh else None
         self.tls_ms = conn.tls_ms if fresh else None
+        self.address = conn.address if fresh else None
+        self.tls_resumed = fresh and conn.tls_resumed
         conn.used = True
 
     @property
@@ -333,7 +339,12 @@ class LeanClient:
     """
 
     def __init__(
-        self, connect: float, idle: float, limit: int = 0, clock: Callable[[], float] = time.perf_counter
+        self,
+        connect: float,
+        idle: float,
+        limit: int = 0,
+        clock: Callable[[], float] = time.perf_counter,
+        pin_address: bool = False,
     ) -> None:
         self._connect_timeout = connect
         self._idle = idle
@@ -343,6 +354,9 @@ class LeanClient:
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
         self._split: dict[str, tuple[str, str, int, str]] = {}
         self._ssl: dict[TLSOptions, ssl.SSLContext] = {}
+        self._pin = pin_address
+        self._turn: dict[tuple[str, int], int] = {}  # next address of each name to connect to
+        self._tls_sessions: dict[_Key, ssl.SSLSession] = {}  # the last TLS session per origin, to resume
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.receive_lag = 0.0  # see Transport; set by _SocketIO around each read it hands on
@@ -461,9 +475,10 @@ class LeanClient:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 t0 = self._clock()
-                sock = await self._tcp(loop, host, port)
+                sock, address = await self._tcp(loop, host, port)
                 t1 = self._clock()
                 conn = Conn(loop)
+                conn.address = address
                 try:
                     SocketIO(self, sock, conn)
                 except BaseException:
@@ -472,11 +487,14 @@ class LeanClient:
                 conn.tcp_ms = (t1 - t0) * 1000.0
                 if ctx is not None:
                     try:
-                        await conn.start_tls(ctx, host)
+                        await conn.start_tls(
+                            ctx, host, self._tls_sessions.get(key) if tls is not None and tls.resume else None
+                        )
                     except BaseException:
                         conn.close()
                         raise
                     conn.tls_ms = (self._clock() - t1) * 1000.0
+                    conn.tls_resumed = conn.tls is not None and conn.tls.session_reused
                 return conn
         except TimeoutError:
             raise ConnectError(f"connect timed out: {host}:{port} within {self._connect_timeout:g}s") from None
@@ -486,15 +504,23 @@ class LeanClient:
         except OSError as exc:
             raise ConnectError(f"{type(exc).__name__}: {exc}"[:200]) from None
 
-    async def _tcp(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> socket.socket:
-        """A connected non-blocking socket to the first address of ``host`` that answers."""
+    async def _tcp(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> tuple[socket.socket, str]:
+        """A connected non-blocking socket, and the address it went to. The addresses of a name take
+        turns (round robin: the n-th connection starts at address n mod k, then tries the rest in order);
+        pinned, each connection starts at the first."""
         last: OSError | None = None
-        for addr, aport in await self._resolve(loop, host, port):
+        addrs = await self._resolve(loop, host, port)
+        if len(addrs) > 1 and not self._pin:
+            turn = self._turn.get((host, port), 0)
+            self._turn[(host, port)] = turn + 1
+            i = turn % len(addrs)
+            addrs = addrs[i:] + addrs[:i]
+        for addr, aport in addrs:
             sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
                 await loop.sock_connect(sock, (addr, aport))
-                return sock
+                return sock, (f"[{addr}]:{aport}" if ":" in addr else f"{addr}:{aport}")
             except BaseException as exc:
                 sock.close()
                 if not isinstance(exc, OSError):
@@ -530,6 +556,11 @@ class LeanClient:
     def _done(self, conn: Conn, key: _Key, reuse: bool) -> None:
         if self._limit is not None:
             self._limit.release()
+        if conn.tls is not None and key[2] is not None and key[2].resume:
+            # after a response the server's session ticket has come (TLS 1.3 sends it after the handshake)
+            session = conn.tls.session
+            if session is not None and session.has_ticket:
+                self._tls_sessions[key] = session
         # an armed timer is left to fire: with no reader waiting it just lapses (cheaper than a
         # cancel and a new timer per request)
         conn.idle = conn.deadline = NEVER

@@ -11,7 +11,8 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -30,11 +31,11 @@ from .._outcomes import (
 )
 from .._record import SessionRecord
 from .body import MAX_READ_BODY, MAX_STREAM_BODY
-from .flows import FlowPlan, Step, ended_partial, learned_adk_only, plan_session
+from .flows import NO_ROUTE, FlowPlan, Step, ended_partial, plan_session
 from .http import Response, Transport
 from .sse import Event, SSEDecoder
 
-__all__ = ["run_session", "prepared_stream", "Clock", "FirstEvent", "observe_first_events"]
+__all__ = ["run_session", "prepared_stream", "Clock", "FirstEvent", "RunState", "observe_first_events"]
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,36 @@ class FirstEvent:
     events: list[Event]  # the events decoded from the chunk that held the first progress event
 
 
-_FIRST_EVENT_OBSERVERS: list[Callable[[FirstEvent], None]] = []
+Observer = Callable[[FirstEvent], None]
+_OBSERVING: ContextVar[tuple[Observer, ...]] = ContextVar("sseprobe_first_event_observers", default=())
 
 
-def observe_first_events(observer: Callable[[FirstEvent], None]) -> Callable[[], None]:
-    """Call ``observer`` at every session's first progress event, in this process (``workers=1``);
-    returns the call that stops it. Once per session, so the per-event path stays as cheap."""
-    _FIRST_EVENT_OBSERVERS.append(observer)
-    return lambda: _FIRST_EVENT_OBSERVERS.remove(observer)
+def observe_first_events(observer: Observer) -> Callable[[], None]:
+    """Call ``observer`` at every session's first progress event of the runs started after this call
+    from this thread (or task), in this process (``workers=1``); returns the call that stops it for
+    the runs started after that. Once per session, so the per-event path stays as cheap. Each run
+    takes the observers when it starts (:class:`RunState`): nothing is shared between threads."""
+    _OBSERVING.set((*_OBSERVING.get(), observer))
+
+    def stop() -> None:
+        _OBSERVING.set(tuple(o for o in _OBSERVING.get() if o is not observer))
+
+    return stop
+
+
+def _observing() -> tuple[Observer, ...]:
+    return _OBSERVING.get()
+
+
+@dataclass
+class RunState:
+    """What the sessions of one run share, owned by the run and dropped with it, so a second run in the
+    same process starts knowing nothing: the (URL, app) of cohorts where ``auto`` creation found only
+    ADK style (later sessions go there at once, not paying the failed request again), and who hears
+    each session's first event (by default the observers registered when the run starts)."""
+
+    adk_only: set[tuple[str, str]] = field(default_factory=set)
+    observers: tuple[Observer, ...] = field(default_factory=_observing)
 
 
 Clock = Callable[[], float]
@@ -68,10 +91,17 @@ _JSON = "application/json"
 class _Session:
     """The mutable per-session state; one instance per session, discarded after."""
 
-    __slots__ = ("http", "opts", "timeouts", "limits", "rec", "clock", "headers", "base", "streaming")
+    __slots__ = ("http", "opts", "timeouts", "limits", "rec", "clock", "headers", "base", "streaming", "shared")
 
     def __init__(
-        self, http: Transport, opts: FlowOptions, timeouts: Timeouts, limits: Limits, rec: SessionRecord, clock: Clock
+        self,
+        http: Transport,
+        opts: FlowOptions,
+        timeouts: Timeouts,
+        limits: Limits,
+        rec: SessionRecord,
+        clock: Clock,
+        shared: RunState,
     ) -> None:
         self.http, self.opts, self.timeouts, self.limits, self.rec, self.clock = (
             http,
@@ -84,6 +114,7 @@ class _Session:
         self.headers: dict[str, str] = dict(opts.headers)
         self.base = rec.scheduled  # latencies start at the *scheduled* message send
         self.streaming = False  # past the stream's response headers
+        self.shared = shared
 
     def ms_since_base(self, t: float) -> float:
         return (t - self.base) * 1000.0
@@ -112,6 +143,7 @@ class _Session:
         self.rec.status = resp.status
         if resp.tcp_ms is not None:  # this request opened the session's connection
             self.rec.tcp_ms, self.rec.tls_ms = resp.tcp_ms, resp.tls_ms
+            self.rec.address, self.rec.tls_resumed = resp.address, resp.tls_resumed
         return resp
 
     async def setup(self, plan: FlowPlan) -> FlowPlan:
@@ -120,10 +152,10 @@ class _Session:
             try:
                 session_id = await self.call(step)
             except HTTPStatusError as err:
-                if step.fallback is None or err.status not in _NO_ROUTE:
+                if step.fallback is None or err.status not in NO_ROUTE:
                     raise
                 session_id = await self.call(step.fallback)
-                learned_adk_only(self.opts)
+                self.shared.adk_only.add((self.opts.url, self.opts.app))  # later sessions of the run go there at once
             if session_id is not None:
                 plan = plan.with_session(session_id)
         return plan
@@ -231,7 +263,7 @@ class _Accounting:
             self.progress += n
             if self.answers.feed(events, n - done):  # the terminal event itself is no answer
                 self.rec.ttfe_ms = (now - self.state.base) * 1000.0
-            if first and _FIRST_EVENT_OBSERVERS:
+            if first and self.state.shared.observers:
                 self._tell_observers(events)
         if error is not None:
             raise StreamError(error)
@@ -242,7 +274,7 @@ class _Accounting:
 
     def _tell_observers(self, events: list[Event]) -> None:
         seen = FirstEvent(self.rec.scheduled, self.state.base, self.rec.ttfe_ms, time.time() - self.clock(), events)
-        for observer in _FIRST_EVENT_OBSERVERS:
+        for observer in self.state.shared.observers:
             observer(seen)
 
     def succeed(self, now: float, how: str) -> None:
@@ -272,7 +304,6 @@ class _Accounting:
 
 
 _CSRF = re.compile(r"(?:^|[ ,])csrf_token=([^;, ]*)")
-_NO_ROUTE = frozenset({404, 405})  # the server has no such creation route: try the fallback style
 _SESSION_ID_KEYS = ("session_id", "id", "sessionId")  # backend, ADK, and camelCase spellings
 
 
@@ -335,14 +366,14 @@ def _classify(exc: BaseException, streaming: bool) -> SessionError:
 
 
 async def prepared_stream(
-    http: Transport, opts: FlowOptions, timeouts: Timeouts, limits: Limits
+    http: Transport, opts: FlowOptions, timeouts: Timeouts, limits: Limits, shared: RunState | None = None
 ) -> tuple[Step, dict[str, str]]:
     """The stream request of one fresh session after its setup (session created, the server's id in
     place) and the headers it must carry (the CSRF echo): for a probe that reads the stream itself.
     Raises SessionError when the setup fails."""
     rec = SessionRecord(opts.flow, 0, scheduled=time.perf_counter())
-    state = _Session(http, opts, timeouts, limits, rec, time.perf_counter)
-    plan = await state.setup(plan_session(opts))
+    state = _Session(http, opts, timeouts, limits, rec, time.perf_counter, shared or RunState())
+    plan = await state.setup(plan_session(opts, state.shared.adk_only))
     return plan.stream, state.headers
 
 
@@ -353,9 +384,11 @@ async def run_session(
     limits: Limits,
     rec: SessionRecord,
     clock: Clock = time.perf_counter,
+    shared: RunState | None = None,
 ) -> None:
-    """Fill ``rec`` with what one session did. CancelledError is recorded, then re-raised."""
-    state = _Session(http, opts, timeouts, limits, rec, clock)
+    """Fill ``rec`` with what one session did. CancelledError is recorded, then re-raised.
+    ``shared``: the state of the run this session belongs to (None: a session on its own)."""
+    state = _Session(http, opts, timeouts, limits, rec, clock, shared or RunState())
     rec.started = clock()
     # the session deadline: one timer that cancels this task, as asyncio.timeout does, without its
     # Timeout object and event-loop look-ups (each of which costs a getpid system call)
@@ -366,7 +399,7 @@ async def run_session(
     handle = loop.call_at(loop.time() + timeouts.session, deadline.fire)
     try:
         try:
-            plan = plan_session(opts)
+            plan = plan_session(opts, state.shared.adk_only)
             if plan.setup:
                 t0 = clock()
                 plan = await state.setup(plan)

@@ -1,4 +1,4 @@
-"""A real ``adk api_server`` (google-adk) serving the scripted agent in tests/adk_agents, and a
+"""A real ``adk api_server`` (google-adk) serving the scripted agent in testsupport/adk_agents, and a
 blocking raw-socket client to hold sseprobe's latencies against.
 
 The server runs in its own process on 127.0.0.1, with in-memory session and artifact services by
