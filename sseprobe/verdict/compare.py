@@ -17,8 +17,8 @@ The intervals
   p95 moved 0.3 %, and no shape check at these sample sizes caught that reliably. The price:
   the p95's own information (no method that is right for every shape can use less, its
   interval is the efficient one), so a +15 % change is RED 90 % of the time from ~6,000 sessions
-  per cohort at sigma 0.6, not 2,000. In time to first answer a session that never answered
-  counts at +inf (``CENSORED``), so a regression into timeouts raises the p95.
+  per cohort at sigma 0.6, not 2,000. In time to first answer a session that timed out
+  without an answer counts at +inf (``CENSORED``), so a regression into timeouts raises the p95.
 * Rates, judged on the bad-event rate (see _policy): exact Clopper-Pearson per cohort, MOVER.
 
 Family-wise control

@@ -90,20 +90,22 @@ def bad_count(stats: CohortStats, rate: str) -> tuple[int, int]:
     return min(max(bad, 0), n), n
 
 
-# Histograms where a session without a value counts as "never" (+inf): time to first answer
-# (and to the first event) of a session that never answered. Without this a regression that
-# turns slow sessions into timeouts or errors would make the p95 look better.
+# Histograms where a session that timed out without a value counts as "never" (+inf): time to
+# first answer (and to the first event). Without this a regression that turns slow sessions into
+# timeouts would make the p95 look better. Failures that are no wait (a 5xx, a refused
+# connection) are not counted: the rates judge them, and counting them would tie a latency to
+# every failure (3 % 5xx in the baseline left its p95 unbounded above at 600 sessions).
 CENSORED = frozenset({"ttfe_us", "first_event_us"})
 
 
 def censored_count(stats: CohortStats, source: str) -> int:
-    """Attempts with no value in a CENSORED histogram (0 for the others): counted at +inf. An
-    empty histogram censors nothing: a source that does not measure it (or a cohort where nothing
-    answered, which the rates and triggers judge) is no latency evidence."""
+    """Sessions counted at +inf in a CENSORED histogram (0 for the others): the timeouts, as many as
+    there are attempts without a value (a timeout after the first answer has its value). An empty
+    histogram censors nothing: a source that does not measure it is no latency evidence."""
     h = stats.histograms.get(source)
     if source not in CENSORED or h is None or not h.get_total_count():
         return 0
-    return max(int(stats.attempts) - int(h.get_total_count()), 0)
+    return max(min(int(stats.timeouts), int(stats.attempts) - int(h.get_total_count())), 0)
 
 
 def parse_quantile_name(metric: str) -> tuple[str, float] | None:
