@@ -184,7 +184,7 @@ def _at_needed(dist: str, aa: Fixed, trials: int, seed: int) -> str:
 def _sequential_table(trials: int, only: str | None = None) -> str:
     plan = SequentialPlan()
     lines = [
-        f"Sequential (`compare_sequential`, a look every {plan.look_every} sessions up to {plan.max_sessions:,}; "
+        f"Sequential (`judge_sequential`, looks doubling from {plan.look_every} sessions up to {plan.max_sessions:,}; "
         f"{trials} runs each):",
         "",
         "| TTFE distribution | A/A: sessions per cohort, quartiles (p90) | A/A false alarm | A/A undecided at the cap "

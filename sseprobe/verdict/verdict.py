@@ -69,7 +69,7 @@ class MetricResult:
     sessions_needed: int | None = None
     n_baseline: int = 0
     n_candidate: int = 0
-    method: str = ""  # which interval decided: shift-scale, order-statistic or exact-binomial
+    method: str = ""  # which interval decided: order-statistic or exact-binomial (bucket-edges: a Prometheus source)
     generator_bound: bool = False  # undecided because the generator's own lag could explain the change
     clock_bound: bool = False  # undecided because the clock's tick could hide a YELLOW-size change
 
