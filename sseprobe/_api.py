@@ -1,7 +1,8 @@
-"""The library under the command line: a :class:`RunPlan` built by :func:`plan_from`, and two calls.
+"""The library under the command line: a :class:`RunPlan` built by :func:`make_plan`, and two calls.
 
-``plan_from(scenario, overrides)`` lays what is given explicitly over a scenario over the built-in defaults
-(no click here: the command line's flags arrive as ``overrides``); :func:`run` and :func:`compare` measure
+``make_plan(scenario, options, given)`` lays the options given explicitly over a scenario over the built-in
+defaults (no click here: the command line's flags arrive as an ``Options`` and the names it was given);
+``plan_from(scenario, overrides)`` is the same for a dict. :func:`run` and :func:`compare` measure
 and return the stats, the verdict and the results document. Rendering and exit codes stay with the caller:
 the command line prints and exits, ``monitor`` records a pass, a Python caller does what it likes.
 """
@@ -14,34 +15,34 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._config import FlowOptions, Limits, Timeouts
+from ._config import Limits, Timeouts
 from ._errors import MeasuredButFailed, UsageProblem
-from ._outcomes import Outcome
+from ._ranging import band as error_band
+from ._ranging import range_change, ranged, watched
 from ._redact import redact_url
 from .load.engine import CohortSpec, Load, RunInfo
+from .load.generator import merged_generator
 from .load.metrics import Endpoint, LiveMetrics, serve
-from .load.pacer import Phase
+from .load.ranging import RangeChange
 from .load.ray_session import hold_ray
-from .load.runner import Measured, RunOptions, measure, merged_generator
+from .load.runner import Measured, RunOptions, measure
+from .plan.cohorts import compare_cohorts, flow_config, parse_split, run_cohort, scaled
 from .plan.options import OPTION_NAMES, OPTIONS, Options, options_from
 from .plan.resolve import (
     build_limits,
     build_load,
     build_timeouts,
-    flow_from,
     load_config,
     prepare_run,
-    public_headers,
     read_policy,
     read_scenario,
     resolve,
-    tls_config,
     until_decided_from,
 )
 from .plan.scenario import Scenario
@@ -50,7 +51,7 @@ from .report.summary import render_run
 from .report.verdict_text import render_sequential, render_verdict
 from .verdict.compare import Verdict, decided, generator_band, judge
 from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
-from .verdict.policy import FiredTrigger, Policy, check_triggers, mark_generator_bound
+from .verdict.policy import FiredTrigger, Policy, check_triggers, judge_completion, mark_generator_bound, unreachable
 from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
 from .verdict.stats import CohortStats
 
@@ -95,6 +96,8 @@ class RunPlan:
     notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
     until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
     traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
+    self_ranging: bool = False  # compare without phases: a load-bound generator lowers its own load
+    service_late: Callable[[], float] | None = None  # a service on this machine (demo): its own lateness, ms
     metrics: Endpoint | None = None  # serve live Prometheus metrics here while the run lasts
 
 
@@ -138,8 +141,9 @@ class Result:
     def text(self, color: bool = False) -> str:
         """The human summary the command line prints."""
         info = self.measured.info
+        bound = self.verdict is not None and bool(self.verdict.bound_by_generator)
         summary = render_run(
-            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator
+            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator, bound
         )
         if self.problem:  # one answer: nothing measured is no verdict on the service (exit 3), never RED
             return summary + f"\n\nUNKNOWN: {self.problem}: no verdict on the service"
@@ -191,7 +195,7 @@ def make_plan(
         o = replace(o, sessions=until.look_every)  # one batch's worth per cohort: the plan's load is a batch
     split = parse_split(options.split) if command == "compare" else (1.0, 1.0)
     if command == "compare":
-        cohorts = _compare_cohorts(options, given, scenario, split, notes)
+        cohorts = compare_cohorts(options, given, scenario, split, notes)
         n = len(cohorts)  # load options are per cohort
         o = replace(
             o,
@@ -199,9 +203,9 @@ def make_plan(
             concurrency=o.concurrency * n,
             rate=None if o.rate is None else o.rate * n,
         )
-        phases = tuple(_scaled(p, n) for p in phases)
+        phases = tuple(scaled(p, n) for p in phases)
     else:
-        cohorts = (_run_cohort(options, given, scenario, notes),)
+        cohorts = (run_cohort(options, given, scenario, notes),)
     load = build_load(o, phases, resolved.closed_model)
     timeouts, limits = build_timeouts(o), build_limits(o)
     run_opts, load, out = prepare_run(o, policy, load, limits, command, options.html_path, notes, resolved.chosen)
@@ -214,6 +218,7 @@ def make_plan(
         config["until_decided"] = vars(until).copy()
     if o.traffic_rate is not None:
         config["traffic_rate"] = o.traffic_rate
+    ranging = command == "compare" and not (scenario and scenario.phases)
     return RunPlan(
         command=command,
         cohorts=cohorts,
@@ -229,6 +234,7 @@ def make_plan(
         notes=tuple(notes),
         until_decided=until,
         traffic_rate=o.traffic_rate,
+        self_ranging=ranging,
         metrics=_endpoint(o, resolved.chosen),
     )
 
@@ -308,9 +314,9 @@ def compare(plan: RunPlan, progress: TextIO | None | Literal["plan"] = "plan") -
 def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
     if plan.until_decided is not None:
         return _until_decided(plan, plan.until_decided, progress)
-    measured = _measure(plan, progress)
+    measured = ranged(plan, progress, _measure)
     with _kept(plan, lambda: measured):
-        band = generator_band(measured.generator)  # a saturated generator's lag widens every latency interval
+        band = error_band(plan, measured)  # a saturated generator's lag widens every latency interval
         verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
         _show_verdict(plan, verdict)
         extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
@@ -374,19 +380,24 @@ def _looks(
     merged: Measured | None = None
     verdict: Verdict | None = None
     stopped: Stopped = "max_sessions"
+    ranges: list[RangeChange] = []
+    look = 1
     with _stop_requests() as asked, hold_ray() if plan.options.cluster else contextlib.nullcontext():  # one Ray
-        for look in range(1, settings.plan.looks + 1):
+        while look <= settings.plan.looks:
             left = _time_left(settings, started)
             if asked or left == 0.0:
                 stopped = "interrupted" if asked else "max_duration"
                 break
-            parts.append(_measure(replace(plan, load=_batch_load(plan, settings, look, left)), progress))
-            merged = _merge(plan, parts, time.monotonic() - started)
-            verdict = looks.look(
-                merged.cohorts["legacy"], merged.cohorts["canonical"], generator_band(merged.generator)
-            )
+            part = _measure(watched(replace(plan, load=_batch_load(plan, settings, look, left)), ranges), progress)
+            if not asked and (lower := range_change(plan, part, parts, ranges, progress)) is not None:
+                plan = lower  # the look schedule goes on at the lower load; this batch is left out
+                continue
+            parts.append(part)
+            merged = _merge(plan, parts, time.monotonic() - started, ranges)
+            verdict = looks.look(merged.cohorts["legacy"], merged.cohorts["canonical"], error_band(plan, merged))
             _show_verdict(plan, verdict)
             _say_look(plan, progress, look, merged, verdict)
+            look += 1
             if merged.info.interrupted or asked:
                 stopped = "interrupted"
                 break
@@ -397,8 +408,8 @@ def _looks(
                 stopped = "max_duration"  # the batch it cut short counts, and was judged
                 break
     if merged is None or verdict is None:  # stopped before the first batch: a document that says so
-        merged = _merge(plan, parts, time.monotonic() - started)
-        band = generator_band(merged.generator)
+        merged = _merge(plan, parts, time.monotonic() - started, ranges)
+        band = error_band(plan, merged)
         verdict = judge(merged.cohorts["legacy"], merged.cohorts["canonical"], plan.policy, generator_error_ms=band)
     if stopped == "interrupted" and not merged.info.interrupted:
         merged.info = replace(merged.info, interrupted=True, stop_reason=merged.info.stop_reason or "interrupted")
@@ -428,7 +439,7 @@ def _batch_load(plan: RunPlan, settings: UntilDecided, look: int, left: float | 
     return load if left is None else replace(load, duration=left)
 
 
-def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
+def _merge(plan: RunPlan, parts: list[Measured], elapsed: float, ranges: Sequence[RangeChange] = ()) -> Measured:
     """The batches as one measurement: counts and histograms added, the generator re-derived from
     the merged histograms, intervals laid end to end, the last stop's reason."""
     cohorts = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in plan.cohorts}
@@ -439,15 +450,17 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float) -> Measured:
             cohorts[name].merge(stats)
         intervals += [{**i, "t": round(i["t"] + offset, 3)} for i in part.intervals]
         offset += math.ceil(part.info.duration_s)
-    if not parts:
-        info = RunInfo(_now_iso(), round(elapsed, 3), True, "interrupted before the first batch")
-        return Measured(info, cohorts, [], merged_generator(cohorts, []))
-    last = parts[-1].info
-    info = RunInfo(parts[0].info.started, round(elapsed, 3), last.interrupted, last.stop_reason)
-    errors = [e for p in parts for e in p.worker_errors]
     generator = merged_generator(cohorts, [p.generator for p in parts])
     if lost := [p.generator["below_target"] for p in parts if p.generator.get("below_target")]:
         generator["below_target"] = lost[-1]  # a batch that ran below its target (a lost actor) says so
+    if ranges:
+        generator["ranges"] = [r.to_dict() for r in ranges]
+    if not parts:
+        info = RunInfo(_now_iso(), round(elapsed, 3), True, "interrupted before the first batch")
+        return Measured(info, cohorts, [], generator)
+    last = parts[-1].info
+    info = RunInfo(parts[0].info.started, round(elapsed, 3), last.interrupted, last.stop_reason)
+    errors = [e for p in parts for e in p.worker_errors]
     return Measured(info, cohorts, intervals, generator, errors)
 
 
@@ -539,105 +552,3 @@ def _results_extra(m: Measured) -> dict[str, Any]:
         "worker_errors": m.worker_errors,
         "intervals": m.intervals,
     }
-
-
-def _compare_cohorts(
-    params: Options,
-    given: Collection[str],
-    scenario: Scenario | None,
-    split: tuple[float, float],
-    notes: list[str],
-) -> tuple[CohortSpec, ...]:
-    sc = {c.name: c for c in scenario.cohorts} if scenario else {}
-    specs = []
-    for name, url_opt, share in (("canonical", "canonical_url", split[0]), ("legacy", "legacy_url", split[1])):
-        c = sc.get(name)
-        values = c.values if c else {}
-        weight = share if params.split is not None or c is None else c.weight
-        flow = values.get("flow", name)
-        opts = flow_from(params, given, values, flow, getattr(params, url_opt), f"--{name}", notes)
-        specs.append(CohortSpec(name, opts, weight))
-    return tuple(specs)
-
-
-def _run_cohort(params: Options, given: Collection[str], scenario: Scenario | None, notes: list[str]) -> CohortSpec:
-    flow, sc_values = _scenario_cohort(scenario, params.flow)
-    if flow is None:
-        raise UsageProblem("--flow is required (canonical, legacy or generic)")
-    if params.body_file is not None:
-        try:
-            params = replace(params, body=Path(params.body_file).read_text())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageProblem(f"--body-file: cannot read {params.body_file}: {exc}") from None
-    return CohortSpec(flow, flow_from(params, given, sc_values, flow, params.url, notes=notes))
-
-
-def _scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:
-    if scenario is None or not scenario.cohorts:
-        return flow, {}
-    for c in scenario.cohorts:
-        if flow is None or c.values.get("flow") == flow or c.name == flow:
-            return c.values.get("flow", flow), c.values
-    return flow, {}
-
-
-def _scaled(phase: Phase, n: int) -> Phase:
-    return replace(phase, start_rate=phase.start_rate * n, end_rate=phase.end_rate * n)
-
-
-def parse_split(text: str | None) -> tuple[float, float]:
-    """``5/95`` -> canonical 5, legacy 95 (shares of the sessions)."""
-    if text is None:
-        return 1.0, 1.0
-    try:
-        a, b = (float(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageProblem(f"--split expects CANONICAL/LEGACY shares such as 5/95, got {text!r}") from None
-    if a <= 0 or b <= 0:
-        raise UsageProblem("--split shares must both be > 0")
-    return a, b
-
-
-def flow_config(opts: FlowOptions) -> dict[str, Any]:
-    """A cohort's configuration for the results document: no secrets."""
-    cfg: dict[str, Any] = {
-        "flow": opts.flow,
-        "url": redact_url(opts.url),
-        "app": opts.app,
-        "messages": list(opts.messages),
-        "session_create": opts.session_create,
-        "headers": public_headers(opts.headers),
-    }
-    if opts.flow == "legacy":
-        cfg["legacy_stream"] = opts.legacy_stream
-    if opts.flow == "generic":
-        cfg.update(
-            method=opts.method,
-            complete_on=opts.complete_on,
-            first_answer_event=opts.first_answer_event,
-            first_answer_field=opts.first_answer_field,
-        )
-    if (tls := tls_config(opts)) is not None:
-        cfg["tls"] = tls
-    return cfg
-
-
-def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
-    """Why nothing could be measured, when every attempt failed to connect at all."""
-    for name, stats in cohorts.items():
-        if stats.attempts and stats.outcomes.get(Outcome.CONNECT_ERROR, 0) == stats.attempts:
-            first = next((r for r, _ in stats.reasons.most_common(1)), "").removeprefix("connect_error: ")
-            why = f" ({first})" if first else ""
-            return f"cannot reach {stats.url} ({name}): every session failed to connect{why}"
-    return None
-
-
-def judge_completion(stats: CohortStats, fired: list[FiredTrigger]) -> list[FiredTrigger]:
-    """The policy's triggers, plus one that no policy can switch off: a run where no session
-    completed with an answer is RED, whatever the policy file says (all stream errors, all
-    premature closes, all empty...)."""
-    if stats.attempts and not stats.ok and not any(t.metric == "completion_rate" for t in fired):
-        top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
-        reason = f"no session of {stats.attempts} completed with an answer ({top})"
-        fired = [*fired, FiredTrigger("no_completion", "completion_rate", "==", 0.0, 0.0, reason)]
-    return fired

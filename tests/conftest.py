@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +64,31 @@ def _no_real_calibration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def _listing(folder: Path) -> set[str]:
+    try:
+        return {p.name for p in folder.iterdir()}
+    except OSError:
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def _writes_only_under_tmp_path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests write only under their own tmp_path: a test that leaves a file in the repository's
+    results/ folder (a command run without --out writes its default results/<command>-<time>.json)
+    fails, by name, and the file is removed."""
+    folders = {RESULTS, Path.cwd() / "results"}
+    before = {f: _listing(f) for f in folders}
+    yield
+    left = sorted(str(f / name) for f in folders for name in _listing(f) - before[f])
+    for name in left:
+        Path(name).unlink(missing_ok=True)
+    if left:
+        pytest.fail(f"{request.node.nodeid} left files outside its tmp_path: {', '.join(left)}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -85,9 +85,13 @@ def test_demo_calls_the_library_and_leaves_no_process(tmp_path: Path, capfd: pyt
     import multiprocessing
 
     out = tmp_path / "demo.json"
-    code, stdout, err = in_process(capfd, "demo", "--slower", "50", "-n", "40", "-c", "4", "-o", str(out))
+    code, stdout, err = in_process(capfd, "demo", "--slower", "50", "-n", "40", "-c", "20", "-o", str(out))
     doc = sseprobe.read_document(out)
     assert {n: c["sessions"] for n, c in doc["cohorts"].items()} == {"canonical": 40, "legacy": 40}, err
+    demo = doc["config"]["demo"]  # what it announced is what the document records
+    assert demo["max_sessions_per_cohort"] == 40 and demo["in_flight_per_cohort"] == 20 and demo["slower_pct"] == 50
+    assert "up to 40 sessions per cohort" in err and "(20 in flight)" in err
+    assert doc["config"]["load"]["model"] == "open" and doc["verdict"]["sequential"]["look_every"] == 40
     assert code == {"GREEN": 0, "YELLOW": 1, "RED": 2, "INCONCLUSIVE": 3}[doc["verdict"]["overall"]]
     assert "built-in target on http://127.0.0.1:" in err and f"results: {out}" in stdout
     assert not multiprocessing.active_children()  # the target process was stopped and reaped

@@ -2,8 +2,9 @@
 past it the session is a ``protocol_error`` naming the cap, and compressed bodies inflate piece by piece.
 
 The memory bound is measured, not assumed: the process's peak RSS is reset (``/proc/self/clear_refs``)
-before each case and read after (``VmHWM``); a growth under 200 MB is a property of the code (the
-uncapped client grew by 0.9-2.4 GB on the same answers), not of the machine's speed.
+before each case and read after (``VmHWM``); a growth under 64 MB is a property of the code (measured
+3-12 MB; the uncapped client grew by 0.9-2.4 GB on the same answers, and inflating a read's worth at once
+130 MB), not of the machine's speed.
 """
 
 from __future__ import annotations
@@ -106,7 +107,10 @@ def _peak_growth(action: Callable[[], None]) -> float:
         line = next(x for x in status.read_text().splitlines() if x.startswith(name + ":"))
         return int(line.split()[1]) / 1024
 
-    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from now
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from now
+    except OSError:
+        pytest.skip("cannot reset the peak RSS here (/proc/self/clear_refs)")
     before = field("VmRSS")
     action()
     return field("VmHWM") - before
@@ -131,7 +135,7 @@ def test_a_huge_body_is_a_protocol_error_and_memory_stays_bounded(
     (reason,) = cohort["failure_reasons"]  # the cap is named where the failure is reported
     assert reason.startswith("protocol_error: response body longer than") and f"{cap >> 20} MiB" in reason
     assert codes == [2]  # judged: the service failed every session (never a crash, never 3)
-    assert grew < 200, f"peak RSS grew by {grew:.0f} MB"
+    assert grew < 64, f"peak RSS grew by {grew:.0f} MB"
 
 
 def test_check_refuses_a_huge_or_bombed_health_answer(capfd: pytest.CaptureFixture[str]) -> None:
@@ -149,7 +153,7 @@ def test_check_refuses_a_huge_or_bombed_health_answer(capfd: pytest.CaptureFixtu
         assert "Traceback" not in err
         assert "1 MiB" in out + err, out + err  # the health check names the cap it hit
         assert code != 0
-        assert grew < 200, f"peak RSS grew by {grew:.0f} MB"
+        assert grew < 64, f"peak RSS grew by {grew:.0f} MB"
 
 
 def test_a_body_under_its_cap_still_inflates_whole(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -119,6 +119,11 @@ def test_the_document_and_its_text_say_every_figure() -> None:
     text = Calibration(doc).text()
     assert "283 sessions/s" in text and "400 failed: TTFE error p99 2.80 ms" in text
     assert "cut short by the time budget, 1 step" in text and "--workers 1, up to 226 sessions/s" in text
+    assert "WARNING" not in text  # an idle floor of 1.2 ms: a quiet machine
+    busy = {**floors, "loop_lag_ms": {"p50": 3.0, "p99": 14.0}}
+    text = Calibration(_document(rate, in_flight, busy, datetime.now(UTC), 41.0, [6.5, 5.0, 4.0], 50)).text()
+    assert "WARNING: the idle loop-lag floor (p99 14.0 ms) is already above the 12 ms" in text
+    assert "busy (load average 6.50)" in text and "Every run here will be flagged" in text
 
 
 # --- the stored calibration and the warning -----------------------------------------------------------
@@ -211,12 +216,13 @@ def test_run_and_compare_warn_before_starting_only_above_the_calibration(target:
 
 
 def test_the_demo_warns_above_the_calibration_too(tmp_path: Path) -> None:
-    """The README's main job says so as run and compare do: 10 in flight per cohort on one worker is 20."""
+    """The README's main job says so as run and compare do: 10 in flight per cohort of 2 s sessions arrive
+    at about 10 sessions/s in all, on one worker, over a calibration that found 5."""
     path = tmp_path / "calibration.json"
-    store_calibration(_calibration(rate=50, in_flight=5), path)
+    store_calibration(_calibration(rate=5, in_flight=5), path)
     r = sseprobe("demo", "-n", "20", "-c", "10", "--out", str(tmp_path / "d.json"), env={CALIBRATION_ENV: str(path)})
     assert r.returncode in (0, 1, 2, 3) and "Traceback" not in r.stderr, r.stderr
-    assert "20 sessions in flight per worker" in "".join(_warnings(r.stderr)), r.stderr
+    assert "10 sessions/s per worker is above the 5" in "".join(_warnings(r.stderr)), r.stderr
 
 
 def test_a_stale_or_corrupt_calibration_never_stops_a_run(target: str, tmp_path: Path) -> None:

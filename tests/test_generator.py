@@ -20,7 +20,7 @@ from sseprobe._config import FlowOptions, Limits, Timeouts
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe.load.engine import make_client, run
-from sseprobe.load.runner import (
+from sseprobe.load.generator import (
     SATURATED_LAG_MS,
     SATURATED_START_MS,
     SATURATED_WAIT_MS,

@@ -23,11 +23,11 @@ from sseprobe.report.summary import render_run
 from sseprobe.report.verdict_text import render_verdict
 from sseprobe.verdict.compare import MetricResult, Verdict, decided, generator_band, judge
 from sseprobe.verdict.policy import DEFAULT_POLICY, FiredTrigger, mark_generator_bound
-from sseprobe.verdict.stats import CohortStats
+from sseprobe.verdict.stats import CohortStats, new_histogram
 from testsupport.hogs import cpu_hogs
 
 from .conftest import in_process, sseprobe, target_process
-from .test_compare import cohort
+from .test_compare import cohort, fill
 
 LATENCY = ("ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms", "first_event_p95_ms", "completion_p95_ms")
 
@@ -157,6 +157,23 @@ def test_summary_separates_generator_bound_triggers() -> None:
     assert "GENERATOR-BOUND TRIGGERS" in text and "ROLLBACK TRIGGERS FIRED" not in text
 
 
+def test_the_banner_is_in_proportion() -> None:
+    """The error is set against the latency it bounds; a band no verdict depends on is one quiet line;
+    a run in which nothing connected has no banner at all (nothing was timed)."""
+    stats = {"canonical": cohort(np.random.default_rng(31), 400, ttfe_ms=105.0, sigma=0.05, fail=(0, 0, 0, 0))}
+    gen = {"saturated": True, "error_ms": 3.4, "note": "generator loop lag p99 3.4 ms: ...; other processes hold"}
+    quiet = render_run(stats, [], 1.0, False, gen)
+    assert "GENERATOR SATURATED" not in quiet
+    assert "timings may be late by up to 3.4 ms, 3% of TTFE p50 105 ms" in quiet
+    assert "no verdict or trigger depends on it" in quiet
+    assert "GENERATOR SATURATED: timings may be late by up to 3.4 ms, 3%" in render_run(stats, [], 1, False, gen, True)
+    nothing = CohortStats(flow="canonical")
+    nothing.sessions = 5
+    assert "generator" not in render_run({"canonical": nothing}, [], 1.0, False, gen, True).lower().replace(
+        "generator-bound", ""
+    )
+
+
 # --- the outputs that carry it ------------------------------------------------------------------
 
 
@@ -251,6 +268,30 @@ def test_monitor_targets_missed_within_the_band_are_unknown_not_red() -> None:
     assert part.level == "UNKNOWN" and "generator-bound" in part.detail, part.detail
 
 
+def _lagged(rng: np.random.Generator, n: int, scale: float, lag_ms: float) -> CohortStats:
+    """A cohort as a saturated generator times it: TTFE lognormal(180 ms x scale, 0.1) plus the generator's
+    own lag (uniform 0..lag_ms), added to every session of both cohorts alike."""
+    s = cohort(rng, n, scale=scale, sigma=0.1, fail=(0.0, 0.0, 0.0, 0.0))
+    s.histograms["ttfe_us"] = new_histogram()
+    true = 180.0 * scale * np.exp(0.1 * rng.standard_normal(n))
+    fill(s.histograms["ttfe_us"], 1000 * (true + lag_ms * rng.uniform(size=n)))
+    return s
+
+
+@pytest.mark.parametrize("lag_ms", [0.0, 10.0, 45.0, 90.0, 400.0])
+@pytest.mark.parametrize("n", [200, 1000, 3000])
+def test_no_band_turns_a_20_percent_regression_green(lag_ms: float, n: int) -> None:
+    """Lag in both cohorts shrinks a ratio (+20 % reads +13 % under 90 ms of lag on 180 ms): a saturated
+    generator can hide a regression as well as invent one. With the band it reports, whatever its size
+    and the sample's, the regression is never GREEN: RED or YELLOW where it shows, INCONCLUSIVE where the
+    band could hide it."""
+    rng = np.random.default_rng(int(lag_ms) * 7 + n)
+    for _ in range(3):
+        v = judge(_lagged(rng, n, 1.0, lag_ms), _lagged(rng, n, 1.2, lag_ms), generator_error_ms=lag_ms)
+        assert v.overall != "GREEN", (lag_ms, n, v.reasons)
+        assert _metric(v).level != "GREEN", _metric(v).reason
+
+
 # --- end to end, against the built-in target, the generator honestly saturated -------------------
 
 
@@ -298,3 +339,27 @@ def test_a_ttfe_trigger_fired_by_the_generators_own_start_lag_exits_3(tmp_path: 
     (trigger,) = json.loads((tmp_path / "b").read_text())["triggers"]
     assert trigger["name"] == "ttfe_p95" and not trigger.get("generator_bound"), trigger
     assert slow.returncode == 2 and "sseprobe: RED: ttfe_p95_ms" in slow.stderr, slow.stderr
+
+
+def test_20_percent_beside_three_cpu_hogs_is_never_green(tmp_path: Path) -> None:
+    """The regression injected, three CPU-bound processes beside the run (self-ranging on, as compare
+    has it): RED or YELLOW, or INCONCLUSIVE saying the generator could hide it; never GREEN.
+
+    Each cohort has a target process of its own running the same flow: the hogs starve the service too
+    (hundreds of ms per session on 2 cores), and a flow that costs the server more work (legacy's two
+    requests) would be slowed more, which is the service's real latency, not the generator's error. A 2 s
+    TTFE keeps what that starvation adds to both (it dilutes the ratio) small against the +20 %."""
+    scenario = tmp_path / "twin.toml"
+    scenario.write_text('[cohorts.canonical]\nflow = "canonical"\n[cohorts.legacy]\nflow = "canonical"\n')
+    out = tmp_path / "hogs20.json"
+    knobs = ("--canonical-ttfe-spread", "0.1", "--canonical-gap-ms", "1", "--canonical-events", "2")
+    with (
+        target_process(*knobs, "--canonical-ttfe-ms", "2400") as slow,
+        target_process(*knobs, "--canonical-ttfe-ms", "2000") as base,
+        cpu_hogs(),
+    ):
+        args = ("--scenario", str(scenario), "--canonical", slow, "--legacy", base, "-n", "300", "-c", "40")
+        r = sseprobe("compare", *args, "--workers", "1", "--out", str(out), timeout=300)
+    doc = json.loads(out.read_text())
+    assert doc["verdict"]["overall"] != "GREEN" and r.returncode != 0, (doc["verdict"]["reasons"], doc["generator"])
+    assert doc["verdict"]["overall"] in ("RED", "YELLOW", "INCONCLUSIVE")

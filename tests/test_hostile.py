@@ -432,6 +432,23 @@ def test_a_failure_after_measuring_still_writes_the_document(
     assert all(c["sessions"] > 0 for c in doc["cohorts"].values()), doc["cohorts"]
 
 
+def test_a_monitor_probe_that_fails_after_measuring_keeps_its_results(
+    target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sseprobe._api, "time_to_decide", lambda *_a, **_k: 1 / 0)
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text(
+        f'url = "{target}"\nsessions = 4\nconcurrency = 2\nresults_dir = "out"\nhistory = "out/h.sqlite"\n'
+        'ignore_checks = ["health.dependencies"]\n'
+    )
+    assert main(["monitor", "--config", str(cfg)]) == 3
+    out, err = capfd.readouterr()
+    assert "probe failed after measuring: ZeroDivisionError" in out + err and "Traceback" not in err
+    (results,) = [p for p in (tmp_path / "out").glob("*.json")]
+    doc = json.loads(results.read_text())
+    assert "verdict" not in doc and all(c["sessions"] > 0 for c in doc["cohorts"].values())
+
+
 def test_a_summary_that_fails_to_render_loses_nothing(
     target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sseprobe.load.metrics import Endpoint, LiveMetrics, serve
 from sseprobe.ops.monitor import MonitorError, load_monitor_config
+from sseprobe.plan.options import Options
 from sseprobe.report.live_metrics import (
     BOUNDS_S,
     LiveSnapshot,
@@ -278,9 +280,10 @@ def test_scenario_keys_set_the_endpoint(tmp_path: Path) -> None:
 
     scenario = tmp_path / "s.toml"
     scenario.write_text('[load]\nsessions = 10\nmetrics_port = 9464\nmetrics_host = "0.0.0.0"\nmetrics_linger_s = 3\n')
-    plan = _api.plan_from(scenario, {}, "run", {"flow": "canonical", "url": "http://127.0.0.1:9"})
+    target = Options(flow="canonical", url="http://127.0.0.1:9")  # under the scenario: not given
+    plan = _api.make_plan(scenario, target, (), "run")
     assert plan.metrics == Endpoint(9464, "0.0.0.0", 3.0)
-    flag = _api.plan_from(scenario, {"metrics_port": 0}, "run", {"flow": "canonical", "url": "http://127.0.0.1:9"})
+    flag = _api.make_plan(scenario, replace(target, metrics_port=0), {"metrics_port"}, "run")
     assert flag.metrics == Endpoint(0, "0.0.0.0", 3.0)  # the flag over the scenario, the rest from it
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import json
+import os
+import re
 import signal
 import subprocess
 import threading
@@ -20,7 +22,7 @@ from sseprobe._record import SessionRecord
 from sseprobe.plan.scenario import load_scenario
 from sseprobe.verdict.stats import CohortStats, summarize_ms
 
-from .conftest import CLI, sseprobe, target_process
+from .conftest import CLI, in_process, sseprobe, target_process
 
 
 def _doc(path: Path) -> dict:
@@ -174,10 +176,19 @@ def test_sigint_mid_run_writes_a_complete_document(target: str, tmp_path: Path, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "SSEPROBE_PROGRESS_EVERY": "0.25"},
     )
-    time.sleep(2.5)
+    # interrupted once it has measured 30 sessions, however long a busy machine takes to start it
+    # (a fixed sleep interrupted some runs while starting, with nothing measured yet)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if (ok := re.search(r"\| (?:canonical )?ok (\d+)", line)) and int(ok.group(1)) >= 30:
+            break
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
+    stdout, rest = proc.communicate(timeout=30)
+    stderr = "".join(seen) + rest
     assert proc.returncode == 3, stderr
     assert "Traceback" not in stderr
     doc = _doc(out)
@@ -217,13 +228,15 @@ def test_smoke_scenario_runs_green(target: str, tmp_path: Path) -> None:
         assert c["sessions"] == 30 and c["completion_rate"] == 1.0
 
 
-def test_scenario_mistake_names_file_key_and_expectation(tmp_path: Path) -> None:
+def test_scenario_mistake_names_file_key_and_expectation(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[load]\nsessions = "many"\n')
-    r = sseprobe("run", "--scenario", str(bad), "--flow", "canonical", "--url", "http://127.0.0.1:9")
-    assert r.returncode == 3
-    assert r.stderr.count("\n") == 1 and str(bad) in r.stderr and "load.sessions" in r.stderr
-    assert "whole number" in r.stderr
+    code, _out, err = in_process(
+        capfd, "run", "--scenario", str(bad), "--flow", "canonical", "--url", "http://127.0.0.1:9"
+    )
+    assert code == 3
+    assert err.count("\n") == 1 and str(bad) in err and "load.sessions" in err
+    assert "whole number" in err
 
 
 def test_open_model_holds_arrivals_at_max_in_flight(tmp_path: Path) -> None:

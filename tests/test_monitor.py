@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sseprobe.ops.monitor import load_monitor_config, pass_lock
 from sseprobe.report.history import CohortRow, History, PassRow
 
-from .conftest import CLI
+from .conftest import CLI, in_process
 from .conftest import target_process as target
 from .report_docs import results_doc
 
@@ -172,7 +173,9 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         env = {"SSEPROBE_TEST_TOKEN": TOKEN, "SSEPROBE_TEST_HOOK": f"http://127.0.0.1:{port}/hook/{HOOK_SECRET}"}
         out = tmp_path / "out"
 
-        first = monitor(cfg, "--update-baseline", env=env)
+        # --force: a GREEN pass whose generator this busy machine saturated is stored too (without it, it is
+        # not: test_a_pass_stores_the_baseline_only_when_green_and_its_generator_kept_up)
+        first = monitor(cfg, "--update-baseline", "--force", env=env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert first.stdout.startswith("sseprobe monitor: GREEN")
         assert re.search(r"^  canonical vs legacy +GREEN ", first.stdout, re.M)
@@ -400,3 +403,92 @@ def test_push_to_a_pushgateway(tmp_path: Path) -> None:
     ((method, path, body),) = got
     assert method == "PUT" and path == "/metrics/job/sseprobe_monitor"
     assert "sseprobe_ttfe_seconds" in body and 'cohort="canonical"' in body
+
+
+# --- a baseline that cannot be poisoned ----------------------------------------------------------
+
+SATURATED = {"saturated": True, "error_ms": 78.7, "note": "generator loop lag p99 78.7 ms: late; other processes"}
+
+
+def test_baseline_save_refuses_a_saturated_or_other_shaped_document_unless_forced(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+    src = tmp_path / "run.json"
+    saved = tmp_path / "out" / "baseline.json"
+
+    def save(doc: dict[str, Any], *flags: str) -> tuple[int, str]:
+        src.write_bytes(orjson.dumps(doc))
+        code, _out, err = in_process(capfd, "baseline", "save", str(src), "--config", str(cfg), *flags)
+        return code, err
+
+    code, err = save({**results_doc(), "generator": SATURATED})
+    assert code == 3 and err.count("\n") == 1 and "generator was saturated" in err and "--force" in err, err
+    assert not saved.exists()
+    one = results_doc()
+    del one["cohorts"]["legacy"]  # a canonical-only run over the monitor's two cohorts
+    code, err = save(one)
+    assert code == 3 and "cohorts canonical where the monitor measures canonical, legacy" in err, err
+    wide = {**results_doc(), "config": {"load": {"model": "closed", "concurrency": 100, "think": 0.0}}}
+    code, err = save(wide)
+    assert code == 3 and "load concurrency 100 where the monitor's is 20" in err, err  # 10 per cohort
+    swapped = results_doc()
+    swapped["cohorts"]["legacy"]["flow"] = "canonical"
+    code, err = save(swapped)
+    assert code == 3 and "cohort legacy runs flow canonical where the monitor runs legacy" in err, err
+    assert not saved.exists()
+    code, err = save({**results_doc(), "generator": SATURATED}, "--force")
+    assert code == 0 and saved.exists(), err
+
+
+def test_a_pass_stores_the_baseline_only_when_green_and_its_generator_kept_up(tmp_path: Path) -> None:
+    from sseprobe.ops.monitor_writers import BaselineWriter
+
+    def write(overall: str, generator: dict[str, Any], force: bool = False) -> list[str]:
+        done = SimpleNamespace(overall=overall, doc={**results_doc(), "generator": generator}, notes=[])
+        done.results_path = tmp_path / "pass.json"
+        BaselineWriter(tmp_path / "baseline.json", force).write(done)  # type: ignore[arg-type]
+        return list(done.notes)
+
+    (note,) = write("GREEN", SATURATED)
+    assert "not updated" in note and "generator was saturated" in note and "--force" in note
+    assert not (tmp_path / "baseline.json").exists()
+    (note,) = write("YELLOW", {"saturated": False})
+    assert "not updated: this pass is YELLOW, not GREEN" in note
+    assert write("GREEN", SATURATED, force=True) == [f"baseline: updated {tmp_path / 'baseline.json'}"]
+    assert write("GREEN", {"saturated": False}) == [f"baseline: updated {tmp_path / 'baseline.json'}"]
+
+
+def test_a_saturated_baseline_is_not_held_against_each_pass_and_warns_once(tmp_path: Path) -> None:
+    from sseprobe.ops.monitor import baseline_parts, stale_baseline_note
+    from sseprobe.verdict.policy import DEFAULT_POLICY
+
+    tonight = results_doc(seed=2, p_fail=0.0)  # kept up: no band of its own
+    baseline = {
+        **results_doc(seed=3, p_fail=0.0),
+        "generator": SATURATED,
+        "baseline": {"saved": "2026-12-01T00:00:00+00:00"},
+    }
+    parts = baseline_parts(tonight, baseline, DEFAULT_POLICY)
+    assert [p.level for p in parts] == ["GREEN", "GREEN"], parts
+    assert all("recorded saturated" in p.detail for p in parts), parts
+    path = tmp_path / "baseline.json"
+    first = stale_baseline_note(path, baseline)
+    assert first is not None and first.startswith("baseline: WARN") and "re-record the baseline" in first
+    assert stale_baseline_note(path, baseline) is None  # once, not every night
+    again = {**baseline, "baseline": {"saved": "2026-12-02T00:00:00+00:00"}}
+    assert stale_baseline_note(path, again) is not None  # a new saturated baseline is a new warning
+    assert stale_baseline_note(path, results_doc()) is None  # one that kept up: nothing to say
+    slower = results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0)  # x5: far past its lag
+    assert {p.level for p in baseline_parts(slower, baseline, DEFAULT_POLICY)} == {"RED"}
+
+
+def test_history_keeps_whole_clauses_in_its_why_column() -> None:
+    from sseprobe.cli._monitor import _whole_clauses
+
+    why = "probe UNKNOWN: ttfe_p95_ms is undecided at 400 sessions; ~1,200 would decide; generator-bound: lag 80 ms"
+    cut = _whole_clauses(why, width=60)
+    assert cut == "probe UNKNOWN: ttfe_p95_ms is undecided at 400 sessions (+2 more)"
+    assert _whole_clauses(why, width=500) == why
+    long = "x" * 150 + "; y"
+    assert _whole_clauses(long, width=100) == "x" * 150 + " (+1 more)"  # the first clause whole, however long

@@ -26,7 +26,7 @@ from sseprobe.load.engine import make_client
 from sseprobe.target import CohortKnobs, TargetConfig, running_target
 from sseprobe.wire.session import RunState, run_session
 
-from .conftest import sseprobe, target_process
+from .conftest import in_process, sseprobe, target_process
 
 FAST = CohortKnobs(ttfe_ms=5.0, ttfe_spread=0.0, events=3, gap_ms=2.0)
 TIMEOUTS = Timeouts(connect=10, idle=10, session=20)
@@ -194,7 +194,7 @@ def test_cli_options_reach_the_flows(tmp_path: Path) -> None:
             assert args[3] in doc["config"]["cohorts"][args[1]].values()
 
 
-def test_bad_choices_are_one_line_exit_3(tmp_path: Path) -> None:
+def test_bad_choices_are_one_line_exit_3(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     scenario = tmp_path / "bad.toml"
     scenario.write_text('[cohorts.legacy]\nflow = "legacy"\nlegacy_stream = "websocket"\n')
     for args in (
@@ -202,8 +202,8 @@ def test_bad_choices_are_one_line_exit_3(tmp_path: Path) -> None:
         ["--legacy-stream", "websocket"],
         ["--scenario", str(scenario)],
     ):
-        done = sseprobe("run", "--flow", "legacy", "--url", "http://127.0.0.1:9", "-n", "1", *args)
-        assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
-        assert len(done.stderr.strip().splitlines()) <= 3  # click's usage line may precede the error
-    done = sseprobe("run", "--scenario", str(scenario), "--url", "http://127.0.0.1:9", "-n", "1")
-    assert "legacy_stream" in done.stderr and "agent_network_sse" in done.stderr
+        code, _out, err = in_process(capfd, "run", "--flow", "legacy", "--url", "http://127.0.0.1:9", "-n", "1", *args)
+        assert code == 3 and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) <= 3  # click's usage line may precede the error
+    code, _out, err = in_process(capfd, "run", "--scenario", str(scenario), "--url", "http://127.0.0.1:9", "-n", "1")
+    assert "legacy_stream" in err and "agent_network_sse" in err

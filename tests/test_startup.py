@@ -44,7 +44,7 @@ def test_version_and_help_load_no_command(argv: list[str]) -> None:
 def test_run_loads_neither_aiohttp_nor_the_target() -> None:
     code, modules = _imported("run", "--help")
     assert code == 0 and "sseprobe.cli._run" in modules  # the command itself did load
-    assert _loaded(modules, "aiohttp", "sseprobe.target", "prometheus_client") == []
+    assert _loaded(modules, "aiohttp", "sseprobe.target") == []
 
 
 def test_the_listed_summaries_are_the_commands_own() -> None:

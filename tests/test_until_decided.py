@@ -57,13 +57,8 @@ def _until_decided(tmp_path: Path, url: str, *flags: str) -> tuple[subprocess.Co
 def _sequential(doc: dict[str, Any]) -> dict[str, Any]:
     seq: dict[str, Any] = doc["verdict"]["sequential"]
     assert seq["sessions"] == {name: c["sessions"] for name, c in doc["cohorts"].items()}
-    assert seq["looks"] >= 1 and seq["stopped"] in (
-        "decided",
-        "generator_bound",
-        "max_sessions",
-        "max_duration",
-        "interrupted",
-    )
+    stops = ("decided", "generator_bound", "max_sessions", "max_duration", "interrupted")
+    assert seq["looks"] >= 1 and seq["stopped"] in stops
     return seq
 
 

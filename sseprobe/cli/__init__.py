@@ -31,6 +31,7 @@ _HELD = dict(_BEFORE) if sys.argv[:1] == ["-m"] else {}
 
 import contextlib  # noqa: E402
 import importlib  # noqa: E402
+import re  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
@@ -92,6 +93,20 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _plain_help(command: click.Command) -> None:
+    """Docstrings mark code ``so`` (for the API docs); a terminal shows 'so': every command and option,
+    whoever writes them."""
+    command.help = command.help and _RST_CODE.sub(r"'\1'", command.help)
+    for param in command.params:
+        if isinstance(param, click.Option) and param.help:
+            param.help = _RST_CODE.sub(r"'\1'", param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub)
+
+
+_RST_CODE = re.compile(r"``([^`]+)``")
+
+
 class _Commands(click.Group):
     """The subcommands, each imported when first asked for (see COMMANDS)."""
 
@@ -105,6 +120,7 @@ class _Commands(click.Group):
         with _imports_uninterrupted():
             cmd = getattr(importlib.import_module(module, __name__), name)
         assert isinstance(cmd, click.Command)
+        _plain_help(cmd)
         return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

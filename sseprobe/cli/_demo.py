@@ -2,18 +2,28 @@
 than legacy) in its own process, runs a live comparison against it, prints the verdict.
 
 The target runs in a separate process so that its work does not share an event loop with the
-measurement, just as a real service would not.
+measurement, just as a real service would not. Its latencies are nearly deterministic (TTFE 2 s,
+lognormal spread 0.02) so that a 7 % change is told from 5 % and from 10 % with 500 sessions per cohort
+(the p50 interval is then about +/-0.8 %), and long against a busy machine's late wake-ups: a generator
+error of 15-100 ms (measured at load average 9-13 on 2 cores) is 1-5 % of it, and the same lag in both
+cohorts dilutes 7 % by a few tenths. Sessions arrive at a steady rate (the open model: no burst of users
+starting together at each look) worth ``--concurrency`` in flight. The comparison runs
+``--until-decided`` (a look every 100 sessions per cohort) and stops once decided: the rates need about
+500 sessions per cohort, about 25 s (docs/validity.md).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import sys
+import urllib.request
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import click
+import orjson
 
 from .._api import compare, plan_from
 from .._errors import UsageProblem
@@ -28,11 +38,31 @@ def _serve(config: TargetConfig, ready: Connection) -> None:
     serve(config, port=0, ready=ready.send)
 
 
+LEGACY_TTFE_MS = 2000.0
+TTFE_SPREAD = 0.02  # lognormal sigma: p95 about 3 % above the median
+EVENTS, GAP_MS = 2, 5.0  # a short stream after the first answer: the verdict is about TTFE
+LOOK_EVERY = 100
+
+
+def _knobs(ttfe_ms: float) -> CohortKnobs:
+    return CohortKnobs(ttfe_ms=ttfe_ms, ttfe_spread=TTFE_SPREAD, events=EVENTS, gap_ms=GAP_MS)
+
+
+def _target_late_ms(url: str) -> float:
+    """How late the built-in target ran its injected delays, p99 in ms (0 when it cannot say): it shares
+    this machine's CPUs, so beside CPU hogs its own timings are late too, in its latencies, not the
+    generator's; the comparison widens its intervals by it as it does by the generator's lag."""
+    try:
+        with urllib.request.urlopen(f"{url}/_target/stats", timeout=5) as resp:  # noqa: S310 - our own target
+            late = orjson.loads(resp.read()).get("late_ms") or {}
+        return float(late.get("p99") or 0.0)
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
 def _start_target(legacy_ms: float, canonical_ms: float) -> tuple[BaseProcess, str]:
     """The built-in target in a forked process (no command line in between); returns it and its URL."""
-    config = TargetConfig(
-        canonical=CohortKnobs(ttfe_ms=canonical_ms, gap_ms=10.0), legacy=CohortKnobs(ttfe_ms=legacy_ms, gap_ms=10.0)
-    )
+    config = TargetConfig(canonical=_knobs(canonical_ms), legacy=_knobs(legacy_ms))
     ctx = multiprocessing.get_context("fork")  # spawn would re-run this command's __main__
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_serve, args=(config, send), daemon=True)
@@ -54,8 +84,22 @@ _START_S = 30.0
     show_default=True,
     help="How much slower canonical's first answer is than legacy's, in percent.",
 )
-@click.option("--sessions", "-n", type=int, default=1500, show_default=True, help="Sessions per cohort.")
-@click.option("--concurrency", "-c", type=int, default=10, show_default=True, help="Sessions in flight per cohort.")
+@click.option(
+    "--sessions",
+    "-n",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="At most this many sessions per cohort (it stops as soon as the verdict is decided).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    default=80,
+    show_default=True,
+    help="Sessions in flight per cohort (they arrive at a steady rate worth this many).",
+)
 @click.option(
     "--out",
     "-o",
@@ -66,28 +110,61 @@ _START_S = 30.0
 def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) -> int:
     """Compare canonical with legacy on the built-in target, no external service needed.
 
-    Canonical's time to first answer is set --slower percent above legacy's (100 ms median,
-    lognormal spread 0.3), so the verdict is a real one: 7 % (the middle of the 5-10 % band) shows
-    YELLOW, 0 GREEN, 20 RED.
+    Canonical's time to first answer is set --slower percent above legacy's (2 s median, nearly
+    deterministic), so the verdict is a real one: 7 % (the middle of the 5-10 % band) shows YELLOW,
+    0 GREEN, 20 RED. It stops as soon as the verdict is decided (10-30 s on a 2-core machine).
     """
     if not -50 < slower < 1000:
         raise UsageProblem("--slower must be a percentage between -50 and 1000")
-    legacy_ms = 100.0
-    proc, url = _start_target(legacy_ms, legacy_ms * (1 + slower / 100))
+    if sessions < 1 or concurrency < 1:
+        raise UsageProblem("--sessions and --concurrency must be at least 1")
+    look_every = min(LOOK_EVERY, sessions)
+    canonical_ms = LEGACY_TTFE_MS * (1 + slower / 100)
+    session_s = ((LEGACY_TTFE_MS + canonical_ms) / 2 + EVENTS * GAP_MS) / 1000
+    rate = round(concurrency / session_s, 3)  # per cohort: Little's law, in flight = rate x time in flight
+    given = {
+        "canonical_url": "http://127.0.0.1:1",  # replaced by the target's own once it listens
+        "legacy_url": "http://127.0.0.1:1",
+        "rate": rate,
+        "workers": 1,
+        "until_decided": True,
+        "look_every": look_every,
+        "max_sessions": sessions,
+        **({"out": out} if out else {}),
+    }
+    plan_from(None, given, "compare")  # bad input is refused before the target starts
+    proc, url = _start_target(LEGACY_TTFE_MS, canonical_ms)
     click.echo(
-        f"built-in target on {url}: legacy TTFE median {legacy_ms:g} ms, canonical "
-        f"{slower:+g} %; {sessions} sessions per cohort, {concurrency} in flight each",
+        f"built-in target on {url}: legacy TTFE median {LEGACY_TTFE_MS:g} ms, canonical {slower:+g} %"
+        f" (spread {TTFE_SPREAD:g}); up to {sessions} sessions per cohort at {rate:g}/s each ({concurrency} in"
+        f" flight), a look every {look_every}: it stops when decided",
         err=True,
     )
-    given = {"canonical_url": url, "legacy_url": url, "sessions": sessions, "concurrency": concurrency, "workers": 1}
     try:
-        plan = plan_from(None, {**given, **({"out": out} if out else {})}, "compare")
+        plan = plan_from(None, {**given, "canonical_url": url, "legacy_url": url}, "compare")
+        plan = replace(plan, service_late=lambda: _target_late_ms(url))  # the target shares these CPUs
+        plan.config["demo"] = {
+            "legacy_ttfe_ms": LEGACY_TTFE_MS,
+            "canonical_ttfe_ms": round(canonical_ms, 3),
+            "slower_pct": slower,
+            "ttfe_spread": TTFE_SPREAD,
+            "max_sessions_per_cohort": sessions,
+            "in_flight_per_cohort": concurrency,
+            "rate_per_cohort": rate,
+        }
         for note in plan.notes:  # e.g. more per worker than this machine's calibration found
             click.echo(f"sseprobe: {note}", err=True)
         result = compare(plan)
     finally:
         proc.terminate()
         proc.join(10)
+    late = (result.document.get("generator") or {}).get("service_late_ms")
+    if late:
+        click.echo(
+            f"sseprobe: the built-in target shares this machine's CPUs and ran its own delays late by up to"
+            f" {late:g} ms (p99): the verdict's band includes it",
+            err=True,
+        )
     path, failed = write_with_fallback(Path(plan.out), dumps(result.document))
     click.echo(result.text(color=sys.stdout.isatty()))
     if failed:

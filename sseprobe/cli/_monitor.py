@@ -11,7 +11,7 @@ import click
 import orjson
 
 from ..load.metrics import cannot_bind
-from ..ops.monitor import MonitorError, PassResult, load_monitor_config, run_pass, save_baseline
+from ..ops.monitor import MonitorError, PassResult, expected_shape, load_monitor_config, run_pass, save_baseline
 from ..report.document import read_document
 from ..report.history import History, HistoryError, PassRow, deciding_reason
 from ..verdict.policy import format_metric
@@ -138,16 +138,25 @@ def baseline_group() -> None:
     help="Save to this monitor config's baseline path.",
 )
 @click.option("--to", "dest", type=click.Path(dir_okay=False), default=None, help="Save to this path instead.")
-def baseline_save_cmd(results_file: str, config_path: str | None, dest: str | None) -> int:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Store it even from a saturated generator, or with cohorts, flows or load shape other than the config's.",
+)
+def baseline_save_cmd(results_file: str, config_path: str | None, dest: str | None, force: bool) -> int:
     """Store RESULTS.json (from run, compare or a monitor pass) as the baseline later passes are judged against.
 
     The whole document is kept, encoded HDR histograms included, so a comparison with it has the
-    same statistics as a comparison of two fresh runs. Written atomically.
+    same statistics as a comparison of two fresh runs. Written atomically. Refused (unless --force)
+    from a saturated generator, and, with --config, when its cohorts, flows or load shape differ from
+    what the monitor measures (the refusal says what differs).
     """
     if (config_path is None) == (dest is None):
         raise UsageProblem("give exactly one of --config FILE (its baseline path) or --to PATH")
+    expected = None
     if config_path is not None:
         cfg = load_monitor_config(config_path)
+        expected = None if force else expected_shape(cfg)
         if cfg.baseline is None:
             raise UsageProblem(f"{config_path}: no 'baseline' path in the config")
         target = cfg.baseline
@@ -155,7 +164,7 @@ def baseline_save_cmd(results_file: str, config_path: str | None, dest: str | No
         target = Path(dest)  # type: ignore[arg-type]
     doc = read_document(results_file)
     try:
-        path = save_baseline(doc, results_file, target)
+        path = save_baseline(doc, results_file, target, force=force, expected=expected)
     except OSError as exc:
         raise UsageProblem(f"cannot write {target}: {exc.strerror or exc}") from None
     cohorts = ", ".join(f"{n} ({c.get('sessions', 0):,} sessions)" for n, c in doc["cohorts"].items())
@@ -202,6 +211,19 @@ def _generator_cell(p: PassRow) -> str:
     if not p.generator_saturated:
         return "ok"
     return "SATURATED" + (f" {p.generator_error_ms:,.0f}ms" if p.generator_error_ms is not None else "")
+
+
+def _whole_clauses(why: str, width: int = 100) -> str:
+    """The why column, never cut mid-sentence: whole clauses ("; "-separated) while they fit in
+    ``width``, at least the first whole, and how many more there are (``history --json`` has all)."""
+    clauses = why.split("; ")
+    kept = clauses[:1]
+    for c in clauses[1:]:
+        if len("; ".join([*kept, c])) > width:
+            break
+        kept.append(c)
+    more = len(clauses) - len(kept)
+    return "; ".join(kept) + (f" (+{more} more)" if more else "")
 
 
 def _row_dict(p: PassRow) -> dict[str, Any]:
@@ -277,8 +299,8 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
             f" {format_metric('completion_rate', by[n].metrics.get('completion_rate')) if n in by else '-':>10}"
             for n in names
         )
-        why = deciding_reason(p.verdict, p.reasons)
-        click.echo(f"  {p.id:>5}  {p.started:<25} {p.verdict:<8} {_generator_cell(p):<14}{cells}  {why[:100]}")
+        why = _whole_clauses(deciding_reason(p.verdict, p.reasons))
+        click.echo(f"  {p.id:>5}  {p.started:<25} {p.verdict:<8} {_generator_cell(p):<14}{cells}  {why}")
     trend = _trends(passes, names)
     if trend:
         click.echo("trends (oldest to newest; last pass against the median of the earlier ones):")

@@ -23,14 +23,10 @@ figures; the measuring around them is :func:`calibrate`. The stored calibration 
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import logging
 import math
 import os
-import platform
 import signal
-import socket
-import stat
 import sys
 import time
 import urllib.request
@@ -45,18 +41,28 @@ import orjson
 
 from .._config import FlowOptions, Limits, Timeouts
 from .._errors import SseprobeError
-from ..report.document import write_atomic
 from ..verdict.stats import new_histogram, summarize_ms
 from ..wire.session import FirstEvent, observe_first_events
 from ..wire.sse import Event
+from .calibration import (
+    CALIBRATION_ENV,
+    SCHEMA,
+    calibration_path,
+    load_calibration,
+    machine_identity,
+    over_calibration,
+    store_calibration,
+)
 from .engine import CohortSpec, Load, RunControl
 from .engine import run as run_loop
 from .files import raised_open_files
+from .generator import SATURATED_LAG_MS, watch_loop_lag
 from .pacer import Phase, Schedule
-from .runner import RunOptions, _loop_lag, default_workers, measure_share
+from .runner import RunOptions, measure_share
 
 __all__ = [
     "CALIBRATION_ENV",
+    "SCHEMA",
     "Calibration",
     "CalibrationFailed",
     "Search",
@@ -72,9 +78,6 @@ __all__ = [
     "store_calibration",
 ]
 
-SCHEMA = "sseprobe.calibration/1"
-CALIBRATION_ENV = "SSEPROBE_CALIBRATION"  # a file to use instead of the default; "off" (or empty): none
-MAX_CALIBRATION_BYTES = 1 << 20  # a calibration is about 2 KB
 TTFE_ERROR_LIMIT_MS = 2.0  # the bar: TTFE reported within 2 ms of the truth at p99
 HEADROOM = 0.8  # the recommendation is this share of the highest step that passed: a margin for noise
 USABLE_SHARE = 0.7  # of the cores, what the recommended workers (and the service beside them) may use
@@ -176,97 +179,6 @@ def recommend_workers(cores: int, generator_share: float, target_share: float | 
     return max(1, min(cores, fits))
 
 
-# --- the stored calibration -------------------------------------------------------------------------
-
-
-def machine_identity() -> dict[str, Any]:
-    """What a calibration is valid for: another host or core count makes it stale."""
-    return {
-        "hostname": socket.gethostname(),
-        "cores": default_workers(),
-        "python": platform.python_version(),
-        "sseprobe": _version(),
-    }
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("sseprobe")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
-def calibration_path(env: Mapping[str, str] | None = None) -> Path | None:
-    """Where the calibration lives: ``$SSEPROBE_CALIBRATION`` (``off`` or empty: nowhere), else
-    ``$XDG_CACHE_HOME/sseprobe/calibration.json`` (default ``~/.cache``)."""
-    env = os.environ if env is None else env
-    if CALIBRATION_ENV in env:
-        chosen = env[CALIBRATION_ENV].strip()
-        if chosen.lower() in ("", "off", "none", "0"):
-            return None
-        try:
-            return Path(chosen).expanduser()
-        except RuntimeError:  # "~nouser/x": no such user
-            raise ValueError(f"{CALIBRATION_ENV}={chosen[:80]!r}: no such user's home folder") from None
-    cache = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
-    return Path(cache) / "sseprobe" / "calibration.json"
-
-
-def store_calibration(doc: Mapping[str, Any], path: Path) -> Path:
-    """Atomically (never half a file), replacing only a regular file (OSError otherwise)."""
-    return write_atomic(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-
-
-def load_calibration(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
-    """(the calibration for this machine, or None; why a file that is there was not used, or None).
-
-    Missing: (None, None). Another machine or core count (stale): (None, None), silently ignored.
-    Unreadable or not a calibration: (None, one line saying so). Only a regular file of at most
-    :data:`MAX_CALIBRATION_BYTES` is opened (a FIFO would block the run's start, /dev/zero never end)."""
-    if path is None:
-        return None, None
-    try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            return None, f"calibration {path} ignored: not a regular file"
-        if st.st_size > MAX_CALIBRATION_BYTES:
-            return None, f"calibration {path} ignored: larger than {MAX_CALIBRATION_BYTES:,} bytes"
-        with path.open("rb") as f:
-            doc = orjson.loads(f.read(MAX_CALIBRATION_BYTES + 1))
-        limits = doc["limits"]
-        rate, in_flight = float(limits["rate_per_worker"]), float(limits["in_flight_per_worker"])
-        machine = doc["machine"]
-        if doc.get("schema") != SCHEMA or not (rate > 0 and in_flight >= 1) or not isinstance(machine, dict):
-            raise ValueError("not a calibration")
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not a calibration sseprobe wrote"
-        return None, f"calibration {path} ignored: {why}"
-    here = machine_identity()
-    if machine.get("hostname") != here["hostname"] or machine.get("cores") != here["cores"]:
-        return None, None
-    return doc, None
-
-
-def over_calibration(doc: Mapping[str, Any], load: Load, workers: int) -> str | None:
-    """One line when ``load`` asks each worker for more than the calibration found, else None."""
-    limits, when = doc["limits"], str(doc.get("date", ""))[:10]
-    workers = max(1, workers)
-    if load.schedule is not None:
-        peak = max(max(p.start_rate, p.end_rate) for p in load.schedule.phases) / workers
-        found, what, unit = float(limits["rate_per_worker"]), "sessions/s", "rate"
-    else:
-        peak = load.concurrency / workers
-        found, what, unit = float(limits["in_flight_per_worker"]), "sessions in flight", "in-flight count"
-    if peak <= found:
-        return None
-    return (
-        f"WARNING: {peak:,.0f} {what} per worker is above the {found:,.0f} this machine sustained unsaturated "
-        f"(sseprobe calibrate, {when}): expect a saturated generator; add --workers or lower the {unit}"
-    )
-
-
 # --- measuring ----------------------------------------------------------------------------------------
 
 
@@ -314,7 +226,26 @@ class Calibration:
             f"{r['in_flight_per_worker']:,} in flight per worker",
             f"  {r['why']}",
         ]
+        if (busy := busy_floor(d)) is not None:
+            lines.append(busy)
         return "\n".join(lines)
+
+
+def busy_floor(doc: Mapping[str, Any]) -> str | None:
+    """When the idle loop's own lag p99 is already over the saturation threshold, this machine is busy
+    (other processes hold the CPUs): every run here would be flagged saturated whatever its own load,
+    and the calibration's figures are for a busy machine. Said in one warning, with what it means."""
+    lag = float((doc["floors"]["loop_lag_ms"] or {}).get("p99") or 0.0)
+    if lag <= SATURATED_LAG_MS:
+        return None
+    load = doc.get("load_average") or [0.0]
+    return (
+        f"WARNING: the idle loop-lag floor (p99 {lag:.1f} ms) is already above the {SATURATED_LAG_MS:g} ms at which"
+        f" a run is flagged saturated: this machine is busy (load average {load[0]:.2f}) before sseprobe adds any"
+        " load. Every run here will be flagged, its latencies may be late by about that much, and comparisons"
+        " widen their intervals by it (a verdict may stay INCONCLUSIVE); these figures hold only while it is"
+        " this busy: calibrate again when it is quieter"
+    )
 
 
 def _bound(search: Mapping[str, Any]) -> str:
@@ -499,7 +430,7 @@ def _floors(seconds: float = 1.0) -> dict[str, dict[str, float | int | None]]:
     async def sample() -> tuple[Any, Any]:
         timer, lag = new_histogram(), new_histogram()
         always = RunControl(started=1)  # the probe counts only while something is in flight: here, always
-        probe = asyncio.ensure_future(_loop_lag(lag, always))
+        probe = asyncio.ensure_future(watch_loop_lag(lag, always))
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             t = time.perf_counter()

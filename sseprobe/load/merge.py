@@ -42,6 +42,7 @@ class Measured:
     intervals: list[dict[str, Any]] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
     worker_errors: list[str] = field(default_factory=list)
+    ranged: dict[str, Any] | None = None  # stopped early for a lower load (self-ranging): that window's block
 
 
 class RunFailure(SseprobeError, RuntimeError):

@@ -16,19 +16,18 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TextIO
-
-from hdrh.histogram import HdrHistogram
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from .._config import Limits, Timeouts
 from .._outcomes import Outcome
 from .._record import SessionRecord
 from ..verdict.intervals import IntervalLog
 from ..verdict.policy import DEFAULT_POLICY, Policy
-from ..verdict.stats import CohortStats, new_histogram, summarize_ms
+from ..verdict.stats import CohortStats, new_histogram
 from .engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
+from .generator import RangeWatch, cpu_used, live_probe, measured_generator, merged_generator, sched_ns, watch_loop_lag
 from .merge import Measured, RunFailure, empty_stats, merge_results, now_iso, share_load
-from .metrics import FORWARD, LiveProbe
+from .metrics import FORWARD
 from .progress import LiveWindow, MergedWindow, Progress, SustainedTrigger, judge_window, merge_progress, print_progress
 
 if TYPE_CHECKING:
@@ -47,26 +46,9 @@ __all__ = [
     "merged_generator",
 ]
 
-# Loop lag p99 above this while sessions are in flight: the generator's own timing is late. Measured on a
-# 2-core machine against the built-in target on the same cores: the demo and the shipped scenarios 2.8-10.6 ms
-# idle (load average 1-2.5), 4.5-14 ms beside other jobs (load 3.4-7.5); with three CPU-bound processes beside
-# them 13.3-81 ms (bench/README.md, benchmark 9). A thin margin at both ends: this sits between them.
-SATURATED_LAG_MS = 12.0
-# Or: each time the loop became runnable it waited this long for a CPU, on average (the kernel's scheduler
-# statistics). Measured: idle 0.05-0.24 ms; three CPU-bound processes beside the shipped scenarios 0.76-2.0 ms.
-# A light generator beside them is woken ahead of the hogs and its loop lag stays low, but it still waits.
-SATURATED_WAIT_MS = 0.4
-# Or: sessions started this late (start lag p99): held back by --max-in-flight, or by a loop that could not
-# start them on time. Every latency counts from the schedule, so that wait is in all of them, and it is the
-# generator's (a real user population has no in-flight cap). Closed-model users starting together queue for
-# 9-15 ms once (measured idle, 20 users): well under this.
-SATURATED_START_MS = 50.0
-PROBE_PERIOD_S = 0.01  # the loop-lag probe: 100 samples a second, enough for a p99 within a few seconds
-_OWN_WORK = 0.5  # a late loop that ran less than this share of the run was kept off the CPUs, not overworked
-
-
 # (run-clock seconds, the cohorts' cumulative stats, the intervals closed so far): a share's checkpoint
 Checkpoint = Callable[[float, dict[str, CohortStats], list[dict[str, Any]]], None]
+_RANGED = "stopped for a lower load (self-ranging)"
 
 
 @dataclass(frozen=True)
@@ -83,6 +65,9 @@ class RunOptions:
     cluster: ClusterOptions | None = None  # run the shares as Ray actors instead of forked workers
     metrics: MetricsSink | None = None  # live metrics: each tick's snapshot goes here (load/metrics.py)
     window: bool = True  # keep the live window when progress is reported (False: metrics alone need none)
+    # self-ranging: stop early when a lower load would time truly (the caller lowers it); the value is the
+    # error (ms) that caused the last lowering (None: none yet); False: keep the load
+    self_ranging: float | None | Literal[False] = False
 
 
 # --- one process ----------------------------------------------------------------------------
@@ -112,48 +97,6 @@ def _install_signals(
         loop.add_signal_handler(sig, control.abort, f"aborted by {sig.name}")
 
 
-async def _loop_lag(hist: HdrHistogram, control: RunControl, period: float = PROBE_PERIOD_S) -> None:
-    """How late the event loop wakes while sessions are in flight: whatever the generator must do on
-    time (start a session, write its request) waits as long. Receive stamps do not (the kernel's, see
-    _http._SocketIO). Idle stretches (start-up, the end) are not the measured part."""
-    while True:
-        t = time.perf_counter()
-        await asyncio.sleep(period)
-        if control.in_flight:
-            hist.record_value(lag_us(time.perf_counter() - t - period))
-
-
-def lag_us(late_s: float) -> int:
-    """A lateness in seconds as a histogram value: µs, at least 1 (early wake-ups of the coarse timer
-    count as on time), at most an hour."""
-    return min(max(int(late_s * 1e6), 1), 3_600_000_000)
-
-
-def _sched_ns() -> tuple[int, int, int] | None:
-    """(ns on a CPU, ns runnable but waiting for one, times run) of this thread so far, from the
-    kernel's scheduler statistics; None where it does not keep them (not Linux)."""
-    try:
-        with open("/proc/thread-self/schedstat") as f:
-            ran, waited, runs = f.read().split()
-        return int(ran), int(waited), int(runs)
-    except (OSError, ValueError):
-        return None
-
-
-def _cpu_used(before: tuple[int, int, int] | None, wall_ns: int) -> dict[str, int]:
-    """The loop thread's CPU time and CPU wait over ``wall_ns`` since ``before``: says whether a late
-    loop was busy with its own work or kept off the CPUs by other processes. Empty when unknown."""
-    after = _sched_ns()
-    if before is None or after is None or wall_ns <= 0:
-        return {}
-    return {
-        "run_ns": after[0] - before[0],
-        "wait_ns": after[1] - before[1],
-        "runs": after[2] - before[2],
-        "wall_ns": wall_ns,
-    }
-
-
 async def _measure(
     cohorts: Sequence[CohortSpec],
     load: Load,
@@ -172,11 +115,13 @@ async def _measure(
     window = LiveWindow(opts.abort_on_trigger or 10.0)
     sustained = SustainedTrigger(opts.abort_on_trigger or 0.0)
     loop_lag = new_histogram()
-    cpu_before, wall_before = _sched_ns(), time.perf_counter_ns()
+    cpu_before, wall_before = sched_ns(), time.perf_counter_ns()
     # the live window costs a few ms a second of loop time: only kept when someone looks at it
     live = (report is not None and opts.window) or opts.abort_on_trigger is not None
-    probe = _live_probe(loop_lag) if opts.metrics is not None else None
+    probe = live_probe(loop_lag) if opts.metrics is not None else None
     t0 = time.perf_counter()
+    watch = RangeWatch(opts.self_ranging) if opts.self_ranging is not False else None
+    ranged: list[dict[str, Any]] = []
 
     def sink(rec: SessionRecord) -> None:
         now = time.perf_counter() - t0
@@ -196,6 +141,9 @@ async def _measure(
             if checkpoint:  # the intervals closed so far go with it: a lost share keeps its time series
                 intervals.last_closed(now)
                 checkpoint(now, stats, intervals.closed)
+            if watch is not None and control.stop_reason is None and (late := watch.check()):
+                ranged.append(late)
+                control.stop(_RANGED)
             if (why := nothing_connects(stats)) is not None:
                 control.stop(why)
             snap = probe.take(stats, control, achieved) if probe is not None else None
@@ -219,7 +167,10 @@ async def _measure(
     _install_signals(control, *signals, announce=opts.progress if opts.progress_every is None else None)
     if on_ready is not None:
         on_ready()
-    tasks = [asyncio.ensure_future(tick()), asyncio.ensure_future(_loop_lag(loop_lag, control))]
+    tasks = [
+        asyncio.ensure_future(tick()),
+        asyncio.ensure_future(watch_loop_lag(loop_lag, control, also=watch and watch.lag)),
+    ]
     try:
         info = await run_load(
             cohorts,
@@ -234,22 +185,12 @@ async def _measure(
         for t in tasks:
             t.cancel()
     ivals = intervals.finish(time.perf_counter() - t0)
-    cpu = _cpu_used(cpu_before, time.perf_counter_ns() - wall_before)
-    return Measured(info, stats, ivals, _generator(stats, loop_lag, [cpu]))
-
-
-def _live_probe(loop_lag: HdrHistogram) -> LiveProbe:
-    """The live-metrics probe, judging saturation per interval by this module's rule (generator_block)."""
-    before, wall = _sched_ns(), time.perf_counter_ns()
-
-    def judge(loop_p99_ms: float, start_p99_ms: float) -> bool:
-        nonlocal before, wall
-        now = time.perf_counter_ns()
-        cpu = _cpu_used(before, now - wall)
-        before, wall = _sched_ns(), now
-        return bool(generator_block({"p99": loop_p99_ms}, {"p99": start_p99_ms}, cpu)["saturated"])
-
-    return LiveProbe(loop_lag, judge)
+    cpu = cpu_used(cpu_before, time.perf_counter_ns() - wall_before)
+    if ranged and info.stop_reason == _RANGED:  # our own stop, not an interruption
+        info = replace(info, interrupted=False, stop_reason=None)
+    return Measured(
+        info, stats, ivals, measured_generator(stats, loop_lag, [cpu]), ranged=ranged[0] if ranged else None
+    )
 
 
 def _progress(
@@ -280,85 +221,6 @@ def _progress(
         sessions_left=max(load.sessions - control.started, 0) if load.sessions is not None else None,
         fired=fired,
     )
-
-
-def _generator(stats: dict[str, CohortStats], loop_lag: HdrHistogram, cpu: Sequence[dict[str, int]]) -> dict[str, Any]:
-    """Was the generator itself the bottleneck? Said outright, never hidden in the latencies."""
-    start_lag = new_histogram()
-    for s in stats.values():
-        start_lag.add(s.histograms["lag_us"])
-    return generator_block(summarize_ms(loop_lag), summarize_ms(start_lag), _sum_cpu(cpu)) | {
-        "loop_lag_us": loop_lag.encode().decode("ascii"),
-    }
-
-
-def generator_block(
-    loop: dict[str, float | int | None], start: dict[str, float | int | None], cpu: dict[str, int]
-) -> dict[str, Any]:
-    """The results document's ``generator`` block from the loop and start lags (ms summaries) and the
-    loop thread's CPU counters.
-
-    Saturated: the loop lag p99 while sessions were in flight passed SATURATED_LAG_MS, i.e. the
-    generator did what it had to do on time that late. Start lag is not part of the decision: an open
-    model held back by ``max_in_flight`` starts sessions late by design (the service is slow), and
-    closed-model users starting together queue for a few ms once; both are in the latencies and in
-    ``error_ms``.
-    ``error_ms``: how late any one latency may be at p99: its start may be late, and its request
-    written late by the loop's lag (receive stamps are the kernel's and add nothing)."""
-    loop_p99, start_p99 = float(loop.get("p99") or 0.0), float(start.get("p99") or 0.0)
-    error_ms = round(loop_p99 + start_p99, 3)
-    shares = _cpu_shares(cpu)
-    held = start_p99 > SATURATED_START_MS
-    saturated = held or loop_p99 > SATURATED_LAG_MS or shares.get("wait_per_run_ms", 0.0) > SATURATED_WAIT_MS
-    block: dict[str, Any] = {"loop_lag_ms": loop, "start_lag_ms": start}
-    if shares:
-        block["cpu"] = shares
-    return block | {
-        "error_ms": error_ms,
-        "saturated": saturated,
-        "threshold_ms": SATURATED_LAG_MS,
-        "note": _generator_note(loop_p99, error_ms, shares, start_p99 if held else None)
-        if saturated
-        else f"generator kept up (loop lag p99 {loop_p99:.1f} ms)",
-        "cpu_ns": cpu,
-    }
-
-
-def _sum_cpu(parts: Sequence[dict[str, int]]) -> dict[str, int]:
-    """Several processes' CPU counters as one (empty when any is unknown: a share of it would mislead)."""
-    if not parts or any(not p for p in parts):
-        return {}
-    return {key: sum(p.get(key, 0) for p in parts) for key in ("run_ns", "wait_ns", "runs", "wall_ns")}
-
-
-def _cpu_shares(cpu: dict[str, int]) -> dict[str, float]:
-    """Shares of the run the loop thread ran (``busy``) and waited, runnable, for a CPU (``waiting``)."""
-    if not cpu or cpu["wall_ns"] <= 0:
-        return {}
-    return {
-        "busy": round(cpu["run_ns"] / cpu["wall_ns"], 3),
-        "waiting": round(cpu["wait_ns"] / cpu["wall_ns"], 3),
-        "wait_per_run_ms": round(cpu["wait_ns"] / max(cpu["runs"], 1) / 1e6, 3),
-    }
-
-
-def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float], held_ms: float | None = None) -> str:
-    """Why the generator's timings are late, and by how much, in words a user can act on: sessions held
-    back from their schedule; a loop that mostly idled was kept off the CPUs by other processes; one that
-    was busy had too much to do."""
-    note = f"generator loop lag p99 {loop_p99:.1f} ms: latencies may be late by up to {error_ms:.1f} ms"
-    if held_ms is not None and loop_p99 <= SATURATED_LAG_MS:
-        return (
-            f"generator start lag p99 {held_ms:.1f} ms: sessions started late (held back by --max-in-flight,"
-            f" or a loop that could not start them on time), so latencies may be late by up to {error_ms:.1f} ms;"
-            " raise --max-in-flight, lower the rate, or add workers"
-        )
-    if shares and shares["busy"] < _OWN_WORK:
-        return note + (
-            f"; its loop ran {shares['busy']:.0%} of the run and waited {shares['wait_per_run_ms']:.2f} ms for a"
-            f" CPU each time it woke ({shares['waiting']:.0%} of the run): other processes hold the CPUs"
-        )
-    return note + "; run with fewer sessions in flight or more workers"
 
 
 def _single(
@@ -587,7 +449,7 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
 def nothing_measured(cohorts: Sequence[CohortSpec], reason: str) -> Measured:
     """Stopped before any session ran: still a document, interrupted, with what there is (nothing)."""
     stats = empty_stats(cohorts)
-    return Measured(RunInfo(now_iso(), 0.0, True, reason), stats, [], _generator(stats, new_histogram(), []))
+    return Measured(RunInfo(now_iso(), 0.0, True, reason), stats, [], measured_generator(stats, new_histogram(), []))
 
 
 def measure(
@@ -624,13 +486,3 @@ def useful_workers(load: Load, workers: int) -> int:
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def merged_generator(stats: dict[str, CohortStats], blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The generator block of one run measured in several parts (the batches of ``--until-decided``):
-    re-derived from the parts' merged histograms, so it says what one long run would have said."""
-    loop_lag = new_histogram()
-    for block in blocks:
-        loop_lag.add(HdrHistogram.decode(block["loop_lag_us"]))
-    cpu = [block.get("cpu_ns") or {} for block in blocks]  # each batch's loop-thread counters, summed
-    return {**(blocks[-1] if blocks else {}), **_generator(stats, loop_lag, cpu)}

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
 from .._errors import UsageProblem as UsageProblem  # also importable from here (a public path)
 from .._redact import SECRET_HEADERS, redact_url
-from ..load.calibrate import calibration_path, load_calibration, over_calibration
+from ..load.calibration import calibration_path, load_calibration, over_calibration
 from ..load.cluster import NODE_LOSS, ClusterOptions, import_ray, parse_cluster
 from ..load.engine import Load
 from ..load.files import open_file_room

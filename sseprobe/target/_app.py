@@ -53,6 +53,7 @@ from ._parts import (
     done_frame,
     iso,
     json_response,
+    late_ms,
     legacy_fault,
     publish,
     read_json,
@@ -494,7 +495,7 @@ class _Vana:
             "legacy_subscribers": self.subscribers,
             "stored_sessions": len(self.sessions),
         }
-        return json_response(200, {**asdict(self.stats), "gauges": gauges})
+        return json_response(200, {**asdict(self.stats), "gauges": gauges, "late_ms": late_ms()})
 
     async def on_shutdown(self, app: web.Application) -> None:
         """End stalls and open legacy streams so the server stops at once instead of waiting on them."""

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
+from hdrh.histogram import HdrHistogram
 
 __all__ = ["PROCESSING", "UPSTREAM_500"]  # and the helpers below, for _app and _real only
 
@@ -129,11 +130,24 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
+# How late this process woke for its injected delays (µs): on a machine whose CPUs are held by other
+# processes the target itself runs late, and a client on the same machine (the demo) adds that to its
+# error band (the target's lateness is part of that instrument). One target per process: one histogram.
+LATE = HdrHistogram(1, 3_600_000_000, 2)
+
+
+def late_ms() -> dict[str, float]:
+    """How late the injected delays were, p50 and p99 in ms (empty before the first)."""
+    return {f"p{q:g}": LATE.get_value_at_percentile(q) / 1000 for q in (50, 99)} if LATE.total_count else {}
+
+
 async def sleep_until(deadline: float) -> None:
     """Sleep to an absolute loop time, so per-event work never accumulates into the knob delays."""
-    delay = deadline - asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    delay = deadline - loop.time()
     if delay > 0:
         await asyncio.sleep(delay)
+        LATE.record_value(min(max(int((loop.time() - deadline) * 1e6), 1), 3_600_000_000))
 
 
 @dataclass(eq=False)

@@ -2,8 +2,8 @@
 a rate, and their combination into an interval for a change between two cohorts.
 
 Pure numpy + math, no I/O. Every bound is one-sided at the level it is given, so a caller can
-spend a false-alarm budget (and a power budget) exactly: the judgement is in _compare, the
-spending over repeated looks in _spending.
+spend a false-alarm budget (and a power budget) exactly: the judgement is in verdict.compare, the
+spending over repeated looks in verdict.spending.
 
 * Quantiles: the order-statistic interval [X_(lo), X_(hi)] from B ~ Binomial(n, q) (no
   distribution assumed, exact at any n), combined for log(candidate / baseline) by MOVER

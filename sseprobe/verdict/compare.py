@@ -1,8 +1,8 @@
 """judge(baseline, candidate, policy) -> Verdict: GREEN / YELLOW / RED / INCONCLUSIVE with evidence.
 
 Pure functions of two CohortStats and a Policy: no I/O, no clock, no randomness. The levels'
-rule is in _verdict (RED and YELLOW need the interval's low end past the YELLOW limit, GREEN its
-high end below it), the interval maths in _bounds, the budget of repeated looks in _spending.
+rule is in verdict.verdict (RED and YELLOW need the interval's low end past the YELLOW limit, GREEN its
+high end below it), the interval maths in verdict.bounds, the budget of repeated looks in verdict.spending.
 
 The intervals
 -------------
@@ -19,7 +19,7 @@ The intervals
   interval is the efficient one), so a +15 % change is RED 90 % of the time from ~6,000 sessions
   per cohort at sigma 0.6, not 2,000. In time to first answer a session that timed out
   without an answer counts at +inf (``CENSORED``), so a regression into timeouts raises the p95.
-* Rates, judged on the bad-event rate (see _policy): exact Clopper-Pearson per cohort, MOVER.
+* Rates, judged on the bad-event rate (see verdict.policy): exact Clopper-Pearson per cohort, MOVER.
 
 Family-wise control
 -------------------

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +46,8 @@ from .bounds import clopper_pearson, hist_quantile, quantile_bounds
 from .stats import HISTOGRAMS, CohortStats, histogram_arrays
 
 __all__ = [
+    "unreachable",
+    "judge_completion",
     "PolicyError",
     "MetricRule",
     "Trigger",
@@ -62,6 +64,7 @@ __all__ = [
     "metric_value",
     "hist_quantile",
     "format_metric",
+    "judge_completion",
 ]
 
 
@@ -558,3 +561,24 @@ def _metric_from_table(
         return MetricRule(**vals)
     except ValueError as e:
         raise PolicyError(f"{L.path}: {key}: {e}") from None
+
+
+def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
+    """Why nothing could be measured, when every attempt failed to connect at all."""
+    for name, stats in cohorts.items():
+        if stats.attempts and stats.outcomes.get("connect_error", 0) == stats.attempts:
+            first = next((r for r, _ in stats.reasons.most_common(1)), "").removeprefix("connect_error: ")
+            why = f" ({first})" if first else ""
+            return f"cannot reach {stats.url} ({name}): every session failed to connect{why}"
+    return None
+
+
+def judge_completion(stats: CohortStats, fired: list[FiredTrigger]) -> list[FiredTrigger]:
+    """The policy's triggers, plus one that no policy can switch off: a run where no session
+    completed with an answer is RED, whatever the policy file says (all stream errors, all
+    premature closes, all empty...)."""
+    if stats.attempts and not stats.ok and not any(t.metric == "completion_rate" for t in fired):
+        top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
+        reason = f"no session of {stats.attempts} completed with an answer ({top})"
+        fired = [*fired, FiredTrigger("no_completion", "completion_rate", "==", 0.0, 0.0, reason)]
+    return fired

@@ -28,6 +28,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from .._config import LOOK_EVERY, MAX_SESSIONS
+
 __all__ = ["SequentialPlan", "crossing_probability", "look_levels"]
 
 _N = NormalDist()
@@ -105,8 +107,8 @@ class SequentialPlan:
     and narrow distributions, and the looks that decide most runs keep a low boundary.
     """
 
-    look_every: int = 100
-    max_sessions: int = 20_000
+    look_every: int = LOOK_EVERY
+    max_sessions: int = MAX_SESSIONS
     growth: float = 2.0
     full_from: int = 1000
     early_share: float = 0.1

@@ -5,24 +5,39 @@ it frames or compresses them. A body read whole (session create, the legacy run 
 ``/list-apps``) is at most :data:`MAX_READ_BODY` (1 MiB; their real answers are under 1 KiB); a
 streamed body at most :data:`MAX_STREAM_BODY` (64 MiB decoded; a 300 s research stream with
 cumulative updates stays in the low MiB). Past a cap the response is a ``protocol_error`` that names
-the cap. A gzip or deflate body is inflated in pieces of at most :data:`INFLATE_PIECE` (256 KiB)
-whatever the compressed chunk holds (zlib reaches 1,032:1, so one 256 KiB socket read could inflate to
-264 MB at once), so memory stays at a piece and a bomb is stopped at the cap: on a busy 2-core machine
-64 MiB of inflated newlines cost the SSE decoder about 2 s, where 1 GB used to hold the loop for 30 s.
+the cap. A gzip or deflate body is inflated on demand, never more than its reader takes (zlib reaches
+1,032:1, so one 256 KiB socket read could inflate to 264 MB at once): at most :data:`HELD_INFLATED`
+held for a reader that reads later, at most :data:`PUMP_INFLATED` per turn of the event loop into a
+stream's sink, in pieces of at most :data:`INFLATE_PIECE`; the socket is not read while compressed
+bytes wait. Memory stays at a few hundred KiB per response, and a bomb is stopped at the cap without
+holding the loop (64 MiB of newlines cost the SSE decoder about 2 s of CPU on a busy 2-core machine,
+spread over 64 turns).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Callable
 
 from .._outcomes import ProtocolError
 
-__all__ = ["MAX_READ_BODY", "MAX_STREAM_BODY", "INFLATE_PIECE", "Inflater", "inflater", "too_long"]
+__all__ = [
+    "MAX_READ_BODY",
+    "MAX_STREAM_BODY",
+    "INFLATE_PIECE",
+    "HELD_INFLATED",
+    "PUMP_INFLATED",
+    "Inflater",
+    "inflater",
+    "too_long",
+]
 
 MAX_READ_BODY = 1 << 20
 MAX_STREAM_BODY = 64 << 20
 INFLATE_PIECE = 256 << 10
+HELD_INFLATED = 256 << 10  # inflated and held for a reader that has not read yet
+PUMP_INFLATED = 1 << 20  # inflated into a stream's sink per turn of the event loop
 
 
 def too_long(cap: int) -> ProtocolError:
@@ -37,29 +52,52 @@ def _size(n: int) -> str:
 
 
 class Inflater:
-    """A gzip or deflate body inflated piece by piece: ``feed`` and ``flush`` hand each piece of at
-    most :data:`INFLATE_PIECE` bytes to ``out`` as soon as it is inflated (never the whole)."""
+    """A gzip or deflate body, inflated on demand: ``push`` keeps the compressed bytes as they come,
+    ``pull`` inflates at most ``budget`` bytes of them (in pieces of at most :data:`INFLATE_PIECE`)
+    and hands each piece to ``out``; the rest waits, compressed (a few hundred KiB at most, as the
+    socket is not read while any waits). So a bomb costs at most what its reader takes, never its
+    whole inflated size at once."""
 
-    __slots__ = ("_z",)
+    __slots__ = ("_z", "_queue", "_more")
 
     def __init__(self, wbits: int) -> None:
         self._z = zlib.decompressobj(wbits)
+        self._queue: deque[bytes] = deque()
+        self._more = False  # the last piece filled its budget: zlib may hold more output
 
-    def feed(self, data: bytes, out: Callable[[bytes], None]) -> None:
+    def push(self, data: bytes) -> None:
+        if data:
+            self._queue.append(data)
+
+    @property
+    def pending(self) -> bool:
+        """Compressed input (or inflated output) not handed on yet."""
+        return bool(self._queue or self._z.unconsumed_tail or self._more)
+
+    def pull(self, budget: int, out: Callable[[bytes], None]) -> None:
         z = self._z
         try:
-            while True:
-                piece = z.decompress(data, INFLATE_PIECE)
-                if piece:
-                    out(piece)
-                data = z.unconsumed_tail
-                if not data and len(piece) < INFLATE_PIECE:
+            while budget > 0:
+                if z.unconsumed_tail:
+                    data = z.unconsumed_tail
+                elif self._more:
+                    data = b""
+                elif self._queue:
+                    data = self._queue.popleft()
+                else:
                     return
+                want = min(INFLATE_PIECE, budget)
+                piece = z.decompress(data, want)
+                self._more = len(piece) == want
+                if piece:
+                    budget -= len(piece)
+                    out(piece)
         except zlib.error as exc:
             raise ProtocolError(f"compressed body does not inflate: {exc}") from None
 
-    def flush(self, out: Callable[[bytes], None]) -> None:
-        self.feed(b"", out)
+    def finish(self, out: Callable[[bytes], None]) -> None:
+        """Everything left (the body's cap bounds it), then zlib's last bytes."""
+        self.pull(1 << 62, out)
         try:
             tail = self._z.flush()
         except zlib.error as exc:

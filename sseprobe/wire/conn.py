@@ -9,6 +9,7 @@ import ssl
 from collections.abc import Callable
 
 from .._outcomes import ConnectError, IdleTimeout, ProtocolError, SessionError, SessionTimeout
+from .body import HELD_INFLATED, PUMP_INFLATED
 from .h1 import Head, ResponseFramer
 
 __all__ = ["Conn", "HeadTimeout", "NEVER"]
@@ -61,6 +62,7 @@ class Conn(asyncio.Protocol):
         self.tls: ssl.SSLObject | None = None
         self.tls_in = self.tls_out = ssl.MemoryBIO()
         self.handshake: asyncio.Future[None] | None = None
+        self.pump_due = False  # a step of inflating into the sink is scheduled
 
     # --- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,6 +74,11 @@ class Conn(asyncio.Protocol):
             self.handshake.set_exception(ConnectError("the server closed the connection during the TLS handshake"))
         if self.active and not self.done and self.error is None:
             try:
+                # compressed bytes that came before the close: into the sink a step at a time (never all held)
+                while self.framer.pending and self.sink is not None and not self.finished and self.error is None:
+                    self.framer.pump(PUMP_INFLATED)
+                    if self.pieces:
+                        self._push()
                 self.framer.eof()  # a body delimited by the close ends here; a head cut short is refused
             except SessionError as err:
                 self.error = err
@@ -101,8 +108,10 @@ class Conn(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        framer = self.framer
+        framer.budget = PUMP_INFLATED if self.sink is not None else max(HELD_INFLATED - self.nbuf, 0)
         try:
-            self.framer.feed(data)
+            framer.feed(data)
         except Exception as exc:  # noqa: BLE001 - raised to the reader, never into the loop
             if self.done:  # garbage after a complete response: that response stands, the connection goes
                 self.stray = True
@@ -110,15 +119,61 @@ class Conn(asyncio.Protocol):
                 self.error = exc
             if self.transport is not None:
                 self.transport.close()
+        if framer.pending and self.error is None:  # compressed bytes wait: no more read until they are inflated
+            self._hold()
         if self.sink is not None:
             if self.pieces and not self.finished:
                 self._push()
+            if framer.pending and not self.finished and self.error is None:
+                self.schedule_pump()
             if not (self.finished or self.error is not None or self.done):
                 return  # the waiting reader wakes only at the end
-        elif self.nbuf > HIGH_WATER and not self.paused and self.transport is not None:
+        elif self.nbuf > HIGH_WATER:
+            self._hold()
+        self._wake()
+
+    # --- a compressed body, inflated as it is read --------------------------------------------------
+    def _hold(self) -> None:
+        if not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-        self._wake()
+
+    def schedule_pump(self) -> None:
+        if not self.pump_due:
+            self.pump_due = True
+            self.loop.call_soon(self._pump_step)
+
+    def _pump_step(self) -> None:
+        """One turn's worth of a compressed body into the sink (PUMP_INFLATED), the rest on the next
+        turn: a bomb never holds the loop for more than one step."""
+        self.pump_due = False
+        if self.sink is not None and not self.finished and self.error is None and self.framer.pending:
+            self.last = self.loop.time()  # inflating is progress: the idle timeout waits for it
+            try:
+                self.framer.pump(PUMP_INFLATED)
+            except Exception as exc:  # noqa: BLE001 - raised to the reader, never into the loop
+                self.error = exc
+                if self.transport is not None:
+                    self.transport.close()
+            if self.pieces and not self.finished:
+                self._push()
+            if self.framer.pending and not self.finished and self.error is None:
+                self.schedule_pump()
+                return
+        if self.paused and not self.framer.pending and self.transport is not None and not self.lost:
+            self.paused = False
+            self.transport.resume_reading()
+        if self.finished or self.error is not None or self.done:
+            self._wake()
+
+    def pump_held(self) -> None:
+        """For a reader that reads the body itself: inflate up to HELD_INFLATED more."""
+        try:
+            self.framer.pump(max(HELD_INFLATED - self.nbuf, 1))
+        except Exception as exc:  # noqa: BLE001 - raised to the reader
+            self.error = exc
+            if self.transport is not None:
+                self.transport.close()
 
     # --- TLS in memory ---------------------------------------------------------------------------
     def start_tls(self, ctx: ssl.SSLContext, host: str, session: ssl.SSLSession | None = None) -> asyncio.Future[None]:
@@ -277,7 +332,7 @@ class Conn(asyncio.Protocol):
     async def wait(self) -> None:
         """Until more bytes, the end, or an error: IdleTimeout after ``idle`` without bytes,
         HeadTimeout past ``deadline`` without the response head. One timer, re-armed lazily."""
-        if self.paused and self.transport is not None:
+        if self.paused and self.transport is not None and not self.framer.pending:
             self.paused = False
             self.transport.resume_reading()
         fut = self.waiter = self.loop.create_future()

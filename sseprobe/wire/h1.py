@@ -78,6 +78,8 @@ class ResponseFramer:
         "_first",
         "body_cap",
         "_body_bytes",
+        "budget",
+        "_end_pending",
     )
 
     def __init__(self, events: FrameEvents) -> None:
@@ -93,6 +95,8 @@ class ResponseFramer:
         self._first = b""  # the first bytes of the response, to name an HTTP/2 answer
         self.body_cap = MAX_STREAM_BODY  # decoded body bytes a response may carry (its owner sets it per request)
         self._body_bytes = 0
+        self.budget = 1 << 62  # inflated bytes the owner takes now (it sets this before feed and pump)
+        self._end_pending = False  # the message ended while compressed bytes still wait: end after them
 
     # --- the owner's side -----------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -118,6 +122,9 @@ class ResponseFramer:
     def eof(self) -> None:
         """The connection closed. A body delimited by the close ends here (``end``); a response cut
         short raises PrematureClose. Nothing happens between responses."""
+        if self._end_pending:  # complete on the wire, not yet inflated: all of it now
+            self.pump(1 << 62)
+            return
         if not self._started:
             return
         if self._in_head or self._interim:  # a reachable server that sent part of a head: not a connect failure
@@ -132,6 +139,21 @@ class ResponseFramer:
     def busy(self) -> bool:
         """A response has begun and has not ended."""
         return self._started
+
+    @property
+    def pending(self) -> bool:
+        """Compressed body bytes wait to be inflated (``pump``), or the end waits behind them."""
+        return self._end_pending or (self._inflate is not None and self._inflate.pending)
+
+    def pump(self, budget: int) -> None:
+        """Inflate up to ``budget`` more bytes of a compressed body; the end follows its last byte."""
+        self.budget = budget
+        if self._inflate is not None:
+            self._inflate.pull(budget, self._piece)
+        if self._end_pending and not (self._inflate is not None and self._inflate.pending):
+            self._end_pending = False
+            self._finish_body()
+            self._events.got_end()
 
     def _malformed(self, exc: Exception) -> str:
         first = self._first
@@ -171,17 +193,22 @@ class ResponseFramer:
         framed = any(k == "content-length" or k == "transfer-encoding" for k, _ in fields)
         self._until_close = not framed and status not in (204, 304)
         self._inflate = inflater(fields)
+        self._end_pending = False
         self._events.got_head(Head(status, int(parser.get_http_version()[2:]), fields))
 
     def on_body(self, data: bytes) -> None:
-        if self._inflate is not None:
-            self._inflate.feed(data, self._piece)
-        else:
+        inflate = self._inflate
+        if inflate is None:
             self._piece(data)
+            return
+        inflate.push(data)
+        if self.budget > 0:
+            inflate.pull(self.budget, self._piece)
 
     def _piece(self, data: bytes) -> None:
         """One piece of the decoded body, counted against ``body_cap`` before anyone holds it."""
         self._body_bytes += len(data)
+        self.budget -= len(data)
         if self._body_bytes > self.body_cap:
             raise too_long(self.body_cap)
         self._events.got_body(data)
@@ -193,10 +220,13 @@ class ResponseFramer:
             self._started = False
             return
         self._started = False
+        if self._inflate is not None and self._inflate.pending:
+            self._end_pending = True  # pump() ends it once the waiting bytes are inflated
+            return
         self._finish_body()
         self._events.got_end()
 
     def _finish_body(self) -> None:
         inflate, self._inflate = self._inflate, None
         if inflate is not None:
-            inflate.flush(self._piece)
+            inflate.finish(self._piece)

@@ -1,0 +1,122 @@
+"""The stored calibration: where it lives, what machine it is valid for, and the warning a plan gives
+when it asks one worker for more than the calibration found (``sseprobe calibrate`` measures it)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..report.document import write_atomic
+from .engine import Load
+from .runner import default_workers
+
+__all__ = [
+    "CALIBRATION_ENV",
+    "MAX_CALIBRATION_BYTES",
+    "SCHEMA",
+    "calibration_path",
+    "load_calibration",
+    "machine_identity",
+    "over_calibration",
+    "store_calibration",
+]
+
+SCHEMA = "sseprobe.calibration/1"
+CALIBRATION_ENV = "SSEPROBE_CALIBRATION"  # a file to use instead of the default; "off" (or empty): none
+MAX_CALIBRATION_BYTES = 1 << 20  # a calibration is about 2 KB
+
+
+def machine_identity() -> dict[str, Any]:
+    """What a calibration is valid for: another host or core count makes it stale."""
+    return {
+        "hostname": socket.gethostname(),
+        "cores": default_workers(),
+        "python": platform.python_version(),
+        "sseprobe": _version(),
+    }
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sseprobe")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def calibration_path(env: Mapping[str, str] | None = None) -> Path | None:
+    """Where the calibration lives: ``$SSEPROBE_CALIBRATION`` (``off`` or empty: nowhere), else
+    ``$XDG_CACHE_HOME/sseprobe/calibration.json`` (default ``~/.cache``)."""
+    env = os.environ if env is None else env
+    if CALIBRATION_ENV in env:
+        chosen = env[CALIBRATION_ENV].strip()
+        if chosen.lower() in ("", "off", "none", "0"):
+            return None
+        try:
+            return Path(chosen).expanduser()
+        except RuntimeError:  # "~nouser/x": no such user
+            raise ValueError(f"{CALIBRATION_ENV}={chosen[:80]!r}: no such user's home folder") from None
+    cache = env.get("XDG_CACHE_HOME") or str(Path("~/.cache").expanduser())
+    return Path(cache) / "sseprobe" / "calibration.json"
+
+
+def store_calibration(doc: Mapping[str, Any], path: Path) -> Path:
+    """Atomically (never half a file), replacing only a regular file (OSError otherwise)."""
+    return write_atomic(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def load_calibration(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the calibration for this machine, or None; why a file that is there was not used, or None).
+
+    Missing: (None, None). Another machine or core count (stale): (None, None), silently ignored.
+    Unreadable or not a calibration: (None, one line saying so). Only a regular file of at most
+    :data:`MAX_CALIBRATION_BYTES` is opened (a FIFO would block the run's start, /dev/zero never end)."""
+    if path is None:
+        return None, None
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"calibration {path} ignored: not a regular file"
+        if st.st_size > MAX_CALIBRATION_BYTES:
+            return None, f"calibration {path} ignored: larger than {MAX_CALIBRATION_BYTES:,} bytes"
+        with path.open("rb") as f:
+            doc = orjson.loads(f.read(MAX_CALIBRATION_BYTES + 1))
+        limits = doc["limits"]
+        rate, in_flight = float(limits["rate_per_worker"]), float(limits["in_flight_per_worker"])
+        machine = doc["machine"]
+        if doc.get("schema") != SCHEMA or not (rate > 0 and in_flight >= 1) or not isinstance(machine, dict):
+            raise ValueError("not a calibration")
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not a calibration sseprobe wrote"
+        return None, f"calibration {path} ignored: {why}"
+    here = machine_identity()
+    if machine.get("hostname") != here["hostname"] or machine.get("cores") != here["cores"]:
+        return None, None
+    return doc, None
+
+
+def over_calibration(doc: Mapping[str, Any], load: Load, workers: int) -> str | None:
+    """One line when ``load`` asks each worker for more than the calibration found, else None."""
+    limits, when = doc["limits"], str(doc.get("date", ""))[:10]
+    workers = max(1, workers)
+    if load.schedule is not None:
+        peak = max(max(p.start_rate, p.end_rate) for p in load.schedule.phases) / workers
+        found, what, unit = float(limits["rate_per_worker"]), "sessions/s", "rate"
+    else:
+        peak = load.concurrency / workers
+        found, what, unit = float(limits["in_flight_per_worker"]), "sessions in flight", "in-flight count"
+    if peak <= found:
+        return None
+    return (
+        f"WARNING: {peak:,.0f} {what} per worker is above the {found:,.0f} this machine sustained unsaturated "
+        f"(sseprobe calibrate, {when}): expect a saturated generator; add --workers or lower the {unit}"
+    )
