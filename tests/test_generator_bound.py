@@ -152,8 +152,9 @@ def test_summary_separates_generator_bound_triggers() -> None:
     stats = {"canonical": cohort(np.random.default_rng(30), 50)}
     bound = FiredTrigger("ttfe_p95", "ttfe_p95_ms", ">", 5000.0, 5100.0, "ttfe_p95_ms ... generator-bound", 5050.0)
     bound = replace(bound, generator_bound=True)
-    text = render_run(stats, [bound], 1.0, False, {"saturated": True, "note": "generator lag p99 72.0 ms"})
-    assert "GENERATOR SATURATED: generator lag p99 72.0 ms; latency verdicts and triggers allow for it" in text
+    gen = {"saturated": True, "error_ms": 72.0, "note": "generator loop lag p99 72.0 ms: late; other processes"}
+    text = render_run(stats, [bound], 1.0, False, gen)
+    assert "GENERATOR SATURATED: timings may be late by up to 72.0 ms" in text
     assert "GENERATOR-BOUND TRIGGERS" in text and "ROLLBACK TRIGGERS FIRED" not in text
 
 
