@@ -27,7 +27,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from sseprobe.verdict.compare import compare, generator_band
+from sseprobe.verdict.compare import generator_band, judge
 from sseprobe.verdict.stats import CohortStats
 from testsupport.hogs import cpu_hogs
 
@@ -53,7 +53,7 @@ def one_run(out: Path, sessions: int, n_hogs: int, url: str | None) -> dict[str,
         load = os.getloadavg()[0]  # at the end of the run, the hogs still spinning
     doc = json.loads(out.read_text())
     legacy, canonical = (CohortStats.from_dict(doc["cohorts"][n]) for n in ("legacy", "canonical"))
-    before = compare(legacy, canonical).overall
+    before = judge(legacy, canonical).overall
     gen = doc.get("generator") or {}
     metrics = doc["verdict"]["metrics"]
     return {

@@ -35,9 +35,10 @@ if TYPE_CHECKING:  # the names below load when first asked for (see __getattr__)
         write_atomic,
     )
     from .report.html import render_report, write_report
-    from .verdict.compare import Verdict
-    from .verdict.compare import compare as judge
-    from .verdict.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
+    from .verdict.compare import Verdict, decided, judge, judge_sequential
+    from .verdict.policy import DEFAULT_POLICY, FiredTrigger, Policy, PolicyError, check_triggers, load_policy
+    from .verdict.sequential import Looks, UntilDecided
+    from .verdict.spending import SequentialPlan
     from .verdict.stats import CohortStats
     from .wire.session import FirstEvent, observe_first_events
 
@@ -77,6 +78,14 @@ _LAZY = {
     "CohortStats": ".verdict.stats",
     "Verdict": ".verdict.compare",
     "judge": ".verdict.compare",
+    "FiredTrigger": ".verdict.policy",
+    "check_triggers": ".verdict.policy",
+    # the sequential machinery `compare --until-decided` looks and decides with (pure)
+    "judge_sequential": ".verdict.compare",
+    "decided": ".verdict.compare",
+    "SequentialPlan": ".verdict.spending",
+    "Looks": ".verdict.sequential",
+    "UntilDecided": ".verdict.sequential",
     # the results document and its reports
     "ResultsError": ".report.document",
     "build_document": ".report.document",
@@ -94,17 +103,18 @@ _LAZY = {
     "FirstEvent": ".wire.session",
     "observe_first_events": ".wire.session",
 }
-_RENAMED = {"judge": "compare"}  # public name -> the module's own
 
 __all__ = [
     "CohortSpec",
     "CohortStats",
     "DEFAULTS",
     "DEFAULT_POLICY",
+    "FiredTrigger",
     "FirstEvent",
     "FlowOptions",
     "Limits",
     "Load",
+    "Looks",
     "Measured",
     "Options",
     "Outcome",
@@ -118,17 +128,22 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Schedule",
+    "SequentialPlan",
     "SessionRecord",
     "SseprobeError",
     "TLSOptions",
     "Timeouts",
+    "UntilDecided",
     "UsageProblem",
     "Verdict",
     "build_document",
+    "check_triggers",
     "cohort_from_document",
     "compare",
+    "decided",
     "dumps",
     "judge",
+    "judge_sequential",
     "load_policy",
     "load_scenario",
     "measure",
@@ -150,7 +165,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(name)
     from importlib import import_module
 
-    return getattr(import_module(_LAZY[name], __name__), _RENAMED.get(name, name))
+    return getattr(import_module(_LAZY[name], __name__), name)
 
 
 def __dir__() -> list[str]:

@@ -49,10 +49,9 @@ from .plan.scenario import Scenario
 from .report.document import SCHEMA, build_document
 from .report.summary import render_run
 from .report.verdict_text import render_sequential, render_verdict
-from .verdict.compare import Verdict, decided, generator_band
-from .verdict.compare import compare as judge
+from .verdict.compare import Verdict, decided, generator_band, judge
 from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
-from .verdict.policy import Policy, check_triggers, judge_completion, mark_generator_bound, unreachable
+from .verdict.policy import FiredTrigger, Policy, check_triggers, judge_completion, mark_generator_bound, unreachable
 from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
 from .verdict.stats import CohortStats
 
@@ -109,7 +108,7 @@ class Result:
     plan: RunPlan
     measured: Measured
     document: dict[str, Any]
-    triggers: list[dict[str, Any]]
+    triggers: list[FiredTrigger]
     verdict: Verdict | None = None  # compare only
     decision: dict[str, Any] = field(default_factory=dict)  # compare: the verdict's sequential and time_to_decide
 
@@ -135,7 +134,7 @@ class Result:
         if self.verdict is not None:
             return EXIT_UNKNOWN if partial and self.verdict.overall != "RED" else self.verdict.exit_code
         if self.triggers:  # generator-bound ones alone are 3: the prober could not tell, not a service failure
-            return EXIT_CRITICAL if any(not t.get("generator_bound") for t in self.triggers) else EXIT_UNKNOWN
+            return EXIT_CRITICAL if any(not t.generator_bound for t in self.triggers) else EXIT_UNKNOWN
         attempts = sum(s.attempts for s in self.measured.cohorts.values())
         return EXIT_UNKNOWN if partial or not attempts else EXIT_OK
 
@@ -300,7 +299,7 @@ def _run(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result:
         stats = measured.cohorts[plan.cohorts[0].name]
         fired = judge_completion(stats, check_triggers(stats, plan.policy))
         triggers = mark_generator_bound(fired, generator_band(measured.generator))
-        doc = _document(plan, measured, {"triggers": triggers})
+        doc = _document(plan, measured, {"triggers": [t.to_dict() for t in triggers]})
         return Result(plan, measured, doc, triggers)
 
 

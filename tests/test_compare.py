@@ -1,10 +1,9 @@
-"""compare(): exact intervals, levels, verdict, rendering, and the calibration bars by simulation.
+"""judge(): exact intervals, levels, verdict, rendering, and the verdict's contract by simulation.
 
 Cohorts are numpy-simulated (lognormal TTFE / completion, multinomial outcomes) and written
-straight into real HdrHistograms, so every simulated trial goes through compare() itself.
-All seeds are fixed: the proportions asserted below are deterministic, and each would fail
-if the statistics drifted (e.g. a per-metric instead of family-wise alpha breaks the canary
-bar, a CI-only rule breaks the 15 % power bar).
+straight into real HdrHistograms, so every simulated trial goes through judge() itself (and the
+sequential ones through Looks, as ``compare --until-decided``). All seeds are fixed: the
+proportions asserted below are deterministic, and each would fail if the statistics drifted.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import replace
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -24,25 +24,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sseprobe.report.verdict_text import render_verdict
-from sseprobe.verdict.compare import (
-    EXIT_CODES,
-    SequentialPlan,
-    Verdict,
+from sseprobe.verdict.bounds import (
     clopper_pearson,
-    compare,
-    compare_sequential,
-    decided,
-    judge,
     order_stat_ranks,
     quantile_bounds,
     quantile_log_ratio_ci,
     rate_diff_ci,
-    shift_scale_change,
-    t_quantile,
 )
-from sseprobe.verdict.policy import DEFAULT_POLICY, MetricRule, Policy
-from sseprobe.verdict.stats import CohortStats, histogram_arrays, new_histogram
-from testsupport.power import DISTRIBUTIONS, Fixed, fixed_trials, sequential_trials
+from sseprobe.verdict.compare import EXIT_CODES, SequentialPlan, Verdict, decided, judge, judge_sequential
+from sseprobe.verdict.policy import DEFAULT_POLICY, MetricRule
+from sseprobe.verdict.stats import CohortStats, clock_step_us, histogram_arrays, new_histogram
+from sseprobe.verdict.verdict import level_from
+from testsupport import contract
+from testsupport.power import fixed_trials
 
 ALPHA = (1 - DEFAULT_POLICY.confidence) / len(DEFAULT_POLICY.metrics)  # a per-metric one-sided level
 
@@ -97,7 +91,7 @@ def trials(n_trials: int, nb: int, nc: int, seed: int, **cand: object) -> tuple[
     p95: Counter[str] = Counter()
     needed: list[int] = []
     for _ in range(n_trials):
-        v = compare(cohort(rng, nb, sigma=sigma), cohort(rng, nc, **cand))  # type: ignore[arg-type]
+        v = judge(cohort(rng, nb, sigma=sigma), cohort(rng, nc, **cand))  # type: ignore[arg-type]
         overall[v.overall] += 1
         m = next(m for m in v.metrics if m.name == "ttfe_p95_ms")
         p95[m.level] += 1
@@ -241,34 +235,36 @@ def test_quantile_ratio_false_alarm_is_at_most_alpha(nb: int, nc: int, q: float)
 
 @pytest.mark.parametrize(
     "est,lo,hi,level",
-    [  # lo: lower bound at the false-alarm level; hi: upper bound at the power level
-        (0.15, 0.06, 0.25, "RED"),  # evidence, estimate past red
-        (0.15, 0.01, 0.30, "RED"),  # evidence of a regression is enough; estimate picks band
-        (0.07, 0.01, 0.13, "YELLOW"),
-        (0.15, -0.01, 0.31, "INCONCLUSIVE"),  # looks bad, no evidence, RED not ruled out
-        (0.07, -0.01, 0.09, "GREEN"),  # not significant, RED ruled out at the power level: no flap
-        (0.03, 0.005, 0.06, "GREEN"),  # real but within yellow
-        (0.03, 0.005, 0.12, "INCONCLUSIVE"),  # real, small, but RED not ruled out
-        (-0.2, -0.5, 0.09, "GREEN"),
+    [  # lo: lower bound at the false-alarm level; hi: upper bound at the power level; y 5 %, r 10 %
+        (0.15, 0.06, 0.25, "RED"),  # shown past YELLOW, estimate past RED
+        (0.15, 0.01, 0.30, "INCONCLUSIVE"),  # a real regression, not shown past YELLOW: no rollback
+        (0.07, 0.051, 0.09, "YELLOW"),
+        (0.07, 0.01, 0.13, "INCONCLUSIVE"),
+        (0.15, -0.01, 0.31, "INCONCLUSIVE"),
+        (0.02, -0.01, 0.049, "GREEN"),  # +5 % ruled out at the power level
+        (0.03, -0.01, 0.06, "INCONCLUSIVE"),  # +5 % not ruled out: not GREEN (was GREEN below +10 %)
+        (0.03, 0.005, 0.045, "GREEN"),  # real but small
+        (-0.2, -0.5, 0.04, "GREEN"),
         (0.0, -0.5, math.inf, "INCONCLUSIVE"),
         (math.nan, -math.inf, math.inf, "INCONCLUSIVE"),
+        (math.inf, 0.2, math.inf, "RED"),  # the candidate's quantile among the never-answered
     ],
 )
-def test_judge(est: float, lo: float, hi: float, level: str) -> None:
-    assert judge(est, lo, hi, 0.05, 0.10)[0] == level
+def test_level_from(est: float, lo: float, hi: float, level: str) -> None:
+    assert level_from(est, lo, hi, 0.05, 0.10)[0] == level
 
 
-# --- compare(): behaviour -----------------------------------------------------------------------
+# --- judge(): behaviour -----------------------------------------------------------------------
 
 
 def test_same_cohort_is_green_and_small_cohort_inconclusive() -> None:
     rng = np.random.default_rng(3)
     big = cohort(rng, 2000)
-    v = compare(big, big)
+    v = judge(big, big)
     assert v.overall == "GREEN" and v.exit_code == 0
     assert all(m.change == 0 for m in v.metrics)
     small = cohort(rng, 40)
-    v = compare(small, small)
+    v = judge(small, small)
     assert v.overall == "INCONCLUSIVE" and v.exit_code == 3
     assert all(m.level in ("GREEN", "INCONCLUSIVE") for m in v.metrics)
 
@@ -277,7 +273,7 @@ def test_empty_cohorts_never_raise() -> None:
     empty = CohortStats()
     full = cohort(np.random.default_rng(4), 500)
     for b, c in ((empty, empty), (full, empty), (empty, full)):
-        v = compare(b, c)
+        v = judge(b, c)
         assert v.overall == "INCONCLUSIVE"
         assert any("no sessions" in r for r in v.reasons)
         json.dumps(v.to_dict(), allow_nan=False)
@@ -289,10 +285,10 @@ def test_flag_off_is_red_critical_error() -> None:
     cand = CohortStats(sessions=40)
     cand.outcomes["http_error"] = 40
     cand.http_status["501"] = 40
-    v = compare(base, cand)
+    v = judge(base, cand)
     assert v.overall == "RED" and v.exit_code == 2
-    crit = [t for t in v.triggers if t["name"] == "critical_error"]
-    assert crit and crit[0]["cohort"] == "candidate" and "flag is off" in crit[0]["reason"]
+    crit = [t for t in v.triggers if t.name == "critical_error"]
+    assert crit and crit[0].cohort == "candidate" and "flag is off" in crit[0].reason
     assert any("critical_error" in r for r in v.reasons)
 
 
@@ -300,12 +296,12 @@ def test_trigger_on_candidate_is_red_on_baseline_only_noted() -> None:
     rng = np.random.default_rng(6)
     slow = cohort(rng, 400, ttfe_ms=6000.0, sigma=0.1)  # TTFE p95 > 5,000 ms
     fast = cohort(rng, 400)
-    v = compare(fast, slow)
+    v = judge(fast, slow)
     assert v.overall == "RED"
-    assert any(t["name"] == "ttfe_p95" and t["cohort"] == "candidate" for t in v.triggers)
-    v = compare(slow, fast)  # candidate far better, baseline breaks the trigger
+    assert any(t.name == "ttfe_p95" and t.cohort == "candidate" for t in v.triggers)
+    v = judge(slow, fast)  # candidate far better, baseline breaks the trigger
     assert v.overall != "RED"
-    assert any(t["cohort"] == "baseline" for t in v.triggers)
+    assert any(t.cohort == "baseline" for t in v.triggers)
     assert any(r.startswith("note: the baseline fires") for r in v.reasons)
 
 
@@ -315,7 +311,7 @@ def test_non_critical_red_is_yellow_overall() -> None:
     cand = cohort(rng, 3000)
     cand.histograms["completion_us"] = new_histogram()
     fill(cand.histograms["completion_us"], 1000 * 2600 * np.exp(0.3 * rng.standard_normal(cand.ok)))
-    v = compare(base, cand)
+    v = judge(base, cand)
     m = next(m for m in v.metrics if m.name == "completion_p95_ms")
     assert m.level == "RED" and not m.critical
     assert v.overall == "YELLOW" and v.exit_code == 1
@@ -328,10 +324,10 @@ def test_higher_is_better_quantile_regresses_downwards() -> None:
     )
     only = replace(DEFAULT_POLICY, metrics=(rule,), triggers=())
     rng = np.random.default_rng(18)
-    v = compare(cohort(rng, 3000), cohort(rng, 3000, scale=0.8), only)
+    v = judge(cohort(rng, 3000), cohort(rng, 3000, scale=0.8), only)
     change = v.metrics[0].change
     assert v.metrics[0].level == "RED" and change is not None and change < -0.15 and v.overall == "RED"
-    assert compare(cohort(rng, 3000), cohort(rng, 3000, scale=1.25), only).overall == "GREEN"
+    assert judge(cohort(rng, 3000), cohort(rng, 3000, scale=1.25), only).overall == "GREEN"
 
 
 def _rates(n: int, failures: int) -> CohortStats:
@@ -344,20 +340,21 @@ def test_small_rate_changes_are_not_x_percent_worse() -> None:
     """0.1 % -> 0.2 % connect failures is +0.1 pp, far inside the +1 pp YELLOW limit: GREEN at
     1,000 sessions (where it is noise) and at 1,000,000 (where it is real but small)."""
     only = replace(DEFAULT_POLICY, metrics=(DEFAULT_POLICY.metric("connect_success_rate"),))
-    assert compare(_rates(1000, 1), _rates(1000, 2), only).metrics[0].level in ("GREEN", "INCONCLUSIVE")
-    assert compare(_rates(1000, 1), _rates(1000, 2), only).overall != "RED"
-    m = compare(_rates(10**6, 1000), _rates(10**6, 2000), only).metrics[0]
+    assert judge(_rates(1000, 1), _rates(1000, 2), only).metrics[0].level in ("GREEN", "INCONCLUSIVE")
+    assert judge(_rates(1000, 1), _rates(1000, 2), only).overall != "RED"
+    m = judge(_rates(10**6, 1000), _rates(10**6, 2000), only).metrics[0]
     assert m.level == "GREEN" and m.ci[1] is not None and m.ci[1] < 0  # significant, yet within GREEN
-    # +1.5 pp at 5,000 sessions is real and past +1 pp: YELLOW; +3 pp: RED
-    assert compare(_rates(5000, 25), _rates(5000, 100), only).metrics[0].level == "YELLOW"
-    assert compare(_rates(5000, 25), _rates(5000, 175), only).metrics[0].level == "RED"
+    # +1.7 pp at 20,000 sessions is shown past +1 pp: YELLOW; +1.5 pp at 5,000 is not: undecided
+    assert judge(_rates(20000, 100), _rates(20000, 440), only).metrics[0].level == "YELLOW"
+    assert judge(_rates(5000, 25), _rates(5000, 100), only).metrics[0].level == "INCONCLUSIVE"
+    assert judge(_rates(5000, 25), _rates(5000, 175), only).metrics[0].level == "RED"  # +3 pp
     # above the 20 % floor the limits are relative to the baseline failure rate (red: +4 pp at 40 %)
-    assert compare(_rates(5000, 2000), _rates(5000, 2300), only).metrics[0].level == "RED"
+    assert judge(_rates(5000, 2000), _rates(5000, 2300), only).metrics[0].level == "RED"
 
 
 def test_to_dict_is_the_design_shape_and_json() -> None:
     rng = np.random.default_rng(9)
-    v = compare(cohort(rng, 760), cohort(rng, 40))
+    v = judge(cohort(rng, 760), cohort(rng, 40))
     d = v.to_dict()
     assert set(d) == {"overall", "metrics", "triggers"}
     for m in d["metrics"]:
@@ -373,7 +370,7 @@ def test_to_dict_is_the_design_shape_and_json() -> None:
 
 def test_render_verdict() -> None:
     rng = np.random.default_rng(10)
-    v = compare(cohort(rng, 2000), cohort(rng, 2000, scale=1.2))
+    v = judge(cohort(rng, 2000), cohort(rng, 2000, scale=1.2))
     plain = render_verdict(v)
     assert "\x1b[" not in plain
     head = plain.splitlines()[2].split()
@@ -393,144 +390,113 @@ def test_comparison_modules_are_pure() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-# --- calibration: the bars, by simulation ------------------------------------------------------
+# --- the verdict's contract, by simulation -----------------------------------------------------
 #
-# testsupport/power.py simulates the four TTFE shapes (lognormal sigma 0.3 / 0.6, bimodal with 5 % of
-# sessions 4x slower, lognormal 0.3 on a 10 ms clock) into real HdrHistograms; every trial goes
-# through compare() / compare_sequential(). Seeds are fixed, so each proportion below is
-# deterministic; trial counts are sized so that a bar could not be met by luck where the
-# statistics had drifted (the observed rates, with their binomial intervals, are in the README
-# table that `python -m bench.power` prints).
+# bench/contract.py prints the full table (docs/statistics.md); these cells are the ones cheap
+# enough for CI, through the same functions (judge, and Looks for --until-decided). Seeds are
+# fixed, so each count is deterministic; each bar sits where a broken rule would miss it by far.
 
-DISTS = list(DISTRIBUTIONS)
-SIGMA_06, BIMODAL = DISTS[1], DISTS[2]
-
-
+SIGMA_06 = "lognormal 0.6"
+SIGMA_06_POWER = "lognormal sigma 0.6"  # the same shape in bench.power
 LOOSE = replace(DEFAULT_POLICY, confidence=0.90)  # family-wise 10 %: false alarms frequent enough to count
 
 
 @functools.cache
-def fixed(dist: str, n: int, runs: int, seed: int, scale: float = 1.0, policy: Policy = DEFAULT_POLICY) -> Fixed:
-    return fixed_trials(dist, n, runs, seed, scale, policy)
+def cell(dist: str, case: str, n: int, runs: int, seed: int) -> Counter[str]:
+    return contract.fixed(dist, case, n, runs, seed)
 
 
 @functools.cache
-def sequential(
-    dist: str, runs: int, seed: int, scale: float = 1.0, policy: Policy = DEFAULT_POLICY
-) -> tuple[list[int], Counter[str]]:
-    return sequential_trials(dist, runs, seed, scale, policy)
+def seq_cell(dist: str, case: str, runs: int, seed: int) -> tuple[Counter[str], tuple[int, ...]]:
+    levels, used = contract.sequential(dist, case, runs, seed)
+    return levels, tuple(used)
 
 
 def alarms(c: Counter[str]) -> int:
     return c["YELLOW"] + c["RED"]
 
 
-@pytest.mark.parametrize("dist", DISTS)
-def test_a_a_false_alarms_stay_within_the_family_wise_level(dist: str) -> None:
-    """At the default 1 % a 100-run cell would show ~0-1 alarms whether the truth were 0.3 % or
-    2 %, so each cell is checked where the count means something: at confidence 0.90 (10 %),
-    80 runs at each of 500 / 2,000 / 8,000 must show <= 10 % (a 2x miscalibration would show ~16
-    in 80). The default level is then a matter of the same construction with a smaller alpha;
-    testsupport/power.py measures it at 400 runs a cell (README table)."""
-    for n in (500, 2000, 8000):
-        r = fixed(dist, n, 80, 31 + n, policy=LOOSE)
-        assert alarms(r.overall) <= 8, (n, r.overall)
+@pytest.mark.parametrize("case", ["fastest 10 % 3x faster", "fastest 30 % 1.5x faster", "same p95, wider"])
+@pytest.mark.parametrize("n", [500, 2000])
+def test_harmless_shape_changes_never_roll_back(case: str, n: int) -> None:
+    """The p95 stays where it was: no RED (the whole-distribution estimate made the first case
+    RED in 67 % of runs at 500 sessions)."""
+    c = cell(SIGMA_06, case, n, 60, 7 + n)
+    assert c["RED"] == 0, c
+    if case.startswith("fastest"):
+        assert alarms(c) == 0, c
 
 
-def test_a_a_at_2000_sigma_06_is_green_without_false_alarms() -> None:
-    aa = fixed(SIGMA_06, 2000, 1000, 2031)  # 1,000 runs: the rate (~92.5 %) sits ~3 sd clear of the bar
-    assert share(aa.overall, "GREEN") >= 0.90, aa.overall  # the issue saw 21 %
-    assert alarms(aa.overall) <= 10, aa.overall  # the default family-wise 1 %
+def test_a_change_at_the_yellow_limit_is_rarely_red_and_rarely_green() -> None:
+    """+5 % (every session): RED at most 1 % (by design 0.45 %: the p95's share of the budget; 3
+    or more of 150 would be unlikely below 1 %), GREEN at most 20 %."""
+    c = cell(SIGMA_06, "+5 %", 2000, 150, 21)
+    assert c["RED"] <= 2, c
+    assert c["GREEN"] <= 0.2 * 150, c
 
 
-def test_15_percent_regression_at_2000_sigma_06_is_red() -> None:
-    reg = fixed(SIGMA_06, 2000, 300, 41, scale=1.15)
-    assert share(reg.overall, "RED") >= 0.90, reg.overall  # the issue saw 63 %
-    assert reg.overall["GREEN"] == 0, reg.overall
+def test_no_false_rollback_at_a_loose_level_stays_within_it() -> None:
+    """At confidence 0.90 a +5 % change may be RED at most 10 % of the time: counted where
+    the count means something (at the default 1 % a 150-run cell shows ~0 either way)."""
+    rng = np.random.default_rng(22)
+    red = 0
+    for _ in range(150):
+        b, c = CohortStats(flow="sim"), CohortStats(flow="sim")
+        contract.grow(b, rng, SIGMA_06, 2000, contract._shape("A/A", SIGMA_06), False)
+        contract.grow(c, rng, SIGMA_06, 2000, contract._shape("+5 %", SIGMA_06), False)
+        red += judge(b, c, LOOSE).overall == "RED"
+    assert red <= 15, red
 
 
-def test_bimodal_no_worse_than_before() -> None:
-    """Before: A/A 99.8 % INCONCLUSIVE (0.2 % GREEN), a 15 % regression YELLOW 100 %."""
-    aa = fixed(BIMODAL, 2000, 120, 51)
-    assert share(aa.overall, "GREEN") >= 0.1 and alarms(aa.overall) <= 1, aa.overall
-    reg = fixed(BIMODAL, 2000, 120, 52, scale=1.15)
-    assert share(reg.overall, "YELLOW", "RED") == 1.0 and share(reg.overall, "RED") >= 0.5, reg.overall
+def test_a_15_percent_regression_is_red_at_8000() -> None:
+    """Whole shift and p95 tail only (p50 unchanged): RED ~90 % at 8,000 per cohort (the bench's
+    400-run cells: docs/statistics.md); 40 runs here, bar at 80 % so only a real loss fails it."""
+    for case in ("+15 %", "p95 tail +15 %"):
+        c = cell(SIGMA_06, case, 8000, 40, 23)
+        assert c["RED"] >= 32 and c["GREEN"] == 0, (case, c)
 
 
-@pytest.mark.parametrize("dist", [SIGMA_06, BIMODAL])
-def test_sessions_needed_decides_most_of_the_time(dist: str) -> None:
-    """Undecided A/A runs at 500 advise a size; A/A at that size decides ttfe_p95 most of the time."""
-    needed = fixed(dist, 500, 40, 61).needed
-    assert len(needed) >= 10
-    n = int(np.median(needed))
-    at = fixed(dist, n, 100, 62)
-    assert share(at.p95, "GREEN", "YELLOW", "RED") >= (0.8 if dist == SIGMA_06 else 0.5), (n, at.p95)
-    assert alarms(at.overall) <= 2, at.overall
+def test_a_regression_into_timeouts_cannot_make_latency_green() -> None:
+    """The slowest 8 % stop answering: counted at +inf, the p95 is RED, never better."""
+    c = cell(SIGMA_06, "into timeouts", 2000, 20, 24)
+    assert c["RED"] == 20, c
 
 
-def test_whole_distribution_interval_is_calibrated() -> None:
-    """The one interval that is asymptotic rather than exact: under A/A its one-sided 1 % bound
-    is crossed about 1 % of the time in every shape (measured 0.9-1.2 % at 574 sessions)."""
-    rng = np.random.default_rng(71)
-    for dist in DISTS:
-        z = []
-        for _ in range(1000):
-            base, cand = new_histogram(), new_histogram()
-            fill(base, 1000.0 * DISTRIBUTIONS[dist](rng, 500))
-            fill(cand, 1000.0 * DISTRIBUTIONS[dist](rng, 500))
-            d, se, dof = shift_scale_change(histogram_arrays(base), histogram_arrays(cand), 0.95)  # type: ignore[misc]
-            z.append(d / se / t_quantile(0.01, dof))
-        crossed = np.mean(np.abs(z) > 1.0) / 2  # both tails: 2,000 looks at a 1 % tail (sd 0.22 %)
-        assert 0.003 <= crossed <= 0.018, (dist, crossed)
+def test_sequential_a_a_is_green_and_never_alarms() -> None:
+    levels, used = seq_cell(SIGMA_06, "A/A", 30, 81)
+    assert alarms(levels) == 0 and levels["GREEN"] >= 27, levels
+    assert float(np.median(used)) <= 6400, sorted(used)  # measured 3,200 (docs/statistics.md)
 
 
-def test_sequential_a_a_decides_early_without_false_alarms() -> None:
-    """A look every 100 sessions up to 20,000, stopping when decided."""
-    used, levels = sequential(SIGMA_06, 40, 81)
-    assert float(np.median(used)) <= 3000, sorted(used)  # measured ~2,000
-    assert alarms(levels) == 0 and levels["GREEN"] >= 38, levels
-    _, loose = sequential(SIGMA_06, 40, 85, policy=LOOSE)  # as above: a level where counts mean something
-    assert alarms(loose) <= 4, loose
+def test_sequential_15_percent_regression_is_red() -> None:
+    levels, _ = seq_cell(SIGMA_06, "p95 tail +15 %", 20, 82)
+    assert levels["RED"] >= 18, levels
 
 
-def test_sequential_15_percent_regression_is_red_early() -> None:
-    used, levels = sequential(SIGMA_06, 30, 82, scale=1.15)
-    assert float(np.median(used)) < 2000, sorted(used)
-    assert share(levels, "RED") >= 0.9, levels
-
-
-def test_sequential_plan_spends_the_budget_over_the_looks() -> None:
+def test_sequential_plan_looks_double_and_early_looks_spend_little() -> None:
     plan = SequentialPlan()
-    assert plan.looks == 200 and plan.green_looks[0] == 5 and plan.green_looks[-1] == 200
-    assert all(b > a for a, b in zip(plan.green_looks, plan.green_looks[1:], strict=False))
+    assert plan.sizes == (100, 200, 400, 800, 1600, 3200, 6400, 12800, 20000)
+    beta = plan.levels(0.2)
+    assert len(set(beta[:4])) == 1 and len(set(beta[4:])) == 1 and sum(beta[:4]) == pytest.approx(0.02)
     rng = np.random.default_rng(83)
-    b, c = cohort(rng, 2000), cohort(rng, 2000)
-    assert compare(b, c).overall == "GREEN"
-    assert compare_sequential(b, c, plan=plan, look=20).overall == "GREEN"  # a GREEN look
-    off = compare_sequential(b, c, plan=plan, look=21)  # not a GREEN look: nothing is called GREEN
-    assert {m.level for m in off.metrics} == {"INCONCLUSIVE"} and not decided(off)
+    b = cohort(rng, 1600)
+    assert judge_sequential(b, b, plan=plan, look=5).overall == "GREEN"  # no difference at all
     with pytest.raises(ValueError):
-        compare_sequential(b, c, plan=plan, look=201)
+        judge_sequential(b, b, plan=plan, look=10)
 
 
-def test_7_percent_regression_is_yellow_or_worse_most_of_the_time() -> None:
-    overall, p95, _ = trials(150, 2000, 2000, seed=13, scale=1.07)
-    assert share(p95, "YELLOW", "RED") > 0.6, p95
-    assert share(overall, "YELLOW", "RED") > 0.8, overall
-
-
-def test_2_percent_regression_is_green() -> None:
-    overall, p95, _ = trials(150, 2000, 2000, seed=14, scale=1.02)
-    assert share(p95, "GREEN") >= 0.95, p95
-    assert share(overall, "GREEN") >= 0.95, overall
-
-
-def test_canary_40_vs_760_no_alarm_from_noise_and_says_how_many() -> None:
-    overall, p95, needed = trials(200, 760, 40, seed=15)
-    assert alarms(overall) <= 2, overall  # the family-wise 1 %
-    assert share(overall, "INCONCLUSIVE") >= 0.95, overall
-    assert p95["INCONCLUSIVE"] >= 195 and len(needed) == p95["INCONCLUSIVE"]
-    assert 300 <= float(np.median(needed)) <= 2000
+def test_look_levels_spend_exactly_the_budget() -> None:
+    """The boundary's crossing probability, by a seeded Brownian simulation at the plan's looks."""
+    plan = SequentialPlan()
+    sizes = np.array(plan.sizes, dtype=float)
+    rng = np.random.default_rng(85)
+    steps = rng.standard_normal((100_000, len(sizes))) * np.sqrt(np.diff(np.concatenate([[0.0], sizes])))
+    z = np.cumsum(steps, axis=1) / np.sqrt(sizes)
+    for budget in (0.2, 0.01):
+        c = np.array([NormalDist().inv_cdf(1.0 - a) for a in plan.levels(budget)])
+        crossed = float((z > c).any(axis=1).mean())
+        assert abs(crossed - budget) < 4 * math.sqrt(budget * (1 - budget) / 100_000) + 1e-3, (budget, crossed)
+        assert min(plan.levels(budget)[4:]) > budget / plan.looks  # better than Bonferroni over the looks
 
 
 def test_adding_a_non_critical_metric_leaves_critical_intervals_alone() -> None:
@@ -538,7 +504,51 @@ def test_adding_a_non_critical_metric_leaves_critical_intervals_alone() -> None:
     b, c = cohort(rng, 2000), cohort(rng, 2000, scale=1.03)
     extra = MetricRule("ttfe_p90_ms", "quantile", "ttfe_us", percentile=90.0)
     wider = replace(DEFAULT_POLICY, metrics=(*DEFAULT_POLICY.metrics, extra))
-    before, after = compare(b, c), compare(b, c, wider)
+    before, after = judge(b, c), judge(b, c, wider)
     twins = [(m, next(x for x in after.metrics if x.name == m.name)) for m in before.metrics]
     assert all(m.ci == twin.ci for m, twin in twins if m.critical)
     assert any(m.ci != twin.ci for m, twin in twins if not m.critical)  # they share a fixed slice
+
+
+def test_canary_40_vs_760_no_alarm_from_noise_and_says_how_many() -> None:
+    overall, p95, needed = trials(200, 760, 40, seed=15)
+    assert alarms(overall) == 0, overall
+    assert share(overall, "INCONCLUSIVE") >= 0.95, overall
+    assert p95["INCONCLUSIVE"] >= 195 and len(needed) == p95["INCONCLUSIVE"]
+    assert 1000 <= float(np.median(needed)) <= 8000
+
+
+def test_small_real_regression_is_green_with_enough_sessions() -> None:
+    """+2 % at sigma 0.3 and 8,000 per cohort: +5 % ruled out nearly always."""
+    overall, p95, _ = trials(60, 8000, 8000, seed=14, scale=1.02)
+    assert share(p95, "GREEN") >= 0.9, p95
+
+
+def test_sessions_needed_decides_most_of_the_time() -> None:
+    """Undecided A/A runs at 500 advise a size; A/A at that size decides ttfe_p95 most of the time."""
+    needed = fixed_trials(SIGMA_06_POWER, 500, 40, 61).needed
+    assert len(needed) >= 10
+    n = int(np.median(needed))
+    at = fixed_trials(SIGMA_06_POWER, n, 60, 62)
+    assert share(at.p95, "GREEN", "YELLOW", "RED") >= 0.8, (n, at.p95)
+    assert alarms(at.overall) == 0, at.overall
+
+
+def test_a_coarse_clock_widens_by_half_a_tick_and_can_leave_it_undecided() -> None:
+    """Values on a 10 ms clock: a +5 % change at 180 ms reads +5.6 % when rounded, and no longer
+    alarms; on a 100 ms clock a 500 ms p95 cannot rule out +5 % however many sessions: clock-bound."""
+    ten = cell("0.6, 10 ms clock", "+5 %", 8000, 40, 11)
+    assert alarms(ten) == 0, ten
+    rng = np.random.default_rng(12)
+    b, c = CohortStats(flow="sim"), CohortStats(flow="sim")
+    same = contract._shape("A/A", "0.6, 100 ms clock")
+    contract.grow(b, rng, "0.6, 100 ms clock", 8000, same, False)
+    contract.grow(c, rng, "0.6, 100 ms clock", 8000, same, False)
+    assert clock_step_us(b.histograms["ttfe_us"]) == 100_000
+    v = judge(b, c)
+    p95 = next(m for m in v.metrics if m.name == "ttfe_p95_ms")
+    assert p95.level == "INCONCLUSIVE" and p95.clock_bound and p95.sessions_needed is None, p95
+    assert "clock-bound" in p95.reason and p95.to_dict()["clock_bound"] is True
+    assert v.overall == "INCONCLUSIVE" and not decided(v)  # never GREEN, but more sessions could still show RED
+    fine = cohort(rng, 2000)
+    assert clock_step_us(fine.histograms["ttfe_us"]) == 0

@@ -24,7 +24,7 @@ from sseprobe._config import FlowOptions, Limits, Timeouts
 from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe.load.engine import make_client
-from sseprobe.verdict.compare import compare
+from sseprobe.verdict.compare import judge
 from sseprobe.verdict.stats import CohortStats
 from sseprobe.wire.flows import CANONICAL_RULES, LEGACY_RULES, StreamRules
 from sseprobe.wire.session import run_session
@@ -272,9 +272,9 @@ def test_masked_legacy_failure_is_empty_and_canonical_failure_is_red_against_it(
     for rec in legacy + canonical:
         stats[rec.cohort].add(rec)
     assert stats["legacy"].completion_rate == 0.0 and stats["legacy"].outcomes["empty"] == 25
-    verdict = compare(stats["legacy"], stats["canonical"])
+    verdict = judge(stats["legacy"], stats["canonical"])
     assert verdict.overall == "RED", verdict.reasons
-    reverse = compare(stats["canonical"], stats["legacy"])  # either way round: never GREEN
+    reverse = judge(stats["canonical"], stats["legacy"])  # either way round: never GREEN
     assert reverse.overall == "RED", reverse.reasons
 
 
@@ -360,11 +360,11 @@ def test_first_event_is_compared_within_a_flow_never_across_flows() -> None:
             stats.add(rec)
         return stats
 
-    across = compare(cohort("legacy", 5.0), cohort("canonical", 60.0))
+    across = judge(cohort("legacy", 5.0), cohort("canonical", 60.0))
     assert "first_event_p95_ms" not in {m.name for m in across.metrics}
     assert any("first events are not compared between legacy and canonical" in r for r in across.reasons)
     # bookkeeping that differs by design is no regression (200 sessions cannot decide the rates: INCONCLUSIVE)
     assert across.overall not in ("YELLOW", "RED"), across.reasons
-    within = compare(cohort("canonical", 5.0), cohort("canonical", 60.0))
+    within = judge(cohort("canonical", 5.0), cohort("canonical", 60.0))
     row = next(m for m in within.metrics if m.name == "first_event_p95_ms")
     assert row.level == "RED" and not row.critical and within.overall == "YELLOW", within.reasons

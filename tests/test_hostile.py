@@ -331,7 +331,7 @@ FAULTS: list[tuple[str, Any, str, Callable[[Path], list[str]]]] = [
     (
         "compare offline",
         sseprobe.cli._compare,
-        "compare",
+        "judge",
         lambda t: ["compare", _doc_file(t, "a.json"), _doc_file(t, "b.json")],
     ),
     ("report", sseprobe.cli._report, "write_report", lambda t: ["report", _doc_file(t, "a.json"), "--html", "r.html"]),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sseprobe.report.summary import render_run
+from sseprobe.verdict.policy import FiredTrigger
 from sseprobe.verdict.stats import CohortStats
 
 from .conftest import in_process
@@ -17,9 +19,11 @@ from .conftest import in_process
 def test_baseline_triggers_are_noted_not_rollback(capfd: pytest.CaptureFixture[str]) -> None:
     """#24.21: a trigger on the baseline cohort is the reference's, not a rollback of the candidate."""
     cohorts = {"legacy": CohortStats(flow="legacy", sessions=3), "canonical": CohortStats(flow="canonical", sessions=3)}
-    text = render_run(cohorts, [{"cohort": "baseline", "reason": "legacy: completion_rate 50 %"}], 1.0, False)
+    fired = FiredTrigger("completion_rate", "completion_rate", "<", 0.95, 0.5, "legacy: completion_rate 50 %")
+    text = render_run(cohorts, [replace(fired, cohort="baseline")], 1.0, False)
     assert "ROLLBACK TRIGGERS FIRED" not in text and "BASELINE (noted" in text and "completion_rate 50 %" in text
-    text = render_run(cohorts, [{"cohort": "candidate", "reason": "canonical: completion_rate 50 %"}], 1.0, False)
+    fired = replace(fired, cohort="candidate", reason="canonical: completion_rate 50 %")
+    text = render_run(cohorts, [fired], 1.0, False)
     assert "ROLLBACK TRIGGERS FIRED" in text and "BASELINE" not in text
 
 
@@ -67,7 +71,7 @@ def test_smoke_is_a_check_that_can_pass() -> None:
 def test_report_of_base_and_candidate_compares_them(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """#24.24: ``report base.json cand.json`` judges the candidate against the base, not only each alone."""
     from sseprobe.report.document import dumps
-    from sseprobe.verdict.compare import compare
+    from sseprobe.verdict.compare import judge
     from sseprobe.verdict.policy import DEFAULT_POLICY
 
     from .report_docs import results_doc
@@ -79,7 +83,7 @@ def test_report_of_base_and_candidate_compares_them(tmp_path: Path, capfd: pytes
     code, stdout, _ = in_process(capfd, "report", str(base), str(cand), "--html", str(out))
     first = CohortStats.from_dict(results_doc(seed=1)["cohorts"]["canonical"])
     second = CohortStats.from_dict(results_doc(ttfe_ms=80.0, seed=2)["cohorts"]["canonical"])
-    expected = compare(first, second, DEFAULT_POLICY).overall
+    expected = judge(first, second, DEFAULT_POLICY).overall
     assert code == 0 and f"comparison: {cand} (canonical) against {base} (canonical): {expected}" in stdout
     html = out.read_text()
     assert "cand.json against base.json" in html and "baseline:canonical" in html and "candidate:canonical" in html

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
 from sseprobe.verdict.policy import (
     DEFAULT_POLICY,
+    FiredTrigger,
     MetricRule,
     Policy,
     PolicyError,
     Trigger,
+    censored_count,
     check_triggers,
     load_policy,
     metric_value,
     parse_quantile_name,
+    trigger_alpha,
 )
 from sseprobe.verdict.stats import CohortStats
 
@@ -231,29 +235,48 @@ def test_healthy_cohort_fires_nothing_and_empty_cohort_nothing() -> None:
     assert check_triggers(CohortStats(), DEFAULT_POLICY) == []
 
 
-def test_each_trigger_fires_at_its_threshold() -> None:
-    # rates exactly at their limits ("<" and ">" are strict); TTFE just under (HDR reports a
-    # bucket's highest equivalent value, 0.1 % resolution, as the report does)
-    # (completion cannot stay at 95 % with 10 % timeouts: its own threshold test is below)
-    at = check_triggers(stats(100, connected=95, s5xx=5, timeouts=10, ttfe_ms=4990.0), DEFAULT_POLICY)
-    assert [t["name"] for t in at] == ["completion_rate"]
-    fired = check_triggers(stats(100, connected=94, s5xx=6, timeouts=11, ttfe_ms=5100.0), DEFAULT_POLICY)
-    by = {t["name"]: t for t in fired}
+def test_triggers_fire_on_their_bounds_not_on_raw_values() -> None:
+    # raw values past every limit, but 100 sessions cannot show it at the trigger's level (0.2 %)
+    for small in (stats(100, connected=94), stats(100, timeouts=11)):  # 94 % connected; 11 % timed out
+        assert check_triggers(small, DEFAULT_POLICY) == []
+    # 2,000 sessions with the same shares past the limits by 40-50 %: each bound is past too
+    big = stats(2000, connected=1860, s5xx=150, timeouts=300, ttfe_ms=5100.0)
+    by = {t.name: t for t in check_triggers(big, DEFAULT_POLICY)}
     assert set(by) == {"connect_success", "error_rate_5xx", "timeout_rate", "ttfe_p95", "completion_rate"}
-    assert by["connect_success"]["value"] == pytest.approx(0.94)
-    assert by["connect_success"]["reason"] == "connect_success_rate 94.00 % < 95.00 %"
-    assert by["ttfe_p95"]["reason"].startswith("ttfe_p95_ms 5,1") and by["ttfe_p95"]["reason"].endswith("> 5,000.0 ms")
-    assert set(by["timeout_rate"]) == {"name", "metric", "op", "threshold", "value", "reason"}
+    t = by["connect_success"]
+    assert isinstance(t, FiredTrigger) and t.value == pytest.approx(0.93)
+    assert t.bound is not None and t.value < t.bound < 0.95  # the upper bound of the success rate
+    assert t.reason.startswith("connect_success_rate 93.00 % < 95.00 % (99.8 % upper bound 94.")
+    assert by["ttfe_p95"].bound is not None and 5000.0 < by["ttfe_p95"].bound <= by["ttfe_p95"].value + 1e-9
+    assert set(by["timeout_rate"].to_dict()) == {"name", "metric", "op", "threshold", "value", "reason", "bound"}
+    assert trigger_alpha(DEFAULT_POLICY) == pytest.approx(0.002)  # 1 % shared by the five triggers
 
 
 def test_completion_trigger_counts_empty_sessions_as_failures() -> None:
-    assert check_triggers(stats(100, ok=95), DEFAULT_POLICY) == []
-    fired = check_triggers(stats(100, ok=94), DEFAULT_POLICY)
-    assert [(t["name"], t["reason"]) for t in fired] == [("completion_rate", "completion_rate 94.00 % < 95.00 %")]
-    hollow = stats(100)  # every session connected and "succeeded", a tenth without any answer
-    hollow.outcomes.update({"ok": -10, "empty": 10})
-    assert [t["name"] for t in check_triggers(hollow, DEFAULT_POLICY)] == ["completion_rate"]
+    assert check_triggers(stats(2000, ok=1900), DEFAULT_POLICY) == []
+    fired = check_triggers(stats(2000, ok=1820), DEFAULT_POLICY)  # 91 %: its upper bound ~92.6 %
+    assert [t.name for t in fired] == ["completion_rate"]
+    hollow = stats(2000)  # every session connected and "succeeded", a tenth without any answer
+    hollow.outcomes.update({"ok": -200, "empty": 200})
+    assert [t.name for t in check_triggers(hollow, DEFAULT_POLICY)] == ["completion_rate"]
     assert metric_value(hollow, "completion_rate") == pytest.approx(0.90)
+
+
+def test_time_to_first_answer_counts_a_session_that_never_answered_as_never() -> None:
+    """8 % of sessions timed out without an answer: the p95 is 'never', whatever the answered ones
+    took (and its lower bound too: at 2,000 sessions 6 % would not show past 5 % at the trigger's
+    level). Failures that are no wait (5xx) are the rates' to judge, not counted as never."""
+    s = stats(2000, timeouts=160, ttfe_ms=200.0)
+    s.histograms["ttfe_us"].reset()
+    for _ in range(1840):
+        s.histograms["ttfe_us"].record_value(200_000)
+    assert censored_count(s, "ttfe_us") == 160 and censored_count(s, "completion_us") == 0
+    assert metric_value(s, "ttfe_p95_ms") == math.inf
+    assert "ttfe_p95" in [t.name for t in check_triggers(s, DEFAULT_POLICY)]
+    failed = stats(2000, connected=1840, ttfe_ms=200.0)  # 8 % refused: no wait, no TTFE
+    assert censored_count(failed, "ttfe_us") == 0 and metric_value(failed, "ttfe_p95_ms") == pytest.approx(
+        200.0, rel=1e-3
+    )
 
 
 def test_critical_error_when_nothing_connects() -> None:
@@ -261,9 +284,9 @@ def test_critical_error_when_nothing_connects() -> None:
     flag_off.outcomes["http_error"] = 5
     flag_off.http_status["501"] = 5
     fired = check_triggers(flag_off, DEFAULT_POLICY)
-    assert fired[0]["name"] == "critical_error" and "ENABLE_ADK_CANONICAL_STREAM" in fired[0]["reason"]
+    assert fired[0].name == "critical_error" and "ENABLE_ADK_CANONICAL_STREAM" in fired[0].reason
     refused = CohortStats(sessions=3)
     refused.outcomes["connect_error"] = 3
     fired = check_triggers(refused, DEFAULT_POLICY)
-    assert fired[0]["name"] == "critical_error" and "connect_error 3" in fired[0]["reason"]
-    assert any(t["name"] == "connect_success" for t in fired)
+    assert fired[0].name == "critical_error" and "connect_error 3" in fired[0].reason
+    assert any(t.name == "connect_success" for t in fired)  # 3 of 3 failed: even the bound says so

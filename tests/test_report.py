@@ -16,7 +16,7 @@ from sseprobe.report.document import dumps
 from sseprobe.report.hgrm import percentile_distribution
 from sseprobe.report.html import render_report, scrub
 from sseprobe.report.prom import PassMetrics, write_textfile
-from sseprobe.verdict.compare import compare
+from sseprobe.verdict.compare import judge
 from sseprobe.verdict.policy import DEFAULT_POLICY
 from sseprobe.verdict.stats import CohortStats
 
@@ -112,7 +112,7 @@ def test_offline_compare_writes_html(tmp_path: Path) -> None:
     code = main(["compare", str(a), str(b), "--html", str(out)])
     first = CohortStats.from_dict(results_doc(seed=1)["cohorts"]["canonical"])
     second = CohortStats.from_dict(results_doc(seed=2)["cohorts"]["canonical"])
-    assert code == compare(first, second, DEFAULT_POLICY).exit_code  # the verdict's own code
+    assert code == judge(first, second, DEFAULT_POLICY).exit_code  # the verdict's own code
     html = out.read_text()
     assert "baseline:canonical" in html and "candidate:canonical" in html
     assert html.count('<span class="badge"') >= 2  # the verdict and its metric rows

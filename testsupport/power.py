@@ -1,15 +1,11 @@
-"""``python -m bench.power``: how often ``compare`` decides, and how right it is, by simulation.
+"""Simulated cohorts for the statistics' tests: four TTFE shapes and realistic failures, written
+straight into real HdrHistograms (``grow``, ``cohort``), and fixed-size / sequential trial loops
+through ``judge`` and ``Looks``.
 
-  python -m bench.power                  # the README's table (seeded; ~3 CPU minutes)
-  python -m bench.power --trials 100     # a quicker, noisier table
-  python -m bench.power --sequential-only --seq-trials 400 [--dist "lognormal sigma 0.6"]   # --until-decided's
+  python -m bench.power --trials 100     # its old table (A/A and +15 % at 500 / 2,000 / 8,000)
 
-Simulated cohorts go through ``compare`` / ``compare_sequential`` themselves: TTFE in four
-shapes (lognormal sigma 0.3 and 0.6; bimodal, 5 % of sessions 4x slower; lognormal 0.3 rounded
-to 10 ms), completion time lognormal, and failures at realistic rates. "A true 15 % regression"
-makes every TTFE 15 % slower. Every rate is printed with its 95 % Clopper-Pearson interval.
-Also imported by tests/test_compare.py, so the tests and the table simulate the same thing
-(here, in testsupport/, since tests/ and bench/ never import each other).
+The verdict's contract (every shape, shape changes, triggers, --until-decided) is measured by
+``python -m bench.contract`` (testsupport/contract.py; docs/statistics.md), which imports ``fill`` from here.
 """
 
 from __future__ import annotations
@@ -22,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from sseprobe.verdict.compare import SequentialPlan, clopper_pearson, compare, decided
+from sseprobe.verdict.bounds import clopper_pearson
+from sseprobe.verdict.compare import SequentialPlan, decided, judge
 from sseprobe.verdict.policy import DEFAULT_POLICY, Policy
 from sseprobe.verdict.sequential import Looks, UntilDecided
 from sseprobe.verdict.stats import CohortStats
@@ -103,7 +100,7 @@ def fixed_trials(
     rng = np.random.default_rng(seed)
     out = Fixed(Counter(), Counter(), [])
     for _ in range(trials):
-        v = compare(cohort(rng, dist, n), cohort(rng, dist, n, scale), policy)
+        v = judge(cohort(rng, dist, n), cohort(rng, dist, n, scale), policy)
         out.overall[v.overall] += 1
         m = next(m for m in v.metrics if m.name == "ttfe_p95_ms")
         out.p95[m.level] += 1
@@ -187,7 +184,7 @@ def _at_needed(dist: str, aa: Fixed, trials: int, seed: int) -> str:
 def _sequential_table(trials: int, only: str | None = None) -> str:
     plan = SequentialPlan()
     lines = [
-        f"Sequential (`compare_sequential`, a look every {plan.look_every} sessions up to {plan.max_sessions:,}; "
+        f"Sequential (`judge_sequential`, looks doubling from {plan.look_every} sessions up to {plan.max_sessions:,}; "
         f"{trials} runs each):",
         "",
         "| TTFE distribution | A/A: sessions per cohort, quartiles (p90) | A/A false alarm | A/A undecided at the cap "

@@ -17,7 +17,7 @@ from .._api import compare as compare_live
 from .._api import make_plan, serving
 from ..report.document import build_document, cohort_from_document, read_documents
 from ..report.verdict_text import render_verdict
-from ..verdict.compare import Verdict, compare, generator_band
+from ..verdict.compare import Verdict, generator_band, judge
 from ..verdict.policy import Policy
 from ._common import (
     EXIT_UNKNOWN,
@@ -63,7 +63,7 @@ def _offline(
         b_name, base = cohort_from_document(docs[0], base_cohort, files[0])
         c_name, cand = cohort_from_document(docs[1], cand_cohort, files[1])
     band = max(generator_band(doc.get("generator")) for doc in docs)  # either side's late clock blurs the change
-    verdict = compare(base, cand, policy, generator_error_ms=band)
+    verdict = judge(base, cand, policy, generator_error_ms=band)
     text = _print_verdict(verdict, f"baseline ({b_name})", f"candidate ({c_name})", as_json)
     check_outputs(("--out", out), ("--html", html))
     if as_json or out or html:

@@ -10,7 +10,7 @@ import click
 from ..report.document import build_document, cohort_from_document, read_document
 from ..report.hgrm import export_hgrm
 from ..report.html import write_report
-from ..verdict.compare import compare, generator_band
+from ..verdict.compare import generator_band, judge
 from ..verdict.policy import DEFAULT_POLICY
 from ._common import EXIT_OK, UsageProblem
 
@@ -71,7 +71,7 @@ def _comparison(base: tuple[str, dict[str, Any]], cand: tuple[str, dict[str, Any
     b_name, b_stats = cohort_from_document(base[1], None, base[0])
     c_name, c_stats = cohort_from_document(cand[1], None, cand[0])
     band = max(generator_band(d.get("generator")) for _, d in (base, cand))
-    verdict = compare(b_stats, c_stats, DEFAULT_POLICY, generator_error_ms=band)
+    verdict = judge(b_stats, c_stats, DEFAULT_POLICY, generator_error_ms=band)
     click.echo(f"comparison: {cand[0]} ({c_name}) against {base[0]} ({b_name}): {verdict.overall}")
     doc = build_document(
         started=str(cand[1].get("started", "")),

@@ -131,8 +131,8 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
         if not saved:
             return EXIT_UNKNOWN
         said_interrupted(result.measured.info, result.measured.generator)
-        real = [t["reason"] for t in result.triggers if not t.get("generator_bound")]
-        bound = [t["reason"] for t in result.triggers if t.get("generator_bound")]
+        real = [t.reason for t in result.triggers if not t.generator_bound]
+        bound = [t.reason for t in result.triggers if t.generator_bound]
         if real:
             click.echo(f"sseprobe: RED: {'; '.join(real)}", err=True)
         elif bound:

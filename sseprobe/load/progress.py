@@ -198,7 +198,7 @@ def judge_window(
     """(triggers firing now, those held long enough), as "cohort: reason". A trigger holds by its
     name, not its value: the value moves every second, and a trigger at 31 % then 33 % held all along."""
     reasons = {
-        f"{name}: {t['name']}": f"{name}: {t['reason']}"
+        f"{name}: {t.name}": f"{name}: {t.reason}"
         for name, s in window.items()
         if s.attempts >= 20
         for t in check_triggers(s, policy)

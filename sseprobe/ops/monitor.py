@@ -32,7 +32,7 @@ from ..plan.options import Options, options_from
 from ..plan.scenario import Scenario, ScenarioError, load_scenario
 from ..report.document import ResultsError, dumps, read_document, write_atomic, write_with_fallback
 from ..report.history import History
-from ..verdict.compare import GENERATOR_ADVICE, Verdict, compare, generator_band
+from ..verdict.compare import GENERATOR_ADVICE, Verdict, generator_band, judge
 from ..verdict.policy import (
     DEFAULT_POLICY,
     Policy,
@@ -236,7 +236,7 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
             )
             continue
         try:
-            v = compare(
+            v = judge(
                 CohortStats.from_dict(baseline["cohorts"][name]),
                 CohortStats.from_dict(data),
                 policy,
@@ -289,9 +289,9 @@ def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
     for name, data in doc["cohorts"].items():
         stats = CohortStats.from_dict(data)
         fired = mark_generator_bound(check_triggers(stats, policy), band)
-        real = [f"{t['name']} ({t['reason']})" for t in fired if not t.get("generator_bound")]
+        real = [f"{t.name} ({t.reason})" for t in fired if not t.generator_bound]
         misses, bound = _target_misses(stats, band)
-        bound += [f"{t['name']} ({t['reason']})" for t in fired if t.get("generator_bound")]
+        bound += [f"{t.name} ({t.reason})" for t in fired if t.generator_bound]
         if real:
             parts.append(Part(f"{name} targets", "RED", "rollback trigger: " + "; ".join(real)))
         elif misses:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..verdict.policy import FiredTrigger
 from ..verdict.stats import CohortStats, summarize_ms
 
 __all__ = ["generator_banner", "render_run"]
@@ -72,7 +73,7 @@ def render_cohort(name: str, stats: CohortStats) -> list[str]:
 
 def render_run(
     cohorts: Mapping[str, CohortStats],
-    triggers: Sequence[Mapping[str, Any]],
+    triggers: Sequence[FiredTrigger],
     duration_s: float,
     interrupted: bool,
     generator: Mapping[str, Any] | None = None,
@@ -90,21 +91,21 @@ def render_run(
     if generator and generator.get("below_target"):  # a lost share (--cluster): never silent
         lines.append(f"LOAD BELOW TARGET: {generator['below_target']}; see worker_errors in the results")
     # a comparison's baseline (cohort "baseline") is the reference, not what rolls back: its triggers are noted
-    noted = [t for t in triggers if t.get("cohort") == "baseline" and not t.get("generator_bound")]
-    real = [t for t in triggers if not t.get("generator_bound") and t.get("cohort") != "baseline"]
-    bound_t = [t for t in triggers if t.get("generator_bound")]
+    noted = [t for t in triggers if t.cohort == "baseline" and not t.generator_bound]
+    real = [t for t in triggers if not t.generator_bound and t.cohort != "baseline"]
+    bound_t = [t for t in triggers if t.generator_bound]
     banner = generator_banner(generator, cohorts, bound or bool(bound_t))
     if banner:
         lines.append(banner)
     if real:
         lines.append("ROLLBACK TRIGGERS FIRED:")
-        lines += [f"  - {t.get('reason') or t.get('name')}" for t in real]
+        lines += [f"  - {t.reason or t.name}" for t in real]
     if noted:
         lines.append("TRIGGERS ON THE BASELINE (noted: the baseline is the reference, not rolled back):")
-        lines += [f"  - {t.get('reason') or t.get('name')}" for t in noted]
+        lines += [f"  - {t.reason or t.name}" for t in noted]
     if bound_t:
         lines.append("GENERATOR-BOUND TRIGGERS (the prober's own lag, not counted against the service):")
-        lines += [f"  - {t.get('reason') or t.get('name')}" for t in bound_t]
+        lines += [f"  - {t.reason or t.name}" for t in bound_t]
     if not triggers:
         lines.append("rollback triggers: none fired")
     return "\n".join(lines)

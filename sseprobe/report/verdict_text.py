@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from ..verdict.compare import MetricResult, Verdict
+from ..verdict.policy import FiredTrigger
 
 __all__ = ["render_verdict", "render_sequential"]
 
@@ -61,12 +62,12 @@ def _cells(m: MetricResult) -> list[str]:
     return [m.name + ("*" if m.critical else ""), value(m.baseline), value(m.candidate), change, interval]
 
 
-def _trigger_line(t: dict[str, Any], names: dict[str, str]) -> str:
-    who = names.get(str(t.get("cohort", "")), str(t.get("cohort", "")))
-    effect = "RED" if t.get("cohort") == "candidate" else "noted"
-    if t.get("generator_bound") and t.get("cohort") == "candidate":
+def _trigger_line(t: FiredTrigger, names: dict[str, str]) -> str:
+    who = names.get(t.cohort, t.cohort)
+    effect = "RED" if t.cohort == "candidate" else "noted"
+    if t.generator_bound and t.cohort == "candidate":
         effect = "INCONCLUSIVE"
-    return f"  {who}: {t['name']}: {t['reason']} ({effect})"
+    return f"  {who}: {t.name}: {t.reason} ({effect})"
 
 
 def _generator_line(verdict: Verdict) -> str:

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..report.document import build_document
-from ..verdict.compare import Verdict, compare
+from ..verdict.compare import Verdict
+from ..verdict.compare import judge as judge_cohorts
 from ..verdict.policy import Policy
 from ..verdict.stats import CohortStats
 from .logmap import SourceError
@@ -89,7 +90,7 @@ def judge(
     to its reasons, and the document recording the source."""
     b, c = names
     if verdict is None:
-        verdict = compare(cohorts[b], cohorts[c], policy)
+        verdict = judge_cohorts(cohorts[b], cohorts[c], policy)
     verdict.reasons.extend([REAL_TRAFFIC_NOTE, *notes])
     doc = build_document(
         started=started or datetime.now(UTC).isoformat().replace("+00:00", "Z"),

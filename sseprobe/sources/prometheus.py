@@ -37,7 +37,8 @@ import orjson
 
 from .._outcomes import Outcome
 from .._redact import redact_url
-from ..verdict.compare import MetricResult, Verdict, compare, overall_of
+from ..verdict.compare import MetricResult, Verdict, overall_of
+from ..verdict.compare import judge as judge_cohorts
 from ..verdict.policy import Policy
 from ..verdict.stats import HIGHEST_US, LOWEST_US, CohortStats
 from .judge import Judged, judge
@@ -129,11 +130,11 @@ def judge_buckets(
     """The verdict on two bucketed cohorts, and the cohorts (at their upper edges) for the document."""
     policy = _latency_only(policy)
     b, c = names
-    alarm = compare(bucket_stats(base, b, "upper"), bucket_stats(cand, c, "lower"), policy)
-    green = compare(bucket_stats(base, b, "lower"), bucket_stats(cand, c, "upper"), policy)
+    alarm = judge_cohorts(bucket_stats(base, b, "upper"), bucket_stats(cand, c, "lower"), policy)
+    green = judge_cohorts(bucket_stats(base, b, "lower"), bucket_stats(cand, c, "upper"), policy)
     rows = [_row(a, g) for a, g in zip(alarm.metrics, green.metrics, strict=True)]
-    fired = [t for t in alarm.triggers if t.get("cohort") == "candidate"]
-    others = [t for t in alarm.triggers if t.get("cohort") != "candidate"]
+    fired = [t for t in alarm.triggers if t.cohort == "candidate"]
+    others = [t for t in alarm.triggers if t.cohort != "candidate"]
     nb, nc = alarm.n_baseline, alarm.n_candidate
     level, reasons = overall_of(rows, fired, others, policy, (nb, nc), 0.0)
     reasons.append(

@@ -21,8 +21,9 @@ How "x % worse" is measured
 
 Triggers
 --------
-Absolute, on one cohort's observed values, no statistics: the checklist calls them
-"immediate rollback". 5xx uses the table's > 5 %, not the alert line's "5xx > 1 %": 1 % is
+Absolute, on one cohort: the checklist calls them "immediate rollback". Each fires only when
+its own exact confidence bound is past the limit (``check_triggers``), not on the raw value.
+5xx uses the table's > 5 %, not the alert line's "5xx > 1 %": 1 % is
 the table's *target*, the policy's rollback trigger is 5 %, and at 1 % a 40-session canary would be
 RED on a single 5xx (1/40 = 2.5 %). A policy file can set 0.01. "Chat failures > 10/hour"
 needs a run duration, which CohortStats does not hold, so it is not a trigger here. A cohort
@@ -32,16 +33,16 @@ built-in critical error.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from .._errors import SseprobeError
 from .._toml import StrictReader, read_toml
+from .bounds import clopper_pearson, hist_quantile, quantile_bounds
 from .stats import HISTOGRAMS, CohortStats, histogram_arrays
 
 __all__ = [
@@ -50,6 +51,10 @@ __all__ = [
     "PolicyError",
     "MetricRule",
     "Trigger",
+    "FiredTrigger",
+    "CENSORED",
+    "censored_count",
+    "trigger_alpha",
     "Policy",
     "DEFAULT_POLICY",
     "RATE_SOURCES",
@@ -88,14 +93,22 @@ def bad_count(stats: CohortStats, rate: str) -> tuple[int, int]:
     return min(max(bad, 0), n), n
 
 
-def hist_quantile(values: np.ndarray, counts: np.ndarray, percentile: float) -> float | None:
-    """HDR's percentile convention (rank = round(p * n), at least 1), in the values' unit."""
-    n = int(counts.sum())
-    if n == 0:
-        return None
-    rank = max(int(percentile / 100.0 * n + 0.5), 1)
-    cum = np.cumsum(counts)
-    return float(values[min(int(np.searchsorted(cum, rank)), len(values) - 1)])
+# Histograms where a session that timed out without a value counts as "never" (+inf): time to
+# first answer (and to the first event). Without this a regression that turns slow sessions into
+# timeouts would make the p95 look better. Failures that are no wait (a 5xx, a refused
+# connection) are not counted: the rates judge them, and counting them would tie a latency to
+# every failure (3 % 5xx in the baseline left its p95 unbounded above at 600 sessions).
+CENSORED = frozenset({"ttfe_us", "first_event_us"})
+
+
+def censored_count(stats: CohortStats, source: str) -> int:
+    """Sessions counted at +inf in a CENSORED histogram (0 for the others): the timeouts, as many as
+    there are attempts without a value (a timeout after the first answer has its value). An empty
+    histogram censors nothing: a source that does not measure it is no latency evidence."""
+    h = stats.histograms.get(source)
+    if source not in CENSORED or h is None or not h.get_total_count():
+        return 0
+    return max(min(int(stats.timeouts), int(stats.attempts) - int(h.get_total_count())), 0)
 
 
 def parse_quantile_name(metric: str) -> tuple[str, float] | None:
@@ -120,7 +133,7 @@ def metric_value(stats: CohortStats, metric: str) -> float | None:
     h = stats.histograms.get(q[0])
     if h is None:
         return None
-    v = hist_quantile(*histogram_arrays(h), q[1])
+    v = hist_quantile(*histogram_arrays(h), q[1], censored_count(stats, q[0]))
     return None if v is None else v / 1000.0
 
 
@@ -264,7 +277,48 @@ DEFAULT_POLICY = Policy(
 # --- triggers ---------------------------------------------------------------------------------
 
 
-def _critical_error(stats: CohortStats) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class FiredTrigger:
+    """A rollback trigger that fired on one cohort: its rule, the observed ``value``, and the
+    confidence ``bound`` that is past the limit (what made it fire). ``cohort``: whose it is,
+    once a comparison tags it; ``generator_bound``: a latency trigger a saturated generator's
+    own lag could explain (the prober's error, not evidence about the service)."""
+
+    name: str
+    metric: str
+    op: str
+    threshold: float
+    value: float
+    reason: str
+    bound: float | None = None
+    cohort: str = ""
+    generator_bound: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results document's trigger entry (keys as before typed triggers, plus ``bound``)."""
+        d: dict[str, Any] = {
+            "name": self.name,
+            "metric": self.metric,
+            "op": self.op,
+            "threshold": self.threshold,
+            "value": _finite(self.value),
+            "reason": self.reason,
+        }
+        if self.bound is not None:
+            d["bound"] = _finite(self.bound)
+        if self.cohort:
+            d["cohort"] = self.cohort
+        if self.generator_bound:
+            d["generator_bound"] = True
+        return d
+
+
+def _finite(x: float) -> float | None:
+    """A number for the document: "never" (+inf, a p95 among sessions that never answered) is null."""
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def _critical_error(stats: CohortStats) -> FiredTrigger | None:
     """No session connected at all: nothing else in the comparison means anything."""
     n = stats.attempts
     if n <= 0 or stats.connected > 0:
@@ -274,54 +328,86 @@ def _critical_error(stats: CohortStats) -> dict[str, Any] | None:
     else:
         top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
         why = f"none of {n} attempts connected ({top})"
-    return {
-        "name": "critical_error",
-        "metric": "connect_success_rate",
-        "op": "==",
-        "threshold": 0.0,
-        "value": 0.0,
-        "reason": why,
-    }
+    return FiredTrigger("critical_error", "connect_success_rate", "==", 0.0, 0.0, why)
 
 
-def check_triggers(stats: CohortStats, policy: Policy) -> list[dict[str, Any]]:
-    """Fired rollback triggers for one cohort (observed values, no statistics). Empty cohort: none."""
-    fired: list[dict[str, Any]] = []
+def trigger_alpha(policy: Policy) -> float:
+    """One trigger's one-sided level: the policy's 1 - confidence shared by its triggers
+    (Bonferroni), so when every trigger's true value is within its limit, any firing is at most
+    that likely (1 % by default)."""
+    return (1.0 - policy.confidence) / max(len(policy.triggers), 1)
+
+
+def _bounds_of(stats: CohortStats, metric: str, alpha: float) -> tuple[float, float] | None:
+    """(lower, upper) one-sided ``alpha`` bounds of a trigger metric's true value, or None.
+
+    Rates: exact Clopper-Pearson on the bad-event count. Quantiles: the exact order-statistic
+    interval, sessions that never answered counted at +inf (ms)."""
+    if metric in RATE_SOURCES:
+        bad, n = bad_count(stats, metric)
+        if n == 0:
+            return None
+        lo, hi = clopper_pearson(bad, n, alpha)
+        return (1.0 - hi, 1.0 - lo) if RATE_SOURCES[metric][1] else (lo, hi)
+    q = parse_quantile_name(metric)
+    h = None if q is None else stats.histograms.get(q[0])
+    if q is None or h is None:
+        return None
+    values, counts = histogram_arrays(h)
+    _, lo, hi, n = quantile_bounds(values, counts, q[1] / 100.0, alpha, censored=censored_count(stats, q[0]))
+    return (lo / 1000.0, hi / 1000.0) if n else None
+
+
+def check_triggers(stats: CohortStats, policy: Policy, alpha: float | None = None) -> list[FiredTrigger]:
+    """Rollback triggers that fire on one cohort: a trigger fires only when its own confidence
+    bound is past the limit (for ``> limit`` the lower bound, for ``< limit`` the upper), at the
+    one-sided level ``alpha`` (default ``trigger_alpha(policy)``; a sequential look passes its
+    own). Three failures in a 40-session canary of a service failing 1 % read 92.5 % ("< 95 %")
+    but do not fire. Empty cohort: none."""
+    a = trigger_alpha(policy) if alpha is None else alpha
+    fired: list[FiredTrigger] = []
     crit = _critical_error(stats)
     if crit:
         fired.append(crit)
     for t in policy.triggers:
         value = metric_value(stats, t.metric)
-        if value is None or not _OPS[t.op](value, t.threshold):
+        bounds = _bounds_of(stats, t.metric, a)
+        if value is None or bounds is None:
             continue
+        bound = bounds[0] if t.op in (">", ">=") else bounds[1]
+        if not _OPS[t.op](bound, t.threshold):
+            continue
+        side = "lower" if t.op in (">", ">=") else "upper"
+        conf = f"{(1.0 - a) * 100:.4g} %"
         fired.append(
-            {
-                "name": t.name,
-                "metric": t.metric,
-                "op": t.op,
-                "threshold": t.threshold,
-                "value": round(value, 6),
-                "reason": f"{t.metric} {format_metric(t.metric, value)} {t.op} {format_metric(t.metric, t.threshold)}",
-            }
+            FiredTrigger(
+                t.name,
+                t.metric,
+                t.op,
+                t.threshold,
+                round(value, 6),
+                f"{t.metric} {format_metric(t.metric, value)} {t.op} {format_metric(t.metric, t.threshold)} "
+                f"({conf} {side} bound {format_metric(t.metric, bound)})",
+                bound,
+            )
         )
     return fired
 
 
-def mark_generator_bound(fired: list[dict[str, Any]], band_ms: float) -> list[dict[str, Any]]:
-    """The fired triggers, those on a latency that would not fire with the value lowered by the
-    generator's error band marked ``generator_bound`` (a saturated prober's late clock, not
+def mark_generator_bound(fired: list[FiredTrigger], band_ms: float) -> list[FiredTrigger]:
+    """The fired triggers, those on a latency whose bound would not be past the limit lowered by
+    the generator's error band marked ``generator_bound`` (a saturated prober's late clock, not
     evidence about the service). Rate triggers are never marked; a band of 0 marks nothing."""
     if band_ms <= 0:
         return fired
     marked = []
     for t in fired:
-        metric, value = str(t["metric"]), t.get("value")
-        op = _OPS.get(str(t["op"]))
-        if metric.endswith("_ms") and op is not None and isinstance(value, (int, float)):
-            if not op(float(value) - band_ms, float(t["threshold"])):
-                lag = format_metric(metric, band_ms)
-                why = f"{t['reason']}, but the generator's own lag (p99 {lag}) could explain it: generator-bound"
-                t = {**t, "generator_bound": True, "reason": why}
+        op = _OPS.get(t.op)
+        at = t.bound if t.bound is not None else t.value
+        if t.metric.endswith("_ms") and op is not None and not op(at - band_ms, t.threshold):
+            lag = format_metric(t.metric, band_ms)
+            why = f"{t.reason}, but the generator's own lag (p99 {lag}) could explain it: generator-bound"
+            t = replace(t, generator_bound=True, reason=why)
         marked.append(t)
     return marked
 
@@ -331,7 +417,7 @@ def format_metric(metric: str, v: float | None) -> str:
     if v is None:
         return "-"
     if metric.endswith("_ms"):
-        return f"{v:,.1f} ms"
+        return "never" if v == math.inf else f"{v:,.1f} ms"  # a quantile among sessions that never answered
     return f"{v * 100:.2f} %"
 
 
@@ -487,22 +573,12 @@ def unreachable(cohorts: Mapping[str, CohortStats]) -> str | None:
     return None
 
 
-def judge_completion(stats: CohortStats, fired: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def judge_completion(stats: CohortStats, fired: list[FiredTrigger]) -> list[FiredTrigger]:
     """The policy's triggers, plus one that no policy can switch off: a run where no session
     completed with an answer is RED, whatever the policy file says (all stream errors, all
     premature closes, all empty...)."""
-    if stats.attempts and not stats.ok and not any(t["metric"] == "completion_rate" for t in fired):
+    if stats.attempts and not stats.ok and not any(t.metric == "completion_rate" for t in fired):
         top = ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common(3))
         reason = f"no session of {stats.attempts} completed with an answer ({top})"
-        fired = [
-            *fired,
-            {
-                "name": "no_completion",
-                "metric": "completion_rate",
-                "op": "==",
-                "threshold": 0.0,
-                "value": 0.0,
-                "reason": reason,
-            },
-        ]
+        fired = [*fired, FiredTrigger("no_completion", "completion_rate", "==", 0.0, 0.0, reason)]
     return fired

@@ -1,8 +1,9 @@
 """``compare --until-decided``: the bookkeeping of a comparison that looks after every batch.
 
-Pure (no I/O, no clock): the library's ``compare`` runs the batches and hands each merged pair of
-cohorts to :class:`Looks`, which judges them with ``compare_sequential`` (so looking after every
-batch spends the false-alarm budget the plan allows, never more), remembers when each metric was
+Pure (no I/O, no clock): the library's ``compare`` runs the batches (growing geometrically, one
+per look of the SequentialPlan) and hands each merged pair of cohorts to :class:`Looks`, which
+judges them with ``judge_sequential`` (so every look spends the share of the error budgets the
+plan's boundary allows, never more), remembers when each metric was
 first decided, and writes the verdict's ``sequential`` section. :func:`time_to_decide` turns the
 sessions a decision took (or still needs) into a time at each rollout step.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .._config import LOOK_EVERY, MAX_SESSIONS
-from .compare import SequentialPlan, Verdict, compare_sequential, decided
+from .compare import SequentialPlan, Verdict, decided, judge_sequential
 from .policy import Policy
 from .stats import CohortStats
 
@@ -27,8 +28,9 @@ _FAR = 10**9  # compare's "far more sessions needed": no time to project
 
 @dataclass(frozen=True)
 class UntilDecided:
-    """Keep sampling until decided: a look every ``look_every`` sessions per cohort, at most
-    ``max_sessions`` per cohort and ``max_duration`` seconds of wall clock (None: no time cap)."""
+    """Keep sampling until decided: looks at the SequentialPlan's sizes (the first after
+    ``look_every`` sessions per cohort, then growing by half each time, in multiples of it), at
+    most ``max_sessions`` per cohort and ``max_duration`` seconds of wall clock (None: no cap)."""
 
     look_every: int = LOOK_EVERY
     max_sessions: int = MAX_SESSIONS
@@ -44,8 +46,9 @@ class UntilDecided:
         return SequentialPlan(self.look_every, self.max_sessions)
 
     def batch(self, look: int) -> int:
-        """Sessions per cohort in batch number ``look`` (1-based): the last one stops at the cap."""
-        return min(self.look_every, self.max_sessions - (look - 1) * self.look_every)
+        """Sessions per cohort in batch number ``look`` (1-based): from the last look's size to this one's."""
+        sizes = self.plan.sizes
+        return sizes[look - 1] - (sizes[look - 2] if look > 1 else 0)
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Looks:
         generator's error band (``generator_band``: 0 unless it was saturated), which latency
         verdicts must allow for."""
         self.taken += 1
-        verdict = compare_sequential(
+        verdict = judge_sequential(
             baseline,
             candidate,
             self.policy,
