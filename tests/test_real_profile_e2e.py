@@ -55,6 +55,13 @@ def test_masked_legacy_failure_is_empty_and_the_compare_is_not_green(tmp_path: P
     assert canonical["outcomes"] == {"stream_error": 8}, canonical["outcomes"]
     assert legacy_code == 2 and canonical_code == 2
     # offline compare of the two failures (legacy as baseline): never GREEN, whichever looks better
-    proc = sseprobe("compare", str(tmp_path / "legacy.json"), str(tmp_path / "canonical.json"), "--json")
+    proc = sseprobe(
+        "compare",
+        str(tmp_path / "legacy.json"),
+        str(tmp_path / "canonical.json"),
+        "--json",
+        "--out",
+        str(tmp_path / "c.json"),
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode != 0 and json.loads(proc.stdout)["verdict"]["overall"] != "GREEN"
