@@ -191,6 +191,7 @@ def test_sigint_mid_run_writes_a_complete_document(target: str, tmp_path: Path, 
     stderr = "".join(seen) + rest
     assert proc.returncode == 3, stderr
     assert "Traceback" not in stderr
+    assert "\n\n" not in stderr, repr(stderr)  # #24.18: no blank line before the notices
     doc = _doc(out)
     c = doc["cohorts"]["canonical"]
     assert doc["interrupted"] is True and "SIGINT" in doc["stop_reason"]

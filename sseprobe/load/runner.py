@@ -73,6 +73,15 @@ class RunOptions:
 # --- one process ----------------------------------------------------------------------------
 
 
+def _fresh_line(out: TextIO) -> str:
+    """What ends the live line before a notice: on a terminal the line redrawn in place is still open (a
+    newline ends it); elsewhere every progress line already ended with one, so nothing (no blank line)."""
+    try:
+        return "\n" if out.isatty() else ""
+    except (AttributeError, ValueError):  # closed, or not a real stream
+        return ""
+
+
 def _install_signals(
     control: RunControl,
     stop_sig: Sequence[signal.Signals],
@@ -86,7 +95,9 @@ def _install_signals(
             control.stop(f"interrupted by {signame}")
             if announce:
                 print(
-                    f"\nsseprobe: {signame}: stopping; in-flight sessions get the grace (again to abort)", file=announce
+                    f"{_fresh_line(announce)}sseprobe: {signame}: stopping; in-flight sessions get the grace "
+                    "(again to abort)",
+                    file=announce,
                 )
         else:
             control.abort(f"aborted by {signame}")
@@ -358,7 +369,11 @@ class _Workers:
         for i in list(self.ready):
             self._signal(i)
         if self.progress and self.stops == 1:
-            print("\nsseprobe: stopping workers; in-flight sessions get the grace (again to abort)", file=self.progress)
+            print(
+                f"{_fresh_line(self.progress)}sseprobe: stopping workers; in-flight sessions get the grace "
+                "(again to abort)",
+                file=self.progress,
+            )
 
     def now_ready(self, part: int) -> None:
         self.ready.add(part)
