@@ -492,3 +492,26 @@ def test_history_keeps_whole_clauses_in_its_why_column() -> None:
     assert _whole_clauses(why, width=500) == why
     long = "x" * 150 + "; y"
     assert _whole_clauses(long, width=100) == "x" * 150 + " (+1 more)"  # the first clause whole, however long
+
+
+def test_a_red_pass_report_shows_the_rows_that_decided_it_and_the_saturation() -> None:
+    """#24.24: a monitor report whose RED part is a comparison against the baseline shows that part's metric
+    table (the canonical-vs-legacy verdict under it may be GREEN), and a saturated generator in the verdict
+    section, not only in the notes."""
+    from sseprobe.ops.monitor import baseline_parts
+    from sseprobe.report.html import render_report
+    from sseprobe.verdict.policy import DEFAULT_POLICY
+
+    baseline = results_doc(seed=3, p_fail=0.0)
+    slower = results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0)
+    parts = baseline_parts(slower, baseline, DEFAULT_POLICY)
+    assert {p.level for p in parts} == {"RED"} and all(p.metrics for p in parts)
+    doc = {
+        **slower,
+        "generator": {**SATURATED, "error_ms": 42.0},
+        "monitor": {"overall": "RED", "exit_code": 2, "parts": [p.to_dict() for p in parts]},
+    }
+    html = render_report([("pass.json", doc)])
+    section = html.split("canonical vs baseline: ")[1]
+    assert "RED" in section.split("</h4>")[0] and "ttfe_p95_ms" in section.split("</table>")[0]
+    assert "Generator saturated</b>: timings may be late by up to 42" in html

@@ -252,7 +252,8 @@ def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: 
                 f"no change beyond the baseline's own generator lag (p99 {own:.1f} ms: it was recorded saturated);"
                 f" left unjudged within it: {', '.join(v.bound_by_generator)}"
             )
-        parts.append(Part(f"{name} vs baseline", level, detail))
+        rows = tuple(m.to_dict() for m in v.metrics)
+        parts.append(Part(f"{name} vs baseline", level, detail, rows))
     return parts
 
 

@@ -179,14 +179,19 @@ def pass_lock(path: Path) -> Iterator[None]:
 
 @dataclass
 class Part:
-    """One judged part of the pass: GREEN / YELLOW / RED / UNKNOWN and why, in one line."""
+    """One judged part of the pass: GREEN / YELLOW / RED / UNKNOWN and why, in one line; a comparison's
+    part keeps its metric rows (the results document's verdict rows), so a report can show what decided it."""
 
     name: str
     level: str
     detail: str
+    metrics: tuple[dict[str, Any], ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        return {"part": self.name, "level": self.level, "detail": self.detail}
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"part": self.name, "level": self.level, "detail": self.detail}
+        if self.metrics:
+            d["metrics"] = list(self.metrics)
+        return d
 
 
 def worst(parts: list[Part]) -> str:

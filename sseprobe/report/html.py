@@ -481,6 +481,16 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
                 f'</td><td class="l">{_e(p.get("detail", ""))}</td></tr>'
             )
         out.append("</table></div>")
+        for p in mon.get("parts", []):  # a comparison part shows the rows that decided it
+            if p.get("metrics") and p.get("level") != "GREEN":
+                out.append(f"<h4>{_e(p.get('part', ''))}: {_badge(str(p.get('level', '')))}</h4>")
+                out.append(_metric_table(p["metrics"]))
+    gen = doc.get("generator")
+    if isinstance(gen, Mapping) and gen.get("saturated"):
+        out.append(
+            f"<p><b>Generator saturated</b>: timings may be late by up to {_ms(gen.get('error_ms'))}; "
+            f"{_e(gen.get('note') or '')}</p>"
+        )
     v = doc.get("verdict")
     if not isinstance(v, Mapping):
         return "\n".join(out)
@@ -489,11 +499,24 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
         out.append(f"<p>{_e(r)}</p>")
     if decision := render_sequential(dict(v)).strip():  # --until-decided and the time to a decision
         out.append(f"<pre>{_e(decision)}</pre>")
-    out.append(
+    out.append(_metric_table(v.get("metrics", [])))
+    trig = v.get("triggers") or []
+    if trig:
+        out.append(
+            "<p><b>Rollback triggers fired:</b></p><ul>"
+            + "".join(f"<li>{_e(t.get('cohort', ''))} {_e(t.get('reason') or t.get('name'))}</li>" for t in trig)
+            + "</ul>"
+        )
+    return "\n".join(out)
+
+
+def _metric_table(metrics: Iterable[Mapping[str, Any]]) -> str:
+    """A verdict's metric rows: baseline, candidate, change, its interval, level and why."""
+    out = [
         '<div class="scroll"><table><tr><th class="l">metric</th><th>baseline</th><th>candidate</th><th>change</th>'
         '<th>interval</th><th class="l">level</th><th class="l">why</th></tr>'
-    )
-    for m in v.get("metrics", []):
+    ]
+    for m in metrics:
         rate = not str(m.get("name", "")).endswith("_ms")
         out.append(
             f'<tr><td class="l">{_e(m.get("name", ""))}</td><td>{_value(m.get("baseline"), rate)}</td>'
@@ -503,14 +526,7 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
             f'<td class="l">{_e(m.get("reason", ""))}</td></tr>'
         )
     out.append("</table></div>")
-    trig = v.get("triggers") or []
-    if trig:
-        out.append(
-            "<p><b>Rollback triggers fired:</b></p><ul>"
-            + "".join(f"<li>{_e(t.get('cohort', ''))} {_e(t.get('reason') or t.get('name'))}</li>" for t in trig)
-            + "</ul>"
-        )
-    return "\n".join(out)
+    return "".join(out)
 
 
 def _config_section(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
