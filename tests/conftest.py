@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from testsupport.adk_server import die_with_parent
+
 CLI = [sys.executable, "-m", "sseprobe.cli"]
 
 
@@ -18,7 +20,11 @@ CLI = [sys.executable, "-m", "sseprobe.cli"]
 def target_process(*knobs: str) -> Iterator[str]:
     """``sseprobe target`` on 127.0.0.1, port 0; yields its URL; stopped on exit."""
     proc = subprocess.Popen(
-        [*CLI, "target", "--port", "0", *knobs], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        [*CLI, "target", "--port", "0", *knobs],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,  # a killed test run leaves no target
     )
     try:
         assert proc.stderr is not None
@@ -38,6 +44,7 @@ def sseprobe(*args: str, timeout: float = 120, env: dict[str, str] | None = None
         timeout=timeout,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,  # no load outlives a killed test run
     )
 
 

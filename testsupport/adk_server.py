@@ -10,7 +10,6 @@ sends the same two requests sseprobe's canonical flow sends (ADK-style session c
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import shutil
@@ -39,14 +38,22 @@ def adk_command() -> list[str] | None:
     return [found] if found else None
 
 
-def _die_with_parent() -> None:
-    """In the server's process before exec: SIGTERM when the test process dies, even by SIGKILL,
-    so a killed test run leaves no server behind (Linux; elsewhere the ``with`` block's end)."""
+def _prctl() -> object:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl  # libc, looked up once, in the parent
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+_PRCTL = _prctl() if sys.platform == "linux" else None
+
+
+def die_with_parent() -> None:
+    """In a child process between fork and exec: SIGTERM when the test process dies, even by SIGKILL,
+    so a killed test run leaves no server or load behind (Linux; elsewhere the ``with`` block's end).
+    Only a C call here: nothing that takes a lock or starts a process in the forked child."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # type: ignore[operator]  # 1: PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -97,7 +104,7 @@ def adk_api_server(local_storage: bool = False, startup_s: float = 90.0) -> Iter
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
         url = f"http://127.0.0.1:{port}"
         try:
