@@ -116,14 +116,21 @@ def test_compare_serves_live_metrics_that_end_equal_to_the_document(
     assert lingering, "no scrape while the endpoint lingered"
     # while it ran: counters only grow, and never past the end
     final = outcomes_of(lingering[-1])
-    assert final == {name: c["outcomes"] for name, c in doc["cohorts"].items()}
     assert final["legacy"].get("http_error", 0) > 0  # the 5xx knob made failures: they are counted apart
     totals = [sum(sum(v.values()) for v in outcomes_of(s).values()) for s in scrapes]
     assert totals == sorted(totals)
+    ranges = doc["generator"].get("ranges") or []
+    if ranges:  # a busy machine made compare lower its load: the counters also hold the sessions it left out
+        discarded = sum(r["discarded"] for r in ranges)
+        for name, cohort in doc["cohorts"].items():
+            extra = sum(final[name].values()) - cohort["sessions"]
+            assert discarded <= extra <= discarded + len(ranges), (name, extra, ranges)
+    else:  # the counters end equal to the document, outcome by outcome and histogram by histogram
+        assert final == {name: c["outcomes"] for name, c in doc["cohorts"].items()}
     for name, cohort in doc["cohorts"].items():
         labels = {"cohort": name, "flow": cohort["flow"]}
         count = [v for lab, v in lingering[-1]["sseprobe_ttfe_seconds_count"] if lab == labels]
-        assert count == [cohort["ttfe_ms"]["count"]]
+        assert ranges or count == [cohort["ttfe_ms"]["count"]]
         inf = [v for lab, v in lingering[-1]["sseprobe_ttfe_seconds_bucket"] if lab == {**labels, "le": "+Inf"}]
         assert inf == count
         in_flight = [v for lab, v in lingering[-1]["sseprobe_in_flight"] if lab == labels]
