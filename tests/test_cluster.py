@@ -131,11 +131,11 @@ def test_an_actor_that_refused_late_counts_in_the_start_spread(target: str) -> N
     """The driver's merge (no Ray needed): one share ran (0.5 ms late), one refused 2.55 s late."""
     from sseprobe.load.cluster import ClusterOptions, _Follow, _merge, _Share
     from sseprobe.load.ray_session import Joined
-    from sseprobe.load.runner import run_share
+    from sseprobe.load.runner import measure_share, share_payload
 
     cohorts = [CohortSpec("canonical", FlowOptions(flow="canonical", url=target))]
     load = Load(sessions=10, concurrency=2)
-    payload = run_share(0, 2, cohorts, load, Timeouts(), Limits(), RunOptions(), ((), ()), None)
+    payload = share_payload(measure_share(0, 2, cohorts, load, Timeouts(), Limits(), RunOptions(), ((), ()), None))
     ran = _Share(0, None, "a" * 16, "10.0.0.1:40001", share_load(load, 0, 2), result={**payload, "cpu_s": 0.1})
     ran.skew_ms = 0.5
     late = _Share(1, None, "b" * 16, "10.0.0.1:40002", share_load(load, 1, 2), skew_ms=2550.0)

@@ -26,7 +26,7 @@ from .._config import Limits, Timeouts
 from ..verdict.stats import CohortStats
 from .engine import CohortSpec, Load, RunControl
 from .progress import Progress
-from .runner import RunOptions, run_share
+from .runner import RunOptions, measure_share, share_payload
 
 __all__ = ["LEASE_RENEW_S", "LEASE_S", "LATE_LIMIT_S", "LateStart", "ShareActor", "LEASE_LAPSED"]
 
@@ -117,18 +117,20 @@ class ShareActor:
             self._started = datetime.now(UTC).isoformat(timespec="milliseconds")
             self._apply_pending()  # a stop before the start: the engine starts stopped (no loop exists yet)
             cpu0 = time.process_time()
-            payload = run_share(
-                part,
-                parts,
-                cohorts,
-                load,
-                timeouts,
-                limits,
-                opts,
-                ((), ()),
-                self._on_progress if report else None,
-                control=self._control,
-                checkpoint=self._on_tick,
+            payload = share_payload(
+                measure_share(
+                    part,
+                    parts,
+                    cohorts,
+                    load,
+                    timeouts,
+                    limits,
+                    opts,
+                    ((), ()),
+                    self._on_progress if report else None,
+                    control=self._control,
+                    checkpoint=self._on_tick,
+                )
             )
         finally:
             done.set()

@@ -41,7 +41,7 @@ __all__ = [
     "measure",
     "nothing_measured",
     "default_workers",
-    "run_share",
+    "share_payload",
     "measure_share",
     "merged_generator",
 ]
@@ -254,24 +254,8 @@ def _single(
 # --- several processes ----------------------------------------------------------------------
 
 
-def run_share(
-    part: int,
-    parts: int,
-    cohorts: Sequence[CohortSpec],
-    load: Load,
-    timeouts: Timeouts,
-    limits: Limits,
-    opts: RunOptions,
-    signals: tuple[Sequence[signal.Signals], Sequence[signal.Signals]],
-    report: Callable[[Progress], None] | None,
-    on_ready: Callable[[], None] | None = None,
-    control: RunControl | None = None,
-    checkpoint: Checkpoint | None = None,
-) -> dict[str, Any]:
-    """One share of the load, run to its end: the payload a forked worker or a Ray actor ships back."""
-    m = measure_share(
-        part, parts, cohorts, load, timeouts, limits, opts, signals, report, on_ready, control, checkpoint
-    )
+def share_payload(m: Measured) -> dict[str, Any]:
+    """What a forked worker or a Ray actor ships back for its share: the measurement, encoded."""
     return {
         "info": m.info,
         "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
@@ -335,18 +319,20 @@ def _worker(
             out.put(("progress", part, progress))
 
         signals = ((signal.SIGTERM,), (signal.SIGUSR1,))
-        payload = run_share(
-            part,
-            parts,
-            cohorts,
-            load,
-            timeouts,
-            limits,
-            # the parent judges abort-on-trigger on the merged windows, and serves the merged metrics
-            replace(opts, judge=False, window=watched, metrics=FORWARD if opts.metrics else None),
-            signals,
-            report if watched or opts.metrics else None,
-            on_ready=lambda: out.put(("ready", part, None)),
+        payload = share_payload(
+            measure_share(
+                part,
+                parts,
+                cohorts,
+                load,
+                timeouts,
+                limits,
+                # the parent judges abort-on-trigger on the merged windows, and serves the merged metrics
+                replace(opts, judge=False, window=watched, metrics=FORWARD if opts.metrics else None),
+                signals,
+                report if watched or opts.metrics else None,
+                on_ready=lambda: out.put(("ready", part, None)),
+            )
         )
         out.put(("result", part, payload))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost silently
