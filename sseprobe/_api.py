@@ -10,6 +10,7 @@ the command line prints and exits, ``monitor`` records a pass, a Python caller d
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import signal
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 from ._config import Limits, Timeouts
 from ._errors import MeasuredButFailed, UsageProblem
@@ -52,6 +53,17 @@ from .report.verdict_text import render_sequential, render_verdict
 from .verdict.compare import Verdict, decided, generator_band, judge
 from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
 from .verdict.policy import FiredTrigger, Policy, check_triggers, judge_completion, mark_generator_bound, unreachable
+from .verdict.schema import (
+    BareCohortDoc,
+    BareDocument,
+    CohortDoc,
+    DecisionDoc,
+    GeneratorDoc,
+    IntervalDoc,
+    JSONObject,
+    ResultsDocument,
+    ResultsParts,
+)
 from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
 from .verdict.stats import CohortStats
 
@@ -92,7 +104,7 @@ class RunPlan:
     out: str  # where the results document goes
     html: str | None = None  # where the HTML report goes, if asked for
     as_json: bool = False
-    config: dict[str, Any] = field(default_factory=dict)  # the document's config (no secrets)
+    config: JSONObject = field(default_factory=dict)  # the document's config (no secrets): free-form JSON
     notes: tuple[str, ...] = ()  # warnings and notes for the caller to show
     until_decided: UntilDecided | None = None  # compare: sample in batches (``load``) until decided or a cap
     traffic_rate: float | None = None  # compare: sessions/s the service sees, for the time to a decision
@@ -107,10 +119,10 @@ class Result:
 
     plan: RunPlan
     measured: Measured
-    document: dict[str, Any]
+    document: ResultsDocument
     triggers: list[FiredTrigger]
     verdict: Verdict | None = None  # compare only
-    decision: dict[str, Any] = field(default_factory=dict)  # compare: the verdict's sequential and time_to_decide
+    decision: DecisionDoc = field(default_factory=lambda: DecisionDoc())  # compare: sequential, time_to_decide
 
     @property
     def cohorts(self) -> dict[str, CohortStats]:
@@ -143,7 +155,7 @@ class Result:
         info = self.measured.info
         bound = self.verdict is not None and bool(self.verdict.bound_by_generator)
         summary = render_run(
-            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator, bound
+            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, _generator(self.measured), bound
         )
         if self.problem:  # one answer: nothing measured is no verdict on the service (exit 3), never RED
             return summary + f"\n\nUNKNOWN: {self.problem}: no verdict on the service"
@@ -209,7 +221,7 @@ def make_plan(
     load = build_load(o, phases, resolved.closed_model)
     timeouts, limits = build_timeouts(o), build_limits(o)
     run_opts, load, out = prepare_run(o, policy, load, limits, command, options.html_path, notes, resolved.chosen)
-    config: dict[str, Any] = {"command": command}
+    config: JSONObject = {"command": command}
     if command == "compare":
         config["split"] = list(split)
     config["cohorts"] = {c.name: flow_config(c.options) for c in cohorts}
@@ -319,9 +331,11 @@ def _compare(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Result
         band = error_band(plan, measured)  # a saturated generator's lag widens every latency interval
         verdict = judge(measured.cohorts["legacy"], measured.cohorts["canonical"], plan.policy, generator_error_ms=band)
         _show_verdict(plan, verdict)
-        extra = {"time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))}
-        doc = _document(plan, measured, {}, verdict, extra)
-        return Result(plan, measured, doc, verdict.triggers, verdict, extra)
+        decision: DecisionDoc = {
+            "time_to_decide": time_to_decide(verdict, decided(verdict), plan.traffic_rate, _own_rate(measured))
+        }
+        doc = _document(plan, measured, {}, verdict, decision)
+        return Result(plan, measured, doc, verdict.triggers, verdict, decision)
 
 
 @contextlib.contextmanager
@@ -334,6 +348,7 @@ def _kept(plan: RunPlan, measured: Callable[[], Measured | None]) -> Iterator[No
         if m is None:
             raise
         failure = f"{type(exc).__name__}: {exc}"[:300]
+        doc: ResultsDocument | BareDocument
         try:
             doc = _document(plan, m, {"failure": failure})
         except Exception:  # noqa: BLE001 - the bare counts, at least
@@ -341,7 +356,7 @@ def _kept(plan: RunPlan, measured: Callable[[], Measured | None]) -> Iterator[No
         raise MeasuredButFailed(doc, plan.out, exc) from exc
 
 
-def _bare(stats: CohortStats) -> dict[str, Any]:
+def _bare(stats: CohortStats) -> CohortDoc | BareCohortDoc:
     try:
         return stats.to_dict()
     except Exception:  # noqa: BLE001
@@ -416,12 +431,12 @@ def _looks(
     sessions = {name: s.sessions for name, s in merged.cohorts.items()}
     section = looks.section(verdict, stopped, sessions)
     is_decided = stopped == "decided"
-    extra = {
+    decision: DecisionDoc = {
         "sequential": section,
         "time_to_decide": time_to_decide(verdict, is_decided, plan.traffic_rate, _own_rate(merged)),
     }
-    doc = _document(plan, merged, {}, verdict, extra)
-    return Result(plan, merged, doc, verdict.triggers, verdict, extra)
+    doc = _document(plan, merged, {}, verdict, decision)
+    return Result(plan, merged, doc, verdict.triggers, verdict, decision)
 
 
 def _time_left(settings: UntilDecided, started: float) -> float | None:
@@ -443,12 +458,14 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float, ranges: Sequenc
     """The batches as one measurement: counts and histograms added, the generator re-derived from
     the merged histograms, intervals laid end to end, the last stop's reason."""
     cohorts = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in plan.cohorts}
-    intervals: list[dict[str, Any]] = []
+    intervals = [i.copy() for part in parts for i in part.intervals]
+    each = iter(intervals)
     offset = 0.0
     for part in parts:
         for name, stats in part.cohorts.items():
             cohorts[name].merge(stats)
-        intervals += [{**i, "t": round(i["t"] + offset, 3)} for i in part.intervals]
+        for i in itertools.islice(each, len(part.intervals)):  # this batch's, laid after the ones before
+            i["t"] = round(i["t"] + offset, 3)
         offset += math.ceil(part.info.duration_s)
     generator = merged_generator(cohorts, [p.generator for p in parts])
     if lost := [p.generator["below_target"] for p in parts if p.generator.get("below_target")]:
@@ -523,17 +540,17 @@ def _measure(plan: RunPlan, progress: TextIO | None | Literal["plan"]) -> Measur
 def _document(
     plan: RunPlan,
     measured: Measured,
-    extra: dict[str, Any],
+    extra: ResultsParts,
     verdict: Verdict | None = None,
-    decision: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    decision: DecisionDoc | None = None,
+) -> ResultsDocument:
     info = measured.info
-    judged = None if verdict is None else {**verdict.to_dict(), "reasons": verdict.reasons, **(decision or {})}
+    judged = None if verdict is None else verdict.section(decision)
     problem = unreachable(measured.cohorts)
     if problem:  # the document says what the exit code says: could not tell (3), not RED
         extra = {**extra, "unreachable": problem}
-        if judged is not None:
-            judged = {**judged, "overall": "UNKNOWN", "reasons": [problem, *verdict.reasons]}  # type: ignore[union-attr]
+        if judged is not None and verdict is not None:
+            judged = {**judged, "overall": "UNKNOWN", "reasons": [problem, *verdict.reasons]}
     return build_document(
         started=info.started,
         duration_s=info.duration_s,
@@ -545,10 +562,17 @@ def _document(
     )
 
 
-def _results_extra(m: Measured) -> dict[str, Any]:
+def _generator(m: Measured) -> GeneratorDoc:
+    """The measurement's generator block (the cast goes when load/ types ``Measured.generator``: mypy then
+    calls it redundant)."""
+    return cast(GeneratorDoc, m.generator)
+
+
+def _results_extra(m: Measured) -> ResultsParts:
     return {
         "stop_reason": m.info.stop_reason,
-        "generator": m.generator,
+        # the cast goes when load/ types ``Measured.intervals`` (mypy then calls it redundant)
+        "generator": _generator(m),
         "worker_errors": m.worker_errors,
-        "intervals": m.intervals,
+        "intervals": cast(list[IntervalDoc], m.intervals),
     }

@@ -19,9 +19,8 @@ that could not happen), so ``except ValueError`` in a caller's code still catche
 
 from __future__ import annotations
 
-from typing import Any
-
 from .verdict.levels import EXIT_UNKNOWN
+from .verdict.schema import BareDocument, ResultsDocument
 
 __all__ = ["SseprobeError", "UsageProblem", "MeasuredButFailed"]
 
@@ -45,6 +44,6 @@ class MeasuredButFailed(SseprobeError):
     cohort as measured, without a verdict, for the caller to write, and ``out`` where it was asked for.
     Measured results are never lost to a failure that comes after them."""
 
-    def __init__(self, document: dict[str, Any], out: str | None, cause: BaseException) -> None:
+    def __init__(self, document: ResultsDocument | BareDocument, out: str | None, cause: BaseException) -> None:
         super().__init__(f"{type(cause).__name__}: {cause}")
         self.document, self.out = document, out

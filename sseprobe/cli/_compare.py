@@ -34,11 +34,7 @@ from ._report import attach_html
 from ._run import emit, said_interrupted, say_notes
 from ._sources import compare_source, refuse_bucketed, source_options, wants_source
 
-__all__ = ["compare_cmd", "verdict_section"]
-
-
-def verdict_section(verdict: Verdict) -> dict[str, Any]:
-    return {**verdict.to_dict(), "reasons": verdict.reasons}
+__all__ = ["compare_cmd"]
 
 
 def _print_verdict(verdict: Verdict, base: str, cand: str, as_json: bool) -> str:
@@ -76,7 +72,7 @@ def _offline(
                 "candidate": {"file": files[-1], "cohort": c_name},
             },
             cohorts={f"baseline:{b_name}": base, f"candidate:{c_name}": cand},
-            verdict=verdict_section(verdict),
+            verdict=verdict.section(),
         )
         saved = True
         if as_json or out:
@@ -164,5 +160,5 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
             return EXIT_UNKNOWN
         if not saved:
             return EXIT_UNKNOWN
-        said_interrupted(result.measured.info, result.measured.generator)
+        said_interrupted(result.measured.info, result.document.get("generator"))
         return result.exit_code

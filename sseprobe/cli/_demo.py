@@ -158,7 +158,8 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
     finally:
         proc.terminate()
         proc.join(10)
-    late = (result.document.get("generator") or {}).get("service_late_ms")
+    generator = result.document.get("generator")
+    late = generator.get("service_late_ms") if generator else None
     if late:
         click.echo(
             f"sseprobe: the built-in target shares this machine's CPUs and ran its own delays late by up to"

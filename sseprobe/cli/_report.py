@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -12,6 +11,7 @@ from ..report.hgrm import export_hgrm
 from ..report.html import write_report
 from ..verdict.compare import generator_band, judge
 from ..verdict.policy import DEFAULT_POLICY
+from ..verdict.schema import ResultsDocument
 from ._common import EXIT_OK, UsageProblem
 
 __all__ = ["report_cmd"]
@@ -65,7 +65,7 @@ def report_cmd(files: tuple[str, ...], html_path: str | None, hgrm_dir: str | No
     return EXIT_OK
 
 
-def _comparison(base: tuple[str, dict[str, Any]], cand: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+def _comparison(base: tuple[str, ResultsDocument], cand: tuple[str, ResultsDocument]) -> tuple[str, ResultsDocument]:
     """The candidate (second file, its first cohort) judged against the baseline (first file, its first
     cohort) under the default policy: a section of its own after each document's own verdict."""
     b_name, b_stats = cohort_from_document(base[1], None, base[0])
@@ -82,12 +82,12 @@ def _comparison(base: tuple[str, dict[str, Any]], cand: tuple[str, dict[str, Any
             "candidate": {"file": cand[0], "cohort": c_name},
         },
         cohorts={f"baseline:{b_name}": b_stats, f"candidate:{c_name}": c_stats},
-        verdict={**verdict.to_dict(), "reasons": verdict.reasons},
+        verdict=verdict.section(),
     )
     return f"{Path(cand[0]).name} against {Path(base[0]).name}", doc
 
 
-def attach_html(doc: dict[str, Any], source: str, path: str | None, quiet: bool) -> None:
+def attach_html(doc: ResultsDocument, source: str, path: str | None, quiet: bool) -> None:
     """``--html`` of run/compare: the report of the document just built. A write failure is one line on
     stderr and keeps the command's own exit code (the measurement itself succeeded)."""
     if not path:

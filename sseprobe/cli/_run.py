@@ -16,13 +16,14 @@ from ..load.engine import RunInfo
 from ..plan.options import OPTIONS
 from ..report.document import default_out_path, dumps, write_with_fallback
 from ..verdict.compare import GENERATOR_ADVICE
+from ..verdict.schema import GeneratorDoc, ResultsDocument
 from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, planned
 from ._report import attach_html
 
 __all__ = ["run_cmd", "emit", "said_interrupted", "say_notes", "held_signals"]
 
 
-def emit(doc: dict[str, Any], out: str | None, kind: str, as_json: bool, text: Callable[[], str]) -> tuple[Path, bool]:
+def emit(doc: ResultsDocument, out: str | None, kind: str, as_json: bool, text: Callable[[], str]) -> tuple[Path, bool]:
     """Write the document atomically; print it (``--json``) or the human summary. Returns where it
     is and whether that is where it was asked for (else it went to the temporary folder, said on stderr).
     Signals wait until the document is written and printed: an interrupt never loses it."""
@@ -50,7 +51,7 @@ def say_notes(plan: RunPlan) -> None:
         click.echo(f"sseprobe: {note}", err=True)
 
 
-def said_interrupted(info: RunInfo, generator: dict[str, Any] | None = None) -> None:
+def said_interrupted(info: RunInfo, generator: GeneratorDoc | None = None) -> None:
     """An interrupted run is said on stderr in one line (its document holds what was measured), and
     so is a load that ran below its target (a share lost on a cluster)."""
     if info.interrupted:
@@ -130,7 +131,7 @@ def run_cmd(ctx: click.Context, /, **params: Any) -> int:
             return EXIT_UNKNOWN
         if not saved:
             return EXIT_UNKNOWN
-        said_interrupted(result.measured.info, result.measured.generator)
+        said_interrupted(result.measured.info, result.document.get("generator"))
         real = [t.reason for t in result.triggers if not t.generator_bound]
         bound = [t.reason for t in result.triggers if t.generator_bound]
         if real:

@@ -20,6 +20,7 @@ from ..sources import LogRead, SourceError, judge_logs, read_log_map, read_logs,
 from ..sources.baseline import baseline_document
 from ..sources.judge import Judged
 from ..verdict.policy import Policy
+from ..verdict.schema import ResultsDocument
 from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
 from ._report import attach_html
 from ._run import emit
@@ -130,7 +131,7 @@ def compare_source(files: tuple[str, ...], params: dict[str, Any], policy: Polic
     return _emit(judged, params)
 
 
-def refuse_bucketed(docs: list[dict[str, Any]], files: tuple[str, ...]) -> None:
+def refuse_bucketed(docs: list[ResultsDocument], files: tuple[str, ...]) -> None:
     """Offline compare of a document from --from-prometheus would judge its buckets' upper edges as exact
     values, and rates it never measured: refused, one line."""
     for doc, path in zip(docs, files, strict=False):

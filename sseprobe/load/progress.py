@@ -16,6 +16,7 @@ from .._record import SessionRecord
 from ..report.live_metrics import LiveSnapshot
 from ..verdict.intervals import merge_intervals
 from ..verdict.policy import Policy, check_triggers
+from ..verdict.schema import CohortDoc
 from ..verdict.stats import CohortStats
 
 __all__ = [
@@ -92,7 +93,7 @@ class Progress:
     fired: list[str]
     # a worker's live window (cohort -> CohortStats.to_dict()), sent only when the parent judges
     # abort-on-trigger on all workers' windows merged
-    window: dict[str, dict[str, Any]] | None = None
+    window: dict[str, CohortDoc] | None = None
     metrics: LiveSnapshot | None = None  # live metrics (load/metrics.py), when served: the parent merges them
 
 

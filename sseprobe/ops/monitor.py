@@ -43,6 +43,7 @@ from ..verdict.policy import (
     mark_generator_bound,
     metric_value,
 )
+from ..verdict.schema import ResultsDocument
 from ..verdict.stats import CohortStats
 from .check import run_checks
 from .monitor_config import EXIT, MonitorConfig, MonitorError, Part, PassResult, load_monitor_config, pass_lock, worst
@@ -134,7 +135,7 @@ class Probe:
     not, and whether the service answered at all (every session failing to connect is unreachable)."""
 
     code: int
-    doc: dict[str, Any] | None
+    doc: ResultsDocument | None
     error: str = ""
     reachable: bool = True
 
@@ -385,7 +386,7 @@ def _measure_and_record(
     if cfg.check:
         part, reachable = check_part(cfg)
         parts.append(part)
-    doc: dict[str, Any] | None = None
+    doc: ResultsDocument | None = None
     results_path = cfg.results_dir / f"monitor-{_stamp()}.json"
     if reachable:
         found = probe(cfg, results_path, scenario, policy_path)
@@ -407,8 +408,8 @@ def _measure_and_record(
                 if stale := stale_baseline_note(cfg.baseline, baseline):
                     notes.append(stale)
             parts += target_parts(doc, policy)
-            generator = doc.get("generator") or {}
-            if generator.get("saturated"):  # the prober itself was the bottleneck: latencies read high
+            generator = doc.get("generator")
+            if generator and generator.get("saturated"):  # the prober itself was the bottleneck: latencies read high
                 notes.append(f"generator: WARN {generator.get('note', 'saturated')}")
     done = FinishedPass(
         cfg, history, started, time.monotonic() - t0, parts, notes, doc, results_path, reachable and doc is not None

@@ -22,6 +22,7 @@ from .._redact import redact_url
 from .._toml import StrictReader, read_toml
 from ..plan.scenario import BOUNDS, out_of_bounds
 from ..verdict.levels import exit_codes
+from ..verdict.schema import MetricDoc
 
 EXIT = exit_codes("GREEN", "YELLOW", "RED", "UNKNOWN")
 _RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}  # UNKNOWN only wins over GREEN
@@ -185,7 +186,7 @@ class Part:
     name: str
     level: str
     detail: str
-    metrics: tuple[dict[str, Any], ...] = ()
+    metrics: tuple[MetricDoc, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"part": self.name, "level": self.level, "detail": self.detail}

@@ -22,6 +22,7 @@ from .._redact import redact_url
 from ..report.document import dumps, write_atomic
 from ..report.history import CohortRow, History, HistoryError, PassRow
 from ..report.prom import PassMetrics, push, write_textfile
+from ..verdict.schema import ResultsDocument
 from ..verdict.stats import CohortStats
 from .monitor_config import EXIT, MonitorConfig, MonitorError, Part, PassResult, worst
 
@@ -117,7 +118,7 @@ class FinishedPass:
     duration: float
     parts: list[Part]
     notes: list[str]
-    doc: dict[str, Any] | None
+    doc: ResultsDocument | None
     results_path: Path
     up: bool
     _metrics: PassMetrics | None = None
@@ -142,8 +143,8 @@ class FinishedPass:
                 duration_s=self.duration,
                 up=self.up,
                 last_success_ts=last_green,
-                cohorts=(self.doc or {}).get("cohorts", {}),
-                generator=(self.doc or {}).get("generator"),
+                cohorts=self.doc["cohorts"] if self.doc else {},
+                generator=self.doc.get("generator") if self.doc else None,
             )
         return self._metrics
 
@@ -189,8 +190,8 @@ class HistoryWriter:
             exit_code=EXIT[done.overall],
             reasons=[f"{p.name} {p.level}: {p.detail}" for p in done.parts],
             results=str(done.results_path) if done.doc is not None else None,
-            cohorts=[CohortRow.from_document(n, c) for n, c in (done.doc or {}).get("cohorts", {}).items()],
-            **PassRow.generator_of((done.doc or {}).get("generator")),
+            cohorts=[CohortRow.from_document(n, c) for n, c in (done.doc["cohorts"] if done.doc else {}).items()],
+            **PassRow.generator_of(done.doc.get("generator") if done.doc else None),
         )
         try:
             pass_id = self.history.append(row)
@@ -299,7 +300,7 @@ class BaselineWriter:
 
     def write(self, done: FinishedPass) -> None:
         overall, doc = done.overall, done.doc
-        saturated = doc is not None and (doc.get("generator") or {}).get("saturated") is True
+        saturated = doc is not None and (gen := doc.get("generator")) is not None and gen.get("saturated") is True
         if self.path is None:
             done.notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
         elif doc is None or overall == "RED" or ((overall != "GREEN" or saturated) and not self.force):

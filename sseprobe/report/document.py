@@ -9,11 +9,12 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import orjson
 
 from .._errors import SseprobeError
+from ..verdict.schema import JSONObject, ResultsDocument, ResultsParts, VerdictDoc
 from ..verdict.stats import CohortStats
 
 __all__ = [
@@ -41,13 +42,14 @@ def build_document(
     *,
     started: str,
     duration_s: float,
-    config: Mapping[str, Any],
+    config: JSONObject,
     cohorts: Mapping[str, CohortStats],
-    verdict: Mapping[str, Any] | None = None,
+    verdict: VerdictDoc | None = None,
     interrupted: bool = False,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    doc: dict[str, Any] = {
+    extra: ResultsParts | None = None,
+) -> ResultsDocument:
+    """The document: its head in this key order, the verdict, then the ``extra`` parts in their order."""
+    doc: ResultsDocument = {
         "schema": SCHEMA,
         "started": started,
         "duration_s": duration_s,
@@ -56,13 +58,12 @@ def build_document(
         "cohorts": {name: stats.to_dict() for name, stats in cohorts.items()},
     }
     if verdict is not None:
-        doc["verdict"] = dict(verdict)
-    if extra:
-        doc.update(extra)
-    return doc
+        doc["verdict"] = verdict
+    return {**doc, **extra} if extra else doc
 
 
-def dumps(doc: Mapping[str, Any]) -> bytes:
+def dumps(doc: Mapping[str, object]) -> bytes:
+    """Any JSON object as sseprobe writes it (a results document, a calibration, a monitor record)."""
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
 
 
@@ -140,8 +141,10 @@ def _umask() -> int:
     return mask
 
 
-def read_document(path: str | Path) -> dict[str, Any]:
-    """A results document, every cohort checked (ResultsError names the file and what is wrong)."""
+def read_document(path: str | Path) -> ResultsDocument:
+    """A results document, every cohort checked (ResultsError names the file and what is wrong).
+    Only the schema name and the cohorts are checked: the other parts are read with ``.get`` by every
+    consumer, since a document may be of an earlier version or cut by hand."""
     try:
         doc = orjson.loads(Path(path).read_bytes())
     except OSError as exc:
@@ -152,12 +155,13 @@ def read_document(path: str | Path) -> dict[str, Any]:
         raise ResultsError(f"{path} is not an sseprobe results document (schema {SCHEMA})")
     if not isinstance(doc.get("cohorts"), dict) or not doc["cohorts"]:
         raise ResultsError(f"{path} holds no cohorts")
-    for name in doc["cohorts"]:
-        cohort_from_document(doc, name, str(path))
-    return doc
+    checked = cast(ResultsDocument, doc)
+    for name in checked["cohorts"]:
+        cohort_from_document(checked, name, str(path))
+    return checked
 
 
-def read_documents(paths: Sequence[str]) -> list[dict[str, Any]]:
+def read_documents(paths: Sequence[str]) -> list[ResultsDocument]:
     """Several documents to be judged against each other: the same file twice is a mistake, said so."""
     seen: dict[tuple[int, int], str] = {}
     for p in paths:
@@ -172,7 +176,7 @@ def read_documents(paths: Sequence[str]) -> list[dict[str, Any]]:
     return [read_document(p) for p in paths]
 
 
-def cohort_from_document(doc: Mapping[str, Any], name: str | None, path: str) -> tuple[str, CohortStats]:
+def cohort_from_document(doc: ResultsDocument, name: str | None, path: str) -> tuple[str, CohortStats]:
     """The named cohort of a document (default: the only, else the first), rebuilt exactly."""
     cohorts = doc["cohorts"]
     if name is None:

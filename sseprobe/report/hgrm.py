@@ -11,12 +11,12 @@ column, then the ``#[Mean ...]``, ``#[Max ...]`` and ``#[Buckets ...]`` footer.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from ..verdict.schema import ResultsDocument
 from ..verdict.stats import CohortStats
 from .document import write_atomic
 
@@ -59,7 +59,7 @@ def _safe(name: str) -> str:
 
 
 def export_hgrm(
-    docs: Iterable[tuple[str, Mapping[str, Any]]], folder: str | Path, histograms: tuple[str, ...] | None = None
+    docs: Iterable[tuple[str, ResultsDocument]], folder: str | Path, histograms: tuple[str, ...] | None = None
 ) -> list[Path]:
     """Write ``<doc stem>.<cohort>.<histogram>.hgrm`` (values in ms) for every non-empty histogram.
 

@@ -16,11 +16,12 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 
 from .._errors import SseprobeError
+from ..verdict.schema import CohortDoc, GeneratorDoc, RateKey, SummaryKey
 
 __all__ = ["SCHEMA_VERSION", "HistoryError", "History", "PassRow", "CohortRow", "METRICS", "deciding_reason"]
 
@@ -28,16 +29,14 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 
 # key metrics stored per cohort (columns), in the units of the results document
-METRICS = (
-    "connect_success_rate",
-    "completion_rate",
-    "error_rate_5xx",
-    "timeout_rate",
-    "ttfe_p50_ms",
-    "ttfe_p95_ms",
-    "ttfe_p99_ms",
-    "completion_p95_ms",
+_RATES: tuple[RateKey, ...] = ("connect_success_rate", "completion_rate", "error_rate_5xx", "timeout_rate")
+_QUANTILES: tuple[tuple[str, SummaryKey, str], ...] = (  # column, the cohort's summary, its percentile
+    ("ttfe_p50_ms", "ttfe_ms", "p50"),
+    ("ttfe_p95_ms", "ttfe_ms", "p95"),
+    ("ttfe_p99_ms", "ttfe_ms", "p99"),
+    ("completion_p95_ms", "completion_ms", "p95"),
 )
+METRICS = (*_RATES, *(column for column, _, _ in _QUANTILES))
 
 _SCHEMA = f"""
 CREATE TABLE passes (
@@ -90,12 +89,11 @@ class CohortRow:
     histograms: dict[str, str] = field(default_factory=dict)  # name -> encoded HDR
 
     @classmethod
-    def from_document(cls, name: str, d: Mapping[str, Any]) -> CohortRow:
+    def from_document(cls, name: str, d: CohortDoc) -> CohortRow:
         """Key metrics of a results document's COHORT; histograms kept encoded as they are."""
-        metrics: dict[str, float | None] = {m: d.get(m) for m in METRICS[:4]}
-        for m in METRICS[4:]:
-            hist, pct = m.rsplit("_", 2)[0], m.rsplit("_", 2)[1]
-            metrics[m] = (d.get(f"{hist}_ms") or {}).get(pct)
+        metrics: dict[str, float | None] = {m: d.get(m) for m in _RATES}
+        for column, summary, pct in _QUANTILES:
+            metrics[column] = (d.get(summary) or {}).get(pct)
         hists = {k: v for k, v in (d.get("histograms") or {}).items() if isinstance(v, str) and v}
         return cls(
             name,
@@ -105,6 +103,13 @@ class CohortRow:
             {str(k): int(v) for k, v in (d.get("outcomes") or {}).items()},
             hists,
         )
+
+
+class GeneratorFields(TypedDict, total=False):
+    """A row's generator fields (none when the pass measured nothing or is older than them)."""
+
+    generator_saturated: bool
+    generator_error_ms: float | None
 
 
 @dataclass
@@ -121,7 +126,7 @@ class PassRow:
     generator_error_ms: float | None = None
 
     @staticmethod
-    def generator_of(block: Mapping[str, Any] | None) -> dict[str, Any]:
+    def generator_of(block: GeneratorDoc | None) -> GeneratorFields:
         """The generator fields of a row, from a results document's ``generator`` block."""
         if not isinstance(block, Mapping) or not isinstance(block.get("saturated"), bool):
             return {}

@@ -21,6 +21,7 @@ import orjson
 from hdrh.histogram import HdrHistogram
 
 from .._redact import secret_name
+from ..verdict.schema import CohortDoc, MetricDoc, ResultsDocument
 from ..verdict.stats import CohortStats
 from .document import write_atomic
 from .hgrm import hgrm_points
@@ -112,11 +113,11 @@ def scrub(value: Any, key: str = "") -> Any:
 
 
 class _Series:
-    def __init__(self, label: str, color: str, stats: CohortStats, raw: Mapping[str, Any]) -> None:
+    def __init__(self, label: str, color: str, stats: CohortStats, raw: CohortDoc) -> None:
         self.label, self.color, self.stats, self.raw = label, color, stats, raw
 
 
-def _series(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[_Series]:
+def _series(docs: Sequence[tuple[str, ResultsDocument]]) -> list[_Series]:
     out: list[_Series] = []
     for source, doc in docs:
         for cohort, d in doc.get("cohorts", {}).items():
@@ -279,7 +280,7 @@ def _time_chart(title: str, y_label: str, lines: list[tuple[str, str, bool, list
     )
 
 
-def _over_time(series: Sequence[_Series], docs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+def _over_time(series: Sequence[_Series], docs: Sequence[tuple[str, ResultsDocument]]) -> str:
     out = []
     for source, doc in docs:
         intervals = doc.get("intervals") or []
@@ -299,7 +300,9 @@ def _over_time(series: Sequence[_Series], docs: Sequence[tuple[str, Mapping[str,
                 if "ttfe_p50_ms" in iv.get("cohorts", {}).get(cohort, {})
             ]
             ttfe += [(f"{cohort} TTFE p95", color, False, p95), (f"{cohort} TTFE p50", color, True, p50)]
-            per = [(iv["t"], iv.get("cohorts", {}).get(cohort, {}).get("outcomes", {})) for iv in intervals]
+            per = [
+                (iv["t"], c.get("outcomes", {}) if (c := iv.get("cohorts", {}).get(cohort)) else {}) for iv in intervals
+            ]
             done = [(t, float(sum(o.values()))) for t, o in per]
             failed = [(t, float(sum(n for k, n in o.items() if k not in ("ok", "cancelled")))) for t, o in per]
             outc += [(f"{cohort} sessions finished", color, False, done), (f"{cohort} failed", color, True, failed)]
@@ -466,7 +469,7 @@ def _interval(ci: Any, rate: bool) -> str:
     return f"[{_change(lo, rate)}, {_change(hi, rate)}]"
 
 
-def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
+def _verdict_section(source: str, doc: ResultsDocument) -> str:
     out = []
     mon = doc.get("monitor")
     if isinstance(mon, Mapping):
@@ -497,7 +500,7 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
     out.append(f"<h3>{_e(Path(source).name)}: {_badge(str(v.get('overall', '')))}</h3>")
     for r in v.get("reasons", []):
         out.append(f"<p>{_e(r)}</p>")
-    if decision := render_sequential(dict(v)).strip():  # --until-decided and the time to a decision
+    if decision := render_sequential(v).strip():  # --until-decided and the time to a decision
         out.append(f"<pre>{_e(decision)}</pre>")
     out.append(_metric_table(v.get("metrics", [])))
     trig = v.get("triggers") or []
@@ -510,7 +513,7 @@ def _verdict_section(source: str, doc: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _metric_table(metrics: Iterable[Mapping[str, Any]]) -> str:
+def _metric_table(metrics: Iterable[MetricDoc]) -> str:
     """A verdict's metric rows: baseline, candidate, change, its interval, level and why."""
     out = [
         '<div class="scroll"><table><tr><th class="l">metric</th><th>baseline</th><th>candidate</th><th>change</th>'
@@ -529,7 +532,7 @@ def _metric_table(metrics: Iterable[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
-def _config_section(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+def _config_section(docs: Sequence[tuple[str, ResultsDocument]]) -> str:
     out = []
     for source, doc in docs:
         meta = {
@@ -539,8 +542,7 @@ def _config_section(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
             "interrupted": doc.get("interrupted"),
             "stop_reason": doc.get("stop_reason"),
         }
-        gen = doc.get("generator") or {}
-        if gen:
+        if gen := doc.get("generator"):
             meta["generator"] = gen.get("note")
         body = {"run": meta, "config": scrub(doc.get("config", {}))}
         text = orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
@@ -551,7 +553,7 @@ def _config_section(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
 # --- the page ---------------------------------------------------------------------------------
 
 
-def render_report(docs: Sequence[tuple[str, Mapping[str, Any]]], title: str = "sseprobe report") -> str:
+def render_report(docs: Sequence[tuple[str, ResultsDocument]], title: str = "sseprobe report") -> str:
     """The whole report page for (file name, results document) pairs."""
     series = _series(docs)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -593,8 +595,6 @@ def render_report(docs: Sequence[tuple[str, Mapping[str, Any]]], title: str = "s
     return "\n".join(parts) + "\n"
 
 
-def write_report(
-    docs: Sequence[tuple[str, Mapping[str, Any]]], path: str | Path, title: str = "sseprobe report"
-) -> Path:
+def write_report(docs: Sequence[tuple[str, ResultsDocument]], path: str | Path, title: str = "sseprobe report") -> Path:
     """Render and write atomically (a viewer never opens half a page)."""
     return write_atomic(path, render_report(docs, title).encode("utf-8"))

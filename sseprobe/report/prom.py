@@ -14,20 +14,21 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from .._redact import redact_url
 from ..verdict.levels import LEVEL_EXIT
+from ..verdict.schema import CohortDoc, GeneratorDoc, RateKey, SummaryKey
 from .document import write_atomic
 
 __all__ = ["PassMetrics", "render", "write_textfile", "push", "LEVEL_CODES"]
 
 LEVEL_CODES = LEVEL_EXIT
 _QUANTILES = (("p50", "0.5"), ("p90", "0.9"), ("p95", "0.95"), ("p99", "0.99"))
-_RATIOS = (
+_RATIOS: tuple[tuple[RateKey, str, str], ...] = (
     (
         "connect_success_rate",
         "sseprobe_connect_success_ratio",
@@ -56,30 +57,30 @@ class PassMetrics:
     duration_s: float
     up: bool
     last_success_ts: float | None = None
-    cohorts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # results document COHORTs
-    generator: Mapping[str, Any] | None = None  # the results document's generator block, if the pass measured
+    cohorts: Mapping[str, CohortDoc] = field(default_factory=dict)  # results document COHORTs
+    generator: GeneratorDoc | None = None  # the results document's generator block, if the pass measured
 
 
-def _finite(x: Any) -> bool:
+def _finite(x: object) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _summary(name: str, doc: str, cohorts: Mapping[str, Mapping[str, Any]], key: str) -> Metric:
+def _summary(name: str, doc: str, cohorts: Mapping[str, CohortDoc], key: SummaryKey) -> Metric:
     """A summary per cohort: quantiles from the HDR histogram, count, and sum (= mean x count), in seconds."""
     m = Metric(name, doc, "summary")
     for cohort, d in cohorts.items():
         s = d.get(key) or {}
         for pk, q in _QUANTILES:
-            if _finite(s.get(pk)):
-                m.add_sample(name, {"cohort": cohort, "quantile": q}, s[pk] / 1000.0)
+            if _finite(v := s.get(pk)):
+                m.add_sample(name, {"cohort": cohort, "quantile": q}, v / 1000.0)
         count = s.get("count") or 0
-        mean = float(s["mean"]) if _finite(s.get("mean")) else 0.0
+        mean = float(v) if _finite(v := s.get("mean")) else 0.0
         m.add_sample(name + "_count", {"cohort": cohort}, float(count))
         m.add_sample(name + "_sum", {"cohort": cohort}, float(count) * mean / 1000.0)
     return m
 
 
-def _generator(block: Mapping[str, Any] | None) -> Iterator[Metric]:
+def _generator(block: GeneratorDoc | None) -> Iterator[Metric]:
     """Whether the prober itself was the bottleneck, beside the verdict it qualifies: an alert on
     latency can then be silenced (or explained) when the generator, not the service, was late."""
     if not isinstance(block, Mapping):
@@ -140,8 +141,8 @@ class _Collector:
         for key, name, doc in _RATIOS:
             g = GaugeMetricFamily(name, doc, labels=["cohort"])
             for cohort, d in pm.cohorts.items():
-                if _finite(d.get(key)):
-                    g.add_metric([cohort], float(d[key]))
+                if _finite(v := d.get(key)):
+                    g.add_metric([cohort], float(v))
             yield g
         outcomes = GaugeMetricFamily(
             "sseprobe_sessions", "Sessions of the last pass by outcome.", labels=["cohort", "outcome"]

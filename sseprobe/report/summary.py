@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from ..verdict.policy import FiredTrigger
+from ..verdict.schema import GeneratorDoc, LatencySummary
 from ..verdict.stats import CohortStats, summarize_ms
 
 __all__ = ["generator_banner", "render_run"]
@@ -19,7 +19,7 @@ def _ms(x: float | int | None) -> str:
     return "-" if x is None else f"{x:,.1f}"
 
 
-def _latency_row(label: str, s: Mapping[str, Any]) -> str:
+def _latency_row(label: str, s: LatencySummary) -> str:
     cols = [_ms(s.get(k)) for k in ("p50", "p95", "p99", "max")]
     return f"  {label:<16}" + "".join(f"{c:>11}" for c in cols) + f"   (n={s.get('count', 0)})"
 
@@ -76,7 +76,7 @@ def render_run(
     triggers: Sequence[FiredTrigger],
     duration_s: float,
     interrupted: bool,
-    generator: Mapping[str, Any] | None = None,
+    generator: GeneratorDoc | None = None,
     bound: bool = False,
 ) -> str:
     """The run in text. ``bound``: a verdict metric was left undecided by the generator's own lag (the
@@ -111,9 +111,7 @@ def render_run(
     return "\n".join(lines)
 
 
-def generator_banner(
-    generator: Mapping[str, Any] | None, cohorts: Mapping[str, CohortStats], bound: bool
-) -> str | None:
+def generator_banner(generator: GeneratorDoc | None, cohorts: Mapping[str, CohortStats], bound: bool) -> str | None:
     """The saturation banner, in proportion: the error set against the latency it bounds (the smallest
     TTFE p50: 3.4 ms under 105 ms is 3 %), shouted (GENERATOR SATURATED) only when it left a verdict
     metric or a trigger undecided, one quiet line otherwise, and absent when no session connected

@@ -7,10 +7,10 @@ Pure: returns a string; the caller decides where it goes and whether colour is w
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from ..verdict.compare import MetricResult, Verdict
 from ..verdict.policy import FiredTrigger
+from ..verdict.schema import DecisionDoc
 
 __all__ = ["render_verdict", "render_sequential"]
 
@@ -122,7 +122,7 @@ _STOPPED = {
 }
 
 
-def render_sequential(decision: dict[str, Any]) -> str:
+def render_sequential(decision: DecisionDoc) -> str:
     """The verdict's ``sequential`` and ``time_to_decide`` sections in words ("" when neither)."""
     out: list[str] = []
     seq = decision.get("sequential")

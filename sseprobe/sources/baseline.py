@@ -9,16 +9,16 @@ and from what it was collected. No verdict: a baseline is judged against, it jud
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from ..report.document import build_document
+from ..verdict.schema import ResultsDocument
 from .logmap import SourceError
 from .logs import LogRead, iso
 
 __all__ = ["baseline_document"]
 
 
-def baseline_document(read: LogRead) -> dict[str, Any]:
+def baseline_document(read: LogRead) -> ResultsDocument:
     """The baseline document of a LogRead; SourceError when no cohort has a single record."""
     kept = {name: stats for name, stats in read.cohorts.items() if stats.sessions}
     if not kept:

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from ..report.document import build_document
 from ..verdict.compare import Verdict
 from ..verdict.compare import judge as judge_cohorts
 from ..verdict.policy import Policy
+from ..verdict.schema import LogSourceDoc, PrometheusSourceDoc, ResultsDocument
 from ..verdict.stats import CohortStats
 from .logmap import SourceError
 from .logs import LogRead, Span, iso
@@ -40,7 +40,7 @@ class Judged:
     """A verdict on two cohorts from a source, and the results document that records it."""
 
     verdict: Verdict
-    document: dict[str, Any]
+    document: ResultsDocument
     baseline: str
     candidate: str
 
@@ -81,7 +81,7 @@ def judge(
     cohorts: Mapping[str, CohortStats],
     names: tuple[str, str],
     policy: Policy,
-    source: dict[str, Any],
+    source: LogSourceDoc | PrometheusSourceDoc,
     notes: list[str],
     started: str | None = None,
     verdict: Verdict | None = None,
@@ -97,7 +97,7 @@ def judge(
         duration_s=0.0,
         config={"command": "compare", "source": source["kind"], "baseline": {"cohort": b}, "candidate": {"cohort": c}},
         cohorts={b: cohorts[b], c: cohorts[c]},
-        verdict={**verdict.to_dict(), "reasons": verdict.reasons},
+        verdict=verdict.section(),
         extra={"source": source},
     )
     return Judged(verdict, doc, b, c)

@@ -31,7 +31,6 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any
 
 import orjson
 
@@ -40,6 +39,7 @@ from .._redact import redact_url
 from ..verdict.compare import MetricResult, Verdict, overall_of
 from ..verdict.compare import judge as judge_cohorts
 from ..verdict.policy import Policy
+from ..verdict.schema import PrometheusSourceDoc, RateKey
 from ..verdict.stats import HIGHEST_US, LOWEST_US, CohortStats
 from .judge import Judged, judge
 from .logmap import SourceError
@@ -50,7 +50,7 @@ __all__ = ["Buckets", "fetch_buckets", "judge_buckets", "judge_prometheus", "buc
 
 MAX_ANSWER_BYTES = 16 << 20  # a histogram's buckets are a few KiB; more is not an answer to this query
 TIMEOUT_S = 30.0
-_RATES = ("connect_success_rate", "completion_rate", "error_rate_5xx", "rate_429", "timeout_rate")
+_RATES: tuple[RateKey, ...] = ("connect_success_rate", "completion_rate", "error_rate_5xx", "rate_429", "timeout_rate")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Buckets:
             prev_edge, prev = edge, max(cum, prev)
         return out
 
-    def to_list(self) -> list[list[Any]]:
+    def to_list(self) -> list[list[float | str]]:
         return [["+Inf" if math.isinf(e) else e, round(c, 3)] for e, c in zip(self.edges, self.cumulative, strict=True)]
 
 
@@ -237,7 +237,7 @@ def judge_prometheus(
     for name in names:
         if not cohorts[name].sessions:
             raise SourceError(f"prometheus: no {name} requests in the {window} to {iso(at)}")
-    source = {
+    source: PrometheusSourceDoc = {
         "kind": "prometheus",
         "url": redact_url(url),
         "queries": {n: _query_text(queries[n], window) for n in names},

@@ -43,6 +43,7 @@ from typing import Any, Literal
 from .._errors import SseprobeError
 from .._toml import StrictReader, read_toml
 from .bounds import clopper_pearson, hist_quantile, quantile_bounds
+from .schema import TriggerDoc
 from .stats import HISTOGRAMS, CohortStats, histogram_arrays
 
 __all__ = [
@@ -294,9 +295,9 @@ class FiredTrigger:
     cohort: str = ""
     generator_bound: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        """The results document's trigger entry (keys as before typed triggers, plus ``bound``)."""
-        d: dict[str, Any] = {
+    def to_dict(self) -> TriggerDoc:
+        """The results document's trigger entry."""
+        d: TriggerDoc = {
             "name": self.name,
             "metric": self.metric,
             "op": self.op,

@@ -19,6 +19,9 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
+    "BareCohortDoc",
+    "BareDocument",
+    "BaselineDoc",
     "CheckpointDoc",
     "ClusterDoc",
     "CohortDoc",
@@ -29,16 +32,24 @@ __all__ = [
     "IntervalCohortDoc",
     "IntervalDoc",
     "JSONObject",
+    "LatencySummaries",
     "LatencySummary",
+    "LogSourceDoc",
     "MetricDoc",
+    "PrometheusSourceDoc",
     "RangeDoc",
+    "RateKey",
     "ResultsDocument",
+    "ResultsParts",
     "SequentialDoc",
     "SequentialMetricDoc",
+    "SpanDoc",
     "StepDoc",
+    "SummaryKey",
     "TimeToDecideDoc",
     "TriggerDoc",
     "VerdictDoc",
+    "WindowDoc",
 ]
 
 JSONObject = dict[str, Any]  # free-form JSON only (see the module docstring)
@@ -121,8 +132,29 @@ class IntervalDoc(TypedDict):
     cohorts: dict[str, IntervalCohortDoc]
 
 
-class CohortDoc(TypedDict):
-    """A cohort's counts, rates, latency summaries and encoded histograms (``CohortStats.to_dict``)."""
+class LatencySummaries(TypedDict, total=False):
+    """A cohort's latency summaries, one per histogram it keeps (``verdict/stats.py`` HISTOGRAMS)."""
+
+    connect_ms: LatencySummary
+    tcp_ms: LatencySummary
+    tls_ms: LatencySummary
+    headers_ms: LatencySummary
+    first_event_ms: LatencySummary
+    ttfe_ms: LatencySummary
+    completion_ms: LatencySummary
+    max_gap_ms: LatencySummary
+    lag_ms: LatencySummary
+
+
+SummaryKey = Literal[
+    "connect_ms", "tcp_ms", "tls_ms", "headers_ms", "first_event_ms", "ttfe_ms", "completion_ms", "max_gap_ms", "lag_ms"
+]
+RateKey = Literal["connect_success_rate", "completion_rate", "error_rate_5xx", "rate_429", "timeout_rate"]
+
+
+class CohortDoc(LatencySummaries):
+    """A cohort's counts, rates, latency summaries and encoded histograms (``CohortStats.to_dict``).
+    Rates are null with no attempts (and for a Prometheus source, which counts requests only)."""
 
     flow: str
     url: str
@@ -144,16 +176,13 @@ class CohortDoc(TypedDict):
     addresses: dict[str, int]
     tls_resumed: int
     histograms: dict[str, str]
-    # one summary per histogram kept (verdict/stats.py HISTOGRAMS)
-    connect_ms: NotRequired[LatencySummary]
-    tcp_ms: NotRequired[LatencySummary]
-    tls_ms: NotRequired[LatencySummary]
-    headers_ms: NotRequired[LatencySummary]
-    first_event_ms: NotRequired[LatencySummary]
-    ttfe_ms: NotRequired[LatencySummary]
-    completion_ms: NotRequired[LatencySummary]
-    max_gap_ms: NotRequired[LatencySummary]
-    lag_ms: NotRequired[LatencySummary]
+
+
+class BareCohortDoc(TypedDict):
+    """What is left of a cohort when even ``CohortStats.to_dict`` failed (a measurement is never lost)."""
+
+    sessions: int
+    outcomes: dict[str, int]
 
 
 class MetricDoc(TypedDict):
@@ -247,7 +276,71 @@ class CheckpointDoc(TypedDict):
     intervals: list[IntervalDoc]
 
 
-class ResultsDocument(TypedDict):
+class SpanDoc(TypedDict):
+    """First and last timestamp of a cohort's log lines (ISO 8601; null when none carried one)."""
+
+    first: str | None
+    last: str | None
+    stamped: int
+
+
+class WindowDoc(TypedDict):
+    since: str | None
+    until: str | None
+    duration: NotRequired[str]  # a Prometheus source: the window as given (e.g. "24h")
+
+
+class LogSourceDoc(TypedDict):
+    """``source`` of a document read from logs: what the logs held and an account of every line."""
+
+    kind: Literal["log"]
+    map: str
+    files: list[str]
+    lines: int
+    records: dict[str, int]
+    unparseable: int
+    unparseable_examples: list[str]
+    other_traffic: int
+    outside_window: int
+    window: WindowDoc
+    spans: dict[str, SpanDoc]
+
+
+class PrometheusSourceDoc(TypedDict):
+    """``source`` of a document judged from Prometheus histograms: where the buckets came from."""
+
+    kind: Literal["prometheus"]
+    url: str  # redacted
+    queries: dict[str, str]
+    window: WindowDoc
+    buckets: dict[str, list[list[float | str]]]  # [upper edge ("+Inf" for infinity), cumulative count]
+    histograms: str
+
+
+class BaselineDoc(TypedDict):
+    """``baseline``: when and from what a saved baseline was collected."""
+
+    saved: str
+    source: str
+
+
+class ResultsParts(TypedDict, total=False):
+    """The results document's optional parts, each written by what measured or judged it."""
+
+    verdict: VerdictDoc  # compare
+    triggers: list[TriggerDoc]  # run
+    failure: str  # measured, then failed: why (the measurement is kept)
+    unreachable: str  # no session connected at all: why
+    stop_reason: str | None
+    generator: GeneratorDoc
+    worker_errors: list[str]
+    intervals: list[IntervalDoc]
+    source: LogSourceDoc | PrometheusSourceDoc  # a verdict on real traffic
+    baseline: BaselineDoc  # a saved baseline
+    monitor: JSONObject  # the monitor pass's parts (ops.monitor_writers)
+
+
+class ResultsDocument(ResultsParts):
     """``sseprobe.result/1``. ``config`` records the options the run was given (free-form: a scenario's
     own keys are kept), the rest is measured."""
 
@@ -257,14 +350,12 @@ class ResultsDocument(TypedDict):
     interrupted: bool
     config: JSONObject
     cohorts: dict[str, CohortDoc]
-    verdict: NotRequired[VerdictDoc]
-    stop_reason: NotRequired[str | None]
-    generator: NotRequired[GeneratorDoc]
-    worker_errors: NotRequired[list[str]]
-    intervals: NotRequired[list[IntervalDoc]]
-    triggers: NotRequired[list[TriggerDoc]]
-    failure: NotRequired[str]
-    unreachable: NotRequired[str]
-    source: NotRequired[JSONObject]
-    html: NotRequired[str]
-    monitor: NotRequired[JSONObject]
+
+
+class BareDocument(TypedDict):
+    """What a run that measured and then failed writes when even building its document failed:
+    the failure and the bare counts (measured results are never lost)."""
+
+    schema: str
+    failure: str
+    cohorts: dict[str, CohortDoc | BareCohortDoc]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from .._config import LOOK_EVERY, MAX_SESSIONS
 from .compare import SequentialPlan, Verdict, decided, judge_sequential
 from .policy import Policy
+from .schema import SequentialDoc, SequentialMetricDoc, TimeToDecideDoc
 from .stats import CohortStats
 
 __all__ = ["UntilDecided", "Looks", "Stopped", "time_to_decide", "ROLLOUT_STEPS"]
@@ -79,7 +80,7 @@ class Looks:
                 self.decided_at[m.name] = (n, m.level)
         return verdict
 
-    def section(self, verdict: Verdict, stopped: Stopped, sessions: dict[str, int]) -> dict[str, Any]:
+    def section(self, verdict: Verdict, stopped: Stopped, sessions: dict[str, int]) -> SequentialDoc:
         """The verdict's ``sequential`` section of the results document."""
         s = self.settings
         return {
@@ -93,7 +94,7 @@ class Looks:
             "metrics": [self._metric(m.name, m.critical) for m in verdict.metrics],
         }
 
-    def _metric(self, name: str, critical: bool) -> dict[str, Any]:
+    def _metric(self, name: str, critical: bool) -> SequentialMetricDoc:
         at = self.decided_at.get(name)
         return {
             "name": name,
@@ -105,7 +106,7 @@ class Looks:
 
 def time_to_decide(
     verdict: Verdict, is_decided: bool, traffic_rate: float | None, own_rate: float | None
-) -> dict[str, Any] | None:
+) -> TimeToDecideDoc | None:
     """How long a decision takes at each rollout step: the sessions per cohort it took (decided)
     or still needs (the largest ``sessions_needed`` of the undecided critical metrics), at the
     service's traffic (``traffic_rate``, sessions/s in all) or else this run's own rate in all.

@@ -7,6 +7,7 @@ from several processes or machines combine exactly; percentiles are never averag
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from hdrh.histogram import HdrHistogram
 
 from .._outcomes import Outcome
 from .._record import SessionRecord
+from .schema import CohortDoc, LatencySummaries, LatencySummary, SummaryKey
 
 __all__ = [
     "CohortStats",
@@ -31,8 +33,8 @@ HIGHEST_US = 3_600_000_000  # one hour
 SIGNIFICANT_FIGURES = 3
 PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 
-# histogram name -> SessionRecord attribute (ms)
-HISTOGRAMS: dict[str, str] = {
+# histogram name -> SessionRecord attribute (ms), also the key of its summary in the document
+HISTOGRAMS: dict[str, SummaryKey] = {
     "connect_us": "connect_ms",
     "tcp_us": "tcp_ms",
     "tls_us": "tls_ms",
@@ -46,7 +48,7 @@ HISTOGRAMS: dict[str, str] = {
 MAX_REASONS = 5  # distinct failure reasons kept per cohort
 MAX_ADDRESSES = 64  # distinct addresses counted per cohort (a name rarely has more A records)
 REASON_CHARS = 160  # of each reason (record errors are short already)
-SUMMARY_KEYS = {name: name[:-3] + "_ms" for name in HISTOGRAMS}  # ttfe_us -> ttfe_ms
+SUMMARY_KEYS = HISTOGRAMS  # ttfe_us -> ttfe_ms: the document's summary of each histogram
 
 
 def new_histogram() -> HdrHistogram:
@@ -164,10 +166,10 @@ def mean_us(h: HdrHistogram) -> float:
     return float(int(np.dot(counts, median))) / n
 
 
-def summarize_ms(h: HdrHistogram) -> dict[str, float | int | None]:
+def summarize_ms(h: HdrHistogram) -> LatencySummary:
     """p50/p90/p95/p99/max/mean in ms. Percentiles come from the same histogram as max, so p99 <= max."""
     n: int = h.get_total_count()
-    out: dict[str, float | int | None] = {"count": n}
+    out: LatencySummary = {"count": n}
     for p in PERCENTILES:
         out[f"p{p:g}"] = round(h.get_value_at_percentile(p) / 1000.0, 3) if n else None
     out["max"] = round(h.get_max_value() / 1000.0, 3) if n else None
@@ -286,8 +288,11 @@ class CohortStats:
         return self._rate(self.timeouts)
 
     # --- the results document's COHORT ----------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
+    def to_dict(self) -> CohortDoc:
+        summaries: LatencySummaries = {}
+        for name, h in self.histograms.items():
+            summaries[SUMMARY_KEYS[name]] = summarize_ms(h)
+        return {
             "flow": self.flow,
             "url": self.url,
             "sessions": self.sessions,
@@ -307,11 +312,9 @@ class CohortStats:
             "failure_reasons": dict(self.reasons.most_common()),
             "addresses": dict(sorted(self.addresses.items())),
             "tls_resumed": self.tls_resumed,
+            **summaries,
+            "histograms": {name: h.encode().decode("ascii") for name, h in self.histograms.items()},
         }
-        for name, h in self.histograms.items():
-            d[SUMMARY_KEYS[name]] = summarize_ms(h)
-        d["histograms"] = {name: h.encode().decode("ascii") for name, h in self.histograms.items()}
-        return d
 
     @classmethod
     def light(cls, histograms: tuple[str, ...] = ("ttfe_us",)) -> CohortStats:
@@ -362,14 +365,14 @@ class CohortStats:
         return stats
 
 
-def _count(d: dict[str, Any], key: str) -> int:
+def _count(d: Mapping[str, object], key: str) -> int:
     v = d.get(key, 0)
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise ValueError(f"{key!r} is {v!r}, not a whole number >= 0")
     return v
 
 
-def _counts(d: dict[str, Any], key: str) -> dict[str, int]:
+def _counts(d: Mapping[str, object], key: str) -> dict[str, int]:
     table = d.get(key, {})
     if not isinstance(table, dict):
         raise ValueError(f"{key!r} is not a table of counts")

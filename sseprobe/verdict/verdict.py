@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from .levels import exit_codes
 from .policy import DEFAULT_POLICY, FiredTrigger
+from .schema import DecisionDoc, MetricDoc, VerdictDoc
 
 __all__ = ["Level", "EXIT_CODES", "MetricResult", "Verdict", "level_from", "SEVERITY"]
 
@@ -73,9 +74,9 @@ class MetricResult:
     generator_bound: bool = False  # undecided because the generator's own lag could explain the change
     clock_bound: bool = False  # undecided because the clock's tick could hide a YELLOW-size change
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MetricDoc:
         nd = 3 if self.kind == "quantile" else 6
-        d: dict[str, Any] = {
+        d: MetricDoc = {
             "name": self.name,
             "baseline": _r(self.baseline, nd),
             "candidate": _r(self.candidate, nd),
@@ -117,9 +118,9 @@ class Verdict:
         triggers = [t.name for t in self.triggers if t.generator_bound and t.cohort == "candidate"]
         return [m.name for m in self.metrics if m.generator_bound] + triggers
 
-    def to_dict(self) -> dict[str, Any]:
-        """The results document's "verdict" section (ARCHITECTURE.md)."""
-        d: dict[str, Any] = {
+    def to_dict(self) -> VerdictDoc:
+        """The verdict's levels: the results document's "verdict" section without its reasons."""
+        d: VerdictDoc = {
             "overall": self.overall,
             "metrics": [m.to_dict() for m in self.metrics],
             "triggers": [t.to_dict() for t in self.triggers],
@@ -127,3 +128,8 @@ class Verdict:
         if self.generator_error_ms > 0:
             d["generator_error_ms"] = round(self.generator_error_ms, 3)
         return d
+
+    def section(self, decision: DecisionDoc | None = None) -> VerdictDoc:
+        """The results document's "verdict" section (ARCHITECTURE.md): the levels, the reasons, and what
+        a comparison adds (``sequential``, ``time_to_decide``)."""
+        return {**self.to_dict(), "reasons": self.reasons, **(decision or {})}
