@@ -56,7 +56,7 @@ def sseprobe_worker(url: str, concurrency: int, seconds: float, delay_ms: float)
         reported=[x[1] for x in rows],
         r=[x[2] for x in rows],
         s=[x[3] for x in rows],
-        tool_p95=ttfe["p95"],
+        tool_p95=float(ttfe["p95"] or "nan"),  # nan: no session answered
         extra={
             "saturated": m.generator["saturated"],
             "loop_lag_p99": m.generator["loop_lag_ms"]["p99"],

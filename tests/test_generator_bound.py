@@ -10,7 +10,6 @@ import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -23,10 +22,12 @@ from sseprobe.report.summary import render_run
 from sseprobe.report.verdict_text import render_verdict
 from sseprobe.verdict.compare import MetricResult, Verdict, decided, generator_band, judge
 from sseprobe.verdict.policy import DEFAULT_POLICY, FiredTrigger, mark_generator_bound
+from sseprobe.verdict.schema import GeneratorDoc, ResultsDocument, ResultsParts
 from sseprobe.verdict.stats import CohortStats, new_histogram
 from testsupport.hogs import cpu_hogs
 
 from .conftest import in_process, sseprobe, target_process
+from .report_docs import partial_generator
 from .test_compare import cohort, fill
 
 LATENCY = ("ttfe_p50_ms", "ttfe_p95_ms", "ttfe_p99_ms", "first_event_p95_ms", "completion_p95_ms")
@@ -152,7 +153,7 @@ def test_summary_separates_generator_bound_triggers() -> None:
     stats = {"canonical": cohort(np.random.default_rng(30), 50)}
     bound = FiredTrigger("ttfe_p95", "ttfe_p95_ms", ">", 5000.0, 5100.0, "ttfe_p95_ms ... generator-bound", 5050.0)
     bound = replace(bound, generator_bound=True)
-    gen = {"saturated": True, "error_ms": 72.0, "note": "generator loop lag p99 72.0 ms: late; other processes"}
+    gen = partial_generator(saturated=True, error_ms=72.0, note="generator loop lag p99 72.0 ms: late; other processes")
     text = render_run(stats, [bound], 1.0, False, gen)
     assert "GENERATOR SATURATED: timings may be late by up to 72.0 ms" in text
     assert "GENERATOR-BOUND TRIGGERS" in text and "ROLLBACK TRIGGERS FIRED" not in text
@@ -162,7 +163,9 @@ def test_the_banner_is_in_proportion() -> None:
     """The error is set against the latency it bounds; a band no verdict depends on is one quiet line;
     a run in which nothing connected has no banner at all (nothing was timed)."""
     stats = {"canonical": cohort(np.random.default_rng(31), 400, ttfe_ms=105.0, sigma=0.05, fail=(0, 0, 0, 0))}
-    gen = {"saturated": True, "error_ms": 3.4, "note": "generator loop lag p99 3.4 ms: ...; other processes hold"}
+    gen = partial_generator(
+        saturated=True, error_ms=3.4, note="generator loop lag p99 3.4 ms: ...; other processes hold"
+    )
     quiet = render_run(stats, [], 1.0, False, gen)
     assert "GENERATOR SATURATED" not in quiet
     assert "timings may be late by up to 3.4 ms, 3% of TTFE p50 105 ms" in quiet
@@ -178,8 +181,8 @@ def test_the_banner_is_in_proportion() -> None:
 # --- the outputs that carry it ------------------------------------------------------------------
 
 
-def _doc(cohorts: dict[str, CohortStats], generator: dict[str, Any] | None) -> dict[str, Any]:
-    extra = {"generator": generator} if generator is not None else None
+def _doc(cohorts: dict[str, CohortStats], generator: GeneratorDoc | None) -> ResultsDocument:
+    extra: ResultsParts | None = {"generator": generator} if generator is not None else None
     return build_document(started="2026-11-30T12:00:00+00:00", duration_s=1.0, config={}, cohorts=cohorts, extra=extra)
 
 
@@ -188,10 +191,10 @@ def test_offline_compare_widens_by_the_larger_error_of_the_two_documents(
 ) -> None:
     cand = cohort(np.random.default_rng(31), 3000, scale=1.2)  # RED on the numbers alone
     a, b = tmp_path / "base.json", tmp_path / "cand.json"
-    a.write_bytes(dumps(_doc({"legacy": base}, {"saturated": False, "error_ms": 2.0})))
+    a.write_bytes(dumps(_doc({"legacy": base}, partial_generator(saturated=False, error_ms=2.0))))
     b.write_bytes(dumps(_doc({"canonical": cand}, None)))
     assert in_process(capfd, "compare", str(a), str(b))[0] == 2  # neither saturated: as before
-    b.write_bytes(dumps(_doc({"canonical": cand}, {"saturated": True, "error_ms": 60.0})))
+    b.write_bytes(dumps(_doc({"canonical": cand}, partial_generator(saturated=True, error_ms=60.0))))
     out = tmp_path / "cmp.json"
     code, stdout, _ = in_process(capfd, "compare", str(a), str(b), "--out", str(out))
     assert code == 3 and "generator-bound" in stdout, stdout
@@ -231,7 +234,7 @@ def test_history_from_before_the_generator_columns_is_read_then_migrated(
         (old,) = h.recent()
     assert old.verdict == "GREEN" and old.generator_saturated is None and old.generator_error_ms is None
     row = PassRow("2026-11-30T03:00:00+00:00", 9.0, "UNKNOWN", 3, ["probe UNKNOWN: generator-bound"])
-    row = replace(row, **PassRow.generator_of({"saturated": True, "error_ms": 72.25}))
+    row = replace(row, **PassRow.generator_of(partial_generator(saturated=True, error_ms=72.25)))
     with History(db) as h:  # the first write adds the columns in place
         h.append(row)
     with History(db, readonly=True) as h:
@@ -248,24 +251,26 @@ def test_history_from_before_the_generator_columns_is_read_then_migrated(
 
 
 def test_prometheus_exposes_the_generator() -> None:
-    pm = PassMetrics({"overall": "UNKNOWN"}, 0.0, 1.0, True, generator={"saturated": True, "error_ms": 72.0})
+    pm = PassMetrics({"overall": "UNKNOWN"}, 0.0, 1.0, True, generator=partial_generator(saturated=True, error_ms=72.0))
     text = render(pm).decode()
     assert "sseprobe_generator_saturated 1.0" in text and "sseprobe_generator_error_seconds 0.072" in text
-    calm = render(PassMetrics({"overall": "GREEN"}, 0.0, 1.0, True, generator={"saturated": False, "error_ms": 0.4}))
+    calm = render(
+        PassMetrics({"overall": "GREEN"}, 0.0, 1.0, True, generator=partial_generator(saturated=False, error_ms=0.4))
+    )
     assert "sseprobe_generator_saturated 0.0" in calm.decode()
     assert "sseprobe_generator" not in render(PassMetrics({"overall": "UNKNOWN"}, 0.0, 1.0, False)).decode()
 
 
 def test_monitor_targets_missed_within_the_band_are_unknown_not_red() -> None:
     slow = cohort(np.random.default_rng(32), 400, ttfe_ms=4700.0, sigma=0.05)  # p95 ~5,100 ms: trigger fires
-    parts = target_parts(_doc({"canonical": slow}, {"saturated": False, "error_ms": 3.0}), DEFAULT_POLICY)
+    parts = target_parts(_doc({"canonical": slow}, partial_generator(saturated=False, error_ms=3.0)), DEFAULT_POLICY)
     assert [p.level for p in parts] == ["RED"]
-    (part,) = target_parts(_doc({"canonical": slow}, {"saturated": True, "error_ms": 300.0}), DEFAULT_POLICY)
+    (part,) = target_parts(_doc({"canonical": slow}, partial_generator(saturated=True, error_ms=300.0)), DEFAULT_POLICY)
     assert part.level == "YELLOW" and "rollback trigger" not in part.detail  # the < 500 ms target is missed for real
     near = cohort(np.random.default_rng(33), 400, ttfe_ms=480.0, sigma=0.05)  # p95 ~520 ms: misses < 500 ms
-    (part,) = target_parts(_doc({"canonical": near}, {"saturated": False, "error_ms": 3.0}), DEFAULT_POLICY)
+    (part,) = target_parts(_doc({"canonical": near}, partial_generator(saturated=False, error_ms=3.0)), DEFAULT_POLICY)
     assert part.level == "YELLOW"
-    (part,) = target_parts(_doc({"canonical": near}, {"saturated": True, "error_ms": 72.0}), DEFAULT_POLICY)
+    (part,) = target_parts(_doc({"canonical": near}, partial_generator(saturated=True, error_ms=72.0)), DEFAULT_POLICY)
     assert part.level == "UNKNOWN" and "generator-bound" in part.detail, part.detail
 
 

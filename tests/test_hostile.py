@@ -44,7 +44,7 @@ from sseprobe.report.document import dumps
 from sseprobe.wire.http import LeanClient
 
 from .conftest import CLI, target_process
-from .report_docs import results_doc
+from .report_docs import partial_generator, results_doc
 
 DEAD = "http://127.0.0.1:9"  # never contacted: every case below is refused before any load
 RUN = ["run", "--flow", "canonical", "--url", DEAD, "-w", "1"]
@@ -58,7 +58,7 @@ def _monitor(folder: Path, line: str) -> list[str]:
 
 
 def _doc_file(folder: Path, name: str, edit: Callable[[dict[str, Any]], None] | None = None) -> str:
-    doc = results_doc(seed=len(name))
+    doc: Any = results_doc(seed=len(name))  # edited by hand
     if edit is not None:
         edit(doc)
     path = folder / name
@@ -878,7 +878,7 @@ def test_no_generator_saturated_when_nothing_connected() -> None:
     from sseprobe.report.summary import render_run
     from sseprobe.verdict.stats import CohortStats
 
-    generator = {"saturated": True, "note": "generator loop lag p99 900 ms"}
+    generator = partial_generator(saturated=True, note="generator loop lag p99 900 ms")
     nothing = CohortStats(flow="canonical", sessions=5, outcomes=Counter({"connect_error": 5}))
     none_shown = render_run({"canonical": nothing}, [], 1.0, False, generator)
     assert "GENERATOR SATURATED" not in none_shown and "900 ms" not in none_shown

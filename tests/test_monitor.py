@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,10 +28,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sseprobe.ops.monitor import load_monitor_config, pass_lock
 from sseprobe.report.history import CohortRow, History, PassRow
+from sseprobe.verdict.schema import ResultsDocument
 
 from .conftest import CLI, in_process
 from .conftest import target_process as target
-from .report_docs import results_doc
+from .report_docs import partial_generator, results_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "tok-9f2c51e0a7"  # the target requires it; it must never show in any output
@@ -417,7 +418,7 @@ def test_baseline_save_refuses_a_saturated_or_other_shaped_document_unless_force
     src = tmp_path / "run.json"
     saved = tmp_path / "out" / "baseline.json"
 
-    def save(doc: dict[str, Any], *flags: str) -> tuple[int, str]:
+    def save(doc: Mapping[str, Any], *flags: str) -> tuple[int, str]:
         src.write_bytes(orjson.dumps(doc))
         code, _out, err = in_process(capfd, "baseline", "save", str(src), "--config", str(cfg), *flags)
         return code, err
@@ -506,9 +507,9 @@ def test_a_red_pass_report_shows_the_rows_that_decided_it_and_the_saturation() -
     slower = results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0)
     parts = baseline_parts(slower, baseline, DEFAULT_POLICY)
     assert {p.level for p in parts} == {"RED"} and all(p.metrics for p in parts)
-    doc = {
+    doc: ResultsDocument = {
         **slower,
-        "generator": {**SATURATED, "error_ms": 42.0},
+        "generator": partial_generator(**{**SATURATED, "error_ms": 42.0}),
         "monitor": {"overall": "RED", "exit_code": 2, "parts": [p.to_dict() for p in parts]},
     }
     html = render_report([("pass.json", doc)])

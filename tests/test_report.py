@@ -138,7 +138,8 @@ def test_prometheus_text_parses_back(tmp_path: Path) -> None:
     ttfe = fams["sseprobe_ttfe_seconds"]
     assert ttfe.type == "summary"
     q95 = [s for s in ttfe.samples if s.labels.get("quantile") == "0.95" and s.labels["cohort"] == "legacy"]
-    assert q95[0].value == pytest.approx(doc["cohorts"]["legacy"]["ttfe_ms"]["p95"] / 1000)
+    p95 = doc["cohorts"]["legacy"]["ttfe_ms"]["p95"]
+    assert p95 is not None and q95[0].value == pytest.approx(p95 / 1000)
     outcomes = {(s.labels["cohort"], s.labels["outcome"]): s.value for s in fams["sseprobe_sessions"].samples}
     assert outcomes[("canonical", "ok")] == doc["cohorts"]["canonical"]["outcomes"]["ok"]
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp file

@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def _until_decided(tmp_path: Path, url: str, *flags: str) -> tuple[subprocess.Co
     return r, json.loads(out.read_text())
 
 
-def _sequential(doc: dict[str, Any]) -> dict[str, Any]:
+def _sequential(doc: Mapping[str, Any]) -> dict[str, Any]:
     seq: dict[str, Any] = doc["verdict"]["sequential"]
     assert seq["sessions"] == {name: c["sessions"] for name, c in doc["cohorts"].items()}
     stops = ("decided", "generator_bound", "max_sessions", "max_duration", "interrupted")
@@ -314,7 +315,8 @@ def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
     assert result.doc is not None, result.error
     seq = _sequential(result.doc)
     assert seq["looks"] == 2 and seq["sessions"] == {"canonical": 40, "legacy": 40} and seq["stopped"] == "max_sessions"
-    assert result.doc["verdict"]["time_to_decide"]["traffic_source"] == "--traffic-rate"
+    ttd = result.doc["verdict"]["time_to_decide"]
+    assert ttd is not None and ttd["traffic_source"] == "--traffic-rate"
     bad = tmp_path / "bad.toml"
     bad.write_text(f'url = "{url}"\nuntil_decided = "yes"\n')
     with pytest.raises(ValueError, match="until_decided"):
