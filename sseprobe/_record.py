@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import TypedDict
 
 from ._outcomes import Outcome
 
-__all__ = ["SessionRecord"]
+__all__ = ["SessionRecord", "SessionRecordDoc"]
+
+
+class SessionRecordDoc(TypedDict):
+    """A SessionRecord as plain values (``SessionRecord.to_dict``): its fields, the outcome as its name."""
+
+    cohort: str
+    seq: int
+    scheduled: float
+    started: float
+    status: int | None
+    outcome: str
+    connected: bool
+    setup_ms: float | None
+    connect_ms: float | None
+    tcp_ms: float | None
+    tls_ms: float | None
+    address: str | None
+    tls_resumed: bool
+    headers_ms: float | None
+    first_event_ms: float | None
+    ttfe_ms: float | None
+    completion_ms: float | None
+    events: int
+    answer_events: int
+    answer_chars: int
+    bytes: int
+    max_gap_ms: float | None
+    error: str | None
 
 
 @dataclass(slots=True)
@@ -48,7 +76,29 @@ class SessionRecord:
     def lag_ms(self) -> float:
         return max(0.0, (self.started - self.scheduled) * 1000.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["outcome"] = str(self.outcome)
-        return d
+    def to_dict(self) -> SessionRecordDoc:
+        return {
+            "cohort": self.cohort,
+            "seq": self.seq,
+            "scheduled": self.scheduled,
+            "started": self.started,
+            "status": self.status,
+            "outcome": str(self.outcome),
+            "connected": self.connected,
+            "setup_ms": self.setup_ms,
+            "connect_ms": self.connect_ms,
+            "tcp_ms": self.tcp_ms,
+            "tls_ms": self.tls_ms,
+            "address": self.address,
+            "tls_resumed": self.tls_resumed,
+            "headers_ms": self.headers_ms,
+            "first_event_ms": self.first_event_ms,
+            "ttfe_ms": self.ttfe_ms,
+            "completion_ms": self.completion_ms,
+            "events": self.events,
+            "answer_events": self.answer_events,
+            "answer_chars": self.answer_chars,
+            "bytes": self.bytes,
+            "max_gap_ms": self.max_gap_ms,
+            "error": self.error,
+        }

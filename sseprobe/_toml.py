@@ -11,6 +11,8 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from .verdict.schema import JSONObject
+
 __all__ = ["read_toml", "StrictReader"]
 
 Error = Callable[[str], Exception]
@@ -19,7 +21,7 @@ Error = Callable[[str], Exception]
 MAX_TOML_BYTES = 1 << 20  # a scenario, policy or monitor file is a few KB
 
 
-def read_toml(path: str | Path, error: Error, kind: str | None = None) -> dict[str, Any]:
+def read_toml(path: str | Path, error: Error, kind: str | None = None) -> JSONObject:
     """The file's tables; one that cannot be read or parsed is one ``error`` naming it (and the ``kind`` of
     file it should have been). A BOM is fine. Only a regular file of at most 1 MiB is opened (a FIFO
     would block, /dev/zero never end); nesting deep enough to exhaust the parser's stack is refused."""
@@ -52,12 +54,12 @@ class StrictReader:
         key = key if len(key) <= 80 else key[:77] + "..."  # a key can be megabytes long
         return self.error(f"{self.path}: {key}: expected {expected}{shown}")
 
-    def known(self, prefix: str, d: dict[str, Any], allowed: Collection[str]) -> None:
-        for k in d:
+    def known(self, prefix: str, keys: Collection[str], allowed: Collection[str]) -> None:
+        for k in keys:
             if k not in allowed:
                 raise self.fail(f"{prefix}{k[:80]}", f"a known key ({', '.join(sorted(allowed))})")
 
-    def table(self, key: str, v: Any) -> dict[str, Any]:
+    def table(self, key: str, v: Any) -> JSONObject:
         if not isinstance(v, dict):
             raise self.fail(key, "a table", v)
         return v

@@ -30,3 +30,15 @@ def test_one_list_of_public_names() -> None:
 def test_every_public_name_loads() -> None:
     for name in sseprobe.__all__:
         assert getattr(sseprobe, name) is not None, name
+
+
+def test_a_session_record_as_plain_values_has_every_field() -> None:
+    """``SessionRecord.to_dict`` is written out field by field (typed): it must keep up with the dataclass."""
+    from dataclasses import asdict
+
+    from sseprobe._outcomes import Outcome
+
+    rec = sseprobe.SessionRecord("canonical", 3, 1.0, 2.5, 200, Outcome.OK, True, ttfe_ms=80.0, error="x")
+    plain = rec.to_dict()
+    assert plain == {**asdict(rec), "outcome": "ok"} and list(plain) == list(asdict(rec))
+    assert type(plain["outcome"]) is str

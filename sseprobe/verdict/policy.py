@@ -36,14 +36,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, TypedDict, cast
 
 from .._errors import SseprobeError
 from .._toml import StrictReader, read_toml
 from .bounds import clopper_pearson, hist_quantile, quantile_bounds
-from .schema import TriggerDoc
+from .schema import JSONObject, TriggerDoc
 from .stats import HISTOGRAMS, CohortStats, histogram_arrays
 
 __all__ = [
@@ -429,6 +429,17 @@ _METRIC_KEYS = {"kind", "histogram", "percentile", "rate", "critical", "yellow",
 _TRIGGER_KEYS = {"metric", "op", "threshold", "enabled"}
 
 
+class _Limits(TypedDict, total=False):
+    """A metric's limits set by a policy file (each one left out keeps the metric's own)."""
+
+    yellow: float
+    red: float
+    rate_floor: float
+
+
+_LIMITS: tuple[Literal["yellow", "red", "rate_floor"], ...] = ("yellow", "red", "rate_floor")
+
+
 def load_policy(path: str | Path) -> Policy:
     """DEFAULT_POLICY overridden by a TOML file. Strict: unknown keys or wrong types raise PolicyError.
 
@@ -442,23 +453,26 @@ def load_policy(path: str | Path) -> Policy:
     doc = read_toml(p, PolicyError, "policy")
     L.known("", doc, _TOP_KEYS)
 
-    top: dict[str, Any] = {}
-    if "confidence" in doc:
-        top["confidence"] = L.number("confidence", doc["confidence"], 0.5, 0.999999, "a number in [0.5, 1)")
-    if "power" in doc:
-        top["power"] = L.number("power", doc["power"], 0.5, 0.999999, "a number in [0.5, 1)")
+    d = DEFAULT_POLICY
+    confidence = (
+        L.number("confidence", doc["confidence"], 0.5, 0.999999, "a number in [0.5, 1)")
+        if "confidence" in doc
+        else d.confidence
+    )
+    power = L.number("power", doc["power"], 0.5, 0.999999, "a number in [0.5, 1)") if "power" in doc else d.power
+    min_sessions = d.min_sessions
     if "min_sessions" in doc:
         v = doc["min_sessions"]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise L.fail("min_sessions", "an integer >= 1", v)
-        top["min_sessions"] = v
-    common: dict[str, Any] = {}  # checked numbers; MetricRule checks the rest
-    for k in ("yellow", "red", "rate_floor"):
+        min_sessions = v
+    common: _Limits = {}  # checked numbers; MetricRule checks the rest
+    for k in _LIMITS:
         if k in doc:
             common[k] = L.number(k, doc[k], 1e-9, 1e9, "a positive number")
 
     try:
-        metrics = {m.name: replace(m, **common) if common else m for m in DEFAULT_POLICY.metrics}
+        metrics = {m.name: replace(m, **common) if common else m for m in d.metrics}
     except ValueError as e:
         raise PolicyError(f"{p}: {'/'.join(common)}: {e}") from None
     for name, raw in L.table("metrics", doc.get("metrics", {})).items():
@@ -470,7 +484,7 @@ def load_policy(path: str | Path) -> Policy:
             continue
         metrics[name] = _metric_from_table(L, key, name, tbl, metrics.get(name), common)
 
-    triggers = {t.name: t for t in DEFAULT_POLICY.triggers}
+    triggers = {t.name: t for t in d.triggers}
     for name, raw in L.table("triggers", doc.get("triggers", {})).items():
         key = f"triggers.{name}"
         tbl = L.table(key, raw)
@@ -478,88 +492,84 @@ def load_policy(path: str | Path) -> Policy:
         if "enabled" in tbl and not L.flag(f"{key}.enabled", tbl["enabled"]):
             triggers.pop(name, None)
             continue
-        base = triggers.get(name)
-        if base is None and not {"metric", "op", "threshold"} <= tbl.keys():
-            raise L.fail(key, "metric, op and threshold for a new trigger", sorted(tbl))
-        vals: dict[str, Any] = {
-            "metric": L.text(f"{key}.metric", tbl["metric"]) if "metric" in tbl else base.metric,  # type: ignore[union-attr]
-            "op": L.text(f"{key}.op", tbl["op"], sorted(_OPS)) if "op" in tbl else base.op,  # type: ignore[union-attr]
-            "threshold": L.number(f"{key}.threshold", tbl["threshold"], -1e18, 1e18, "a number")
-            if "threshold" in tbl
-            else base.threshold,  # type: ignore[union-attr]
-        }
-        try:
-            triggers[name] = Trigger(name=name, **vals)
-        except ValueError as e:
-            raise PolicyError(f"{p}: {key}: {e}") from None
+        triggers[name] = _trigger_from_table(L, key, name, tbl, triggers.get(name))
 
     try:
         return Policy(
             metrics=tuple(metrics.values()),
             triggers=tuple(triggers.values()),
-            **{
-                **{
-                    f.name: getattr(DEFAULT_POLICY, f.name)
-                    for f in fields(Policy)
-                    if f.name not in ("metrics", "triggers")
-                },
-                **top,
-            },
+            confidence=confidence,
+            power=power,
+            min_sessions=min_sessions,
         )
     except ValueError as e:
         raise PolicyError(f"{p}: {e}") from None
 
 
+def _trigger_from_table(L: StrictReader, key: str, name: str, tbl: JSONObject, base: Trigger | None) -> Trigger:
+    if base is None and not {"metric", "op", "threshold"} <= tbl.keys():
+        raise L.fail(key, "metric, op and threshold for a new trigger", sorted(tbl))
+    metric = L.text(f"{key}.metric", tbl["metric"]) if "metric" in tbl else base.metric  # type: ignore[union-attr]
+    # an Op: L.text has checked it is one of _OPS' keys
+    op = cast(Op, L.text(f"{key}.op", tbl["op"], sorted(_OPS))) if "op" in tbl else base.op  # type: ignore[union-attr]
+    threshold = (
+        L.number(f"{key}.threshold", tbl["threshold"], -1e18, 1e18, "a number")
+        if "threshold" in tbl
+        else base.threshold  # type: ignore[union-attr]
+    )
+    try:
+        return Trigger(name=name, metric=metric, op=op, threshold=threshold)
+    except ValueError as e:
+        raise PolicyError(f"{L.path}: {key}: {e}") from None
+
+
 def _metric_from_table(
-    L: StrictReader, key: str, name: str, tbl: dict[str, Any], base: MetricRule | None, common: dict[str, float]
+    L: StrictReader, key: str, name: str, tbl: JSONObject, base: MetricRule | None, common: _Limits
 ) -> MetricRule:
-    kind = L.text(f"{key}.kind", tbl["kind"], ["quantile", "rate"]) if "kind" in tbl else None
-    if base is None and kind is None:
+    text = L.text(f"{key}.kind", tbl["kind"], ["quantile", "rate"]) if "kind" in tbl else None
+    if base is None and text is None:
         raise L.fail(f"{key}.kind", "'quantile' or 'rate' for a new metric")
-    kind = kind or base.kind  # type: ignore[union-attr]
-    vals: dict[str, Any] = {"name": name, "kind": kind}
+    kind: Kind = "quantile" if (text or base.kind) == "quantile" else "rate"  # type: ignore[union-attr]
+    percentile: float | None = None
     if kind == "quantile":
         if "rate" in tbl:
             raise L.fail(f"{key}.rate", "no 'rate' key in a quantile metric")
         same = base is not None and base.kind == "quantile"
         if "histogram" in tbl:
-            vals["source"] = L.text(f"{key}.histogram", tbl["histogram"], sorted(HISTOGRAMS))
+            source = L.text(f"{key}.histogram", tbl["histogram"], sorted(HISTOGRAMS))
         elif same:
-            vals["source"] = base.source  # type: ignore[union-attr]
+            source = base.source  # type: ignore[union-attr]
         else:
             raise L.fail(f"{key}.histogram", f"one of {sorted(HISTOGRAMS)}")
         if "percentile" in tbl:
-            vals["percentile"] = L.number(
-                f"{key}.percentile", tbl["percentile"], 1e-9, 100 - 1e-9, "a number in (0, 100)"
-            )
+            percentile = L.number(f"{key}.percentile", tbl["percentile"], 1e-9, 100 - 1e-9, "a number in (0, 100)")
         elif same:
-            vals["percentile"] = base.percentile  # type: ignore[union-attr]
+            percentile = base.percentile  # type: ignore[union-attr]
         else:
             raise L.fail(f"{key}.percentile", "a number in (0, 100)")
-        vals["higher_is_better"] = False
+        higher_is_better = False
     else:
         for bad in ("histogram", "percentile"):
             if bad in tbl:
                 raise L.fail(f"{key}.{bad}", "no histogram/percentile key in a rate metric")
         if "rate" in tbl:
-            vals["source"] = L.text(f"{key}.rate", tbl["rate"], sorted(RATE_SOURCES))
+            source = L.text(f"{key}.rate", tbl["rate"], sorted(RATE_SOURCES))
         elif base is not None and base.kind == "rate":
-            vals["source"] = base.source
+            source = base.source
         else:
             raise L.fail(f"{key}.rate", f"one of {sorted(RATE_SOURCES)}")
-        vals["higher_is_better"] = RATE_SOURCES[vals["source"]][1]
-    vals["critical"] = (
-        L.flag(f"{key}.critical", tbl["critical"]) if "critical" in tbl else (base.critical if base else False)
-    )
-    for k in ("yellow", "red", "rate_floor"):
+        higher_is_better = RATE_SOURCES[source][1]
+    critical = L.flag(f"{key}.critical", tbl["critical"]) if "critical" in tbl else (base.critical if base else False)
+    limits: _Limits = {}
+    for k in _LIMITS:
         if k in tbl:
-            vals[k] = L.number(f"{key}.{k}", tbl[k], 1e-9, 1e9, "a positive number")
+            limits[k] = L.number(f"{key}.{k}", tbl[k], 1e-9, 1e9, "a positive number")
         elif base is not None:
-            vals[k] = getattr(base, k)
+            limits[k] = getattr(base, k)
         elif k in common:
-            vals[k] = common[k]
+            limits[k] = common[k]
     try:
-        return MetricRule(**vals)
+        return MetricRule(name, kind, source, percentile, higher_is_better, critical, **limits)
     except ValueError as e:
         raise PolicyError(f"{L.path}: {key}: {e}") from None
 
