@@ -167,9 +167,9 @@ class Result:
 
 def plan_from(
     scenario: Scenario | str | Path | None,
-    overrides: Mapping[str, Any],
+    overrides: Mapping[str, object],
     command: Command = "compare",
-    defaults: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, object] | None = None,
 ) -> RunPlan:
     """The plan: built-in default < scenario < ``overrides`` (each key counts as given explicitly).
     Bad input raises UsageProblem. ``defaults`` (deprecated: build an :class:`Options` and call

@@ -7,8 +7,7 @@ not click's are re-exported from there, so each command imports its helpers from
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
@@ -16,7 +15,7 @@ from click.core import ParameterSource
 
 from .._config import LEGACY_STREAMS, SESSION_CREATE
 from ..load.cluster import NODE_LOSS
-from ..plan.options import OPTION_NAMES, OPTIONS, Options
+from ..plan.options import OPTION_NAMES, OPTIONS, Options, options_from
 from ..plan.resolve import (
     UsageProblem,
     build_flow,
@@ -81,12 +80,12 @@ def given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
-def planned(ctx: click.Context, params: dict[str, Any]) -> tuple[Options, frozenset[str]]:
+def planned(ctx: click.Context, params: Mapping[str, object]) -> tuple[Options, frozenset[str]]:
     """The options a plan reads (a flag not given holds its default, read from OPTIONS), and the names
     of those given on the command line: what the plan lays over a scenario. The command's other
     parameters (offline compare's files and cohorts) stay with the command."""
     values = {k: v for k, v in params.items() if k in OPTION_NAMES}
-    return replace(OPTIONS, **values), frozenset(k for k in values if given(ctx, k))
+    return options_from(values), frozenset(k for k in values if given(ctx, k))
 
 
 # --- option groups ------------------------------------------------------------------------------

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import replace
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from .._config import FlowOptions
 from .._errors import UsageProblem
 from .._redact import redact_url
 from ..load.engine import CohortSpec
 from ..load.pacer import Phase
+from ..verdict.schema import JSONObject
 from .options import Options
-from .resolve import flow_from, public_headers, read_small_text, tls_config
+from .resolve import TlsConfigDoc, flow_from, public_headers, read_small_text, tls_config
 from .scenario import Scenario
 
 __all__ = ["compare_cohorts", "run_cohort", "scenario_cohort", "scaled", "parse_split", "flow_config"]
@@ -52,7 +53,7 @@ def run_cohort(params: Options, given: Collection[str], scenario: Scenario | Non
     return CohortSpec(flow, flow_from(params, given, sc_values, flow, params.url, notes=notes))
 
 
-def scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, dict[str, Any]]:
+def scenario_cohort(scenario: Scenario | None, flow: str | None) -> tuple[str | None, JSONObject]:
     if scenario is None or not scenario.cohorts:
         return flow, {}
     for c in scenario.cohorts:
@@ -78,9 +79,26 @@ def parse_split(text: str | None) -> tuple[float, float]:
     return a, b
 
 
-def flow_config(opts: FlowOptions) -> dict[str, Any]:
+class FlowConfigDoc(TypedDict):
+    """``config.cohorts.NAME``: a cohort's configuration for the results document (no secrets)."""
+
+    flow: str
+    url: str  # redacted
+    app: str
+    messages: list[str]
+    session_create: str
+    headers: dict[str, str]  # secret values replaced
+    legacy_stream: NotRequired[str]  # legacy
+    method: NotRequired[str]  # generic
+    complete_on: NotRequired[str | None]
+    first_answer_event: NotRequired[str | None]
+    first_answer_field: NotRequired[str | None]
+    tls: NotRequired[TlsConfigDoc]  # https
+
+
+def flow_config(opts: FlowOptions) -> FlowConfigDoc:
     """A cohort's configuration for the results document: no secrets."""
-    cfg: dict[str, Any] = {
+    cfg: FlowConfigDoc = {
         "flow": opts.flow,
         "url": redact_url(opts.url),
         "app": opts.app,
@@ -91,12 +109,10 @@ def flow_config(opts: FlowOptions) -> dict[str, Any]:
     if opts.flow == "legacy":
         cfg["legacy_stream"] = opts.legacy_stream
     if opts.flow == "generic":
-        cfg.update(
-            method=opts.method,
-            complete_on=opts.complete_on,
-            first_answer_event=opts.first_answer_event,
-            first_answer_field=opts.first_answer_field,
-        )
+        cfg["method"] = opts.method
+        cfg["complete_on"] = opts.complete_on
+        cfg["first_answer_event"] = opts.first_answer_event
+        cfg["first_answer_field"] = opts.first_answer_field
     if (tls := tls_config(opts)) is not None:
         cfg["tls"] = tls
     return cfg

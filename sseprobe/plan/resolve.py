@@ -13,10 +13,10 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
@@ -30,6 +30,7 @@ from ..load.pacer import Phase, Schedule
 from ..load.runner import RunOptions, default_workers, useful_workers
 from ..report.document import ResultsError, check_output, default_out_path
 from ..verdict.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
+from ..verdict.schema import JSONObject
 from ..verdict.sequential import UntilDecided
 from ..wire.http import tls_context
 from .options import Options, options_from
@@ -179,12 +180,51 @@ def build_tls(
     return tls
 
 
-def tls_config(opts: FlowOptions) -> dict[str, Any] | None:
+class TlsConfigDoc(TypedDict):
+    """``config.cohorts.NAME.tls``: how an https cohort trusted its target (no paths, no keys)."""
+
+    verified: bool
+    trust: str
+    client_certificate: bool
+    resume: bool
+    warning: NotRequired[str]
+
+
+class PhaseConfigDoc(TypedDict):
+    name: str
+    duration_s: float
+    rate: list[float]  # [start, end] sessions/s
+
+
+class TimeoutsConfigDoc(TypedDict):
+    connect: float
+    idle: float
+    session: float
+
+
+class LoadConfigDoc(TypedDict):
+    """``config.load``: the load a run was given (no secrets live here)."""
+
+    sessions: int | None
+    duration: float | None
+    concurrency: int
+    think: float
+    grace: float
+    workers: int | None  # processes that ran (None on a cluster: see the generator block)
+    cluster: str | None  # redacted
+    scenario: str | None
+    model: Literal["open", "closed"]
+    phases: list[PhaseConfigDoc]
+    poisson: bool
+    timeouts: TimeoutsConfigDoc
+
+
+def tls_config(opts: FlowOptions) -> TlsConfigDoc | None:
     """How an https cohort trusted its target, for the results document (no paths, no keys)."""
     if not opts.url.lower().startswith("https://"):
         return None
     tls = opts.tls
-    out: dict[str, Any] = {
+    out: TlsConfigDoc = {
         "verified": not tls.insecure,
         "trust": "none (--insecure)" if tls.insecure else "--ca-file" if tls.ca_file else "system CAs",
         "client_certificate": tls.cert is not None,
@@ -506,7 +546,7 @@ def build_flow(flow: str, url: str | None, what: str = "--url", **kw: Any) -> Fl
     return _value_object(lambda: FlowOptions(flow=cast(FlowName, flow), url=parse_url(url, what), **kw))
 
 
-def load_config(o: Options, load: Load, timeouts: Timeouts, workers: int) -> dict[str, Any]:
+def load_config(o: Options, load: Load, timeouts: Timeouts, workers: int) -> LoadConfigDoc:
     """The load part of the results document's config (no secrets live here)."""
     schedule = load.schedule
     return {
@@ -549,7 +589,7 @@ _FLOW_KEYS = (
 def flow_from(
     params: Options,
     given: Collection[str],
-    scenario_values: Mapping[str, Any],
+    scenario_values: JSONObject,
     flow: str,
     url: str | None,
     what: str = "--url",

@@ -18,6 +18,7 @@ from .._errors import SseprobeError
 from .._redact import SECRET_HEADERS
 from .._toml import StrictReader, read_toml
 from ..load.pacer import Phase
+from ..verdict.schema import JSONObject
 
 __all__ = ["BOUNDS", "LoadValue", "Scenario", "ScenarioCohort", "ScenarioError", "load_scenario", "out_of_bounds"]
 
@@ -32,7 +33,7 @@ LoadValue = int | float | bool | str  # a [load] or [timeouts] value: a TOML sca
 @dataclass(frozen=True)
 class ScenarioCohort:
     name: str
-    values: dict[str, Any]  # flow, url, app, messages, session_create, headers, bearer_env, ...
+    values: JSONObject  # the TOML table: flow, url, app, messages, session_create, headers, bearer_env, ...
     weight: float = 1.0
 
 

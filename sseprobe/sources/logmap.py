@@ -16,6 +16,7 @@ from typing import Any
 
 from .._outcomes import Outcome
 from .._toml import StrictReader, read_toml
+from ..verdict.schema import JSONObject
 
 __all__ = ["FIELDS", "LATENCIES", "UNITS", "LogMap", "SourceError", "read_log_map", "SHIPPED_MAPS"]
 
@@ -68,7 +69,7 @@ def read_log_map(spec: str | None) -> LogMap:
     return _parse(read_toml(path, SourceError, "log mapping"), name)
 
 
-def _parse(data: dict[str, Any], source: str) -> LogMap:
+def _parse(data: JSONObject, source: str) -> LogMap:
     r = StrictReader(source, SourceError)
     r.known("", data, _TABLES)
     fields = r.table("fields", data.get("fields", {}))

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from aiohttp import web
@@ -71,6 +71,48 @@ MAX_SESSIONS = 100_000  # beyond, the least recently used session is forgotten
 MAX_RUNS = 50_000  # legacy runs kept at once; the oldest is evicted beyond
 RUN_LINGER_S = 30.0  # a finished legacy run nobody watches stays this long for a late subscriber
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class HealthEnvironment(TypedDict):
+    current: str
+    migration_complete: bool
+    phase: str
+
+
+class HealthDependencies(TypedDict):
+    google_api_configured: bool
+    session_storage: bool
+    cloud_logging: bool
+    project_id: NotRequired[str]  # the real-profile service names its project
+
+
+class AgentNetwork(TypedDict):
+    activeSessions: int
+    totalSubscribers: int
+
+
+class HealthBody(TypedDict):
+    """``GET /health``, in the service's shape (its CI build answers ``environment: "ci"``)."""
+
+    status: str
+    timestamp: str
+    service: str
+    version: str
+    environment: str | HealthEnvironment
+    dependencies: HealthDependencies
+    response_time_ms: float
+    active_adk_sessions: int
+    agentNetwork: AgentNetwork
+
+
+class CanonicalError(TypedDict):
+    """The error event a canonical stream ends with on a simulated failure (ADK's or the backend's shape)."""
+
+    error: str
+    error_details: NotRequired[dict[str, str]]  # ADK's
+    status_code: NotRequired[int]  # the backend's, with timestamp and detail
+    timestamp: NotRequired[float]
+    detail: NotRequired[str]
 
 
 class _Vana:
@@ -175,9 +217,9 @@ class _Vana:
         body["response_time_ms"] = round((time.perf_counter() - begun) * 1000, 3)
         return json_response(200, body)
 
-    def health_body(self) -> dict[str, Any]:
+    def health_body(self) -> HealthBody:
         cfg = self.config
-        env: Any = (
+        env: str | HealthEnvironment = (
             "ci"
             if cfg.health_ci_shape
             else {"current": "development", "migration_complete": True, "phase": "completed"}
@@ -309,7 +351,7 @@ class _Vana:
             await self._stall()
         # a premature close just ends the handler: the stream closes without its completion
 
-    def _canonical_error(self) -> dict[str, Any]:
+    def _canonical_error(self) -> CanonicalError:
         if self.adk_answers:
             return {
                 "error": "RuntimeError: simulated model failure",

@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..verdict.schema import JSONObject
+
 __all__ = ["CohortKnobs", "TargetConfig", "CohortCounters", "TargetStats", "Target", "PROFILES", "STREAM_FAULTS"]
 
 PROFILES = ("default", "vana-real")  # vana-real: what the real backend was seen doing (target/_real.py)
@@ -101,7 +103,7 @@ class TargetConfig:
             raise ValueError("legacy_model_window_s must be > 0")
 
 
-def _config_from_dict(data: dict[str, Any]) -> TargetConfig:
+def _config_from_dict(data: JSONObject) -> TargetConfig:
     """Build a validated config; unknown keys raise TypeError from the dataclass constructors."""
     return TargetConfig(**{**data, **{c: CohortKnobs(**data[c]) for c in COHORTS}})
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import orjson
 from aiohttp import web
 from hdrh.histogram import HdrHistogram
+
+from ..verdict.schema import JSONObject
 
 __all__ = ["PROCESSING", "UPSTREAM_500"]  # and the helpers below, for _app and _real only
 
@@ -25,12 +27,12 @@ def iso(ts: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if ts is None else ts).isoformat()
 
 
-def named(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
+def named(event: str, data: Mapping[str, object], event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\nevent: {event}\ndata: " if event_id else f"event: {event}\ndata: "
     return head.encode() + orjson.dumps(data) + b"\n\n"
 
 
-def unnamed(data: dict[str, Any]) -> bytes:
+def unnamed(data: Mapping[str, object]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
@@ -67,7 +69,7 @@ OLDER_DIALECT = Dialect(
 
 
 # the legacy run's first, bookkeeping event: the team leader picks the request up (no answer content)
-PROCESSING: dict[str, Any] = {
+PROCESSING: JSONObject = {
     "agents": [
         {
             "agent_id": "team_leader",
@@ -95,7 +97,7 @@ def adk_templates(total: int) -> tuple[bytes, ...]:
     for i in range(total):
         final = i == total - 1
         text = "".join(chunk(j) for j in range(total)) if final else chunk(i)
-        event: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+        event: JSONObject = {"content": {"parts": [{"text": text}], "role": "model"}}
         if final:
             event["usageMetadata"] = {
                 "promptTokenCount": 12,
@@ -178,7 +180,28 @@ async def read_json(request: web.Request) -> Any:
         ) from None
 
 
-def run_request_errors(body: Any) -> list[dict[str, Any]]:
+class FieldError(TypedDict):
+    """One entry of a 422 answer's ``detail``, in FastAPI's shape."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: NotRequired[object]
+    ctx: NotRequired[dict[str, str]]
+
+
+class AdkSession(TypedDict):
+    """ADK's Session object, as ``POST .../sessions`` answers it."""
+
+    id: str
+    appName: str
+    userId: str
+    state: JSONObject  # the client's own
+    events: list[JSONObject]
+    lastUpdateTime: float
+
+
+def run_request_errors(body: Any) -> list[FieldError]:
     """FastAPI-like validation of a RunAgentRequest (camelCase aliases or snake_case names)."""
     if not isinstance(body, dict):
         return [
@@ -199,7 +222,7 @@ def run_request_errors(body: Any) -> list[dict[str, Any]]:
     return errors
 
 
-def field_error(name: str, value: Any, kind: str, msg: str) -> dict[str, Any]:
+def field_error(name: str, value: Any, kind: str, msg: str) -> FieldError:
     if value is None:
         return {"type": "missing", "loc": ["body", name], "msg": "Field required"}
     return {"type": kind, "loc": ["body", name], "msg": msg, "input": value}
@@ -210,11 +233,11 @@ def require_vana(app: str) -> None:
         raise Reject(404, {"detail": f"App '{app}' not found"})
 
 
-def adk_session(app: str, user: str, sid: str, state: dict[str, Any]) -> dict[str, Any]:
+def adk_session(app: str, user: str, sid: str, state: JSONObject) -> AdkSession:
     return {"id": sid, "appName": app, "userId": user, "state": state, "events": [], "lastUpdateTime": time.time()}
 
 
-def publish(run: Run, event: str, data: dict[str, Any]) -> None:
+def publish(run: Run, event: str, data: JSONObject) -> None:
     """Broadcast one legacy event; its id carries the truth time (``<event>_<epoch>``)."""
     now = time.time()
     frame = named(event, {**data, "timestamp": iso(now)}, f"{event}_{now!r}")

@@ -26,12 +26,12 @@ import asyncio
 import time
 from collections import deque
 from functools import lru_cache
-from typing import Any
 
 import orjson
 from aiohttp import web
 
-from ._app import RUN_LINGER_S, _Vana
+from ..verdict.schema import JSONObject
+from ._app import RUN_LINGER_S, HealthBody, _Vana
 from ._config import CohortCounters, CohortKnobs, TargetConfig
 from ._parts import PROCESSING, VANA_APP, Run, chunk, legacy_fault, publish, sleep_until, unnamed
 
@@ -46,7 +46,7 @@ MODEL_503 = (
     "'status': 'UNAVAILABLE'}}"
 )
 RATE_LIMITER_TIMEOUT = "Rate limiter timeout: the model is busy, try again later"
-_NO_ACTIONS: dict[str, dict[str, Any]] = {"stateDelta": {}, "artifactDelta": {}, "requestedAuthConfigs": {}}
+_NO_ACTIONS: JSONObject = {"stateDelta": {}, "artifactDelta": {}, "requestedAuthConfigs": {}}
 
 
 @lru_cache(maxsize=64)
@@ -56,7 +56,7 @@ def _answer_templates(total: int) -> tuple[bytes, ...]:
     out = []
     for i in range(total):
         final = i == total - 1
-        event: dict[str, Any] = {
+        event: JSONObject = {
             "content": {
                 "parts": [{"text": "".join(map(chunk, range(total))) if final else chunk(i)}],
                 "role": "model",
@@ -100,7 +100,7 @@ class VanaReal(_Vana):
     async def set_csrf_cookie(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.add("Set-Cookie", self.csrf_cookie)
 
-    def health_body(self) -> dict[str, Any]:
+    def health_body(self) -> HealthBody:
         body = super().health_body()
         body["dependencies"]["project_id"] = "vana-dev-project"  # a value, not a check
         return body
