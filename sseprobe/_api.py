@@ -571,8 +571,8 @@ def _generator(m: Measured) -> GeneratorDoc:
 def _results_extra(m: Measured) -> ResultsParts:
     return {
         "stop_reason": m.info.stop_reason,
-        # the cast goes when load/ types ``Measured.intervals`` (mypy then calls it redundant)
         "generator": _generator(m),
         "worker_errors": m.worker_errors,
+        # the cast goes when load/ types ``Measured.intervals`` (mypy then calls it redundant)
         "intervals": cast(list[IntervalDoc], m.intervals),
     }

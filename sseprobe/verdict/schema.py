@@ -258,15 +258,15 @@ class DecisionDoc(TypedDict, total=False):
 
 
 class VerdictDoc(TypedDict):
-    """The results document's ``verdict`` section."""
+    """The results document's ``verdict`` section (``Verdict.section``; ``Verdict.to_dict`` is its levels alone)."""
 
-    overall: str
+    overall: str  # a Level, or UNKNOWN when no session connected at all
     metrics: list[MetricDoc]
     triggers: list[TriggerDoc]
-    reasons: NotRequired[list[str]]
-    generator_error_ms: NotRequired[float]
-    sequential: NotRequired[SequentialDoc]
-    time_to_decide: NotRequired[TimeToDecideDoc | None]
+    generator_error_ms: NotRequired[float]  # only when a saturated generator widened the latency intervals
+    reasons: NotRequired[list[str]]  # in every document sseprobe writes
+    sequential: NotRequired[SequentialDoc]  # --until-decided
+    time_to_decide: NotRequired[TimeToDecideDoc | None]  # a live comparison
 
 
 class CheckpointDoc(TypedDict):
