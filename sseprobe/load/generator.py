@@ -150,7 +150,7 @@ def generator_block(loop: LatencySummary, start: LatencySummary, cpu: Counters) 
     }
     if shares is None:
         return block
-    return {"loop_lag_ms": loop, "start_lag_ms": start, "cpu": shares, **block}  # the shares third, as documented
+    return {"loop_lag_ms": loop, "start_lag_ms": start, "cpu": shares, **block}  # "cpu" third: the document's order
 
 
 def _sum_cpu(parts: Sequence[Counters]) -> Counters:

@@ -105,7 +105,8 @@ def merge_progress(parts: list[Progress]) -> Progress:
             dst = outcomes.setdefault(cohort, {})
             for outcome, n in counts.items():
                 dst[outcome] = dst.get(outcome, 0) + n
-    intervals: list[list[IntervalDoc]] = [[{**p.interval, "t": 0}] for p in parts if p.interval]  # newest, as one
+    # each worker's newest interval, as one
+    intervals: list[list[IntervalDoc]] = [[{**p.interval, "t": 0}] for p in parts if p.interval]
     targets = [p.target_rate for p in parts if p.target_rate is not None]
     seconds = [p.seconds_left for p in parts if p.seconds_left is not None]
     sessions = [p.sessions_left for p in parts if p.sessions_left is not None]
