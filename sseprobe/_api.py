@@ -52,6 +52,7 @@ from .report.verdict_text import render_sequential, render_verdict
 from .verdict.compare import Verdict, decided, generator_band, judge
 from .verdict.levels import EXIT_CRITICAL, EXIT_OK, EXIT_UNKNOWN
 from .verdict.policy import FiredTrigger, Policy, check_triggers, judge_completion, mark_generator_bound, unreachable
+from .verdict.schema import IntervalDoc
 from .verdict.sequential import Looks, Stopped, UntilDecided, time_to_decide
 from .verdict.stats import CohortStats
 
@@ -443,7 +444,7 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float, ranges: Sequenc
     """The batches as one measurement: counts and histograms added, the generator re-derived from
     the merged histograms, intervals laid end to end, the last stop's reason."""
     cohorts = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in plan.cohorts}
-    intervals: list[dict[str, Any]] = []
+    intervals: list[IntervalDoc] = []
     offset = 0.0
     for part in parts:
         for name, stats in part.cohorts.items():

@@ -16,6 +16,7 @@ from ..load.engine import RunInfo
 from ..plan.options import OPTIONS
 from ..report.document import default_out_path, dumps, write_with_fallback
 from ..verdict.compare import GENERATOR_ADVICE
+from ..verdict.schema import GeneratorDoc
 from ._common import EXIT_UNKNOWN, answer_options, flow_options, load_options, planned
 from ._report import attach_html
 
@@ -50,7 +51,7 @@ def say_notes(plan: RunPlan) -> None:
         click.echo(f"sseprobe: {note}", err=True)
 
 
-def said_interrupted(info: RunInfo, generator: dict[str, Any] | None = None) -> None:
+def said_interrupted(info: RunInfo, generator: GeneratorDoc | None = None) -> None:
     """An interrupted run is said on stderr in one line (its document holds what was measured), and
     so is a load that ran below its target (a share lost on a cluster)."""
     if info.interrupted:
