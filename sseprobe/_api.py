@@ -10,7 +10,6 @@ the command line prints and exits, ``monitor`` records a pass, a Python caller d
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import signal
 import threading
@@ -20,7 +19,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO, cast
+from typing import Any, Literal, TextIO
 
 from ._config import Limits, Timeouts
 from ._errors import MeasuredButFailed, UsageProblem
@@ -58,7 +57,6 @@ from .verdict.schema import (
     BareDocument,
     CohortDoc,
     DecisionDoc,
-    GeneratorDoc,
     IntervalDoc,
     JSONObject,
     ResultsDocument,
@@ -155,7 +153,7 @@ class Result:
         info = self.measured.info
         bound = self.verdict is not None and bool(self.verdict.bound_by_generator)
         summary = render_run(
-            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, _generator(self.measured), bound
+            self.measured.cohorts, self.triggers, info.duration_s, info.interrupted, self.measured.generator, bound
         )
         if self.problem:  # one answer: nothing measured is no verdict on the service (exit 3), never RED
             return summary + f"\n\nUNKNOWN: {self.problem}: no verdict on the service"
@@ -458,14 +456,12 @@ def _merge(plan: RunPlan, parts: list[Measured], elapsed: float, ranges: Sequenc
     """The batches as one measurement: counts and histograms added, the generator re-derived from
     the merged histograms, intervals laid end to end, the last stop's reason."""
     cohorts = {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in plan.cohorts}
-    intervals = [i.copy() for part in parts for i in part.intervals]
-    each = iter(intervals)
+    intervals: list[IntervalDoc] = []
     offset = 0.0
     for part in parts:
         for name, stats in part.cohorts.items():
             cohorts[name].merge(stats)
-        for i in itertools.islice(each, len(part.intervals)):  # this batch's, laid after the ones before
-            i["t"] = round(i["t"] + offset, 3)
+        intervals += [{**i, "t": round(i["t"] + offset, 3)} for i in part.intervals]
         offset += math.ceil(part.info.duration_s)
     generator = merged_generator(cohorts, [p.generator for p in parts])
     if lost := [p.generator["below_target"] for p in parts if p.generator.get("below_target")]:
@@ -562,17 +558,10 @@ def _document(
     )
 
 
-def _generator(m: Measured) -> GeneratorDoc:
-    """The measurement's generator block (the cast goes when load/ types ``Measured.generator``: mypy then
-    calls it redundant)."""
-    return cast(GeneratorDoc, m.generator)
-
-
 def _results_extra(m: Measured) -> ResultsParts:
     return {
         "stop_reason": m.info.stop_reason,
-        "generator": _generator(m),
+        "generator": m.generator,
         "worker_errors": m.worker_errors,
-        # the cast goes when load/ types ``Measured.intervals`` (mypy then calls it redundant)
-        "intervals": cast(list[IntervalDoc], m.intervals),
+        "intervals": m.intervals,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from .load.generator import SATURATED_LAG_MS, worth_lowering
 from .load.ranging import RangeChange, lowered, offered
@@ -36,7 +36,9 @@ def band(plan: RunPlan, measured: Measured) -> float:
 
 
 def ranged(
-    plan: RunPlan, progress: TextIO | None | Literal["plan"], measure: Callable[[RunPlan, Any], Measured]
+    plan: RunPlan,
+    progress: TextIO | None | Literal["plan"],
+    measure: Callable[[RunPlan, TextIO | None | Literal["plan"]], Measured],
 ) -> Measured:
     """One measurement of the plan's load; where a lower load would time truly (self-ranging plans
     only), the load is halved and all of it measured again, while halving helps. The measurement at
@@ -76,8 +78,8 @@ def range_change(
     n = len(plan.cohorts)
     at = min((sum(p.cohorts[c.name].sessions for p in kept) for c in plan.cohorts), default=0)
     discarded = min(s.sessions for s in part.cohorts.values())
-    change = RangeChange(at, offered(plan.load, n), offered(lower, n), str(block.get("note")), discarded)
-    ranges.append(replace(change, error_ms=float(block.get("error_ms") or 0.0)))
+    change = RangeChange(at, offered(plan.load, n), offered(lower, n), block["note"], discarded)
+    ranges.append(replace(change, error_ms=block["error_ms"]))
     if progress is not None:
         print(change.line(), file=(plan.options.progress if progress == "plan" else progress) or sys.stderr, flush=True)
     return replace(plan, load=lower)

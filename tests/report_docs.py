@@ -10,7 +10,7 @@ from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe.report.document import build_document
 from sseprobe.verdict.intervals import IntervalLog
-from sseprobe.verdict.schema import GeneratorDoc, IntervalDoc, ResultsDocument, VerdictDoc
+from sseprobe.verdict.schema import GeneratorDoc, ResultsDocument, VerdictDoc
 from sseprobe.verdict.stats import CohortStats
 
 
@@ -103,7 +103,7 @@ def results_doc(
         config=config,
         cohorts=cohorts,
         verdict=verdict,
-        extra={"intervals": cast(list[IntervalDoc], log.finish(8.2))},  # redundant once intervals are typed
+        extra={"intervals": log.finish(8.2)},
     )
 
 

@@ -31,6 +31,7 @@ from sseprobe.load.calibrate import (
     recommend_workers,
     store_calibration,
 )
+from sseprobe.load.calibration import FloorsDoc, StoredCalibration
 from sseprobe.load.engine import Load
 from sseprobe.load.pacer import Phase, Schedule
 
@@ -111,7 +112,7 @@ def test_the_document_and_its_text_say_every_figure() -> None:
     in_flight.measured(_figures(value=500))
     in_flight.tried.append((500, True))
     in_flight.stopped_by = "time"
-    floors = {"timer_ms": {"p50": 0.1, "p99": 0.4}, "loop_lag_ms": {"p50": 0.5, "p99": 1.2}}
+    floors: FloorsDoc = {"timer_ms": {"p50": 0.1, "p99": 0.4}, "loop_lag_ms": {"p50": 0.5, "p99": 1.2}}
     doc = _document(rate, in_flight, floors, datetime.now(UTC), 41.0, [0.5, 0.4, 0.3], 50)
     assert doc["limits"] == {"rate_per_worker": 283, "in_flight_per_worker": 500}
     assert doc["recommended"]["rate_per_worker"] == 226 and doc["recommended"]["in_flight_per_worker"] == 400
@@ -120,7 +121,7 @@ def test_the_document_and_its_text_say_every_figure() -> None:
     assert "283 sessions/s" in text and "400 failed: TTFE error p99 2.80 ms" in text
     assert "cut short by the time budget, 1 step" in text and "--workers 1, up to 226 sessions/s" in text
     assert "WARNING" not in text  # an idle floor of 1.2 ms: a quiet machine
-    busy = {**floors, "loop_lag_ms": {"p50": 3.0, "p99": 14.0}}
+    busy: FloorsDoc = {**floors, "loop_lag_ms": {"p50": 3.0, "p99": 14.0}}
     text = Calibration(_document(rate, in_flight, busy, datetime.now(UTC), 41.0, [6.5, 5.0, 4.0], 50)).text()
     assert "WARNING: the idle loop-lag floor (p99 14.0 ms) is already above the 12 ms" in text
     assert "busy (load average 6.50)" in text and "Every run here will be flagged" in text
@@ -129,11 +130,14 @@ def test_the_document_and_its_text_say_every_figure() -> None:
 # --- the stored calibration and the warning -----------------------------------------------------------
 
 
-def _calibration(rate: float = 50, in_flight: float = 40, **machine: object) -> dict[str, object]:
+def _calibration(
+    rate: float = 50, in_flight: float = 40, hostname: str | None = None, cores: int | None = None
+) -> StoredCalibration:
+    here = machine_identity()
     return {
         "schema": SCHEMA,
         "date": "2026-11-30T12:00:00+00:00",
-        "machine": {**machine_identity(), **machine},
+        "machine": {**here, "hostname": hostname or here["hostname"], "cores": cores or here["cores"]},
         "limits": {"rate_per_worker": rate, "in_flight_per_worker": in_flight},
     }
 

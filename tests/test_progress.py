@@ -22,6 +22,7 @@ from sseprobe._outcomes import Outcome
 from sseprobe._record import SessionRecord
 from sseprobe.load.progress import Progress, merge_progress, progress_line
 from sseprobe.verdict.intervals import IntervalLog
+from sseprobe.verdict.schema import IntervalDoc
 
 from .conftest import CLI, sseprobe, target_process
 
@@ -38,7 +39,7 @@ def url() -> Iterator[str]:
         yield u
 
 
-def _interval(ttfe_ms: dict[str, list[float]], failed: int = 0) -> dict[str, object]:
+def _interval(ttfe_ms: dict[str, list[float]], failed: int = 0) -> IntervalDoc:
     """One closed interval as a worker would send it: counts and an encoded TTFE histogram per cohort."""
     log = IntervalLog()
     for cohort, values in ttfe_ms.items():

@@ -14,9 +14,12 @@ starting together at each look) worth ``--concurrency`` in flight. The compariso
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import sys
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -36,6 +39,51 @@ __all__ = ["demo_cmd"]
 
 def _serve(config: TargetConfig, ready: Connection) -> None:
     serve(config, port=0, ready=ready.send)
+
+
+# The demo is both the service and the prober on one machine; each stands in for one with a machine of its
+# own. Ahead of other work here (nice -10: 9x the CPU weight of a default process) both keep time beside
+# CPU hogs. Beside 3 hogs on 2 cores at the default priority the target ran its delays late by 19-373 ms
+# (p99) and the generator's own error was 32-227 ms, 1-18 % of the 2 s TTFE, and the demo said
+# INCONCLUSIVE (docs/validity.md). Linux schedules each session as a group first (autogroup), so a process's
+# own niceness only counts against its own session: the session's group is raised too, and put back after.
+# Raising a priority needs root or CAP_SYS_NICE; without it the demo keeps the priority it was given, and
+# what lateness remains still widens the verdict's band.
+DEMO_NICE = -10
+_AUTOGROUP = Path("/proc/self/autogroup")
+
+
+@contextlib.contextmanager
+def _ahead_of_other_work() -> Iterator[int | None]:
+    """This thread (the generator's loop), the target forked from it and their session's scheduling group
+    at DEMO_NICE while the demo runs, when permitted; yields the niceness the demo runs at (None when it
+    cannot be read). What they had is put back after (lowering a priority needs no permission)."""
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, 0)
+    except OSError:
+        yield None
+        return
+    group_before = _autogroup_nice()
+    with contextlib.suppress(OSError):
+        if before > DEMO_NICE:
+            os.setpriority(os.PRIO_PROCESS, 0, DEMO_NICE)
+        if group_before is not None and group_before > DEMO_NICE:
+            _AUTOGROUP.write_text(str(DEMO_NICE))
+    try:
+        yield os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, before)
+            if group_before is not None and _autogroup_nice() != group_before:
+                _AUTOGROUP.write_text(str(group_before))
+
+
+def _autogroup_nice() -> int | None:
+    """This session's scheduling group's niceness ("/autogroup-97 nice 0"), None without autogroups."""
+    try:
+        return int(_AUTOGROUP.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 LEGACY_TTFE_MS = 2000.0
@@ -133,31 +181,33 @@ def demo_cmd(slower: float, sessions: int, concurrency: int, out: str | None) ->
         **({"out": out} if out else {}),
     }
     plan_from(None, given, "compare")  # bad input is refused before the target starts
-    proc, url = _start_target(LEGACY_TTFE_MS, canonical_ms)
-    click.echo(
-        f"built-in target on {url}: legacy TTFE median {LEGACY_TTFE_MS:g} ms, canonical {slower:+g} %"
-        f" (spread {TTFE_SPREAD:g}); up to {sessions} sessions per cohort at {rate:g}/s each ({concurrency} in"
-        f" flight), a look every {look_every}: it stops when decided",
-        err=True,
-    )
-    try:
-        plan = plan_from(None, {**given, "canonical_url": url, "legacy_url": url}, "compare")
-        plan = replace(plan, service_late=lambda: _target_late_ms(url))  # the target shares these CPUs
-        plan.config["demo"] = {
-            "legacy_ttfe_ms": LEGACY_TTFE_MS,
-            "canonical_ttfe_ms": round(canonical_ms, 3),
-            "slower_pct": slower,
-            "ttfe_spread": TTFE_SPREAD,
-            "max_sessions_per_cohort": sessions,
-            "in_flight_per_cohort": concurrency,
-            "rate_per_cohort": rate,
-        }
-        for note in plan.notes:  # e.g. more per worker than this machine's calibration found
-            click.echo(f"sseprobe: {note}", err=True)
-        result = compare(plan)
-    finally:
-        proc.terminate()
-        proc.join(10)
+    with _ahead_of_other_work() as nice:
+        proc, url = _start_target(LEGACY_TTFE_MS, canonical_ms)
+        click.echo(
+            f"built-in target on {url}: legacy TTFE median {LEGACY_TTFE_MS:g} ms, canonical {slower:+g} %"
+            f" (spread {TTFE_SPREAD:g}); up to {sessions} sessions per cohort at {rate:g}/s each ({concurrency} in"
+            f" flight), a look every {look_every}: it stops when decided",
+            err=True,
+        )
+        try:
+            plan = plan_from(None, {**given, "canonical_url": url, "legacy_url": url}, "compare")
+            plan = replace(plan, service_late=lambda: _target_late_ms(url))  # the target shares these CPUs
+            plan.config["demo"] = {
+                "legacy_ttfe_ms": LEGACY_TTFE_MS,
+                "canonical_ttfe_ms": round(canonical_ms, 3),
+                "slower_pct": slower,
+                "ttfe_spread": TTFE_SPREAD,
+                "max_sessions_per_cohort": sessions,
+                "in_flight_per_cohort": concurrency,
+                "rate_per_cohort": rate,
+                "nice": nice,
+            }
+            for note in plan.notes:  # e.g. more per worker than this machine's calibration found
+                click.echo(f"sseprobe: {note}", err=True)
+            result = compare(plan)
+        finally:
+            proc.terminate()
+            proc.join(10)
     generator = result.document.get("generator")
     late = generator.get("service_late_ms") if generator else None
     if late:

@@ -19,16 +19,19 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 from .._config import Limits, Timeouts
+from ..verdict.schema import CheckpointDoc, IntervalDoc
 from ..verdict.stats import CohortStats
 from .engine import CohortSpec, Load, RunControl
+from .merge import SharePayload, encode_cohorts
 from .progress import Progress
 from .runner import RunOptions, measure_share, share_payload
 
-__all__ = ["LEASE_RENEW_S", "LEASE_S", "LATE_LIMIT_S", "LateStart", "ShareActor", "LEASE_LAPSED"]
+__all__ = ["LEASE_RENEW_S", "LEASE_S", "LATE_LIMIT_S", "LateStart", "Polled", "Prepared", "ShareActor", "LEASE_LAPSED"]
 
 LATE_LIMIT_S = 1.0  # an actor this late to the common start refuses: its share never runs twice or skewed
 CHECKPOINT_EVERY_S = 10.0  # cumulative histograms travel to the driver this often: what a lost actor leaves
@@ -49,6 +52,42 @@ class LateStart(RuntimeError):
         return str(self.args[0])
 
 
+class Prepared(TypedDict):
+    """``prepare``'s answer: where the actor runs, and each target host's name resolution ("ok" or why not)."""
+
+    node_id: str
+    pid: int
+    dns: dict[str, str]
+
+
+class Polled(TypedDict):
+    """``poll``'s answer: the latest progress, and the latest checkpoint when the driver has not seen it."""
+
+    progress: Progress | None
+    checkpoint_seq: int
+    checkpoint: CheckpointDoc | None
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A checkpoint as the engine's loop takes it: the cohorts copied, not yet encoded (a poll encodes)."""
+
+    at_s: float
+    started: str
+    cohorts: dict[str, CohortStats]
+    sessions: int
+    intervals: list[IntervalDoc]
+
+    def encoded(self) -> CheckpointDoc:
+        return {
+            "at_s": self.at_s,
+            "started": self.started,
+            "cohorts": encode_cohorts(self.cohorts),
+            "sessions": self.sessions,
+            "intervals": self.intervals,
+        }
+
+
 class ShareActor:
     """One share of the load in one Ray actor process."""
 
@@ -59,18 +98,18 @@ class ShareActor:
         self._pending: tuple[str, bool] | None = None  # (reason, abort) not yet handed to the loop
         self._stopped = threading.Event()
         self._progress: Progress | None = None
-        self._checkpoint: dict[str, Any] | None = None
+        self._checkpoint: _Snapshot | None = None
         self._checkpoint_seq = 0
         self._next_checkpoint = CHECKPOINT_EVERY_S
         self._started = ""
         self._ran = False
         self._renewed = time.monotonic()
 
-    def prepare(self, hosts: Sequence[str]) -> dict[str, Any]:
+    def prepare(self, hosts: Sequence[str]) -> Prepared:
         """Everything slow before the start: imports are done by now; resolve the targets' names."""
         import ray
 
-        dns = {}
+        dns: dict[str, str] = {}
         for host in hosts:
             try:
                 socket.getaddrinfo(host, None)
@@ -98,7 +137,7 @@ class ShareActor:
         limits: Limits,
         opts: RunOptions,
         report: bool,
-    ) -> dict[str, Any]:
+    ) -> SharePayload:
         """Wait for the common instant (in this node's clock), refuse if more than a second late, run.
         ``report``: keep progress (and the live window, when the driver judges triggers) for ``poll``."""
         if self._ran:
@@ -138,15 +177,14 @@ class ShareActor:
         payload["cpu_s"] = time.process_time() - cpu0  # the whole actor process: was the node the bottleneck?
         return payload
 
-    def poll(self, known_checkpoint: int) -> dict[str, Any]:
+    def poll(self, known_checkpoint: int) -> Polled:
         """Latest progress; the latest checkpoint too when the driver has not seen it yet. The
         checkpoint is encoded here, on this call's thread: the engine's loop only copied it."""
         with self._lock:
             progress, seq, copy = self._progress, self._checkpoint_seq, self._checkpoint
         if seq <= known_checkpoint or copy is None:
             return {"progress": progress, "checkpoint_seq": seq, "checkpoint": None}
-        checkpoint = {**copy, "cohorts": {k: v.to_dict() for k, v in copy["cohorts"].items()}}
-        return {"progress": progress, "checkpoint_seq": seq, "checkpoint": checkpoint}
+        return {"progress": progress, "checkpoint_seq": seq, "checkpoint": copy.encoded()}
 
     def stop(self, reason: str, abort: bool = False) -> None:
         with self._lock:
@@ -178,7 +216,7 @@ class ShareActor:
         with self._lock:
             self._progress = progress
 
-    def _on_tick(self, now: float, stats: dict[str, CohortStats], intervals: list[dict[str, Any]]) -> None:
+    def _on_tick(self, now: float, stats: dict[str, CohortStats], intervals: list[IntervalDoc]) -> None:
         """Each interval: learn the loop (stop calls need it), hand over pending stops, checkpoint."""
         with self._lock:
             self._loop = asyncio.get_running_loop()
@@ -188,13 +226,8 @@ class ShareActor:
         self._next_checkpoint = now + CHECKPOINT_EVERY_S
         copies = {k: _copy(v) for k, v in stats.items()}  # ~1 ms here; encoding (~50 ms) waits for a poll
         sessions = sum(c.sessions for c in stats.values())
-        checkpoint = {
-            "at_s": now,
-            "started": self._started,
-            "cohorts": copies,
-            "sessions": sessions,
-            "intervals": list(intervals),  # closed intervals are never changed again: a shallow copy is one
-        }
+        # closed intervals are never changed again: a shallow copy of their list is a copy
+        checkpoint = _Snapshot(now, self._started, copies, sessions, list(intervals))
         with self._lock:
             self._checkpoint = checkpoint
             self._checkpoint_seq += 1

@@ -32,7 +32,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,10 @@ from ..wire.sse import Event
 from .calibration import (
     CALIBRATION_ENV,
     SCHEMA,
+    CalibrationDoc,
+    FloorsDoc,
+    SearchDoc,
+    StepRecord,
     calibration_path,
     load_calibration,
     machine_identity,
@@ -188,28 +192,45 @@ class Search:
 
     name: str
     tried: list[tuple[float, bool]] = field(default_factory=list)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
     stopped_by: str = "search"  # "search": bracketed; "time": the budget ran out; "cap": never failed
 
     def measured(self, figures: StepFigures) -> str | None:
         """Keep one step's figures; returns why it failed (None: it passed)."""
         why = judge_step(figures)
-        self.steps.append({**asdict(figures), "passed": why is None, "reason": why})
+        self.steps.append(_record(figures, why))
         return why
 
     @property
     def found(self) -> float:
         return highest_pass(self.tried)
 
-    def figures_at(self, value: float) -> dict[str, Any] | None:
+    def figures_at(self, value: float) -> StepRecord | None:
         return next((s for s in reversed(self.steps) if s["value"] == value and s["passed"]), None)
+
+
+def _record(f: StepFigures, why: str | None) -> StepRecord:
+    """One step as the calibration records it: its figures, whether it passed, why not."""
+    return {
+        "value": f.value,
+        "sessions": f.sessions,
+        "failed": f.failed,
+        "judged": f.judged,
+        "ttfe_error_p99_ms": f.ttfe_error_p99_ms,
+        "generator_error_ms": f.generator_error_ms,
+        "saturated": f.saturated,
+        "cpu_share": f.cpu_share,
+        "target_cpu_share": f.target_cpu_share,
+        "passed": why is None,
+        "reason": why,
+    }
 
 
 @dataclass
 class Calibration:
     """The result: printed, stored, and read back by ``run`` and ``compare``."""
 
-    doc: dict[str, Any]
+    doc: CalibrationDoc
 
     def text(self) -> str:
         d, r, lim = self.doc, self.doc["recommended"], self.doc["limits"]
@@ -231,7 +252,7 @@ class Calibration:
         return "\n".join(lines)
 
 
-def busy_floor(doc: Mapping[str, Any]) -> str | None:
+def busy_floor(doc: CalibrationDoc) -> str | None:
     """When the idle loop's own lag p99 is already over the saturation threshold, this machine is busy
     (other processes hold the CPUs): every run here would be flagged saturated whatever its own load,
     and the calibration's figures are for a busy machine. Said in one warning, with what it means."""
@@ -248,7 +269,7 @@ def busy_floor(doc: Mapping[str, Any]) -> str | None:
     )
 
 
-def _bound(search: Mapping[str, Any]) -> str:
+def _bound(search: SearchDoc) -> str:
     steps = search["steps"]
     fails = [s for s in steps if not s["passed"] and s["value"] > search["found"]]  # a retry that passed: none
     how = {"search": "bracketed", "time": "search cut short by the time budget", "cap": "never failed: at least"}
@@ -424,7 +445,7 @@ def hold_load(streams: float, rate: float) -> tuple[Load, dict[str, float], floa
     return Load(schedule=schedule, duration=hold_s + PROBE_S, grace=0.0, max_in_flight=100_000), knobs, hold_s
 
 
-def _floors(seconds: float = 1.0) -> dict[str, dict[str, float | int | None]]:
+def _floors(seconds: float = 1.0) -> FloorsDoc:
     """How late ``asyncio.sleep`` wakes on an idle loop, and what the run's loop-lag probe reads idle."""
 
     async def sample() -> tuple[Any, Any]:
@@ -540,16 +561,16 @@ def _none_passed(search: Search, unit: str) -> str:
 def _document(
     rate: Search,
     in_flight: Search,
-    floors: dict[str, Any],
+    floors: FloorsDoc,
     started: datetime,
     elapsed: float,
     load_average: list[float],
     budget_s: float,
-) -> dict[str, Any]:
+) -> CalibrationDoc:
     machine = machine_identity()
-    at_rate = rate.figures_at(rate.found) or {}
-    generator_share = float(at_rate.get("cpu_share") or 1.0)
-    target_share = at_rate.get("target_cpu_share")
+    at_rate = rate.figures_at(rate.found)
+    generator_share = float((at_rate["cpu_share"] if at_rate is not None else None) or 1.0)
+    target_share = at_rate["target_cpu_share"] if at_rate is not None else None
     workers = recommend_workers(machine["cores"], generator_share, target_share)
     target_said = "unknown, taken as the generator's" if target_share is None else f"{target_share:.2f}"
     return {
@@ -584,7 +605,7 @@ def _document(
     }
 
 
-def _search_doc(search: Search, how: str, shape: Mapping[str, float]) -> dict[str, Any]:
+def _search_doc(search: Search, how: str, shape: Mapping[str, float]) -> SearchDoc:
     return {
         "found": search.found,
         "stopped_by": search.stopped_by,

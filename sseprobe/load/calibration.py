@@ -10,16 +10,26 @@ import socket
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import orjson
 
 from ..report.document import write_atomic
+from ..verdict.schema import LatencySummary
 from .engine import Load
 from .runner import default_workers
 
 __all__ = [
     "CALIBRATION_ENV",
+    "CalibrationDoc",
+    "CriteriaDoc",
+    "FloorsDoc",
+    "LimitsDoc",
+    "MachineDoc",
+    "RecommendedDoc",
+    "SearchDoc",
+    "StepRecord",
+    "StoredCalibration",
     "MAX_CALIBRATION_BYTES",
     "SCHEMA",
     "calibration_path",
@@ -34,7 +44,89 @@ CALIBRATION_ENV = "SSEPROBE_CALIBRATION"  # a file to use instead of the default
 MAX_CALIBRATION_BYTES = 1 << 20  # a calibration is about 2 KB
 
 
-def machine_identity() -> dict[str, Any]:
+class MachineDoc(TypedDict):
+    """What a calibration is valid for."""
+
+    hostname: str
+    cores: int
+    python: str
+    sseprobe: str
+
+
+class LimitsDoc(TypedDict):
+    """The highest load one worker timed truly: sessions/s, and streams open at once."""
+
+    rate_per_worker: float
+    in_flight_per_worker: float
+
+
+class StoredCalibration(TypedDict):
+    """The part of a calibration a plan reads (and ``load_calibration`` checks) to warn before a load."""
+
+    schema: str
+    date: str  # ISO 8601, to the second
+    machine: MachineDoc
+    limits: LimitsDoc
+
+
+class RecommendedDoc(TypedDict):
+    workers: int
+    rate_per_worker: int
+    in_flight_per_worker: int
+    headroom: float
+    why: str
+
+
+class FloorsDoc(TypedDict):
+    """How late an idle loop wakes (ms summaries): ``asyncio.sleep``'s timer and the run's loop-lag probe."""
+
+    timer_ms: LatencySummary
+    loop_lag_ms: LatencySummary
+
+
+class StepRecord(TypedDict):
+    """One step of a search: its figures (``StepFigures``), whether it passed and why not."""
+
+    value: float
+    sessions: int
+    failed: int
+    judged: int
+    ttfe_error_p99_ms: float | None
+    generator_error_ms: float
+    saturated: bool
+    cpu_share: float
+    target_cpu_share: float | None
+    passed: bool
+    reason: str | None
+
+
+class SearchDoc(TypedDict):
+    found: float
+    stopped_by: str  # "search" (bracketed), "time" (budget ran out), "cap" (never failed)
+    how: str
+    target: dict[str, float]  # the built-in target's canonical knobs for the search's sessions
+    steps: list[StepRecord]
+
+
+class CriteriaDoc(TypedDict):
+    generator_saturated: bool
+    ttfe_error_p99_ms_below: float
+
+
+class CalibrationDoc(StoredCalibration):
+    """``sseprobe.calibration/1``, as ``sseprobe calibrate`` writes it."""
+
+    load_average: list[float]
+    budget_s: float
+    elapsed_s: float
+    recommended: RecommendedDoc
+    floors: FloorsDoc
+    rate: SearchDoc
+    in_flight: SearchDoc
+    criteria: CriteriaDoc
+
+
+def machine_identity() -> MachineDoc:
     """What a calibration is valid for: another host or core count makes it stale."""
     return {
         "hostname": socket.gethostname(),
@@ -67,12 +159,12 @@ def calibration_path(env: Mapping[str, str] | None = None) -> Path | None:
     return Path(cache) / "sseprobe" / "calibration.json"
 
 
-def store_calibration(doc: Mapping[str, Any], path: Path) -> Path:
+def store_calibration(doc: StoredCalibration, path: Path) -> Path:
     """Atomically (never half a file), replacing only a regular file (OSError otherwise)."""
     return write_atomic(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
 
 
-def load_calibration(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+def load_calibration(path: Path | None) -> tuple[StoredCalibration | None, str | None]:
     """(the calibration for this machine, or None; why a file that is there was not used, or None).
 
     Missing: (None, None). Another machine or core count (stale): (None, None), silently ignored.
@@ -104,7 +196,7 @@ def load_calibration(path: Path | None) -> tuple[dict[str, Any] | None, str | No
     return doc, None
 
 
-def over_calibration(doc: Mapping[str, Any], load: Load, workers: int) -> str | None:
+def over_calibration(doc: StoredCalibration, load: Load, workers: int) -> str | None:
     """One line when ``load`` asks each worker for more than the calibration found, else None."""
     limits, when = doc["limits"], str(doc.get("date", ""))[:10]
     workers = max(1, workers)

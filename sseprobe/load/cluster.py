@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 
 from .._config import Limits, Timeouts
 from .._redact import redact_url
+from ..verdict.schema import CheckpointDoc, NodeDoc, ShareDoc
 from ..verdict.stats import new_histogram
-from .actor import LEASE_RENEW_S, LateStart, ShareActor
+from .actor import LEASE_RENEW_S, LateStart, Polled, Prepared, ShareActor
 from .engine import CohortSpec, Load, RunInfo
-from .merge import Measured, merge_results, share_load
+from .merge import Measured, SharePayload, merge_results, share_load
 from .metrics import FORWARD
 from .progress import MergedWindow, Progress, merge_progress, print_progress
 from .ray_session import INSTALL_HINT, ClusterError, Joined, first_line, hold_ray, import_ray, ray_connected
@@ -108,10 +109,10 @@ class _Share:
     offset_s: float = 0.0
     rtt_s: float = 0.0
     ref: Any = None
-    result: dict[str, Any] | None = None
-    checkpoint: dict[str, Any] | None = None
+    result: SharePayload | None = None
+    checkpoint: CheckpointDoc | None = None
     checkpoint_seq: int = 0
-    progress: Any = None
+    progress: Progress | None = None
     skew_ms: float | None = None  # how late it reached the common start (ran or refused)
     lost: str | None = None  # why its share did not finish
 
@@ -176,7 +177,7 @@ def _start_actors(ray: Any, slots: list[tuple[str, str]], load: Load) -> list[_S
 def _prepare(ray: Any, shares: list[_Share], cohorts: Sequence[CohortSpec]) -> None:
     hosts = sorted({urlsplit(c.options.url).hostname or "" for c in cohorts} - {""})
     try:
-        answers = ray.get([s.actor.prepare.remote(hosts) for s in shares], timeout=PREPARE_TIMEOUT_S)
+        answers: list[Prepared] = ray.get([s.actor.prepare.remote(hosts) for s in shares], timeout=PREPARE_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - placement timeout or an actor that died starting
         raise ClusterError(f"actors could not be placed and prepared: {first_line(exc)}") from None
     for share, answer in zip(shares, answers, strict=True):
@@ -268,7 +269,7 @@ def _poll(ray: Any, follow: _Follow, timeout: float) -> list[_Share]:
     for ref in ready:
         share = refs[ref]
         try:
-            answer = ray.get(ref)
+            answer: Polled = ray.get(ref)
         except Exception:  # noqa: BLE001 - the run call reports the death; a poll adds nothing
             continue
         share.progress = answer["progress"] or share.progress
@@ -291,7 +292,7 @@ def _follow(ray: Any, follow: _Follow, opts: RunOptions, on_node_loss: str) -> N
             if judge is not None and follow.stop_reason is None and share.progress is not None:
                 if held := judge.held(share.part, share.progress):
                     _stop_rest(follow, f"rollback trigger held {opts.abort_on_trigger:g}s: {held[0]}")
-        snaps = [_shown(s) for s in follow.shares if s.progress]
+        snaps = [_shown(s, s.progress) for s in follow.shares if s.progress]
         for s in follow.shares:  # live metrics: the driver serves the merged view of the live shares
             if opts.metrics is not None and s.live and s.progress is not None and s.progress.metrics is not None:
                 opts.metrics.publish(s.part, s.progress.metrics)
@@ -301,22 +302,20 @@ def _follow(ray: Any, follow: _Follow, opts: RunOptions, on_node_loss: str) -> N
         opts.progress.write("\n")
 
 
-def _shown(share: _Share) -> Progress:
+def _shown(share: _Share, p: Progress) -> Progress:
     """A share's part of the live line: a lost one keeps the sessions it finished, but adds no rate,
     nothing in flight and no interval any more (its last snapshot is not what runs now)."""
-    p: Progress = share.progress
     if share.lost is None:
         return p
     return replace(p, achieved_rate=0.0, in_flight=0, interval=None, fired=[], seconds_left=None, sessions_left=None)
 
 
-def _checkpoint_payload(share: _Share) -> dict[str, Any]:
+def _checkpoint_payload(cp: CheckpointDoc) -> SharePayload:
     """What a lost actor left: its last cumulative histograms and its intervals up to then."""
-    cp = share.checkpoint or {}
     return {
-        "info": RunInfo(cp.get("started", ""), cp.get("at_s", 0.0), True, "lost"),
-        "cohorts": cp.get("cohorts", {}),
-        "intervals": cp.get("intervals", []),
+        "info": RunInfo(cp["started"], cp["at_s"], True, "lost"),
+        "cohorts": cp["cohorts"],
+        "intervals": cp["intervals"],
         "generator": {"loop_lag_us": new_histogram().encode().decode("ascii")},
     }
 
@@ -339,11 +338,11 @@ def _kept(share: _Share) -> str:
     return f"last checkpoint kept: {cp['at_s']:.1f} s in, {cp['sessions']} sessions"
 
 
-def _nodes(follow: _Follow) -> list[dict[str, Any]]:
+def _nodes(follow: _Follow) -> list[NodeDoc]:
     by_node: dict[str, list[_Share]] = {}
     for s in follow.shares:
         by_node.setdefault(s.node_id, []).append(s)
-    nodes = []
+    nodes: list[NodeDoc] = []
     for node_id, shares in by_node.items():
         best = min(shares, key=lambda s: s.rtt_s)
         skews = [s.skew_ms for s in shares if s.skew_ms is not None]
@@ -364,7 +363,7 @@ def _nodes(follow: _Follow) -> list[dict[str, Any]]:
 
 def _merge(cohorts: Sequence[CohortSpec], follow: _Follow, copts: ClusterOptions, joined: Joined) -> Measured:
     payloads = {s.part: s.result for s in follow.shares if s.result is not None}
-    payloads |= {s.part: _checkpoint_payload(s) for s in follow.losses if s.checkpoint}
+    payloads |= {s.part: _checkpoint_payload(s.checkpoint) for s in follow.losses if s.checkpoint}
     errors = _loss_errors(follow.losses)
     if not payloads and follow.stop_reason is None:
         raise ClusterError("every actor failed and none left a checkpoint: " + "; ".join(errors))
@@ -394,11 +393,15 @@ def _merge(cohorts: Sequence[CohortSpec], follow: _Follow, copts: ClusterOptions
     return measured
 
 
-def _share_config(share: _Share) -> dict[str, Any]:
+def _share_config(share: _Share) -> ShareDoc:
     """What one actor was asked to run: the shares add up to the load asked for."""
     load = share.load
-    cap = {"concurrency": load.concurrency} if load.schedule is None else {"max_in_flight": load.max_in_flight}
-    return {"actor": share.part, "node": share.node, "sessions": load.sessions, **cap}
+    doc: ShareDoc = {"actor": share.part, "node": share.node, "sessions": load.sessions}
+    if load.schedule is None:
+        doc["concurrency"] = load.concurrency
+    else:
+        doc["max_in_flight"] = load.max_in_flight
+    return doc
 
 
 def measure_cluster(

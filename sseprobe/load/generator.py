@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from ..verdict.schema import CpuCounters, CpuShares, GeneratorDoc, LagOnlyDoc, LatencySummary
 from ..verdict.stats import CohortStats, new_histogram, summarize_ms
 from .engine import RunControl
 from .metrics import LiveProbe
@@ -86,7 +86,11 @@ def sched_ns() -> tuple[int, int, int] | None:
         return None
 
 
-def cpu_used(before: tuple[int, int, int] | None, wall_ns: int) -> dict[str, int]:
+# The loop thread's scheduler counters; {} when unknown (as the results document records them).
+Counters = CpuCounters | dict[str, int]
+
+
+def cpu_used(before: tuple[int, int, int] | None, wall_ns: int) -> Counters:
     """The loop thread's CPU time and CPU wait over ``wall_ns`` since ``before``: says whether a late
     loop was busy with its own work or kept off the CPUs by other processes. Empty when unknown."""
     after = sched_ns()
@@ -100,23 +104,19 @@ def cpu_used(before: tuple[int, int, int] | None, wall_ns: int) -> dict[str, int
     }
 
 
-def measured_generator(
-    stats: dict[str, CohortStats], loop_lag: HdrHistogram, cpu: Sequence[dict[str, int]]
-) -> dict[str, Any]:
+def measured_generator(stats: dict[str, CohortStats], loop_lag: HdrHistogram, cpu: Sequence[Counters]) -> GeneratorDoc:
     """Was the generator itself the bottleneck? Said outright, never hidden in the latencies."""
     start_lag = new_histogram()
     for s in stats.values():
         start_lag.add(s.histograms["lag_us"])
-    return generator_block(summarize_ms(loop_lag), summarize_ms(start_lag), _sum_cpu(cpu)) | {
-        "loop_lag_us": loop_lag.encode().decode("ascii"),
-    }
+    block = generator_block(summarize_ms(loop_lag), summarize_ms(start_lag), _sum_cpu(cpu))
+    block["loop_lag_us"] = loop_lag.encode().decode("ascii")
+    return block
 
 
-def generator_block(
-    loop: dict[str, float | int | None], start: dict[str, float | int | None], cpu: dict[str, int]
-) -> dict[str, Any]:
+def generator_block(loop: LatencySummary, start: LatencySummary, cpu: Counters) -> GeneratorDoc:
     """The results document's ``generator`` block from the loop and start lags (ms summaries) and the
-    loop thread's CPU counters.
+    loop thread's CPU counters (``{}`` when unknown, as the block records them).
 
     Saturated when any of three holds: the loop lag p99 while sessions were in flight passed
     SATURATED_LAG_MS (the generator did what it had to do on time that late); the loop thread waited
@@ -131,32 +131,44 @@ def generator_block(
     error_ms = round(loop_p99 + start_p99, 3)
     shares = _cpu_shares(cpu)
     held = start_p99 > SATURATED_START_MS
-    saturated = held or loop_p99 > SATURATED_LAG_MS or shares.get("wait_per_run_ms", 0.0) > SATURATED_WAIT_MS
-    block: dict[str, Any] = {"loop_lag_ms": loop, "start_lag_ms": start}
-    if shares:
-        block["cpu"] = shares
-    return block | {
+    saturated = (
+        held or loop_p99 > SATURATED_LAG_MS or (shares is not None and shares["wait_per_run_ms"] > SATURATED_WAIT_MS)
+    )
+    note = (
+        _generator_note(loop_p99, error_ms, shares, start_p99 if held else None)
+        if saturated
+        else f"generator kept up (loop lag p99 {loop_p99:.1f} ms)"
+    )
+    block: GeneratorDoc = {
+        "loop_lag_ms": loop,
+        "start_lag_ms": start,
         "error_ms": error_ms,
         "saturated": saturated,
         "threshold_ms": SATURATED_LAG_MS,
-        "note": _generator_note(loop_p99, error_ms, shares, start_p99 if held else None)
-        if saturated
-        else f"generator kept up (loop lag p99 {loop_p99:.1f} ms)",
+        "note": note,
         "cpu_ns": cpu,
     }
+    if shares is None:
+        return block
+    return {"loop_lag_ms": loop, "start_lag_ms": start, "cpu": shares, **block}  # "cpu" third: the document's order
 
 
-def _sum_cpu(parts: Sequence[dict[str, int]]) -> dict[str, int]:
+def _sum_cpu(parts: Sequence[Counters]) -> Counters:
     """Several processes' CPU counters as one (empty when any is unknown: a share of it would mislead)."""
     if not parts or any(not p for p in parts):
         return {}
-    return {key: sum(p.get(key, 0) for p in parts) for key in ("run_ns", "wait_ns", "runs", "wall_ns")}
+    return {
+        "run_ns": sum(p.get("run_ns", 0) for p in parts),
+        "wait_ns": sum(p.get("wait_ns", 0) for p in parts),
+        "runs": sum(p.get("runs", 0) for p in parts),
+        "wall_ns": sum(p.get("wall_ns", 0) for p in parts),
+    }
 
 
-def _cpu_shares(cpu: dict[str, int]) -> dict[str, float]:
+def _cpu_shares(cpu: Counters) -> CpuShares | None:
     """Shares of the run the loop thread ran (``busy``) and waited, runnable, for a CPU (``waiting``)."""
     if not cpu or cpu["wall_ns"] <= 0:
-        return {}
+        return None
     return {
         "busy": round(cpu["run_ns"] / cpu["wall_ns"], 3),
         "waiting": round(cpu["wait_ns"] / cpu["wall_ns"], 3),
@@ -164,7 +176,7 @@ def _cpu_shares(cpu: dict[str, int]) -> dict[str, float]:
     }
 
 
-def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float], held_ms: float | None = None) -> str:
+def _generator_note(loop_p99: float, error_ms: float, shares: CpuShares | None, held_ms: float | None = None) -> str:
     """Why the generator's timings are late, and by how much, in words a user can act on: sessions held
     back from their schedule; a loop that mostly idled was kept off the CPUs by other processes; one that
     was busy had too much to do."""
@@ -175,7 +187,7 @@ def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float], 
             f" or a loop that could not start them on time), so latencies may be late by up to {error_ms:.1f} ms;"
             " raise --max-in-flight, lower the rate, or add workers"
         )
-    if shares and shares["busy"] < _OWN_WORK:
+    if shares is not None and shares["busy"] < _OWN_WORK:
         return note + (
             f"; its loop ran {shares['busy']:.0%} of the run and waited {shares['wait_per_run_ms']:.2f} ms for a"
             f" CPU each time it woke ({shares['waiting']:.0%} of the run): other processes hold the CPUs"
@@ -183,14 +195,17 @@ def _generator_note(loop_p99: float, error_ms: float, shares: dict[str, float], 
     return note + "; run with fewer sessions in flight or more workers"
 
 
-def merged_generator(stats: dict[str, CohortStats], blocks: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The generator block of one run measured in several parts (the batches of ``--until-decided``):
-    re-derived from the parts' merged histograms, so it says what one long run would have said."""
+def merged_generator(stats: dict[str, CohortStats], blocks: Sequence[GeneratorDoc | LagOnlyDoc]) -> GeneratorDoc:
+    """The generator block of one run measured in several parts (the batches of ``--until-decided``, the
+    shares of a cluster run): re-derived from the parts' merged histograms, so it says what one long run
+    would have said; what else the last part's block says (its ranges, cluster, nodes) is kept."""
     loop_lag = new_histogram()
     for block in blocks:
         loop_lag.add(HdrHistogram.decode(block["loop_lag_us"]))
-    cpu = [block.get("cpu_ns") or {} for block in blocks]  # each batch's loop-thread counters, summed
-    return {**(blocks[-1] if blocks else {}), **measured_generator(stats, loop_lag, cpu)}
+    # each part's loop-thread counters, summed
+    cpu = [block["cpu_ns"] if "cpu_ns" in block else {} for block in blocks]
+    merged = measured_generator(stats, loop_lag, cpu)
+    return {**blocks[-1], **merged} if blocks else merged
 
 
 # Self-ranging (compare, monitor, demo): judged on this many seconds in flight at a time. 3 s at 100 samples
@@ -198,7 +213,7 @@ def merged_generator(stats: dict[str, CohortStats], blocks: Sequence[dict[str, A
 RANGE_WINDOW_S = 3.0
 
 
-def load_bound(block: dict[str, Any]) -> bool:
+def load_bound(block: GeneratorDoc) -> bool:
     """A saturated generator that less load of its own could cure: its loop woke late (lag p99 over
     SATURATED_LAG_MS), or sessions started late (start lag p99 over SATURATED_START_MS). A loop flagged
     only for waiting on a CPU beside other processes is not: halving its load leaves the hogs where they
@@ -218,12 +233,13 @@ RANGE_BUSY_MIN = 0.1  # the loop ran at least this share of the run: its own wor
 RANGE_GAIN = 0.7  # and the last halving cut its error to below this share of what it was (else: stop)
 
 
-def worth_lowering(block: dict[str, Any], last_error_ms: float | None) -> bool:
+def worth_lowering(block: GeneratorDoc, last_error_ms: float | None) -> bool:
     """Lower the load? Only for a load-bound generator whose own work is part of its lateness, and, after
     a first halving, only while halving still helps (``last_error_ms``: the error that caused the last)."""
     if not load_bound(block):
         return False
-    busy = (block.get("cpu") or {}).get("busy")
+    shares = block.get("cpu")
+    busy = shares["busy"] if shares is not None else None
     if busy is not None and busy < RANGE_BUSY_MIN:
         return False
     return last_error_ms is None or float(block.get("error_ms") or 0.0) < RANGE_GAIN * last_error_ms
@@ -239,7 +255,7 @@ class RangeWatch:
         self.last_error_ms = last_error_ms
         self._cpu, self._wall = sched_ns(), time.perf_counter_ns()
 
-    def check(self) -> dict[str, Any] | None:
+    def check(self) -> GeneratorDoc | None:
         if self.lag.get_total_count() < RANGE_WINDOW_S / PROBE_PERIOD_S:
             return None
         cpu = cpu_used(self._cpu, time.perf_counter_ns() - self._wall)
@@ -258,6 +274,6 @@ def live_probe(loop_lag: HdrHistogram) -> LiveProbe:
         now = time.perf_counter_ns()
         cpu = cpu_used(before, now - wall)
         before, wall = sched_ns(), now
-        return bool(generator_block({"p99": loop_p99_ms}, {"p99": start_p99_ms}, cpu)["saturated"])
+        return generator_block({"p99": loop_p99_ms}, {"p99": start_p99_ms}, cpu)["saturated"]
 
     return LiveProbe(loop_lag, judge)

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from .._errors import SseprobeError
 from .._redact import redact_url
 from ..verdict.intervals import merge_intervals
+from ..verdict.schema import CohortDoc, GeneratorDoc, IntervalDoc, LagOnlyDoc
 from ..verdict.stats import CohortStats
 from .engine import CohortSpec, Load, RunInfo
 
@@ -24,25 +25,39 @@ __all__ = [
     "Measured",
     "RunFailure",
     "Derive",
+    "SharePayload",
     "merge_results",
     "worker_failure",
     "now_iso",
     "empty_stats",
+    "encode_cohorts",
     "share_load",
 ]
 
 # (merged cohort stats, the shares' generator blocks) -> the merged generator block
-Derive = Callable[[dict[str, CohortStats], Sequence[dict[str, Any]]], dict[str, Any]]
+Derive = Callable[[dict[str, CohortStats], Sequence[GeneratorDoc | LagOnlyDoc]], GeneratorDoc]
 
 
 @dataclass
 class Measured:
     info: RunInfo
     cohorts: dict[str, CohortStats]
-    intervals: list[dict[str, Any]] = field(default_factory=list)
-    generator: dict[str, Any] = field(default_factory=dict)
+    intervals: list[IntervalDoc]
+    generator: GeneratorDoc
     worker_errors: list[str] = field(default_factory=list)
-    ranged: dict[str, Any] | None = None  # stopped early for a lower load (self-ranging): that window's block
+    ranged: GeneratorDoc | None = None  # stopped early for a lower load (self-ranging): that window's block
+
+
+class SharePayload(TypedDict):
+    """What one share (a forked worker, a Ray actor) ships back: its measurement, encoded (a plain dict
+    that pickles across the process boundary). A lost actor's is rebuilt from its last checkpoint."""
+
+    info: RunInfo
+    cohorts: dict[str, CohortDoc]
+    intervals: list[IntervalDoc]
+    generator: GeneratorDoc | LagOnlyDoc  # LagOnlyDoc: a lost actor's, which kept no generator block
+    start_skew_ms: NotRequired[float]  # a Ray actor's: how late it reached the common start
+    cpu_s: NotRequired[float]  # a Ray actor's: its process's CPU seconds over the run
 
 
 class RunFailure(SseprobeError, RuntimeError):
@@ -55,6 +70,11 @@ def now_iso() -> str:
 
 def empty_stats(cohorts: Sequence[CohortSpec]) -> dict[str, CohortStats]:
     return {c.name: CohortStats(flow=c.options.flow, url=redact_url(c.options.url)) for c in cohorts}
+
+
+def encode_cohorts(stats: dict[str, CohortStats]) -> dict[str, CohortDoc]:
+    """The cohorts as the results document holds them (encoded histograms): what a share ships back."""
+    return {name: s.to_dict() for name, s in stats.items()}
 
 
 def _share(total: int | None, part: int, parts: int) -> int | None:
@@ -80,7 +100,7 @@ def share_load(load: Load, part: int, parts: int) -> Load:
 
 def merge_results(
     cohorts: Sequence[CohortSpec],
-    results: dict[int, dict[str, Any]],
+    results: dict[int, SharePayload],
     errors: list[str],
     derive: Derive,
     stopped: str | None = None,

@@ -10,13 +10,13 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from .._record import SessionRecord
 from ..report.live_metrics import LiveSnapshot
 from ..verdict.intervals import merge_intervals
 from ..verdict.policy import Policy, check_triggers
-from ..verdict.schema import CohortDoc
+from ..verdict.schema import CohortDoc, IntervalDoc
 from ..verdict.stats import CohortStats
 
 __all__ = [
@@ -87,7 +87,7 @@ class Progress:
     achieved_rate: float
     in_flight: int
     outcomes: dict[str, dict[str, int]]  # cohort -> outcome -> sessions, since the start
-    interval: dict[str, Any] | None  # the last closed interval (as the results document's intervals)
+    interval: IntervalDoc | None  # the last closed interval (as the results document's intervals)
     seconds_left: float | None  # until arrivals end (duration or schedule); None: no time bound
     sessions_left: int | None  # not yet started; None: no session bound
     fired: list[str]
@@ -105,7 +105,8 @@ def merge_progress(parts: list[Progress]) -> Progress:
             dst = outcomes.setdefault(cohort, {})
             for outcome, n in counts.items():
                 dst[outcome] = dst.get(outcome, 0) + n
-    intervals = [[{**p.interval, "t": 0}] for p in parts if p.interval]  # each worker's newest, as one
+    # each worker's newest interval, as one
+    intervals: list[list[IntervalDoc]] = [[{**p.interval, "t": 0}] for p in parts if p.interval]
     targets = [p.target_rate for p in parts if p.target_rate is not None]
     seconds = [p.seconds_left for p in parts if p.seconds_left is not None]
     sessions = [p.sessions_left for p in parts if p.sessions_left is not None]
@@ -136,9 +137,9 @@ def _left(p: Progress) -> str:
     return ""
 
 
-def _ttfe(interval: dict[str, Any] | None, cohort: str) -> str:
-    c = (interval or {}).get("cohorts", {}).get(cohort, {})
-    if "ttfe_p50_ms" not in c:
+def _ttfe(interval: IntervalDoc | None, cohort: str) -> str:
+    c = interval["cohorts"].get(cohort) if interval is not None else None
+    if c is None or "ttfe_p50_ms" not in c:
         return ""
     return f"TTFE p50 {c['ttfe_p50_ms']:.0f} p95 {c['ttfe_p95_ms']:.0f} ms"
 
@@ -215,7 +216,7 @@ class MergedWindow:
 
     def __init__(self, policy: Policy, seconds: float | None) -> None:
         self.policy = policy
-        self.windows: dict[int, dict[str, Any]] = {}
+        self.windows: dict[int, dict[str, CohortDoc]] = {}
         self.sustained = SustainedTrigger(seconds or 0.0)
 
     def held(self, part: int, progress: Progress) -> list[str]:

@@ -11,8 +11,8 @@ the load asked for: their job is the load level.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
+from ..verdict.schema import RangeDoc
 from .engine import Load
 
 __all__ = ["MIN_RATE", "RangeChange", "lowered", "offered"]
@@ -31,7 +31,7 @@ class RangeChange:
     discarded: int  # sessions per cohort measured at the old range and left out of the verdict
     error_ms: float = 0.0  # the generator's error that caused it: the next halving must cut it (RANGE_GAIN)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RangeDoc:
         return {
             "at_session": self.at_session,
             "from": self.before,

@@ -24,7 +24,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, TypedDict
 
 from .._errors import SseprobeError
 from .._redact import redact_argv, redact_url
@@ -100,13 +100,26 @@ def ray_connected(address: str, say: TextIO | None) -> Iterator[Joined | None]:
         _disconnect(joined)
 
 
+class _InitArgs(TypedDict, total=False):
+    """The ``ray.init`` arguments we pass: Ray's own log lines off, and for ``local:N`` a small private node."""
+
+    log_to_driver: bool
+    logging_level: str
+    configure_logging: bool
+    address: str
+    num_cpus: int
+    include_dashboard: bool
+    _node_ip_address: str
+    object_store_memory: int
+
+
 def _connect(ray: Any, address: str, say: TextIO | None) -> Joined | None:
     local = address.startswith("local:")
     if say is not None:
         n = address.removeprefix("local:")
         what = f"starting Ray here with {n} CPUs (15-25 s" if local else f"joining Ray at {redact_url(address)} (5-10 s"
         print(f"sseprobe: {what} on a small, busy machine)...", file=say, flush=True)
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
+    kwargs: _InitArgs = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
     if local:
         kwargs |= {
             "address": "local",
@@ -128,7 +141,7 @@ def _connect(ray: Any, address: str, say: TextIO | None) -> Joined | None:
     return Joined(address, _gcs(ray) or address, owned=True, stdout=stdout)
 
 
-def _init(ray: Any, kwargs: dict[str, Any]) -> bool:
+def _init(ray: Any, kwargs: _InitArgs) -> bool:
     """``ray.init`` with our signal handlers kept and the entrypoint redacted. False: a SIGTERM
     (Ray's handler exits) came meanwhile; it is sent again, to the handlers put back."""
     main = threading.current_thread() is threading.main_thread()

@@ -23,10 +23,11 @@ from .._outcomes import Outcome
 from .._record import SessionRecord
 from ..verdict.intervals import IntervalLog
 from ..verdict.policy import DEFAULT_POLICY, Policy
+from ..verdict.schema import GeneratorDoc, IntervalDoc
 from ..verdict.stats import CohortStats, new_histogram
 from .engine import CohortSpec, Load, RunControl, RunInfo, run, run_load
 from .generator import RangeWatch, cpu_used, live_probe, measured_generator, merged_generator, sched_ns, watch_loop_lag
-from .merge import Measured, RunFailure, empty_stats, merge_results, now_iso, share_load
+from .merge import Measured, RunFailure, SharePayload, empty_stats, encode_cohorts, merge_results, now_iso, share_load
 from .metrics import FORWARD
 from .progress import LiveWindow, MergedWindow, Progress, SustainedTrigger, judge_window, merge_progress, print_progress
 
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 # (run-clock seconds, the cohorts' cumulative stats, the intervals closed so far): a share's checkpoint
-Checkpoint = Callable[[float, dict[str, CohortStats], list[dict[str, Any]]], None]
+Checkpoint = Callable[[float, dict[str, CohortStats], list[IntervalDoc]], None]
 _RANGED = "stopped for a lower load (self-ranging)"
 
 
@@ -132,7 +133,7 @@ async def _measure(
     probe = live_probe(loop_lag) if opts.metrics is not None else None
     t0 = time.perf_counter()
     watch = RangeWatch(opts.self_ranging) if opts.self_ranging is not False else None
-    ranged: list[dict[str, Any]] = []
+    ranged: list[GeneratorDoc] = []
 
     def sink(rec: SessionRecord) -> None:
         now = time.perf_counter() - t0
@@ -171,7 +172,7 @@ async def _measure(
                 progress = _progress(load, control, stats, intervals.last_closed(now), now, achieved, fired)
                 progress.metrics = snap
                 if opts.abort_on_trigger is not None and not opts.judge:  # the parent judges the merged windows
-                    progress = replace(progress, window={name: s.to_dict() for name, s in current.items()})
+                    progress = replace(progress, window=encode_cohorts(current))
                 report(progress)
 
     # the live view (a terminal) says at once that a stop was heard; logs get the one closing line
@@ -208,7 +209,7 @@ def _progress(
     load: Load,
     control: RunControl,
     stats: dict[str, CohortStats],
-    interval: dict[str, Any] | None,
+    interval: IntervalDoc | None,
     now: float,
     achieved: float,
     fired: list[str],
@@ -254,11 +255,11 @@ def _single(
 # --- several processes ----------------------------------------------------------------------
 
 
-def share_payload(m: Measured) -> dict[str, Any]:
+def share_payload(m: Measured) -> SharePayload:
     """What a forked worker or a Ray actor ships back for its share: the measurement, encoded."""
     return {
         "info": m.info,
-        "cohorts": {k: v.to_dict() for k, v in m.cohorts.items()},
+        "cohorts": encode_cohorts(m.cohorts),
         "intervals": m.intervals,
         "generator": m.generator,
     }
@@ -401,7 +402,7 @@ def _multi(cohorts: Sequence[CohortSpec], load: Load, timeouts: Timeouts, limits
         workers.stop(f"interrupted by {signal.Signals(signum).name}", abort=workers.stops > 0)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, SharePayload] = {}
     errors: list[str] = []
     failed: set[int] = set()
     progress: dict[int, Progress] = {}

@@ -447,20 +447,27 @@ def decided(verdict: Verdict) -> bool:
     )
 
 
-def generator_band(generator: Mapping[str, Any] | None) -> float:
+def generator_band(generator: Mapping[str, object] | None) -> float:
     """The error band (ms) to widen latency intervals by, from a results document's ``generator``
     block: its ``error_ms`` (or, in a document from before it, the larger lag p99) when the block
     says ``saturated``, else 0. Unsaturated, the lag is small and common to both interleaved
-    cohorts, so it is already in the samples; widening by it would only cost power."""
+    cohorts, so it is already in the samples; widening by it would only cost power.
+
+    ``generator`` is a ``GeneratorDoc`` (schema.py), typed as any mapping because a block read from a
+    file may be of an earlier version or edited by hand: every field it reads is checked here."""
     if not isinstance(generator, Mapping) or generator.get("saturated") is not True:
         return 0.0
     given = generator.get("error_ms")
     if _is_number(given):
         error = float(given)
     else:
-        lags = [(generator.get(k) or {}).get("p99") for k in ("loop_lag_ms", "start_lag_ms")]
+        lags = [_p99(generator.get(k)) for k in ("loop_lag_ms", "start_lag_ms")]
         error = max((float(v) for v in lags if _is_number(v)), default=0.0)
     return error if error > 0 and math.isfinite(error) else 0.0
+
+
+def _p99(summary: object) -> object:
+    return summary.get("p99") if isinstance(summary, Mapping) else None
 
 
 def _is_number(v: Any) -> TypeGuard[float]:

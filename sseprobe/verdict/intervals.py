@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from .._record import SessionRecord
+from .schema import IntervalCohortDoc, IntervalDoc
 
 __all__ = ["IntervalLog", "interval_histogram", "merge_intervals"]
 
@@ -23,12 +23,11 @@ def interval_histogram() -> HdrHistogram:
     return HdrHistogram(1, 3_600_000_000, 2)
 
 
-def _ttfe_fields(h: HdrHistogram) -> dict[str, Any]:
-    return {
-        "ttfe_p50_ms": h.get_value_at_percentile(50) / 1000,
-        "ttfe_p95_ms": h.get_value_at_percentile(95) / 1000,
-        "ttfe_us": h.encode().decode("ascii"),
-    }
+def _put_ttfe(cohort: IntervalCohortDoc, h: HdrHistogram) -> None:
+    """A cohort's TTFE in an interval: p50 and p95 for plots, the encoded histogram for merging."""
+    cohort["ttfe_p50_ms"] = h.get_value_at_percentile(50) / 1000
+    cohort["ttfe_p95_ms"] = h.get_value_at_percentile(95) / 1000
+    cohort["ttfe_us"] = h.encode().decode("ascii")
 
 
 @dataclass
@@ -40,7 +39,7 @@ class _Open:
 @dataclass
 class IntervalLog:
     width: float = 1.0
-    closed: list[dict[str, Any]] = field(default_factory=list)
+    closed: list[IntervalDoc] = field(default_factory=list)
     _index: int = 0
     _open: _Open = field(default_factory=_Open)
     _starts: Counter[int] = field(default_factory=Counter)  # interval index -> sessions started
@@ -66,13 +65,13 @@ class IntervalLog:
                 h = cur.ttfe[rec.cohort] = interval_histogram()
             h.record_value(min(max(int(rec.ttfe_ms * 1000), 1), 3_600_000_000))
 
-    def last_closed(self, now: float) -> dict[str, Any] | None:
+    def last_closed(self, now: float) -> IntervalDoc | None:
         """The newest interval that has ended by ``now``, encoded (live progress): closing it here
         changes nothing, as records arrive in time order and the next one would close it anyway."""
         self._roll_to(now)
         return self.closed[-1] if self.closed else None
 
-    def finish(self, now: float) -> list[dict[str, Any]]:
+    def finish(self, now: float) -> list[IntervalDoc]:
         self._roll_to(max(now, (max(self._starts, default=0) + 1) * self.width))
         if self._open.finished:
             self.closed.append(self._encode(self._index, self._open))
@@ -80,19 +79,19 @@ class IntervalLog:
             self._index += 1
         return self.closed
 
-    def _encode(self, index: int, cur: _Open) -> dict[str, Any]:
-        cohorts: dict[str, Any] = {}
+    def _encode(self, index: int, cur: _Open) -> IntervalDoc:
+        cohorts: dict[str, IntervalCohortDoc] = {}
         for key, n in cur.finished.items():
             cohort, outcome = key.split("/", 1)
             cohorts.setdefault(cohort, {"outcomes": {}})["outcomes"][outcome] = n
         for cohort, h in cur.ttfe.items():
-            cohorts.setdefault(cohort, {"outcomes": {}}).update(_ttfe_fields(h))
+            _put_ttfe(cohorts.setdefault(cohort, {"outcomes": {}}), h)
         return {"t": round(index * self.width, 3), "started": self._starts.get(index, 0), "cohorts": cohorts}
 
 
-def merge_intervals(logs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def merge_intervals(logs: list[list[IntervalDoc]]) -> list[IntervalDoc]:
     """Merge interval lists from several workers: counts add, histograms add, by interval start."""
-    by_t: dict[float, dict[str, Any]] = {}
+    by_t: dict[float, IntervalDoc] = {}
     hists: dict[tuple[float, str], HdrHistogram] = {}
     for log in logs:
         for item in log:
@@ -106,5 +105,5 @@ def merge_intervals(logs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                     h = hists.setdefault((item["t"], cohort), interval_histogram())
                     h.add(HdrHistogram.decode(c["ttfe_us"]))
     for (t, cohort), h in hists.items():
-        by_t[t]["cohorts"][cohort].update(_ttfe_fields(h))
+        _put_ttfe(by_t[t]["cohorts"][cohort], h)
     return [by_t[t] for t in sorted(by_t)]

@@ -16,7 +16,7 @@ This module sits at the bottom of the stages (load, verdict and report all use i
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, final
 
 __all__ = [
     "BareCohortDoc",
@@ -32,10 +32,12 @@ __all__ = [
     "IntervalCohortDoc",
     "IntervalDoc",
     "JSONObject",
+    "LagOnlyDoc",
     "LatencySummaries",
     "LatencySummary",
     "LogSourceDoc",
     "MetricDoc",
+    "NodeDoc",
     "PrometheusSourceDoc",
     "RangeDoc",
     "RateKey",
@@ -43,6 +45,7 @@ __all__ = [
     "ResultsParts",
     "SequentialDoc",
     "SequentialMetricDoc",
+    "ShareDoc",
     "SpanDoc",
     "StepDoc",
     "SummaryKey",
@@ -86,15 +89,38 @@ RangeDoc = TypedDict(
 )
 
 
+class ShareDoc(TypedDict):
+    """``generator.cluster.shares[]``: what one actor was asked to run (the shares add up to the load asked for)."""
+
+    actor: int
+    node: str
+    sessions: int | None
+    concurrency: NotRequired[int]  # closed model
+    max_in_flight: NotRequired[int]  # open model
+
+
+class NodeDoc(TypedDict):
+    """``generator.nodes[]``: one node of a cluster run, its clock as measured and its actors."""
+
+    node: str  # the raylet's ip:port
+    node_id: str  # its first 12 characters
+    actors: list[int]
+    clock_offset_ms: float
+    round_trip_ms: float
+    start_skew_ms: float | None  # the latest of its actors to reach the common start (None: none said)
+    cpu_s: float  # its actors' process CPU seconds
+    lost: list[int]
+
+
 class ClusterDoc(TypedDict):
     """``generator.cluster``: where a Ray (or local) cluster run ran and how its load was shared."""
 
-    address: str | None
-    joined: str | None
+    address: str
+    joined: str
     actors: int
     on_node_loss: str
     start_spread_ms: float | None
-    shares: list[JSONObject]
+    shares: list[ShareDoc]
 
 
 class GeneratorDoc(TypedDict):
@@ -107,16 +133,26 @@ class GeneratorDoc(TypedDict):
     threshold_ms: float
     note: str
     cpu_ns: CpuCounters | dict[str, int]  # {} when the counters are unknown
-    cpu: NotRequired[CpuShares]
+    cpu: NotRequired[CpuShares]  # with the counters (and, merged, the last part's when a part's are unknown)
     loop_lag_us: NotRequired[str]  # the encoded loop-lag histogram (merging batches re-derives from it)
     below_target: NotRequired[str]  # a share was lost: the load ran below what was asked
     ranges: NotRequired[list[RangeDoc]]
     service_late_ms: NotRequired[float]
     cluster: NotRequired[ClusterDoc]
-    nodes: NotRequired[list[JSONObject]]
+    nodes: NotRequired[list[NodeDoc]]
+
+
+@final
+class LagOnlyDoc(TypedDict):
+    """The generator block a lost cluster share leaves (rebuilt from its checkpoint, which keeps none): no
+    loop-lag samples and no CPU counters, so the merged block says the run's CPU is unknown."""
+
+    loop_lag_us: str  # an empty histogram, encoded
 
 
 class IntervalCohortDoc(TypedDict):
+    """One cohort in one interval: outcomes of the sessions that finished in it; their TTFE when any had one."""
+
     outcomes: dict[str, int]
     ttfe_p50_ms: NotRequired[float]
     ttfe_p95_ms: NotRequired[float]
@@ -270,9 +306,13 @@ class VerdictDoc(TypedDict):
 
 
 class CheckpointDoc(TypedDict):
-    """What a cluster share sends back at a checkpoint: its cohorts and intervals so far."""
+    """What a cluster share sends back at a checkpoint (every ~10 s): its cumulative cohorts and the
+    intervals closed so far, so a share that is lost later keeps what it measured up to then."""
 
+    at_s: float  # run-clock seconds when it was taken
+    started: str  # when the share started (ISO 8601)
     cohorts: dict[str, CohortDoc]
+    sessions: int  # in all cohorts
     intervals: list[IntervalDoc]
 
 
