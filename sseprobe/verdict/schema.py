@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
+    "BaselineDoc",
     "CheckpointDoc",
     "ClusterDoc",
     "CohortDoc",
@@ -31,6 +32,8 @@ __all__ = [
     "JSONObject",
     "LatencySummary",
     "MetricDoc",
+    "MonitorDoc",
+    "PartDoc",
     "RangeDoc",
     "ResultsDocument",
     "SequentialDoc",
@@ -247,6 +250,32 @@ class CheckpointDoc(TypedDict):
     intervals: list[IntervalDoc]
 
 
+class BaselineDoc(TypedDict):
+    """``baseline``: when and from which file a document was stored as the monitor's baseline."""
+
+    saved: str
+    source: str
+
+
+class PartDoc(TypedDict):
+    """One judged part of a monitor pass, ``monitor.parts[]``; a comparison's part keeps its metric rows."""
+
+    part: str
+    level: str
+    detail: str
+    metrics: NotRequired[list[MetricDoc]]
+
+
+class MonitorDoc(TypedDict):
+    """``monitor``: the pass's verdict and the monitor config it ran (paths, redacted URLs, names of secret
+    sources, never their values)."""
+
+    overall: str
+    exit_code: int
+    parts: list[PartDoc]
+    config: dict[str, str | float | bool | list[str]]
+
+
 class ResultsDocument(TypedDict):
     """``sseprobe.result/1``. ``config`` records the options the run was given (free-form: a scenario's
     own keys are kept), the rest is measured."""
@@ -267,4 +296,5 @@ class ResultsDocument(TypedDict):
     unreachable: NotRequired[str]
     source: NotRequired[JSONObject]
     html: NotRequired[str]
-    monitor: NotRequired[JSONObject]
+    monitor: NotRequired[MonitorDoc]
+    baseline: NotRequired[BaselineDoc]
