@@ -10,7 +10,7 @@ import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -23,6 +23,7 @@ from sseprobe.report.summary import render_run
 from sseprobe.report.verdict_text import render_verdict
 from sseprobe.verdict.compare import MetricResult, Verdict, decided, generator_band, judge
 from sseprobe.verdict.policy import DEFAULT_POLICY, FiredTrigger, mark_generator_bound
+from sseprobe.verdict.schema import ResultsDocument
 from sseprobe.verdict.stats import CohortStats, new_histogram
 from testsupport.hogs import cpu_hogs
 
@@ -178,9 +179,12 @@ def test_the_banner_is_in_proportion() -> None:
 # --- the outputs that carry it ------------------------------------------------------------------
 
 
-def _doc(cohorts: dict[str, CohortStats], generator: dict[str, Any] | None) -> dict[str, Any]:
+def _doc(cohorts: dict[str, CohortStats], generator: dict[str, Any] | None) -> ResultsDocument:
     extra = {"generator": generator} if generator is not None else None
-    return build_document(started="2026-11-30T12:00:00+00:00", duration_s=1.0, config={}, cohorts=cohorts, extra=extra)
+    return cast(
+        ResultsDocument,
+        build_document(started="2026-11-30T12:00:00+00:00", duration_s=1.0, config={}, cohorts=cohorts, extra=extra),
+    )
 
 
 def test_offline_compare_widens_by_the_larger_error_of_the_two_documents(

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sseprobe.ops.monitor import load_monitor_config, pass_lock
 from sseprobe.report.history import CohortRow, History, PassRow
+from sseprobe.verdict.schema import ResultsDocument
 
 from .conftest import CLI, in_process
 from .conftest import target_process as target
@@ -459,16 +460,19 @@ def test_a_pass_stores_the_baseline_only_when_green_and_its_generator_kept_up(tm
     assert write("GREEN", {"saturated": False}) == [f"baseline: updated {tmp_path / 'baseline.json'}"]
 
 
+def _typed(doc: dict[str, Any]) -> ResultsDocument:
+    """A results document built by the tests, as the monitor's functions take it."""
+    return cast(ResultsDocument, doc)
+
+
 def test_a_saturated_baseline_is_not_held_against_each_pass_and_warns_once(tmp_path: Path) -> None:
     from sseprobe.ops.monitor import baseline_parts, stale_baseline_note
     from sseprobe.verdict.policy import DEFAULT_POLICY
 
-    tonight = results_doc(seed=2, p_fail=0.0)  # kept up: no band of its own
-    baseline = {
-        **results_doc(seed=3, p_fail=0.0),
-        "generator": SATURATED,
-        "baseline": {"saved": "2026-12-01T00:00:00+00:00"},
-    }
+    tonight = _typed(results_doc(seed=2, p_fail=0.0))  # kept up: no band of its own
+    baseline = _typed(
+        {**results_doc(seed=3, p_fail=0.0), "generator": SATURATED, "baseline": {"saved": "2026-12-01T00:00:00+00:00"}}
+    )
     parts = baseline_parts(tonight, baseline, DEFAULT_POLICY)
     assert [p.level for p in parts] == ["GREEN", "GREEN"], parts
     assert all("recorded saturated" in p.detail for p in parts), parts
@@ -476,10 +480,10 @@ def test_a_saturated_baseline_is_not_held_against_each_pass_and_warns_once(tmp_p
     first = stale_baseline_note(path, baseline)
     assert first is not None and first.startswith("baseline: WARN") and "re-record the baseline" in first
     assert stale_baseline_note(path, baseline) is None  # once, not every night
-    again = {**baseline, "baseline": {"saved": "2026-12-02T00:00:00+00:00"}}
+    again = _typed({**baseline, "baseline": {"saved": "2026-12-02T00:00:00+00:00"}})
     assert stale_baseline_note(path, again) is not None  # a new saturated baseline is a new warning
-    assert stale_baseline_note(path, results_doc()) is None  # one that kept up: nothing to say
-    slower = results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0)  # x5: far past its lag
+    assert stale_baseline_note(path, _typed(results_doc())) is None  # one that kept up: nothing to say
+    slower = _typed(results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0))  # x5: far past its lag
     assert {p.level for p in baseline_parts(slower, baseline, DEFAULT_POLICY)} == {"RED"}
 
 
@@ -504,7 +508,7 @@ def test_a_red_pass_report_shows_the_rows_that_decided_it_and_the_saturation() -
 
     baseline = results_doc(seed=3, p_fail=0.0)
     slower = results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0)
-    parts = baseline_parts(slower, baseline, DEFAULT_POLICY)
+    parts = baseline_parts(_typed(slower), _typed(baseline), DEFAULT_POLICY)
     assert {p.level for p in parts} == {"RED"} and all(p.metrics for p in parts)
     doc = {
         **slower,

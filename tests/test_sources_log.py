@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
@@ -286,11 +287,13 @@ def test_a_collected_baseline_reads_as_the_monitor_reads_one(tmp_path: Path, cap
     from sseprobe.ops.monitor import baseline_parts
     from sseprobe.report.document import read_document
     from sseprobe.verdict.policy import DEFAULT_POLICY
+    from sseprobe.verdict.schema import ResultsDocument
 
     base, today = tmp_path / "base.json", tmp_path / "today.json"
     for log, out in ((_log(tmp_path, 600, [], "a.jsonl"), base), (_log(tmp_path, 600, [], "b.jsonl"), today)):
         assert in_process(capfd, "baseline", "collect", "--from-log", str(log), "--to", str(out))[0] == 0
-    parts = baseline_parts(read_document(today), read_document(base), DEFAULT_POLICY)
+    docs = [cast(ResultsDocument, read_document(p)) for p in (today, base)]
+    parts = baseline_parts(docs[0], docs[1], DEFAULT_POLICY)
     assert sorted(p.name for p in parts) == ["canonical vs baseline", "legacy vs baseline"], parts
     assert all(p.level == "GREEN" for p in parts), parts  # the same traffic
 

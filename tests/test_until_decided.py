@@ -12,7 +12,7 @@ import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -312,9 +312,10 @@ def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
         assert (cfg.until_decided, cfg.look_every, cfg.max_sessions, cfg.max_duration_s) == (True, 20, 40, 120.0)
         result = probe(cfg, tmp_path / "pass.json", None, None)
     assert result.doc is not None, result.error
-    seq = _sequential(result.doc)
+    doc = cast(dict[str, Any], result.doc)
+    seq = _sequential(doc)
     assert seq["looks"] == 2 and seq["sessions"] == {"canonical": 40, "legacy": 40} and seq["stopped"] == "max_sessions"
-    assert result.doc["verdict"]["time_to_decide"]["traffic_source"] == "--traffic-rate"
+    assert doc["verdict"]["time_to_decide"]["traffic_source"] == "--traffic-rate"
     bad = tmp_path / "bad.toml"
     bad.write_text(f'url = "{url}"\nuntil_decided = "yes"\n')
     with pytest.raises(ValueError, match="until_decided"):
