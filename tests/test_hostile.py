@@ -15,17 +15,15 @@ import os
 import resource
 import signal
 import socket
-import socketserver
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +43,7 @@ from sseprobe.wire.http import LeanClient
 
 from .conftest import CLI, target_process
 from .report_docs import results_doc
+from .servers import thread_server
 
 DEAD = "http://127.0.0.1:9"  # never contacted: every case below is refused before any load
 RUN = ["run", "--flow", "canonical", "--url", DEAD, "-w", "1"]
@@ -658,36 +657,16 @@ def test_signals_wait_while_the_results_are_written() -> None:
 # --- the protocol boundary ----------------------------------------------------------------------------
 
 
-@contextmanager
-def raw_server(answer: bytes, chunks: int = 1) -> Iterator[str]:
-    """Answers every request head with ``answer`` (sent in ``chunks`` pieces), then closes."""
+def raw_server(answer: bytes, chunks: int = 1) -> AbstractContextManager[str]:
+    """Answers every request head with ``answer`` (sent in ``chunks`` pieces), then closes; yields the URL's
+    base, to which the test adds /stream."""
 
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            sock: socket.socket = self.request
-            data = b""
-            while b"\r\n\r\n" not in data:
-                piece = sock.recv(65536)
-                if not piece:
-                    return
-                data += piece
-            step = max(1, len(answer) // chunks)
-            try:
-                for i in range(0, len(answer), step):
-                    sock.sendall(answer[i : i + step])
-                sock.shutdown(socket.SHUT_WR)
-                sock.recv(1)
-            except OSError:
-                pass
+    def send(sock: socket.socket, _head: bytes) -> None:
+        step = max(1, len(answer) // chunks)
+        for i in range(0, len(answer), step):
+            sock.sendall(answer[i : i + step])
 
-    socketserver.ThreadingTCPServer.daemon_threads = True
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/stream"
-        finally:
-            server.shutdown()
+    return thread_server(send)
 
 
 SSE_BODY = b'data: {"text": "hi"}\n\ndata: {"text": "bye"}\n\n'
@@ -721,7 +700,8 @@ def test_a_reachable_server_answering_badly_is_a_protocol_error(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], answer: bytes, outcome: str, says: str
 ) -> None:
     out = tmp_path / "r.json"
-    with raw_server(answer, chunks=3) as url:
+    with raw_server(answer, chunks=3) as base:
+        url = f"{base}/stream"
         code = main(["run", "--flow", "generic", "--url", url, "-n", "2", "-c", "1", "-w", "1", "-o", str(out)])
         message = _first_error(url)
     assert "Traceback" not in capfd.readouterr().err
@@ -778,7 +758,7 @@ def test_check_and_monitor_never_show_url_passwords(tmp_path: Path, capfd: pytes
         assert "s3cr3t" not in text and "someone" not in text, text
 
 
-def _cookie_server(set_cookie: str, seen: list[bytes]) -> Any:
+def _cookie_server(set_cookie: str, seen: list[bytes]) -> AbstractContextManager[str]:
     """Creates sessions with ``set_cookie``; keeps every request head it is sent."""
 
     def answer(sock: socket.socket, head: bytes) -> None:
@@ -793,28 +773,7 @@ def _cookie_server(set_cookie: str, seen: list[bytes]) -> Any:
             + body
         )
 
-    return _head_server(answer)
-
-
-@contextmanager
-def _head_server(answer: Callable[[socket.socket, bytes], None]) -> Iterator[str]:
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                piece = self.request.recv(65536)
-                if not piece:
-                    return
-                data += piece
-            answer(self.request, data.split(b"\r\n\r\n", 1)[0])
-
-    socketserver.ThreadingTCPServer.daemon_threads = True
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
+    return thread_server(answer)
 
 
 def _header_lines(head: bytes, name: bytes) -> list[bytes]:
@@ -910,24 +869,13 @@ def test_a_run_where_nothing_connects_stops_early(tmp_path: Path, capfd: pytest.
 def test_requests_ask_for_the_stream_uncompressed(tmp_path: Path) -> None:
     seen: list[bytes] = []
 
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            seen.append(self.request.recv(65536))
-            self.request.sendall(_sse(SSE_BODY, "identity"))
+    def answer(sock: socket.socket, head: bytes) -> None:
+        seen.append(head)
+        sock.sendall(_sse(SSE_BODY, "identity"))
 
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}/s"
-        try:
-            r = subprocess.run(
-                [*CLI, "run", "--flow", "generic", "--url", url, "-n", "1", "-w", "1", "-o", str(tmp_path / "r.json")],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            server.shutdown()
-    assert b"\r\naccept-encoding: identity\r\n" in seen[0].lower(), (seen, r.stderr)
+    with thread_server(answer) as base:
+        main(["run", "--flow", "generic", "--url", f"{base}/s", "-n", "1", "-w", "1", "-o", str(tmp_path / "r.json")])
+    assert b"\r\naccept-encoding: identity" in seen[0].lower() + b"\r\n", seen
 
 
 if __name__ == "__main__":  # pragma: no cover
