@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .adk_server import die_with_parent
+from .adk_server import die_with_parent, stop
 
 __all__ = ["PROMETHEUS", "prometheus_server", "skip_reason"]
 
@@ -80,9 +80,4 @@ def prometheus_server(folder: Path, job: str) -> Iterator[tuple[str, int]]:
                 time.sleep(0.2)
             yield base, metrics_port
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc, grace_s=15)

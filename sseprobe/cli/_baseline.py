@@ -12,22 +12,20 @@ import click
 from ..ops.monitor_config import MonitorConfig, load_monitor_config
 from ._common import UsageProblem
 
-__all__ = ["baseline_destination", "baseline_path"]
+__all__ = ["baseline_destination", "baseline_path", "config_option"]
+
+
+def config_option(what: str, required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--config`` / ``-C``: a monitor config file (``monitor``, ``history``, ``baseline``); ``what``: its use."""
+    return click.option(
+        "--config", "-C", "config_path", required=required, type=click.Path(dir_okay=False), default=None, help=what
+    )
 
 
 def baseline_destination(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--config`` / ``--to``: where a baseline is stored (``baseline save``, ``baseline collect``)."""
-    f = click.option("--to", "dest", type=click.Path(dir_okay=False), default=None, help="Save to this path instead.")(
-        f
-    )
-    return click.option(
-        "--config",
-        "-C",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Save to this monitor config's baseline path.",
-    )(f)
+    to = click.option("--to", "dest", type=click.Path(dir_okay=False), default=None, help="Save to this path instead.")
+    return config_option("Save to this monitor config's baseline path.")(to(f))
 
 
 def baseline_path(config_path: str | None, dest: str | None) -> tuple[MonitorConfig | None, Path]:

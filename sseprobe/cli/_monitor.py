@@ -24,7 +24,7 @@ from ..report.document import read_document
 from ..report.history import History, HistoryError, PassRow, deciding_reason
 from ..verdict.policy import format_metric
 from ..verdict.schema import ResultsDocument
-from ._baseline import baseline_destination, baseline_path
+from ._baseline import baseline_destination, baseline_path, config_option
 from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
 
 __all__ = ["monitor_cmd", "baseline_group", "history_cmd"]
@@ -34,14 +34,7 @@ _TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "err
 
 
 @click.command("monitor")
-@click.option(
-    "--config",
-    "-C",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Monitor config (TOML): URLs, scenario, baseline, history, outputs.",
-)
+@config_option("Monitor config (TOML): URLs, scenario, baseline, history, outputs.", required=True)
 @click.option(
     "--update-baseline",
     is_flag=True,
@@ -255,14 +248,7 @@ def _row_json(p: PassRow) -> _PassJSON:
 
 
 @click.command("history")
-@click.option(
-    "--config",
-    "-C",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Read the history database named in this monitor config.",
-)
+@config_option("Read the history database named in this monitor config.")
 @click.option(
     "--db", type=click.Path(dir_okay=False), default=None, help=f"History database path (default: {DEFAULT_HISTORY})."
 )

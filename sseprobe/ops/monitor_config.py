@@ -87,17 +87,19 @@ class MonitorConfig:
 _PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prometheus", "lock", "html", "bearer_file"}
 _STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
 _INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
-_SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
 # the bounds scenario files and options have (plan.scenario.BOUNDS), by the option each key stands for
-_BOUND_OF = {"check_timeout_s": "connect_timeout", "max_duration_s": "max_duration", "traffic_rate": "traffic_rate"}
-_METRICS_KEYS = {"metrics_port": "metrics_port", "metrics_linger_s": "metrics_linger"}  # 0 is a value: any port
+_BOUND_OF = {
+    "check_timeout_s": "connect_timeout",
+    "max_duration_s": "max_duration",
+    "traffic_rate": "traffic_rate",
+    "metrics_linger_s": "metrics_linger",
+}
 _KEYS = (
     _PATH_KEYS
     | _STR_KEYS
     | _INT_KEYS
-    | _SECONDS_KEYS
-    | set(_METRICS_KEYS)
-    | {"metrics_host", "check", "ignore_checks", "until_decided"}
+    | set(_BOUND_OF)
+    | {"metrics_port", "metrics_host", "check", "ignore_checks", "until_decided"}
 )
 
 
@@ -152,18 +154,9 @@ class _Keys:
         v = self.data.get(key)
         if v is None:
             return None
-        if isinstance(v, bool) or not isinstance(v, int) or (why := out_of_bounds(_METRICS_KEYS[key], v)):
+        if isinstance(v, bool) or not isinstance(v, int) or (why := out_of_bounds(key, v)):
             raise self.fail(key, why or "a TCP port")
         return v
-
-    def linger(self, key: str) -> float | None:
-        """Seconds; 0 is a value (no linger)."""
-        v = self.data.get(key)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or (why := out_of_bounds(_METRICS_KEYS[key], v)):
-            raise self.fail(key, why or "seconds")
-        return float(v)
 
     def names(self, key: str) -> tuple[str, ...]:
         v = self.data.get(key, [])
@@ -229,7 +222,7 @@ def load_monitor_config(path: str | Path) -> MonitorConfig:
         traffic_rate=keys.seconds("traffic_rate"),
         metrics_port=keys.port("metrics_port"),
         metrics_host=keys.text("metrics_host"),
-        metrics_linger_s=keys.linger("metrics_linger_s"),
+        metrics_linger_s=keys.seconds("metrics_linger_s"),  # 0 is a value: no linger
     )
 
 
