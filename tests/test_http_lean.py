@@ -24,7 +24,7 @@ from sseprobe._outcomes import ConnectError, IdleTimeout, PrematureClose, Protoc
 from sseprobe.wire.h1 import Head, ResponseFramer
 from sseprobe.wire.http import HeadTimeout, LeanClient, tls_context
 
-from .conftest import in_process, sseprobe
+from .conftest import in_process
 from .servers import client_tls, misbehaving_server, refused_url, server_tls, tls_ca
 
 
@@ -465,7 +465,7 @@ def test_an_oversized_head_is_refused_whole_or_in_pieces() -> None:
 
 @contextmanager
 def tls_server_thread() -> Iterator[str]:
-    """The misbehaving servers over TLS, on a loop in a thread, for a CLI in another process."""
+    """The misbehaving servers over TLS, on a loop in a thread, for a CLI run that runs its own loop."""
     ready: queue.Queue[str] = queue.Queue()
     stop = threading.Event()
 
@@ -484,13 +484,15 @@ def tls_server_thread() -> Iterator[str]:
         thread.join(30)
 
 
-def test_cli_trusts_a_ca_file_and_marks_insecure_runs(tmp_path: Path) -> None:
+def test_cli_trusts_a_ca_file_and_marks_insecure_runs(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     with tls_server_thread() as base:
         run_args = ["run", "--flow", "generic", "--url", base + "/ok", "--complete-on", "done", "-n", "3", "-c", "1"]
         run_args += ["--workers", "1"]
-        trusted = sseprobe(*run_args, "--ca-file", client_tls().ca_file or "", "--out", str(tmp_path / "a.json"))
-        insecure = sseprobe(*run_args, "--insecure", "--out", str(tmp_path / "b.json"))
-        untrusted = sseprobe(*run_args, "--out", str(tmp_path / "c.json"))
+        trusted = in_process(
+            capfd, *run_args, "--ca-file", client_tls().ca_file or "", "--out", str(tmp_path / "a.json")
+        )
+        insecure = in_process(capfd, *run_args, "--insecure", "--out", str(tmp_path / "b.json"))
+        untrusted = in_process(capfd, *run_args, "--out", str(tmp_path / "c.json"))
     assert trusted.returncode == 0, trusted.stderr
     doc = json.loads((tmp_path / "a.json").read_text())
     cohort = doc["cohorts"]["generic"]
