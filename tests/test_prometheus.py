@@ -22,7 +22,7 @@ import pytest
 from sseprobe.report.live_metrics import bucket_width
 from testsupport.prometheus import prometheus_server, skip_reason
 
-from .conftest import sseprobe, target_process
+from .conftest import in_process, target_process
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "sseprobe.json"
 JOB = "sseprobe-test"
@@ -62,17 +62,18 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return queries
 
 
-def test_prometheus_scrapes_a_live_compare(prometheus: tuple[str, int], tmp_path: Path) -> None:
+def test_prometheus_scrapes_a_live_compare(
+    prometheus: tuple[str, int], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     base, port = prometheus
     doc_path = tmp_path / "doc.json"
     knobs = ("--canonical-ttfe-ms", "150", "--legacy-ttfe-ms", "150", "--legacy-p-5xx", "0.05")
     start = time.time()
     with target_process(*knobs, "--canonical-gap-ms", "5", "--legacy-gap-ms", "5") as url:
-        proc = sseprobe(
-            "compare", "--canonical", url, "--legacy", url, "--until-decided", "--look-every", "60",
+        proc = in_process(
+            capfd, "compare", "--canonical", url, "--legacy", url, "--until-decided", "--look-every", "60",
             "--max-sessions", "180", "-c", "4", "--workers", "2", "--metrics-port", str(port),
             "--metrics-linger", "4", "-o", str(doc_path),
-            timeout=180,
         )  # fmt: skip
     end = time.time()
     assert proc.returncode in (0, 1, 2, 3), proc.stderr
