@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 import socket
 import socketserver
 import ssl
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import trustme
@@ -229,3 +230,25 @@ def thread_server(answer: Answer) -> Iterator[str]:
             yield f"http://127.0.0.1:{server.server_address[1]}"
         finally:
             server.shutdown()
+
+
+@contextmanager
+def in_a_thread(server: Callable[[], AbstractAsyncContextManager[str]]) -> Iterator[str]:
+    """An asyncio server (one of the above, ``server()`` yielding its URL) on a loop in a thread of its own,
+    for a client that runs its own event loop (the CLI's ``main``); stopped when the block ends."""
+    ready: queue.Queue[str] = queue.Queue()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        async with server() as url:
+            ready.put(url)
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.get(timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)

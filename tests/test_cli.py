@@ -56,20 +56,8 @@ def test_bad_input_in_a_process_of_its_own(args: list[str]) -> None:
 
 def test_unreachable_host_is_exit_3_with_reason(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     url = refused_url().rsplit("/", 1)[0]
-    code, _, err = in_process(
-        capfd,
-        "run",
-        "--flow",
-        "canonical",
-        "--url",
-        url,
-        "-n",
-        "3",
-        "--workers",
-        "1",
-        "--out",
-        str(tmp_path / "x.json"),
-    )
+    out = str(tmp_path / "x.json")
+    code, _, err = in_process(capfd, "run", "--flow", "canonical", "--url", url, "-n", "3", "-w", "1", "--out", out)
     assert code == 3 and "cannot reach" in err and "Traceback" not in err
     doc = json.loads((tmp_path / "x.json").read_text())
     assert doc["cohorts"]["canonical"]["outcomes"] == {"connect_error": 3}
