@@ -260,7 +260,7 @@ def stale_baseline_note(path: Path, baseline: ResultsDocument) -> str | None:
     if own <= 0:
         return None
     stored = baseline.get("baseline")
-    stamp = (stored["saved"] if stored else "") or baseline.get("started") or ""
+    stamp = (stored.get("saved") if stored else "") or baseline.get("started") or ""  # a file: any key may be missing
     marker = path.with_name(path.name + ".warned")
     with contextlib.suppress(OSError):
         if marker.read_text().strip() == stamp:
