@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -48,15 +49,23 @@ def sseprobe(*args: str, timeout: float = 120, env: dict[str, str] | None = None
     )
 
 
-def in_process(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+class Ran(NamedTuple):
+    """What a command run in this process did: named as a subprocess's, unpacked as (code, out, err)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def in_process(capfd: pytest.CaptureFixture[str], *args: str) -> Ran:
     """The CLI's ``main(argv)`` in this process, with what it printed: (exit code, stdout, stderr). For
-    tests that need no process of their own (bad input, help): no second of imports per call."""
+    every test that needs no process of its own (signals, start-up): no second of imports per call."""
     from sseprobe.cli import main
 
     capfd.readouterr()  # drop what came before
     code = main(list(args))
     out, err = capfd.readouterr()
-    return code, out, err
+    return Ran(code, out, err)
 
 
 @pytest.fixture(autouse=True, scope="session")

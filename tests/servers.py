@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 import socket
+import socketserver
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import trustme
@@ -190,3 +193,62 @@ async def raw_server(response: bytes, tls: bool = False) -> AsyncIterator[str]:
         yield f"{_scheme(tls)}://127.0.0.1:{port}"
     finally:
         server.close()
+
+
+Answer = Callable[[socket.socket, bytes], None]  # (the connection, its request head without the blank line)
+
+
+class _ThreadingServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True  # a handler still on a connection never holds up the test's end
+
+
+@contextmanager
+def thread_server(answer: Answer) -> Iterator[str]:
+    """A raw socket server in a thread of its own, for a client that runs its own event loop (the CLI's
+    ``main``): reads each request head, calls ``answer(sock, head)``, then closes its side and
+    waits for the client to close (so nothing unread turns the close into a reset). Yields the base URL."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            sock: socket.socket = self.request
+            data = b""
+            while b"\r\n\r\n" not in data:
+                piece = sock.recv(65536)
+                if not piece:
+                    return
+                data += piece
+            try:
+                answer(sock, data.split(b"\r\n\r\n", 1)[0])
+                sock.shutdown(socket.SHUT_WR)
+                sock.recv(1)
+            except OSError:
+                pass  # the client hung up (at its cap, or on a malformed answer): what these servers are for
+
+    with _ThreadingServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+
+
+@contextmanager
+def in_a_thread(server: Callable[[], AbstractAsyncContextManager[str]]) -> Iterator[str]:
+    """An asyncio server (one of the above, ``server()`` yielding its URL) on a loop in a thread of its own,
+    for a client that runs its own event loop (the CLI's ``main``); stopped when the block ends."""
+    ready: queue.Queue[str] = queue.Queue()
+    stop = threading.Event()
+
+    async def serve() -> None:
+        async with server() as url:
+            ready.put(url)
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.get(timeout=30)
+    finally:
+        stop.set()
+        thread.join(30)

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
-import socketserver
-import threading
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ import pytest
 from sseprobe.wire.body import MAX_READ_BODY, MAX_STREAM_BODY
 
 from .conftest import in_process
+from .servers import Answer, thread_server
 
 MB = 1 << 20
 HEALTHY = b'{"status": "healthy", "service": "vana"}'
@@ -50,46 +48,20 @@ def _send_gzip(sock: socket.socket, ctype: str) -> None:
     sock.sendall(head.encode() + f"Content-Length: {len(BOMB)}\r\n\r\n".encode() + BOMB)
 
 
-Answer = Callable[[socket.socket, str], None]
+def _line(head: bytes) -> str:
+    return head.split(b"\r\n", 1)[0].decode("latin-1")
 
 
-@contextmanager
-def hostile_server(answer: Answer) -> Iterator[str]:
-    """Calls ``answer(sock, request line)`` for each request, then closes the connection."""
-
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            sock: socket.socket = self.request
-            data = b""
-            while b"\r\n\r\n" not in data:
-                piece = sock.recv(65536)
-                if not piece:
-                    return
-                data += piece
-            try:
-                answer(sock, data.split(b"\r\n", 1)[0].decode("latin-1"))
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass  # the client hung up at its cap: what we want
-
-    socketserver.ThreadingTCPServer.daemon_threads = True
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-
-
-def _huge_session_create(sock: socket.socket, line: str) -> None:
+def _huge_session_create(sock: socket.socket, head: bytes) -> None:
+    line = _line(head)
     if line.startswith("POST") and line.split()[1].endswith("/sessions"):
         _send_huge(sock, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", 300 * MB)
     else:
         sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
 
 
-def _bomb_stream(sock: socket.socket, line: str) -> None:
-    if "/run_sse" in line:
+def _bomb_stream(sock: socket.socket, head: bytes) -> None:
+    if "/run_sse" in _line(head):
         _send_gzip(sock, "text/event-stream")
     else:
         body = b'{"success": true, "session_id": "session_0123456789abcdef"}'
@@ -126,7 +98,7 @@ def test_a_huge_body_is_a_protocol_error_and_memory_stays_bounded(
 ) -> None:
     out = tmp_path / "r.json"
     codes: list[int] = []
-    with hostile_server(answer) as url:
+    with thread_server(answer) as url:
         argv = ["run", "--flow", "canonical", "--url", url, "-n", "3", "-c", "3", "-w", "1", "-o", str(out)]
         grew = _peak_growth(lambda: codes.append(in_process(capfd, *argv)[0]))
     doc = json.loads(out.read_text())
@@ -139,15 +111,15 @@ def test_a_huge_body_is_a_protocol_error_and_memory_stays_bounded(
 
 
 def test_check_refuses_a_huge_or_bombed_health_answer(capfd: pytest.CaptureFixture[str]) -> None:
-    def huge(sock: socket.socket, line: str) -> None:
+    def huge(sock: socket.socket, _head: bytes) -> None:
         _send_huge(sock, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", 300 * MB)
 
-    def bomb(sock: socket.socket, line: str) -> None:
+    def bomb(sock: socket.socket, _head: bytes) -> None:
         _send_gzip(sock, "application/json")
 
     for answer in (huge, bomb):
         results: list[tuple[int, str, str]] = []
-        with hostile_server(answer) as url:
+        with thread_server(answer) as url:
             grew = _peak_growth(lambda: results.append(in_process(capfd, "check", url)))  # noqa: B023
         code, out, err = results[0]
         assert "Traceback" not in err
@@ -161,14 +133,14 @@ def test_a_body_under_its_cap_still_inflates_whole(tmp_path: Path, capfd: pytest
     event = b'data: {"content": {"parts": [{"text": "' + b"x" * 1000 + b'"}]}}\n\n'
     body = zlib.compress(event * 3000)  # zlib-wrapped: "deflate"
 
-    def answer(sock: socket.socket, line: str) -> None:
-        if "/run_sse" in line:
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: deflate\r\n"
-            sock.sendall(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    def answer(sock: socket.socket, head: bytes) -> None:
+        if "/run_sse" in _line(head):
+            sent = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: deflate\r\n"
+            sock.sendall(sent + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         else:
-            _bomb_stream(sock, line)
+            _bomb_stream(sock, head)
 
     out = tmp_path / "r.json"
-    with hostile_server(answer) as url:
+    with thread_server(answer) as url:
         _, _, err = in_process(capfd, "run", "--flow", "canonical", "--url", url, "-n", "2", "-w", "1", "-o", str(out))
     assert json.loads(out.read_text())["cohorts"]["canonical"]["outcomes"] == {"ok": 2}, err

@@ -12,7 +12,7 @@ from sseprobe._config import FlowOptions
 from sseprobe.ops.check import CheckResult, health_findings, run_checks
 from sseprobe.target import CohortKnobs, TargetConfig, running_target
 
-from .conftest import sseprobe, target_process
+from .conftest import in_process, target_process
 
 FAST = CohortKnobs(ttfe_ms=5.0, ttfe_spread=0.0, events=3, gap_ms=2.0)
 
@@ -69,12 +69,12 @@ def test_vana_real_health_is_ok_with_its_project_id() -> None:
     assert dependencies.level == "OK" and "values: project_id=" in dependencies.detail
 
 
-def test_check_against_the_default_target_exits_0() -> None:
+def test_check_against_the_default_target_exits_0(capfd: pytest.CaptureFixture[str]) -> None:
     """The first check a new user runs, on our own reference service, does not warn."""
     with target_process() as url:
-        done = sseprobe("check", url)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "WARN" not in done.stdout and "FAIL" not in done.stdout
+        code, out, err = in_process(capfd, "check", url)
+    assert code == 0, out + err
+    assert "WARN" not in out and "FAIL" not in out
 
 
 def test_degraded_health_shape_is_still_available() -> None:

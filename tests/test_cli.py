@@ -54,12 +54,11 @@ def test_bad_input_in_a_process_of_its_own(args: list[str]) -> None:
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("sseprobe: error:"), r.stderr
 
 
-def test_unreachable_host_is_exit_3_with_reason(tmp_path: Path) -> None:
+def test_unreachable_host_is_exit_3_with_reason(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     url = refused_url().rsplit("/", 1)[0]
-    r = sseprobe(
-        "run", "--flow", "canonical", "--url", url, "-n", "3", "--workers", "1", "--out", str(tmp_path / "x.json")
-    )
-    assert r.returncode == 3 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
+    out = str(tmp_path / "x.json")
+    code, _, err = in_process(capfd, "run", "--flow", "canonical", "--url", url, "-n", "3", "-w", "1", "--out", out)
+    assert code == 3 and "cannot reach" in err and "Traceback" not in err
     doc = json.loads((tmp_path / "x.json").read_text())
     assert doc["cohorts"]["canonical"]["outcomes"] == {"connect_error": 3}
 
@@ -86,9 +85,10 @@ def test_help_explains_every_option(capfd: pytest.CaptureFixture[str]) -> None:
         assert code == 0 and "Usage:" in out, err
 
 
-def test_json_prints_only_the_document(tmp_path: Path) -> None:
+def test_json_prints_only_the_document(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     with target_process() as url:
-        r = sseprobe(
+        code, out, err = in_process(
+            capfd,
             "run",
             "--flow",
             "legacy",
@@ -106,42 +106,43 @@ def test_json_prints_only_the_document(tmp_path: Path) -> None:
             "-H",
             "X-Trace: visible",
         )
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    assert code == 0, err
+    doc = json.loads(out)
     assert doc["schema"] == "sseprobe.result/1" and doc["cohorts"]["legacy"]["sessions"] == 5
-    assert "s3cr3t-token" not in r.stdout and "s3cr3t-token" not in r.stderr
+    assert "s3cr3t-token" not in out and "s3cr3t-token" not in err
     assert "s3cr3t-token" not in (tmp_path / "j.json").read_text()
     assert doc["config"]["cohorts"]["legacy"]["headers"] == {"Authorization": "REDACTED", "X-Trace": "visible"}
 
 
-def test_run_fires_rollback_trigger_exit_2(tmp_path: Path) -> None:
+def test_run_fires_rollback_trigger_exit_2(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     with target_process("--canonical-p-5xx", "0.5") as url:
-        r = sseprobe(
-            "run", "--flow", "canonical", "--url", url, "-n", "60", "--workers", "1", "--out", str(tmp_path / "t.json")
-        )
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "ROLLBACK TRIGGERS FIRED" in r.stdout
+        code, out, err = in_process(
+            capfd,
+            "run", "--flow", "canonical", "--url", url, "-n", "60", "--workers", "1", "--out", str(tmp_path / "t.json"),
+        )  # fmt: skip
+    assert code == 2, out + err
+    assert "ROLLBACK TRIGGERS FIRED" in out
     doc = json.loads((tmp_path / "t.json").read_text())
     c = doc["cohorts"]["canonical"]
     assert c["http_status"].get("500", 0) > 10 and c["error_rate_5xx"] > 0.05
     assert any(t["name"] == "error_rate_5xx" for t in doc["triggers"])
 
 
-def test_check_reports_health_flag_and_sessions() -> None:
+def test_check_reports_health_flag_and_sessions(capfd: pytest.CaptureFixture[str]) -> None:
     with target_process("--no-cloud-logging") as url:
-        warn = sseprobe("check", url)  # the development shape: cloud_logging off
-        ok = sseprobe("check", url, "--optional-dependency", "cloud_logging")
-    assert warn.returncode == 1 and "not true: cloud_logging" in warn.stdout, warn.stdout
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+        warn = in_process(capfd, "check", url)  # the development shape: cloud_logging off
+        ok = in_process(capfd, "check", url, "--optional-dependency", "cloud_logging")
+    assert warn[0] == 1 and "not true: cloud_logging" in warn[1], warn
+    assert ok[0] == 0, ok
     for name in ("health.status", "health.dependencies", "canonical.flag", "canonical.session", "legacy.session"):
-        assert name in ok.stdout
-    assert "ON (" in ok.stdout
+        assert name in ok[1]
+    assert "ON (" in ok[1]
 
     with target_process("--no-canonical-enabled", "--unhealthy", "--health-ci-shape") as url:
-        bad = sseprobe("check", url)
-    assert bad.returncode == 2, bad.stdout
-    assert "OFF (POST /run_sse answers 501)" in bad.stdout
-    assert "FAIL" in bad.stdout and "plain-string shape" in bad.stdout
+        bad = in_process(capfd, "check", url)
+    assert bad[0] == 2, bad
+    assert "OFF (POST /run_sse answers 501)" in bad[1]
+    assert "FAIL" in bad[1] and "plain-string shape" in bad[1]
 
-    unreachable = sseprobe("check", refused_url().rsplit("/", 1)[0], "--timeout", "2")
-    assert unreachable.returncode == 3 and "cannot reach" in unreachable.stdout
+    unreachable = in_process(capfd, "check", refused_url().rsplit("/", 1)[0], "--timeout", "2")
+    assert unreachable[0] == 3 and "cannot reach" in unreachable[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +28,9 @@ from sseprobe.verdict.stats import CohortStats
 from sseprobe.wire.flows import CANONICAL_RULES, LEGACY_RULES, StreamRules
 from sseprobe.wire.session import run_session
 from sseprobe.wire.sse import Event, SSEDecoder
+
+from .conftest import in_process
+from .servers import in_a_thread
 
 FAST = Timeouts(connect=2.0, idle=2.0, session=10.0)
 
@@ -278,32 +280,16 @@ def test_masked_legacy_failure_is_empty_and_canonical_failure_is_red_against_it(
     assert reverse.overall == "RED", reverse.reasons
 
 
-async def _run_cli(base: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "sseprobe.cli", "run", "--url", base, "-n", "5", "-c", "1", "--workers", "1", *args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, stdout.decode(), stderr.decode()
-
-
-def test_run_of_masked_failures_is_red_and_says_why(tmp_path: Path) -> None:
+def test_run_of_masked_failures_is_red_and_says_why(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r.json"
     lenient = tmp_path / "policy.toml"
     lenient.write_text("[triggers.completion_rate]\nenabled = false\n")
-
-    async def go() -> tuple[tuple[int, str, str], tuple[int, str, str]]:
-        async with server() as base:
-            masked = ("--flow", "legacy", "--app", "masked")
-            return (
-                await _run_cli(base, *masked, "--out", str(out)),
-                await _run_cli(base, *masked, "--policy", str(lenient), "--out", str(tmp_path / "r2.json")),
-            )
-
-    (code, stdout, stderr), (lenient_code, _, lenient_err) = asyncio.run(go())
+    with in_a_thread(server) as base:
+        run = ("run", "--url", base, "-n", "5", "-c", "1", "--workers", "1", "--flow", "legacy", "--app", "masked")
+        code, stdout, stderr = in_process(capfd, *run, "--out", str(out))
+        lenient_code, _, lenient_err = in_process(
+            capfd, *run, "--policy", str(lenient), "--out", str(tmp_path / "r2.json")
+        )
     assert code == 2, (stdout, stderr)
     assert "completion_rate 0.00 % < 95.00 %" in stderr and "completion_rate" in stdout
     cohort = json.loads(out.read_text())["cohorts"]["legacy"]

@@ -15,17 +15,15 @@ import os
 import resource
 import signal
 import socket
-import socketserver
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +41,9 @@ from sseprobe.cli._run import held_signals
 from sseprobe.report.document import dumps
 from sseprobe.wire.http import LeanClient
 
-from .conftest import CLI, target_process
+from .conftest import CLI, Ran, in_process, target_process
 from .report_docs import partial_generator, results_doc
+from .servers import thread_server
 
 DEAD = "http://127.0.0.1:9"  # never contacted: every case below is refused before any load
 RUN = ["run", "--flow", "canonical", "--url", DEAD, "-w", "1"]
@@ -524,11 +523,13 @@ def test_json_still_prints_when_nothing_can_be_written(
     assert captured.err.strip() == "sseprobe: error: cannot write the results anywhere: Read-only file system"
 
 
-def test_fewer_sessions_than_workers_is_a_normal_run(target: str, tmp_path: Path) -> None:
+def test_fewer_sessions_than_workers_is_a_normal_run(
+    target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     for sessions, workers in (("1", None), ("3", "4"), ("3", "1000")):
         out = tmp_path / f"w{sessions}-{workers}.json"
-        args = [*CLI, "run", "--flow", "legacy", "--url", target, "-n", sessions, "-o", str(out)]
-        r = subprocess.run([*args, *(["-w", workers] if workers else [])], capture_output=True, text=True, timeout=60)
+        args = ["run", "--flow", "legacy", "--url", target, "-n", sessions, "-o", str(out)]
+        r = in_process(capfd, *args, *(["-w", workers] if workers else []))
         doc = json.loads(out.read_text())
         assert r.returncode == 0 and r.stderr == "", r.stderr
         assert doc["interrupted"] is False and doc["stop_reason"] is None and doc["worker_errors"] == []
@@ -536,15 +537,14 @@ def test_fewer_sessions_than_workers_is_a_normal_run(target: str, tmp_path: Path
         assert doc["cohorts"]["legacy"]["sessions"] == int(sessions)
 
 
-def test_url_credentials_become_a_redacted_basic_header(target: str, tmp_path: Path) -> None:
+def test_url_credentials_become_a_redacted_basic_header(
+    target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "r.json"
     url = target.replace("http://", "http://someone:s3cr3t-pw@")
-    r = subprocess.run(
-        [*CLI, "run", "--flow", "legacy", "--url", url, "-n", "2", "-w", "1", "-o", str(out), "--html", "r.html"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
+    monkeypatch.chdir(tmp_path)  # --html r.html: relative to the working folder
+    r = in_process(
+        capfd, "run", "--flow", "legacy", "--url", url, "-n", "2", "-w", "1", "-o", str(out), "--html", "r.html"
     )
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
@@ -658,36 +658,16 @@ def test_signals_wait_while_the_results_are_written() -> None:
 # --- the protocol boundary ----------------------------------------------------------------------------
 
 
-@contextmanager
-def raw_server(answer: bytes, chunks: int = 1) -> Iterator[str]:
-    """Answers every request head with ``answer`` (sent in ``chunks`` pieces), then closes."""
+def raw_server(answer: bytes, chunks: int = 1) -> AbstractContextManager[str]:
+    """Answers every request head with ``answer`` (sent in ``chunks`` pieces), then closes; yields the URL's
+    base, to which the test adds /stream."""
 
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            sock: socket.socket = self.request
-            data = b""
-            while b"\r\n\r\n" not in data:
-                piece = sock.recv(65536)
-                if not piece:
-                    return
-                data += piece
-            step = max(1, len(answer) // chunks)
-            try:
-                for i in range(0, len(answer), step):
-                    sock.sendall(answer[i : i + step])
-                sock.shutdown(socket.SHUT_WR)
-                sock.recv(1)
-            except OSError:
-                pass
+    def send(sock: socket.socket, _head: bytes) -> None:
+        step = max(1, len(answer) // chunks)
+        for i in range(0, len(answer), step):
+            sock.sendall(answer[i : i + step])
 
-    socketserver.ThreadingTCPServer.daemon_threads = True
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/stream"
-        finally:
-            server.shutdown()
+    return thread_server(send)
 
 
 SSE_BODY = b'data: {"text": "hi"}\n\ndata: {"text": "bye"}\n\n'
@@ -721,7 +701,8 @@ def test_a_reachable_server_answering_badly_is_a_protocol_error(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], answer: bytes, outcome: str, says: str
 ) -> None:
     out = tmp_path / "r.json"
-    with raw_server(answer, chunks=3) as url:
+    with raw_server(answer, chunks=3) as base:
+        url = f"{base}/stream"
         code = main(["run", "--flow", "generic", "--url", url, "-n", "2", "-c", "1", "-w", "1", "-o", str(out)])
         message = _first_error(url)
     assert "Traceback" not in capfd.readouterr().err
@@ -778,7 +759,7 @@ def test_check_and_monitor_never_show_url_passwords(tmp_path: Path, capfd: pytes
         assert "s3cr3t" not in text and "someone" not in text, text
 
 
-def _cookie_server(set_cookie: str, seen: list[bytes]) -> Any:
+def _cookie_server(set_cookie: str, seen: list[bytes]) -> AbstractContextManager[str]:
     """Creates sessions with ``set_cookie``; keeps every request head it is sent."""
 
     def answer(sock: socket.socket, head: bytes) -> None:
@@ -793,28 +774,7 @@ def _cookie_server(set_cookie: str, seen: list[bytes]) -> Any:
             + body
         )
 
-    return _head_server(answer)
-
-
-@contextmanager
-def _head_server(answer: Callable[[socket.socket, bytes], None]) -> Iterator[str]:
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                piece = self.request.recv(65536)
-                if not piece:
-                    return
-                data += piece
-            answer(self.request, data.split(b"\r\n\r\n", 1)[0])
-
-    socketserver.ThreadingTCPServer.daemon_threads = True
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
+    return thread_server(answer)
 
 
 def _header_lines(head: bytes, name: bytes) -> list[bytes]:
@@ -910,24 +870,13 @@ def test_a_run_where_nothing_connects_stops_early(tmp_path: Path, capfd: pytest.
 def test_requests_ask_for_the_stream_uncompressed(tmp_path: Path) -> None:
     seen: list[bytes] = []
 
-    class Handler(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            seen.append(self.request.recv(65536))
-            self.request.sendall(_sse(SSE_BODY, "identity"))
+    def answer(sock: socket.socket, head: bytes) -> None:
+        seen.append(head)
+        sock.sendall(_sse(SSE_BODY, "identity"))
 
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}/s"
-        try:
-            r = subprocess.run(
-                [*CLI, "run", "--flow", "generic", "--url", url, "-n", "1", "-w", "1", "-o", str(tmp_path / "r.json")],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-        finally:
-            server.shutdown()
-    assert b"\r\naccept-encoding: identity\r\n" in seen[0].lower(), (seen, r.stderr)
+    with thread_server(answer) as base:
+        main(["run", "--flow", "generic", "--url", f"{base}/s", "-n", "1", "-w", "1", "-o", str(tmp_path / "r.json")])
+    assert b"\r\naccept-encoding: identity" in seen[0].lower() + b"\r\n", seen
 
 
 if __name__ == "__main__":  # pragma: no cover
@@ -937,8 +886,8 @@ if __name__ == "__main__":  # pragma: no cover
 # --- the monitor: a baseline only from a decided pass, and a pass that cannot judge is UNKNOWN ------------
 
 
-def _monitor_pass(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "monitor", "--config", str(cfg), *args], capture_output=True, text=True, timeout=120)
+def _monitor_pass(capfd: pytest.CaptureFixture[str], cfg: Path, *args: str) -> Ran:
+    return in_process(capfd, "monitor", "--config", str(cfg), *args)
 
 
 def _prom(path: Path) -> dict[str, float]:
@@ -950,12 +899,14 @@ def _prom(path: Path) -> dict[str, float]:
     return values
 
 
-def _history_rows(cfg: Path) -> list[dict[str, Any]]:
-    r = subprocess.run([*CLI, "history", "--config", str(cfg), "--json"], capture_output=True, text=True, timeout=60)
-    return json.loads(r.stdout)
+def _history_rows(capfd: pytest.CaptureFixture[str], cfg: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(in_process(capfd, "history", "--config", str(cfg), "--json").stdout)
+    return rows
 
 
-def test_monitor_keeps_the_baseline_unless_the_pass_decided(target: str, tmp_path: Path) -> None:
+def test_monitor_keeps_the_baseline_unless_the_pass_decided(
+    target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "scenario.toml").write_text("[load]\nsessions = 12\nconcurrency = 4\n")
     cfg = tmp_path / "monitor.toml"
     cfg.write_text(
@@ -965,7 +916,7 @@ def test_monitor_keeps_the_baseline_unless_the_pass_decided(target: str, tmp_pat
     )
     baseline = tmp_path / "out" / "baseline.json"
 
-    undecided = _monitor_pass(cfg, "--update-baseline")  # 12 sessions: too few to tell anything
+    undecided = _monitor_pass(capfd, cfg, "--update-baseline")  # 12 sessions: too few to tell anything
     assert undecided.returncode == 3, undecided.stdout + undecided.stderr
     assert "Traceback" not in undecided.stderr and "not updated" in undecided.stdout
     assert not baseline.exists()
@@ -974,32 +925,31 @@ def test_monitor_keeps_the_baseline_unless_the_pass_decided(target: str, tmp_pat
         'sseprobe_monitor_verdict{part="overall"}': 3.0,
     }
 
-    forced = _monitor_pass(cfg, "--update-baseline", "--force")
+    forced = _monitor_pass(capfd, cfg, "--update-baseline", "--force")
     assert forced.returncode == 3 and baseline.exists(), forced.stdout
 
     doc = json.loads(baseline.read_text())
     doc["cohorts"]["canonical"]["histograms"]["ttfe_us"] = base64.b64encode(b"not zlib").decode()
     baseline.write_text(json.dumps(doc))
-    corrupt = _monitor_pass(cfg)
+    corrupt = _monitor_pass(capfd, cfg)
     assert corrupt.returncode == 3 and "Traceback" not in corrupt.stderr, corrupt.stdout + corrupt.stderr
     assert "corrupt" in corrupt.stdout
-    assert [row["verdict"] for row in _history_rows(cfg)] == ["UNKNOWN", "UNKNOWN", "UNKNOWN"]
+    assert [row["verdict"] for row in _history_rows(capfd, cfg)] == ["UNKNOWN", "UNKNOWN", "UNKNOWN"]
     assert _prom(tmp_path / "out" / "sseprobe.prom")['sseprobe_monitor_verdict{part="overall"}'] == 3.0
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_rollback_trigger_aborts_with_any_number_of_workers(tmp_path: Path, workers: str) -> None:
+def test_rollback_trigger_aborts_with_any_number_of_workers(
+    tmp_path: Path, workers: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "r.json"
     with target_process("--canonical-p-5xx", "0.5", "--canonical-ttfe-ms", "5") as url:
-        r = subprocess.run(
-            # 12/s over a 3 s window (2 to 3 whole seconds): 24 to 36 sessions together, at most 18 in each of
-            # two workers' windows, fewer than the 20 a trigger needs: only the merged windows show it
-            [*CLI, "run", "--flow", "canonical", "--url", url, "--rate", "12", "-d", "60", "-w", workers]
-            + ["--abort-on-trigger", "3", "-o", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        # 12/s over a 3 s window (2 to 3 whole seconds): 24 to 36 sessions together, at most 18 in each of
+        # two workers' windows, fewer than the 20 a trigger needs: only the merged windows show it
+        r = in_process(
+            capfd, "run", "--flow", "canonical", "--url", url, "--rate", "12", "-d", "60", "-w", workers,
+            "--abort-on-trigger", "3", "-o", str(out),
+        )  # fmt: skip
     doc = json.loads(out.read_text())
     assert r.returncode == 2, r.stderr
     assert doc["stop_reason"].startswith("rollback trigger held 3s: canonical: "), doc["stop_reason"]

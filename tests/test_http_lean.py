@@ -9,12 +9,11 @@ client are tests/test_outcomes.py (make_client builds it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import queue
 import random
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,8 @@ from sseprobe._outcomes import ConnectError, IdleTimeout, PrematureClose, Protoc
 from sseprobe.wire.h1 import Head, ResponseFramer
 from sseprobe.wire.http import HeadTimeout, LeanClient, tls_context
 
-from .conftest import in_process, sseprobe
-from .servers import client_tls, misbehaving_server, refused_url, server_tls, tls_ca
+from .conftest import in_process
+from .servers import client_tls, in_a_thread, misbehaving_server, refused_url, server_tls, tls_ca
 
 
 @asynccontextmanager
@@ -463,34 +462,15 @@ def test_an_oversized_head_is_refused_whole_or_in_pieces() -> None:
 # --- the TLS options on the command line ---------------------------------------------------------
 
 
-@contextmanager
-def tls_server_thread() -> Iterator[str]:
-    """The misbehaving servers over TLS, on a loop in a thread, for a CLI in another process."""
-    ready: queue.Queue[str] = queue.Queue()
-    stop = threading.Event()
-
-    async def serve() -> None:
-        async with misbehaving_server(tls=True) as base:
-            ready.put(base)
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    try:
-        yield ready.get(timeout=30)
-    finally:
-        stop.set()
-        thread.join(30)
-
-
-def test_cli_trusts_a_ca_file_and_marks_insecure_runs(tmp_path: Path) -> None:
-    with tls_server_thread() as base:
+def test_cli_trusts_a_ca_file_and_marks_insecure_runs(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    with in_a_thread(functools.partial(misbehaving_server, tls=True)) as base:
         run_args = ["run", "--flow", "generic", "--url", base + "/ok", "--complete-on", "done", "-n", "3", "-c", "1"]
         run_args += ["--workers", "1"]
-        trusted = sseprobe(*run_args, "--ca-file", client_tls().ca_file or "", "--out", str(tmp_path / "a.json"))
-        insecure = sseprobe(*run_args, "--insecure", "--out", str(tmp_path / "b.json"))
-        untrusted = sseprobe(*run_args, "--out", str(tmp_path / "c.json"))
+        trusted = in_process(
+            capfd, *run_args, "--ca-file", client_tls().ca_file or "", "--out", str(tmp_path / "a.json")
+        )
+        insecure = in_process(capfd, *run_args, "--insecure", "--out", str(tmp_path / "b.json"))
+        untrusted = in_process(capfd, *run_args, "--out", str(tmp_path / "c.json"))
     assert trusted.returncode == 0, trusted.stderr
     doc = json.loads((tmp_path / "a.json").read_text())
     cohort = doc["cohorts"]["generic"]

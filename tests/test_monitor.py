@@ -1,7 +1,8 @@
 """``sseprobe monitor`` end to end against the built-in target: verdicts, history, Prometheus, alerts.
 
-The monitor runs as cron runs it (a subprocess of the CLI); the target runs in its own process and
-is degraded through its knobs (PATCH /_target/config) between passes.
+The monitor runs as the command line runs it (``main(argv)``, in this process; in a process of its own
+where a signal ends it); the target runs in its own process and is degraded through its knobs
+(PATCH /_target/config) between passes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sseprobe.ops.monitor import load_monitor_config, pass_lock
 from sseprobe.report.history import CohortRow, History, PassRow
 from sseprobe.verdict.schema import ResultsDocument
 
-from .conftest import CLI, in_process
+from .conftest import CLI, Ran, in_process
 from .conftest import target_process as target
 from .report_docs import partial_generator, results_doc
 
@@ -67,15 +68,8 @@ def target_stats(url: str) -> dict[str, Any]:
         return orjson.loads(resp.read())
 
 
-def monitor(cfg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "monitor", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )
+def monitor(capfd: pytest.CaptureFixture[str], cfg: Path, *args: str) -> Ran:
+    return in_process(capfd, "monitor", "--config", str(cfg), *args)
 
 
 def write_config(tmp: Path, url: str, **extra: Any) -> Path:
@@ -140,7 +134,9 @@ def webhook_server() -> Iterator[tuple[int, list[dict[str, Any]]]]:
         yield port, received
 
 
-def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
+def test_green_pass_then_degraded_target_is_red(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # TTFE in the hundreds of ms: a busy machine's generator lag (tens of ms, up to ~100) must not be able to
     # explain canonical's lead, or the first pass would rightly be undecided (generator-bound) instead of GREEN
     with (
@@ -171,12 +167,13 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         )
         shorter = SCENARIO.replace("sessions = 500", "sessions = 200").replace("concurrency = 10", "concurrency = 20")
         (tmp_path / "scenario.toml").write_text(shorter)  # fewer sessions, more in flight: a pass of seconds still
-        env = {"SSEPROBE_TEST_TOKEN": TOKEN, "SSEPROBE_TEST_HOOK": f"http://127.0.0.1:{port}/hook/{HOOK_SECRET}"}
+        monkeypatch.setenv("SSEPROBE_TEST_TOKEN", TOKEN)
+        monkeypatch.setenv("SSEPROBE_TEST_HOOK", f"http://127.0.0.1:{port}/hook/{HOOK_SECRET}")
         out = tmp_path / "out"
 
         # --force: a GREEN pass whose generator this busy machine saturated is stored too (without it, it is
         # not: test_a_pass_stores_the_baseline_only_when_green_and_its_generator_kept_up)
-        first = monitor(cfg, "--update-baseline", "--force", env=env)
+        first = monitor(capfd, cfg, "--update-baseline", "--force")
         assert first.returncode == 0, first.stdout + first.stderr
         assert first.stdout.startswith("sseprobe monitor: GREEN")
         assert re.search(r"^  canonical vs legacy +GREEN ", first.stdout, re.M)
@@ -193,7 +190,7 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         assert ratios == {"canonical": 1.0, "legacy": 1.0}
 
         patch_target(url, {"canonical": {"p_stream_error": 0.5}})
-        second = monitor(cfg, env=env)
+        second = monitor(capfd, cfg)
         assert second.returncode == 2, second.stdout + second.stderr
         head = second.stdout.splitlines()[0]
         assert head.startswith("sseprobe monitor: RED") and "canonical vs legacy" in head
@@ -211,14 +208,12 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         ratios = {s.labels["cohort"]: s.value for s in fams["sseprobe_completion_ratio"].samples}
         assert 0.3 < ratios["canonical"] < 0.7 and ratios["legacy"] == 1.0
 
-        hist = subprocess.run([*CLI, "history", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+        hist = in_process(capfd, "history", "--config", str(cfg))
         assert hist.returncode == 0, hist.stderr
         rows = [ln for ln in hist.stdout.splitlines() if ln.strip()[:1].isdigit()]
         assert [r.split()[2] for r in rows] == ["GREEN", "RED"]
         assert "canonical completion_rate" in hist.stdout  # the trend lines
-        as_json = orjson.loads(
-            subprocess.run([*CLI, "history", "--config", str(cfg), "--json"], capture_output=True, timeout=60).stdout
-        )
+        as_json = orjson.loads(in_process(capfd, "history", "--config", str(cfg), "--json").stdout)
         assert as_json[1]["cohorts"]["canonical"]["completion_rate"] < 0.7
 
         html = (out / "monitor.html").read_text()
@@ -233,12 +228,12 @@ def test_green_pass_then_degraded_target_is_red(tmp_path: Path) -> None:
         assert "SSEPROBE_TEST_TOKEN" in everything  # the variable's *name* may show
 
 
-def test_unreachable_service_is_unknown_with_reason(tmp_path: Path) -> None:
+def test_unreachable_service_is_unknown_with_reason(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = write_config(tmp_path, f"http://127.0.0.1:{port}")
-    res = monitor(cfg)
+    res = monitor(capfd, cfg)
     assert res.returncode == 3, res.stdout + res.stderr
     assert res.stdout.startswith("sseprobe monitor: UNKNOWN")
     assert "cannot reach" in res.stdout and "Traceback" not in res.stderr
@@ -251,22 +246,22 @@ def test_unreachable_service_is_unknown_with_reason(tmp_path: Path) -> None:
     assert {s.labels["part"]: s.value for s in fams["sseprobe_monitor_verdict"].samples}["overall"] == 3
 
 
-def test_second_pass_while_one_holds_the_lock_exits_3(tmp_path: Path) -> None:
+def test_second_pass_while_one_holds_the_lock_exits_3(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path, "http://127.0.0.1:9", lock="run.lock")
-    with pass_lock(tmp_path / "run.lock"):
-        res = monitor(cfg)
+    with pass_lock(tmp_path / "run.lock"):  # flock: a second open file, even in this process, is refused
+        res = monitor(capfd, cfg)
     assert res.returncode == 3
     assert "another pass holds the lock" in res.stderr and str(os.getpid()) in res.stderr
     assert res.stdout == ""  # an error, not a report
     assert not (tmp_path / "out" / "history.sqlite").exists()  # nothing measured, nothing written
 
 
-def test_corrupt_history_stops_the_pass_with_a_clear_error(tmp_path: Path) -> None:
+def test_corrupt_history_stops_the_pass_with_a_clear_error(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path, "http://127.0.0.1:9")
     db = tmp_path / "out" / "history.sqlite"
     db.parent.mkdir()
     db.write_bytes(b"garbage, not sqlite\n" * 100)
-    res = monitor(cfg)
+    res = monitor(capfd, cfg)
     assert res.returncode == 3
     assert "corrupt" in res.stderr and str(db) in res.stderr and "Traceback" not in res.stderr
     assert db.read_bytes() == b"garbage, not sqlite\n" * 100
@@ -325,14 +320,14 @@ def test_killing_a_pass_mid_probe_keeps_history_and_previous_prom(tmp_path: Path
         pass
 
 
-def test_config_is_strict_and_the_example_loads(tmp_path: Path) -> None:
+def test_config_is_strict_and_the_example_loads(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "m.toml"
     cfg.write_text('url = "http://127.0.0.1:8000"\ncolour = "blue"\n')
-    res = monitor(cfg)
+    res = monitor(capfd, cfg)
     assert res.returncode == 3
     assert res.stderr.startswith(f"sseprobe: error: {cfg}: colour: expected a known key")
     cfg.write_text('url = "ftp://x"\n')
-    assert "an http(s) URL" in monitor(cfg).stderr
+    assert "an http(s) URL" in monitor(capfd, cfg).stderr
     example = load_monitor_config(ROOT / "scenarios" / "monitor-example.toml")
     assert example.scenario is not None and example.scenario.exists()
     assert example.history.name == "history.sqlite" and example.canonical_url == example.legacy_url
@@ -364,14 +359,14 @@ def test_sigterm_mid_probe_is_unknown_and_writes_nothing(tmp_path: Path) -> None
     assert not (tmp_path / "out" / "prom" / "sseprobe.prom").exists()
 
 
-def test_baseline_save_keeps_histograms_and_refuses_percentiles_only(tmp_path: Path) -> None:
+def test_baseline_save_keeps_histograms_and_refuses_percentiles_only(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "run.json"
     doc = results_doc()
     src.write_bytes(orjson.dumps(doc))
     cfg = write_config(tmp_path, "http://127.0.0.1:9")
-    res = subprocess.run(
-        [*CLI, "baseline", "save", str(src), "--config", str(cfg)], capture_output=True, text=True, timeout=60
-    )
+    res = in_process(capfd, "baseline", "save", str(src), "--config", str(cfg))
     assert res.returncode == 0, res.stderr
     saved = orjson.loads((tmp_path / "out" / "baseline.json").read_bytes())
     assert saved["cohorts"]["legacy"]["histograms"] == doc["cohorts"]["legacy"]["histograms"]
@@ -379,12 +374,7 @@ def test_baseline_save_keeps_histograms_and_refuses_percentiles_only(tmp_path: P
     for c in doc["cohorts"].values():
         c["histograms"] = {}
     src.write_bytes(orjson.dumps(doc))
-    res = subprocess.run(
-        [*CLI, "baseline", "save", str(src), "--to", str(tmp_path / "b2.json")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = in_process(capfd, "baseline", "save", str(src), "--to", str(tmp_path / "b2.json"))
     assert res.returncode == 3 and "no encoded histograms" in res.stderr
     assert not (tmp_path / "b2.json").exists()
 
@@ -460,16 +450,23 @@ def test_a_pass_stores_the_baseline_only_when_green_and_its_generator_kept_up(tm
     assert write("GREEN", {"saturated": False}) == [f"baseline: updated {tmp_path / 'baseline.json'}"]
 
 
+def _typed(doc: ResultsDocument) -> ResultsDocument:
+    """A results document built by the tests, as the monitor's functions take it."""
+    return doc
+
+
 def test_a_saturated_baseline_is_not_held_against_each_pass_and_warns_once(tmp_path: Path) -> None:
     from sseprobe.ops.monitor import baseline_parts, stale_baseline_note
     from sseprobe.verdict.policy import DEFAULT_POLICY
 
-    tonight = results_doc(seed=2, p_fail=0.0)  # kept up: no band of its own
-    baseline = {
-        **results_doc(seed=3, p_fail=0.0),
-        "generator": SATURATED,
-        "baseline": {"saved": "2026-12-01T00:00:00+00:00"},
-    }
+    tonight = _typed(results_doc(seed=2, p_fail=0.0))  # kept up: no band of its own
+    baseline = _typed(
+        {
+            **results_doc(seed=3, p_fail=0.0),
+            "generator": partial_generator(**SATURATED),
+            "baseline": {"saved": "2026-12-01T00:00:00+00:00", "source": "pass-1.json"},
+        }
+    )
     parts = baseline_parts(tonight, baseline, DEFAULT_POLICY)
     assert [p.level for p in parts] == ["GREEN", "GREEN"], parts
     assert all("recorded saturated" in p.detail for p in parts), parts
@@ -477,10 +474,10 @@ def test_a_saturated_baseline_is_not_held_against_each_pass_and_warns_once(tmp_p
     first = stale_baseline_note(path, baseline)
     assert first is not None and first.startswith("baseline: WARN") and "re-record the baseline" in first
     assert stale_baseline_note(path, baseline) is None  # once, not every night
-    again = {**baseline, "baseline": {"saved": "2026-12-02T00:00:00+00:00"}}
+    again = _typed({**baseline, "baseline": {"saved": "2026-12-02T00:00:00+00:00", "source": "pass-2.json"}})
     assert stale_baseline_note(path, again) is not None  # a new saturated baseline is a new warning
-    assert stale_baseline_note(path, results_doc()) is None  # one that kept up: nothing to say
-    slower = results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0)  # x5: far past its lag
+    assert stale_baseline_note(path, _typed(results_doc())) is None  # one that kept up: nothing to say
+    slower = _typed(results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0))  # x5: far past its lag
     assert {p.level for p in baseline_parts(slower, baseline, DEFAULT_POLICY)} == {"RED"}
 
 
@@ -505,12 +502,12 @@ def test_a_red_pass_report_shows_the_rows_that_decided_it_and_the_saturation() -
 
     baseline = results_doc(seed=3, p_fail=0.0)
     slower = results_doc(ttfe_ms=250.0, legacy_ttfe_ms=275.0, seed=4, p_fail=0.0)
-    parts = baseline_parts(slower, baseline, DEFAULT_POLICY)
+    parts = baseline_parts(_typed(slower), _typed(baseline), DEFAULT_POLICY)
     assert {p.level for p in parts} == {"RED"} and all(p.metrics for p in parts)
     doc: ResultsDocument = {
         **slower,
         "generator": partial_generator(**{**SATURATED, "error_ms": 42.0}),
-        "monitor": {"overall": "RED", "exit_code": 2, "parts": [p.to_dict() for p in parts]},
+        "monitor": {"overall": "RED", "exit_code": 2, "parts": [p.to_dict() for p in parts], "config": {}},
     }
     html = render_report([("pass.json", doc)])
     section = html.split("canonical vs baseline: ")[1]

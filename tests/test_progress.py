@@ -24,7 +24,7 @@ from sseprobe.load.progress import Progress, merge_progress, progress_line
 from sseprobe.verdict.intervals import IntervalLog
 from sseprobe.verdict.schema import IntervalDoc
 
-from .conftest import CLI, sseprobe, target_process
+from .conftest import CLI, in_process, target_process
 
 FAST = (
     *("--canonical-ttfe-ms", "20", "--legacy-ttfe-ms", "30", "--canonical-gap-ms", "2", "--legacy-gap-ms", "2"),
@@ -125,10 +125,12 @@ def test_workers_progress_merges_counts_and_ttfe_histograms_and_stays_small() ->
     assert len(pickle.dumps(a)) < 4096, len(pickle.dumps(a))
 
 
-def test_plain_progress_lines_when_stderr_is_not_a_terminal(url: str, tmp_path: Path) -> None:
-    env = {"SSEPROBE_PROGRESS_EVERY": "0.5"}
+def test_plain_progress_lines_when_stderr_is_not_a_terminal(
+    url: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSEPROBE_PROGRESS_EVERY", "0.5")
     common = ("--rate", "20", "--duration", "3", "--workers", "2", "--out", str(tmp_path / "c.json"))
-    r = sseprobe("compare", "--canonical", url, "--legacy", url, *common, "--json", env=env)
+    r = in_process(capfd, "compare", "--canonical", url, "--legacy", url, *common, "--json")
     assert "Traceback" not in r.stderr  # the verdict of so short a run is beside the point (INCONCLUSIVE: 3)
     assert json.loads(r.stdout)["schema"] == "sseprobe.result/1"  # stdout holds the document and nothing else
     lines = PLAIN.findall(r.stderr)
@@ -139,27 +141,29 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal(url: str, tmp_path: 
     assert any("TTFE p50 " in ln for ln in progress), progress
     assert "\r" not in r.stderr and "\x1b" not in r.stderr  # no terminal control codes in a log
 
-    quiet = sseprobe("compare", "--canonical", url, "--legacy", url, *common, "--quiet", env=env)
+    quiet = in_process(capfd, "compare", "--canonical", url, "--legacy", url, *common, "--quiet")
     assert "Traceback" not in quiet.stderr and "verdict" in quiet.stdout.lower(), quiet.stdout + quiet.stderr
     assert not PLAIN.search(quiet.stderr), quiet.stderr
 
 
-def test_sessions_left_and_the_default_period_of_ten_seconds(url: str, tmp_path: Path) -> None:
+def test_sessions_left_and_the_default_period_of_ten_seconds(
+    url: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     args = ("run", "--flow", "canonical", "--url", url, "-n", "200", "-c", "2", "--workers", "1")
-    r = sseprobe(*args, "--out", str(tmp_path / "a.json"), env={"SSEPROBE_PROGRESS_EVERY": "0.5"})
+    monkeypatch.setenv("SSEPROBE_PROGRESS_EVERY", "0.5")
+    r = in_process(capfd, *args, "--out", str(tmp_path / "a.json"))
     assert r.returncode == 0, r.stderr
     # 100 sessions one after another per user, 20 ms TTFE each at the least: past the first 1 s tick
     assert re.search(r"^sseprobe progress: .*left \d+ sessions \(~\d+s\)", r.stderr, re.M), r.stderr
-    env = {k: v for k, v in os.environ.items() if k != "SSEPROBE_PROGRESS_EVERY"}
-    default = subprocess.run(
-        [*CLI, *args, "-n", "20", "--out", str(tmp_path / "b.json")], capture_output=True, text=True, env=env
-    )
+    monkeypatch.delenv("SSEPROBE_PROGRESS_EVERY")
+    default = in_process(capfd, *args, "-n", "20", "--out", str(tmp_path / "b.json"))
     assert default.returncode == 0, default.stderr
     doc = json.loads((tmp_path / "b.json").read_text())
     if doc["duration_s"] < 9:  # shorter than the first 10 s line: none, rather than one a second
         assert not PLAIN.search(default.stderr), default.stderr
 
-    bad = sseprobe(*args, env={"SSEPROBE_PROGRESS_EVERY": "soon"})
+    monkeypatch.setenv("SSEPROBE_PROGRESS_EVERY", "soon")
+    bad = in_process(capfd, *args)
     assert bad.returncode == 3 and bad.stderr.startswith("sseprobe: error: SSEPROBE_PROGRESS_EVERY")
 
 

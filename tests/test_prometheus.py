@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -23,19 +20,15 @@ from typing import Any
 import pytest
 
 from sseprobe.report.live_metrics import bucket_width
+from testsupport.prometheus import prometheus_server, skip_reason
 
-from .conftest import sseprobe, target_process
-from .test_live_metrics import free_port
+from .conftest import in_process, target_process
 
-PROMETHEUS = shutil.which("prometheus")
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "sseprobe.json"
 JOB = "sseprobe-test"
 
-if PROMETHEUS is None and "CI" not in os.environ:
-    pytest.skip(
-        "the prometheus binary is not installed (apt-get install prometheus); CI installs it and runs this test",
-        allow_module_level=True,
-    )
+if reason := skip_reason():
+    pytest.skip(reason, allow_module_level=True)
 
 
 def api(base: str, path: str, **params: str) -> Any:
@@ -48,49 +41,9 @@ def api(base: str, path: str, **params: str) -> Any:
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """Prometheus on 127.0.0.1 (its own port), scraping job ``sseprobe-test`` at a port chosen here, every 1 s.
-    Yields (its base URL, the port the run must serve its metrics on)."""
-    assert PROMETHEUS is not None, "CI must install prometheus (.ci/run)"
-    metrics_port, web_port = free_port(), free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
-    )
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{web_port}",
-            "--storage.tsdb.retention.time=1h",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{web_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "prometheus not ready within 60 s"
-            time.sleep(0.2)
-        yield base, metrics_port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    """(Prometheus's base URL, the port the run must serve its metrics on), scraping JOB every second."""
+    with prometheus_server(tmp_path, JOB) as found:
+        yield found
 
 
 def last_values(result: list[dict[str, Any]]) -> list[tuple[dict[str, str], float]]:
@@ -109,17 +62,18 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return queries
 
 
-def test_prometheus_scrapes_a_live_compare(prometheus: tuple[str, int], tmp_path: Path) -> None:
+def test_prometheus_scrapes_a_live_compare(
+    prometheus: tuple[str, int], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     base, port = prometheus
     doc_path = tmp_path / "doc.json"
     knobs = ("--canonical-ttfe-ms", "150", "--legacy-ttfe-ms", "150", "--legacy-p-5xx", "0.05")
     start = time.time()
     with target_process(*knobs, "--canonical-gap-ms", "5", "--legacy-gap-ms", "5") as url:
-        proc = sseprobe(
-            "compare", "--canonical", url, "--legacy", url, "--until-decided", "--look-every", "60",
+        proc = in_process(
+            capfd, "compare", "--canonical", url, "--legacy", url, "--until-decided", "--look-every", "60",
             "--max-sessions", "180", "-c", "4", "--workers", "2", "--metrics-port", str(port),
             "--metrics-linger", "4", "-o", str(doc_path),
-            timeout=180,
         )  # fmt: skip
     end = time.time()
     assert proc.returncode in (0, 1, 2, 3), proc.stderr

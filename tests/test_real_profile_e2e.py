@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import sseprobe, target_process
+from .conftest import in_process, target_process
 
 MODEL_DELAY_MS = 1000
 
@@ -24,17 +24,21 @@ def real_target() -> Iterator[str]:
         yield url
 
 
-def _run(url: str, flow: str, out: Path, *extra: str) -> tuple[int, dict[str, object]]:
-    proc = sseprobe("run", "--flow", flow, "--url", url, "-n", "8", "-c", "4", "-w", "1", "-o", str(out), *extra)
+def _run(
+    capfd: pytest.CaptureFixture[str], url: str, flow: str, out: Path, *extra: str
+) -> tuple[int, dict[str, object]]:
+    proc = in_process(
+        capfd, "run", "--flow", flow, "--url", url, "-n", "8", "-c", "4", "-w", "1", "-o", str(out), *extra
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, json.loads(out.read_text())["cohorts"][flow]
 
 
 @pytest.mark.parametrize("flow", ["canonical", "legacy"])
 def test_ttfe_is_the_model_delay_and_the_first_event_comes_before_it(
-    real_target: str, flow: str, tmp_path: Path
+    real_target: str, flow: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    code, cohort = _run(real_target, flow, tmp_path / "r.json")
+    code, cohort = _run(capfd, real_target, flow, tmp_path / "r.json")
     assert code == 0 and cohort["outcomes"] == {"ok": 8}, cohort["outcomes"]
     ttfe, first = cohort["ttfe_ms"], cohort["first_event_ms"]
     assert isinstance(ttfe, dict) and isinstance(first, dict)
@@ -45,17 +49,20 @@ def test_ttfe_is_the_model_delay_and_the_first_event_comes_before_it(
     assert isinstance(cohort["answer_chars"], int) and cohort["answer_chars"] > 0
 
 
-def test_masked_legacy_failure_is_empty_and_the_compare_is_not_green(tmp_path: Path) -> None:
+def test_masked_legacy_failure_is_empty_and_the_compare_is_not_green(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     with target_process(
         "--profile", "vana-real", "--model-delay-ms", "20", "--model-fail-rate", "1", "--legacy-model-limit", "0"
     ) as url:
-        legacy_code, legacy = _run(url, "legacy", tmp_path / "legacy.json")
-        canonical_code, canonical = _run(url, "canonical", tmp_path / "canonical.json")
+        legacy_code, legacy = _run(capfd, url, "legacy", tmp_path / "legacy.json")
+        canonical_code, canonical = _run(capfd, url, "canonical", tmp_path / "canonical.json")
     assert legacy["outcomes"] == {"empty": 8} and legacy["completion_rate"] == 0.0, legacy["outcomes"]
     assert canonical["outcomes"] == {"stream_error": 8}, canonical["outcomes"]
     assert legacy_code == 2 and canonical_code == 2
     # offline compare of the two failures (legacy as baseline): never GREEN, whichever looks better
-    proc = sseprobe(
+    proc = in_process(
+        capfd,
         "compare",
         str(tmp_path / "legacy.json"),
         str(tmp_path / "canonical.json"),

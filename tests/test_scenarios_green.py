@@ -16,7 +16,7 @@ import pytest
 
 from sseprobe.plan.scenario import load_scenario
 
-from .conftest import sseprobe
+from .conftest import in_process
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 # policy-default.toml is a comparison policy, not a scenario: it is loaded by the policy tests
@@ -45,7 +45,7 @@ def test_every_scenario_is_covered() -> None:
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_shipped_scenario_is_green(path: Path, target: str, tmp_path: Path) -> None:
+def test_shipped_scenario_is_green(path: Path, target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     short = shortened(path, tmp_path)
     cohorts = load_scenario(short).cohorts
     assert {c.name for c in cohorts} == {"canonical", "legacy"}
@@ -64,14 +64,14 @@ def test_shipped_scenario_is_green(path: Path, target: str, tmp_path: Path) -> N
             "-o",
             str(out),
         ]
-        done = sseprobe(*args)
+        done = in_process(capfd, *args)
         assert done.returncode == 0, (cohort.name, done.stdout[-2000:], done.stderr[-2000:])
         stats = json.loads(out.read_text())["cohorts"][cohort.values["flow"]]
         assert stats["attempts"] >= 1
         assert stats["outcomes"] == {"ok": stats["attempts"]}, (cohort.name, stats["outcomes"])
 
 
-def test_monitor_example_pass_is_green(target: str, tmp_path: Path) -> None:
+def test_monitor_example_pass_is_green(target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """The example monitor config, pointed at the target, with its scenario shortened and paths in tmp.
 
     A short pass cannot decide a comparison (too few sessions, and no baseline on a first pass):
@@ -84,7 +84,7 @@ def test_monitor_example_pass_is_green(target: str, tmp_path: Path) -> None:
     assert target in config and "../results" not in config
     path = tmp_path / "monitor.toml"
     path.write_text(config)
-    done = sseprobe("monitor", "--config", str(path))
+    done = in_process(capfd, "monitor", "--config", str(path))
     parts = {name: (level, why) for name, level, why in PART.findall(done.stdout)}
     assert {"check", "canonical targets", "legacy targets"} <= parts.keys(), done.stdout
     undecided = {name: why for name, (level, why) in parts.items() if level != "GREEN"}

@@ -26,7 +26,7 @@ from sseprobe.load.engine import make_client
 from sseprobe.target import CohortKnobs, TargetConfig, running_target
 from sseprobe.wire.session import RunState, run_session
 
-from .conftest import in_process, sseprobe, target_process
+from .conftest import in_process, target_process
 
 FAST = CohortKnobs(ttfe_ms=5.0, ttfe_spread=0.0, events=3, gap_ms=2.0)
 TIMEOUTS = Timeouts(connect=10, idle=10, session=20)
@@ -178,7 +178,7 @@ async def only_server_ids(id_key: str | None = "session_id", collection_route: b
         await runner.cleanup()
 
 
-def test_cli_options_reach_the_flows(tmp_path: Path) -> None:
+def test_cli_options_reach_the_flows(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """--session-create and --legacy-stream from the command line, against the vana-real target process."""
     with target_process("--profile", "vana-real", "--legacy-model-limit", "0") as url:
         for args in (
@@ -186,7 +186,7 @@ def test_cli_options_reach_the_flows(tmp_path: Path) -> None:
             ["--flow", "legacy", "--legacy-stream", "agent_network_sse"],
         ):
             out = tmp_path / "r.json"
-            done = sseprobe("run", *args, "--url", url, "-n", "3", "-c", "1", "--workers", "1", "-o", str(out))
+            done = in_process(capfd, "run", *args, "--url", url, "-n", "3", "-c", "1", "--workers", "1", "-o", str(out))
             assert done.returncode == 0, done.stdout + done.stderr
             doc = json.loads(out.read_text())
             cohort = doc["cohorts"][args[1]]

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -24,7 +21,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from .conftest import in_process, sseprobe, target_process
+from testsupport.prometheus import prometheus_server, skip_reason
+
+from .conftest import in_process, target_process
 
 FAST_KNOBS = ("--canonical-gap-ms", "5", "--legacy-gap-ms", "5", "--canonical-events", "3", "--legacy-events", "3")
 FINE = tuple(0.05 * 1.02**i for i in range(120)) + (math.inf,)  # 2 % wide buckets from 50 ms to ~530 ms
@@ -176,51 +175,11 @@ JOB = "sseprobe-live"
 
 @pytest.fixture
 def real_prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """Debian's prometheus on 127.0.0.1, scraping job JOB every second at a port chosen here: (its URL, that port).
-    Skipped outside CI when the binary is missing; in CI (.ci/run installs it) it must run."""
-    binary = shutil.which("prometheus")
-    if binary is None and "CI" not in os.environ:
-        pytest.skip("the prometheus binary is not installed (apt-get install prometheus); CI runs this")
-    assert binary is not None, "CI must install prometheus (.ci/run)"
-    metrics_port, web_port = _free_port(), _free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, scrape_timeout: 900ms}\n"
-        f"scrape_configs: [{{job_name: {JOB}, static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]}}]\n"
-    )
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{web_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{web_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _ready(url):
-            assert proc.poll() is None and time.monotonic() < deadline, "prometheus did not start"
-            time.sleep(0.2)
-        yield url, metrics_port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+    """A real Prometheus scraping job JOB every second: (its URL, the port the run serves its metrics on)."""
+    if reason := skip_reason():
+        pytest.skip(reason)
+    with prometheus_server(tmp_path, JOB) as found:
+        yield found
 
 
 def test_real_prometheus_scraping_a_live_compare(
@@ -232,9 +191,9 @@ def test_real_prometheus_scraping_a_live_compare(
     base, port = real_prometheus
     live = tmp_path / "live.json"
     with target_process("--canonical-ttfe-ms", "210", "--legacy-ttfe-ms", "150", *FAST_KNOBS) as url:
-        proc = sseprobe(
-            "compare", "--canonical", url, "--legacy", url, "-n", "300", "-c", "8", "--workers", "1",
-            "--metrics-port", str(port), "--metrics-linger", "4", "-o", str(live), timeout=180,
+        proc = in_process(
+            capfd, "compare", "--canonical", url, "--legacy", url, "-n", "300", "-c", "8", "--workers", "1",
+            "--metrics-port", str(port), "--metrics-linger", "4", "-o", str(live),
         )  # fmt: skip
     assert proc.returncode in (0, 1, 2, 3) and "Traceback" not in proc.stderr, proc.stderr
     time.sleep(1.5)  # the last scrape lands

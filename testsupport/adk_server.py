@@ -111,12 +111,17 @@ def adk_api_server(local_storage: bool = False, startup_s: float = 90.0) -> Iter
             _wait_ready(url, proc, startup_s)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it is still there after ``grace_s``: a server started by a test always ends."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 # --- the raw-socket oracle ---------------------------------------------------------------------

@@ -32,7 +32,7 @@ from ._common import (
 )
 from ._report import attach_html
 from ._run import emit, said_interrupted, say_notes
-from ._sources import compare_source, refuse_bucketed, source_options, wants_source
+from ._sources import Destination, Source, compare_source, refuse_bucketed, source_options
 
 __all__ = ["compare_cmd"]
 
@@ -127,8 +127,13 @@ def compare_cmd(ctx: click.Context, /, files: tuple[str, ...], **params: Any) ->
     """
     scenario = read_scenario(params["scenario"])
     policy = read_policy(params["policy_file"] or (scenario.policy if scenario else None))
-    if wants_source(params):  # real traffic from a log or Prometheus: cli/_sources.py
-        return compare_source(files, params, policy)
+    source: Source = params["source"]
+    if source.wanted:  # real traffic from a log or Prometheus: cli/_sources.py
+        live = any(params[k] for k in ("canonical_url", "legacy_url", "until_decided"))
+        to = Destination(params["out"], params["html_path"], params["as_json"])
+        return compare_source(
+            files, source, policy, live=live, cohorts=(params["baseline_cohort"], params["candidate_cohort"]), to=to
+        )
     if files:
         if len(files) > 2:
             raise UsageProblem("compare takes at most two results files (baseline, candidate)")

@@ -5,34 +5,35 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import click
 import orjson
 
 from ..load.metrics import cannot_bind
-from ..ops.monitor import MonitorError, PassResult, expected_shape, load_monitor_config, run_pass, save_baseline
+from ..ops.monitor import (
+    MonitorError,
+    PassResult,
+    load_monitor_config,
+    monitor_plan,
+    run_pass,
+    save_baseline,
+)
+from ..ops.monitor_config import DEFAULT_HISTORY
 from ..report.document import read_document
 from ..report.history import History, HistoryError, PassRow, deciding_reason
 from ..verdict.policy import format_metric
+from ._baseline import baseline_destination, baseline_path, config_option
 from ._common import EXIT_OK, EXIT_UNKNOWN, UsageProblem, check_outputs
 
 __all__ = ["monitor_cmd", "baseline_group", "history_cmd"]
 
-DEFAULT_HISTORY = Path("results/history.sqlite")
 _SPARK = "▁▂▃▄▅▆▇█"
 _TREND_METRICS = ("ttfe_p95_ms", "completion_rate", "connect_success_rate", "error_rate_5xx")
 
 
 @click.command("monitor")
-@click.option(
-    "--config",
-    "-C",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Monitor config (TOML): URLs, scenario, baseline, history, outputs.",
-)
+@config_option("Monitor config (TOML): URLs, scenario, baseline, history, outputs.", required=True)
 @click.option(
     "--update-baseline",
     is_flag=True,
@@ -129,15 +130,7 @@ def baseline_group() -> None:
 
 @baseline_group.command("save")
 @click.argument("results_file", type=click.Path(dir_okay=False))
-@click.option(
-    "--config",
-    "-C",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Save to this monitor config's baseline path.",
-)
-@click.option("--to", "dest", type=click.Path(dir_okay=False), default=None, help="Save to this path instead.")
+@baseline_destination
 @click.option(
     "--force",
     is_flag=True,
@@ -151,23 +144,14 @@ def baseline_save_cmd(results_file: str, config_path: str | None, dest: str | No
     from a saturated generator, and, with --config, when its cohorts, flows or load shape differ from
     what the monitor measures (the refusal says what differs).
     """
-    if (config_path is None) == (dest is None):
-        raise UsageProblem("give exactly one of --config FILE (its baseline path) or --to PATH")
-    expected = None
-    if config_path is not None:
-        cfg = load_monitor_config(config_path)
-        expected = None if force else expected_shape(cfg)
-        if cfg.baseline is None:
-            raise UsageProblem(f"{config_path}: no 'baseline' path in the config")
-        target = cfg.baseline
-    else:
-        target = Path(dest)  # type: ignore[arg-type]
+    cfg, target = baseline_path(config_path, dest)
+    expected = None if force or cfg is None else monitor_plan(cfg, cfg.results_dir / "x.json", secrets=False)
     doc = read_document(results_file)
     try:
         path = save_baseline(doc, results_file, target, force=force, expected=expected)
     except OSError as exc:
         raise UsageProblem(f"cannot write {target}: {exc.strerror or exc}") from None
-    cohorts = ", ".join(f"{n} ({c.get('sessions', 0):,} sessions)" for n, c in doc["cohorts"].items())
+    cohorts = ", ".join(f"{n} ({c.get('sessions') or 0:,} sessions)" for n, c in doc["cohorts"].items())
     click.echo(f"baseline saved: {path} from {results_file}: {cohorts}")
     return EXIT_OK
 
@@ -226,32 +210,44 @@ def _whole_clauses(why: str, width: int = 100) -> str:
     return "; ".join(kept) + (f" (+{more} more)" if more else "")
 
 
-def _row_dict(p: PassRow) -> dict[str, Any]:
-    return {
-        "id": p.id,
-        "started": p.started,
-        "duration_s": p.duration_s,
-        "verdict": p.verdict,
-        "exit_code": p.exit_code,
-        "reasons": p.reasons,
-        "results": p.results,
-        "generator": {"saturated": p.generator_saturated, "error_ms": p.generator_error_ms},
-        "cohorts": {
+class _GeneratorJSON(TypedDict):
+    saturated: bool | None
+    error_ms: float | None
+
+
+class _PassJSON(TypedDict):
+    """A pass as ``history --json`` prints it; each cohort: sessions, attempts, its key metrics, outcomes."""
+
+    id: int | None
+    started: str
+    duration_s: float
+    verdict: str
+    exit_code: int
+    reasons: list[str]
+    results: str | None
+    generator: _GeneratorJSON
+    cohorts: dict[str, dict[str, float | None | dict[str, int]]]
+
+
+def _row_json(p: PassRow) -> _PassJSON:
+    return _PassJSON(
+        id=p.id,
+        started=p.started,
+        duration_s=p.duration_s,
+        verdict=p.verdict,
+        exit_code=p.exit_code,
+        reasons=p.reasons,
+        results=p.results,
+        generator=_GeneratorJSON(saturated=p.generator_saturated, error_ms=p.generator_error_ms),
+        cohorts={
             c.cohort: {"sessions": c.sessions, "attempts": c.attempts, **c.metrics, "outcomes": c.outcomes}
             for c in p.cohorts
         },
-    }
+    )
 
 
 @click.command("history")
-@click.option(
-    "--config",
-    "-C",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Read the history database named in this monitor config.",
-)
+@config_option("Read the history database named in this monitor config.")
 @click.option(
     "--db", type=click.Path(dir_okay=False), default=None, help=f"History database path (default: {DEFAULT_HISTORY})."
 )
@@ -281,7 +277,7 @@ def history_cmd(config_path: str | None, db: str | None, limit: int, cohorts: tu
         total = h.count()
     names = list(cohorts) or sorted({c.cohort for p in passes for c in p.cohorts})
     if as_json:
-        click.echo(orjson.dumps([_row_dict(p) for p in passes], option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps([_row_json(p) for p in passes], option=orjson.OPT_INDENT_2).decode())
         return EXIT_OK
     click.echo(f"history {path}: last {len(passes)} of {total} passes")
     if not passes:

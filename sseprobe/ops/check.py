@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import cast
 
 import orjson
 
@@ -37,7 +38,7 @@ class CheckResult:
     detail: str
 
 
-def health_findings(body: Any, optional: frozenset[str] = frozenset()) -> list[CheckResult]:
+def health_findings(body: object, optional: frozenset[str] = frozenset()) -> list[CheckResult]:
     """Judge a /health JSON body; tolerate the known shape variants and name every field that differs.
     ``optional``: dependencies allowed to be false (e.g. cloud_logging off in development)."""
     if not isinstance(body, dict):
@@ -74,7 +75,7 @@ def health_findings(body: Any, optional: frozenset[str] = frozenset()) -> list[C
     return out
 
 
-def _dependencies(deps: dict[str, Any], optional: frozenset[str]) -> CheckResult:
+def _dependencies(deps: Mapping[str, object], optional: frozenset[str]) -> CheckResult:
     """True/false entries are checks and judged; any other value (``project_id: "..."``) is
     information about the deployment, shown as it is."""
     checks = {k: v for k, v in deps.items() if isinstance(v, bool)}
@@ -89,7 +90,7 @@ def _dependencies(deps: dict[str, Any], optional: frozenset[str]) -> CheckResult
     return CheckResult("health.dependencies", "WARN" if down else "OK", detail)
 
 
-def _shown(value: Any, limit: int = 60) -> str:
+def _shown(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from .._api import RunPlan, make_plan
 from .._api import compare as compare_live
@@ -34,16 +33,13 @@ from ..report.document import ResultsError, dumps, read_document, write_atomic, 
 from ..report.history import History
 from ..verdict.compare import GENERATOR_ADVICE, Verdict, generator_band, judge
 from ..verdict.policy import (
-    DEFAULT_POLICY,
     Policy,
-    PolicyError,
     check_triggers,
     format_metric,
-    load_policy,
     mark_generator_bound,
     metric_value,
 )
-from ..verdict.schema import ResultsDocument
+from ..verdict.schema import ResultsDocument, VerdictDoc
 from ..verdict.stats import CohortStats
 from .check import run_checks
 from .monitor_config import EXIT, MonitorConfig, MonitorError, Part, PassResult, load_monitor_config, pass_lock, worst
@@ -56,8 +52,11 @@ __all__ = [
     "Part",
     "PassResult",
     "load_monitor_config",
+    "measure",
+    "monitor_plan",
     "monitor_title",
     "pass_lock",
+    "probe",
     "run_pass",
     "save_baseline",
     "TARGETS",
@@ -80,35 +79,24 @@ def _level(verdict_level: str) -> str:
 # --- the parts ------------------------------------------------------------------------------------
 
 
-def _headers(cfg: MonitorConfig) -> tuple[tuple[str, str], ...]:
-    token = None
-    if cfg.bearer_env:
-        token = os.environ.get(cfg.bearer_env)
-        if not token:
-            raise MonitorError(f"bearer token: environment variable {cfg.bearer_env} is not set or empty")
-    if cfg.bearer_file:
-        try:
-            token = cfg.bearer_file.read_text().strip()
-        except OSError as exc:
-            raise MonitorError(f"bearer token: cannot read {cfg.bearer_file}: {exc.strerror}") from None
-    return (("Authorization", f"Bearer {token}"),) if token else ()
-
-
-def check_part(cfg: MonitorConfig) -> tuple[Part, bool]:
-    """Health and flag via ``check``; returns (part, reachable)."""
+def check_part(cfg: MonitorConfig, plan: RunPlan) -> tuple[Part, bool]:
+    """Health and flag via ``check``, at the URLs and with the headers the probe uses (the plan's: the
+    bearer token, credentials from the URL, a scenario's headers); returns (part, reachable)."""
+    cohorts = {c.name: c.options for c in plan.cohorts}
+    canonical, legacy = cohorts["canonical"], cohorts["legacy"]
     groups = (
-        {cfg.canonical_url: ("canonical", "legacy")}
-        if cfg.canonical_url == cfg.legacy_url
-        else {cfg.canonical_url: ("canonical",), cfg.legacy_url: ("legacy",)}
+        {("canonical", "legacy"): canonical}
+        if canonical.url == legacy.url
+        else {("canonical",): canonical, ("legacy",): legacy}
     )
     results = []
-    for url, flows in groups.items():
+    for flows, sent in groups.items():
         opts = FlowOptions(
             flow=cast(FlowName, flows[0]),
-            url=url,
+            url=sent.url,
             app=cfg.app or "vana",
             user_prefix="sseprobe-monitor",
-            headers=_headers(cfg),
+            headers=sent.headers,
         )
         found = asyncio.run(run_checks(opts, flows, cfg.check_timeout_s))
         results += found
@@ -140,28 +128,35 @@ class Probe:
     reachable: bool = True
 
 
-def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path: Path | None) -> Probe:
+def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None = None, policy: Path | None = None) -> Probe:
+    """The pass's comparison alone, for ``cfg`` (``policy``, if given, over the config's): no check, no
+    judging, nothing recorded."""
+    return measure(monitor_plan(replace(cfg, policy=policy or cfg.policy), out, scenario))
+
+
+def measure(plan: RunPlan) -> Probe:
     """Run the comparison through the library (one worker, no progress) and write its results document."""
     try:
-        result = compare_live(monitor_plan(cfg, out, scenario, policy_path), progress=None)
+        result = compare_live(plan, progress=None)
     except UsageProblem as exc:
         return Probe(3, None, str(exc))
     except MeasuredButFailed as exc:  # measured, then judging failed: the measurement is kept all the same
-        path, _ = write_with_fallback(out, dumps(exc.document))
+        path, _ = write_with_fallback(plan.out, dumps(exc.document))
         return Probe(3, None, f"probe failed after measuring: {exc}; the measured results are saved in {path}"[:400])
     except Exception as exc:  # noqa: BLE001 - a pass reports, it does not crash
         return Probe(3, None, f"probe failed: {type(exc).__name__}: {exc}"[:300])
-    path, failed = write_with_fallback(out, dumps(result.document))
+    path, failed = write_with_fallback(plan.out, dumps(result.document))
     if failed:
         return Probe(3, None, f"{failed}; the results are saved in {path}")
-    return Probe(result.exit_code, result.document, result.problem or "", reachable=not result.problem)
+    doc = result.document
+    return Probe(result.exit_code, doc, result.problem or "", reachable=not result.problem)
 
 
-def monitor_plan(
-    cfg: MonitorConfig, out: Path, scenario: Scenario | None, policy_path: Path | None, secrets: bool = True
-) -> RunPlan:
-    """The pass's comparison as a plan (``secrets=False``: without the bearer token's source, for a plan
-    that is only looked at, such as the shape ``baseline save`` checks)."""
+def monitor_plan(cfg: MonitorConfig, out: Path, scenario: Scenario | None = None, secrets: bool = True) -> RunPlan:
+    """The pass's comparison as a plan, the scenario and the policy read once for the whole pass (the probe
+    runs it, the parts judge by its policy). ``scenario``: the config's, already read; else it is read here.
+    ``secrets=False``: without the bearer token's source, for a plan that is only looked at, such as the
+    shape ``baseline save`` holds a document against. A config that cannot plan raises MonitorError."""
     always = Options(
         canonical_url=cfg.canonical_url,
         legacy_url=cfg.legacy_url,
@@ -174,7 +169,7 @@ def monitor_plan(
         "scenario": str(cfg.scenario) if cfg.scenario else None,
         "sessions": cfg.sessions,
         "concurrency": cfg.concurrency,
-        "policy_file": str(policy_path) if policy_path else None,
+        "policy_file": str(cfg.policy) if cfg.policy else None,  # else the scenario's, if it names one
         "app": cfg.app,
         "bearer_env": cfg.bearer_env if secrets else None,
         "bearer_file": str(cfg.bearer_file) if cfg.bearer_file and secrets else None,
@@ -193,15 +188,10 @@ def monitor_plan(
     if secrets:  # a plan only looked at serves no metrics
         configured.update({k: v for k, v in metrics.items() if v is not None})  # port 0 and linger 0 are values
     given = frozenset({"canonical_url", "legacy_url", "quiet", "out", "workers", "user_prefix", *configured})
-    return make_plan(scenario, options_from(configured, always), given, "compare")
-
-
-def expected_shape(cfg: MonitorConfig) -> dict[str, Any]:
-    """The results-document ``config`` a pass of this monitor config writes (cohorts, flows, load), for
-    ``baseline save`` to hold a document against. Raises MonitorError when the config cannot plan."""
     try:
-        scenario = load_scenario(cfg.scenario) if cfg.scenario else None
-        return monitor_plan(cfg, cfg.results_dir / "x.json", scenario, cfg.policy, secrets=False).config
+        if scenario is None and cfg.scenario:
+            scenario = load_scenario(cfg.scenario)
+        return make_plan(scenario, options_from(configured, always), given, "compare")
     except (ScenarioError, UsageProblem) as exc:
         raise MonitorError(str(exc)) from None
 
@@ -210,13 +200,13 @@ def _first_reasons(reasons: list[str], n: int = 2) -> str:
     return "; ".join(reasons[:n]) + (f" (+{len(reasons) - n} more)" if len(reasons) > n else "")
 
 
-def verdict_part(name: str, verdict: Mapping[str, Any]) -> Part:
-    level = _level(str(verdict.get("overall", "INCONCLUSIVE")))
-    reasons = list(verdict.get("reasons") or [])
-    return Part(name, level, _first_reasons(reasons) or str(verdict.get("overall")))
+def verdict_part(name: str, verdict: VerdictDoc | None) -> Part:
+    if verdict is None:
+        return Part(name, "UNKNOWN", "the comparison gave no verdict")
+    return Part(name, _level(verdict["overall"]), _first_reasons(verdict.get("reasons", [])) or verdict["overall"])
 
 
-def baseline_parts(doc: Mapping[str, Any], baseline: Mapping[str, Any], policy: Policy) -> list[Part]:
+def baseline_parts(doc: ResultsDocument, baseline: ResultsDocument, policy: Policy) -> list[Part]:
     """Each cohort against the baseline's same-named one. The band is tonight's generator's, and the
     baseline's own only where the baseline was saturated (``generator_band`` is 0 otherwise). What only
     a saturated baseline's band leaves undecided (its latencies read high by up to its lag) is not held
@@ -263,13 +253,14 @@ def _only_bound(v: Verdict) -> bool:
     return all(m.generator_bound for m in v.metrics if m.critical and m.level == "INCONCLUSIVE")
 
 
-def stale_baseline_note(path: Path, baseline: Mapping[str, Any]) -> str | None:
+def stale_baseline_note(path: Path, baseline: ResultsDocument) -> str | None:
     """A WARN to re-record a baseline that was stored with a saturated generator, once per stored
     baseline (a marker beside it remembers which one was warned about), not in every nightly mail."""
     own = generator_band(baseline.get("generator"))
     if own <= 0:
         return None
-    stamp = str((baseline.get("baseline") or {}).get("saved") or baseline.get("started") or "")
+    stored = baseline.get("baseline")
+    stamp = (stored.get("saved") if stored else "") or baseline.get("started") or ""  # a file: any key may be missing
     marker = path.with_name(path.name + ".warned")
     with contextlib.suppress(OSError):
         if marker.read_text().strip() == stamp:
@@ -283,7 +274,7 @@ def stale_baseline_note(path: Path, baseline: Mapping[str, Any]) -> str | None:
     )
 
 
-def target_parts(doc: Mapping[str, Any], policy: Policy) -> list[Part]:
+def target_parts(doc: ResultsDocument, policy: Policy) -> list[Part]:
     """Absolute checklist targets (missed: YELLOW) and rollback triggers (fired: RED), per cohort.
     A latency trigger or miss that a saturated generator's own lag could explain is UNKNOWN."""
     band = generator_band(doc.get("generator"))
@@ -343,16 +334,8 @@ def run_pass(
         t0 = time.monotonic()
         history = History(cfg.history)  # a corrupt or newer file stops the pass before any load
         try:
-            scenario = load_scenario(cfg.scenario) if cfg.scenario else None
-            policy_path = cfg.policy or (Path(scenario.policy) if scenario and scenario.policy else None)
-            policy = load_policy(policy_path) if policy_path else DEFAULT_POLICY
-        except (ScenarioError, PolicyError) as exc:
-            history.close()
-            raise MonitorError(str(exc)) from None
-        try:
-            return _measure_and_record(
-                cfg, history, started, t0, (scenario, policy, policy_path), (update_baseline, force), html, echo
-            )
+            plan = monitor_plan(cfg, cfg.results_dir / f"monitor-{_stamp()}.json")  # a bad config: before any load
+            return _measure_and_record(cfg, history, started, t0, plan, (update_baseline, force), html, echo)
         finally:
             history.close()
 
@@ -362,13 +345,12 @@ def _measure_and_record(
     history: History,
     started: datetime,
     t0: float,
-    judged_by: tuple[Scenario | None, Policy, Path | None],
+    plan: RunPlan,
     baseline_update: tuple[bool, bool],
     html: Path | None,
     echo: Callable[[str], None],
 ) -> PassResult:
     update_baseline = baseline_update[0]
-    scenario, policy, policy_path = judged_by
     parts: list[Part] = []
     notes: list[str] = []
     baseline = None
@@ -384,16 +366,16 @@ def _measure_and_record(
             parts.append(Part("baseline", "UNKNOWN", f"{cfg.baseline}: {why}"))
     reachable = True
     if cfg.check:
-        part, reachable = check_part(cfg)
+        part, reachable = check_part(cfg, plan)
         parts.append(part)
     doc: ResultsDocument | None = None
-    results_path = cfg.results_dir / f"monitor-{_stamp()}.json"
+    results_path = Path(plan.out)
     if reachable:
-        found = probe(cfg, results_path, scenario, policy_path)
+        found = measure(plan)
         doc = found.doc
         if doc is None:
             parts.append(Part("probe", "UNKNOWN", found.error or "the probe wrote no results"))
-        elif doc.get("interrupted"):
+        elif doc["interrupted"]:
             parts.append(Part("probe", "UNKNOWN", f"interrupted: {doc.get('stop_reason') or 'stopped'}"))
             echo(_summary(PassResult(worst(parts), parts)))
             echo("  (interrupted pass: history, metrics and baseline left as they were)")
@@ -402,15 +384,15 @@ def _measure_and_record(
             reachable = False
             parts.append(Part("probe", "UNKNOWN", found.error))
         else:
-            parts.append(verdict_part("canonical vs legacy", doc.get("verdict") or {}))
+            parts.append(verdict_part("canonical vs legacy", doc.get("verdict")))
             if baseline is not None and cfg.baseline is not None:
-                parts += baseline_parts(doc, baseline, policy)
+                parts += baseline_parts(doc, baseline, plan.policy)
                 if stale := stale_baseline_note(cfg.baseline, baseline):
                     notes.append(stale)
-            parts += target_parts(doc, policy)
+            parts += target_parts(doc, plan.policy)
             generator = doc.get("generator")
-            if generator and generator.get("saturated"):  # the prober itself was the bottleneck: latencies read high
-                notes.append(f"generator: WARN {generator.get('note', 'saturated')}")
+            if generator and generator["saturated"]:  # the prober itself was the bottleneck: latencies read high
+                notes.append(f"generator: WARN {generator.get('note') or 'saturated'}")
     done = FinishedPass(
         cfg, history, started, time.monotonic() - t0, parts, notes, doc, results_path, reachable and doc is not None
     )

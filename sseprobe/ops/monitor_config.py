@@ -11,10 +11,9 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import SseprobeError
@@ -22,7 +21,7 @@ from .._redact import redact_url
 from .._toml import StrictReader, read_toml
 from ..plan.scenario import BOUNDS, out_of_bounds
 from ..verdict.levels import exit_codes
-from ..verdict.schema import MetricDoc
+from ..verdict.schema import MetricDoc, PartDoc
 
 EXIT = exit_codes("GREEN", "YELLOW", "RED", "UNKNOWN")
 _RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}  # UNKNOWN only wins over GREEN
@@ -32,120 +31,199 @@ class MonitorError(SseprobeError, ValueError):
     """The pass cannot run (bad config, lock held, no baseline to save): one line, exit 3."""
 
 
+DEFAULT_HISTORY = Path("results/history.sqlite")
+ConfigView = dict[str, str | float | bool | list[str]]  # the config as outputs show it (MonitorDoc.config)
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
+    """The monitor config file, read once and checked (:func:`load_monitor_config`, which sets every field:
+    the defaults are there); the command line's flags lay values over it with ``replace``."""
+
     path: Path
     canonical_url: str
     legacy_url: str
-    scenario: Path | None = None
-    sessions: int | None = None
-    concurrency: int | None = None
-    policy: Path | None = None
-    baseline: Path | None = None
-    history: Path = Path("results/history.sqlite")
-    results_dir: Path = Path("results")
-    prometheus: Path | None = None
-    pushgateway: str | None = None
-    push_job: str = "sseprobe_monitor"
-    webhook_env: str | None = None
-    lock: Path = Path("results/monitor.lock")
-    html: Path | None = None
-    check: bool = True
-    check_timeout_s: float = 10.0
-    app: str | None = None
-    ignore_checks: tuple[str, ...] = ()
-    bearer_env: str | None = None
-    bearer_file: Path | None = None
-    until_decided: bool = False  # compare --until-decided, with its caps below
-    look_every: int | None = None
-    max_sessions: int | None = None
-    max_duration_s: float | None = None
-    traffic_rate: float | None = None
-    metrics_port: int | None = None  # live metrics while the probe runs (docs/metrics.md)
-    metrics_host: str | None = None
-    metrics_linger_s: float | None = None
+    scenario: Path | None
+    sessions: int | None
+    concurrency: int | None
+    policy: Path | None
+    baseline: Path | None
+    history: Path
+    results_dir: Path
+    prometheus: Path | None
+    pushgateway: str | None
+    push_job: str
+    webhook_env: str | None
+    lock: Path
+    html: Path | None
+    check: bool
+    check_timeout_s: float
+    app: str | None
+    ignore_checks: tuple[str, ...]
+    bearer_env: str | None
+    bearer_file: Path | None
+    until_decided: bool  # compare --until-decided, with its caps below
+    look_every: int | None
+    max_sessions: int | None
+    max_duration_s: float | None
+    traffic_rate: float | None
+    metrics_port: int | None  # live metrics while the probe runs (docs/metrics.md)
+    metrics_host: str | None
+    metrics_linger_s: float | None
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> ConfigView:
         """For outputs: paths, redacted URLs, the *names* of secret sources, never their values."""
-        out: dict[str, Any] = {}
-        for k, v in vars(self).items():
+        out: ConfigView = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
             if v is None:
                 continue
-            if k in ("canonical_url", "legacy_url", "pushgateway"):
+            if f.name in ("canonical_url", "legacy_url", "pushgateway"):
                 v = redact_url(str(v))
-            out[k] = str(v) if isinstance(v, Path) else v
+            out[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
         return out
 
 
 _PATH_KEYS = {"scenario", "policy", "baseline", "history", "results_dir", "prometheus", "lock", "html", "bearer_file"}
 _STR_KEYS = {"url", "canonical_url", "legacy_url", "pushgateway", "push_job", "webhook_env", "app", "bearer_env"}
 _INT_KEYS = {"sessions", "concurrency", "look_every", "max_sessions"}
-_SECONDS_KEYS = {"check_timeout_s", "max_duration_s", "traffic_rate"}  # numbers > 0
 # the bounds scenario files and options have (plan.scenario.BOUNDS), by the option each key stands for
-_BOUND_OF = {"check_timeout_s": "connect_timeout", "max_duration_s": "max_duration", "traffic_rate": "traffic_rate"}
-_METRICS_KEYS = {"metrics_port": "metrics_port", "metrics_linger_s": "metrics_linger"}  # 0 is a value: any port
+_BOUND_OF = {
+    "check_timeout_s": "connect_timeout",
+    "max_duration_s": "max_duration",
+    "traffic_rate": "traffic_rate",
+    "metrics_linger_s": "metrics_linger",
+}
 _KEYS = (
     _PATH_KEYS
     | _STR_KEYS
     | _INT_KEYS
-    | _SECONDS_KEYS
-    | set(_METRICS_KEYS)
-    | {"metrics_host", "check", "ignore_checks", "until_decided"}
+    | set(_BOUND_OF)
+    | {"metrics_port", "metrics_host", "check", "ignore_checks", "until_decided"}
 )
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The file's top-level table, each key read as its kind: the value, or None where the key is absent
+    (TOML has no null); a value of the wrong kind is one error naming the file and the key."""
+
+    path: Path
+    data: Mapping[str, object]
+    fail: Callable[[str, str], Exception]
+
+    def text(self, key: str) -> str | None:
+        v = self.data.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, str) or not v:
+            raise self.fail(key, "a non-empty string")
+        return v
+
+    def file(self, key: str) -> Path | None:
+        """A path, relative to the config file's folder."""
+        v = self.text(key)
+        return None if v is None else Path(os.path.normpath(self.path.parent / v))
+
+    def flag(self, key: str, default: bool) -> bool:
+        v = self.data.get(key, default)
+        if not isinstance(v, bool):
+            raise self.fail(key, "true or false")
+        return v
+
+    def count(self, key: str) -> int | None:
+        v, bound = self.data.get(key), _BOUND_OF.get(key, key)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1 or out_of_bounds(bound, v):
+            raise self.fail(key, f"a whole number >= 1 and <= {BOUNDS[bound][1]:g}")
+        return v
+
+    def seconds(self, key: str) -> float | None:
+        v = self.data.get(key)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float) or (why := out_of_bounds(_BOUND_OF[key], v)):
+            raise self.fail(
+                key, f"{'sessions per second' if key == 'traffic_rate' else 'seconds'}: {why or 'a number'}"
+            )
+        return float(v)
+
+    def port(self, key: str) -> int | None:
+        """A TCP port; 0 is a value (any free port)."""
+        v = self.data.get(key)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or (why := out_of_bounds(key, v)):
+            raise self.fail(key, why or "a TCP port")
+        return v
+
+    def names(self, key: str) -> tuple[str, ...]:
+        v = self.data.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            raise self.fail(key, 'a list of check names, e.g. ["health.dependencies"]')
+        return tuple(v)
+
+    def url(self, key: str, given: str | None, fallback: str | None) -> str:
+        """``key`` (canonical_url, legacy_url) or else ``url``: an http(s) URL."""
+        u = given or fallback
+        if not u:
+            raise self.fail(
+                "url" if fallback is None else key, "the service's base URL (url, or canonical_url and legacy_url)"
+            )
+        parts = urlsplit(u)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.fail(key if key in self.data else "url", f"an http(s) URL, got {redact_url(u)!r}")
+        return u
 
 
 def load_monitor_config(path: str | Path) -> MonitorConfig:
     """Strict TOML: unknown keys and wrong types are one-line errors naming the file and key.
-    Relative paths are relative to the config file's folder."""
+    Relative paths are relative to the config file's folder. Every default is here."""
     p = Path(path)
     data = read_toml(p, MonitorError)
     reader = StrictReader(p, MonitorError)
-    fail = reader.fail
     reader.known("", data, _KEYS)
-    values: dict[str, Any] = {}
-    for key, v in data.items():
-        if key in _PATH_KEYS or key in _STR_KEYS or key == "metrics_host":
-            if not isinstance(v, str) or not v:
-                raise fail(key, "a non-empty string")
-            values[key] = Path(os.path.normpath(p.parent / v)) if key in _PATH_KEYS else v
-        elif key in _INT_KEYS:
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or out_of_bounds(_BOUND_OF.get(key, key), v):
-                raise fail(key, f"a whole number >= 1 and <= {BOUNDS[_BOUND_OF.get(key, key)][1]:g}")
-            values[key] = v
-        elif key in ("check", "until_decided"):
-            if not isinstance(v, bool):
-                raise fail(key, "true or false")
-            values[key] = v
-        elif key == "ignore_checks":
-            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-                raise fail(key, 'a list of check names, e.g. ["health.dependencies"]')
-            values[key] = tuple(v)
-        elif key in _METRICS_KEYS:
-            kind = int if key == "metrics_port" else (int, float)
-            if isinstance(v, bool) or not isinstance(v, kind) or (why := out_of_bounds(_METRICS_KEYS[key], v)):
-                raise fail(key, why or ("a TCP port" if key == "metrics_port" else "seconds"))
-            values[key] = v
-        elif key in _SECONDS_KEYS:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (why := out_of_bounds(_BOUND_OF[key], v)):
-                raise fail(key, f"{'sessions per second' if key == 'traffic_rate' else 'seconds'}: {why or 'a number'}")
-            values[key] = float(v)
-    url = values.pop("url", None)
-    if url and ("canonical_url" in values or "legacy_url" in values):
-        raise fail("url", "either url or canonical_url + legacy_url, not both")
-    values.setdefault("canonical_url", url)
-    values.setdefault("legacy_url", url)
-    for key in ("canonical_url", "legacy_url"):
-        u = values.get(key)
-        if not u:
-            raise fail("url" if url is None else key, "the service's base URL (url, or canonical_url and legacy_url)")
-        parts = urlsplit(u)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise fail(key if key in data else "url", f"an http(s) URL, got {redact_url(u)!r}")
-    if "pushgateway" in values and urlsplit(values["pushgateway"]).scheme not in ("http", "https"):
-        raise fail("pushgateway", "an http(s) URL")
-    if "history" in values and "lock" not in values:
-        values["lock"] = Path(values["history"]).with_suffix(".lock")
-    return MonitorConfig(path=p, **values)
+    keys = _Keys(p, data, reader.fail)
+    url, canonical, legacy = keys.text("url"), keys.text("canonical_url"), keys.text("legacy_url")
+    if url and (canonical or legacy):
+        raise reader.fail("url", "either url or canonical_url + legacy_url, not both")
+    pushgateway = keys.text("pushgateway")
+    if pushgateway and urlsplit(pushgateway).scheme not in ("http", "https"):
+        raise reader.fail("pushgateway", "an http(s) URL")
+    history = keys.file("history")
+    return MonitorConfig(
+        path=p,
+        canonical_url=keys.url("canonical_url", canonical, url),
+        legacy_url=keys.url("legacy_url", legacy, url),
+        scenario=keys.file("scenario"),
+        sessions=keys.count("sessions"),
+        concurrency=keys.count("concurrency"),
+        policy=keys.file("policy"),
+        baseline=keys.file("baseline"),
+        history=history or DEFAULT_HISTORY,
+        results_dir=keys.file("results_dir") or Path("results"),
+        prometheus=keys.file("prometheus"),
+        pushgateway=pushgateway,
+        push_job=keys.text("push_job") or "sseprobe_monitor",
+        webhook_env=keys.text("webhook_env"),
+        lock=keys.file("lock") or (history.with_suffix(".lock") if history else Path("results/monitor.lock")),
+        html=keys.file("html"),
+        check=keys.flag("check", True),
+        check_timeout_s=keys.seconds("check_timeout_s") or 10.0,
+        app=keys.text("app"),
+        ignore_checks=keys.names("ignore_checks"),
+        bearer_env=keys.text("bearer_env"),
+        bearer_file=keys.file("bearer_file"),
+        until_decided=keys.flag("until_decided", False),
+        look_every=keys.count("look_every"),
+        max_sessions=keys.count("max_sessions"),
+        max_duration_s=keys.seconds("max_duration_s"),
+        traffic_rate=keys.seconds("traffic_rate"),
+        metrics_port=keys.port("metrics_port"),
+        metrics_host=keys.text("metrics_host"),
+        metrics_linger_s=keys.seconds("metrics_linger_s"),  # 0 is a value: no linger
+    )
 
 
 @contextlib.contextmanager
@@ -178,7 +256,7 @@ def pass_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Part:
     """One judged part of the pass: GREEN / YELLOW / RED / UNKNOWN and why, in one line; a comparison's
     part keeps its metric rows (the results document's verdict rows), so a report can show what decided it."""
@@ -188,8 +266,8 @@ class Part:
     detail: str
     metrics: tuple[MetricDoc, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"part": self.name, "level": self.level, "detail": self.detail}
+    def to_dict(self) -> PartDoc:
+        d = PartDoc(part=self.name, level=self.level, detail=self.detail)
         if self.metrics:
             d["metrics"] = list(self.metrics)
         return d

@@ -10,25 +10,26 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
+from .._api import RunPlan
 from .._redact import redact_url
 from ..report.document import dumps, write_atomic
 from ..report.history import CohortRow, History, HistoryError, PassRow
 from ..report.prom import PassMetrics, push, write_textfile
-from ..verdict.schema import ResultsDocument
+from ..verdict.schema import BaselineDoc, MonitorDoc, ResultsDocument
 from ..verdict.stats import CohortStats
 from .monitor_config import EXIT, MonitorConfig, MonitorError, Part, PassResult, worst
 
 
 def save_baseline(
-    doc: Mapping[str, Any], source: str, dest: Path, *, force: bool = False, expected: Mapping[str, Any] | None = None
+    doc: ResultsDocument, source: str, dest: Path, *, force: bool = False, expected: RunPlan | None = None
 ) -> Path:
     """Store a results document as the baseline, histograms and all (percentiles alone cannot be compared).
 
@@ -46,10 +47,10 @@ def save_baseline(
         except (KeyError, TypeError, ValueError) as exc:
             raise MonitorError(f"{source}: cohort {name!r} is malformed: {exc}") from None
     if not force:
-        generator = doc.get("generator") or {}
-        if generator.get("saturated") is True:
+        generator = doc.get("generator")
+        if generator and generator.get("saturated") is True:
             raise MonitorError(
-                f"{source}: its generator was saturated ({generator.get('note', 'lagging')}): its latencies read"
+                f"{source}: its generator was saturated ({generator.get('note') or 'lagging'}): its latencies read"
                 " high; record the baseline on a quieter machine or at a lower load (--force stores it anyway)"
             )
         differs = shape_differences(doc, expected) if expected is not None else []
@@ -57,23 +58,24 @@ def save_baseline(
             raise MonitorError(
                 f"{source} differs from the monitor config: {'; '.join(differs)} (--force stores it anyway)"
             )
-    saved = {**doc, "baseline": {"saved": datetime.now(UTC).isoformat(timespec="seconds"), "source": str(source)}}
+    saved = doc.copy()
+    saved["baseline"] = BaselineDoc(saved=datetime.now(UTC).isoformat(timespec="seconds"), source=str(source))
     return write_atomic(dest, dumps(saved))
 
 
-def shape_differences(doc: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
-    """What differs between a results document and the ``config`` a monitor pass writes: the cohorts,
-    each cohort's flow, and the load's shape (model, users in flight, rates, think time) where the
-    document records it. The numbers of sessions may differ: the statistics allow for them."""
+def shape_differences(doc: ResultsDocument, expected: RunPlan) -> list[str]:
+    """What differs between a results document and the plan of a monitor pass: the cohorts, each cohort's
+    flow, and the load's shape (model, users in flight, rates, think time) where the document records it.
+    The numbers of sessions may differ: the statistics allow for them."""
     out: list[str] = []
-    have, want = doc.get("cohorts") or {}, expected.get("cohorts") or {}
+    have, want = doc.get("cohorts") or {}, {c.name: c.options.flow for c in expected.cohorts}
     if sorted(have) != sorted(want):
         out.append(f"cohorts {', '.join(sorted(have)) or 'none'} where the monitor measures {', '.join(sorted(want))}")
     for name in sorted(set(have) & set(want)):
-        a, b = (have[name] or {}).get("flow"), (want[name] or {}).get("flow")
+        a, b = (have[name] or {}).get("flow"), want[name]
         if a != b:
             out.append(f"cohort {name} runs flow {a} where the monitor runs {b}")
-    load, want_load = (doc.get("config") or {}).get("load") or {}, expected.get("load") or {}
+    load, want_load = (doc.get("config") or {}).get("load") or {}, expected.config["load"]
     keys = ("model", "think") + (("phases",) if want_load.get("model") == "open" else ("concurrency",))
     for key in keys:
         if key in load and load[key] != want_load.get(key):
@@ -81,7 +83,7 @@ def shape_differences(doc: Mapping[str, Any], expected: Mapping[str, Any]) -> li
     return out
 
 
-def _short(value: Any) -> str:
+def _short(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(f"{p.get('rate')}/s for {p.get('duration_s')} s" for p in value) + "]"
     return "none" if value is None else str(value)
@@ -183,6 +185,7 @@ class HistoryWriter:
     history: History
 
     def write(self, done: FinishedPass) -> None:
+        cohorts = done.doc["cohorts"] if done.doc else {}
         row = PassRow(
             started=done.started.isoformat(timespec="seconds"),
             duration_s=round(done.duration, 3),
@@ -190,7 +193,7 @@ class HistoryWriter:
             exit_code=EXIT[done.overall],
             reasons=[f"{p.name} {p.level}: {p.detail}" for p in done.parts],
             results=str(done.results_path) if done.doc is not None else None,
-            cohorts=[CohortRow.from_document(n, c) for n, c in (done.doc["cohorts"] if done.doc else {}).items()],
+            cohorts=[CohortRow.from_document(n, c) for n, c in cohorts.items()],
             **PassRow.generator_of(done.doc.get("generator") if done.doc else None),
         )
         try:
@@ -254,12 +257,12 @@ class ResultsWriter:
         if done.doc is None:
             return
         overall = done.overall
-        done.doc["monitor"] = {
-            "overall": overall,
-            "exit_code": EXIT[overall],
-            "parts": [p.to_dict() for p in done.parts],
-            "config": done.cfg.public(),
-        }
+        done.doc["monitor"] = MonitorDoc(
+            overall=overall,
+            exit_code=EXIT[overall],
+            parts=[p.to_dict() for p in done.parts],
+            config=done.cfg.public(),
+        )
         try:
             write_atomic(done.results_path, dumps(done.doc))
             done.notes.append(f"results: {done.results_path}")
@@ -300,7 +303,8 @@ class BaselineWriter:
 
     def write(self, done: FinishedPass) -> None:
         overall, doc = done.overall, done.doc
-        saturated = doc is not None and (gen := doc.get("generator")) is not None and gen.get("saturated") is True
+        generator = doc.get("generator") if doc else None
+        saturated = generator is not None and generator.get("saturated") is True
         if self.path is None:
             done.notes.append("baseline: WARN no 'baseline' path in the config: nothing saved")
         elif doc is None or overall == "RED" or ((overall != "GREEN" or saturated) and not self.force):
@@ -317,7 +321,7 @@ class BaselineWriter:
             done.notes.append(f"baseline: updated {self.path}")
 
 
-def _safe(f: Callable[[], Any]) -> Any:
+def _safe(f: Callable[[], str | None]) -> str | None:
     try:
         return f()
     except ValueError:

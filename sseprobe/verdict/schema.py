@@ -37,7 +37,9 @@ __all__ = [
     "LatencySummary",
     "LogSourceDoc",
     "MetricDoc",
+    "MonitorDoc",
     "NodeDoc",
+    "PartDoc",
     "PrometheusSourceDoc",
     "RangeDoc",
     "RateKey",
@@ -364,6 +366,25 @@ class BaselineDoc(TypedDict):
     source: str
 
 
+class PartDoc(TypedDict):
+    """One judged part of a monitor pass, ``monitor.parts[]``; a comparison's part keeps its metric rows."""
+
+    part: str
+    level: str
+    detail: str
+    metrics: NotRequired[list[MetricDoc]]
+
+
+class MonitorDoc(TypedDict):
+    """``monitor``: the pass's verdict and the monitor config it ran (paths, redacted URLs, names of secret
+    sources, never their values)."""
+
+    overall: str
+    exit_code: int
+    parts: list[PartDoc]
+    config: dict[str, str | float | bool | list[str]]
+
+
 class ResultsParts(TypedDict, total=False):
     """The results document's optional parts, each written by what measured or judged it."""
 
@@ -377,7 +398,7 @@ class ResultsParts(TypedDict, total=False):
     intervals: list[IntervalDoc]
     source: LogSourceDoc | PrometheusSourceDoc  # a verdict on real traffic
     baseline: BaselineDoc  # a saved baseline
-    monitor: JSONObject  # the monitor pass's parts (ops.monitor_writers)
+    monitor: MonitorDoc  # a monitor pass: its parts and config (ops.monitor_writers)
 
 
 class ResultsDocument(ResultsParts):
