@@ -208,5 +208,11 @@ def test_real_prometheus_scraping_a_live_compare(
     assert code == 2, stdout + stderr
     doc, live_doc = json.loads(out.read_text()), json.loads(live.read_text())
     assert _levels(doc)["ttfe_p95_ms"] == "RED", doc["verdict"]
+    # the live counters hold every session sent: on a busy machine compare may have lowered its load and
+    # left the sessions measured before out of its document (generator.ranges), not out of the metrics
+    ranges = live_doc["generator"].get("ranges") or []
+    left_out = sum(r["discarded"] for r in ranges)
     for cohort in ("canonical", "legacy"):
-        assert doc["cohorts"][cohort]["sessions"] == live_doc["cohorts"][cohort]["ttfe_ms"]["count"] > 250, cohort
+        scraped, kept = doc["cohorts"][cohort]["sessions"], live_doc["cohorts"][cohort]["ttfe_ms"]["count"]
+        assert kept > 250 and kept <= scraped <= kept + left_out + len(ranges), (cohort, scraped, kept, ranges)
+        assert ranges or scraped == kept, cohort
