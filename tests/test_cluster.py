@@ -1,9 +1,9 @@
 """Runs on Ray (--cluster): the fork runner's totals, caps and triggers on the whole cluster, SIGTERM and
 SIGINT, load that never outlives its driver, losses that are never silent, no secret in Ray's records.
 
-One Ray cluster of two nodes (``ray.cluster_utils.Cluster``, one CPU each) serves the whole test
-session: starting one takes 8-25 s here. In-process runs reuse it (this process is connected, so
-``local:2`` does not start another); CLI subprocesses join it with ``--cluster auto`` and RAY_ADDRESS.
+One Ray cluster of two nodes (conftest's ``ray_cluster``) serves the whole test session: starting one
+takes 8-25 s here. In-process runs reuse it (this process is connected, so ``local:2`` does not start
+another); CLI subprocesses join it with ``--cluster auto`` and RAY_ADDRESS.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,33 +37,8 @@ from .conftest import CLI, in_process, sseprobe, target_process
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cret-t0ken-4242"
 
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[tuple[str, str]]:
-    """Two Ray nodes (one CPU each) on this machine, no dashboard, a Ray Client server on the head, for
-    the whole session: (GCS address, ray:// address)."""
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
-    from ray.cluster_utils import Cluster
-
-    with socket.socket() as s:  # a free port for the client server (Ray takes no port 0 for it)
-        s.bind(("127.0.0.1", 0))
-        client_port = s.getsockname()[1]
-    small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
-    head = {**small, "include_dashboard": False, "ray_client_server_port": client_port}
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        cluster.add_node(**small)  # type: ignore[arg-type]
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
-        yield cluster.address, f"ray://127.0.0.1:{client_port}"
-    finally:
-        ray.shutdown()
-        cluster.shutdown()  # type: ignore[no-untyped-call]
-
-
-@pytest.fixture(scope="session")
-def ray_address(ray_cluster: tuple[str, str]) -> str:
-    return ray_cluster[0]
+# Under xdist every test here runs on one worker (pyproject's --dist loadgroup): one Ray cluster for them all
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 # --- without Ray ---------------------------------------------------------------------------------

@@ -259,11 +259,11 @@ def test_monitor_config_reads_the_metrics_keys(tmp_path: Path) -> None:
         load_monitor_config(cfg)
 
 
+@pytest.mark.xdist_group("ray")  # the worker of the session's Ray cluster (conftest): joined, no other started
 def test_cluster_driver_serves_one_merged_endpoint(
-    flaky_target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    ray_address: str, flaky_target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Two Ray actors, one endpoint on the driver: the actors' snapshots travel in the progress it polls."""
-    pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
     port = free_port()
     doc_path = tmp_path / "doc.json"
     with scraping(port) as bodies:
