@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +72,27 @@ def pytest_configure(config: pytest.Config) -> None:
     folder = tempfile.mkdtemp(prefix="sseprobe-tests-hypothesis-")
     config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
     set_hypothesis_home_dir(folder)
+
+
+# The tests that use the Ray cluster (``ray_cluster`` below), by node id: one xdist worker runs them all, so
+# one cluster serves them (starting one takes 8-25 s and two CPUs' worth of processes).
+RAY_TESTS = ("tests/test_cluster.py::", "tests/test_live_metrics.py::test_cluster_driver_serves_one_merged_endpoint")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (pyproject's addopts) with RAY_TESTS as one group. xdist's own way, the
+    ``xdist_group`` mark, renames node ids, which pytest 9.2 no longer lets it do (xdist 3.8): the group
+    is named here, where xdist's controller decides, from node ids alone. Every other test is its own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class RayTogether(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ray" if nodeid.startswith(RAY_TESTS) else super()._split_scope(nodeid)
+
+    return RayTogether(config, log)
 
 
 @pytest.fixture(autouse=True, scope="session")

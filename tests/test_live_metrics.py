@@ -259,7 +259,6 @@ def test_monitor_config_reads_the_metrics_keys(tmp_path: Path) -> None:
         load_monitor_config(cfg)
 
 
-@pytest.mark.xdist_group("ray")  # the worker of the session's Ray cluster (conftest): joined, no other started
 def test_cluster_driver_serves_one_merged_endpoint(
     ray_address: str, flaky_target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
