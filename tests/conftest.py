@@ -74,25 +74,40 @@ def pytest_configure(config: pytest.Config) -> None:
     set_hypothesis_home_dir(folder)
 
 
-# The tests that use the Ray cluster (``ray_cluster`` below), by node id: one xdist worker runs them all, so
-# one cluster serves them (starting one takes 8-25 s and two CPUs' worth of processes).
-RAY_TESTS = ("tests/test_cluster.py::", "tests/test_live_metrics.py::test_cluster_driver_serves_one_merged_endpoint")
+# Tests that one xdist worker runs one after another (node id prefixes): "ray" shares one Ray cluster
+# (``ray_cluster`` below: 8-25 s and two CPUs' worth of processes to start); "cpu" are the tests that
+# start CPU hogs or measure what this machine's CPU allows (calibrate, verdicts that need an unsaturated
+# generator to decide): run beside each other, each would starve the others. A test renamed out of its
+# prefix still runs and passes, beside the others.
+SERIAL_GROUPS = {
+    "ray": ("tests/test_cluster.py::", "tests/test_live_metrics.py::test_cluster_driver_serves_one_merged_endpoint"),
+    "cpu": (
+        "tests/test_generator_bound.py::test_a_a_beside_three_cpu_hogs",
+        "tests/test_generator_bound.py::test_20_percent_beside_three_cpu_hogs",
+        "tests/test_generator.py::test_cpu_hogs_beside_a_run",
+        "tests/test_calibrate.py::test_calibrate_end_to_end",
+        "tests/test_until_decided.py::test_a_a_is_decided_green",
+        "tests/test_until_decided.py::test_20_percent_regression_is_decided_red",
+        "tests/test_compare_cli.py::test_injected_ttfe_regression",
+    ),
+}
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` (pyproject's addopts) with RAY_TESTS as one group. xdist's own way, the
-    ``xdist_group`` mark, renames node ids, which pytest 9.2 no longer lets it do (xdist 3.8): the group
-    is named here, where xdist's controller decides, from node ids alone. Every other test is its own."""
+    """``--dist loadgroup`` (pyproject's addopts) with SERIAL_GROUPS. xdist's own way, the ``xdist_group``
+    mark, renames node ids, which pytest 9.2 no longer lets it do (xdist 3.8): the groups are named here,
+    where xdist's controller decides, from node ids alone. Every other test is a unit of its own."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
 
-    class RayTogether(LoadGroupScheduling):
+    class SerialGroups(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "ray" if nodeid.startswith(RAY_TESTS) else super()._split_scope(nodeid)
+            group = next((name for name, tests in SERIAL_GROUPS.items() if nodeid.startswith(tests)), None)
+            return group or super()._split_scope(nodeid)
 
-    return RayTogether(config, log)
+    return SerialGroups(config, log)
 
 
 @pytest.fixture(autouse=True, scope="session")
