@@ -271,12 +271,17 @@ def test_an_actor_whose_lease_lapses_aborts_its_load(ray_address: str) -> None:
         with target_process("--canonical-ttfe-ms", "50", "--canonical-gap-ms", "20") as url:
             cohorts = [CohortSpec("canonical", FlowOptions(flow="canonical", url=url))]
             load = Load(duration=60, concurrency=2)
+            ray.get(actor.renew.remote(), timeout=60)  # the actor is up (its process may take seconds to
+            # start on a busy machine): a common start 0.5 s from now is not missed by more than 1 s
             ref = actor.run.remote(time.time() + 0.5, 0, 1, cohorts, load, Timeouts(), Limits(), RunOptions(), False)
-            for _ in range(4):
+            renewals = 0  # renewed each second for 4 s at least, and until the load has begun
+            while renewals < 4 or _started(url) == 0:
+                if ray.wait([ref], timeout=0)[0]:
+                    raise AssertionError(f"the share ended before its load began: {ray.get(ref)}")
                 time.sleep(1)
                 ray.get(actor.renew.remote(), timeout=30)
+                renewals += 1
             renewed = time.monotonic()
-            assert _started(url) > 0
             last, last_change = _started(url), renewed
             while time.monotonic() - last_change < 3 and time.monotonic() - renewed < 30:
                 time.sleep(0.25)
@@ -350,6 +355,15 @@ def _started(url: str) -> int:
         return int(json.load(r)["canonical"]["started"])
 
 
+def _wait_started(url: str, n: int, proc: subprocess.Popen[str]) -> None:
+    """Until the target has seen ``n`` sessions start: the run's load is under way, however late the
+    common start came. A driver that ended first fails the test with what it said."""
+    while _started(url) < n:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before its load began: {proc.communicate(timeout=30)[1]}")
+        time.sleep(0.1)
+
+
 def test_sigterm_stops_the_run_keeps_the_document_and_no_secret_reaches_ray(ray_address: str, tmp_path: Path) -> None:
     """SIGINT or SIGTERM while Ray connects, SIGTERM mid-run: exit 3, the document on stdout (and
     nothing else), interrupted; the job table holds the drivers' command lines without the token."""
@@ -370,7 +384,7 @@ def test_sigterm_stops_the_run_keeps_the_document_and_no_secret_reaches_ray(ray_
         before = _actor_pids()
         late = _driver(ray_address, url, tmp_path / "late.json", "--duration", "60", "-c", "4", *header)
         _wait_for_actors(2, before, late)
-        time.sleep(3)
+        _wait_started(url, 5, late)  # -c 4: a fifth session starts once one has ended, so one is measured
         late.send_signal(signal.SIGTERM)
         out, err = late.communicate(timeout=120)
     assert late.returncode == 3 and "Traceback" not in err, err
@@ -403,8 +417,7 @@ def test_load_stops_within_seconds_of_a_killed_driver(ray_cluster: tuple[str, st
                 break
         try:
             _wait_for_actors(2, before, proc)
-            time.sleep(3)
-            assert _started(url) > 0
+            _wait_started(url, 5, proc)  # the load runs (seconds after the actors appear on a busy machine)
             proc.kill()
             killed = time.monotonic()
             last, last_change = _started(url), killed
@@ -435,8 +448,7 @@ def test_a_lost_actor_is_said_everywhere_and_its_checkpoint_kept(ray_address: st
             # the first checkpoint is taken 10 s after the common start, which comes seconds after the
             # actors appear on a busy machine: counted from the first session the target saw instead,
             # 4 s for it to reach the driver (polled every second) and 6 s before the run ends
-            while _started(url) == 0 and proc.poll() is None:
-                time.sleep(0.1)
+            _wait_started(url, 1, proc)
             time.sleep(14)
             os.kill(min(mine), signal.SIGKILL)
             stdout, stderr = proc.communicate(timeout=120)
