@@ -100,7 +100,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     where xdist's controller decides, from node ids alone. Every other test is a unit of its own."""
     if config.getvalue("dist") != "loadgroup":
         return None
-    from xdist.scheduler import LoadGroupScheduling
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
     class SerialGroups(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
