@@ -441,15 +441,16 @@ def test_a_lost_actor_is_said_everywhere_and_its_checkpoint_kept(ray_address: st
     out = tmp_path / "lost.json"
     before = _actor_pids()
     with target_process("--canonical-ttfe-ms", "50", "--canonical-gap-ms", "20") as url:
-        continued = ("--duration", "20", "-c", "4", "--on-node-loss", "continue")
+        continued = ("--duration", "26", "-c", "4", "--on-node-loss", "continue")
         proc = _driver(ray_address, url, out, *continued, as_json=False)
         try:
             mine = _wait_for_actors(2, before, proc)
             # the first checkpoint is taken 10 s after the common start, which comes seconds after the
-            # actors appear on a busy machine: counted from the first session the target saw instead,
-            # 4 s for it to reach the driver (polled every second) and 6 s before the run ends
+            # actors appear on a busy machine: counted from the first session the target saw instead, then
+            # 8 s for it to reach the driver (beside CPU hogs 4 s were not always enough) and 8 s before
+            # the run ends
             _wait_started(url, 1, proc)
-            time.sleep(14)
+            time.sleep(18)
             os.kill(min(mine), signal.SIGKILL)
             stdout, stderr = proc.communicate(timeout=120)
         finally:
