@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -68,6 +71,53 @@ def in_process(capfd: pytest.CaptureFixture[str], *args: str) -> Ran:
     return Ran(code, out, err)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps its example database and constants cache (written while collecting) in
+    ``.hypothesis/`` under the working directory, the repository, unless told otherwise: here, a
+    temporary folder of this test process's own (each xdist worker has one), removed at the end."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    folder = tempfile.mkdtemp(prefix="sseprobe-tests-hypothesis-")
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    set_hypothesis_home_dir(folder)
+
+
+# Tests that one xdist worker runs one after another (node id prefixes): "ray" shares one Ray cluster
+# (``ray_cluster`` below: 8-25 s and two CPUs' worth of processes to start); "cpu" are the tests that
+# start CPU hogs or measure what this machine's CPU allows (calibrate, verdicts that need an unsaturated
+# generator to decide): run beside each other, each would starve the others. A test renamed out of its
+# prefix still runs and passes, beside the others.
+SERIAL_GROUPS = {
+    "ray": ("tests/test_cluster.py::", "tests/test_live_metrics.py::test_cluster_driver_serves_one_merged_endpoint"),
+    "cpu": (
+        "tests/test_generator_bound.py::test_a_a_beside_three_cpu_hogs",
+        "tests/test_generator_bound.py::test_20_percent_beside_three_cpu_hogs",
+        "tests/test_generator.py::test_cpu_hogs_beside_a_run",
+        "tests/test_calibrate.py::test_calibrate_end_to_end",
+        "tests/test_until_decided.py::test_a_a_is_decided_green",
+        "tests/test_until_decided.py::test_20_percent_regression_is_decided_red",
+        "tests/test_compare_cli.py::test_injected_ttfe_regression",
+    ),
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (pyproject's addopts) with SERIAL_GROUPS. xdist's own way, the ``xdist_group``
+    mark, renames node ids, which pytest 9.2 no longer lets it do (xdist 3.8): the groups are named here,
+    where xdist's controller decides, from node ids alone. Every other test is a unit of its own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+
+    class SerialGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            group = next((name for name, tests in SERIAL_GROUPS.items() if nodeid.startswith(tests)), None)
+            return group or super()._split_scope(nodeid)
+
+    return SerialGroups(config, log)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_real_calibration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Runs look for a stored calibration before starting: never the real home's, in any test."""
@@ -82,7 +132,8 @@ def _no_real_calibration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
             os.environ[key] = value
 
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "results"
 
 
 def _listing(folder: Path) -> set[str]:
@@ -94,17 +145,23 @@ def _listing(folder: Path) -> set[str]:
 
 @pytest.fixture(autouse=True)
 def _writes_only_under_tmp_path(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tests write only under their own tmp_path: a test that leaves a file in the repository's
-    results/ folder (a command run without --out writes its default results/<command>-<time>.json)
-    fails, by name, and the file is removed."""
-    folders = {RESULTS, Path.cwd() / "results"}
+    """Tests write only under their own tmp_path: a test that leaves a file in the repository (its top
+    folder or results/, where a command run without --out writes its default results/<command>-<time>.json)
+    or in the working directory fails, by name, and the file is removed (a folder is named only). Under
+    xdist the other workers' tests run meanwhile: one of them may be the writer (``-n 0`` names it alone)."""
+    folders = {REPO, RESULTS, Path.cwd(), Path.cwd() / "results"}
     before = {f: _listing(f) for f in folders}
     yield
-    left = sorted(str(f / name) for f in folders for name in _listing(f) - before[f])
+    # the repository's top folder: not its hidden entries, the caches of tools run beside the suite
+    left = sorted(str(f / n) for f in folders for n in _listing(f) - before[f] if f != REPO or not n.startswith("."))
     for name in left:
-        Path(name).unlink(missing_ok=True)
+        if not Path(name).is_dir():
+            Path(name).unlink(missing_ok=True)
     if left:
-        pytest.fail(f"{request.node.nodeid} left files outside its tmp_path: {', '.join(left)}", pytrace=False)
+        also = (
+            " (or a test of another xdist worker, running meanwhile)" if os.environ.get("PYTEST_XDIST_WORKER") else ""
+        )
+        pytest.fail(f"{request.node.nodeid}{also} left files outside its tmp_path: {', '.join(left)}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +202,32 @@ AB_KNOBS = (
     "--canonical-events",
     "2",
 )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[tuple[str, str]]:
+    """Two Ray nodes (one CPU each) on this machine, no dashboard, a Ray Client server on the head, for
+    the whole session (of this xdist worker: the tests that use it are in xdist_group "ray", so one
+    worker starts it): (GCS address, ray:// address)."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
+    from ray.cluster_utils import Cluster
+
+    with socket.socket() as s:  # a free port for the client server (Ray takes no port 0 for it)
+        s.bind(("127.0.0.1", 0))
+        client_port = s.getsockname()[1]
+    small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+    head = {**small, "include_dashboard": False, "ray_client_server_port": client_port}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        cluster.add_node(**small)  # type: ignore[arg-type]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+        yield cluster.address, f"ray://127.0.0.1:{client_port}"
+    finally:
+        ray.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_cluster: tuple[str, str]) -> str:
+    return ray_cluster[0]

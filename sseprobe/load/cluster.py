@@ -112,6 +112,7 @@ class _Share:
     result: SharePayload | None = None
     checkpoint: CheckpointDoc | None = None
     checkpoint_seq: int = 0
+    polling: Any = None  # the poll asked and not answered yet (a Ray ObjectRef): waited for again, never asked anew
     progress: Progress | None = None
     skew_ms: float | None = None  # how late it reached the common start (ran or refused)
     lost: str | None = None  # why its share did not finish
@@ -262,12 +263,18 @@ def _stop_rest(follow: _Follow, reason: str) -> None:
 
 
 def _poll(ray: Any, follow: _Follow, timeout: float) -> list[_Share]:
-    """Ask every live share for its progress and any new checkpoint; returns those that answered."""
-    refs = {s.actor.poll.remote(s.checkpoint_seq): s for s in follow.shares if s.live}
+    """Ask every live share for its progress and any new checkpoint; returns those that answered. A poll
+    not answered within ``timeout`` stays asked: on a busy machine an answer (a checkpoint is encoded in
+    it) may take longer than one interval, and asking anew each interval would never receive one."""
+    for s in follow.shares:
+        if s.live and s.polling is None:
+            s.polling = s.actor.poll.remote(s.checkpoint_seq)
+    refs = {s.polling: s for s in follow.shares if s.live}
     ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
     answered = []
     for ref in ready:
         share = refs[ref]
+        share.polling = None
         try:
             answer: Polled = ray.get(ref)
         except Exception:  # noqa: BLE001 - the run call reports the death; a poll adds nothing
