@@ -29,6 +29,7 @@ from sseprobe.report.live_metrics import (
     merge_snapshots,
 )
 from sseprobe.verdict.stats import CohortStats, new_histogram
+from testsupport.ports import unclaimed_port
 
 from .conftest import in_process, sseprobe, target_process
 
@@ -36,12 +37,6 @@ from .conftest import in_process, sseprobe, target_process
 def target_stats(url: str) -> dict[str, object]:
     with urllib.request.urlopen(f"{url}/_target/stats", timeout=10) as r:
         return dict(json.loads(r.read()))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def parse(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -102,7 +97,7 @@ def flaky_target() -> Iterator[str]:
 def test_compare_serves_live_metrics_that_end_equal_to_the_document(
     flaky_target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    port = free_port()
+    port = unclaimed_port()
     doc_path = tmp_path / "doc.json"
     secret_url = flaky_target.replace("http://", "http://probe:s3cr3t-token@")
     with scraping(port) as bodies:
@@ -190,7 +185,7 @@ def test_bad_metrics_options_are_one_line(
 
 def test_workers_serve_one_merged_endpoint(flaky_target: str, tmp_path: Path) -> None:
     """Two forked workers, one endpoint in the parent: its final counts are the merged document's."""
-    port = free_port()
+    port = unclaimed_port()
     doc_path = tmp_path / "doc.json"
     with scraping(port) as bodies:
         proc = sseprobe(
@@ -267,7 +262,7 @@ def test_cluster_driver_serves_one_merged_endpoint(
     ray_address: str, flaky_target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Two Ray actors, one endpoint on the driver: the actors' snapshots travel in the progress it polls."""
-    port = free_port()
+    port = unclaimed_port()
     doc_path = tmp_path / "doc.json"
     with scraping(port) as bodies:
         code, _, err = in_process(
@@ -307,7 +302,7 @@ def _monitor_config(tmp_path: Path, url: str, extra: str = "") -> Path:
 
 
 def test_monitor_serves_its_probe(target: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    port = free_port()
+    port = unclaimed_port()
     cfg = _monitor_config(tmp_path, target, "metrics_linger_s = 1\n")
     with scraping(port) as bodies:
         code, _, err = in_process(capfd, "monitor", "--config", str(cfg), "--metrics-port", str(port))

@@ -22,8 +22,10 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from .ports import unclaimed_port
 
 AGENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "adk_agents")
 APP = "scripted"  # the agent package in AGENTS_DIR
@@ -54,14 +56,6 @@ def die_with_parent() -> None:
     Only a C call here: nothing that takes a lock or starts a process in the forked child."""
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGTERM)  # type: ignore[operator]  # 1: PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    # adk api_server cannot listen on port 0 and say which port it got: take one the kernel
-    # has just handed out (the tiny window before the server binds it is accepted)
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], within: float) -> None:
@@ -96,7 +90,7 @@ def adk_api_server(local_storage: bool = False, startup_s: float = 90.0) -> Iter
         else:
             agents = AGENTS_DIR
             storage = ["--session_service_uri", "memory://", "--artifact_service_uri", "memory://"]
-        port = _free_port()
+        port = unclaimed_port()
         args = ["api_server", "--host", "127.0.0.1", "--port", str(port), *storage, "--log_level", "warning", agents]
         proc = subprocess.Popen(
             [*cmd, *args],

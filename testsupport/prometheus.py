@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .adk_server import die_with_parent, stop
+from .ports import unclaimed_port
 
 __all__ = ["PROMETHEUS", "prometheus_server", "skip_reason"]
 
@@ -30,12 +30,6 @@ def skip_reason() -> str | None:
     if PROMETHEUS is None and "CI" not in os.environ:
         return "the prometheus binary is not installed (apt-get install prometheus); CI installs it and runs this"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ready(base: str) -> bool:
@@ -51,7 +45,7 @@ def prometheus_server(folder: Path, job: str) -> Iterator[tuple[str, int]]:
     """Prometheus scraping ``job`` every second; yields (its base URL, the port the run under test must
     serve its metrics on). Ready (``/-/ready``) within 60 s, or an assertion shows the end of its log."""
     assert PROMETHEUS is not None, "CI must install prometheus (.ci/run)"
-    metrics_port, web_port = _free_port(), _free_port()
+    metrics_port, web_port = unclaimed_port(), unclaimed_port()
     config = folder / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n"
