@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,6 +164,33 @@ def _writes_only_under_tmp_path(request: pytest.FixtureRequest) -> Iterator[None
             " (or a test of another xdist worker, running meanwhile)" if os.environ.get("PYTEST_XDIST_WORKER") else ""
         )
         pytest.fail(f"{request.node.nodeid}{also} left files outside its tmp_path: {', '.join(left)}", pytrace=False)
+
+
+def _signal_state() -> tuple[object, ...]:
+    """What a process started now inherits of this one's signals: the dispositions of the stop signals
+    (an ignored SIGINT stays ignored in a child) and the main thread's blocked set."""
+    return (
+        *(signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)),
+        signal.pthread_sigmask(signal.SIG_BLOCK, []),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _leaves_signals_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test (and the library calls it makes in this process) leaves the signal handlers and the blocked
+    set as it found them: a library call never changes the whole process, and a later test's child would
+    inherit the change (a SIGINT it could not hear). Only the main thread's view is checked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = _signal_state()
+    yield
+    after = _signal_state()
+    if after != before:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before[2])  # type: ignore[arg-type]
+        for sig, handler in zip((signal.SIGINT, signal.SIGTERM), before[:2], strict=True):
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        pytest.fail(f"{request.node.nodeid} changed this process's signals: {before} -> {after}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
