@@ -246,15 +246,26 @@ def ray_cluster() -> Iterator[tuple[str, str]]:
         client_port = s.getsockname()[1]
     small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
     head = {**small, "include_dashboard": False, "ray_client_server_port": client_port}
+    # starting Ray leaves SIGINT ignored and its own SIGTERM handler in this process, and every process a
+    # later test starts here would inherit the ignored SIGINT (a Ctrl-C it could not hear): put back
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         cluster.add_node(**small)  # type: ignore[arg-type]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+        _put_back(handlers)
         yield cluster.address, f"ray://127.0.0.1:{client_port}"
     finally:
         ray.shutdown()
         cluster.shutdown()  # type: ignore[no-untyped-call]
+        _put_back(handlers)
+
+
+def _put_back(handlers: dict[signal.Signals, Any]) -> None:
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")
