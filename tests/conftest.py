@@ -21,6 +21,12 @@ from testsupport.adk_server import die_with_parent
 
 CLI = [sys.executable, "-m", "sseprobe.cli"]
 
+# A suite started in the background by a non-interactive shell (`python -m pytest &`, nohup) inherits SIGINT
+# ignored, and so would every process a test starts here: the tests that interrupt a child with SIGINT need
+# it heard, as from a terminal. Seen: a run sent SIGINT 0.5 s after start ran its 30 s and exited 0.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @contextmanager
 def target_process(*knobs: str) -> Iterator[str]:
