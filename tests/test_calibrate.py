@@ -15,14 +15,12 @@ import pytest
 
 from sseprobe.load.calibrate import (
     CALIBRATION_ENV,
-    RESOLUTION,
     SCHEMA,
     Calibration,
     Search,
     StepFigures,
     _document,
     calibration_path,
-    highest_pass,
     judge_step,
     load_calibration,
     machine_identity,
@@ -34,6 +32,7 @@ from sseprobe.load.calibrate import (
 from sseprobe.load.calibration import FloorsDoc, StoredCalibration
 from sseprobe.load.engine import Load
 from sseprobe.load.pacer import Phase, Schedule
+from sseprobe.load.search import RESOLUTION, highest_pass
 
 from .conftest import CLI, in_process, sseprobe
 

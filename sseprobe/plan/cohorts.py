@@ -12,9 +12,9 @@ from .._errors import UsageProblem
 from .._redact import redact_url
 from ..load.engine import CohortSpec
 from ..load.pacer import Phase
-from ..verdict.schema import JSONObject
+from ..verdict.schema import JSONObject, TlsConfigDoc
 from .options import Options
-from .resolve import TlsConfigDoc, flow_from, public_headers, read_small_text, tls_config
+from .resolve import flow_from, public_headers, read_small_text, tls_config
 from .scenario import Scenario
 
 __all__ = ["compare_cohorts", "run_cohort", "scenario_cohort", "scaled", "parse_split", "flow_config"]

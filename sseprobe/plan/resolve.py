@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict, TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .._config import FlowName, FlowOptions, Limits, Timeouts, TLSOptions
@@ -30,7 +30,7 @@ from ..load.pacer import Phase, Schedule
 from ..load.runner import RunOptions, default_workers, useful_workers
 from ..report.document import ResultsError, check_output, default_out_path
 from ..verdict.policy import DEFAULT_POLICY, Policy, PolicyError, load_policy
-from ..verdict.schema import JSONObject
+from ..verdict.schema import JSONObject, LoadConfigDoc, TlsConfigDoc
 from ..verdict.sequential import UntilDecided
 from ..wire.http import tls_context
 from .options import Options, options_from
@@ -178,45 +178,6 @@ def build_tls(
     if tls.insecure and (url is None or url.lower().startswith("https://")):
         _say(notes, "WARNING: --insecure: https certificates and host names are NOT verified")
     return tls
-
-
-class TlsConfigDoc(TypedDict):
-    """``config.cohorts.NAME.tls``: how an https cohort trusted its target (no paths, no keys)."""
-
-    verified: bool
-    trust: str
-    client_certificate: bool
-    resume: bool
-    warning: NotRequired[str]
-
-
-class PhaseConfigDoc(TypedDict):
-    name: str
-    duration_s: float
-    rate: list[float]  # [start, end] sessions/s
-
-
-class TimeoutsConfigDoc(TypedDict):
-    connect: float
-    idle: float
-    session: float
-
-
-class LoadConfigDoc(TypedDict):
-    """``config.load``: the load a run was given (no secrets live here)."""
-
-    sessions: int | None
-    duration: float | None
-    concurrency: int
-    think: float
-    grace: float
-    workers: int | None  # processes that ran (None on a cluster: see the generator block)
-    cluster: str | None  # redacted
-    scenario: str | None
-    model: Literal["open", "closed"]
-    phases: list[PhaseConfigDoc]
-    poisson: bool
-    timeouts: TimeoutsConfigDoc
 
 
 def tls_config(opts: FlowOptions) -> TlsConfigDoc | None:

@@ -35,10 +35,12 @@ __all__ = [
     "LagOnlyDoc",
     "LatencySummaries",
     "LatencySummary",
+    "LoadConfigDoc",
     "LogSourceDoc",
     "MetricDoc",
     "MonitorDoc",
     "NodeDoc",
+    "PhaseConfigDoc",
     "PartDoc",
     "PrometheusSourceDoc",
     "RangeDoc",
@@ -52,6 +54,8 @@ __all__ = [
     "StepDoc",
     "SummaryKey",
     "TimeToDecideDoc",
+    "TimeoutsConfigDoc",
+    "TlsConfigDoc",
     "TriggerDoc",
     "VerdictDoc",
     "WindowDoc",
@@ -383,6 +387,45 @@ class MonitorDoc(TypedDict):
     exit_code: int
     parts: list[PartDoc]
     config: dict[str, str | float | bool | list[str]]
+
+
+class TlsConfigDoc(TypedDict):
+    """``config.cohorts.NAME.tls``: how an https cohort trusted its target (no paths, no keys)."""
+
+    verified: bool
+    trust: str
+    client_certificate: bool
+    resume: bool
+    warning: NotRequired[str]
+
+
+class PhaseConfigDoc(TypedDict):
+    name: str
+    duration_s: float
+    rate: list[float]  # [start, end] sessions/s
+
+
+class TimeoutsConfigDoc(TypedDict):
+    connect: float
+    idle: float
+    session: float
+
+
+class LoadConfigDoc(TypedDict):
+    """``config.load``: the load a run was given (no secrets live here)."""
+
+    sessions: int | None
+    duration: float | None
+    concurrency: int
+    think: float
+    grace: float
+    workers: int | None  # processes that ran (None on a cluster: see the generator block)
+    cluster: str | None  # redacted
+    scenario: str | None
+    model: Literal["open", "closed"]
+    phases: list[PhaseConfigDoc]
+    poisson: bool
+    timeouts: TimeoutsConfigDoc
 
 
 class ResultsParts(TypedDict, total=False):
