@@ -301,7 +301,7 @@ def test_time_to_decide_at_each_rollout_step() -> None:
 
 def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
     """The monitor's keys go through plan_from like the flags: one probe, batches of 20 up to 40."""
-    from sseprobe.ops.monitor import load_monitor_config, probe
+    from sseprobe.ops.monitor import load_monitor_config, measure, monitor_plan
 
     with target_process("--canonical-ttfe-ms", "40", "--legacy-ttfe-ms", "40") as url:
         cfg_path = tmp_path / "monitor.toml"
@@ -311,7 +311,7 @@ def test_monitor_config_reaches_the_sequential_mode(tmp_path: Path) -> None:
         )
         cfg = load_monitor_config(cfg_path)
         assert (cfg.until_decided, cfg.look_every, cfg.max_sessions, cfg.max_duration_s) == (True, 20, 40, 120.0)
-        result = probe(cfg, tmp_path / "pass.json", None, None)
+        result = measure(monitor_plan(cfg, tmp_path / "pass.json"))
     assert result.doc is not None, result.error
     seq = _sequential(result.doc)
     assert seq["looks"] == 2 and seq["sessions"] == {"canonical": 40, "legacy": 40} and seq["stopped"] == "max_sessions"

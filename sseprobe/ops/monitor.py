@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -56,7 +56,6 @@ __all__ = [
     "monitor_plan",
     "monitor_title",
     "pass_lock",
-    "probe",
     "run_pass",
     "save_baseline",
     "TARGETS",
@@ -126,12 +125,6 @@ class Probe:
     doc: ResultsDocument | None
     error: str = ""
     reachable: bool = True
-
-
-def probe(cfg: MonitorConfig, out: Path, scenario: Scenario | None = None, policy: Path | None = None) -> Probe:
-    """The pass's comparison alone, for ``cfg`` (``policy``, if given, over the config's): no check, no
-    judging, nothing recorded."""
-    return measure(monitor_plan(replace(cfg, policy=policy or cfg.policy), out, scenario))
 
 
 def measure(plan: RunPlan) -> Probe:
