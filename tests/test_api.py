@@ -98,10 +98,17 @@ def test_demo_calls_the_library_and_leaves_no_process(tmp_path: Path, capfd: pyt
     assert code == {"GREEN": 0, "YELLOW": 1, "RED": 2, "INCONCLUSIVE": 3}[doc["verdict"]["overall"]]
     assert "built-in target on http://127.0.0.1:" in err and f"results: {out}" in stdout
     assert not multiprocessing.active_children()  # the target process was stopped and reaped
-    if os.geteuid() == 0:  # permitted to raise it: the demo ran ahead of other work, and says so
+    if _may_raise_priority():  # the demo ran ahead of other work, and says so
         assert demo["nice"] == -10
     else:
         assert demo["nice"] == priority_before[0]
+
+
+def _may_raise_priority() -> bool:
+    """CAP_SYS_NICE (bit 23) in this process's effective set: root in a container may lack it."""
+    status = Path("/proc/self/status").read_text()
+    caps = next((line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), "0")
+    return bool(int(caps, 16) >> 23 & 1)
 
 
 def _autogroup() -> str | None:
